@@ -1,0 +1,75 @@
+// The CPU driver's kernels: the operations the forward pass is made of. Each picks its SIMD
+// target once per process (Highway dynamic dispatch: SSE4, AVX2, AVX-512 ...), never per call
+// inside a loop. Every SIMD kernel has a scalar twin in scalar_ops.h used as the test oracle.
+//
+// Layout conventions (row-major throughout):
+//   a weight matrix W has `rows` output features and `cols` input features; row r is stored
+//   contiguously as RowBytes(type, cols) bytes. This is GGUF's layout: a tensor with dims
+//   [ne0 = cols, ne1 = rows].
+//   activations are float32, [num_tokens, features].
+//
+// Thread safety: kernels are pure functions of their arguments; those taking a ThreadPool
+// use it for the duration of the call (see ThreadPool's own rule).
+#ifndef LLMASOS_DRIVERS_CPU_OPS_H_
+#define LLMASOS_DRIVERS_CPU_OPS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "drivers/cpu/tensor_type.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::cpu {
+
+// A read-only view of a weight matrix as stored in the model file (not owned).
+struct MatView {
+  TensorType type;
+  const void* data;  // rows * row_bytes bytes
+  size_t rows;
+  size_t cols;
+  size_t row_bytes;  // RowBytes(type, cols)
+};
+
+// out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
+//   x:   [num_tokens, W.cols]
+//   out: [num_tokens, W.rows]; must not alias x.
+// Quantized weights are multiplied against x quantized to 8 bits per block of 32 (as
+// llama.cpp does), so results match a float reference within quantization error.
+void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool);
+
+// out[i] = dequantized row `row_idx` of W (W.cols floats). Used for embedding look-up.
+void DequantizeRow(const MatView& w, size_t row_idx, float* out);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], i < n. out may alias x.
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out);
+
+// x[i] = exp(x[i] - max) / sum, in place, i < n.
+void Softmax(float* x, size_t n);
+
+// out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias gate or up.
+void SwiGlu(const float* gate, const float* up, size_t n, float* out);
+
+// y[i] += x[i].
+void AddInPlace(const float* x, size_t n, float* y);
+
+// Returns sum_i a[i] * b[i].
+float Dot(const float* a, const float* b, size_t n);
+
+// y[i] += a * x[i].
+void Axpy(float a, const float* x, size_t n, float* y);
+
+// Converts n floats to fp16 / from fp16 (used by F16 KV caches).
+void F32ToF16Row(const float* x, size_t n, uint16_t* out);
+void F16ToF32Row(const uint16_t* x, size_t n, float* out);
+
+// Quantizes n floats (n % 32 == 0) into `type`'s blocks, rounding as llama.cpp's reference
+// quantizers do. Used by the GGUF writer and the quantize tool; not a hot path.
+// REQUIRES: type is F32, F16, BF16, Q4_0, Q4_1 or Q8_0.
+void QuantizeRow(TensorType type, const float* x, size_t n, void* out);
+
+// Name of the SIMD target the dispatcher chose on this machine, e.g. "AVX3", "AVX2".
+const char* ChosenTarget();
+
+}  // namespace llmasos::cpu
+
+#endif  // LLMASOS_DRIVERS_CPU_OPS_H_

@@ -1,0 +1,56 @@
+// Chat templates: turns a conversation into the prompt text the model was trained on.
+// The model's own Jinja template (tokenizer.chat_template) is recognised by its markers and
+// rendered by a native renderer for that family; a template it cannot render gives
+// kUnimplemented naming what it did not recognise, never a wrong prompt.
+//
+// Thread safety: immutable after creation.
+#ifndef LLMASOS_MODEL_CHAT_CHAT_TEMPLATE_H_
+#define LLMASOS_MODEL_CHAT_CHAT_TEMPLATE_H_
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/status.h"
+
+namespace llmasos::chat {
+
+struct Message {
+  std::string role;  // "system", "user", "assistant" (others passed through where allowed)
+  std::string content;
+};
+
+enum class TemplateFamily {
+  kChatMl,  // <|im_start|>role\ncontent<|im_end|>\n  (SmolLM2, Qwen2, ...)
+  kLlama3,  // <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+  kLlama2,  // [INST] ... [/INST]
+  kZephyr,  // <|user|>\n...</s>
+  kGemma,   // <start_of_turn>user\n...<end_of_turn>
+};
+
+class ChatTemplate {
+ public:
+  // Recognises the family from a Jinja template's text, including a default system prompt
+  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text.
+  static StatusOr<ChatTemplate> FromJinja(std::string_view jinja, std::string_view bos_text);
+  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma".
+  static StatusOr<ChatTemplate> FromName(std::string_view name);
+
+  TemplateFamily family() const { return family_; }
+  std::string_view name() const;
+  // Renders the conversation; with add_generation_prompt the text ends where the assistant's
+  // reply begins. InvalidArgument for an empty conversation or a role the family cannot hold.
+  StatusOr<std::string> Render(std::span<const Message> messages, bool add_generation_prompt) const;
+  // Strings that end an assistant turn in this family ("<|im_end|>", "<|eot_id|>", ...).
+  std::vector<std::string> EndOfTurnStrings() const;
+
+ private:
+  TemplateFamily family_ = TemplateFamily::kChatMl;
+  std::string default_system_;  // inserted when the first message is not a system message
+  std::string bos_text_;
+};
+
+}  // namespace llmasos::chat
+
+#endif  // LLMASOS_MODEL_CHAT_CHAT_TEMPLATE_H_
