@@ -1,0 +1,91 @@
+// A Context runs a Model over one token sequence: it owns the KV cache of that sequence and the
+// scratch buffers of the forward pass. The kernel (issue "The kernel") replaces the contiguous
+// cache here with paged KV memory shared by many processes; this single-sequence path is what
+// the shell's run/chat/perplexity/bench and the correctness oracles use.
+//
+// Forward pass, per layer, as in the paper:
+//   RmsNorm -> Q,K,V projections (+bias) -> RoPE -> causal GQA attention -> output projection
+//   -> residual -> RmsNorm -> SwiGLU MLP -> residual;  then RmsNorm -> output projection.
+//
+// Thread safety: a Context is used by one thread at a time. The Model may be shared.
+#ifndef LLMASOS_MODEL_ARCH_LLAMA_CONTEXT_H_
+#define LLMASOS_MODEL_ARCH_LLAMA_CONTEXT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "model/arch/llama_model.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::arch {
+
+using TokenId = int32_t;
+
+struct ContextOptions {
+  size_t max_tokens = 4096;   // KV capacity; clamped to the model's trained context
+  size_t max_batch_tokens = 512;  // tokens per forward pass; longer inputs run in chunks
+};
+
+class Context {
+ public:
+  // REQUIRES: model and pool outlive the Context.
+  static StatusOr<std::unique_ptr<Context>> Create(const Model& model, ThreadPool& pool,
+                                                   const ContextOptions& options);
+
+  // Appends `tokens` at positions num_tokens() ... and runs them through the model.
+  // logits_out, if not null, receives [tokens.size(), vocab] logits when all_logits, else
+  // [vocab] logits of the last token. OutOfRange if the cache would overflow or an id is
+  // outside the vocabulary; nothing is appended then.
+  Status Forward(std::span<const TokenId> tokens, bool all_logits, float* logits_out);
+
+  // Forgets positions >= num_tokens (to rewind a chat or reuse a common prefix).
+  void Truncate(size_t num_tokens);
+
+  size_t num_tokens() const { return num_tokens_; }
+  size_t max_tokens() const { return max_tokens_; }
+  const Model& model() const { return model_; }
+  // Bytes held by the KV cache at full capacity.
+  size_t kv_cache_bytes() const;
+
+ private:
+  Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens);
+
+  // Runs one chunk of at most max_batch_tokens_ tokens. logits_out as in Forward, for this
+  // chunk (all rows, or the last row only).
+  void ForwardChunk(std::span<const TokenId> tokens, bool all_logits, float* logits_out);
+  void Attention(size_t layer_idx, size_t num_new);
+
+  const Model& model_;
+  ThreadPool& pool_;
+  const size_t max_tokens_;
+  const size_t max_batch_tokens_;
+  size_t num_tokens_ = 0;
+
+  // KV cache, float32: [num_layers, max_tokens, kv_dim] each. Allocated without touching the
+  // pages, so memory becomes resident only as the sequence grows.
+  std::unique_ptr<float[]> k_cache_;
+  std::unique_ptr<float[]> v_cache_;
+
+  // Scratch for one chunk of n <= max_batch_tokens tokens.
+  std::vector<float> x_;       // [n, embd] residual stream
+  std::vector<float> xn_;      // [n, embd] normalised
+  std::vector<float> q_;       // [n, q_dim]
+  std::vector<float> k_;       // [n, kv_dim]
+  std::vector<float> v_;       // [n, kv_dim]
+  std::vector<float> att_;     // [n, q_dim] attention output
+  std::vector<float> proj_;    // [n, embd]
+  std::vector<float> gate_;    // [n, ffn]
+  std::vector<float> up_;      // [n, ffn]
+  std::vector<float> rope_cos_;  // [n, rope_dims / 2]
+  std::vector<float> rope_sin_;  // [n, rope_dims / 2]
+  std::vector<float> scores_;  // [num_threads, max_tokens] attention scores per thread
+  std::vector<float> inv_freq_;  // [rope_dims / 2]: theta^(-2i / rope_dims)
+};
+
+}  // namespace llmasos::arch
+
+#endif  // LLMASOS_MODEL_ARCH_LLAMA_CONTEXT_H_

@@ -1,0 +1,108 @@
+// llmasos inspect (metadata and tensor table of a GGUF file) and llmasos eval (the raw
+// forward pass on given token ids, for the correctness oracles in tests/).
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/gguf/gguf_describe.h"
+#include "shell/commands.h"
+
+namespace llmasos::shell {
+namespace {
+
+struct InspectFlags {
+  std::string path;
+  bool all_tensors = false;
+};
+
+int InspectMain(const InspectFlags& f) {
+  auto file = gguf::GgufFile::Open(f.path);
+  if (!file.ok()) return ReportError(file.status());
+  std::string text = gguf::DescribeGguf(**file, f.all_tensors);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return 0;
+}
+
+struct EvalFlags {
+  LoadOptions load;
+  std::string tokens;
+  std::string logits_out;
+  size_t greedy = 0;
+};
+
+StatusOr<std::vector<TokenId>> ParseTokenList(const std::string& text) {
+  std::vector<TokenId> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
+      return InvalidArgumentError("--tokens: '" + item + "' is not a token id");
+    }
+    ids.push_back(static_cast<TokenId>(v));
+  }
+  if (ids.empty()) return InvalidArgumentError("--tokens: no token ids given");
+  return ids;
+}
+
+int EvalMain(EvalFlags& f) {
+  auto ids = ParseTokenList(f.tokens);
+  if (!ids.ok()) return ReportError(ids.status());
+  f.load.context_tokens = ids->size() + f.greedy;
+  std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
+  if (!s) return 1;
+  const size_t vocab = s->model().config().vocab_size;
+  std::vector<float> logits(ids->size() * vocab);
+  Status st = s->context().Forward(*ids, /*all_logits=*/true, logits.data());
+  if (!st.ok()) return ReportError(st);
+  if (!f.logits_out.empty()) {
+    std::ofstream out(f.logits_out, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(logits.data()), logits.size() * sizeof(float));
+    if (!out) return ReportError(IoError("cannot write '" + f.logits_out + "'"));
+  }
+  std::vector<TokenId> greedy;
+  std::vector<float> last(logits.end() - vocab, logits.end());
+  for (size_t i = 0; i < f.greedy; ++i) {
+    TokenId best = 0;
+    for (size_t v = 1; v < vocab; ++v) {
+      if (last[v] > last[best]) best = static_cast<TokenId>(v);
+    }
+    greedy.push_back(best);
+    if (i + 1 == f.greedy) break;
+    st = s->context().Forward(std::span<const TokenId>(&best, 1), false, last.data());
+    if (!st.ok()) return ReportError(st);
+  }
+  nlohmann::json out = {{"vocab_size", vocab}, {"num_tokens", ids->size()}, {"greedy", greedy}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+void AddInspectCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<InspectFlags>();
+  CLI::App* cmd = app.add_subcommand("inspect", "print a GGUF file's metadata and tensor table");
+  cmd->add_option("file", flags->path, "the .gguf file")->required();
+  cmd->add_flag("--all-tensors", flags->all_tensors, "list every tensor, not only the first ones");
+  cmd->callback([flags, exit_code] { *exit_code = InspectMain(*flags); });
+}
+
+void AddEvalCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand("eval", "run the forward pass on token ids (for tests)");
+  AddLoadFlags(*cmd, &flags->load);
+  cmd->add_option("--tokens", flags->tokens, "comma-separated token ids")->required();
+  cmd->add_option("--logits-out", flags->logits_out, "write float32 logits [tokens, vocab] here");
+  cmd->add_option("--greedy", flags->greedy, "also continue greedily for N tokens")->check(CLI::Range(0, 1 << 16));
+  cmd->callback([flags, exit_code] { *exit_code = EvalMain(*flags); });
+}
+
+}  // namespace llmasos::shell

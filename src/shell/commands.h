@@ -1,0 +1,31 @@
+// The llmasos shell's subcommands. Each Add*Command registers a subcommand on the app whose
+// callback runs it and stores the process exit code in *exit_code.
+#ifndef LLMASOS_SHELL_COMMANDS_H_
+#define LLMASOS_SHELL_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+
+#include "shell/session.h"
+
+namespace llmasos::shell {
+
+void AddRunCommand(CLI::App& app, int* exit_code);
+void AddChatCommand(CLI::App& app, int* exit_code);
+void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddPerplexityCommand(CLI::App& app, int* exit_code);
+void AddInspectCommand(CLI::App& app, int* exit_code);
+void AddEvalCommand(CLI::App& app, int* exit_code);
+
+// Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
+void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
+// Sampling flags: --temp, --top-k, --top-p, --min-p, penalties, --seed, -n, --stop.
+void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options);
+
+// Loads a session, printing a clear error to stderr on failure (returns null then).
+std::unique_ptr<Session> LoadSessionOrReport(const LoadOptions& options);
+// Prints "llmasos: <status>" to stderr and returns the exit code for it.
+int ReportError(const Status& status);
+
+}  // namespace llmasos::shell
+
+#endif  // LLMASOS_SHELL_COMMANDS_H_

@@ -1,0 +1,61 @@
+#include <cstdio>
+
+#include "shell/commands.h"
+
+namespace llmasos::shell {
+
+void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
+  options->model_path = DefaultModelPath();
+  cmd.add_option("model", options->model_path,
+                 "path to a .gguf model file (default: the installed default model)");
+  cmd.add_option("-t,--threads", options->num_threads, "threads to use (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd.add_option("-c,--ctx-size", options->context_tokens,
+                 "context size in tokens (KV cache capacity; clamped to the model's)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd.add_option("-b,--batch-size", options->batch_tokens, "tokens per forward pass during prefill")
+      ->check(CLI::Range(1, 1 << 16));
+}
+
+void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options) {
+  sampling::SamplingParams& s = options->sampling;
+  cmd.add_option("--temp", s.temperature, "temperature; 0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd.add_option("--top-k", s.top_k, "keep the k most likely tokens; 0 disables")->check(CLI::Range(0, 1 << 24));
+  cmd.add_option("--top-p", s.top_p, "nucleus sampling threshold; 1 disables")->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--min-p", s.min_p, "drop tokens below min-p x the top probability; 0 disables")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--repeat-penalty", s.repeat_penalty, "penalty for repeated tokens; 1 disables")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd.add_option("--repeat-last-n", s.penalty_last_n, "tokens the penalties look back over")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd.add_option("--presence-penalty", s.presence_penalty, "subtracted once from seen tokens")
+      ->check(CLI::Range(-100.0, 100.0));
+  cmd.add_option("--frequency-penalty", s.frequency_penalty, "subtracted per occurrence")
+      ->check(CLI::Range(-100.0, 100.0));
+  cmd.add_option("-s,--seed", s.seed, "random seed (same seed, same output)");
+  cmd.add_option("-n,--max-tokens", options->max_tokens, "tokens to generate; -1 = until done")
+      ->check(CLI::Range(static_cast<int64_t>(-1), static_cast<int64_t>(1) << 30));
+  cmd.add_option("--stop", options->stop, "stop when this text is generated (repeatable)");
+}
+
+std::unique_ptr<Session> LoadSessionOrReport(const LoadOptions& options) {
+  auto session = Session::Load(options);
+  if (!session.ok()) {
+    ReportError(session.status());
+    return nullptr;
+  }
+  return std::move(session).value();
+}
+
+int ReportError(const Status& status) {
+  std::fprintf(stderr, "llmasos: %s\n", status.ToString().c_str());
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+}  // namespace llmasos::shell

@@ -1,0 +1,27 @@
+// Turns a conversation into prompt tokens so that only the chat template's own markers can
+// become special tokens: text a user typed ("<|im_start|>") is always encoded as plain text.
+#ifndef LLMASOS_SHELL_CONVERSATION_H_
+#define LLMASOS_SHELL_CONVERSATION_H_
+
+#include <span>
+#include <vector>
+
+#include "model/chat/chat_template.h"
+#include "model/tokenizer/tokenizer.h"
+#include "util/status.h"
+
+namespace llmasos::shell {
+
+// The chat template for a model: `name` if not empty, else the model's own template.
+StatusOr<chat::ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
+                                             const std::string& name);
+
+// Renders `messages` with `tmpl` and encodes the result: the template's text with special
+// tokens parsed, each message's content without.
+StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
+    const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate& tmpl,
+    std::span<const chat::Message> messages, bool add_generation_prompt);
+
+}  // namespace llmasos::shell
+
+#endif  // LLMASOS_SHELL_CONVERSATION_H_

@@ -1,0 +1,128 @@
+#include "shell/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+
+namespace llmasos::shell {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+std::string DefaultModelPath() {
+  std::string home;
+  if (const char* env = std::getenv("LLMASOS_HOME"); env != nullptr && *env != '\0') {
+    home = env;
+  } else if (const char* user_home = std::getenv("HOME"); user_home != nullptr) {
+    home = std::string(user_home) + "/.llmasos";
+  } else {
+    home = ".llmasos";
+  }
+  return home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
+  std::unique_ptr<Session> s(new Session());
+  ASSIGN_OR_RETURN(s->model_, arch::Model::Load(options.model_path));
+  auto vocab = tokenizer::VocabFromGguf(s->model_->file());
+  if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of '" + options.model_path + "'");
+  if (vocab->tokens.size() != s->model_->config().vocab_size) {
+    return DataLossError("tokenizer has " + std::to_string(vocab->tokens.size()) +
+                         " tokens but the embedding table has " +
+                         std::to_string(s->model_->config().vocab_size) + " rows");
+  }
+  ASSIGN_OR_RETURN(s->tokenizer_, tokenizer::Tokenizer::Create(std::move(vocab).value()));
+  size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
+  s->pool_ = std::make_unique<ThreadPool>(threads);
+  arch::ContextOptions copt;
+  copt.max_tokens = options.context_tokens;
+  copt.max_batch_tokens = options.batch_tokens;
+  ASSIGN_OR_RETURN(s->context_, arch::Context::Create(*s->model_, *s->pool_, copt));
+  return s;
+}
+
+StatusOr<size_t> Session::Prefill(const std::vector<TokenId>& prompt, std::vector<float>* logits) {
+  if (prompt.empty()) return InvalidArgumentError("the prompt is empty");
+  size_t common = 0;
+  while (common < cached_.size() && common < prompt.size() && cached_[common] == prompt[common]) {
+    ++common;
+  }
+  // At least the last prompt token is evaluated: its logits are needed.
+  common = std::min(common, prompt.size() - 1);
+  context_->Truncate(common);
+  cached_.resize(common);
+  logits->resize(model_->config().vocab_size);
+  std::span<const TokenId> rest(prompt.data() + common, prompt.size() - common);
+  RETURN_IF_ERROR(context_->Forward(rest, /*all_logits=*/false, logits->data()));
+  cached_.insert(cached_.end(), rest.begin(), rest.end());
+  return common;
+}
+
+Status Session::Append(TokenId token, std::vector<float>* logits) {
+  logits->resize(model_->config().vocab_size);
+  RETURN_IF_ERROR(context_->Forward(std::span<const TokenId>(&token, 1), false, logits->data()));
+  cached_.push_back(token);
+  return OkStatus();
+}
+
+StatusOr<GenerateResult> Generate(Session& session, const std::vector<TokenId>& prompt,
+                                  const GenerateOptions& options,
+                                  const std::function<bool(std::string_view)>& on_text) {
+  RETURN_IF_ERROR(sampling::ValidateSamplingParams(options.sampling));
+  GenerateResult result;
+  result.prompt_tokens = prompt.size();
+  std::vector<float> logits;
+  auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(result.reused_tokens, session.Prefill(prompt, &logits));
+  result.prompt_seconds = SecondsSince(start);
+
+  sampling::Sampler sampler(options.sampling);
+  for (TokenId t : prompt) sampler.Accept(t);
+  tokenizer::IncrementalDecoder decoder(session.tokenizer());
+  sampling::StopMatcher stops(options.stop);
+  const arch::Context& ctx = session.context();
+  bool keep_going = true;
+  auto emit = [&](const std::string& text) {
+    if (text.empty() || !keep_going) return;
+    result.text += text;
+    keep_going = on_text(text);
+  };
+
+  start = std::chrono::steady_clock::now();
+  for (;;) {
+    if (options.max_tokens >= 0 && static_cast<int64_t>(result.tokens.size()) >= options.max_tokens) {
+      result.finish_reason = "length";
+      break;
+    }
+    TokenId token = sampler.Sample(logits);
+    sampler.Accept(token);
+    if (session.tokenizer().IsEog(token)) {
+      result.finish_reason = "stop";
+      break;
+    }
+    result.tokens.push_back(token);
+    emit(stops.Push(decoder.Push(token)));
+    if (stops.stopped()) {
+      result.finish_reason = "stop";
+      break;
+    }
+    if (!keep_going) {
+      result.finish_reason = "cancelled";
+      break;
+    }
+    if (ctx.num_tokens() >= ctx.max_tokens()) {
+      result.finish_reason = "context";
+      break;
+    }
+    RETURN_IF_ERROR(session.Append(token, &logits));
+  }
+  if (!stops.stopped()) emit(stops.Push(decoder.Flush()) + stops.Flush());
+  result.generate_seconds = SecondsSince(start);
+  return result;
+}
+
+}  // namespace llmasos::shell
