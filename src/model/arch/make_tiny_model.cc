@@ -4,191 +4,21 @@
 //   make_tiny_model --arch llama|qwen2 --type f32|f16|bf16|q8_0|q4_0|q4_1 --out FILE
 //                   [--seed S] [--layers L] [--embd E] [--heads H] [--kv-heads K] [--ff F]
 //                   [--vocab V] [--context C] [--tied]
-#include <cmath>
 #include <cstdio>
-#include <random>
 #include <string>
-#include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "model/gguf/gguf_writer.h"
-
-namespace llmasos {
-namespace {
-
-struct Shape {
-  std::string arch = "llama";
-  std::string type = "q8_0";
-  std::string out;
-  uint64_t seed = 1;
-  uint32_t layers = 2, embd = 64, heads = 4, kv_heads = 2, ff = 128, vocab = 320, context = 256;
-  bool tied = false;
-};
-
-// GPT-2's byte-to-unicode table: printable Latin-1 bytes map to themselves, the rest to
-// U+0100 upwards in byte order, so every byte has a visible, unambiguous character.
-std::vector<std::string> ByteLevelAlphabet() {
-  std::vector<std::string> out(256);
-  auto utf8 = [](uint32_t cp) {
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-  };
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    out[b] = utf8(printable ? b : next++);
-  }
-  return out;
-}
-
-std::optional<cpu::TensorType> ParseType(const std::string& name) {
-  if (name == "f32") return cpu::TensorType::kF32;
-  if (name == "f16") return cpu::TensorType::kF16;
-  if (name == "bf16") return cpu::TensorType::kBF16;
-  if (name == "q8_0") return cpu::TensorType::kQ8_0;
-  if (name == "q4_0") return cpu::TensorType::kQ4_0;
-  if (name == "q4_1") return cpu::TensorType::kQ4_1;
-  return std::nullopt;
-}
-
-int Make(const Shape& s) {
-  auto type = ParseType(s.type);
-  if (!type) {
-    std::fprintf(stderr, "make_tiny_model: unknown --type '%s'\n", s.type.c_str());
-    return 2;
-  }
-  if (s.arch != "llama" && s.arch != "qwen2") {
-    std::fprintf(stderr, "make_tiny_model: unknown --arch '%s' (llama, qwen2)\n", s.arch.c_str());
-    return 2;
-  }
-  if (s.embd % s.heads != 0 || s.heads % s.kv_heads != 0 || (s.embd / s.heads) % 2 != 0) {
-    std::fprintf(stderr, "make_tiny_model: embd must split into an even head size and heads into kv heads\n");
-    return 2;
-  }
-  const uint32_t head_dim = s.embd / s.heads;
-  const uint32_t kv_dim = head_dim * s.kv_heads;
-  const bool quantized = *type == cpu::TensorType::kQ8_0 || *type == cpu::TensorType::kQ4_0 ||
-                         *type == cpu::TensorType::kQ4_1;
-  if (quantized && (s.embd % 32 != 0 || s.ff % 32 != 0)) {
-    std::fprintf(stderr, "make_tiny_model: quantized types need embd and ff multiples of 32\n");
-    return 2;
-  }
-
-  // Vocabulary: the 256 byte tokens, a few merges, the ChatML control tokens, then filler.
-  std::vector<std::string> alphabet = ByteLevelAlphabet();
-  std::vector<std::string> tokens = alphabet;
-  std::vector<int32_t> types(256, 1);
-  const std::string space = alphabet[' '];
-  std::vector<std::string> merges = {space + " t", "h e", space + "t he", "i n", space + " a"};
-  for (const std::string& m : merges) {
-    size_t sp = m.find(' ');
-    std::string joined = m.substr(0, sp) + m.substr(sp + 1);
-    tokens.push_back(joined);
-    types.push_back(1);
-  }
-  const int32_t first_special = static_cast<int32_t>(tokens.size());
-  for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
-    tokens.push_back(special);
-    types.push_back(3);
-  }
-  if (s.vocab < tokens.size()) {
-    std::fprintf(stderr, "make_tiny_model: --vocab must be at least %zu\n", tokens.size());
-    return 2;
-  }
-  for (size_t i = tokens.size(); i < s.vocab; ++i) {
-    tokens.push_back("<unused" + std::to_string(i) + ">");
-    types.push_back(5);
-  }
-
-  gguf::GgufWriter w;
-  const std::string a = s.arch;
-  w.SetString("general.architecture", a);
-  w.SetString("general.name", "tiny-" + a + "-" + s.type);
-  w.SetUint32(a + ".block_count", s.layers);
-  w.SetUint32(a + ".context_length", s.context);
-  w.SetUint32(a + ".embedding_length", s.embd);
-  w.SetUint32(a + ".feed_forward_length", s.ff);
-  w.SetUint32(a + ".attention.head_count", s.heads);
-  w.SetUint32(a + ".attention.head_count_kv", s.kv_heads);
-  w.SetFloat32(a + ".rope.freq_base", 10000.0f);
-  w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
-  w.SetUint32(a + ".rope.dimension_count", head_dim);
-  w.SetString("tokenizer.ggml.model", "gpt2");
-  w.SetString("tokenizer.ggml.pre", a == "qwen2" ? "qwen2" : "gpt2");
-  w.SetStringArray("tokenizer.ggml.tokens", tokens);
-  w.SetInt32Array("tokenizer.ggml.token_type", types);
-  w.SetStringArray("tokenizer.ggml.merges", merges);
-  w.SetUint32("tokenizer.ggml.bos_token_id", first_special + 1);
-  w.SetUint32("tokenizer.ggml.eos_token_id", first_special + 2);
-  w.SetBool("tokenizer.ggml.add_bos_token", false);
-  w.SetString("tokenizer.chat_template",
-              "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
-              "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-              "{{ '<|im_start|>assistant\n' }}{% endif %}");
-
-  std::mt19937_64 rng(s.seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto random = [&](size_t n, float scale, float offset) {
-    std::vector<float> v(n);
-    for (float& x : v) x = offset + scale * normal(rng);
-    return v;
-  };
-  Status st;
-  auto matrix = [&](const std::string& name, uint32_t rows, uint32_t cols) {
-    if (!st.ok()) return;
-    // 1/sqrt(cols) keeps activations O(1) through the layers.
-    std::vector<float> v = random(size_t{rows} * cols, 1.0f / std::sqrt(static_cast<float>(cols)), 0.0f);
-    st = w.AddTensorFromFloats(name, *type, {cols, rows}, v);
-  };
-  auto vector = [&](const std::string& name, uint32_t n, float scale, float offset) {
-    if (!st.ok()) return;
-    std::vector<float> v = random(n, scale, offset);
-    st = w.AddTensorFromFloats(name, cpu::TensorType::kF32, {n}, v);
-  };
-  matrix("token_embd.weight", s.vocab, s.embd);
-  vector("output_norm.weight", s.embd, 0.1f, 1.0f);
-  if (!s.tied) matrix("output.weight", s.vocab, s.embd);
-  for (uint32_t i = 0; i < s.layers; ++i) {
-    const std::string b = "blk." + std::to_string(i) + ".";
-    vector(b + "attn_norm.weight", s.embd, 0.1f, 1.0f);
-    matrix(b + "attn_q.weight", s.embd, s.embd);
-    matrix(b + "attn_k.weight", kv_dim, s.embd);
-    matrix(b + "attn_v.weight", kv_dim, s.embd);
-    if (a == "qwen2") {
-      vector(b + "attn_q.bias", s.embd, 0.1f, 0.0f);
-      vector(b + "attn_k.bias", kv_dim, 0.1f, 0.0f);
-      vector(b + "attn_v.bias", kv_dim, 0.1f, 0.0f);
-    }
-    matrix(b + "attn_output.weight", s.embd, s.embd);
-    vector(b + "ffn_norm.weight", s.embd, 0.1f, 1.0f);
-    matrix(b + "ffn_gate.weight", s.ff, s.embd);
-    matrix(b + "ffn_up.weight", s.ff, s.embd);
-    matrix(b + "ffn_down.weight", s.embd, s.ff);
-  }
-  if (st.ok()) st = w.WriteFile(s.out);
-  if (!st.ok()) {
-    std::fprintf(stderr, "make_tiny_model: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
-
-}  // namespace
-}  // namespace llmasos
+#include "model/arch/tiny_model.h"
+#include "util/mapped_file.h"
 
 int main(int argc, char** argv) {
-  llmasos::Shape s;
+  llmasos::arch::TinyModelSpec s;
+  std::string type = "q8_0", out;
   CLI::App app{"make a tiny random llama-family GGUF model for tests"};
   app.add_option("--arch", s.arch, "llama or qwen2");
-  app.add_option("--type", s.type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1");
-  app.add_option("--out", s.out, "output .gguf path")->required();
+  app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1");
+  app.add_option("--out", out, "output .gguf path")->required();
   app.add_option("--seed", s.seed, "random seed");
   app.add_option("--layers", s.layers)->check(CLI::Range(1, 64));
   app.add_option("--embd", s.embd)->check(CLI::Range(2, 4096));
@@ -199,5 +29,19 @@ int main(int argc, char** argv) {
   app.add_option("--context", s.context)->check(CLI::Range(1, 1 << 20));
   app.add_flag("--tied", s.tied, "share the output matrix with the token embeddings");
   CLI11_PARSE(app, argc, argv);
-  return llmasos::Make(s);
+  auto parsed = llmasos::arch::ParseWeightType(type);
+  llmasos::Status st = parsed.status();
+  if (st.ok()) {
+    s.type = *parsed;
+    auto bytes = llmasos::arch::MakeTinyModel(s);
+    st = bytes.status();
+    if (st.ok()) {
+      st = llmasos::WriteFileAtomically(out, std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()));
+    }
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "make_tiny_model: %s\n", st.ToString().c_str());
+    return 2;
+  }
+  return 0;
 }

@@ -1,0 +1,38 @@
+// Tiny llama-family models with random weights and a byte-level BPE vocabulary, written with
+// the project's GGUF writer: for tests that need a model of a given shape, architecture or
+// tensor type (and for the make_tiny_model tool).
+#ifndef LLMASOS_MODEL_ARCH_TINY_MODEL_H_
+#define LLMASOS_MODEL_ARCH_TINY_MODEL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "drivers/cpu/tensor_type.h"
+#include "util/status.h"
+
+namespace llmasos::arch {
+
+struct TinyModelSpec {
+  std::string arch = "llama";  // "llama" (normal RoPE) or "qwen2" (NeoX RoPE, QKV bias)
+  cpu::TensorType type = cpu::TensorType::kQ8_0;  // type of every 2-D weight
+  uint64_t seed = 1;
+  uint32_t layers = 2;
+  uint32_t embd = 64;
+  uint32_t heads = 4;
+  uint32_t kv_heads = 2;
+  uint32_t ff = 128;
+  uint32_t vocab = 320;  // at least 264: 256 bytes, 5 merges, 3 control tokens
+  uint32_t context = 256;
+  bool tied = false;  // output shares token_embd
+};
+
+// Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
+StatusOr<cpu::TensorType> ParseWeightType(const std::string& name);
+
+// The GGUF file bytes. InvalidArgument names the inconsistent field.
+StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& spec);
+
+}  // namespace llmasos::arch
+
+#endif  // LLMASOS_MODEL_ARCH_TINY_MODEL_H_
