@@ -169,3 +169,41 @@ def test_gguf_vocab_metadata(hf):
                                           hf.token_to_id("<|endoftext|>")])
     assert info["has_chat_template"]
     assert info["add_bos"] is False and info["add_space_prefix"] is False
+
+
+# The published pre-tokenizer configurations, built from the `tokenizers` package's own
+# components: our PCRE2 pre-tokenizers must cut every corpus record into the same pieces.
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+               r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def reference_pre_tokenizer(name):
+    pt = tokenizers.pre_tokenizers
+    byte_level = pt.ByteLevel(add_prefix_space=False, use_regex=True)
+    if name == "gpt2":
+        return byte_level
+    if name == "smollm":
+        return pt.Sequence([pt.Digits(individual_digits=True), byte_level])
+    regex = LLAMA3_REGEX if name == "llama3" else QWEN2_REGEX
+    return pt.Split(tokenizers.Regex(regex), behavior="isolated")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "smollm", "llama3", "qwen2"])
+def test_pre_tokenizer_pieces_match_reference(name):
+    if not TOKENIZER_JSON.exists():
+        pytest.skip(f"reference tokenizer.json not found at {TOKENIZER_JSON}")
+    records = corpus_records()
+    answers = run_tool(TOKENIZER_JSON, [{"text_b64": b64(x), "pre_tokenizer": name}
+                                        for x in records])
+    ref_pre = reference_pre_tokenizer(name)
+    mismatches = []
+    for x, ours in zip(records, answers):
+        s = x.decode("utf-8", errors="replace")
+        # Offsets are in characters of s; slicing s gives the raw (unmapped) pieces.
+        ref = [s[a:b] for _, (a, b) in ref_pre.pre_tokenize_str(s)]
+        got = [unb64(p).decode("utf-8") for p in ours["pieces_b64"]]
+        if got != ref:
+            mismatches.append((s[:60], got[:12], ref[:12]))
+    assert not mismatches, f"{len(mismatches)} of {len(records)} differ: {mismatches[:3]}"
