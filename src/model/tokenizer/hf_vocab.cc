@@ -64,14 +64,20 @@ StatusOr<Vocab> Build(const json& root) {
   vocab.model = "gpt2";
   ASSIGN_OR_RETURN(vocab.pre, PreName(root.value("pre_tokenizer", json())));
 
-  // Ids may come from model.vocab and added_tokens; together they must cover 0..n-1.
+  // Ids may come from model.vocab and added_tokens; together they must cover 0..n-1, so no id
+  // can exceed the number of entries (which also bounds what is allocated).
+  size_t num_entries = model["vocab"].size();
+  if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+    num_entries += root["added_tokens"].size();
+  }
   std::vector<std::string> tokens;
   std::vector<bool> seen;
   std::vector<TokenType> types;
   auto place = [&](int64_t id, const std::string& text, TokenType type) -> Status {
-    if (id < 0 || id > (int64_t{1} << 24)) {
+    if (id < 0 || static_cast<uint64_t>(id) >= num_entries) {
       return InvalidArgumentError("tokenizer.json: token '" + text + "' has id " +
-                                  std::to_string(id) + ", outside 0..2^24");
+                                  std::to_string(id) + ", outside 0.." +
+                                  std::to_string(num_entries - 1) + " (one id per entry)");
     }
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
