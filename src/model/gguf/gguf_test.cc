@@ -135,7 +135,8 @@ TEST(GgufWriterTest, LaterSetterReplacesEarlierValueOfSameKey) {
   w.SetUint32("k", 1);
   w.SetString("other", "x");
   w.SetString("k", "now a string");
-  auto f = ParseOrDie(SerializeOrDie(w));
+  const std::vector<uint8_t> bytes = SerializeOrDie(w);  // the file views these bytes
+  auto f = ParseOrDie(bytes);
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->metadata().size(), 2u);
   EXPECT_EQ(*f->GetString("k"), "now a string");
@@ -450,7 +451,8 @@ TEST(DescribeGgufTest, AbbreviatesLongValuesAndLimitsTheTensorTable) {
     const std::vector<float> v(32, 1.0f);
     ASSERT_TRUE(w.AddTensorFromFloats("tensor_" + std::to_string(i), TensorType::kQ8_0, {32}, v).ok());
   }
-  auto f = ParseOrDie(SerializeOrDie(w));
+  const std::vector<uint8_t> bytes = SerializeOrDie(w);  // the file views these bytes
+  auto f = ParseOrDie(bytes);
   ASSERT_NE(f, nullptr);
   const std::string text = DescribeGguf(*f, /*all_tensors=*/false);
   EXPECT_NE(text.find("\"llama\""), std::string::npos) << text;
