@@ -440,6 +440,14 @@ TEST(BadFileTest, DataPastTheEndOfTheFile) {
   ExpectDataLoss(no_data, {"tensor data section", "past the end"});
 }
 
+TEST(BadFileTest, EmptyTensorsCannotClaimHugeDimensions) {
+  // No elements, but a consumer sizing a row from dims[0] would allocate 2^40 floats.
+  Raw r;
+  r.Header(1, 0).Tensor("e", {1ull << 40, 0}, kF32, 0).PadTo(32).Zeros(32);
+  ExpectDataLoss(r, {"tensor #0 ('e')", "dims [1099511627776, 0] (zero dimensions counted as 1)",
+                     "larger than the whole file"});
+}
+
 TEST(BadFileTest, EmptyTensorsAreAllowedAndTakeNoSpace) {
   Raw r;
   r.Header(2, 0).Tensor("empty", {0, 4}, kF32, 0).Tensor("a", {8}, kF32, 0).PadTo(32).Zeros(32);
