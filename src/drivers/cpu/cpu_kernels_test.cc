@@ -122,8 +122,8 @@ TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
     const size_t nb = n / 32;
     std::vector<int8_t> qs(n), qs_ref(n);
     std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
-    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data());
-    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data());
+    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data(), 1);
+    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
     EXPECT_EQ(qs, qs_ref) << "n=" << n;
     EXPECT_EQ(d, d_ref) << "n=" << n;
     EXPECT_EQ(s, s_ref) << "n=" << n;

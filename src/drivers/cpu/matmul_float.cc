@@ -57,14 +57,17 @@ HWY_NOINLINE void FloatTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
   const hn::ScalableTag<float> df;
   const size_t n = hn::Lanes(df);
   hn::Vec<decltype(df)> acc[kRows];
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) acc[r] = hn::Zero(df);
   size_t c = 0;
   for (; c + n <= cols; c += n) {
     const auto xv = hn::LoadU(df, x + c);
+    LLMASOS_UNROLL
     for (size_t r = 0; r < kRows; ++r) {
       acc[r] = hn::MulAdd(LoadWeights<kType>(w_rows + r * row_bytes, c), xv, acc[r]);
     }
   }
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
     float sum = hn::GetLane(hn::SumOfLanes(df, acc[r]));
     for (size_t cc = c; cc < cols; ++cc) sum += WeightAt<kType>(w_rows + r * row_bytes, cc) * x[cc];

@@ -79,6 +79,7 @@ template <TensorType kType>
 HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RESTRICT blk,
                           LoadedBlock<kType>& out) {
   if constexpr (kType == TensorType::kQ8_0) {
+    LLMASOS_UNROLL
     for (size_t v = 0; v < kVecsPerBlock; ++v) {
       out.w[v] = hn::LoadU(DI8(), blk->qs + v * hn::MaxLanes(DI8()));
     }
@@ -98,6 +99,7 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
 template <TensorType kType>
 HWY_INLINE VI32 BlockDot(const LoadedBlock<kType>& w, const VI8 (&x)[kVecsPerBlock]) {
   VI32 isum = hn::Zero(DI32());
+  LLMASOS_UNROLL
   for (size_t v = 0; v < kVecsPerBlock; ++v) {
     if constexpr (kType == TensorType::kQ8_0) {
       isum = DotS8S8(w.w[v], x[v], isum);
@@ -110,45 +112,64 @@ HWY_INLINE VI32 BlockDot(const LoadedBlock<kType>& w, const VI8 (&x)[kVecsPerBlo
 
 // out[t * out_stride + r] = row r of the tile times token t, r < kRows, t < kTokens.
 //   w_rows: first row of the tile; rows are row_bytes apart.
-//   x: the tile's first token's quantized activations (qs, d, s advanced to token t0).
+//   xq, xd: the tile's first token's quantized activations and scales (rows cols and
+//   num_blocks apart); xs: block sums of the tile's first token, xs[b * xs_stride + t].
 template <TensorType kType, size_t kRows, size_t kTokens>
 HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes,
                             size_t num_blocks, const int8_t* HWY_RESTRICT xq,
                             const float* HWY_RESTRICT xd, const float* HWY_RESTRICT xs,
-                            size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
+                            size_t xs_stride, size_t cols, float* HWY_RESTRICT out,
+                            size_t out_stride) {
   using Traits = QuantBlockTraits<kType>;
   using Block = typename Traits::Block;
   const DF32 df;
+  // The min terms of a row for the tile's tokens, one lane per token: sum_b m_w * s_x.
+  const hn::FixedTag<float, kTokens> dt;
   VF32 acc[kRows][kTokens];
-  float min_acc[kRows][kTokens];
+  hn::Vec<decltype(dt)> min_acc[kRows];
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
-    for (size_t t = 0; t < kTokens; ++t) {
-      acc[r][t] = hn::Zero(df);
-      min_acc[r][t] = 0.0f;
-    }
+    min_acc[r] = hn::Zero(dt);
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = hn::Zero(df);
   }
   for (size_t b = 0; b < num_blocks; ++b) {
     LoadedBlock<kType> w[kRows];
+    LLMASOS_UNROLL
     for (size_t r = 0; r < kRows; ++r) {
       LoadBlock<kType>(reinterpret_cast<const Block*>(w_rows + r * row_bytes) + b, w[r]);
     }
+    VF32 dw[kRows];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      dw[r] = hn::Set(df, w[r].d);
+      if constexpr (Traits::kHasMin) {
+        min_acc[r] = hn::MulAdd(hn::Set(dt, w[r].m), hn::LoadU(dt, xs + b * xs_stride), min_acc[r]);
+      }
+    }
+    LLMASOS_UNROLL
     for (size_t t = 0; t < kTokens; ++t) {
       VI8 x[kVecsPerBlock];
       const int8_t* x_blk = xq + t * cols + b * kBlockBytes;
+      LLMASOS_UNROLL
       for (size_t v = 0; v < kVecsPerBlock; ++v) {
         x[v] = hn::LoadU(DI8(), x_blk + v * hn::MaxLanes(DI8()));
       }
-      const float dx = xd[t * num_blocks + b];
+      const VF32 dx = hn::Set(df, xd[t * num_blocks + b]);
+      LLMASOS_UNROLL
       for (size_t r = 0; r < kRows; ++r) {
         const VF32 prod = hn::ConvertTo(df, BlockDot<kType>(w[r], x));
-        acc[r][t] = hn::MulAdd(prod, hn::Set(df, w[r].d * dx), acc[r][t]);
-        if constexpr (Traits::kHasMin) min_acc[r][t] += w[r].m * xs[t * num_blocks + b];
+        acc[r][t] = hn::MulAdd(prod, hn::Mul(dw[r], dx), acc[r][t]);
       }
     }
   }
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
+    float min_terms[kTokens];
+    hn::StoreU(min_acc[r], dt, min_terms);
+    LLMASOS_UNROLL
     for (size_t t = 0; t < kTokens; ++t) {
-      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_acc[r][t];
+      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_terms[t];
     }
   }
 }
@@ -163,8 +184,8 @@ void QuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
     constexpr size_t kR = decltype(rows_tag)::value;
     constexpr size_t kT = decltype(tokens_tag)::value;
     QuantTile<kType, kR, kT>(base + r * w.row_bytes, w.row_bytes, num_blocks,
-                             x.qs + t * x.cols, x.d + t * num_blocks, x.s + t * num_blocks,
-                             x.cols, out + t * w.rows + r, w.rows);
+                             x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
+                             x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
   };
   using One = std::integral_constant<size_t, 1>;
   if (x.num_tokens == 1) {

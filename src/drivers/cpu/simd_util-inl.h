@@ -25,6 +25,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // without SSE4) has no 128-bit blocks: its kernels forward to scalar_ops instead.
 #if HWY_TARGET != HWY_SCALAR
 
+// Fully unrolls a loop over a register tile (a compile-time count), so tile arrays live in
+// registers; -O2 alone keeps them on the stack.
+#define LLMASOS_UNROLL _Pragma("GCC unroll 16")
+
 // x86 targets from SSSE3 up have pmaddubsw; AVX2 and better use 256-bit vectors for blocks.
 #define LLMASOS_X86_SIMD (HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3)
 #define LLMASOS_X86_256 (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2)
