@@ -139,9 +139,13 @@ struct MatMulShape {
   size_t rows, cols, tokens;
 };
 
-// Shapes with odd rows and token counts around the kernels' tile sizes (4 rows, 4 tokens).
+// Shapes with odd rows and token counts around the kernels' tile sizes (2 or 4 rows, 4 tokens,
+// panels from 8 tokens).
 const MatMulShape kShapes[] = {
     {1, 32, 1}, {7, 64, 1}, {13, 96, 7}, {33, 128, 64}, {5, 256, 3}, {67, 160, 1}, {9, 64, 5},
+    // Many tokens (Q4 weight panels), with a column count that leaves a 32-byte tail after
+    // 64-byte steps, and a single-block row.
+    {13, 96, 9}, {6, 32, 8}, {3, 224, 17},
 };
 
 TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {

@@ -88,6 +88,21 @@ HWY_INLINE VI32 DotU8S8(VU8 a, VI8 b, VI32 acc) {
 #endif
 }
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// The same for full 512-bit vectors (two blocks at a time).
+HWY_INLINE hn::Vec512<int32_t> DotU8S8(hn::Vec512<uint8_t> a, hn::Vec512<int8_t> b,
+                                       hn::Vec512<int32_t> acc) {
+#if HWY_TARGET == HWY_AVX3_DL
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+  return hn::Vec512<int32_t>{r};
+#else
+  const __m512i pairs = _mm512_maddubs_epi16(a.raw, b.raw);
+  return hn::Add(acc, hn::Vec512<int32_t>{_mm512_madd_epi16(pairs, _mm512_set1_epi16(1))});
+#endif
+}
+#endif
+
 // Signed x signed version: |a| * (b with a's sign), the identity that lets pmaddubsw (unsigned
 // times signed) multiply two signed vectors. |a| of -128 reads as 128 unsigned, still exact.
 HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
