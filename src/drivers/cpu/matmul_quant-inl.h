@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -89,10 +90,20 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
     out.m = 0.0f;
   } else {
     UnpackNibbles(blk->qs, out.w);
-    out.d = HalfToFloat(blk->d);
     if constexpr (kType == TensorType::kQ4_1) {
+#if LLMASOS_X86_256
+      // d and m are adjacent halves: one load and one conversion for both.
+      uint32_t dm;
+      std::memcpy(&dm, &blk->d, sizeof(dm));
+      const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dm)));
+      out.d = _mm_cvtss_f32(both);
+      out.m = _mm_cvtss_f32(_mm_movehdup_ps(both));
+#else
+      out.d = HalfToFloat(blk->d);
       out.m = HalfToFloat(blk->m);
+#endif
     } else {
+      out.d = HalfToFloat(blk->d);
       out.m = -8.0f * out.d;
     }
   }

@@ -129,16 +129,19 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
 // Unpacks a Q4 block's 16 bytes (element j in the low nibble of byte j, j + 16 in the high
 // nibble) into 32 unsigned lanes in element order.
 HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerBlock]) {
+#if LLMASOS_X86_256
+  // The 16 bytes in both 128-bit halves (a broadcast load needs no shuffle port), the upper
+  // half shifted by 4, then one mask for both.
+  const __m256i both = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  const __m256i nibbles = _mm256_blend_epi32(both, _mm256_srli_epi16(both, 4), 0xF0);
+  w[0] = hn::And(VU8{nibbles}, hn::Set(DU8(), uint8_t{0x0F}));
+#else
   const hn::Full128<uint8_t> d16;
   const auto packed = hn::LoadU(d16, qs);
   const auto mask = hn::Set(d16, uint8_t{0x0F});
-  const auto lo = hn::And(packed, mask);
-  const auto hi = hn::And(hn::ShiftRight<4>(packed), mask);
-#if LLMASOS_X86_256
-  w[0] = hn::Combine(DU8(), hi, lo);
-#else
-  w[0] = lo;
-  w[1] = hi;
+  w[0] = hn::And(packed, mask);
+  w[1] = hn::And(hn::ShiftRight<4>(packed), mask);
 #endif
 }
 
