@@ -86,7 +86,11 @@ void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* 
     const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     int32_t sum = 0;
     for (size_t j = 0; j < kQBlock; ++j) {
-      const int32_t q = static_cast<int32_t>(std::nearbyint(xb[j] * inv));
+      // In range by construction for finite input; the clamp keeps the conversion defined
+      // when a broken model feeds inf or NaN (the SIMD path saturates instead).
+      float v = xb[j] * inv;
+      v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
+      const int32_t q = static_cast<int32_t>(std::nearbyint(v));
       qs[b * kQBlock + j] = static_cast<int8_t>(q);
       sum += q;
     }

@@ -150,8 +150,8 @@ HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerB
 // instead of rounding and lose infinities, signed zeros and subnormals.
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadHalfAsFloat(DF df, const uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
 #if LLMASOS_X86_256
+  const hn::Rebind<hwy::float16_t, DF> dh;
   return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 #else
   const hn::RebindToSigned<DF> di;
@@ -172,8 +172,8 @@ HWY_INLINE hn::Vec<DF> LoadHalfAsFloat(DF df, const uint16_t* HWY_RESTRICT p) {
 // Rounds to nearest even, overflow to infinity, NaN stays NaN (a quiet one), as F32ToF16.
 template <class DF>
 HWY_INLINE void StoreFloatAsHalf(DF df, hn::Vec<DF> v, uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
 #if LLMASOS_X86_256
+  const hn::Rebind<hwy::float16_t, DF> dh;
   hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(p));
 #else
   const hn::RebindToSigned<DF> di;
