@@ -192,13 +192,17 @@ HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
 // in element order, each block's scale repeated for its 8 int32 lanes, its minimum), and the
 // token tiles then stream over the panel with full-width vectors: per vector step only loads,
 // the integer dot product, one convert, one multiply of scales and one FMA per tile cell.
-// Q8_0 keeps the direct kernel: its signed weights need the sign trick per (row, token) pair.
+// Q8_0 uses panels where the CPU has VNNI: its signed weights q are stored as q + 128 (unsigned,
+// no int16 saturation in vpdpbusd), and each token's accumulator starts at -128 * sum(x) per
+// lane, which makes the integer result exactly sum q * x. Elsewhere Q8_0 keeps the direct
+// kernel with the sign trick per (row, token) pair.
 
 inline constexpr size_t kPanelMinTokens = 8;
 inline constexpr size_t kLanesPerBlock = kBlockBytes / sizeof(int32_t);  // int32 lanes
 
 template <TensorType kType>
-inline constexpr bool kUsesPanel = kType == TensorType::kQ4_0 || kType == TensorType::kQ4_1;
+inline constexpr bool kUsesPanel = kType == TensorType::kQ4_0 || kType == TensorType::kQ4_1 ||
+                                   (kType == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
 
 // Scratch of one row tile, reused by a thread across tiles and calls.
 struct PanelScratch {
@@ -218,16 +222,25 @@ void PackPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_
   for (size_t r = 0; r < num_rows; ++r) {
     const auto* blocks = reinterpret_cast<const Block*>(w_rows + r * row_bytes);
     for (size_t b = 0; b < num_blocks; ++b) {
-      const auto packed = hn::LoadU(d16, blocks[b].qs);
       uint8_t* dst = pw + (r * num_blocks + b) * kBlockBytes;
-      hn::StoreU(hn::And(packed, mask), d16, dst);
-      hn::StoreU(hn::And(hn::ShiftRight<4>(packed), mask), d16, dst + 16);
+      if constexpr (kType == TensorType::kQ8_0) {
+        const auto bias = hn::Set(d16, uint8_t{0x80});  // q + 128 == q ^ 0x80 as bytes
+        const auto* qs = reinterpret_cast<const uint8_t*>(blocks[b].qs);
+        hn::StoreU(hn::Xor(hn::LoadU(d16, qs), bias), d16, dst);
+        hn::StoreU(hn::Xor(hn::LoadU(d16, qs + 16), bias), d16, dst + 16);
+      } else {
+        const auto packed = hn::LoadU(d16, blocks[b].qs);
+        hn::StoreU(hn::And(packed, mask), d16, dst);
+        hn::StoreU(hn::And(hn::ShiftRight<4>(packed), mask), d16, dst + 16);
+      }
       const float d = HalfToFloat(blocks[b].d);
       float* d_lanes = pd + (r * num_blocks + b) * kLanesPerBlock;
       hn::StoreU(hn::Set(d4, d), d4, d_lanes);
       hn::StoreU(hn::Set(d4, d), d4, d_lanes + 4);
       if constexpr (kType == TensorType::kQ4_1) {
         pm[r * num_blocks + b] = HalfToFloat(blocks[b].m);
+      } else if constexpr (kType == TensorType::kQ8_0) {
+        pm[r * num_blocks + b] = 0.0f;  // the integer dot product is already exact
       } else {
         pm[r * num_blocks + b] = -8.0f * d;
       }
@@ -249,7 +262,7 @@ HWY_INLINE hn::Vec<DF> ActivationScales(DF df, const float* HWY_RESTRICT xd, siz
 }
 
 // acc[r][t] += (bytes [offset, offset + vector) of panel row r) . (token t), scaled.
-template <class D8, size_t kRows, size_t kTokens, class VF>
+template <TensorType kType, class D8, size_t kRows, size_t kTokens, class VF>
 HWY_INLINE void PanelStep(D8 d8, size_t offset, const uint8_t* HWY_RESTRICT pw,
                           const float* HWY_RESTRICT pd, size_t cols, size_t num_blocks,
                           const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
@@ -268,9 +281,14 @@ HWY_INLINE void PanelStep(D8 d8, size_t offset, const uint8_t* HWY_RESTRICT pw,
   for (size_t t = 0; t < kTokens; ++t) {
     const auto x = hn::LoadU(di8, xq + t * cols + offset);
     const auto dx = ActivationScales(df, xd + t * num_blocks, offset);
+    auto init = hn::Zero(di32);
+    if constexpr (kType == TensorType::kQ8_0) {
+      // (q + 128) . x - 128 * sum(x) per int32 lane of 4 bytes.
+      init = hn::Neg(hn::ShiftLeft<7>(DotU8S8(hn::Set(d8, uint8_t{1}), x, hn::Zero(di32))));
+    }
     LLMASOS_UNROLL
     for (size_t r = 0; r < kRows; ++r) {
-      const auto prod = hn::ConvertTo(df, DotU8S8(w[r], x, hn::Zero(di32)));
+      const auto prod = hn::ConvertTo(df, DotU8S8(w[r], x, init));
       if constexpr (std::is_same_v<VF, hn::Vec<decltype(df)>>) {
         acc[r][t] = hn::MulAdd(prod, hn::Mul(dw[r], dx), acc[r][t]);
       } else {
@@ -283,7 +301,7 @@ HWY_INLINE void PanelStep(D8 d8, size_t offset, const uint8_t* HWY_RESTRICT pw,
 }
 
 // out[t * out_stride + r] for the panel's kRows rows and kTokens tokens (see QuantTile).
-template <size_t kRows, size_t kTokens>
+template <TensorType kType, size_t kRows, size_t kTokens>
 HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RESTRICT pd,
                             const float* HWY_RESTRICT pm, size_t num_blocks,
                             const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
@@ -301,15 +319,15 @@ HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RES
   constexpr size_t kStep = hn::MaxLanes(hn::ScalableTag<uint8_t>());
   size_t offset = 0;
   for (; offset + kStep <= cols; offset += kStep) {
-    PanelStep(d8, offset, pw, pd, cols, num_blocks, xq, xd, acc);
+    PanelStep<kType>(d8, offset, pw, pd, cols, num_blocks, xq, xd, acc);
   }
   if (offset < cols) {  // one 32-byte block left over after 64-byte steps
-    PanelStep(DU8(), offset, pw, pd, cols, num_blocks, xq, xd, acc);
+    PanelStep<kType>(DU8(), offset, pw, pd, cols, num_blocks, xq, xd, acc);
   }
   hn::Vec<decltype(dt)> min_acc[kRows];
   LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) min_acc[r] = hn::Zero(dt);
-  for (size_t b = 0; b < num_blocks; ++b) {
+  for (size_t b = 0; kType != TensorType::kQ8_0 && b < num_blocks; ++b) {
     const auto s = hn::LoadU(dt, xs + b * xs_stride);
     LLMASOS_UNROLL
     for (size_t r = 0; r < kRows; ++r) {
@@ -339,7 +357,7 @@ void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
   auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
     constexpr size_t kR = decltype(rows_tag)::value;
     constexpr size_t kT = decltype(tokens_tag)::value;
-    PanelTile<kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
+    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
                       x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens, x.cols,
                       out + t * w.rows + r, w.rows);
   };
