@@ -88,6 +88,8 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
     b->Args({576, 1536, 512, threads, kQ4_1});
   }
   b->Args({1536, 576, 512, 2, kQ8_0});
+  b->Args({1536, 576, 512, 2, kQ4_0});
+  b->Args({1536, 576, 512, 2, kF16});
 }
 
 BENCHMARK(BM_MatMul)->Name("MatVec")->Apply(DecodeShapes)->UseRealTime();
