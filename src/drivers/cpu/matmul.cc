@@ -100,6 +100,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   CHECK(w.data != nullptr || w.rows == 0);
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols)) << "MatView row_bytes does not match its type";
   if (num_tokens == 0 || w.rows == 0) return;
+  CHECK(static_cast<const void*>(out) != static_cast<const void*>(x)) << "MatMul output aliases its input";
   if (!IsQuantized(w.type)) {
     MatMulFloat(w, x, num_tokens, out, pool);
     return;

@@ -1,5 +1,11 @@
 // Quantized-weight MatMul for one Highway target: register tiles of kRows weight rows by
 // kTokens tokens, integer dot products per block of 32, one float FMA per block and tile cell.
+// Two paths:
+//   * direct (decode and small batches): blocks are unpacked in registers per tile;
+//   * panels (8 tokens and more): a row tile is unpacked once into a scratch panel and every
+//     token tile streams over it with full-width vectors (512-bit on AVX-512).
+// Rows are split over the thread pool; within a thread, a row tile stays in L1 while all
+// tokens pass over it, so weights are read from memory once per call.
 //
 // Per block b of row r and token t (see scalar_ops.h for the activation format):
 //   sum_j w[j] x[j] ~= (d_w d_x) * sum_j q_w[j] q_x[j]  +  m_w * s_x
