@@ -371,6 +371,8 @@ StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::stri
   ChatTemplate t;
   t.family_ = match->family;
   ASSIGN_OR_RETURN(t.default_system_, DefaultSystem(*match, jinja));
+  t.tool_responses_as_user_ =
+      match->family == TemplateFamily::kChatMl && Contains(jinja, "<tool_response>");
   t.bos_text_ = std::string(bos_text);
   return t;
 }
@@ -401,7 +403,14 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
   switch (family_) {
     case TemplateFamily::kChatMl:
       if (insert_default) out += "<|im_start|>system\n" + default_system_ + "<|im_end|>\n";
-      for (const Message& m : messages) {
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const Message& m = messages[i];
+        if (tool_responses_as_user_ && m.role == "tool") {
+          if (i == 0 || messages[i - 1].role != "tool") out += "<|im_start|>user";
+          out += "\n<tool_response>\n" + m.content + "\n</tool_response>";
+          if (i + 1 == messages.size() || messages[i + 1].role != "tool") out += "<|im_end|>\n";
+          continue;
+        }
         out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       }
       if (add_generation_prompt) out += "<|im_start|>assistant\n";

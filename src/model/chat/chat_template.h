@@ -64,6 +64,9 @@ class ChatTemplate {
   TemplateFamily family_ = TemplateFamily::kChatMl;
   std::string default_system_;  // inserted when the first message is not a system message
   std::string bos_text_;
+  // ChatML templates with <tool_response> (Qwen2.5): a run of "tool" messages becomes one
+  // user turn of <tool_response> blocks instead of a turn with role "tool".
+  bool tool_responses_as_user_ = false;
 };
 
 }  // namespace llmasos::chat

@@ -150,6 +150,38 @@ TEST(ChatTemplateTest, DefaultSystemPromptInAJinjaCommentIsIgnored) {
   EXPECT_EQ(*r, "<|im_start|>user\nx<|im_end|>\n");
 }
 
+TEST(ChatTemplateTest, Llama3DefaultSystemPromptIsFoundToo) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{% if messages[0]['role'] != 'system' %}{{ '<|start_header_id|>system<|end_header_id|>"
+      "\\n\\nBe kind.<|eot_id|>' }}{% endif %}{{ message['content'] | trim }}",
+      "<B>");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->family(), TemplateFamily::kLlama3);
+  EXPECT_EQ(*t->Render(Conv({{"user", " x "}}), false),
+            "<B><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>");
+}
+
+TEST(ChatTemplateTest, TwoDifferentDefaultSystemPromptsAreRefused) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{{ '<|im_start|>system\nA<|im_end|>' }}{{ '<|im_start|>system\nB<|im_end|>' }}", "");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kUnimplemented);
+}
+
+TEST(ChatTemplateTest, ToolResponsesFoldIntoOneUserTurnWhereTheTemplateSaysSo) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{{ '<|im_start|>user' }}{{ '\\n<tool_response>\\n' }}", "");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(*t->Render(Conv({{"user", "q"}, {"tool", "1"}, {"tool", "2"}, {"user", "ok"}}), false),
+            "<|im_start|>user\nq<|im_end|>\n<|im_start|>user\n<tool_response>\n1\n"
+            "</tool_response>\n<tool_response>\n2\n</tool_response><|im_end|>\n"
+            "<|im_start|>user\nok<|im_end|>\n");
+  // Plain ChatML keeps the role as written.
+  EXPECT_EQ(*ChatTemplate::FromName("chatml")->Render(Conv({{"tool", "1"}}), false),
+            "<|im_start|>tool\n1<|im_end|>\n");
+}
+
 TEST(ChatTemplateTest, EmptyConversationIsInvalid) {
   for (std::string_view name : {"chatml", "llama3", "llama2", "zephyr", "gemma"}) {
     StatusOr<std::string> r = ChatTemplate::FromName(name)->Render({}, true);

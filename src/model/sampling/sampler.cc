@@ -187,12 +187,19 @@ std::string StopMatcher::Push(std::string_view text) {
   if (stopped_) return "";
   held_.append(text);
 
-  // Earliest complete match. Everything emitted before was proven not to start a stop string,
-  // so any match lies inside held_.
+  // The stop that completes first (earliest end; on a tie the longer one), so the result does
+  // not depend on how the text was split into pushes. Everything emitted before was proven
+  // not to start a stop string, so any match lies inside held_.
   size_t match = std::string::npos;
+  size_t match_end = std::string::npos;
   for (const std::string& s : stops_) {
-    size_t pos = held_.find(s);
-    if (pos < match) match = pos;
+    const size_t pos = held_.find(s);
+    if (pos == std::string::npos) continue;
+    const size_t end = pos + s.size();
+    if (end < match_end || (end == match_end && pos < match)) {
+      match = pos;
+      match_end = end;
+    }
   }
   if (match != std::string::npos) {
     std::string out = held_.substr(0, match);
