@@ -129,9 +129,12 @@ TokenId Sampler::Sample(std::span<float> logits) {
   }
   candidates_.resize(keep);
 
+  // An infinite top logit (or all -inf) leaves no meaningful distribution: take the top.
+  const float max_logit = candidates_.front().first;
+  if (!std::isfinite(max_logit)) return candidates_.front().second;
+
   // Top-p: the shortest prefix (by descending probability, temperature not yet applied) whose
   // probability mass reaches top_p; the token that crosses the threshold is kept.
-  const float max_logit = candidates_.front().first;
   if (params_.top_p < 1.0f && keep > 1) {
     double total = 0.0;
     for (const auto& c : candidates_) total += std::exp(static_cast<double>(c.first - max_logit));
@@ -160,20 +163,24 @@ TokenId Sampler::Sample(std::span<float> logits) {
 
   // Temperature, softmax, draw. Sorted order means the walk below finds the token in
   // roughly its rank steps.
-  const double inv_t = 1.0 / params_.temperature;
+  // The top weight is exp(0) = 1, so the total is >= 1 and the draw below is well defined.
+  const double t = params_.temperature;
   double total = 0.0;
   for (auto& c : candidates_) {
-    const double w = std::exp((static_cast<double>(c.first) - max_logit) * inv_t);
+    const double w = std::exp((static_cast<double>(c.first) - max_logit) / t);
     c.first = static_cast<float>(w);
     total += w;
   }
   const double target = UniformDouble(rng_) * total;
   double cumulative = 0.0;
+  TokenId last_positive = candidates_.front().second;
   for (const auto& c : candidates_) {
+    if (c.first <= 0.0f) continue;  // weight underflowed to 0: never drawn
     cumulative += c.first;
+    last_positive = c.second;
     if (target < cumulative) return c.second;
   }
-  return candidates_[keep - 1].second;  // rounding left target at the very top
+  return last_positive;  // rounding left target at the very top
 }
 
 StopMatcher::StopMatcher(std::vector<std::string> stop_strings) {

@@ -231,6 +231,25 @@ TEST(SamplerTest, NaNLogitIsNeverChosen) {
   for (TokenId t : Draw(s, {nan, 1.0f, 0.5f, nan}, 200)) EXPECT_TRUE(t == 1 || t == 2);
 }
 
+TEST(SamplerTest, InfiniteLogitsPickTheTopWithoutNaN) {
+  const float inf = INFINITY;
+  Sampler s(Plain(1.0f));
+  for (TokenId t : Draw(s, {0.0f, inf, 1.0f}, 50)) EXPECT_EQ(t, 1);
+  for (TokenId t : Draw(s, {-inf, -inf, 2.0f, -inf}, 50)) EXPECT_EQ(t, 2);
+  std::vector<float> all_minus_inf = {-inf, -inf, -inf};
+  TokenId t = s.Sample(all_minus_inf);
+  EXPECT_TRUE(t >= 0 && t < 3);
+}
+
+TEST(SamplerTest, TinyTemperatureActsAsGreedy) {
+  // Down to the smallest float: the scaled gaps are -inf and their weights 0, never NaN.
+  std::vector<float> logits = RandomLogits(1000, 11);
+  for (float t : {1e-30f, 1e-45f}) {
+    Sampler s(Plain(t));
+    for (TokenId tok : Draw(s, logits, 20)) EXPECT_EQ(tok, Argmax(logits)) << "temperature " << t;
+  }
+}
+
 TEST(SamplingParamsTest, DefaultsAreValid) { EXPECT_TRUE(ValidateSamplingParams({}).ok()); }
 
 TEST(SamplingParamsTest, NegativeTemperatureIsAllowed) {
