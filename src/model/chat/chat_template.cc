@@ -373,7 +373,10 @@ StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::stri
   ASSIGN_OR_RETURN(t.default_system_, DefaultSystem(*match, jinja));
   t.tool_responses_as_user_ =
       match->family == TemplateFamily::kChatMl && Contains(jinja, "<tool_response>");
-  t.bos_text_ = std::string(bos_text);
+  // A template that never writes the BOS token (neither bos_token nor its text) gets none.
+  if (Contains(jinja, "bos_token") || (!bos_text.empty() && Contains(jinja, bos_text))) {
+    t.bos_text_ = std::string(bos_text);
+  }
   return t;
 }
 

@@ -152,7 +152,8 @@ TEST(ChatTemplateTest, DefaultSystemPromptInAJinjaCommentIsIgnored) {
 
 TEST(ChatTemplateTest, Llama3DefaultSystemPromptIsFoundToo) {
   StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
-      "{% if messages[0]['role'] != 'system' %}{{ '<|start_header_id|>system<|end_header_id|>"
+      "{{ bos_token }}{% if messages[0]['role'] != 'system' %}"
+      "{{ '<|start_header_id|>system<|end_header_id|>"
       "\\n\\nBe kind.<|eot_id|>' }}{% endif %}{{ message['content'] | trim }}",
       "<B>");
   ASSERT_TRUE(t.ok()) << t.status().ToString();
@@ -180,6 +181,22 @@ TEST(ChatTemplateTest, ToolResponsesFoldIntoOneUserTurnWhereTheTemplateSaysSo) {
   // Plain ChatML keeps the role as written.
   EXPECT_EQ(*ChatTemplate::FromName("chatml")->Render(Conv({{"tool", "1"}}), false),
             "<|im_start|>tool\n1<|im_end|>\n");
+}
+
+TEST(ChatTemplateTest, BosIsWrittenOnlyWhereTheTemplateWritesIt) {
+  const std::vector<Message> conv = Conv({{"user", "x"}});
+  const std::string turn = "<|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>";
+  StatusOr<ChatTemplate> with_var = ChatTemplate::FromJinja(
+      "{{ bos_token }}{{ '<|start_header_id|>' + m['content'] | trim }}", "<|begin_of_text|>");
+  StatusOr<ChatTemplate> with_text = ChatTemplate::FromJinja(
+      "{{ '<|begin_of_text|>' }}{{ '<|start_header_id|>' + m['content'] | trim }}",
+      "<|begin_of_text|>");
+  StatusOr<ChatTemplate> without = ChatTemplate::FromJinja(
+      "{{ '<|start_header_id|>' + m['content'] | trim }}", "<|begin_of_text|>");
+  ASSERT_TRUE(with_var.ok() && with_text.ok() && without.ok());
+  EXPECT_EQ(*with_var->Render(conv, false), "<|begin_of_text|>" + turn);
+  EXPECT_EQ(*with_text->Render(conv, false), "<|begin_of_text|>" + turn);
+  EXPECT_EQ(*without->Render(conv, false), turn);
 }
 
 TEST(ChatTemplateTest, EmptyConversationIsInvalid) {
