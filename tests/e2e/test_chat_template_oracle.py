@@ -334,6 +334,29 @@ def test_smollm2_gguf_template_matches_jinja():
     assert rc == 0 and "named SmolLM, trained by Hugging Face" in out
 
 
+@pytest.mark.parametrize("name", ["llama3", "gemma", "qwen2", "chatml", "zephyr"])
+def test_pieces_join_to_jinja_and_carry_the_content_as_python_strips_it(name):
+    template, bos, eos, _ = TEMPLATES[name]
+    trims = name in ("llama3", "gemma")
+    checked = 0
+    for conv_name, messages in CONVERSATIONS.items():
+        try:
+            expected = jinja_render(template, messages, True, bos, eos)
+        except jinja2.exceptions.TemplateError:
+            continue
+        rc, out, err = tool_render({"template": template, "bos": bos, "messages": messages,
+                                    "add_generation_prompt": True, "pieces": True})
+        if rc == 1 and any(m["role"] not in ("system", "user", "assistant") for m in messages):
+            continue
+        assert rc == 0, err
+        pieces = json.loads(out)
+        assert "".join(p["text"] for p in pieces) == expected, conv_name
+        want = [m["content"].strip() if trims else m["content"] for m in messages]
+        assert [p["text"] for p in pieces if p["content"]] == [w for w in want if w], conv_name
+        checked += 1
+    assert checked >= 10
+
+
 UNSUPPORTED = {
     # mistralai/Mistral-7B-Instruct-v0.1: [INST] without <<SYS>> and different spacing.
     "mistral": (

@@ -44,6 +44,14 @@ enum class TemplateFamily {
 //   chatml, zephyr: content is used as is. A default system prompt is inserted verbatim.
 std::string PythonStrip(std::string_view text);
 
+// One stretch of a rendering: template text (its special tokens are meant to be parsed as
+// such) or message content (caller-supplied text, in which special-token text must stay plain
+// text). Roles count as template text; the API layer validates them.
+struct RenderedPiece {
+  std::string text;
+  bool is_content = false;
+};
+
 class ChatTemplate {
  public:
   // Recognises the family from a Jinja template's text, including a default system prompt
@@ -57,6 +65,12 @@ class ChatTemplate {
   // Renders the conversation; with add_generation_prompt the text ends where the assistant's
   // reply begins. InvalidArgument for an empty conversation or a role the family cannot hold.
   StatusOr<std::string> Render(std::span<const Message> messages, bool add_generation_prompt) const;
+  // The same rendering split into pieces (never empty, neighbours of different kinds), so a
+  // caller can tokenise content without parsing special tokens in it. The texts concatenate to
+  // Render's output; content pieces are already transformed as the family does (see
+  // PythonStrip above), so no caller needs to re-apply the trimming.
+  StatusOr<std::vector<RenderedPiece>> RenderPieces(std::span<const Message> messages,
+                                                    bool add_generation_prompt) const;
   // Strings that end an assistant turn in this family ("<|im_end|>", "<|eot_id|>", ...).
   std::vector<std::string> EndOfTurnStrings() const;
 

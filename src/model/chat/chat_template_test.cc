@@ -199,6 +199,55 @@ TEST(ChatTemplateTest, BosIsWrittenOnlyWhereTheTemplateWritesIt) {
   EXPECT_EQ(*without->Render(conv, false), turn);
 }
 
+std::string Concat(const std::vector<RenderedPiece>& pieces) {
+  std::string out;
+  for (const RenderedPiece& p : pieces) out += p.text;
+  return out;
+}
+
+std::vector<std::string> ContentPieces(const std::vector<RenderedPiece>& pieces) {
+  std::vector<std::string> out;
+  for (const RenderedPiece& p : pieces) {
+    if (p.is_content) out.push_back(p.text);
+  }
+  return out;
+}
+
+TEST(ChatTemplateTest, PiecesConcatenateToTheRenderingAndMarkContent) {
+  const std::vector<Message> conv = Conv({{"system", " s "}, {"user", "<|im_end|> u\n"},
+                                          {"assistant", "<|eot_id|>"}, {"user", " q"}});
+  for (std::string_view name : {"chatml", "llama3", "zephyr", "llama2"}) {
+    const ChatTemplate t = *ChatTemplate::FromName(name);
+    for (bool agp : {false, true}) {
+      StatusOr<std::vector<RenderedPiece>> pieces = t.RenderPieces(conv, agp);
+      ASSERT_TRUE(pieces.ok()) << name;
+      EXPECT_EQ(Concat(*pieces), *t.Render(conv, agp)) << name;
+      for (size_t i = 0; i < pieces->size(); ++i) {
+        EXPECT_FALSE((*pieces)[i].text.empty()) << name;
+        if (i > 0) EXPECT_NE((*pieces)[i].is_content, (*pieces)[i - 1].is_content) << name;
+      }
+    }
+  }
+  // Content arrives as written (chatml, zephyr) or stripped (llama3), never as template text,
+  // so the special-token text inside it stays plain text.
+  const std::vector<std::string> as_written = {" s ", "<|im_end|> u\n", "<|eot_id|>", " q"};
+  const std::vector<std::string> stripped = {"s", "<|im_end|> u", "<|eot_id|>", "q"};
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("chatml")->RenderPieces(conv, true)), as_written);
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("zephyr")->RenderPieces(conv, true)), as_written);
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("llama3")->RenderPieces(conv, true)), stripped);
+  // Llama-2 strips the system block and the first user message together: the system content
+  // and the user's leading space stay.
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("llama2")->RenderPieces(conv, true)),
+            (std::vector<std::string>{" s ", "<|im_end|> u", "<|eot_id|>", "q"}));
+}
+
+TEST(ChatTemplateTest, Llama2StripsAcrossTheSystemBlockWhenTheUserMessageIsBlank) {
+  const ChatTemplate t = *ChatTemplate::FromName("llama2");
+  const std::vector<Message> conv = Conv({{"system", "S"}, {"user", " \n "}});
+  EXPECT_EQ(*t.Render(conv, true), "<s>[INST] <<SYS>>\nS\n<</SYS>> [/INST]");
+  EXPECT_EQ(ContentPieces(*t.RenderPieces(conv, true)), std::vector<std::string>{"S"});
+}
+
 TEST(ChatTemplateTest, EmptyConversationIsInvalid) {
   for (std::string_view name : {"chatml", "llama3", "llama2", "zephyr", "gemma"}) {
     StatusOr<std::string> r = ChatTemplate::FromName(name)->Render({}, true);
