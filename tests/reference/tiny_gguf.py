@@ -1,0 +1,159 @@
+"""Tiny llama-family GGUF models with random weights, written with the `gguf` package's
+GGUFWriter (independent of the project's own C++ writer), for the reference's self-tests and
+the forward-pass oracle.
+
+The vocabulary is byte-level BPE (GPT-2 style): the 256 byte tokens, a few merges, the ChatML
+control tokens, then unused filler tokens up to `vocab`, so the engine's tokenizer accepts the
+file; the oracle feeds token ids directly and never tokenizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType as QT
+
+TYPE_NAMES = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q4_0": QT.Q4_0,
+              "q4_1": QT.Q4_1}
+
+
+@dataclasses.dataclass(frozen=True)
+class TinySpec:
+    arch: str = "llama"      # llama (normal RoPE) or qwen2 (NeoX RoPE, QKV biases)
+    wtype: str = "q8_0"      # type of every 2-D weight: one of TYPE_NAMES
+    layers: int = 2
+    embd: int = 64
+    heads: int = 4
+    kv_heads: int = 2
+    ffn: int = 128
+    vocab: int = 300
+    context: int = 1024
+    tied: bool = False
+    rope_dims: int | None = None  # None: the whole head
+    rope_theta: float = 10000.0
+    rms_eps: float = 1e-5
+    qkv_bias: bool | None = None  # None: only for qwen2
+    seed: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.embd // self.heads
+
+    def name(self) -> str:
+        parts = [self.arch, self.wtype, f"h{self.heads}kv{self.kv_heads}"]
+        if self.tied:
+            parts.append("tied")
+        if self.rope_dims is not None:
+            parts.append(f"rope{self.rope_dims}")
+        return "-".join(parts)
+
+
+def bytes_to_unicode() -> list[str]:
+    """GPT-2's byte -> printable character table: printable Latin-1 bytes map to themselves,
+    the other bytes to U+0100 upwards in byte order."""
+    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE]
+    out, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
+            extra += 1
+    return out
+
+
+def vocabulary(vocab: int) -> tuple[list[str], list[int], list[str]]:
+    alphabet = bytes_to_unicode()
+    space = alphabet[ord(" ")]
+    merges = [f"{space} t", "h e", f"{space}t he", "i n", f"{space} a"]
+    tokens = list(alphabet) + [m.replace(" ", "") for m in merges]
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        tokens.append(special)
+        types.append(gguf.TokenType.CONTROL)
+    if vocab < len(tokens):
+        raise ValueError(f"vocab must be at least {len(tokens)}")
+    for i in range(len(tokens), vocab):
+        tokens.append(f"<unused{i}>")
+        types.append(gguf.TokenType.UNUSED)
+    return tokens, [int(t) for t in types], merges
+
+
+def _encode(values: np.ndarray, qtype: QT) -> np.ndarray:
+    """float32 [rows, cols] -> the array GGUFWriter.add_tensor stores as `qtype`."""
+    if qtype == QT.F32:
+        return values.astype(np.float32)
+    if qtype == QT.F16:
+        return values.astype(np.float16)
+    return gguf.quants.quantize(values.astype(np.float32), qtype)  # uint8 bytes [rows, row_bytes]
+
+
+def write_tiny_model(path: str, spec: TinySpec) -> str:
+    s = spec
+    if s.arch not in ("llama", "qwen2", "mistral"):
+        raise ValueError(f"unknown arch {s.arch}")
+    if s.embd % s.heads or s.heads % s.kv_heads or s.head_dim % 2:
+        raise ValueError("embd must split into heads of even size, heads into kv heads")
+    qtype = TYPE_NAMES[s.wtype]
+    if qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1) and (s.embd % 32 or s.ffn % 32):
+        raise ValueError("quantized weights need embd and ffn to be multiples of 32")
+    rng = np.random.default_rng(s.seed)
+    kv_dim = s.kv_heads * s.head_dim
+    qkv_bias = s.qkv_bias if s.qkv_bias is not None else s.arch == "qwen2"
+
+    w = gguf.GGUFWriter(path, s.arch)
+    a = s.arch
+    w.add_string("general.name", "tiny-" + s.name())
+    w.add_uint32(f"{a}.block_count", s.layers)
+    w.add_uint32(f"{a}.context_length", s.context)
+    w.add_uint32(f"{a}.embedding_length", s.embd)
+    w.add_uint32(f"{a}.feed_forward_length", s.ffn)
+    w.add_uint32(f"{a}.attention.head_count", s.heads)
+    w.add_uint32(f"{a}.attention.head_count_kv", s.kv_heads)
+    w.add_float32(f"{a}.rope.freq_base", s.rope_theta)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", s.rms_eps)
+    w.add_uint32(f"{a}.rope.dimension_count", s.rope_dims or s.head_dim)
+    tokens, types, merges = vocabulary(s.vocab)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "qwen2" if a == "qwen2" else "gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_uint32("tokenizer.ggml.bos_token_id", tokens.index("<|im_start|>"))
+    w.add_uint32("tokenizer.ggml.eos_token_id", tokens.index("<|im_end|>"))
+    w.add_bool("tokenizer.ggml.add_bos_token", False)
+
+    def matrix(name: str, rows: int, cols: int) -> None:
+        # 1/sqrt(cols) keeps activations O(1) through the layers.
+        v = rng.standard_normal((rows, cols)).astype(np.float32) / np.float32(np.sqrt(cols))
+        w.add_tensor(name, _encode(v, qtype), raw_dtype=None if qtype in (QT.F32, QT.F16) else qtype)
+
+    def vector(name: str, n: int, scale: float, offset: float) -> None:
+        w.add_tensor(name, (offset + scale * rng.standard_normal(n)).astype(np.float32))
+
+    matrix("token_embd.weight", s.vocab, s.embd)
+    vector("output_norm.weight", s.embd, 0.1, 1.0)
+    if not s.tied:
+        matrix("output.weight", s.vocab, s.embd)
+    for i in range(s.layers):
+        b = f"blk.{i}."
+        vector(b + "attn_norm.weight", s.embd, 0.1, 1.0)
+        matrix(b + "attn_q.weight", s.embd, s.embd)
+        matrix(b + "attn_k.weight", kv_dim, s.embd)
+        matrix(b + "attn_v.weight", kv_dim, s.embd)
+        if qkv_bias:
+            vector(b + "attn_q.bias", s.embd, 0.1, 0.0)
+            vector(b + "attn_k.bias", kv_dim, 0.1, 0.0)
+            vector(b + "attn_v.bias", kv_dim, 0.1, 0.0)
+        matrix(b + "attn_output.weight", s.embd, s.embd)
+        vector(b + "ffn_norm.weight", s.embd, 0.1, 1.0)
+        matrix(b + "ffn_gate.weight", s.ffn, s.embd)
+        matrix(b + "ffn_up.weight", s.ffn, s.embd)
+        matrix(b + "ffn_down.weight", s.embd, s.ffn)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
