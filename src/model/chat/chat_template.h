@@ -55,9 +55,14 @@ struct RenderedPiece {
 class ChatTemplate {
  public:
   // Recognises the family from a Jinja template's text, including a default system prompt
-  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text.
+  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text; it is
+  // written only if the template writes bos_token (or that text). NotFound for an empty
+  // template; Unimplemented, naming what was not recognised, for a template of no known family
+  // or a look-alike that renders differently (Mistral [INST], Phi-3 <|end|>, Llama-3.1, Qwen3
+  // <think>, Gemma-3). Llama-2 and Zephyr write eos_token as "</s>", their tokenizers' EOS.
   static StatusOr<ChatTemplate> FromJinja(std::string_view jinja, std::string_view bos_text);
-  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma".
+  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma", with the family's usual BOS text
+  // ("<|begin_of_text|>", "<s>", "<bos>"; none for chatml and zephyr). InvalidArgument otherwise.
   static StatusOr<ChatTemplate> FromName(std::string_view name);
 
   TemplateFamily family() const { return family_; }
