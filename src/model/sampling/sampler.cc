@@ -119,19 +119,23 @@ TokenId Sampler::Sample(std::span<float> logits) {
   }
   if (candidates_.empty()) return 0;
 
-  // Top-k: a partial sort costs O(V log k), against O(V log V) for sorting all 49152 logits.
+  // Only as much of the descending order is built as the filters need: top-k sorts k
+  // entries (O(V log k)), top-p grows a sorted prefix until its mass reaches p, min-p alone
+  // partitions. Sorting all 49152 logits would cost milliseconds per token.
   size_t keep = candidates_.size();
+  size_t sorted = 0;  // candidates_[0, sorted) is the top of the descending order
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
     keep = static_cast<size_t>(params_.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), Before);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), Before);
+    candidates_.resize(keep);
+    sorted = keep;
   }
-  candidates_.resize(keep);
 
   // An infinite top logit (or all -inf) leaves no meaningful distribution: take the top.
-  const float max_logit = candidates_.front().first;
-  if (!std::isfinite(max_logit)) return candidates_.front().second;
+  const auto top = sorted > 0 ? candidates_.begin()
+                              : std::min_element(candidates_.begin(), candidates_.end(), Before);
+  const float max_logit = top->first;
+  if (!std::isfinite(max_logit)) return top->second;
 
   // Top-p: the shortest prefix (by descending probability, temperature not yet applied) whose
   // probability mass reaches top_p; the token that crosses the threshold is kept.
@@ -141,6 +145,13 @@ TokenId Sampler::Sample(std::span<float> logits) {
     double cumulative = 0.0;
     size_t cut = keep;
     for (size_t i = 0; i < keep; ++i) {
+      if (i == sorted) {
+        // Extend the sorted prefix: everything past it is below everything in it.
+        const size_t next = std::min(keep, std::max<size_t>(2 * sorted, 256));
+        std::partial_sort(candidates_.begin() + sorted, candidates_.begin() + next,
+                          candidates_.end(), Before);
+        sorted = next;
+      }
       cumulative += std::exp(static_cast<double>(candidates_[i].first - max_logit)) / total;
       if (cumulative >= params_.top_p) {
         cut = i + 1;
@@ -155,15 +166,21 @@ TokenId Sampler::Sample(std::span<float> logits) {
   // p_i / p_max = exp(l_i - l_max) >= min_p  <=>  l_i >= l_max + log(min_p).
   if (params_.min_p > 0.0f && keep > 1) {
     const float threshold = max_logit + std::log(params_.min_p);
-    size_t cut = 1;
-    while (cut < keep && candidates_[cut].first >= threshold) ++cut;
-    keep = cut;
+    if (sorted >= keep) {
+      size_t cut = 1;
+      while (cut < keep && candidates_[cut].first >= threshold) ++cut;
+      keep = cut;
+    } else {
+      // Unsorted: a stable partition keeps the id order, so the draw stays reproducible.
+      auto end = std::stable_partition(candidates_.begin(), candidates_.end(),
+                                        [&](const auto& c) { return c.first >= threshold; });
+      keep = static_cast<size_t>(end - candidates_.begin());
+    }
     candidates_.resize(keep);
   }
 
-  // Temperature, softmax, draw. Sorted order means the walk below finds the token in
-  // roughly its rank steps.
-  // The top weight is exp(0) = 1, so the total is >= 1 and the draw below is well defined.
+  // Temperature, softmax, draw (in whatever order the candidates are: sorted after top-k or
+  // top-p, id order otherwise; either is fixed for the same inputs). The top weight is exp(0) = 1, so the total is >= 1 and the draw below is well defined.
   const double t = params_.temperature;
   double total = 0.0;
   for (auto& c : candidates_) {
