@@ -29,6 +29,21 @@ enum class TemplateFamily {
   kGemma,   // <start_of_turn>user\n...<end_of_turn>
 };
 
+// Python's str.strip() with no argument, which Jinja's `trim` filter and `.strip()` call:
+// removes leading and trailing Unicode whitespace (ASCII \t \n \v \f \r space, \x1c-\x1f,
+// U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000). Bytes that
+// are not valid UTF-8 are never whitespace.
+//
+// Which families transform message content (as their reference templates do):
+//   llama3: every message's content is stripped.
+//   gemma:  every message's content is stripped.
+//   llama2: every user/assistant content is stripped; the first user message, when a system
+//           message precedes it, is stripped together with the <<SYS>> block in front of it
+//           (so its leading whitespace stays, and an all-whitespace user message also loses
+//           the "\n\n" after <</SYS>>). The system content itself is not stripped.
+//   chatml, zephyr: content is used as is. A default system prompt is inserted verbatim.
+std::string PythonStrip(std::string_view text);
+
 class ChatTemplate {
  public:
   // Recognises the family from a Jinja template's text, including a default system prompt

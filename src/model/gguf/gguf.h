@@ -27,6 +27,8 @@ namespace llmasos::gguf {
 
 inline constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 inline constexpr uint64_t kDefaultAlignment = 32;
+// general.alignment must be a power of two no larger than this (16 MiB).
+inline constexpr uint64_t kMaxAlignment = 1 << 24;
 
 enum class ValueType : uint32_t {
   kUint8 = 0,

@@ -43,7 +43,8 @@ class Sampler {
   // REQUIRES: ValidateSamplingParams(params).ok()
   explicit Sampler(const SamplingParams& params);
 
-  // Picks the next token. `logits` is [vocab_size] and is modified (scratch).
+  // Picks the next token. `logits` is [vocab_size] and is modified (scratch): the penalties
+  // are applied to it in place; later stages work on a copy. NaN logits are never chosen.
   TokenId Sample(std::span<float> logits);
   // Records a token in the penalty window (prompt tokens too, as llama.cpp does).
   void Accept(TokenId token);

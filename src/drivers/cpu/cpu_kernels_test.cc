@@ -1,0 +1,333 @@
+// Every SIMD kernel against its scalar twin (scalar_ops.h), once per SIMD target compiled in
+// and supported by this CPU (hwy::SetSupportedTargetsForTest), so the AVX2 and SSE4 paths are
+// exercised on an AVX-512 machine too. Plus the quantized MatMul against plain float math on
+// the dequantized weights, within the bound that 8-bit activations allow.
+//
+// Tolerances, and why:
+//  * Activation quantization and DequantizeRow: bit-identical (same IEEE operations; products
+//    of an fp16 scale and a 4- or 8-bit integer are exact in f32, so FMA or not is the same).
+//  * Quantized MatMul vs its twin: the integer block dot products are exact in both, only the
+//    order (and FMA fusion) of the f32 sum over K block terms differs. Any summation order of
+//    K terms errs by at most ~K * eps * sum|terms| (Higham), so we allow
+//    2 * (K + 2) * FLT_EPSILON * sum_c |w_c x_c|.
+//  * Float MatMul and Dot: the same bound with K = cols.
+//  * Quantized MatMul vs float math: x_j - d_x q_j is at most d_x / 2 (round to nearest) in
+//    each element, so the result may differ from the exact product by at most
+//    sum_blocks (d_x / 2) * sum_j |w_j|, plus the summation bound above.
+//  * Exp-based kernels (Softmax, SwiGlu): Highway's Exp is within a few ULP of std::exp;
+//    we allow a relative 2e-6 per element (about 16 ULP) plus the sum's rounding.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/ops.h"
+#include "drivers/cpu/scalar_ops.h"
+#include "hwy/targets.h"
+#include "util/fp16.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::cpu {
+namespace {
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> x(n);
+  for (float& v : x) v = dist(rng);
+  return x;
+}
+
+// A weight matrix in `type`'s storage, made by QuantizeRow from random floats whose scale
+// varies per row (so block scales differ) and with a bias (so Q4_1's minimum matters).
+struct Weights {
+  std::vector<uint8_t> bytes;
+  MatView view;
+};
+
+Weights MakeWeights(TensorType type, size_t rows, size_t cols, uint32_t seed) {
+  Weights w;
+  const size_t row_bytes = RowBytes(type, cols);
+  w.bytes.resize(rows * row_bytes);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> row_scale(0.1f, 2.0f);
+  for (size_t r = 0; r < rows; ++r) {
+    std::vector<float> row = RandomFloats(cols, seed * 7919 + static_cast<uint32_t>(r),
+                                          row_scale(rng));
+    const float bias = (r % 3 == 0) ? 0.5f : 0.0f;
+    for (float& v : row) v += bias;
+    QuantizeRow(type, row.data(), cols, w.bytes.data() + r * row_bytes);
+  }
+  w.view = MatView{type, w.bytes.data(), rows, cols, row_bytes};
+  return w;
+}
+
+bool IsQuantized(TensorType type) {
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
+}
+
+const TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
+                                TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1};
+
+// sum_c |W[r, c] * x[t, c]| on the dequantized weights, the scale of the summation error.
+std::vector<double> AbsProductSums(const MatView& w, const float* x, size_t num_tokens) {
+  std::vector<double> mag(num_tokens * w.rows);
+  std::vector<float> row(w.cols);
+  for (size_t r = 0; r < w.rows; ++r) {
+    scalar::DequantizeRow(w, r, row.data());
+    for (size_t t = 0; t < num_tokens; ++t) {
+      double sum = 0;
+      for (size_t c = 0; c < w.cols; ++c) sum += std::fabs(double{row[c]} * x[t * w.cols + c]);
+      mag[t * w.rows + r] = sum;
+    }
+  }
+  return mag;
+}
+
+// Runs each test once per SIMD target compiled in and supported here.
+class CpuKernelsTest : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override { hwy::SetSupportedTargetsForTest(GetParam()); }
+  void TearDown() override { hwy::SetSupportedTargetsForTest(0); }
+};
+
+std::string TargetParamName(const ::testing::TestParamInfo<int64_t>& info) {
+  return hwy::TargetName(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTargets, CpuKernelsTest,
+                         ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
+                         TargetParamName);
+
+TEST_P(CpuKernelsTest, DispatchesToTheTargetUnderTest) {
+  EXPECT_STREQ(ChosenTarget(), hwy::TargetName(GetParam()));
+}
+
+TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
+  for (size_t n : {32u, 64u, 576u}) {
+    std::vector<float> x = RandomFloats(n, static_cast<uint32_t>(n), 3.0f);
+    // An all-zero block (scale 0) and exact ties at half steps.
+    if (n >= 64) {
+      for (size_t j = 32; j < 64; ++j) x[j] = 0.0f;
+    }
+    x[0] = 127.0f;
+    x[1] = 0.5f;
+    x[2] = 1.5f;
+    x[3] = -2.5f;
+    const size_t nb = n / 32;
+    std::vector<int8_t> qs(n), qs_ref(n);
+    std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
+    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data());
+    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data());
+    EXPECT_EQ(qs, qs_ref) << "n=" << n;
+    EXPECT_EQ(d, d_ref) << "n=" << n;
+    EXPECT_EQ(s, s_ref) << "n=" << n;
+    // The definition itself: |x - d q| <= d / 2 and q in [-127, 127].
+    for (size_t j = 0; j < n; ++j) {
+      ASSERT_LE(std::abs(int{qs[j]}), 127);
+      EXPECT_LE(std::fabs(x[j] - d[j / 32] * qs[j]), d[j / 32] * 0.5001f) << j;
+    }
+  }
+}
+
+struct MatMulShape {
+  size_t rows, cols, tokens;
+};
+
+// Shapes with odd rows and token counts around the kernels' tile sizes (4 rows, 4 tokens).
+const MatMulShape kShapes[] = {
+    {1, 32, 1}, {7, 64, 1}, {13, 96, 7}, {33, 128, 64}, {5, 256, 3}, {67, 160, 1}, {9, 64, 5},
+};
+
+TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
+  for (size_t num_threads : {1u, 2u}) {
+    ThreadPool pool(num_threads);
+    for (TensorType type : kAllTypes) {
+      for (const MatMulShape& shape : kShapes) {
+        // Float types also get a column count that is no multiple of any vector width.
+        const size_t cols = IsQuantized(type) ? shape.cols : shape.cols + 5;
+        Weights w = MakeWeights(type, shape.rows, cols, static_cast<uint32_t>(shape.rows * 31 + cols));
+        std::vector<float> x = RandomFloats(shape.tokens * cols, static_cast<uint32_t>(cols));
+        std::vector<float> out(shape.tokens * shape.rows, -1.0f), ref(out.size());
+        MatMul(w.view, x.data(), shape.tokens, out.data(), pool);
+        scalar::MatMul(w.view, x.data(), shape.tokens, ref.data());
+        const std::vector<double> mag = AbsProductSums(w.view, x.data(), shape.tokens);
+        const double num_terms = IsQuantized(type) ? 2.0 * cols / 32 : cols;
+        for (size_t i = 0; i < out.size(); ++i) {
+          const double tol = 2 * (num_terms + 2) * FLT_EPSILON * mag[i] * 1.05 + 1e-30;
+          ASSERT_NEAR(out[i], ref[i], tol)
+              << Traits(type).name << " rows=" << shape.rows << " cols=" << cols
+              << " tokens=" << shape.tokens << " threads=" << num_threads << " token "
+              << i / shape.rows << " row " << i % shape.rows;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {
+  ThreadPool pool(2);
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1}) {
+    const size_t rows = 37, cols = 256, tokens = 6;
+    Weights w = MakeWeights(type, rows, cols, 99);
+    std::vector<float> x = RandomFloats(tokens * cols, 5);
+    std::vector<float> out(tokens * rows);
+    MatMul(w.view, x.data(), tokens, out.data(), pool);
+    std::vector<float> row(cols);
+    double err_sq = 0, ref_sq = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      scalar::DequantizeRow(w.view, r, row.data());
+      for (size_t t = 0; t < tokens; ++t) {
+        const float* xt = &x[t * cols];
+        double ref = 0, mag = 0, bound = 0;
+        for (size_t b = 0; b < cols / 32; ++b) {
+          double amax = 0, wsum = 0;
+          for (size_t j = b * 32; j < b * 32 + 32; ++j) {
+            ref += double{row[j]} * xt[j];
+            mag += std::fabs(double{row[j]} * xt[j]);
+            amax = std::max(amax, std::fabs(double{xt[j]}));
+            wsum += std::fabs(double{row[j]});
+          }
+          bound += amax / 127 / 2 * wsum;
+        }
+        const double got = out[t * rows + r];
+        const double tol = bound * 1.001 + 2 * (cols / 16.0 + 2) * FLT_EPSILON * mag * 1.05;
+        ASSERT_NEAR(got, ref, tol) << Traits(type).name << " token " << t << " row " << r;
+        err_sq += (got - ref) * (got - ref);
+        ref_sq += ref * ref;
+      }
+    }
+    // Typical error is far below the worst case: the rounding errors are independent, so the
+    // relative RMS error is about (1/127) / sqrt(12) * (a few) -- well under 1 %.
+    EXPECT_LT(std::sqrt(err_sq / ref_sq), 0.01) << Traits(type).name;
+  }
+}
+
+TEST_P(CpuKernelsTest, DequantizeRowIsBitIdenticalToScalar) {
+  for (TensorType type : kAllTypes) {
+    const size_t cols = IsQuantized(type) ? 96 : 101;
+    Weights w = MakeWeights(type, 5, cols, 3);
+    std::vector<float> out(cols), ref(cols);
+    for (size_t r = 0; r < 5; ++r) {
+      DequantizeRow(w.view, r, out.data());
+      scalar::DequantizeRow(w.view, r, ref.data());
+      EXPECT_EQ(out, ref) << Traits(type).name << " row " << r;
+    }
+  }
+}
+
+const size_t kLengths[] = {1, 7, 32, 100, 1027};
+
+TEST_P(CpuKernelsTest, DotMatchesScalar) {
+  for (size_t n : kLengths) {
+    std::vector<float> a = RandomFloats(n, 1), b = RandomFloats(n, 2);
+    double mag = 0;
+    for (size_t i = 0; i < n; ++i) mag += std::fabs(double{a[i]} * b[i]);
+    EXPECT_NEAR(Dot(a.data(), b.data(), n), scalar::Dot(a.data(), b.data(), n),
+                2 * (n + 2) * FLT_EPSILON * mag)
+        << "n=" << n;
+  }
+}
+
+TEST_P(CpuKernelsTest, AxpyAndAddInPlaceMatchScalar) {
+  for (size_t n : kLengths) {
+    std::vector<float> x = RandomFloats(n, 3), y = RandomFloats(n, 4);
+    std::vector<float> y_axpy = y, y_axpy_ref = y, y_add = y, y_add_ref = y;
+    Axpy(0.37f, x.data(), n, y_axpy.data());
+    scalar::Axpy(0.37f, x.data(), n, y_axpy_ref.data());
+    AddInPlace(x.data(), n, y_add.data());
+    scalar::AddInPlace(x.data(), n, y_add_ref.data());
+    EXPECT_EQ(y_add, y_add_ref) << "n=" << n;  // one IEEE addition per element either way
+    for (size_t i = 0; i < n; ++i) {
+      // FMA rounds once where the twin rounds twice: one ULP of each part.
+      const float tol = FLT_EPSILON * (std::fabs(y[i]) + std::fabs(0.37f * x[i])) * 2;
+      ASSERT_NEAR(y_axpy[i], y_axpy_ref[i], tol) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST_P(CpuKernelsTest, RmsNormMatchesScalarAlsoInPlace) {
+  for (size_t n : kLengths) {
+    std::vector<float> x = RandomFloats(n, 5, 4.0f), weight = RandomFloats(n, 6);
+    std::vector<float> out(n), ref(n);
+    RmsNorm(x.data(), weight.data(), n, 1e-5f, out.data());
+    scalar::RmsNorm(x.data(), weight.data(), n, 1e-5f, ref.data());
+    for (size_t i = 0; i < n; ++i) {
+      // The sum of squares may differ by n * eps relative; sqrt halves it; 3 more roundings.
+      const float tol = std::fabs(ref[i]) * FLT_EPSILON * (n + 8);
+      ASSERT_NEAR(out[i], ref[i], tol) << "n=" << n << " i=" << i;
+    }
+    std::vector<float> in_place = x;
+    RmsNorm(in_place.data(), weight.data(), n, 1e-5f, in_place.data());
+    EXPECT_EQ(in_place, out) << "n=" << n;
+  }
+}
+
+TEST_P(CpuKernelsTest, SoftmaxMatchesScalar) {
+  for (size_t n : kLengths) {
+    std::vector<float> x = RandomFloats(n, 7, 5.0f);
+    x[0] = -1e30f;  // exp underflows to 0
+    std::vector<float> out = x, ref = x;
+    Softmax(out.data(), n);
+    scalar::Softmax(ref.data(), n);
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(out[i], ref[i], ref[i] * (2e-6f + (n + 4) * FLT_EPSILON) + 1e-38f)
+          << "n=" << n << " i=" << i;
+      sum += out[i];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5) << "n=" << n;
+  }
+}
+
+TEST_P(CpuKernelsTest, SwiGluMatchesScalarIncludingLargeMagnitudes) {
+  for (size_t n : kLengths) {
+    std::vector<float> gate = RandomFloats(n, 8, 6.0f), up = RandomFloats(n, 9);
+    gate[0] = -200.0f;  // exp(200) overflows: silu -> -0
+    if (n > 1) gate[1] = 200.0f;  // silu(g) = g
+    std::vector<float> out(n), ref(n);
+    SwiGlu(gate.data(), up.data(), n, out.data());
+    scalar::SwiGlu(gate.data(), up.data(), n, ref.data());
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(out[i], ref[i], std::fabs(ref[i]) * 2e-6f + 1e-30f)
+          << "n=" << n << " i=" << i << " gate " << gate[i];
+    }
+    std::vector<float> aliased = gate;
+    SwiGlu(aliased.data(), up.data(), n, aliased.data());
+    EXPECT_EQ(aliased, out) << "n=" << n;
+  }
+}
+
+TEST_P(CpuKernelsTest, HalfRowConversionsMatchScalarBitForBit) {
+  std::vector<float> x = RandomFloats(1027, 10, 100.0f);
+  // Ties, subnormals, overflow, infinities and signed zero.
+  const float specials[] = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6e-8f, 3e-8f,
+                            1e-10f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, INFINITY, -INFINITY};
+  for (size_t i = 0; i < std::size(specials); ++i) x[i * 3] = specials[i];
+  std::vector<uint16_t> h(x.size()), h_ref(x.size());
+  F32ToF16Row(x.data(), x.size(), h.data());
+  scalar::F32ToF16Row(x.data(), x.size(), h_ref.data());
+  EXPECT_EQ(h, h_ref);
+
+  // Every half value, NaNs compared as NaN.
+  std::vector<uint16_t> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> f(all.size()), f_ref(all.size());
+  F16ToF32Row(all.data(), all.size(), f.data());
+  scalar::F16ToF32Row(all.data(), all.size(), f_ref.data());
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (std::isnan(f_ref[i])) {
+      ASSERT_TRUE(std::isnan(f[i])) << std::hex << i;
+    } else {
+      ASSERT_EQ(FloatToBits(f[i]), FloatToBits(f_ref[i])) << std::hex << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace llmasos::cpu

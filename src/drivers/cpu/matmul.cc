@@ -1,0 +1,138 @@
+// MatMul's entry point: checks the shapes, quantizes the activations once per call for
+// quantized weights, and hands over to the per-type SIMD kernels (matmul_q4.cc, matmul_q8.cc,
+// matmul_float.cc).
+#include <cstring>
+#include <vector>
+
+#include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/ops.h"
+#include "drivers/cpu/scalar_ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "drivers/cpu/matmul.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "util/logging.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace llmasos::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// See scalar::QuantizeActivations: the same operations in the same order per element (max of
+// |x|, one division for the scale, one reciprocal, x * (1/d) rounded to nearest even), so the
+// two agree bit for bit.
+void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HWY_RESTRICT qs,
+                               float* HWY_RESTRICT d, float* HWY_RESTRICT s) {
+#if HWY_TARGET == HWY_SCALAR
+  scalar::QuantizeActivations(x, n, qs, d, s);
+#else
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di32;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  const size_t lanes = hn::Lanes(df);
+  for (size_t b = 0; b < n / kQuantBlockElems; ++b) {
+    const float* xb = x + b * kQuantBlockElems;
+    auto vmax = hn::Zero(df);
+    for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
+      vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
+    }
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    const float scale = amax / 127.0f;
+    const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    const auto vinv = hn::Set(df, inv);
+    auto isum = hn::Zero(di32);
+    for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
+      const auto q = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vinv));
+      isum = hn::Add(isum, q);
+      hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
+    }
+    d[b] = scale;
+    s[b] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di32, isum)));
+  }
+#endif  // HWY_TARGET == HWY_SCALAR
+}
+
+// Quantizes num_tokens rows of `cols` activations (the layout of QuantizedActivations).
+void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t num_tokens, size_t cols,
+                          int8_t* HWY_RESTRICT qs, float* HWY_RESTRICT d,
+                          float* HWY_RESTRICT s) {
+  const size_t num_blocks = cols / kQuantBlockElems;
+  for (size_t t = 0; t < num_tokens; ++t) {
+    QuantizeActivationsTarget(x + t * cols, cols, qs + t * cols, d + t * num_blocks,
+                              s + t * num_blocks);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace llmasos::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace llmasos::cpu {
+namespace {
+
+bool IsQuantized(TensorType type) {
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
+}
+
+// Scratch for one call's quantized activations, reused across calls on a thread so the
+// forward pass does not allocate per matrix multiply.
+struct ActivationScratch {
+  std::vector<int8_t> qs;
+  std::vector<float> d;
+  std::vector<float> s;
+};
+
+}  // namespace
+
+HWY_EXPORT(QuantizeActivationsTarget);
+HWY_EXPORT(QuantizeTokensTarget);
+
+void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s) {
+  CHECK_EQ(n % kQuantBlockElems, 0u);
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s);
+}
+
+void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool) {
+  CHECK(w.data != nullptr || w.rows == 0);
+  CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols)) << "MatView row_bytes does not match its type";
+  if (num_tokens == 0 || w.rows == 0) return;
+  if (!IsQuantized(w.type)) {
+    MatMulFloat(w, x, num_tokens, out, pool);
+    return;
+  }
+  CHECK_EQ(w.cols % kQuantBlockElems, 0u);
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  // The calling thread's scratch; workers see it through these pointers, not their own.
+  thread_local ActivationScratch scratch;
+  if (scratch.qs.size() < num_tokens * w.cols) scratch.qs.resize(num_tokens * w.cols);
+  if (scratch.d.size() < num_tokens * num_blocks) {
+    scratch.d.resize(num_tokens * num_blocks);
+    scratch.s.resize(num_tokens * num_blocks);
+  }
+  int8_t* qs = scratch.qs.data();
+  float* d = scratch.d.data();
+  float* s = scratch.s.data();
+  const size_t cols = w.cols;
+  auto quantize = HWY_DYNAMIC_DISPATCH(QuantizeTokensTarget);
+  auto quantize_range = [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+    quantize(x + begin * cols, end - begin, cols, qs + begin * cols, d + begin * num_blocks,
+             s + begin * num_blocks);
+  };
+  // Worth the pool's hand-off only when there are many tokens (prefill).
+  if (num_tokens >= 16) {
+    pool.ParallelFor(num_tokens, 4, quantize_range);
+  } else {
+    quantize_range(0, num_tokens, 0);
+  }
+  const QuantizedActivations acts{qs, d, s, num_tokens, cols};
+  if (w.type == TensorType::kQ8_0) {
+    MatMulQ8(w, acts, out, pool);
+  } else {
+    MatMulQ4(w, acts, out, pool);
+  }
+}
+
+}  // namespace llmasos::cpu
+#endif  // HWY_ONCE

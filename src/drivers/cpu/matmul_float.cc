@@ -1,0 +1,132 @@
+// MatMul for F32, F16 and BF16 weights against float activations, compiled once per SIMD
+// target. Weights are widened to f32 in registers; products and sums are f32 FMAs.
+#include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/scalar_ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "drivers/cpu/matmul_float.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "drivers/cpu/simd_util-inl.h"
+#include "hwy/highway.h"
+#include "util/fp16.h"
+#include "util/logging.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace llmasos::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_SCALAR
+
+void MatMulFloatTarget(const MatView& w, const float* x, size_t num_tokens, float* out,
+                       ThreadPool& pool) {
+  scalar::MatMul(w, x, num_tokens, out);
+}
+
+#else  // HWY_TARGET != HWY_SCALAR
+
+inline constexpr size_t kFloatTileRows = 4;
+
+template <TensorType kType>
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> LoadWeights(const uint8_t* HWY_RESTRICT row,
+                                                       size_t col) {
+  const hn::ScalableTag<float> df;
+  if constexpr (kType == TensorType::kF32) {
+    return hn::LoadU(df, reinterpret_cast<const float*>(row) + col);
+  } else if constexpr (kType == TensorType::kF16) {
+    return LoadHalfAsFloat(df, reinterpret_cast<const uint16_t*>(row) + col);
+  } else {
+    const hn::Rebind<hwy::bfloat16_t, decltype(df)> dbf;
+    return hn::PromoteTo(df, hn::LoadU(dbf, reinterpret_cast<const hwy::bfloat16_t*>(row) + col));
+  }
+}
+
+template <TensorType kType>
+HWY_INLINE float WeightAt(const uint8_t* HWY_RESTRICT row, size_t col) {
+  if constexpr (kType == TensorType::kF32) return reinterpret_cast<const float*>(row)[col];
+  if constexpr (kType == TensorType::kF16) {
+    return F16ToF32(reinterpret_cast<const uint16_t*>(row)[col]);
+  }
+  return Bf16ToF32(reinterpret_cast<const uint16_t*>(row)[col]);
+}
+
+// out[r] = row r (of kRows, row_bytes apart) times one token x, r < kRows.
+template <TensorType kType, size_t kRows>
+HWY_NOINLINE void FloatTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t cols,
+                            const float* HWY_RESTRICT x, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  hn::Vec<decltype(df)> acc[kRows];
+  for (size_t r = 0; r < kRows; ++r) acc[r] = hn::Zero(df);
+  size_t c = 0;
+  for (; c + n <= cols; c += n) {
+    const auto xv = hn::LoadU(df, x + c);
+    for (size_t r = 0; r < kRows; ++r) {
+      acc[r] = hn::MulAdd(LoadWeights<kType>(w_rows + r * row_bytes, c), xv, acc[r]);
+    }
+  }
+  for (size_t r = 0; r < kRows; ++r) {
+    float sum = hn::GetLane(hn::SumOfLanes(df, acc[r]));
+    for (size_t cc = c; cc < cols; ++cc) sum += WeightAt<kType>(w_rows + r * row_bytes, cc) * x[cc];
+    out[r] = sum;
+  }
+}
+
+template <TensorType kType>
+void FloatRows(const MatView& w, const float* x, size_t num_tokens, size_t row_begin,
+               size_t row_end, float* out) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  size_t r = row_begin;
+  // A tile's rows stay in L1 while every token passes over them.
+  for (; r + kFloatTileRows <= row_end; r += kFloatTileRows) {
+    float tmp[kFloatTileRows];
+    for (size_t t = 0; t < num_tokens; ++t) {
+      FloatTile<kType, kFloatTileRows>(base + r * w.row_bytes, w.row_bytes, w.cols,
+                                       x + t * w.cols, tmp);
+      for (size_t i = 0; i < kFloatTileRows; ++i) out[t * w.rows + r + i] = tmp[i];
+    }
+  }
+  for (; r < row_end; ++r) {
+    for (size_t t = 0; t < num_tokens; ++t) {
+      FloatTile<kType, 1>(base + r * w.row_bytes, w.row_bytes, w.cols, x + t * w.cols,
+                          out + t * w.rows + r);
+    }
+  }
+}
+
+template <TensorType kType>
+void FloatMatMul(const MatView& w, const float* x, size_t num_tokens, float* out,
+                 ThreadPool& pool) {
+  pool.ParallelFor(w.rows, kFloatTileRows, [&](size_t begin, size_t end, size_t) {
+    FloatRows<kType>(w, x, num_tokens, begin, end, out);
+  }, /*chunks_per_thread=*/4);
+}
+
+void MatMulFloatTarget(const MatView& w, const float* x, size_t num_tokens, float* out,
+                       ThreadPool& pool) {
+  switch (w.type) {
+    case TensorType::kF32: return FloatMatMul<TensorType::kF32>(w, x, num_tokens, out, pool);
+    case TensorType::kF16: return FloatMatMul<TensorType::kF16>(w, x, num_tokens, out, pool);
+    case TensorType::kBF16: return FloatMatMul<TensorType::kBF16>(w, x, num_tokens, out, pool);
+    default: CHECK(false) << "MatMulFloat on a quantized type";
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace llmasos::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace llmasos::cpu {
+
+HWY_EXPORT(MatMulFloatTarget);
+
+void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out,
+                 ThreadPool& pool) {
+  HWY_DYNAMIC_DISPATCH(MatMulFloatTarget)(w, x, num_tokens, out, pool);
+}
+
+}  // namespace llmasos::cpu
+#endif  // HWY_ONCE

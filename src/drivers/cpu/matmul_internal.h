@@ -1,0 +1,39 @@
+// Internal to the CPU driver: the pieces MatMul is assembled from, shared by the per-type
+// SIMD sources (matmul_*.cc) and tests. Not part of the driver's public contract (ops.h).
+#ifndef LLMASOS_DRIVERS_CPU_MATMUL_INTERNAL_H_
+#define LLMASOS_DRIVERS_CPU_MATMUL_INTERNAL_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "drivers/cpu/ops.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::cpu {
+
+// Elements per quantization block, for every quantized weight type and for the activations.
+inline constexpr size_t kQuantBlockElems = 32;
+
+// Activations of a MatMul call quantized once, as scalar::QuantizeActivations defines
+// (x ~= d * qs per block of 32; s = d * sum(qs)). Not owned.
+struct QuantizedActivations {
+  const int8_t* qs;  // [num_tokens, cols]
+  const float* d;    // [num_tokens, num_blocks]
+  const float* s;    // [num_tokens, num_blocks]
+  size_t num_tokens;
+  size_t cols;  // num_blocks = cols / 32
+};
+
+// SIMD activation quantization, bit-identical to scalar::QuantizeActivations.
+void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s);
+
+// The per-type halves of MatMul, each dispatched to the best SIMD target.
+//   out: [num_tokens, w.rows]
+void MatMulQ4(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
+void MatMulQ8(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
+void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out,
+                 ThreadPool& pool);
+
+}  // namespace llmasos::cpu
+
+#endif  // LLMASOS_DRIVERS_CPU_MATMUL_INTERNAL_H_

@@ -1,0 +1,310 @@
+// The CPU driver's vector kernels other than MatMul (matmul*.cc): norms, activations,
+// element-wise arithmetic, half-float rows and row dequantization. Compiled once per SIMD
+// target; each public function dispatches once per call.
+#include "drivers/cpu/ops.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/scalar_ops.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "drivers/cpu/ops.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "drivers/cpu/simd_util-inl.h"
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "util/fp16.h"
+#include "util/logging.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace llmasos::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_SCALAR
+
+float DotTarget(const float* a, const float* b, size_t n) { return scalar::Dot(a, b, n); }
+void AxpyTarget(float a, const float* x, size_t n, float* y) { scalar::Axpy(a, x, n, y); }
+void AddInPlaceTarget(const float* x, size_t n, float* y) { scalar::AddInPlace(x, n, y); }
+void RmsNormTarget(const float* x, const float* weight, size_t n, float eps, float* out) {
+  scalar::RmsNorm(x, weight, n, eps, out);
+}
+void SoftmaxTarget(float* x, size_t n) { scalar::Softmax(x, n); }
+void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
+  scalar::SwiGlu(gate, up, n, out);
+}
+void F32ToF16RowTarget(const float* x, size_t n, uint16_t* out) { scalar::F32ToF16Row(x, n, out); }
+void F16ToF32RowTarget(const uint16_t* x, size_t n, float* out) { scalar::F16ToF32Row(x, n, out); }
+void DequantizeRowTarget(const MatView& w, size_t row_idx, float* out) {
+  scalar::DequantizeRow(w, row_idx, out);
+}
+
+#else  // HWY_TARGET != HWY_SCALAR
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Highway's Exp is accurate on [-FLT_MAX, 104]; beyond 88.7 the float result is inf anyway,
+// so clamping there keeps silu's exp(-g) finite-or-inf exactly as std::exp would.
+constexpr float kExpClamp = 88.0f;
+
+float DotTarget(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  // Two accumulators hide the FMA latency.
+  VF sum0 = hn::Zero(df), sum1 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    sum0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum0);
+    sum1 = hn::MulAdd(hn::LoadU(df, a + i + lanes), hn::LoadU(df, b + i + lanes), sum1);
+  }
+  for (; i + lanes <= n; i += lanes) {
+    sum0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum0);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(sum0, sum1)));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void AxpyTarget(float a, const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT y) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const VF va = hn::Set(df, a);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void AddInPlaceTarget(const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT y) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::Add(hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  }
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+// out may alias x: each element is read before its own store.
+void RmsNormTarget(const float* x, const float* HWY_RESTRICT weight, size_t n, float eps,
+                   float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  VF sum_sq = hn::Zero(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const VF v = hn::LoadU(df, x + i);
+    sum_sq = hn::MulAdd(v, v, sum_sq);
+  }
+  float total = hn::GetLane(hn::SumOfLanes(df, sum_sq));
+  for (; i < n; ++i) total += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(total / static_cast<float>(n) + eps);
+  const VF vscale = hn::Set(df, scale);
+  i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + i), vscale), hn::LoadU(df, weight + i)), df,
+               out + i);
+  }
+  for (; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void SoftmaxTarget(float* HWY_RESTRICT x, size_t n) {
+  if (n == 0) return;
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  float max = x[0];
+  if (n >= lanes) {
+    VF vmax = hn::LoadU(df, x);
+    for (i = lanes; i + lanes <= n; i += lanes) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+    max = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  }
+  for (; i < n; ++i) max = max > x[i] ? max : x[i];
+  const VF vmax = hn::Set(df, max);
+  VF vsum = hn::Zero(df);
+  i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmax));
+    hn::StoreU(e, df, x + i);
+    vsum = hn::Add(vsum, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const VF vinv = hn::Set(df, inv);
+  i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
+  for (; i < n; ++i) x[i] *= inv;
+}
+
+// out may alias gate or up.
+void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const VF one = hn::Set(df, 1.0f);
+  const VF clamp = hn::Set(df, kExpClamp);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const VF g = hn::LoadU(df, gate + i);
+    const VF e = hn::Exp(df, hn::Min(hn::Neg(g), clamp));
+    hn::StoreU(hn::Mul(hn::Div(g, hn::Add(one, e)), hn::LoadU(df, up + i)), df, out + i);
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void F32ToF16RowTarget(const float* HWY_RESTRICT x, size_t n, uint16_t* HWY_RESTRICT out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) StoreFloatAsHalf(df, hn::LoadU(df, x + i), out + i);
+  for (; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
+void F16ToF32RowTarget(const uint16_t* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(LoadHalfAsFloat(df, x + i), df, out + i);
+  for (; i < n; ++i) out[i] = F16ToF32(x[i]);
+}
+
+// out[0..32) = d * q + m for 32 unsigned 8-bit q (stored in `q`).
+HWY_INLINE void AffineBlock(const uint8_t* HWY_RESTRICT q, float d, float m,
+                            float* HWY_RESTRICT out) {
+  const DF df;
+  const hn::Rebind<uint8_t, DF> du8;
+  const hn::RebindToSigned<DF> di32;
+  const size_t lanes = hn::Lanes(df);
+  const VF vd = hn::Set(df, d), vm = hn::Set(df, m);
+  for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
+    const VF qf = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(du8, q + i)));
+    hn::StoreU(hn::MulAdd(qf, vd, vm), df, out + i);
+  }
+}
+
+void DequantizeRowTarget(const MatView& w, size_t row_idx, float* HWY_RESTRICT out) {
+  const uint8_t* row = static_cast<const uint8_t*>(w.data) + row_idx * w.row_bytes;
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  switch (w.type) {
+    case TensorType::kF32:
+      std::memcpy(out, row, w.cols * sizeof(float));
+      return;
+    case TensorType::kF16:
+      F16ToF32RowTarget(reinterpret_cast<const uint16_t*>(row), w.cols, out);
+      return;
+    case TensorType::kBF16: {
+      const DF df;
+      const hn::Rebind<hwy::bfloat16_t, DF> dbf;
+      const size_t lanes = hn::Lanes(df);
+      const auto* src = reinterpret_cast<const hwy::bfloat16_t*>(row);
+      size_t i = 0;
+      for (; i + lanes <= w.cols; i += lanes) {
+        hn::StoreU(hn::PromoteTo(df, hn::LoadU(dbf, src + i)), df, out + i);
+      }
+      for (; i < w.cols; ++i) out[i] = Bf16ToF32(reinterpret_cast<const uint16_t*>(row)[i]);
+      return;
+    }
+    case TensorType::kQ8_0: {
+      const DF df;
+      const hn::Rebind<int8_t, DF> di8;
+      const hn::RebindToSigned<DF> di32;
+      const size_t lanes = hn::Lanes(df);
+      for (size_t b = 0; b < num_blocks; ++b) {
+        const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
+        const VF vd = hn::Set(df, HalfToFloat(blk.d));
+        for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
+          const VF qf = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, blk.qs + i)));
+          hn::StoreU(hn::Mul(vd, qf), df, out + b * kQuantBlockElems + i);
+        }
+      }
+      return;
+    }
+    case TensorType::kQ4_0:
+    case TensorType::kQ4_1: {
+      const bool has_min = w.type == TensorType::kQ4_1;
+      const size_t block_bytes = has_min ? sizeof(BlockQ4_1) : sizeof(BlockQ4_0);
+      for (size_t b = 0; b < num_blocks; ++b) {
+        const uint8_t* blk = row + b * block_bytes;
+        uint16_t d_bits, m_bits = 0;
+        std::memcpy(&d_bits, blk, 2);
+        if (has_min) std::memcpy(&m_bits, blk + 2, 2);
+        const float d = HalfToFloat(d_bits);
+        // Q4_0: d * (q - 8) = d * q + (-8 d).
+        const float m = has_min ? HalfToFloat(m_bits) : -8.0f * d;
+        VU8 lanes[kVecsPerBlock];
+        UnpackNibbles(blk + (has_min ? 4 : 2), lanes);
+        HWY_ALIGN uint8_t q[kQuantBlockElems];
+        for (size_t v = 0; v < kVecsPerBlock; ++v) {
+          hn::Store(lanes[v], DU8(), q + v * hn::MaxLanes(DU8()));
+        }
+        AffineBlock(q, d, m, out + b * kQuantBlockElems);
+      }
+      return;
+    }
+  }
+  CHECK(false) << "unsupported tensor type " << static_cast<uint32_t>(w.type);
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+const char* ChosenTargetTarget() { return hwy::TargetName(HWY_TARGET); }
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace llmasos::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace llmasos::cpu {
+
+HWY_EXPORT(DotTarget);
+HWY_EXPORT(AxpyTarget);
+HWY_EXPORT(AddInPlaceTarget);
+HWY_EXPORT(RmsNormTarget);
+HWY_EXPORT(SoftmaxTarget);
+HWY_EXPORT(SwiGluTarget);
+HWY_EXPORT(F32ToF16RowTarget);
+HWY_EXPORT(F16ToF32RowTarget);
+HWY_EXPORT(DequantizeRowTarget);
+HWY_EXPORT(ChosenTargetTarget);
+
+float Dot(const float* a, const float* b, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotTarget)(a, b, n);
+}
+void Axpy(float a, const float* x, size_t n, float* y) {
+  HWY_DYNAMIC_DISPATCH(AxpyTarget)(a, x, n, y);
+}
+void AddInPlace(const float* x, size_t n, float* y) {
+  HWY_DYNAMIC_DISPATCH(AddInPlaceTarget)(x, n, y);
+}
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out) {
+  CHECK_GT(n, 0u);
+  HWY_DYNAMIC_DISPATCH(RmsNormTarget)(x, weight, n, eps, out);
+}
+void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxTarget)(x, n); }
+void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(SwiGluTarget)(gate, up, n, out);
+}
+void F32ToF16Row(const float* x, size_t n, uint16_t* out) {
+  HWY_DYNAMIC_DISPATCH(F32ToF16RowTarget)(x, n, out);
+}
+void F16ToF32Row(const uint16_t* x, size_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(F16ToF32RowTarget)(x, n, out);
+}
+void DequantizeRow(const MatView& w, size_t row_idx, float* out) {
+  CHECK_LT(row_idx, w.rows) << "row index out of range";
+  HWY_DYNAMIC_DISPATCH(DequantizeRowTarget)(w, row_idx, out);
+}
+const char* ChosenTarget() { return HWY_DYNAMIC_DISPATCH(ChosenTargetTarget)(); }
+
+}  // namespace llmasos::cpu
+#endif  // HWY_ONCE

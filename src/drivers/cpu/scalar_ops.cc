@@ -1,0 +1,220 @@
+#include "drivers/cpu/scalar_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "util/fp16.h"
+#include "util/logging.h"
+
+namespace llmasos::cpu::scalar {
+namespace {
+
+constexpr size_t kQBlock = 32;  // elements per quantization block (all quantized types)
+
+// Integer dot product of one block: sum_j w[j] * x[j].
+template <typename W>
+int32_t BlockDot(const W* w, const int8_t* x) {
+  int32_t sum = 0;
+  for (size_t j = 0; j < kQBlock; ++j) sum += static_cast<int32_t>(w[j]) * x[j];
+  return sum;
+}
+
+// Unpacks a Q4 block's 16 bytes into 32 values in [0, 15] (low nibbles first).
+void UnpackNibbles(const uint8_t* qs, uint8_t* q) {
+  for (size_t j = 0; j < kQBlock / 2; ++j) {
+    q[j] = qs[j] & 0x0F;
+    q[j + kQBlock / 2] = qs[j] >> 4;
+  }
+}
+
+// sum over blocks of W row `row` times quantized activations of one token.
+// Q4_0 is treated as Q4_1 with min = -8 d, the form the SIMD kernels use.
+float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const float* xd,
+                      const float* xs) {
+  const uint8_t* row_ptr = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
+  const size_t num_blocks = w.cols / kQBlock;
+  float acc = 0.0f;
+  for (size_t b = 0; b < num_blocks; ++b) {
+    const int8_t* x = xq + b * kQBlock;
+    switch (w.type) {
+      case TensorType::kQ8_0: {
+        const auto* blk = reinterpret_cast<const BlockQ8_0*>(row_ptr) + b;
+        const float dw = F16ToF32(blk->d);
+        acc += (dw * xd[b]) * static_cast<float>(BlockDot(blk->qs, x));
+        break;
+      }
+      case TensorType::kQ4_0: {
+        const auto* blk = reinterpret_cast<const BlockQ4_0*>(row_ptr) + b;
+        uint8_t q[kQBlock];
+        UnpackNibbles(blk->qs, q);
+        const float dw = F16ToF32(blk->d);
+        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + (-8.0f * dw) * xs[b];
+        break;
+      }
+      case TensorType::kQ4_1: {
+        const auto* blk = reinterpret_cast<const BlockQ4_1*>(row_ptr) + b;
+        uint8_t q[kQBlock];
+        UnpackNibbles(blk->qs, q);
+        const float dw = F16ToF32(blk->d);
+        const float mw = F16ToF32(blk->m);
+        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + mw * xs[b];
+        break;
+      }
+      default:
+        CHECK(false) << "not a quantized type";
+    }
+  }
+  return acc;
+}
+
+bool IsQuantized(TensorType type) {
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
+}
+
+}  // namespace
+
+void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s) {
+  CHECK_EQ(n % kQBlock, 0u);
+  for (size_t b = 0; b < n / kQBlock; ++b) {
+    const float* xb = x + b * kQBlock;
+    float amax = 0.0f;
+    for (size_t j = 0; j < kQBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float scale = amax / 127.0f;
+    const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    int32_t sum = 0;
+    for (size_t j = 0; j < kQBlock; ++j) {
+      const int32_t q = static_cast<int32_t>(std::nearbyint(xb[j] * inv));
+      qs[b * kQBlock + j] = static_cast<int8_t>(q);
+      sum += q;
+    }
+    d[b] = scale;
+    s[b] = scale * static_cast<float>(sum);
+  }
+}
+
+void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
+                   size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQBlock;
+  for (size_t t = 0; t < x.num_tokens; ++t) {
+    for (size_t r = row_begin; r < row_end; ++r) {
+      out[t * w.rows + r] = QuantizedRowDot(w, r, x.qs + t * w.cols, x.d + t * num_blocks,
+                                            x.s + t * num_blocks);
+    }
+  }
+}
+
+void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
+  if (IsQuantized(w.type)) {
+    const size_t num_blocks = w.cols / kQBlock;
+    std::vector<int8_t> xq(num_tokens * w.cols);
+    std::vector<float> xd(num_tokens * num_blocks), xs(num_tokens * num_blocks);
+    for (size_t t = 0; t < num_tokens; ++t) {
+      QuantizeActivations(x + t * w.cols, w.cols, &xq[t * w.cols], &xd[t * num_blocks],
+                          &xs[t * num_blocks]);
+    }
+    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), num_tokens, w.cols}, 0, w.rows, out);
+    return;
+  }
+  std::vector<float> row(w.cols);
+  for (size_t r = 0; r < w.rows; ++r) {
+    scalar::DequantizeRow(w, r, row.data());
+    for (size_t t = 0; t < num_tokens; ++t) {
+      out[t * w.rows + r] = scalar::Dot(row.data(), x + t * w.cols, w.cols);
+    }
+  }
+}
+
+void DequantizeRow(const MatView& w, size_t row_idx, float* out) {
+  CHECK_LT(row_idx, w.rows);
+  const uint8_t* row = static_cast<const uint8_t*>(w.data) + row_idx * w.row_bytes;
+  switch (w.type) {
+    case TensorType::kF32:
+      for (size_t i = 0; i < w.cols; ++i) out[i] = reinterpret_cast<const float*>(row)[i];
+      return;
+    case TensorType::kF16:
+      for (size_t i = 0; i < w.cols; ++i) out[i] = F16ToF32(reinterpret_cast<const uint16_t*>(row)[i]);
+      return;
+    case TensorType::kBF16:
+      for (size_t i = 0; i < w.cols; ++i) out[i] = Bf16ToF32(reinterpret_cast<const uint16_t*>(row)[i]);
+      return;
+    case TensorType::kQ8_0:
+      for (size_t b = 0; b < w.cols / kQBlock; ++b) {
+        const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
+        const float d = F16ToF32(blk.d);
+        for (size_t j = 0; j < kQBlock; ++j) out[b * kQBlock + j] = d * blk.qs[j];
+      }
+      return;
+    case TensorType::kQ4_0:
+      for (size_t b = 0; b < w.cols / kQBlock; ++b) {
+        const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
+        const float d = F16ToF32(blk.d);
+        uint8_t q[kQBlock];
+        UnpackNibbles(blk.qs, q);
+        for (size_t j = 0; j < kQBlock; ++j) out[b * kQBlock + j] = d * (static_cast<int>(q[j]) - 8);
+      }
+      return;
+    case TensorType::kQ4_1:
+      for (size_t b = 0; b < w.cols / kQBlock; ++b) {
+        const auto& blk = reinterpret_cast<const BlockQ4_1*>(row)[b];
+        const float d = F16ToF32(blk.d);
+        const float m = F16ToF32(blk.m);
+        uint8_t q[kQBlock];
+        UnpackNibbles(blk.qs, q);
+        for (size_t j = 0; j < kQBlock; ++j) out[b * kQBlock + j] = d * q[j] + m;
+      }
+      return;
+  }
+  CHECK(false) << "unsupported tensor type " << static_cast<uint32_t>(w.type);
+}
+
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out) {
+  float sum_sq = 0.0f;
+  for (size_t i = 0; i < n; ++i) sum_sq += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(sum_sq / static_cast<float>(n) + eps);
+  for (size_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void Softmax(float* x, size_t n) {
+  if (n == 0) return;
+  float max = x[0];
+  for (size_t i = 1; i < n; ++i) max = std::max(max, x[i]);
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (size_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void AddInPlace(const float* x, size_t n, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+float Dot(const float* a, const float* b, size_t n) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void Axpy(float a, const float* x, size_t n, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void F32ToF16Row(const float* x, size_t n, uint16_t* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
+void F16ToF32Row(const uint16_t* x, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = F16ToF32(x[i]);
+}
+
+}  // namespace llmasos::cpu::scalar

@@ -1,0 +1,43 @@
+// Plain C++ twins of the SIMD kernels in ops.h: one loop per formula, no vectors, no threads.
+// They are the test oracle for every SIMD target, so they compute the same formulas in the
+// same number format as the SIMD code (in particular the same 8-bit activation quantization);
+// only the order of float additions differs.
+#ifndef LLMASOS_DRIVERS_CPU_SCALAR_OPS_H_
+#define LLMASOS_DRIVERS_CPU_SCALAR_OPS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/ops.h"
+
+namespace llmasos::cpu::scalar {
+
+// Activations quantized for integer dot products against quantized weights: per block of 32
+// values x[j] ~= d * qs[j], d = max|x| / 127, qs[j] = round-to-nearest-even(x[j] / d) as
+// x[j] * (1 / d), in [-127, 127] (all zero when the block is zero).
+// s = d * sum(qs), the block's sum as the integers see it; it carries Q4_1's `min * sum(x)`
+// term (and Q4_0's `-8 * d_w * sum(x)`) without a second pass over the block.
+//   qs: [n];  d, s: [n / 32].  REQUIRES: n % 32 == 0.
+void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s);
+
+// Rows [row_begin, row_end) of the product of quantized weights w with activations x already
+// quantized: out[t * w.rows + r]. REQUIRES: w.type is Q4_0, Q4_1 or Q8_0.
+void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
+                   size_t row_end, float* out);
+
+// Same contracts as the functions of the same names in ops.h.
+void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out);
+void DequantizeRow(const MatView& w, size_t row_idx, float* out);
+void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out);
+void Softmax(float* x, size_t n);
+void SwiGlu(const float* gate, const float* up, size_t n, float* out);
+void AddInPlace(const float* x, size_t n, float* y);
+float Dot(const float* a, const float* b, size_t n);
+void Axpy(float a, const float* x, size_t n, float* y);
+void F32ToF16Row(const float* x, size_t n, uint16_t* out);
+void F16ToF32Row(const uint16_t* x, size_t n, float* out);
+
+}  // namespace llmasos::cpu::scalar
+
+#endif  // LLMASOS_DRIVERS_CPU_SCALAR_OPS_H_

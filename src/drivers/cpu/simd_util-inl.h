@@ -1,0 +1,187 @@
+// Per-target SIMD helpers shared by the CPU driver's kernels: integer dot products of 8-bit
+// lanes and scalar half-float conversion. Included once per Highway target (foreach_target).
+#if defined(LLMASOS_DRIVERS_CPU_SIMD_UTIL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef LLMASOS_DRIVERS_CPU_SIMD_UTIL_INL_H_
+#undef LLMASOS_DRIVERS_CPU_SIMD_UTIL_INL_H_
+#else
+#define LLMASOS_DRIVERS_CPU_SIMD_UTIL_INL_H_
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+#include "hwy/highway.h"
+#include "util/fp16.h"
+
+#if HWY_ARCH_X86
+#include <immintrin.h>
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace llmasos::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// HWY_SCALAR (1-lane vectors; GCC < 12.3 builds it instead of EMU128 as the fallback for CPUs
+// without SSE4) has no 128-bit blocks: its kernels forward to scalar_ops instead.
+#if HWY_TARGET != HWY_SCALAR
+
+// x86 targets from SSSE3 up have pmaddubsw; AVX2 and better use 256-bit vectors for blocks.
+#define LLMASOS_X86_SIMD (HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3)
+#define LLMASOS_X86_256 (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2)
+
+// One quantization block of 32 bytes is one 256-bit vector on AVX2 and better, two 128-bit
+// vectors elsewhere. Highway's 1.0.3 x86 targets: AVX3 also uses 256-bit vectors here (with
+// its 32 registers), which keeps every target's block code identical.
+using DU8 = hn::CappedTag<uint8_t, 32>;
+using DI8 = hn::RebindToSigned<DU8>;
+using DI16 = hn::Repartition<int16_t, DU8>;
+using DI32 = hn::Repartition<int32_t, DU8>;
+using DF32 = hn::Repartition<float, DU8>;
+using VU8 = hn::Vec<DU8>;
+using VI8 = hn::Vec<DI8>;
+using VI32 = hn::Vec<DI32>;
+using VF32 = hn::Vec<DF32>;
+inline constexpr size_t kBlockBytes = 32;
+inline constexpr size_t kVecsPerBlock = kBlockBytes / hn::MaxLanes(DU8());
+
+// fp16 -> f32 for one scalar, in hardware where the target has F16C.
+HWY_INLINE float HalfToFloat(uint16_t h) {
+#if LLMASOS_X86_256
+  return _cvtsh_ss(h);
+#else
+  return llmasos::F16ToF32(h);
+#endif
+}
+
+// acc[i] += sum_{k<4} a[4i+k] * b[4i+k], a unsigned, b signed 8-bit. REQUIRES: no pair of
+// products exceeds int16 (a <= 128, |b| <= 127 always holds for our data: Q4 nibbles or |q|
+// of Q8_0 against activations in [-127, 127]), since pmaddubsw saturates pairs to int16.
+HWY_INLINE VI32 DotU8S8(VU8 a, VI8 b, VI32 acc) {
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX3_DL
+  // AVX512-VNNI (part of Highway's AVX3_DL runtime check): one instruction, no saturation.
+  // Inline asm because 1.0.3's AVX3_DL target string enables "avxvnni", not "avx512vnni",
+  // and {evex} keeps the encoding Ice Lake can run (it lacks the VEX AVX-VNNI form).
+  __m256i r = acc.raw;
+  asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+  return VI32{r};
+#elif LLMASOS_X86_256
+  const __m256i pairs = _mm256_maddubs_epi16(a.raw, b.raw);
+  return hn::Add(acc, VI32{_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))});
+#elif LLMASOS_X86_SIMD
+  const __m128i pairs = _mm_maddubs_epi16(a.raw, b.raw);
+  return hn::Add(acc, VI32{_mm_madd_epi16(pairs, _mm_set1_epi16(1))});
+#else
+  HWY_ALIGN uint8_t av[hn::MaxLanes(DU8())];
+  HWY_ALIGN int8_t bv[hn::MaxLanes(DU8())];
+  HWY_ALIGN int32_t sums[hn::MaxLanes(DI32())];
+  hn::Store(a, DU8(), av);
+  hn::Store(b, DI8(), bv);
+  for (size_t i = 0; i < hn::MaxLanes(DI32()); ++i) {
+    sums[i] = 0;
+    for (size_t k = 0; k < 4; ++k) sums[i] += static_cast<int32_t>(av[4 * i + k]) * bv[4 * i + k];
+  }
+  return hn::Add(acc, hn::Load(DI32(), sums));
+#endif
+}
+
+// Signed x signed version: |a| * (b with a's sign), the identity that lets pmaddubsw (unsigned
+// times signed) multiply two signed vectors. |a| of -128 reads as 128 unsigned, still exact.
+HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
+#if LLMASOS_X86_256
+  const VU8 abs_a = hn::BitCast(DU8(), hn::Abs(a));
+  return DotU8S8(abs_a, VI8{_mm256_sign_epi8(b.raw, a.raw)}, acc);
+#elif LLMASOS_X86_SIMD
+  const VU8 abs_a = hn::BitCast(DU8(), hn::Abs(a));
+  return DotU8S8(abs_a, VI8{_mm_sign_epi8(b.raw, a.raw)}, acc);
+#else
+  HWY_ALIGN int8_t av[hn::MaxLanes(DI8())];
+  HWY_ALIGN int8_t bv[hn::MaxLanes(DI8())];
+  HWY_ALIGN int32_t sums[hn::MaxLanes(DI32())];
+  hn::Store(a, DI8(), av);
+  hn::Store(b, DI8(), bv);
+  for (size_t i = 0; i < hn::MaxLanes(DI32()); ++i) {
+    sums[i] = 0;
+    for (size_t k = 0; k < 4; ++k) sums[i] += static_cast<int32_t>(av[4 * i + k]) * bv[4 * i + k];
+  }
+  return hn::Add(acc, hn::Load(DI32(), sums));
+#endif
+}
+
+// Unpacks a Q4 block's 16 bytes (element j in the low nibble of byte j, j + 16 in the high
+// nibble) into 32 unsigned lanes in element order.
+HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerBlock]) {
+  const hn::Full128<uint8_t> d16;
+  const auto packed = hn::LoadU(d16, qs);
+  const auto mask = hn::Set(d16, uint8_t{0x0F});
+  const auto lo = hn::And(packed, mask);
+  const auto hi = hn::And(hn::ShiftRight<4>(packed), mask);
+#if LLMASOS_X86_256
+  w[0] = hn::Combine(DU8(), hi, lo);
+#else
+  w[0] = lo;
+  w[1] = hi;
+#endif
+}
+
+// Half floats <-> f32 for a full float vector. Targets with F16C convert in hardware; the
+// others use integer arithmetic here, because Highway 1.0.3's emulated conversions truncate
+// instead of rounding and lose infinities, signed zeros and subnormals.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadHalfAsFloat(DF df, const uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+#if LLMASOS_X86_256
+  return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+#else
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<uint16_t, DF> du16;
+  const auto h = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(du16, p)));
+  const auto sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(di, 0x8000)));
+  const auto abs = hn::And(h, hn::Set(di, 0x7FFF));
+  // Exponent and mantissa moved into f32 position read as a float 2^-112 too small (the
+  // exponent biases are 15 and 127); one exact multiply fixes that, subnormals included.
+  const auto finite = hn::Mul(hn::BitCast(df, hn::ShiftLeft<13>(abs)), hn::Set(df, 0x1.0p112f));
+  const auto non_finite = hn::BitCast(df, hn::Or(hn::ShiftLeft<13>(abs), hn::Set(di, 0x7F800000)));
+  const auto mag = hn::IfThenElse(hn::RebindMask(df, hn::Gt(abs, hn::Set(di, 0x7BFF))),
+                                  non_finite, finite);
+  return hn::Or(mag, hn::BitCast(df, sign));
+#endif
+}
+
+// Rounds to nearest even, overflow to infinity, NaN stays NaN (a quiet one), as F32ToF16.
+template <class DF>
+HWY_INLINE void StoreFloatAsHalf(DF df, hn::Vec<DF> v, uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+#if LLMASOS_X86_256
+  hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(p));
+#else
+  const hn::RebindToSigned<DF> di;
+  const hn::Rebind<uint16_t, DF> du16;
+  const auto x = hn::BitCast(di, v);
+  const auto sign = hn::And(hn::ShiftRight<16>(x), hn::Set(di, 0x8000));
+  const auto abs = hn::And(x, hn::Set(di, 0x7FFFFFFF));
+  // Normal results: rebias the exponent and round the mantissa from 23 to 10 bits, ties to
+  // even (adding 0xFFF plus the lowest kept bit carries exactly when rounding up).
+  const auto round_bias = hn::Add(hn::Set(di, 0xFFF), hn::And(hn::ShiftRight<13>(abs), hn::Set(di, 1)));
+  auto h = hn::ShiftRight<13>(hn::Sub(hn::Add(abs, round_bias), hn::Set(di, 0x38000000)));
+  // Subnormal results: the value in units of 2^-24, rounded to nearest even by the FPU.
+  const auto sub = hn::NearestInt(hn::Mul(hn::BitCast(df, abs), hn::Set(df, 0x1.0p24f)));
+  h = hn::IfThenElse(hn::Lt(abs, hn::Set(di, 0x38800000)), sub, h);
+  h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x477FEFFF)), hn::Set(di, 0x7C00), h);
+  h = hn::IfThenElse(hn::Gt(abs, hn::Set(di, 0x7F800000)), hn::Set(di, 0x7E00), h);
+  hn::StoreU(hn::DemoteTo(du16, hn::Or(h, sign)), du16, p);
+#endif
+}
+
+// Horizontal sum of a float vector.
+template <class D>
+HWY_INLINE float ReduceSumF(D d, hn::Vec<D> v) {
+  return hn::GetLane(hn::SumOfLanes(d, v));
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace llmasos::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard toggle

@@ -1,0 +1,66 @@
+// Fuzzes FromJinja on arbitrary template text, then Render with fuzzed messages, checking the
+// properties every rendering must have.
+//
+// Input layout: <jinja text> \0 <bos> \0 <flags byte> then messages as <role> \0 <content> \0 ...
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/chat/chat_template.h"
+#include "util/logging.h"
+
+using llmasos::chat::ChatTemplate;
+using llmasos::chat::Message;
+
+namespace {
+
+std::string_view NextField(std::string_view* rest) {
+  const size_t end = rest->find('\0');
+  std::string_view field = rest->substr(0, end);
+  *rest = end == std::string_view::npos ? std::string_view() : rest->substr(end + 1);
+  return field;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view rest(reinterpret_cast<const char*>(data), size);
+  const std::string_view jinja = NextField(&rest);
+  const std::string_view bos = NextField(&rest);
+  const std::string_view flags = NextField(&rest);
+  const bool add_generation_prompt = !flags.empty() && (flags[0] & 1);
+  std::vector<Message> messages;
+  while (!rest.empty() && messages.size() < 64) {
+    Message m;
+    m.role = std::string(NextField(&rest));
+    m.content = std::string(NextField(&rest));
+    messages.push_back(std::move(m));
+  }
+
+  // PythonStrip is idempotent and never grows its input.
+  const std::string stripped = llmasos::chat::PythonStrip(jinja);
+  CHECK(stripped.size() <= jinja.size());
+  CHECK(llmasos::chat::PythonStrip(stripped) == stripped);
+
+  llmasos::StatusOr<ChatTemplate> from_jinja = ChatTemplate::FromJinja(jinja, bos);
+  if (!from_jinja.ok()) {
+    CHECK(!from_jinja.status().message().empty());
+    return 0;
+  }
+  for (const ChatTemplate& t : {*from_jinja, *ChatTemplate::FromName(from_jinja->name())}) {
+    llmasos::StatusOr<std::string> out = t.Render(messages, add_generation_prompt);
+    if (!out.ok()) {
+      CHECK(!out.status().message().empty());
+      continue;
+    }
+    CHECK(!messages.empty());
+    // Every message's content reaches the rendering (stripped in the trimming families).
+    for (const Message& m : messages) {
+      if (m.role == "system" && t.family() == llmasos::chat::TemplateFamily::kLlama2) continue;
+      CHECK(out->find(llmasos::chat::PythonStrip(m.content)) != std::string::npos);
+    }
+  }
+  return 0;
+}
