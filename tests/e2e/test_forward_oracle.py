@@ -10,14 +10,28 @@ reference in tests/reference/llama_ref.py.
 
 Two references:
   q8    mimics the engine's arithmetic: activations entering a product with quantized weights
-        are rounded to Q8_0 blocks exactly as the engine (and llama.cpp) rounds them, and the
+        are rounded to 8-bit blocks exactly as the engine (and llama.cpp) rounds them, and the
         integer block dot products that follow are exact in both. What remains is float
-        summation order (float32 in the engine, float64 here) plus the rare activation that
-        such a difference pushes across a rounding boundary of the 8-bit grid. So logits agree
-        closely, argmaxes agree except at near-ties, and the greedy continuation is identical.
-  float exact maths on the dequantized weights. The engine's 8-bit activations are a real
-        approximation of that (about 1% rms per product, compounding over 30 layers), so the
-        comparison is looser: top-1 and top-5 agreement rather than closeness.
+        rounding: float32 in the engine, float64 here.
+  float exact maths on the dequantized weights.
+
+What the measurements showed (and the tolerances below encode):
+  * Where no activation is rounded to 8 bits (F32/F16/BF16 weights, tiny models with few
+    tokens, and SmolLM2's real weights with its blocks stored as F16) engine and reference
+    agree to ~1e-6 of the logits' std, and greedy continuations are identical.
+  * With quantized weights, a float32-vs-float64 difference of 1e-6 relative is a few 1e-4 of
+    an 8-bit step, so an activation within that distance of a rounding boundary rounds one
+    way in the engine and the other in the reference: one step (max|x|/127 of its block) on
+    one element. SmolLM2 has ~10 activations per product within 1e-3 of a boundary (and exact
+    ties in layer 0: Q8_0 embeddings times bf16-grid norm weights), and its 30 layers amplify
+    one such flip to a few percent of the logits. So on the full Q4_1 model the engine is
+    about as far from the q8 reference as the q8 reference is from the float one (max |diff|
+    0.25-0.45 std), argmaxes differ only at near-ties, and greedy continuations agree step by
+    step except where the reference's top two are within a few hundredths of a std. Rounding
+    the reference's RMSNorm exactly as the engine's AVX-512 code does removes the layer-0
+    flips (checked by hand), but emulating float32 summation order everywhere would make the
+    reference a copy of the engine rather than an oracle; the tests instead check closeness
+    where closeness is guaranteed, and near-tie behaviour where it is not.
 
 Run: LLMASOS_BUILD_DIR=build .venv/bin/python -m pytest -q tests/e2e/test_forward_oracle.py
 """
@@ -37,35 +51,45 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "reference"))
 from llama_ref import LlamaRef, load_weights  # noqa: E402
-from tiny_gguf import TinySpec, write_tiny_model  # noqa: E402
+from tiny_gguf import TinySpec, derive_model, write_tiny_model  # noqa: E402
 
 # ------------------------------------------------------------------------------ tolerances
 # Differences are measured relative to the standard deviation of the reference's logits at
 # that position (a scale-free measure: SmolLM2's logits have std ~3-8, the tiny models' ~1).
 
-# Engine vs q8 reference, default model. Both quantize the same activations the same way; the
-# float32-vs-float64 summation differences (~1e-6 relative) occasionally flip one activation's
-# 8-bit rounding (one step = max|x|/127 of its block), and 30 layers carry such flips to the
-# logits. Measured on SmolLM2: well under 1%; 5% leaves room for other thread counts and SIMD
-# targets while still catching any real divergence (a wrong RoPE, norm or mask moves logits
-# by tens of percent).
-REAL_Q8_MAX_REL = 0.05
-# That bound also confines argmax differences ("flips") to near-ties: two logits can move
-# relative to each other by at most twice it, so flips need no separate assertion.
-# Greedy tokens that must match the q8 reference exactly, per prompt.
+# Default model with its blocks as F16 (real weights, no 8-bit activations inside the blocks;
+# the tied Q8_0 output layer still rounds its input): measured 4e-6. Float32 accumulation
+# over 30 layers allows ~1e-5; 1e-3 leaves room for other SIMD targets and an output-layer
+# rounding flip, and is far below any structural error.
+REAL_FLOAT_LAYERS_MAX_REL = 1e-3
+REAL_FLOAT_LAYERS = 8  # blocks kept: the checks need real weights, not depth; keeps it fast
+
+# Full Q4_1 model (see the module doc: rounding flips amplified by depth). Measured vs q8:
+# max |diff| 0.25-0.44 std, top-1 0.94-1.0, top-5 overlap 0.95-1.0; vs float: 0.24-0.49,
+# 0.96-1.0, 0.92-0.98. A wrong RoPE, mask, norm or weight layout gives differences of
+# several std and top-1 agreement near zero.
+REAL_MAX_REL = 0.9
+REAL_MIN_TOP1 = 0.85
+REAL_MIN_TOP5_OVERLAP = 0.8
+# Greedy continuation, checked by teacher forcing (the reference scores the engine's own
+# tokens, so every step is checked even after a near-tie). Each engine token must be the
+# reference's argmax or within GREEDY_TIE_MARGIN std of it (measured: at most 0.05), and at
+# least GREEDY_MIN_EXACT of GREEDY_TOKENS steps must be exact argmaxes (measured: 30-32).
 GREEDY_TOKENS = 32
+GREEDY_TIE_MARGIN = 0.15
+GREEDY_MIN_EXACT = 27
 
-# Engine vs float reference, default model. q8 vs float on SmolLM2 (reference against
-# itself): max |diff| about 0.35 std, argmax agreement about 97%, top-5 overlap about 90%.
-# The engine must look like the q8 reference does: close in distribution, not bit-close.
-REAL_FLOAT_MAX_REL = 0.75
-REAL_FLOAT_MIN_TOP1 = 0.85
-REAL_FLOAT_MIN_TOP5_OVERLAP = 0.75
-
-# Tiny models vs q8 reference (for float weights q8 = float). Two layers leave little room
-# for rounding flips to compound; float32 accumulation alone gives ~1e-6. 1% of std is far
-# below what any structural error produces on these random models (order 1).
-TINY_MAX_REL = 0.01
+# Tiny models. Float weights: nothing is rounded to 8 bits, only float32 accumulation
+# differs (measured 1e-6 .. 9e-6 over 600 tokens).
+TINY_FLOAT_MAX_REL = 1e-4
+# Quantized weights: measured 1e-6 on 24 tokens (no rounding flip happened), but a flip in a
+# random two-layer model moves later logits by up to ~6% of std (seen on a 600-token prompt,
+# where ~half the positions after the flip were affected). Allowed: max 0.15 std, top-1 >= 97%,
+# and at least half of the positions bit-close (1e-4); structural errors break every position.
+TINY_QUANT_MAX_REL = 0.15
+TINY_QUANT_MIN_TOP1 = 0.97
+TINY_QUANT_MIN_CLOSE_FRACTION = 0.5
+TINY_CLOSE = 1e-4
 TINY_GREEDY_TOKENS = 8
 
 THREADS = "2"  # the CI machine has 2 cores; also exercises the multi-threaded kernels
@@ -123,22 +147,23 @@ def compare(engine: np.ndarray, ref: np.ndarray) -> dict:
     e5 = np.argsort(-engine, axis=-1)[:, :5]
     r5 = np.argsort(-ref, axis=-1)[:, :5]
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(e5, r5)])
-    return {"max_rel": float(rel.max()), "top1": float(np.mean(e_top == r_top)),
+    return {"max_rel": float(rel.max()), "close": float(np.mean(rel <= TINY_CLOSE)),
+            "top1": float(np.mean(e_top == r_top)),
             "top5_overlap": float(overlap), "worst_flip_margin": float(margin.max()),
             "flips": int(np.sum(e_top != r_top))}
 
 
-def first_greedy_mismatch(ref_logits: np.ndarray, greedy: list[int], prompt_len: int):
+def greedy_steps(ref_logits: np.ndarray, greedy: list[int], prompt_len: int) -> list[tuple[int, float]]:
     """ref_logits over prompt + greedy[:-1]: step i's prediction is row prompt_len - 1 + i.
-    Teacher forcing with the engine's tokens checks the whole continuation in one pass: if the
-    reference's argmax equals the engine's token at every step, the reference's own greedy
-    continuation is the same sequence. Returns None or (step, ref_token, margin)."""
-    steps = ref_logits[prompt_len - 1:]
+    Teacher forcing with the engine's tokens checks every step in one pass; if the engine's
+    token is the reference's argmax at every step, the reference's own greedy continuation is
+    the same sequence. Per step: (rank of the engine's token in the reference, the
+    reference's margin between its best and the engine's token in std)."""
+    out = []
     for i, tok in enumerate(greedy):
-        best = int(np.argmax(steps[i]))
-        if best != tok:
-            return i, best, float((steps[i][best] - steps[i][tok]) / steps[i].std())
-    return None
+        row = ref_logits[prompt_len - 1 + i]
+        out.append((int(np.sum(row > row[tok])), float((row.max() - row[tok]) / row.std())))
+    return out
 
 
 # ------------------------------------------------------------------------------ (a) SmolLM2
@@ -174,37 +199,64 @@ def real_model():
     return load_weights(str(DEFAULT_MODEL)), Tokenizer.from_file(str(TOKENIZER_JSON))
 
 
-@pytest.mark.parametrize("name", sorted(REAL_PROMPTS))
-def test_default_model_matches_reference(real_model, name):
-    weights, tokenizer = real_model
+def real_prompt(weights, tokenizer, name: str) -> list[int]:
     kind, text = REAL_PROMPTS[name]
     if kind == "chat":
         text = chat_prompt(weights, text)
     prompt = tokenizer.encode(text, add_special_tokens=False).ids
     assert len(prompt) >= 8
+    return prompt
 
+
+@pytest.fixture(scope="module")
+def real_float_layers(real_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("real") / "smollm2-f16-blocks.gguf"
+    derive_model(str(DEFAULT_MODEL), str(path), REAL_FLOAT_LAYERS, float_layers=True)
+    return path, load_weights(str(path))
+
+
+@pytest.mark.parametrize("name", sorted(REAL_PROMPTS))
+def test_default_model_weights_as_float_match_reference_closely(real_model, real_float_layers, name):
+    """Real SmolLM2 weights, shapes and metadata (theta 1e5, 9 heads / 3 KV heads, tied Q8_0
+    output) without 8-bit activations inside the blocks: the engine must equal the reference
+    up to float accumulation, and its greedy continuation must be the reference's."""
+    path, weights = real_float_layers
+    prompt = real_prompt(weights, real_model[1], name)
+    logits, greedy = run_eval(path, prompt, greedy=GREEDY_TOKENS)
+    ref = LlamaRef(weights, "q8").forward(prompt + greedy[:-1])
+    c = compare(logits, ref[:len(prompt)])
+    steps = greedy_steps(ref, greedy, len(prompt))
+    print(f"\n{name} ({len(prompt)} tokens, {REAL_FLOAT_LAYERS} F16 blocks): {c}")
+    assert c["max_rel"] <= REAL_FLOAT_LAYERS_MAX_REL, c
+    bad = [(i, s) for i, s in enumerate(steps) if s[0] != 0]
+    assert not bad, f"greedy steps where the engine's token is not the reference's argmax: {bad}"
+
+
+@pytest.mark.parametrize("name", sorted(REAL_PROMPTS))
+def test_default_model_matches_reference(real_model, name):
+    weights, tokenizer = real_model
+    prompt = real_prompt(weights, tokenizer, name)
     logits, greedy = run_eval(DEFAULT_MODEL, prompt, greedy=GREEDY_TOKENS)
     seq = prompt + greedy[:-1]
+    n = len(prompt)
     ref_q8 = LlamaRef(weights, "q8").forward(seq)
     ref_f = LlamaRef(weights, "float").forward(seq)
-    n = len(prompt)
+    q8, fl = compare(logits, ref_q8[:n]), compare(logits, ref_f[:n])
+    steps_q8, steps_f = greedy_steps(ref_q8, greedy, n), greedy_steps(ref_f, greedy, n)
+    exact_q8 = sum(rank == 0 for rank, _ in steps_q8)
+    exact_f = sum(rank == 0 for rank, _ in steps_f)
+    print(f"\n{name}: {n} prompt tokens\n  vs q8 reference {q8}; greedy exact {exact_q8}/{len(greedy)},"
+          f" worst margin {max(m for _, m in steps_q8):.3f}\n  vs float reference {fl}; greedy exact "
+          f"{exact_f}/{len(greedy)}, worst margin {max(m for _, m in steps_f):.3f}\n"
+          f"  engine continuation {tokenizer.decode(greedy, skip_special_tokens=False)!r}")
 
-    q8 = compare(logits, ref_q8[:n])
-    fl = compare(logits, ref_f[:n])
-    mismatch = first_greedy_mismatch(ref_q8, greedy, n)
-    float_mismatch = first_greedy_mismatch(ref_f, greedy, n)
-    print(f"\n{name}: {n} prompt tokens; vs q8 reference {q8}; vs float reference {fl}; "
-          f"greedy vs float reference: "
-          f"{'all ' + str(len(greedy)) if float_mismatch is None else 'first ' + str(float_mismatch[0])}"
-          f" tokens agree; engine continuation {tokenizer.decode(greedy, skip_special_tokens=False)!r}")
-
-    assert q8["max_rel"] <= REAL_Q8_MAX_REL, q8
-    assert mismatch is None, (
-        f"greedy step {mismatch[0]}: engine chose {greedy[mismatch[0]]}, q8 reference "
-        f"{mismatch[1]} (reference margin {mismatch[2]:.4f} std)")
-    assert fl["max_rel"] <= REAL_FLOAT_MAX_REL, fl
-    assert fl["top1"] >= REAL_FLOAT_MIN_TOP1, fl
-    assert fl["top5_overlap"] >= REAL_FLOAT_MIN_TOP5_OVERLAP, fl
+    for c in (q8, fl):
+        assert c["max_rel"] <= REAL_MAX_REL, c
+        assert c["top1"] >= REAL_MIN_TOP1, c
+        assert c["top5_overlap"] >= REAL_MIN_TOP5_OVERLAP, c
+    bad = [(i, s) for i, s in enumerate(steps_q8) if s[1] > GREEDY_TIE_MARGIN]
+    assert not bad, f"greedy steps (step, (rank, margin)) beyond a near-tie of the q8 reference: {bad}"
+    assert exact_q8 >= GREEDY_MIN_EXACT, steps_q8
 
 
 # ------------------------------------------------------------------------------ (b) tiny models
@@ -232,10 +284,16 @@ def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, 
     logits, greedy = run_eval(path, tokens, greedy=TINY_GREEDY_TOKENS, extra=extra)
     ref = LlamaRef(str(path), "q8").forward(tokens + greedy[:-1])
     c = compare(logits, ref[:len(tokens)])
+    steps = greedy_steps(ref, greedy, len(tokens))
     print(f"\n{spec.name()} ({len(tokens)} tokens): {c}")
-    assert c["max_rel"] <= TINY_MAX_REL, c
-    mismatch = first_greedy_mismatch(ref, greedy, len(tokens))
-    assert mismatch is None, f"greedy step {mismatch[0]}: engine {greedy[mismatch[0]]}, reference {mismatch[1]}"
+    if spec.wtype in ("f32", "f16", "bf16"):
+        assert c["max_rel"] <= TINY_FLOAT_MAX_REL, c
+        assert all(rank == 0 for rank, _ in steps), steps
+    else:
+        assert c["max_rel"] <= TINY_QUANT_MAX_REL, c
+        assert c["top1"] >= TINY_QUANT_MIN_TOP1, c
+        assert c["close"] >= TINY_QUANT_MIN_CLOSE_FRACTION, c
+        assert all(margin <= 2 * TINY_QUANT_MAX_REL for _, margin in steps), steps
 
 
 @pytest.mark.parametrize("spec", TINY_SPECS, ids=lambda s: s.name())
@@ -245,10 +303,19 @@ def test_tiny_model_matches_reference(tiny_dir, spec):
     check_tiny(path, spec, tokens)
 
 
+LONG_SPECS = {
+    # Float weights: exact comparison across the chunk boundaries.
+    "f16": TinySpec(arch="qwen2", wtype="f16", heads=4, kv_heads=2, context=1024, seed=11),
+    # Quantized weights: the looser quantized criteria (600 tokens give rounding flips time).
+    "q4_0": TinySpec(arch="llama", wtype="q4_0", heads=4, kv_heads=1, context=1024, seed=12),
+}
+
+
 @pytest.mark.parametrize("batch", [None, "100"], ids=["default_batch", "batch100"])
-def test_prompt_longer_than_a_prefill_batch_matches_reference(tiny_dir, batch):
-    spec = TinySpec(arch="qwen2", wtype="q8_0", heads=4, kv_heads=2, context=1024, seed=11)
-    path = Path(write_tiny_model(str(tiny_dir / "long.gguf"), spec))
-    tokens = [int(t) for t in np.random.default_rng(11).integers(0, spec.vocab, 600)]
+@pytest.mark.parametrize("kind", sorted(LONG_SPECS))
+def test_prompt_longer_than_a_prefill_batch_matches_reference(tiny_dir, kind, batch):
+    spec = LONG_SPECS[kind]
+    path = Path(write_tiny_model(str(tiny_dir / f"long-{kind}.gguf"), spec))
+    tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 600)]
     # 600 tokens: two chunks with the default 512-token batch, six with -b 100.
     check_tiny(path, spec, tokens, extra=() if batch is None else ("-b", batch))

@@ -28,7 +28,10 @@ Activation modes:
                        does: d = max|x| / 127 in float32, q = round-half-even(x * (1/d)),
                        value = d * q. The engine (and llama.cpp) multiply quantized weights
                        against such 8-bit activations with exact integer block dot products,
-                       so this mode reproduces their arithmetic up to float summation order.
+                       so this mode reproduces their arithmetic up to float rounding; an
+                       activation within float32 noise of an 8-bit rounding boundary can still
+                       round the other way (see tests/e2e/test_forward_oracle.py for how much
+                       that moves a 30-layer model).
   activations="q8_ggml": the same with llama.cpp's reference rounding (ggml's
                        quantize_row_q8_0: q = roundf, halves away from zero, and the scale
                        stored as fp16, so value = fp16(d) * q).
