@@ -15,6 +15,8 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
       ->check(CLI::Range(1, 1 << 24));
   cmd.add_option("-b,--batch-size", options->batch_tokens, "tokens per forward pass during prefill")
       ->check(CLI::Range(1, 1 << 16));
+  cmd.add_flag("--float-activations", options->float_activations,
+               "multiply in float32, not 8-bit activations (slow; equals the exact reference)");
 }
 
 void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options) {

@@ -41,6 +41,7 @@ StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   arch::ContextOptions copt;
   copt.max_tokens = options.context_tokens;
   copt.max_batch_tokens = options.batch_tokens;
+  copt.float_activations = options.float_activations;
   ASSIGN_OR_RETURN(s->context_, arch::Context::Create(*s->model_, *s->pool_, copt));
   return s;
 }

@@ -31,6 +31,7 @@ struct LoadOptions {
   size_t num_threads = 0;     // 0: all hardware threads
   size_t context_tokens = 4096;
   size_t batch_tokens = 512;
+  bool float_activations = false;  // see arch::ContextOptions
 };
 
 // A model, its tokenizer, a thread pool and one Context, ready to generate.

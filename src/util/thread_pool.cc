@@ -2,14 +2,23 @@
 
 #include <immintrin.h>
 
+#include <chrono>
+
 #include "util/logging.h"
 
 namespace llmasos {
 namespace {
 
-// About 50 µs of spinning before a worker sleeps: long enough to span the gap between two
-// matrix multiplies of one forward pass, short enough not to burn a core between tokens.
-constexpr int kSpinIterations = 20000;
+// How long a worker spins after a job before it sleeps: long enough to span the gap between
+// two matrix multiplies of one forward pass, short enough not to burn a core between tokens.
+// Measured in time, not pause instructions: one pause takes 10 cycles on some CPUs and 140 on
+// others (Skylake and later).
+constexpr auto kSpinTime = std::chrono::microseconds(100);
+// The caller's wait for tasks running on workers: after this many pauses it yields its core,
+// so on an oversubscribed machine the worker it waits for can run.
+constexpr int kCallerSpinsBeforeYield = 2000;
+
+constexpr uint64_t kIndexMask = 0xFFFFFFFFu;
 
 }  // namespace
 
@@ -22,8 +31,8 @@ ThreadPool::ThreadPool(size_t num_threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  stop_.store(true, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  stop_.store(true, std::memory_order_seq_cst);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
 }
@@ -35,9 +44,11 @@ size_t ThreadPool::DefaultNumThreads() {
 
 void ThreadPool::DoTasks(size_t thread_idx) {
   for (;;) {
-    size_t task_idx = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task_idx >= num_tasks_) return;
+    const uint64_t job = job_.fetch_add(1, std::memory_order_acq_rel);
+    const size_t task_idx = job & kIndexMask;
+    if (task_idx >= (job >> 32)) return;
     fn_(ctx_, task_idx, thread_idx);
+    num_done_tasks_.fetch_add(1, std::memory_order_release);
   }
 }
 
@@ -47,34 +58,48 @@ void ThreadPool::RunImpl(size_t num_tasks, TaskFn fn, const void* ctx) {
     for (size_t i = 0; i < num_tasks; ++i) fn(ctx, i, 0);
     return;
   }
+  // Leaves room for the stale claims of late workers (at most one each per job).
+  CHECK_LT(num_tasks, kIndexMask / 2) << "too many tasks for one Run";
   fn_ = fn;
   ctx_ = ctx;
-  num_tasks_ = num_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
-  num_busy_workers_.store(workers_.size(), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  num_done_tasks_.store(0, std::memory_order_relaxed);
+  job_.store(static_cast<uint64_t>(num_tasks) << 32, std::memory_order_release);
+  // seq_cst pairs with the worker's increment of num_sleeping_workers_ before it sleeps:
+  // either we see it asleep and wake it, or it sees the new generation and does not sleep.
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (num_sleeping_workers_.load(std::memory_order_seq_cst) != 0) generation_.notify_all();
   DoTasks(0);
-  // Wait for the workers to finish their last task; they finish within one task's time.
-  while (num_busy_workers_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Every task is claimed; wait for those still running on workers.
+  for (int spin = 0; num_done_tasks_.load(std::memory_order_acquire) != num_tasks; ++spin) {
+    if (spin < kCallerSpinsBeforeYield) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void ThreadPool::WorkerLoop(size_t thread_idx) {
   uint32_t seen = 0;
   for (;;) {
     uint32_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-      _mm_pause();
-      gen = generation_.load(std::memory_order_acquire);
+    if (gen == seen) {
+      const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+      for (int spin = 1; gen == seen; ++spin) {
+        _mm_pause();
+        gen = generation_.load(std::memory_order_acquire);
+        if (spin % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
+      }
     }
     if (gen == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+      num_sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
+      generation_.wait(seen, std::memory_order_seq_cst);
+      num_sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
     seen = gen;
     if (stop_.load(std::memory_order_acquire)) return;
     DoTasks(thread_idx);
-    num_busy_workers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

@@ -2,8 +2,11 @@
 //
 // Run(num_tasks, fn) calls fn(task_idx, thread_idx) once for every task_idx in [0, num_tasks),
 // spread over the pool's threads (the calling thread takes part as thread 0), and returns when
-// all calls have returned. Workers spin briefly between jobs, then sleep on a futex, so a step
-// loop that calls Run many times per token pays no thread wake-up on the hot path.
+// all calls have returned. Tasks are claimed one at a time, so the caller never waits for a
+// worker that has not woken up yet: it runs the remaining tasks itself and waits only for
+// tasks already running elsewhere. Workers spin briefly between jobs, then sleep on a futex,
+// so a step loop that calls Run many times per token pays no thread wake-up on the hot path,
+// and the futex is only touched when a worker actually sleeps.
 //
 // Thread safety: Run() must not be called concurrently on one pool, nor from inside fn.
 #ifndef LLMASOS_UTIL_THREAD_POOL_H_
@@ -64,13 +67,19 @@ class ThreadPool {
   void DoTasks(size_t thread_idx);
 
   std::vector<std::thread> workers_;
-  // Job description; written by Run() before `generation_` is bumped, read by workers after.
+  // The current job. fn_ and ctx_ are written by Run() before job_ is published and read by
+  // a worker only after it has claimed one of the job's tasks, which keeps the job (and so
+  // these fields) alive until that task is done.
   TaskFn fn_ = nullptr;
   const void* ctx_ = nullptr;
-  size_t num_tasks_ = 0;
-  std::atomic<size_t> next_task_{0};
-  std::atomic<size_t> num_busy_workers_{0};
+  // (num_tasks << 32) | next task index. One word, so a worker that claims an index also
+  // learns the task count of the same job: a worker waking late for a finished job claims
+  // an index >= num_tasks and does nothing, and can never run a stale index of a new job.
+  std::atomic<uint64_t> job_{0};
+  std::atomic<size_t> num_done_tasks_{0};
+  // Bumped once per job to wake workers; they spin on it, then sleep on it (futex).
   std::atomic<uint32_t> generation_{0};
+  std::atomic<uint32_t> num_sleeping_workers_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -31,6 +31,18 @@ TEST(ThreadPoolTest, ManyConsecutiveJobsDoNotLoseWork) {
   EXPECT_EQ(sum.load(), 2000L * 21);
 }
 
+// Alternating large and small jobs on more threads than cores: workers often wake up after
+// their job is over, and a late claim must never run an index of the next job twice.
+TEST(ThreadPoolTest, JobsOfVaryingSizeRunEachTaskOnceWithLateWorkers) {
+  ThreadPool pool(4);
+  for (int job = 0; job < 3000; ++job) {
+    const size_t num_tasks = job % 2 == 0 ? 2 + job % 5 : 64;
+    std::vector<std::atomic<int>> hits(num_tasks);
+    pool.Run(num_tasks, [&](size_t task_idx, size_t) { hits[task_idx].fetch_add(1); });
+    for (size_t i = 0; i < num_tasks; ++i) ASSERT_EQ(hits[i].load(), 1) << "job " << job << " task " << i;
+  }
+}
+
 TEST(ThreadPoolTest, ParallelForCoversRangeWithGranuleAlignedChunks) {
   ThreadPool pool(2);
   for (size_t n : {1u, 31u, 32u, 33u, 1000u}) {

@@ -122,8 +122,8 @@ TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
     const size_t nb = n / 32;
     std::vector<int8_t> qs(n), qs_ref(n);
     std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
-    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data());
-    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data());
+    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data(), 1);
+    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
     EXPECT_EQ(qs, qs_ref) << "n=" << n;
     EXPECT_EQ(d, d_ref) << "n=" << n;
     EXPECT_EQ(s, s_ref) << "n=" << n;
@@ -139,9 +139,13 @@ struct MatMulShape {
   size_t rows, cols, tokens;
 };
 
-// Shapes with odd rows and token counts around the kernels' tile sizes (4 rows, 4 tokens).
+// Shapes with odd rows and token counts around the kernels' tile sizes (2 or 4 rows, 4 tokens,
+// panels from 8 tokens).
 const MatMulShape kShapes[] = {
     {1, 32, 1}, {7, 64, 1}, {13, 96, 7}, {33, 128, 64}, {5, 256, 3}, {67, 160, 1}, {9, 64, 5},
+    // Many tokens (Q4 weight panels), with a column count that leaves a 32-byte tail after
+    // 64-byte steps, and a single-block row.
+    {13, 96, 9}, {6, 32, 8}, {3, 224, 17},
 };
 
 TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {

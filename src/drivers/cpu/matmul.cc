@@ -23,9 +23,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 // |x|, one division for the scale, one reciprocal, x * (1/d) rounded to nearest even), so the
 // two agree bit for bit.
 void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HWY_RESTRICT qs,
-                               float* HWY_RESTRICT d, float* HWY_RESTRICT s) {
+                               float* HWY_RESTRICT d, float* HWY_RESTRICT s, size_t s_stride) {
 #if HWY_TARGET == HWY_SCALAR
-  scalar::QuantizeActivations(x, n, qs, d, s);
+  scalar::QuantizeActivations(x, n, qs, d, s, s_stride);
 #else
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di32;
@@ -48,19 +48,20 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HW
       hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
     }
     d[b] = scale;
-    s[b] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di32, isum)));
+    s[b * s_stride] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di32, isum)));
   }
 #endif  // HWY_TARGET == HWY_SCALAR
 }
 
-// Quantizes num_tokens rows of `cols` activations (the layout of QuantizedActivations).
-void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t num_tokens, size_t cols,
-                          int8_t* HWY_RESTRICT qs, float* HWY_RESTRICT d,
-                          float* HWY_RESTRICT s) {
+// Quantizes tokens [token_begin, token_end) of x (rows of `cols`) into QuantizedActivations'
+// layout for num_tokens tokens.
+void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t token_begin, size_t token_end,
+                          size_t num_tokens, size_t cols, int8_t* HWY_RESTRICT qs,
+                          float* HWY_RESTRICT d, float* HWY_RESTRICT s) {
   const size_t num_blocks = cols / kQuantBlockElems;
-  for (size_t t = 0; t < num_tokens; ++t) {
-    QuantizeActivationsTarget(x + t * cols, cols, qs + t * cols, d + t * num_blocks,
-                              s + t * num_blocks);
+  for (size_t t = token_begin; t < token_end; ++t) {
+    QuantizeActivationsTarget(x + t * cols, cols, qs + t * cols, d + t * num_blocks, s + t,
+                              num_tokens);
   }
 }
 
@@ -89,15 +90,17 @@ struct ActivationScratch {
 HWY_EXPORT(QuantizeActivationsTarget);
 HWY_EXPORT(QuantizeTokensTarget);
 
-void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s) {
+void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
+                             size_t s_stride) {
   CHECK_EQ(n % kQuantBlockElems, 0u);
-  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s);
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s, s_stride);
 }
 
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool) {
   CHECK(w.data != nullptr || w.rows == 0);
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols)) << "MatView row_bytes does not match its type";
   if (num_tokens == 0 || w.rows == 0) return;
+  CHECK(static_cast<const void*>(out) != static_cast<const void*>(x)) << "MatMul output aliases its input";
   if (!IsQuantized(w.type)) {
     MatMulFloat(w, x, num_tokens, out, pool);
     return;
@@ -117,8 +120,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   const size_t cols = w.cols;
   auto quantize = HWY_DYNAMIC_DISPATCH(QuantizeTokensTarget);
   auto quantize_range = [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    quantize(x + begin * cols, end - begin, cols, qs + begin * cols, d + begin * num_blocks,
-             s + begin * num_blocks);
+    quantize(x, begin, end, num_tokens, cols, qs, d, s);
   };
   // Worth the pool's hand-off only when there are many tokens (prefill).
   if (num_tokens >= 16) {

@@ -1,5 +1,7 @@
 // MatMul for F32, F16 and BF16 weights against float activations, compiled once per SIMD
 // target. Weights are widened to f32 in registers; products and sums are f32 FMAs.
+#include <type_traits>
+
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/scalar_ops.h"
 
@@ -25,7 +27,13 @@ void MatMulFloatTarget(const MatView& w, const float* x, size_t num_tokens, floa
 
 #else  // HWY_TARGET != HWY_SCALAR
 
+// Register tile: kFloatTileRows * kFloatTileTokens accumulators plus the rows' weights.
 inline constexpr size_t kFloatTileRows = 4;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+inline constexpr size_t kFloatTileTokens = 4;
+#else
+inline constexpr size_t kFloatTileTokens = 2;
+#endif
 
 template <TensorType kType>
 HWY_INLINE hn::Vec<hn::ScalableTag<float>> LoadWeights(const uint8_t* HWY_RESTRICT row,
@@ -50,25 +58,42 @@ HWY_INLINE float WeightAt(const uint8_t* HWY_RESTRICT row, size_t col) {
   return Bf16ToF32(reinterpret_cast<const uint16_t*>(row)[col]);
 }
 
-// out[r] = row r (of kRows, row_bytes apart) times one token x, r < kRows.
-template <TensorType kType, size_t kRows>
+// out[t * out_stride + r] = row r (of kRows, row_bytes apart) times token t (of kTokens,
+// cols apart): each weight vector is widened once and used for every token of the tile.
+template <TensorType kType, size_t kRows, size_t kTokens>
 HWY_NOINLINE void FloatTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t cols,
-                            const float* HWY_RESTRICT x, float* HWY_RESTRICT out) {
+                            const float* HWY_RESTRICT x, float* HWY_RESTRICT out,
+                            size_t out_stride) {
   const hn::ScalableTag<float> df;
   const size_t n = hn::Lanes(df);
-  hn::Vec<decltype(df)> acc[kRows];
-  for (size_t r = 0; r < kRows; ++r) acc[r] = hn::Zero(df);
+  hn::Vec<decltype(df)> acc[kRows][kTokens];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kRows; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = hn::Zero(df);
+  }
   size_t c = 0;
   for (; c + n <= cols; c += n) {
-    const auto xv = hn::LoadU(df, x + c);
-    for (size_t r = 0; r < kRows; ++r) {
-      acc[r] = hn::MulAdd(LoadWeights<kType>(w_rows + r * row_bytes, c), xv, acc[r]);
+    hn::Vec<decltype(df)> w[kRows];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) w[r] = LoadWeights<kType>(w_rows + r * row_bytes, c);
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) {
+      const auto xv = hn::LoadU(df, x + t * cols + c);
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kRows; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
     }
   }
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
-    float sum = hn::GetLane(hn::SumOfLanes(df, acc[r]));
-    for (size_t cc = c; cc < cols; ++cc) sum += WeightAt<kType>(w_rows + r * row_bytes, cc) * x[cc];
-    out[r] = sum;
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) {
+      float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+      for (size_t cc = c; cc < cols; ++cc) {
+        sum += WeightAt<kType>(w_rows + r * row_bytes, cc) * x[t * cols + cc];
+      }
+      out[t * out_stride + r] = sum;
+    }
   }
 }
 
@@ -76,22 +101,24 @@ template <TensorType kType>
 void FloatRows(const MatView& w, const float* x, size_t num_tokens, size_t row_begin,
                size_t row_end, float* out) {
   const auto* base = static_cast<const uint8_t*>(w.data);
-  size_t r = row_begin;
+  using Rows = std::integral_constant<size_t, kFloatTileRows>;
+  using Tokens = std::integral_constant<size_t, kFloatTileTokens>;
+  using One = std::integral_constant<size_t, 1>;
   // A tile's rows stay in L1 while every token passes over them.
-  for (; r + kFloatTileRows <= row_end; r += kFloatTileRows) {
-    float tmp[kFloatTileRows];
-    for (size_t t = 0; t < num_tokens; ++t) {
-      FloatTile<kType, kFloatTileRows>(base + r * w.row_bytes, w.row_bytes, w.cols,
-                                       x + t * w.cols, tmp);
-      for (size_t i = 0; i < kFloatTileRows; ++i) out[t * w.rows + r + i] = tmp[i];
-    }
-  }
-  for (; r < row_end; ++r) {
-    for (size_t t = 0; t < num_tokens; ++t) {
-      FloatTile<kType, 1>(base + r * w.row_bytes, w.row_bytes, w.cols, x + t * w.cols,
-                          out + t * w.rows + r);
-    }
-  }
+  auto all_tokens = [&](auto rows_tag, size_t r) {
+    constexpr size_t kR = decltype(rows_tag)::value;
+    auto tile = [&](auto tokens_tag, size_t t) {
+      FloatTile<kType, kR, decltype(tokens_tag)::value>(base + r * w.row_bytes, w.row_bytes,
+                                                         w.cols, x + t * w.cols,
+                                                         out + t * w.rows + r, w.rows);
+    };
+    size_t t = 0;
+    for (; t + kFloatTileTokens <= num_tokens; t += kFloatTileTokens) tile(Tokens(), t);
+    for (; t < num_tokens; ++t) tile(One(), t);
+  };
+  size_t r = row_begin;
+  for (; r + kFloatTileRows <= row_end; r += kFloatTileRows) all_tokens(Rows(), r);
+  for (; r < row_end; ++r) all_tokens(One(), r);
 }
 
 template <TensorType kType>

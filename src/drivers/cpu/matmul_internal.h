@@ -19,13 +19,15 @@ inline constexpr size_t kQuantBlockElems = 32;
 struct QuantizedActivations {
   const int8_t* qs;  // [num_tokens, cols]
   const float* d;    // [num_tokens, num_blocks]
-  const float* s;    // [num_tokens, num_blocks]
+  const float* s;    // [num_blocks, num_tokens]: a token tile's sums for one block are adjacent
   size_t num_tokens;
   size_t cols;  // num_blocks = cols / 32
 };
 
 // SIMD activation quantization, bit-identical to scalar::QuantizeActivations.
-void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s);
+// s[b * s_stride] receives block b's sum.
+void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
+                             size_t s_stride);
 
 // The per-type halves of MatMul, each dispatched to the best SIMD target.
 //   out: [num_tokens, w.rows]

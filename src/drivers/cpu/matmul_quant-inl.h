@@ -1,5 +1,11 @@
 // Quantized-weight MatMul for one Highway target: register tiles of kRows weight rows by
 // kTokens tokens, integer dot products per block of 32, one float FMA per block and tile cell.
+// Two paths:
+//   * direct (decode and small batches): blocks are unpacked in registers per tile;
+//   * panels (8 tokens and more): a row tile is unpacked once into a scratch panel and every
+//     token tile streams over it with full-width vectors (512-bit on AVX-512).
+// Rows are split over the thread pool; within a thread, a row tile stays in L1 while all
+// tokens pass over it, so weights are read from memory once per call.
 //
 // Per block b of row r and token t (see scalar_ops.h for the activation format):
 //   sum_j w[j] x[j] ~= (d_w d_x) * sum_j q_w[j] q_x[j]  +  m_w * s_x
@@ -14,6 +20,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/scalar_ops.h"
@@ -79,6 +88,7 @@ template <TensorType kType>
 HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RESTRICT blk,
                           LoadedBlock<kType>& out) {
   if constexpr (kType == TensorType::kQ8_0) {
+    LLMASOS_UNROLL
     for (size_t v = 0; v < kVecsPerBlock; ++v) {
       out.w[v] = hn::LoadU(DI8(), blk->qs + v * hn::MaxLanes(DI8()));
     }
@@ -86,10 +96,20 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
     out.m = 0.0f;
   } else {
     UnpackNibbles(blk->qs, out.w);
-    out.d = HalfToFloat(blk->d);
     if constexpr (kType == TensorType::kQ4_1) {
+#if LLMASOS_X86_256
+      // d and m are adjacent halves: one load and one conversion for both.
+      uint32_t dm;
+      std::memcpy(&dm, &blk->d, sizeof(dm));
+      const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dm)));
+      out.d = _mm_cvtss_f32(both);
+      out.m = _mm_cvtss_f32(_mm_movehdup_ps(both));
+#else
+      out.d = HalfToFloat(blk->d);
       out.m = HalfToFloat(blk->m);
+#endif
     } else {
+      out.d = HalfToFloat(blk->d);
       out.m = -8.0f * out.d;
     }
   }
@@ -98,6 +118,7 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
 template <TensorType kType>
 HWY_INLINE VI32 BlockDot(const LoadedBlock<kType>& w, const VI8 (&x)[kVecsPerBlock]) {
   VI32 isum = hn::Zero(DI32());
+  LLMASOS_UNROLL
   for (size_t v = 0; v < kVecsPerBlock; ++v) {
     if constexpr (kType == TensorType::kQ8_0) {
       isum = DotS8S8(w.w[v], x[v], isum);
@@ -110,47 +131,257 @@ HWY_INLINE VI32 BlockDot(const LoadedBlock<kType>& w, const VI8 (&x)[kVecsPerBlo
 
 // out[t * out_stride + r] = row r of the tile times token t, r < kRows, t < kTokens.
 //   w_rows: first row of the tile; rows are row_bytes apart.
-//   x: the tile's first token's quantized activations (qs, d, s advanced to token t0).
+//   xq, xd: the tile's first token's quantized activations and scales (rows cols and
+//   num_blocks apart); xs: block sums of the tile's first token, xs[b * xs_stride + t].
 template <TensorType kType, size_t kRows, size_t kTokens>
 HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes,
                             size_t num_blocks, const int8_t* HWY_RESTRICT xq,
                             const float* HWY_RESTRICT xd, const float* HWY_RESTRICT xs,
-                            size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
+                            size_t xs_stride, size_t cols, float* HWY_RESTRICT out,
+                            size_t out_stride) {
   using Traits = QuantBlockTraits<kType>;
   using Block = typename Traits::Block;
   const DF32 df;
+  // The min terms of a row for the tile's tokens, one lane per token: sum_b m_w * s_x.
+  const hn::FixedTag<float, kTokens> dt;
   VF32 acc[kRows][kTokens];
-  float min_acc[kRows][kTokens];
+  hn::Vec<decltype(dt)> min_acc[kRows];
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
-    for (size_t t = 0; t < kTokens; ++t) {
-      acc[r][t] = hn::Zero(df);
-      min_acc[r][t] = 0.0f;
-    }
+    min_acc[r] = hn::Zero(dt);
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = hn::Zero(df);
   }
   for (size_t b = 0; b < num_blocks; ++b) {
     LoadedBlock<kType> w[kRows];
+    LLMASOS_UNROLL
     for (size_t r = 0; r < kRows; ++r) {
       LoadBlock<kType>(reinterpret_cast<const Block*>(w_rows + r * row_bytes) + b, w[r]);
     }
+    VF32 dw[kRows];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      dw[r] = hn::Set(df, w[r].d);
+      if constexpr (Traits::kHasMin) {
+        min_acc[r] = hn::MulAdd(hn::Set(dt, w[r].m), hn::LoadU(dt, xs + b * xs_stride), min_acc[r]);
+      }
+    }
+    LLMASOS_UNROLL
     for (size_t t = 0; t < kTokens; ++t) {
       VI8 x[kVecsPerBlock];
       const int8_t* x_blk = xq + t * cols + b * kBlockBytes;
+      LLMASOS_UNROLL
       for (size_t v = 0; v < kVecsPerBlock; ++v) {
         x[v] = hn::LoadU(DI8(), x_blk + v * hn::MaxLanes(DI8()));
       }
-      const float dx = xd[t * num_blocks + b];
+      const VF32 dx = hn::Set(df, xd[t * num_blocks + b]);
+      LLMASOS_UNROLL
       for (size_t r = 0; r < kRows; ++r) {
         const VF32 prod = hn::ConvertTo(df, BlockDot<kType>(w[r], x));
-        acc[r][t] = hn::MulAdd(prod, hn::Set(df, w[r].d * dx), acc[r][t]);
-        if constexpr (Traits::kHasMin) min_acc[r][t] += w[r].m * xs[t * num_blocks + b];
+        acc[r][t] = hn::MulAdd(prod, hn::Mul(dw[r], dx), acc[r][t]);
       }
     }
   }
+  LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
+    float min_terms[kTokens];
+    hn::StoreU(min_acc[r], dt, min_terms);
+    LLMASOS_UNROLL
     for (size_t t = 0; t < kTokens; ++t) {
-      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_acc[r][t];
+      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_terms[t];
     }
   }
+}
+
+// ---- Prefill: weight panels --------------------------------------------------------------
+// With many tokens, a row tile's 4-bit blocks are unpacked once into a panel (unsigned bytes
+// in element order, each block's scale repeated for its 8 int32 lanes, its minimum), and the
+// token tiles then stream over the panel with full-width vectors: per vector step only loads,
+// the integer dot product, one convert, one multiply of scales and one FMA per tile cell.
+// Q8_0 uses panels where the CPU has VNNI: its signed weights q are stored as q + 128 (unsigned,
+// no int16 saturation in vpdpbusd), and each token's accumulator starts at -128 * sum(x) per
+// lane, which makes the integer result exactly sum q * x. Elsewhere Q8_0 keeps the direct
+// kernel with the sign trick per (row, token) pair.
+
+inline constexpr size_t kPanelMinTokens = 8;
+inline constexpr size_t kLanesPerBlock = kBlockBytes / sizeof(int32_t);  // int32 lanes
+
+template <TensorType kType>
+inline constexpr bool kUsesPanel = kType == TensorType::kQ4_0 || kType == TensorType::kQ4_1 ||
+                                   (kType == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
+
+// Scratch of one row tile, reused by a thread across tiles and calls.
+struct PanelScratch {
+  std::vector<uint8_t> w;  // [rows, cols]
+  std::vector<float> d;    // [rows, num_blocks * kLanesPerBlock]
+  std::vector<float> m;    // [rows, num_blocks]
+};
+
+template <TensorType kType>
+void PackPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_rows,
+               size_t num_blocks, uint8_t* HWY_RESTRICT pw, float* HWY_RESTRICT pd,
+               float* HWY_RESTRICT pm) {
+  using Block = typename QuantBlockTraits<kType>::Block;
+  const hn::Full128<uint8_t> d16;
+  const hn::FixedTag<float, 4> d4;
+  const auto mask = hn::Set(d16, uint8_t{0x0F});
+  for (size_t r = 0; r < num_rows; ++r) {
+    const auto* blocks = reinterpret_cast<const Block*>(w_rows + r * row_bytes);
+    for (size_t b = 0; b < num_blocks; ++b) {
+      uint8_t* dst = pw + (r * num_blocks + b) * kBlockBytes;
+      if constexpr (kType == TensorType::kQ8_0) {
+        const auto bias = hn::Set(d16, uint8_t{0x80});  // q + 128 == q ^ 0x80 as bytes
+        const auto* qs = reinterpret_cast<const uint8_t*>(blocks[b].qs);
+        hn::StoreU(hn::Xor(hn::LoadU(d16, qs), bias), d16, dst);
+        hn::StoreU(hn::Xor(hn::LoadU(d16, qs + 16), bias), d16, dst + 16);
+      } else {
+        const auto packed = hn::LoadU(d16, blocks[b].qs);
+        hn::StoreU(hn::And(packed, mask), d16, dst);
+        hn::StoreU(hn::And(hn::ShiftRight<4>(packed), mask), d16, dst + 16);
+      }
+      const float d = HalfToFloat(blocks[b].d);
+      float* d_lanes = pd + (r * num_blocks + b) * kLanesPerBlock;
+      hn::StoreU(hn::Set(d4, d), d4, d_lanes);
+      hn::StoreU(hn::Set(d4, d), d4, d_lanes + 4);
+      if constexpr (kType == TensorType::kQ4_1) {
+        pm[r * num_blocks + b] = HalfToFloat(blocks[b].m);
+      } else if constexpr (kType == TensorType::kQ8_0) {
+        pm[r * num_blocks + b] = 0.0f;  // the integer dot product is already exact
+      } else {
+        pm[r * num_blocks + b] = -8.0f * d;
+      }
+    }
+  }
+}
+
+// A token's block scales as a vector whose int32 lanes line up with the bytes at `offset`:
+// one block per 256 bits, so a 512-bit vector holds two.
+template <class DF>
+HWY_INLINE hn::Vec<DF> ActivationScales(DF df, const float* HWY_RESTRICT xd, size_t offset) {
+  const size_t b = offset / kBlockBytes;
+  if constexpr (hn::MaxLanes(DF()) == 2 * kLanesPerBlock) {
+    const hn::Half<DF> dh;
+    return hn::Combine(df, hn::Set(dh, xd[b + 1]), hn::Set(dh, xd[b]));
+  } else {
+    return hn::Set(df, xd[b]);
+  }
+}
+
+// acc[r][t] += (bytes [offset, offset + vector) of panel row r) . (token t), scaled.
+template <TensorType kType, class D8, size_t kRows, size_t kTokens, class VF>
+HWY_INLINE void PanelStep(D8 d8, size_t offset, const uint8_t* HWY_RESTRICT pw,
+                          const float* HWY_RESTRICT pd, size_t cols, size_t num_blocks,
+                          const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                          VF (&acc)[kRows][kTokens]) {
+  const hn::RebindToSigned<D8> di8;
+  const hn::Repartition<int32_t, D8> di32;
+  const hn::Repartition<float, D8> df;
+  hn::Vec<D8> w[kRows];
+  hn::Vec<decltype(df)> dw[kRows];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kRows; ++r) {
+    w[r] = hn::LoadU(d8, pw + r * cols + offset);
+    dw[r] = hn::LoadU(df, pd + r * num_blocks * kLanesPerBlock + offset / 4);
+  }
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kTokens; ++t) {
+    const auto x = hn::LoadU(di8, xq + t * cols + offset);
+    const auto dx = ActivationScales(df, xd + t * num_blocks, offset);
+    auto init = hn::Zero(di32);
+    if constexpr (kType == TensorType::kQ8_0) {
+      // (q + 128) . x - 128 * sum(x) per int32 lane of 4 bytes.
+      init = hn::Neg(hn::ShiftLeft<7>(DotU8S8(hn::Set(d8, uint8_t{1}), x, hn::Zero(di32))));
+    }
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      const auto prod = hn::ConvertTo(df, DotU8S8(w[r], x, init));
+      if constexpr (std::is_same_v<VF, hn::Vec<decltype(df)>>) {
+        acc[r][t] = hn::MulAdd(prod, hn::Mul(dw[r], dx), acc[r][t]);
+      } else {
+        // The 256-bit tail step after 512-bit steps: widen into the accumulator.
+        const hn::Repartition<float, hn::ScalableTag<uint8_t>> df_full;
+        acc[r][t] = hn::Add(acc[r][t], hn::ZeroExtendVector(df_full, hn::Mul(prod, hn::Mul(dw[r], dx))));
+      }
+    }
+  }
+}
+
+// out[t * out_stride + r] for the panel's kRows rows and kTokens tokens (see QuantTile).
+template <TensorType kType, size_t kRows, size_t kTokens>
+HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RESTRICT pd,
+                            const float* HWY_RESTRICT pm, size_t num_blocks,
+                            const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                            const float* HWY_RESTRICT xs, size_t xs_stride, size_t cols,
+                            float* HWY_RESTRICT out, size_t out_stride) {
+  const hn::ScalableTag<uint8_t> d8;
+  const hn::Repartition<float, decltype(d8)> df;
+  const hn::FixedTag<float, kTokens> dt;
+  hn::Vec<decltype(df)> acc[kRows][kTokens];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kRows; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = hn::Zero(df);
+  }
+  constexpr size_t kStep = hn::MaxLanes(hn::ScalableTag<uint8_t>());
+  size_t offset = 0;
+  for (; offset + kStep <= cols; offset += kStep) {
+    PanelStep<kType>(d8, offset, pw, pd, cols, num_blocks, xq, xd, acc);
+  }
+  if (offset < cols) {  // one 32-byte block left over after 64-byte steps
+    PanelStep<kType>(DU8(), offset, pw, pd, cols, num_blocks, xq, xd, acc);
+  }
+  hn::Vec<decltype(dt)> min_acc[kRows];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kRows; ++r) min_acc[r] = hn::Zero(dt);
+  for (size_t b = 0; kType != TensorType::kQ8_0 && b < num_blocks; ++b) {
+    const auto s = hn::LoadU(dt, xs + b * xs_stride);
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      min_acc[r] = hn::MulAdd(hn::Set(dt, pm[r * num_blocks + b]), s, min_acc[r]);
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kRows; ++r) {
+    float min_terms[kTokens];
+    hn::StoreU(min_acc[r], dt, min_terms);
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kTokens; ++t) {
+      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_terms[t];
+    }
+  }
+}
+
+template <TensorType kType>
+void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
+               size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  thread_local PanelScratch scratch;
+  scratch.w.resize(kPrefillRows * w.cols);
+  scratch.d.resize(kPrefillRows * num_blocks * kLanesPerBlock);
+  scratch.m.resize(kPrefillRows * num_blocks);
+  auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
+    constexpr size_t kR = decltype(rows_tag)::value;
+    constexpr size_t kT = decltype(tokens_tag)::value;
+    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
+                      x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens, x.cols,
+                      out + t * w.rows + r, w.rows);
+  };
+  auto all_tokens = [&](auto rows_tag, size_t r) {
+    constexpr size_t kR = decltype(rows_tag)::value;
+    PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, kR, num_blocks, scratch.w.data(),
+                     scratch.d.data(), scratch.m.data());
+    using Tokens = std::integral_constant<size_t, kPrefillTokens>;
+    using One = std::integral_constant<size_t, 1>;
+    size_t t = 0;
+    for (; t + kPrefillTokens <= x.num_tokens; t += kPrefillTokens) tile(rows_tag, Tokens(), r, t);
+    for (; t < x.num_tokens; ++t) tile(rows_tag, One(), r, t);
+  };
+  size_t r = row_begin;
+  for (; r + kPrefillRows <= row_end; r += kPrefillRows) {
+    all_tokens(std::integral_constant<size_t, kPrefillRows>(), r);
+  }
+  for (; r < row_end; ++r) all_tokens(std::integral_constant<size_t, 1>(), r);
 }
 
 // Rows [row_begin, row_end) of the product, every token.
@@ -163,8 +394,8 @@ void QuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
     constexpr size_t kR = decltype(rows_tag)::value;
     constexpr size_t kT = decltype(tokens_tag)::value;
     QuantTile<kType, kR, kT>(base + r * w.row_bytes, w.row_bytes, num_blocks,
-                             x.qs + t * x.cols, x.d + t * num_blocks, x.s + t * num_blocks,
-                             x.cols, out + t * w.rows + r, w.rows);
+                             x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
+                             x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
   };
   using One = std::integral_constant<size_t, 1>;
   if (x.num_tokens == 1) {
@@ -173,6 +404,9 @@ void QuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
     for (; r + kDecodeRows <= row_end; r += kDecodeRows) tile(Rows(), One(), r, 0);
     for (; r < row_end; ++r) tile(One(), One(), r, 0);
     return;
+  }
+  if constexpr (kUsesPanel<kType>) {
+    if (x.num_tokens >= kPanelMinTokens) return PanelRows<kType>(w, x, row_begin, row_end, out);
   }
   // Each weight tile stays in L1 while every token passes over it.
   using Rows = std::integral_constant<size_t, kPrefillRows>;

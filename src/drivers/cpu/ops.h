@@ -37,6 +37,13 @@ struct MatView {
 // llama.cpp does), so results match a float reference within quantization error.
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool);
 
+// As MatMul, but without quantizing the activations: each weight row is dequantized to
+// float32 and multiplied against x in float32. Several times slower than MatMul on quantized
+// weights; it is the path whose results equal an exact float reference up to summation order,
+// used by the forward-pass oracle (llmasos eval --float-activations).
+void MatMulFloatActivations(const MatView& w, const float* x, size_t num_tokens, float* out,
+                            ThreadPool& pool);
+
 // out[i] = dequantized row `row_idx` of W (W.cols floats). Used for embedding look-up.
 void DequantizeRow(const MatView& w, size_t row_idx, float* out);
 

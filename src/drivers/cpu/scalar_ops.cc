@@ -30,8 +30,9 @@ void UnpackNibbles(const uint8_t* qs, uint8_t* q) {
 
 // sum over blocks of W row `row` times quantized activations of one token.
 // Q4_0 is treated as Q4_1 with min = -8 d, the form the SIMD kernels use.
+//   xs[b * xs_stride]: block b's activation sum.
 float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const float* xd,
-                      const float* xs) {
+                      const float* xs, size_t xs_stride) {
   const uint8_t* row_ptr = static_cast<const uint8_t*>(w.data) + row * w.row_bytes;
   const size_t num_blocks = w.cols / kQBlock;
   float acc = 0.0f;
@@ -49,7 +50,7 @@ float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const floa
         uint8_t q[kQBlock];
         UnpackNibbles(blk->qs, q);
         const float dw = F16ToF32(blk->d);
-        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + (-8.0f * dw) * xs[b];
+        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + (-8.0f * dw) * xs[b * xs_stride];
         break;
       }
       case TensorType::kQ4_1: {
@@ -58,7 +59,7 @@ float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const floa
         UnpackNibbles(blk->qs, q);
         const float dw = F16ToF32(blk->d);
         const float mw = F16ToF32(blk->m);
-        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + mw * xs[b];
+        acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + mw * xs[b * xs_stride];
         break;
       }
       default:
@@ -74,7 +75,8 @@ bool IsQuantized(TensorType type) {
 
 }  // namespace
 
-void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s) {
+void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s,
+                         size_t s_stride) {
   CHECK_EQ(n % kQBlock, 0u);
   for (size_t b = 0; b < n / kQBlock; ++b) {
     const float* xb = x + b * kQBlock;
@@ -84,12 +86,16 @@ void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* 
     const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     int32_t sum = 0;
     for (size_t j = 0; j < kQBlock; ++j) {
-      const int32_t q = static_cast<int32_t>(std::nearbyint(xb[j] * inv));
+      // In range by construction for finite input; the clamp keeps the conversion defined
+      // when a broken model feeds inf or NaN (the SIMD path saturates instead).
+      float v = xb[j] * inv;
+      v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
+      const int32_t q = static_cast<int32_t>(std::nearbyint(v));
       qs[b * kQBlock + j] = static_cast<int8_t>(q);
       sum += q;
     }
     d[b] = scale;
-    s[b] = scale * static_cast<float>(sum);
+    s[b * s_stride] = scale * static_cast<float>(sum);
   }
 }
 
@@ -99,7 +105,7 @@ void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_b
   for (size_t t = 0; t < x.num_tokens; ++t) {
     for (size_t r = row_begin; r < row_end; ++r) {
       out[t * w.rows + r] = QuantizedRowDot(w, r, x.qs + t * w.cols, x.d + t * num_blocks,
-                                            x.s + t * num_blocks);
+                                            x.s + t, x.num_tokens);
     }
   }
 }
@@ -111,7 +117,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
     std::vector<float> xd(num_tokens * num_blocks), xs(num_tokens * num_blocks);
     for (size_t t = 0; t < num_tokens; ++t) {
       QuantizeActivations(x + t * w.cols, w.cols, &xq[t * w.cols], &xd[t * num_blocks],
-                          &xs[t * num_blocks]);
+                          &xs[t], num_tokens);
     }
     QuantizedRows(w, {xq.data(), xd.data(), xs.data(), num_tokens, w.cols}, 0, w.rows, out);
     return;

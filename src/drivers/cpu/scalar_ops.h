@@ -18,8 +18,9 @@ namespace llmasos::cpu::scalar {
 // x[j] * (1 / d), in [-127, 127] (all zero when the block is zero).
 // s = d * sum(qs), the block's sum as the integers see it; it carries Q4_1's `min * sum(x)`
 // term (and Q4_0's `-8 * d_w * sum(x)`) without a second pass over the block.
-//   qs: [n];  d, s: [n / 32].  REQUIRES: n % 32 == 0.
-void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s);
+//   qs: [n];  d: [n / 32];  s[b * s_stride], b < n / 32.  REQUIRES: n % 32 == 0.
+void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s,
+                         size_t s_stride);
 
 // Rows [row_begin, row_end) of the product of quantized weights w with activations x already
 // quantized: out[t * w.rows + r]. REQUIRES: w.type is Q4_0, Q4_1 or Q8_0.

@@ -25,6 +25,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // without SSE4) has no 128-bit blocks: its kernels forward to scalar_ops instead.
 #if HWY_TARGET != HWY_SCALAR
 
+// Fully unrolls a loop over a register tile (a compile-time count), so tile arrays live in
+// registers; -O2 alone keeps them on the stack.
+#define LLMASOS_UNROLL _Pragma("GCC unroll 16")
+
 // x86 targets from SSSE3 up have pmaddubsw; AVX2 and better use 256-bit vectors for blocks.
 #define LLMASOS_X86_SIMD (HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3)
 #define LLMASOS_X86_256 (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2)
@@ -84,6 +88,21 @@ HWY_INLINE VI32 DotU8S8(VU8 a, VI8 b, VI32 acc) {
 #endif
 }
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// The same for full 512-bit vectors (two blocks at a time).
+HWY_INLINE hn::Vec512<int32_t> DotU8S8(hn::Vec512<uint8_t> a, hn::Vec512<int8_t> b,
+                                       hn::Vec512<int32_t> acc) {
+#if HWY_TARGET == HWY_AVX3_DL
+  __m512i r = acc.raw;
+  asm("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+  return hn::Vec512<int32_t>{r};
+#else
+  const __m512i pairs = _mm512_maddubs_epi16(a.raw, b.raw);
+  return hn::Add(acc, hn::Vec512<int32_t>{_mm512_madd_epi16(pairs, _mm512_set1_epi16(1))});
+#endif
+}
+#endif
+
 // Signed x signed version: |a| * (b with a's sign), the identity that lets pmaddubsw (unsigned
 // times signed) multiply two signed vectors. |a| of -128 reads as 128 unsigned, still exact.
 HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
@@ -110,16 +129,19 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
 // Unpacks a Q4 block's 16 bytes (element j in the low nibble of byte j, j + 16 in the high
 // nibble) into 32 unsigned lanes in element order.
 HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerBlock]) {
+#if LLMASOS_X86_256
+  // The 16 bytes in both 128-bit halves (a broadcast load needs no shuffle port), the upper
+  // half shifted by 4, then one mask for both.
+  const __m256i both = _mm256_broadcastsi128_si256(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  const __m256i nibbles = _mm256_blend_epi32(both, _mm256_srli_epi16(both, 4), 0xF0);
+  w[0] = hn::And(VU8{nibbles}, hn::Set(DU8(), uint8_t{0x0F}));
+#else
   const hn::Full128<uint8_t> d16;
   const auto packed = hn::LoadU(d16, qs);
   const auto mask = hn::Set(d16, uint8_t{0x0F});
-  const auto lo = hn::And(packed, mask);
-  const auto hi = hn::And(hn::ShiftRight<4>(packed), mask);
-#if LLMASOS_X86_256
-  w[0] = hn::Combine(DU8(), hi, lo);
-#else
-  w[0] = lo;
-  w[1] = hi;
+  w[0] = hn::And(packed, mask);
+  w[1] = hn::And(hn::ShiftRight<4>(packed), mask);
 #endif
 }
 
@@ -128,8 +150,8 @@ HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerB
 // instead of rounding and lose infinities, signed zeros and subnormals.
 template <class DF>
 HWY_INLINE hn::Vec<DF> LoadHalfAsFloat(DF df, const uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
 #if LLMASOS_X86_256
+  const hn::Rebind<hwy::float16_t, DF> dh;
   return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 #else
   const hn::RebindToSigned<DF> di;
@@ -150,8 +172,8 @@ HWY_INLINE hn::Vec<DF> LoadHalfAsFloat(DF df, const uint16_t* HWY_RESTRICT p) {
 // Rounds to nearest even, overflow to infinity, NaN stays NaN (a quiet one), as F32ToF16.
 template <class DF>
 HWY_INLINE void StoreFloatAsHalf(DF df, hn::Vec<DF> v, uint16_t* HWY_RESTRICT p) {
-  const hn::Rebind<hwy::float16_t, DF> dh;
 #if LLMASOS_X86_256
+  const hn::Rebind<hwy::float16_t, DF> dh;
   hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(p));
 #else
   const hn::RebindToSigned<DF> di;

@@ -43,7 +43,16 @@ StatusOr<std::unique_ptr<Context>> Context::Create(const Model& model, ThreadPoo
   size_t max_tokens = std::min(options.max_tokens, c.context_length);
   size_t max_batch = std::min(options.max_batch_tokens, max_tokens);
   auto ctx = std::unique_ptr<Context>(new Context(model, pool, max_tokens, max_batch));
+  ctx->float_activations_ = options.float_activations;
   return ctx;
+}
+
+void Context::MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out) {
+  if (float_activations_) {
+    cpu::MatMulFloatActivations(w, x, num_tokens, out, pool_);
+  } else {
+    cpu::MatMul(w, x, num_tokens, out, pool_);
+  }
 }
 
 Context::Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens)
@@ -127,9 +136,9 @@ void Context::ForwardChunk(std::span<const TokenId> tokens, bool all_logits, flo
     for (size_t t = 0; t < n; ++t) {
       cpu::RmsNorm(&x_[t * c.embd], w.attn_norm.data(), c.embd, c.rms_eps, &xn_[t * c.embd]);
     }
-    cpu::MatMul(w.wq, xn_.data(), n, q_.data(), pool_);
-    cpu::MatMul(w.wk, xn_.data(), n, k_.data(), pool_);
-    cpu::MatMul(w.wv, xn_.data(), n, v_.data(), pool_);
+    MatMul(w.wq, xn_.data(), n, q_.data());
+    MatMul(w.wk, xn_.data(), n, k_.data());
+    MatMul(w.wv, xn_.data(), n, v_.data());
     AddBias(w.bq, n, q_.data());
     AddBias(w.bk, n, k_.data());
     AddBias(w.bv, n, v_.data());
@@ -148,17 +157,17 @@ void Context::ForwardChunk(std::span<const TokenId> tokens, bool all_logits, flo
     std::memcpy(k_layer + pos0 * c.kv_dim(), k_.data(), n * c.kv_dim() * sizeof(float));
     std::memcpy(v_layer + pos0 * c.kv_dim(), v_.data(), n * c.kv_dim() * sizeof(float));
     Attention(layer_idx, n);
-    cpu::MatMul(w.wo, att_.data(), n, proj_.data(), pool_);
+    MatMul(w.wo, att_.data(), n, proj_.data());
     cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
 
     // MLP block.
     for (size_t t = 0; t < n; ++t) {
       cpu::RmsNorm(&x_[t * c.embd], w.ffn_norm.data(), c.embd, c.rms_eps, &xn_[t * c.embd]);
     }
-    cpu::MatMul(w.gate, xn_.data(), n, gate_.data(), pool_);
-    cpu::MatMul(w.up, xn_.data(), n, up_.data(), pool_);
+    MatMul(w.gate, xn_.data(), n, gate_.data());
+    MatMul(w.up, xn_.data(), n, up_.data());
     cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
-    cpu::MatMul(w.down, gate_.data(), n, proj_.data(), pool_);
+    MatMul(w.down, gate_.data(), n, proj_.data());
     cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
   }
   num_tokens_ += n;
@@ -170,7 +179,7 @@ void Context::ForwardChunk(std::span<const TokenId> tokens, bool all_logits, flo
     cpu::RmsNorm(&x_[t * c.embd], model_.output_norm().data(), c.embd, c.rms_eps,
                  &xn_[(t - first) * c.embd]);
   }
-  cpu::MatMul(model_.output(), xn_.data(), num_out, logits_out, pool_);
+  MatMul(model_.output(), xn_.data(), num_out, logits_out);
 }
 
 // Causal grouped-query attention for the chunk's tokens at positions num_tokens_ ...

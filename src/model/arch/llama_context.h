@@ -28,6 +28,9 @@ using TokenId = int32_t;
 struct ContextOptions {
   size_t max_tokens = 4096;   // KV capacity; clamped to the model's trained context
   size_t max_batch_tokens = 512;  // tokens per forward pass; longer inputs run in chunks
+  // Multiply in float32 instead of quantizing activations to 8 bits (cpu::MatMul): slower,
+  // and equal to an exact float reference up to summation order. For the oracle tests.
+  bool float_activations = false;
 };
 
 class Context {
@@ -60,7 +63,11 @@ class Context {
   void Attention(size_t layer_idx, size_t num_new);
 
   const Model& model_;
+  // cpu::MatMul or cpu::MatMulFloatActivations, as ContextOptions::float_activations says.
+  void MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out);
+
   ThreadPool& pool_;
+  bool float_activations_ = false;
   const size_t max_tokens_;
   const size_t max_batch_tokens_;
   size_t num_tokens_ = 0;

@@ -14,7 +14,9 @@
 // bounds nor allocate more than a small multiple of the file's own size.
 #include "model/gguf/gguf.h"
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -393,21 +395,25 @@ class GgufParser {
                              Num(kMaxDims));
       }
       uint64_t dims[kMaxDims] = {};
-      uint64_t num_elements = 1;
-      bool overflow = false;
+      // `extent` counts a zero dimension as 1, so a tensor with no elements still cannot claim
+      // absurd dimensions (a consumer may size a row buffer from dims[0] alone).
+      uint64_t extent = 1;
+      bool overflow = false, has_zero_dim = false;
       for (uint32_t d = 0; d < num_dims; ++d) {
         RETURN_IF_ERROR(ReadField(where, "dimension #" + Num(d), &dims[d]));
-        std::optional<uint64_t> product = CheckedMul(num_elements, dims[d]);
+        has_zero_dim |= dims[d] == 0;
+        std::optional<uint64_t> product = CheckedMul(extent, std::max<uint64_t>(dims[d], 1));
         overflow |= !product;
-        if (product) num_elements = *product;
+        if (product) extent = *product;
       }
+      const uint64_t num_elements = has_zero_dim ? 0 : extent;
       auto dims_text = [&] {
         std::string s = "[";
         for (uint32_t d = 0; d < num_dims; ++d) s += (d ? ", " : "") + Num(dims[d]);
-        return s + "]";
+        return s + "]" + (has_zero_dim ? " (zero dimensions counted as 1)" : "");
       };
       // ggml stores dimensions as int64, so the element count must fit one as well.
-      if (overflow || num_elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      if (overflow || extent > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return DataLossError(where() + ": element count of dims " + dims_text() +
                              " overflows 63 bits");
       }
@@ -426,20 +432,22 @@ class GgufParser {
                              " is not a multiple of the " + std::string(traits->name) +
                              " block size " + Num(traits->block_elems));
       }
-      // Rows are whole blocks, so the element count is too.
-      std::optional<uint64_t> num_bytes =
-          CheckedMul(num_elements / traits->block_elems, traits->block_bytes);
-      if (!num_bytes || *num_bytes > size_) {
-        return DataLossError(where() + ": data size of dims " + dims_text() + " " +
-                             std::string(traits->name) +
-                             (num_bytes ? " (" + Num(*num_bytes) + " bytes)" : " (overflows 64 bits)") +
-                             " is larger than the whole file " + FileSize());
+      const uint64_t extent_blocks =
+          extent / traits->block_elems + (extent % traits->block_elems != 0 ? 1 : 0);
+      std::optional<uint64_t> extent_bytes = CheckedMul(extent_blocks, traits->block_bytes);
+      if (!extent_bytes || *extent_bytes > size_) {
+        return DataLossError(
+            where() + ": data size of dims " + dims_text() + " " + std::string(traits->name) +
+            (extent_bytes ? " (" + Num(*extent_bytes) + " bytes)" : " (overflows 64 bits)") +
+            " is larger than the whole file " + FileSize());
       }
+      // Rows are whole blocks, so the element count is too; no overflow as it is <= extent.
+      const uint64_t num_bytes = num_elements / traits->block_elems * traits->block_bytes;
       RETURN_IF_ERROR(ReadField(where, "offset", &info.offset));
       info.type = static_cast<cpu::TensorType>(type_id);
       info.dims.assign(dims, dims + num_dims);
       info.num_elements = num_elements;
-      info.num_bytes = *num_bytes;
+      info.num_bytes = num_bytes;
       file_->tensors_.push_back(std::move(info));
     }
     return OkStatus();
@@ -621,7 +629,14 @@ StatusOr<std::vector<float>> GgufFile::GetFloatArray(std::string_view key) const
   }
   std::vector<float> out(v->array_count);
   for (uint64_t k = 0; k < v->array_count; ++k) {
-    out[k] = static_cast<float>(ArrayElement(*v, k).f64);
+    const double x = ArrayElement(*v, k).f64;
+    // A double beyond float's range converts to +-inf explicitly (the cast would be UB).
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    if (std::isnan(x) || std::fabs(x) <= std::numeric_limits<float>::max()) {
+      out[k] = static_cast<float>(x);
+    } else {
+      out[k] = x > 0 ? kInf : -kInf;
+    }
   }
   return out;
 }

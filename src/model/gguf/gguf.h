@@ -76,7 +76,7 @@ struct TensorInfo {
   uint64_t num_elements = 0;
   uint64_t offset = 0;  // relative to the start of the tensor data section
   uint64_t num_bytes = 0;
-  const uint8_t* data = nullptr;  // into the mapped file, aligned to alignment()
+  const uint8_t* data = nullptr;  // into the file bytes; file offset is a multiple of alignment()
 };
 
 class GgufFile {

@@ -147,7 +147,7 @@ Value Element(const Value& v, uint64_t k) {
 }
 
 std::string ArrayText(const Value& v) {
-  std::string out = Format("%" PRIu64 " items", v.array_count);
+  std::string out = Format("%" PRIu64 " item%s", v.array_count, v.array_count == 1 ? "" : "s");
   if (v.array_count == 0) return out;
   out += ": [";
   const bool strings = v.array_type == ValueType::kString;
@@ -215,6 +215,10 @@ std::string DescribeGguf(const GgufFile& file, bool all_tensors) {
   out += Format("\ntensors: %zu, ", tensors.size()) + Bytes(total_bytes) + " of data";
   for (const auto& [name, count] : per_type) {
     out += Format(", %zu ", count) + std::string(name);
+  }
+  if (!tensors.empty()) {
+    // Offsets in the table are relative to the data section, as in the file.
+    out += Format(", data section at byte %td", tensors[0].data - file.bytes().data());
   }
   out += "\n";
   if (tensors.empty()) return out;

@@ -128,6 +128,33 @@ TEST_P(MetadataRoundTripTest, EveryValueTypeReadsBackAsWritten) {
   EXPECT_EQ((*f->GetFloatArray("ints"))[0], -7.0f);
 }
 
+TEST(GgufFileTest, FloatArrayOfOutOfRangeDoublesGivesInfinities) {
+  // The writer has no float64 array setter; build the value by hand.
+  std::vector<uint8_t> b;
+  auto put = [&b](auto v) {
+    const size_t at = b.size();
+    b.resize(at + sizeof(v));
+    std::memcpy(b.data() + at, &v, sizeof(v));
+  };
+  put(kMagic);
+  put(uint32_t{3});
+  put(uint64_t{0});
+  put(uint64_t{1});
+  put(uint64_t{1});
+  b.push_back('d');
+  put(uint32_t{9});
+  put(uint32_t{12});  // float64 elements
+  put(uint64_t{3});
+  put(1e300);
+  put(-1e300);
+  put(0.5);
+  auto f = ParseOrDie(b);
+  ASSERT_NE(f, nullptr);
+  auto v = f->GetFloatArray("d");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(*v, (std::vector<float>{INFINITY, -INFINITY, 0.5f}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, MetadataRoundTripTest, testing::Values(2u, 3u));
 
 TEST(GgufWriterTest, LaterSetterReplacesEarlierValueOfSameKey) {
@@ -135,7 +162,8 @@ TEST(GgufWriterTest, LaterSetterReplacesEarlierValueOfSameKey) {
   w.SetUint32("k", 1);
   w.SetString("other", "x");
   w.SetString("k", "now a string");
-  auto f = ParseOrDie(SerializeOrDie(w));
+  const std::vector<uint8_t> bytes = SerializeOrDie(w);  // the file views these bytes
+  auto f = ParseOrDie(bytes);
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->metadata().size(), 2u);
   EXPECT_EQ(*f->GetString("k"), "now a string");
@@ -450,7 +478,8 @@ TEST(DescribeGgufTest, AbbreviatesLongValuesAndLimitsTheTensorTable) {
     const std::vector<float> v(32, 1.0f);
     ASSERT_TRUE(w.AddTensorFromFloats("tensor_" + std::to_string(i), TensorType::kQ8_0, {32}, v).ok());
   }
-  auto f = ParseOrDie(SerializeOrDie(w));
+  const std::vector<uint8_t> bytes = SerializeOrDie(w);  // the file views these bytes
+  auto f = ParseOrDie(bytes);
   ASSERT_NE(f, nullptr);
   const std::string text = DescribeGguf(*f, /*all_tensors=*/false);
   EXPECT_NE(text.find("\"llama\""), std::string::npos) << text;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "model/tokenizer/pre_tokenizer.h"
 #include "model/tokenizer/test_vocabs.h"
 #include "model/tokenizer/tokenizer.h"
@@ -233,6 +235,27 @@ TEST(SmolLm2Test, IncrementalDecodingEqualsDecodeOfTheWholeSequence) {
     streamed += d.Flush();
     EXPECT_EQ(streamed, tok->Decode(ids, render));
   }
+}
+
+TEST(SmolLm2Test, ConcurrentEncodesAgreeWithASequentialOne) {
+  REQUIRE_SMOLLM2();
+  const std::vector<std::string> texts = {
+      "<|im_start|>user\nCount 1 2 3<|im_end|>", "  spaced\tout\n\n", "\xF0\x9F\x98\x80 smile",
+      "def g():\n    return 42\n"};
+  std::vector<Ids> expected;
+  for (const auto& t : texts) expected.push_back(tok->Encode(t, false, true));
+  std::vector<int> failures(4, 0);
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 200; ++round) {
+        size_t i = (round + w) % texts.size();
+        if (tok->Encode(texts[i], false, true) != expected[i]) ++failures[w];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, std::vector<int>(4, 0));
 }
 
 TEST(TinyBpeTest, MergesApplyByRankLowestFirst) {

@@ -18,23 +18,29 @@ constexpr std::string_view kLlama3Split =
 constexpr std::string_view kQwen2Split =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// The "type" of a component, or "" when j is not an object with a string type.
+std::string TypeOf(const json& j) {
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) return "";
+  return j["type"].get<std::string>();
+}
+
 bool IsByteLevel(const json& j, bool use_regex) {
-  return j.is_object() && j.value("type", "") == "ByteLevel" &&
+  return TypeOf(j) == "ByteLevel" &&
          j.value("use_regex", true) == use_regex && !j.value("add_prefix_space", false);
 }
 
 // Maps the pre_tokenizer section to a tokenizer.ggml.pre name.
 StatusOr<std::string> PreName(const json& pre) {
   if (IsByteLevel(pre, true)) return std::string("gpt2");
-  if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers")) {
+  if (TypeOf(pre) == "Sequence" && pre.contains("pretokenizers")) {
     const json& steps = pre["pretokenizers"];
     if (steps.is_array() && steps.size() == 2) {
       const json& first = steps[0];
-      if (first.value("type", "") == "Digits" && first.value("individual_digits", false) &&
+      if (TypeOf(first) == "Digits" && first.value("individual_digits", false) &&
           IsByteLevel(steps[1], true)) {
         return std::string("smollm");
       }
-      if (first.value("type", "") == "Split" && first.contains("pattern") &&
+      if (TypeOf(first) == "Split" && first.contains("pattern") &&
           first["pattern"].is_object() && first["pattern"].contains("Regex") &&
           first["pattern"]["Regex"].is_string() && IsByteLevel(steps[1], false)) {
         std::string regex = first["pattern"]["Regex"];
@@ -53,8 +59,8 @@ StatusOr<Vocab> Build(const json& root) {
     return InvalidArgumentError("tokenizer.json: 'model' is missing");
   }
   const json& model = root["model"];
-  if (model.value("type", "") != "BPE") {
-    return UnimplementedError("tokenizer.json: model.type '" + model.value("type", "") +
+  if (TypeOf(model) != "BPE") {
+    return UnimplementedError("tokenizer.json: model.type '" + TypeOf(model) +
                               "' is not supported (supported: BPE)");
   }
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
@@ -64,14 +70,20 @@ StatusOr<Vocab> Build(const json& root) {
   vocab.model = "gpt2";
   ASSIGN_OR_RETURN(vocab.pre, PreName(root.value("pre_tokenizer", json())));
 
-  // Ids may come from model.vocab and added_tokens; together they must cover 0..n-1.
+  // Ids may come from model.vocab and added_tokens; together they must cover 0..n-1, so no id
+  // can exceed the number of entries (which also bounds what is allocated).
+  size_t num_entries = model["vocab"].size();
+  if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+    num_entries += root["added_tokens"].size();
+  }
   std::vector<std::string> tokens;
   std::vector<bool> seen;
   std::vector<TokenType> types;
   auto place = [&](int64_t id, const std::string& text, TokenType type) -> Status {
-    if (id < 0 || id > (int64_t{1} << 24)) {
+    if (id < 0 || static_cast<uint64_t>(id) >= num_entries) {
       return InvalidArgumentError("tokenizer.json: token '" + text + "' has id " +
-                                  std::to_string(id) + ", outside 0..2^24");
+                                  std::to_string(id) + ", outside 0.." +
+                                  std::to_string(num_entries - 1) + " (one id per entry)");
     }
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);

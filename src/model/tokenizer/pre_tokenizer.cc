@@ -108,9 +108,14 @@ void PreTokenizer::Split(std::string_view text, std::vector<std::string_view>* p
       while (offset < piece.size()) {
         int rc = pcre2_match(code, subject, piece.size(), offset, PCRE2_NO_UTF_CHECK, match,
                              nullptr);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+          // The JIT's fixed stack can run out where the interpreter (heap-backed) does not.
+          rc = pcre2_match(code, subject, piece.size(), offset, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                           match, nullptr);
+        }
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        // Other errors (match limits) cannot be raised by these patterns on valid UTF-8;
-        // treating them as "no further match" keeps the text, only less finely split.
+        // Any other error is a resource limit; the rest of the piece is kept whole, so no text
+        // is lost, only split less finely.
         if (rc < 0) break;
         PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
         size_t start = ov[0];

@@ -6,6 +6,9 @@
 //         "render_special": <parse_special>}
 //   out: {"ids": [...], "decoded_b64": "...", "incremental_b64": "..."}
 // decoded is Decode(ids); incremental is the IncrementalDecoder's output over ids, flushed.
+// A request with "pre_tokenizer": NAME (a tokenizer.ggml.pre value) is answered with the
+// pre-tokenizer's pieces instead: {"pieces_b64": [...]}, of the text with invalid UTF-8
+// replaced by U+FFFD.
 // A malformed line gets {"error": "..."} and the tool goes on. --vocab-info prints the vocab's
 // model, pre, size, special ids and eog list as one JSON object and exits.
 //
@@ -18,6 +21,8 @@
 #include <nlohmann/json.hpp>
 
 #include "model/tokenizer/hf_vocab.h"
+#include "model/tokenizer/pre_tokenizer.h"
+#include "model/tokenizer/utf8.h"
 #include "model/tokenizer/tokenizer.h"
 #ifdef LLMASOS_HAVE_GGUF
 #include "model/gguf/gguf.h"
@@ -95,6 +100,17 @@ json Answer(const Tokenizer& tok, const json& request) {
   };
   auto text = Base64Decode(request["text_b64"].get<std::string>());
   if (!text.ok()) return {{"error", text.status().message()}};
+  if (request.contains("pre_tokenizer")) {
+    if (!request["pre_tokenizer"].is_string()) return {{"error", "pre_tokenizer must be a string"}};
+    auto pre = PreTokenizer::Create(request["pre_tokenizer"].get<std::string>());
+    if (!pre.ok()) return {{"error", pre.status().message()}};
+    std::string sanitized = SanitizeUtf8(*text);
+    std::vector<std::string_view> pieces;
+    (*pre)->Split(sanitized, &pieces);
+    json encoded = json::array();
+    for (std::string_view piece : pieces) encoded.push_back(Base64Encode(piece));
+    return {{"pieces_b64", encoded}};
+  }
   bool parse_special = get_bool("parse_special", false);
   bool add_special = get_bool("add_special", false);
   bool render_special = get_bool("render_special", parse_special);

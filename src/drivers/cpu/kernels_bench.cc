@@ -1,0 +1,112 @@
+// Throughput of the CPU driver's MatMul on the shapes of SmolLM2-135M (embd 576, ffn 1536,
+// vocab 49152): matrix-vector products (decode) and 512-token products (prefill). Reports
+// weight bytes streamed per second (bytes of W per call / time) and, for prefill, GFLOP/s.
+// Not a test: numbers go to bench/RESULTS.md, not into assertions.
+//
+//   kernels_bench [--benchmark_filter=...]   LLMASOS_BENCH_TARGET=AVX2 restricts the SIMD
+//   target (AVX3_DL, AVX3, AVX2, SSE4) to compare code paths on one machine.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "drivers/cpu/ops.h"
+#include "hwy/targets.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::cpu {
+namespace {
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  MatView view;
+};
+
+Matrix RandomMatrix(TensorType type, size_t rows, size_t cols) {
+  Matrix m;
+  const size_t row_bytes = RowBytes(type, cols);
+  m.bytes.resize(rows * row_bytes);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> row(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (float& v : row) v = dist(rng);
+    QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
+  }
+  m.view = MatView{type, m.bytes.data(), rows, cols, row_bytes};
+  return m;
+}
+
+// Args: rows, cols, tokens, threads, type id.
+void BM_MatMul(benchmark::State& state) {
+  const size_t rows = state.range(0), cols = state.range(1), tokens = state.range(2);
+  const size_t threads = state.range(3);
+  const auto type = static_cast<TensorType>(state.range(4));
+  Matrix w = RandomMatrix(type, rows, cols);
+  std::vector<float> x(tokens * cols);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float& v : x) v = dist(rng);
+  std::vector<float> out(tokens * rows);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    MatMul(w.view, x.data(), tokens, out.data(), pool);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double weight_bytes = static_cast<double>(w.bytes.size());
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      weight_bytes * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      2.0 * rows * cols * tokens * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(Traits(type).name) + " " + ChosenTarget());
+}
+
+constexpr int64_t kQ4_1 = static_cast<int64_t>(TensorType::kQ4_1);
+constexpr int64_t kQ4_0 = static_cast<int64_t>(TensorType::kQ4_0);
+constexpr int64_t kQ8_0 = static_cast<int64_t>(TensorType::kQ8_0);
+constexpr int64_t kF16 = static_cast<int64_t>(TensorType::kF16);
+
+void DecodeShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
+  for (int64_t threads : {1, 2}) {
+    b->Args({1536, 576, 1, threads, kQ4_1});   // ffn gate / up
+    b->Args({576, 1536, 1, threads, kQ4_1});   // ffn down
+    b->Args({49152, 576, 1, threads, kQ4_1});  // output (vocab)
+  }
+  b->Args({49152, 576, 1, 2, kQ4_0});
+  b->Args({49152, 576, 1, 2, kQ8_0});
+  b->Args({1536, 576, 1, 2, kF16});
+}
+
+void PrefillShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
+  for (int64_t threads : {1, 2}) {
+    b->Args({1536, 576, 512, threads, kQ4_1});
+    b->Args({576, 1536, 512, threads, kQ4_1});
+  }
+  b->Args({1536, 576, 512, 2, kQ8_0});
+  b->Args({1536, 576, 512, 2, kQ4_0});
+  b->Args({1536, 576, 512, 2, kF16});
+}
+
+BENCHMARK(BM_MatMul)->Name("MatVec")->Apply(DecodeShapes)->UseRealTime();
+BENCHMARK(BM_MatMul)->Name("MatMulPrefill")->Apply(PrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace llmasos::cpu
+
+int main(int argc, char** argv) {
+  if (const char* name = std::getenv("LLMASOS_BENCH_TARGET")) {
+    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+      if (std::strcmp(hwy::TargetName(target), name) == 0) hwy::SetSupportedTargetsForTest(target);
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
