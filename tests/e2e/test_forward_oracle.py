@@ -24,10 +24,11 @@ What the measurements showed (and the tolerances below encode):
     way in the engine and the other in the reference: one step (max|x|/127 of its block) on
     one element. On 10 tokens SmolLM2 has ~10 activations per product within 1e-3 of a step
     of a boundary (and exact ties in layer 0: Q8_0 embeddings times bf16-grid norm weights),
-    and its depth amplifies each flip: a 1-layer cut of the model already differs by ~4%. So on the full Q4_1 model the engine is
-    about as far from the q8 reference as the q8 reference is from the float one (max |diff|
-    0.25-0.45 std), argmaxes differ only at near-ties, and greedy continuations agree step by
-    step except where the reference's top two are within a few hundredths of a std. Rounding
+    and its depth amplifies each flip: a 1-layer cut of the model already differs by ~4%.
+    So on the full Q4_1 model the engine is about as far from the q8 reference as the q8
+    reference is from the float one (max |diff| 0.25-0.45 std), argmaxes differ only at
+    near-ties, and greedy continuations agree step by step except where the reference's top
+    two are within a few hundredths of a std. Rounding
     the reference's RMSNorm exactly as the engine's AVX-512 code does removes the layer-0
     flips (checked by hand), but emulating float32 summation order everywhere would make the
     reference a copy of the engine rather than an oracle; the tests instead check closeness
