@@ -4,7 +4,7 @@
 #include <unordered_map>
 
 #include "model/tokenizer/pre_tokenizer.h"
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "model/tokenizer/vocab_util.h"
 
 namespace llmasos::tokenizer {
@@ -108,16 +108,6 @@ class BpeTokenizer final : public Tokenizer {
     return out;
   }
 
-  std::string TokenToPiece(TokenId id, bool render_special) const override {
-    if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return "";
-    TokenType type = vocab_.types[id];
-    if (!render_special && (type == TokenType::kControl || type == TokenType::kUnknown ||
-                            type == TokenType::kUnused)) {
-      return "";
-    }
-    return pieces_[id];
-  }
-
  private:
   void EncodeRaw(std::string_view text, Scratch* scratch, std::vector<TokenId>* out) const {
     scratch->pieces.clear();
@@ -217,7 +207,6 @@ class BpeTokenizer final : public Tokenizer {
   std::unique_ptr<PreTokenizer> pre_;
   std::array<TokenId, 256> byte_token_{};
   std::unordered_map<uint64_t, MergeInfo> merges_;  // PairKey(left, right) -> merge
-  std::vector<std::string> pieces_;                 // [num_tokens] bytes each token stands for
 };
 
 }  // namespace

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "model/tokenizer/vocab_util.h"
 
 namespace llmasos::tokenizer {
@@ -89,16 +89,6 @@ class SpmTokenizer final : public Tokenizer {
     }
     if (add_special && vocab_.add_eos && vocab_.eos != kNoToken) out.push_back(vocab_.eos);
     return out;
-  }
-
-  std::string TokenToPiece(TokenId id, bool render_special) const override {
-    if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return "";
-    TokenType type = vocab_.types[id];
-    if (!render_special && (type == TokenType::kControl || type == TokenType::kUnknown ||
-                            type == TokenType::kUnused)) {
-      return "";
-    }
-    return pieces_[id];
   }
 
  private:
@@ -209,7 +199,6 @@ class SpmTokenizer final : public Tokenizer {
   SpecialTokenSplitter specials_;
   std::unordered_map<std::string_view, TokenId> mergeable_;  // views into vocab_.tokens
   std::array<TokenId, 256> byte_token_{};
-  std::vector<std::string> pieces_;  // [num_tokens] bytes each token stands for
 };
 
 }  // namespace

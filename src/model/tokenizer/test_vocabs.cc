@@ -4,7 +4,7 @@
 
 #include "model/tokenizer/bpe_tokenizer.h"
 #include "model/tokenizer/hf_vocab.h"
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "model/tokenizer/vocab_util.h"
 
 namespace llmasos::tokenizer::testing {

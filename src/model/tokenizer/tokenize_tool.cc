@@ -22,7 +22,7 @@
 
 #include "model/tokenizer/hf_vocab.h"
 #include "model/tokenizer/pre_tokenizer.h"
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "model/tokenizer/tokenizer.h"
 #ifdef LLMASOS_HAVE_GGUF
 #include "model/gguf/gguf.h"

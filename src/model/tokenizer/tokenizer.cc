@@ -4,7 +4,7 @@
 
 #include "model/tokenizer/bpe_tokenizer.h"
 #include "model/tokenizer/spm_tokenizer.h"
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "model/tokenizer/vocab_util.h"
 
 namespace llmasos::tokenizer {
@@ -16,6 +16,16 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(Vocab vocab) {
   if (vocab.model == "llama") return NewSpmTokenizer(std::move(vocab));
   return UnimplementedError("tokenizer.ggml.model '" + vocab.model +
                             "' is not supported (supported: gpt2, llama)");
+}
+
+std::string Tokenizer::TokenToPiece(TokenId id, bool render_special) const {
+  if (id < 0 || static_cast<size_t>(id) >= pieces_.size()) return "";
+  const TokenType type = vocab_.types[id];
+  if (!render_special && (type == TokenType::kControl || type == TokenType::kUnknown ||
+                          type == TokenType::kUnused)) {
+    return "";
+  }
+  return pieces_[id];
 }
 
 std::string Tokenizer::Decode(std::span<const TokenId> ids, bool render_special) const {

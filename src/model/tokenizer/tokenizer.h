@@ -67,9 +67,9 @@ class Tokenizer {
   // parse_special: recognise special tokens' text in `text`.
   virtual std::vector<TokenId> Encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
-  // The bytes a token stands for (may be part of a UTF-8 character). Control tokens give
-  // their text only when render_special is true, else "".
-  virtual std::string TokenToPiece(TokenId id, bool render_special = false) const = 0;
+  // The bytes a token stands for (may be part of a UTF-8 character). Control, unknown and
+  // unused tokens give their text only when render_special is true, else "".
+  std::string TokenToPiece(TokenId id, bool render_special = false) const;
   std::string Decode(std::span<const TokenId> ids, bool render_special = false) const;
 
   bool IsEog(TokenId id) const;
@@ -81,6 +81,7 @@ class Tokenizer {
  protected:
   explicit Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {}
   Vocab vocab_;
+  std::vector<std::string> pieces_;  // [num_tokens] the bytes each token stands for; set by Create
 };
 
 // Turns a stream of tokens into text without ever splitting a UTF-8 character: bytes of an

@@ -18,7 +18,7 @@
 #include "model/tokenizer/bpe_tokenizer.h"
 #include "model/tokenizer/test_vocabs.h"
 #include "model/tokenizer/tokenizer.h"
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 #include "util/logging.h"
 
 namespace llmasos::tokenizer {

@@ -1,8 +1,8 @@
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 
 #include "util/logging.h"
 
-namespace llmasos::tokenizer {
+namespace llmasos {
 namespace {
 
 // Well-formed sequences (Unicode Table 3-7): the lead byte fixes the length and the range
@@ -105,4 +105,4 @@ uint32_t DecodeUtf8(std::string_view text, size_t length) {
   }
 }
 
-}  // namespace llmasos::tokenizer
+}  // namespace llmasos

@@ -1,8 +1,8 @@
-#include "model/tokenizer/utf8.h"
+#include "util/utf8.h"
 
 #include <gtest/gtest.h>
 
-namespace llmasos::tokenizer {
+namespace llmasos {
 namespace {
 
 std::string Fffd(int n) {
@@ -54,4 +54,4 @@ TEST(Utf8Test, AppendAndDecodeRoundTripEveryLength) {
 }
 
 }  // namespace
-}  // namespace llmasos::tokenizer
+}  // namespace llmasos

@@ -4,15 +4,15 @@
 // maximal subparts") and Python's bytes.decode("utf-8", errors="replace") do: each maximal
 // subpart of an ill-formed sequence becomes one U+FFFD. Using the same policy everywhere means
 // Encode(x) sees exactly the text a Python client would have sent for x.
-#ifndef LLMASOS_MODEL_TOKENIZER_UTF8_H_
-#define LLMASOS_MODEL_TOKENIZER_UTF8_H_
+#ifndef LLMASOS_UTIL_UTF8_H_
+#define LLMASOS_UTIL_UTF8_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace llmasos::tokenizer {
+namespace llmasos {
 
 inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
@@ -43,6 +43,6 @@ void AppendUtf8(uint32_t cp, std::string* out);
 // Decodes one well-formed character. REQUIRES: ScanUtf8(text) is kValid with this length.
 uint32_t DecodeUtf8(std::string_view text, size_t length);
 
-}  // namespace llmasos::tokenizer
+}  // namespace llmasos
 
-#endif  // LLMASOS_MODEL_TOKENIZER_UTF8_H_
+#endif  // LLMASOS_UTIL_UTF8_H_
