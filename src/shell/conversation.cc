@@ -1,17 +1,10 @@
 #include "shell/conversation.h"
 
+#include <algorithm>
 #include <string>
+#include <string_view>
 
 namespace llmasos::shell {
-namespace {
-
-// Marks where a message's content goes in the rendered text. \x01 never occurs in templates,
-// and content containing it is refused below, so the split is unambiguous.
-constexpr char kMark = '\x01';
-
-std::string Placeholder(size_t idx) { return std::string(1, kMark) + std::to_string(idx) + kMark; }
-
-}  // namespace
 
 StatusOr<chat::ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
                                              const std::string& name) {
@@ -21,45 +14,72 @@ StatusOr<chat::ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokeniz
   return chat::ChatTemplate::FromJinja(v.chat_template, bos_text);
 }
 
+namespace {
+
+struct Special {
+  std::string_view text;
+  tokenizer::TokenId id;
+};
+
+// The vocab's control and user-defined tokens, longest text first (so "<|im_start|>" wins over
+// a shorter token that is its prefix).
+std::vector<Special> SpecialTokens(const tokenizer::Vocab& v) {
+  std::vector<Special> out;
+  for (size_t i = 0; i < v.tokens.size(); ++i) {
+    if ((v.types[i] == tokenizer::TokenType::kControl ||
+         v.types[i] == tokenizer::TokenType::kUserDefined) && !v.tokens[i].empty()) {
+      out.push_back({v.tokens[i], static_cast<tokenizer::TokenId>(i)});
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Special& a, const Special& b) { return a.text.size() > b.text.size(); });
+  return out;
+}
+
+}  // namespace
+
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
     const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate& tmpl,
     std::span<const chat::Message> messages, bool add_generation_prompt) {
-  std::vector<chat::Message> marked(messages.begin(), messages.end());
-  for (size_t i = 0; i < marked.size(); ++i) {
-    if (marked[i].content.find(kMark) != std::string::npos) {
-      return InvalidArgumentError("message " + std::to_string(i) +
-                                  " contains the control character U+0001");
-    }
-    marked[i].content = Placeholder(i);
-  }
-  ASSIGN_OR_RETURN(std::string rendered, tmpl.Render(marked, add_generation_prompt));
+  ASSIGN_OR_RETURN(std::vector<chat::RenderedPiece> pieces,
+                   tmpl.RenderPieces(messages, add_generation_prompt));
+  // As the model's own tokenizer does with the whole rendered prompt: split it at special
+  // tokens, encode the text between them in one go. But special tokens are looked for only in
+  // the template's text: what the user wrote ("<|im_start|>" typed in a message) stays plain
+  // text, so a message cannot forge a turn.
+  const std::vector<Special> specials = SpecialTokens(tokenizer.vocab());
   std::vector<tokenizer::TokenId> ids;
-  auto append = [&](std::string_view text, bool parse_special) {
-    std::vector<tokenizer::TokenId> part = tokenizer.Encode(text, false, parse_special);
+  std::string run;  // plain text since the last special token
+  auto flush = [&] {
+    std::vector<tokenizer::TokenId> part = tokenizer.Encode(run, false, /*parse_special=*/false);
     ids.insert(ids.end(), part.begin(), part.end());
+    run.clear();
   };
-  size_t pos = 0;
-  while (pos < rendered.size()) {
-    size_t open = rendered.find(kMark, pos);
-    if (open == std::string::npos) {
-      append(std::string_view(rendered).substr(pos), true);
-      break;
+  for (const chat::RenderedPiece& piece : pieces) {
+    if (piece.is_content) {
+      run += piece.text;
+      continue;
     }
-    size_t close = rendered.find(kMark, open + 1);
-    if (close == std::string::npos) return InternalError("chat template split a placeholder");
-    append(std::string_view(rendered).substr(pos, open - pos), true);
-    size_t idx = std::stoul(rendered.substr(open + 1, close - open - 1));
-    if (idx >= messages.size()) return InternalError("chat template produced a bad placeholder");
-    // Templates that trim content (Llama-3) would have trimmed the placeholder, not the text.
-    std::string_view content = messages[idx].content;
-    if (tmpl.family() == chat::TemplateFamily::kLlama3) {
-      size_t b = content.find_first_not_of(" \t\n\r");
-      size_t e = content.find_last_not_of(" \t\n\r");
-      content = b == std::string_view::npos ? std::string_view() : content.substr(b, e - b + 1);
+    std::string_view text = piece.text;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      const Special* match = nullptr;
+      for (const Special& sp : specials) {
+        if (text.compare(pos, sp.text.size(), sp.text) == 0) {
+          match = &sp;
+          break;
+        }
+      }
+      if (match == nullptr) {
+        run += text[pos++];
+        continue;
+      }
+      if (!run.empty()) flush();
+      ids.push_back(match->id);
+      pos += match->text.size();
     }
-    append(content, false);
-    pos = close + 1;
   }
+  if (!run.empty()) flush();
   const tokenizer::Vocab& v = tokenizer.vocab();
   if (v.add_bos && v.bos >= 0 && (ids.empty() || ids.front() != v.bos)) ids.insert(ids.begin(), v.bos);
   return ids;

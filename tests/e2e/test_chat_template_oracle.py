@@ -95,6 +95,65 @@ CHATML_PLAIN = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Qwen/Qwen2.5-7B-Instruct: ChatML with whitespace control, a tools branch (not taken without
+# tools), a default system prompt, and tool messages folded into user turns. Written raw, as
+# in the JSON file: the \n inside the literals are Jinja escapes.
+QWEN25 = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
 # name -> (template text, bos, eos, family name for FromName)
 TEMPLATES = {
     "llama3": (LLAMA3, "<|begin_of_text|>", "<|end_of_text|>", "llama3"),
@@ -102,6 +161,7 @@ TEMPLATES = {
     "zephyr": (ZEPHYR, "<s>", "</s>", "zephyr"),
     "gemma": (GEMMA, "<bos>", "<eos>", "gemma"),
     "qwen2": (QWEN2, "", "<|endoftext|>", None),
+    "qwen2.5": (QWEN25, "", "<|im_end|>", None),
     "chatml": (CHATML_PLAIN, "<s>", "<|im_end|>", "chatml"),
 }
 
@@ -118,6 +178,12 @@ def smollm2_template():
 
 def M(role, content):
     return {"role": role, "content": content}
+
+
+# Every code point Python's str.strip() removes (what Jinja's trim and .strip() call), and some
+# that look blank but are not whitespace to Python.
+PY_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+NOT_WHITESPACE = "\u200b\u2060\ufeff\u180e\u00ad\u2800"
 
 
 CONVERSATIONS = {
@@ -152,6 +218,11 @@ CONVERSATIONS = {
         M("assistant", "Привет\u3000"),
         M("user", "\u00a0nbsp and ideographic\u3000space\u2028"),
     ],
+    "all_python_whitespace": [
+        M("user", PY_WHITESPACE + "x" + PY_WHITESPACE + "y" + PY_WHITESPACE),
+        M("assistant", PY_WHITESPACE),
+        M("user", NOT_WHITESPACE + " z " + NOT_WHITESPACE),
+    ],
     "unicode_not_space": [M("user", "\u200bzero width\u200b"), M("assistant", "\ufeffbom")],
     "inner_newlines": [M("user", "line1\nline2\n\nline3"), M("assistant", "a\n\n\nb")],
     "empty_content": [M("user", ""), M("assistant", ""), M("user", "")],
@@ -163,6 +234,9 @@ CONVERSATIONS = {
     "ends_with_assistant": [M("user", "Tell me a joke"), M("assistant", "No.")],
     "long": [M("user" if i % 2 == 0 else "assistant", f"turn {i} " * (i + 1)) for i in range(12)],
     "tool_role": [M("user", "call it"), M("assistant", "calling"), M("tool", "42")],
+    "tool_run": [M("user", "weather?"), M("assistant", "calling"), M("tool", "{\"t\": 21}"),
+                 M("tool", "sunny"), M("user", "thanks"), M("tool", "late")],
+    "system_late": [M("user", "a"), M("system", "late system"), M("assistant", "b")],
     "assistant_first": [M("assistant", "I start"), M("user", "ok")],
     "two_users": [M("user", "a"), M("user", "b")],
 }
@@ -258,6 +332,29 @@ def test_smollm2_gguf_template_matches_jinja():
     rc, out, _ = tool_render({"template": template, "bos": "", "messages": [M("user", "Hi")],
                               "add_generation_prompt": True})
     assert rc == 0 and "named SmolLM, trained by Hugging Face" in out
+
+
+@pytest.mark.parametrize("name", ["llama3", "gemma", "qwen2", "chatml", "zephyr"])
+def test_pieces_join_to_jinja_and_carry_the_content_as_python_strips_it(name):
+    template, bos, eos, _ = TEMPLATES[name]
+    trims = name in ("llama3", "gemma")
+    checked = 0
+    for conv_name, messages in CONVERSATIONS.items():
+        try:
+            expected = jinja_render(template, messages, True, bos, eos)
+        except jinja2.exceptions.TemplateError:
+            continue
+        rc, out, err = tool_render({"template": template, "bos": bos, "messages": messages,
+                                    "add_generation_prompt": True, "pieces": True})
+        if rc == 1 and any(m["role"] not in ("system", "user", "assistant") for m in messages):
+            continue
+        assert rc == 0, err
+        pieces = json.loads(out)
+        assert "".join(p["text"] for p in pieces) == expected, conv_name
+        want = [m["content"].strip() if trims else m["content"] for m in messages]
+        assert [p["text"] for p in pieces if p["content"]] == [w for w in want if w], conv_name
+        checked += 1
+    assert checked >= 10
 
 
 UNSUPPORTED = {

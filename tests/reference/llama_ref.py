@@ -24,12 +24,18 @@ What the reference assumes about the file (the llama.cpp conventions):
 Activation modes:
   activations="float": the exact maths in float64.
   activations="q8":    before every matrix product with a quantized weight (Q4_0, Q4_1, Q8_0),
-                       the input activations are rounded to Q8_0 blocks of 32 the way ggml does
-                       (d = max|x| / 127 computed in float32, q = round-half-away(x / d),
-                       value = fp16(d) * q). The engine and llama.cpp multiply quantized
-                       weights against such 8-bit activations, so this mode reproduces their
-                       arithmetic up to float summation order. Float weights (F32, F16, BF16)
-                       are multiplied against float activations in both modes.
+                       the input activations are rounded to 8-bit blocks of 32, as the engine
+                       does: d = max|x| / 127 in float32, q = round-half-even(x * (1/d)),
+                       value = d * q. The engine (and llama.cpp) multiply quantized weights
+                       against such 8-bit activations with exact integer block dot products,
+                       so this mode reproduces their arithmetic up to float rounding; an
+                       activation within float32 noise of an 8-bit rounding boundary can still
+                       round the other way (see tests/e2e/test_forward_oracle.py for how much
+                       that moves a 30-layer model).
+  activations="q8_ggml": the same with llama.cpp's reference rounding (ggml's
+                       quantize_row_q8_0: q = roundf, halves away from zero, and the scale
+                       stored as fp16, so value = fp16(d) * q).
+  Float weights (F32, F16, BF16) are multiplied against float activations in every mode.
 
 Command line (for numbers to put in reports):
   python tests/reference/llama_ref.py perplexity MODEL.gguf TEXTFILE --tokenizer tokenizer.json
@@ -158,10 +164,11 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
-    """x [..., n] (n % 32 == 0) rounded through Q8_0 blocks, returned as float64 values.
+def quantize_activations_q8_0(x: np.ndarray, scale_f16: bool = False, half_even: bool = True) -> np.ndarray:
+    """x [..., n] (n % 32 == 0) rounded through 8-bit blocks of 32, returned as float64 values.
 
-    Per block of 32: d = max|x| / 127 in float32, q = roundf(x * (1/d)), value = fp16(d) * q.
+    Per block: d = max|x| / 127 in float32, q = round(x * (1/d)) with halves to even
+    (half_even) or away from zero, value = d * q, or fp16(d) * q when scale_f16 (ggml's Q8_0).
     """
     x32 = np.asarray(x, dtype=np.float32)
     n = x32.shape[-1]
@@ -171,9 +178,10 @@ def quantize_activations_q8_0(x: np.ndarray) -> np.ndarray:
     d = np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(127)
     with np.errstate(divide="ignore"):
         inv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
-    q = round_half_away((blocks * inv).astype(np.float32).astype(np.float64))
-    out = f32_to_f16_to_f64(d) * q
-    return out.reshape(x32.shape)
+    scaled = (blocks * inv).astype(np.float32).astype(np.float64)
+    q = np.rint(scaled) if half_even else round_half_away(scaled)
+    scale = f32_to_f16_to_f64(d) if scale_f16 else d.astype(np.float64)
+    return (scale * q).reshape(x32.shape)
 
 
 @dataclasses.dataclass
@@ -337,19 +345,21 @@ def causal_gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
 
 
 class LlamaRef:
-    """Forward pass over a GGUF llama-family model. activations: "float" or "q8" (see module doc)."""
+    """Forward pass over a GGUF llama-family model. activations: "float", "q8" or "q8_ggml"
+    (see the module doc)."""
 
     def __init__(self, model: str | LlamaWeights, activations: str = "float"):
-        if activations not in ("float", "q8"):
-            raise ValueError(f"activations must be 'float' or 'q8', not '{activations}'")
+        if activations not in ("float", "q8", "q8_ggml"):
+            raise ValueError(f"activations must be 'float', 'q8' or 'q8_ggml', not '{activations}'")
         self.weights = load_weights(model) if isinstance(model, str) else model
         self.config = self.weights.config
         self.activations = activations
 
     def matmul(self, m: Matrix, x: np.ndarray) -> np.ndarray:
         """x [n, cols] -> [n, rows]."""
-        if self.activations == "q8" and m.quantized:
-            x = quantize_activations_q8_0(x)
+        if self.activations != "float" and m.quantized:
+            ggml = self.activations == "q8_ggml"
+            x = quantize_activations_q8_0(x, scale_f16=ggml, half_even=not ggml)
         return x @ m.w.T
 
     def new_cache(self) -> KvCache:

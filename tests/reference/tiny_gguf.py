@@ -157,3 +157,32 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def derive_model(src: str, dst: str, num_layers: int, float_layers: bool) -> str:
+    """A copy of the llama-architecture GGUF `src` keeping its first num_layers blocks (all
+    metadata, including the tokenizer, carried over). float_layers: the blocks' quantized
+    matrices are dequantized and stored as F16, so the engine multiplies them against float
+    activations and no 8-bit activation rounding happens inside the blocks."""
+    reader = gguf.GGUFReader(src)
+    arch = reader.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(dst, arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value = num_layers if key == f"{arch}.block_count" else field.contents()
+        vtype = field.types[0]
+        w.add_key_value(key, value, vtype, field.types[1] if vtype == gguf.GGUFValueType.ARRAY else None)
+    for t in reader.tensors:
+        if t.name.startswith("blk.") and int(t.name.split(".")[1]) >= num_layers:
+            continue
+        if float_layers and t.name.startswith("blk.") and t.tensor_type in (QT.Q8_0, QT.Q4_0, QT.Q4_1):
+            values = gguf.quants.dequantize(np.asarray(t.data), t.tensor_type)
+            w.add_tensor(t.name, values.reshape([int(d) for d in reversed(t.shape)]).astype(np.float16))
+        else:
+            w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst

@@ -320,9 +320,8 @@ Status CheckAlternation(std::span<const Message> turns, size_t offset, std::stri
   return OkStatus();
 }
 
-}  // namespace
-
-std::string PythonStrip(std::string_view text) {
+// Bytes of Python whitespace at the start of `text`.
+size_t LeadingSpaceBytes(std::string_view text) {
   size_t begin = 0;
   while (begin < text.size()) {
     uint32_t cp;
@@ -330,11 +329,16 @@ std::string PythonStrip(std::string_view text) {
     if (len == 0 || !IsPythonSpace(cp)) break;
     begin += len;
   }
+  return begin;
+}
+
+// Bytes of Python whitespace at the end of `text`.
+size_t TrailingSpaceBytes(std::string_view text) {
   size_t end = text.size();
-  while (end > begin) {
+  while (end > 0) {
     // Step back to the start of the last code point (at most 4 bytes).
     size_t start = end - 1;
-    while (start > begin && end - start < 4 && (static_cast<uint8_t>(text[start]) & 0xC0) == 0x80) {
+    while (start > 0 && end - start < 4 && (static_cast<uint8_t>(text[start]) & 0xC0) == 0x80) {
       --start;
     }
     uint32_t cp;
@@ -342,7 +346,54 @@ std::string PythonStrip(std::string_view text) {
     if (len != end - start || !IsPythonSpace(cp)) break;
     end = start;
   }
-  return std::string(text.substr(begin, end - begin));
+  return text.size() - end;
+}
+
+// Builds a rendering as pieces, merging neighbours of the same kind and dropping empty ones.
+class PieceWriter {
+ public:
+  void Template(std::string_view text) { Add(text, false); }
+  void Content(std::string_view text) { Add(text, true); }
+  void Append(const PieceWriter& other) {
+    for (const RenderedPiece& p : other.pieces_) Add(p.text, p.is_content);
+  }
+  // Python's strip() over the concatenation, applied across piece boundaries (whitespace never
+  // spans a boundary: every piece holds whole characters).
+  void Strip() {
+    while (!pieces_.empty()) {
+      std::string& t = pieces_.front().text;
+      t.erase(0, LeadingSpaceBytes(t));
+      if (!t.empty()) break;
+      pieces_.erase(pieces_.begin());
+    }
+    while (!pieces_.empty()) {
+      std::string& t = pieces_.back().text;
+      t.resize(t.size() - TrailingSpaceBytes(t));
+      if (!t.empty()) break;
+      pieces_.pop_back();
+    }
+  }
+  std::vector<RenderedPiece> Take() && { return std::move(pieces_); }
+
+ private:
+  void Add(std::string_view text, bool is_content) {
+    if (text.empty()) return;
+    if (!pieces_.empty() && pieces_.back().is_content == is_content) {
+      pieces_.back().text.append(text);
+    } else {
+      pieces_.push_back({std::string(text), is_content});
+    }
+  }
+  std::vector<RenderedPiece> pieces_;
+};
+
+}  // namespace
+
+std::string PythonStrip(std::string_view text) {
+  const size_t begin = LeadingSpaceBytes(text);
+  text.remove_prefix(begin);
+  text.remove_suffix(TrailingSpaceBytes(text));
+  return std::string(text);
 }
 
 StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::string_view bos_text) {
@@ -371,7 +422,12 @@ StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::stri
   ChatTemplate t;
   t.family_ = match->family;
   ASSIGN_OR_RETURN(t.default_system_, DefaultSystem(*match, jinja));
-  t.bos_text_ = std::string(bos_text);
+  t.tool_responses_as_user_ =
+      match->family == TemplateFamily::kChatMl && Contains(jinja, "<tool_response>");
+  // A template that never writes the BOS token (neither bos_token nor its text) gets none.
+  if (Contains(jinja, "bos_token") || (!bos_text.empty() && Contains(jinja, bos_text))) {
+    t.bos_text_ = std::string(bos_text);
+  }
   return t;
 }
 
@@ -395,28 +451,48 @@ std::vector<std::string> ChatTemplate::EndOfTurnStrings() const {
 
 StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
                                            bool add_generation_prompt) const {
+  ASSIGN_OR_RETURN(std::vector<RenderedPiece> pieces, RenderPieces(messages, add_generation_prompt));
+  std::string out;
+  for (const RenderedPiece& p : pieces) out += p.text;
+  return out;
+}
+
+StatusOr<std::vector<RenderedPiece>> ChatTemplate::RenderPieces(std::span<const Message> messages,
+                                                               bool add_generation_prompt) const {
   RETURN_IF_ERROR(CheckRoles(messages));
   const bool insert_default = !default_system_.empty() && messages.front().role != "system";
-  std::string out;
+  PieceWriter out;
   switch (family_) {
     case TemplateFamily::kChatMl:
-      if (insert_default) out += "<|im_start|>system\n" + default_system_ + "<|im_end|>\n";
-      for (const Message& m : messages) {
-        out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      if (insert_default) out.Template("<|im_start|>system\n" + default_system_ + "<|im_end|>\n");
+      for (size_t i = 0; i < messages.size(); ++i) {
+        const Message& m = messages[i];
+        if (tool_responses_as_user_ && m.role == "tool") {
+          if (i == 0 || messages[i - 1].role != "tool") out.Template("<|im_start|>user");
+          out.Template("\n<tool_response>\n");
+          out.Content(m.content);
+          out.Template("\n</tool_response>");
+          if (i + 1 == messages.size() || messages[i + 1].role != "tool") out.Template("<|im_end|>\n");
+          continue;
+        }
+        out.Template("<|im_start|>" + m.role + "\n");
+        out.Content(m.content);
+        out.Template("<|im_end|>\n");
       }
-      if (add_generation_prompt) out += "<|im_start|>assistant\n";
+      if (add_generation_prompt) out.Template("<|im_start|>assistant\n");
       break;
 
     case TemplateFamily::kLlama3:
-      out += bos_text_;
+      out.Template(bos_text_);
       if (insert_default) {
-        out += "<|start_header_id|>system<|end_header_id|>\n\n" + default_system_ + "<|eot_id|>";
+        out.Template("<|start_header_id|>system<|end_header_id|>\n\n" + default_system_ + "<|eot_id|>");
       }
       for (const Message& m : messages) {
-        out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + PythonStrip(m.content) +
-               "<|eot_id|>";
+        out.Template("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n");
+        out.Content(PythonStrip(m.content));
+        out.Template("<|eot_id|>");
       }
-      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+      if (add_generation_prompt) out.Template("<|start_header_id|>assistant<|end_header_id|>\n\n");
       break;
 
     case TemplateFamily::kLlama2: {
@@ -429,14 +505,23 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
       }
       RETURN_IF_ERROR(CheckAlternation(turns, has_system ? 1 : 0, "llama2"));
       for (size_t i = 0; i < turns.size(); ++i) {
-        std::string content = turns[i].content;
+        // The template strips the whole of `content`, system block included.
+        PieceWriter content;
         if (i == 0 && has_system) {
-          content = "<<SYS>>\n" + messages.front().content + "\n<</SYS>>\n\n" + content;
+          content.Template("<<SYS>>\n");
+          content.Content(messages.front().content);
+          content.Template("\n<</SYS>>\n\n");
         }
+        content.Content(turns[i].content);
+        content.Strip();
         if (turns[i].role == "user") {
-          out += bos_text_ + "[INST] " + PythonStrip(content) + " [/INST]";
+          out.Template(bos_text_ + "[INST] ");
+          out.Append(content);
+          out.Template(" [/INST]");
         } else {
-          out += " " + PythonStrip(content) + " " + std::string(kEosText);
+          out.Template(" ");
+          out.Append(content);
+          out.Template(" " + std::string(kEosText));
         }
       }
       break;
@@ -449,9 +534,11 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
           return InvalidArgumentError("zephyr has no role '" + role + "' (message " +
                                       std::to_string(i) + "); use system, user or assistant");
         }
-        out += "<|" + role + "|>\n" + messages[i].content + std::string(kEosText) + "\n";
+        out.Template("<|" + role + "|>\n");
+        out.Content(messages[i].content);
+        out.Template(std::string(kEosText) + "\n");
       }
-      if (add_generation_prompt) out += "<|assistant|>\n";
+      if (add_generation_prompt) out.Template("<|assistant|>\n");
       break;
 
     case TemplateFamily::kGemma:
@@ -460,16 +547,17 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
                                     "first user message");
       }
       RETURN_IF_ERROR(CheckAlternation(messages, 0, "gemma"));
-      out += bos_text_;
+      out.Template(bos_text_);
       for (const Message& m : messages) {
         const std::string_view role = m.role == "assistant" ? "model" : "user";
-        out += "<start_of_turn>" + std::string(role) + "\n" + PythonStrip(m.content) +
-               "<end_of_turn>\n";
+        out.Template("<start_of_turn>" + std::string(role) + "\n");
+        out.Content(PythonStrip(m.content));
+        out.Template("<end_of_turn>\n");
       }
-      if (add_generation_prompt) out += "<start_of_turn>model\n";
+      if (add_generation_prompt) out.Template("<start_of_turn>model\n");
       break;
   }
-  return out;
+  return std::move(out).Take();
 }
 
 }  // namespace llmasos::chat

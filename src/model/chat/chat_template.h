@@ -44,12 +44,25 @@ enum class TemplateFamily {
 //   chatml, zephyr: content is used as is. A default system prompt is inserted verbatim.
 std::string PythonStrip(std::string_view text);
 
+// One stretch of a rendering: template text (its special tokens are meant to be parsed as
+// such) or message content (caller-supplied text, in which special-token text must stay plain
+// text). Roles count as template text; the API layer validates them.
+struct RenderedPiece {
+  std::string text;
+  bool is_content = false;
+};
+
 class ChatTemplate {
  public:
   // Recognises the family from a Jinja template's text, including a default system prompt
-  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text.
+  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text; it is
+  // written only if the template writes bos_token (or that text). NotFound for an empty
+  // template; Unimplemented, naming what was not recognised, for a template of no known family
+  // or a look-alike that renders differently (Mistral [INST], Phi-3 <|end|>, Llama-3.1, Qwen3
+  // <think>, Gemma-3). Llama-2 and Zephyr write eos_token as "</s>", their tokenizers' EOS.
   static StatusOr<ChatTemplate> FromJinja(std::string_view jinja, std::string_view bos_text);
-  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma".
+  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma", with the family's usual BOS text
+  // ("<|begin_of_text|>", "<s>", "<bos>"; none for chatml and zephyr). InvalidArgument otherwise.
   static StatusOr<ChatTemplate> FromName(std::string_view name);
 
   TemplateFamily family() const { return family_; }
@@ -57,6 +70,12 @@ class ChatTemplate {
   // Renders the conversation; with add_generation_prompt the text ends where the assistant's
   // reply begins. InvalidArgument for an empty conversation or a role the family cannot hold.
   StatusOr<std::string> Render(std::span<const Message> messages, bool add_generation_prompt) const;
+  // The same rendering split into pieces (never empty, neighbours of different kinds), so a
+  // caller can tokenise content without parsing special tokens in it. The texts concatenate to
+  // Render's output; content pieces are already transformed as the family does (see
+  // PythonStrip above), so no caller needs to re-apply the trimming.
+  StatusOr<std::vector<RenderedPiece>> RenderPieces(std::span<const Message> messages,
+                                                    bool add_generation_prompt) const;
   // Strings that end an assistant turn in this family ("<|im_end|>", "<|eot_id|>", ...).
   std::vector<std::string> EndOfTurnStrings() const;
 
@@ -64,6 +83,9 @@ class ChatTemplate {
   TemplateFamily family_ = TemplateFamily::kChatMl;
   std::string default_system_;  // inserted when the first message is not a system message
   std::string bos_text_;
+  // ChatML templates with <tool_response> (Qwen2.5): a run of "tool" messages becomes one
+  // user turn of <tool_response> blocks instead of a turn with role "tool".
+  bool tool_responses_as_user_ = false;
 };
 
 }  // namespace llmasos::chat

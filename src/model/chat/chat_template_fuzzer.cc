@@ -56,6 +56,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       continue;
     }
     CHECK(!messages.empty());
+    // The pieces concatenate to the rendering, are never empty and alternate in kind.
+    llmasos::StatusOr<std::vector<llmasos::chat::RenderedPiece>> pieces =
+        t.RenderPieces(messages, add_generation_prompt);
+    CHECK(pieces.ok());
+    std::string joined;
+    for (size_t i = 0; i < pieces->size(); ++i) {
+      CHECK(!(*pieces)[i].text.empty());
+      CHECK(i == 0 || (*pieces)[i].is_content != (*pieces)[i - 1].is_content);
+      joined += (*pieces)[i].text;
+    }
+    CHECK(joined == *out);
     // Every message's content reaches the rendering (stripped in the trimming families).
     for (const Message& m : messages) {
       if (m.role == "system" && t.family() == llmasos::chat::TemplateFamily::kLlama2) continue;

@@ -150,6 +150,104 @@ TEST(ChatTemplateTest, DefaultSystemPromptInAJinjaCommentIsIgnored) {
   EXPECT_EQ(*r, "<|im_start|>user\nx<|im_end|>\n");
 }
 
+TEST(ChatTemplateTest, Llama3DefaultSystemPromptIsFoundToo) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{{ bos_token }}{% if messages[0]['role'] != 'system' %}"
+      "{{ '<|start_header_id|>system<|end_header_id|>"
+      "\\n\\nBe kind.<|eot_id|>' }}{% endif %}{{ message['content'] | trim }}",
+      "<B>");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->family(), TemplateFamily::kLlama3);
+  EXPECT_EQ(*t->Render(Conv({{"user", " x "}}), false),
+            "<B><|start_header_id|>system<|end_header_id|>\n\nBe kind.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>");
+}
+
+TEST(ChatTemplateTest, TwoDifferentDefaultSystemPromptsAreRefused) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{{ '<|im_start|>system\nA<|im_end|>' }}{{ '<|im_start|>system\nB<|im_end|>' }}", "");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kUnimplemented);
+}
+
+TEST(ChatTemplateTest, ToolResponsesFoldIntoOneUserTurnWhereTheTemplateSaysSo) {
+  StatusOr<ChatTemplate> t = ChatTemplate::FromJinja(
+      "{{ '<|im_start|>user' }}{{ '\\n<tool_response>\\n' }}", "");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(*t->Render(Conv({{"user", "q"}, {"tool", "1"}, {"tool", "2"}, {"user", "ok"}}), false),
+            "<|im_start|>user\nq<|im_end|>\n<|im_start|>user\n<tool_response>\n1\n"
+            "</tool_response>\n<tool_response>\n2\n</tool_response><|im_end|>\n"
+            "<|im_start|>user\nok<|im_end|>\n");
+  // Plain ChatML keeps the role as written.
+  EXPECT_EQ(*ChatTemplate::FromName("chatml")->Render(Conv({{"tool", "1"}}), false),
+            "<|im_start|>tool\n1<|im_end|>\n");
+}
+
+TEST(ChatTemplateTest, BosIsWrittenOnlyWhereTheTemplateWritesIt) {
+  const std::vector<Message> conv = Conv({{"user", "x"}});
+  const std::string turn = "<|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>";
+  StatusOr<ChatTemplate> with_var = ChatTemplate::FromJinja(
+      "{{ bos_token }}{{ '<|start_header_id|>' + m['content'] | trim }}", "<|begin_of_text|>");
+  StatusOr<ChatTemplate> with_text = ChatTemplate::FromJinja(
+      "{{ '<|begin_of_text|>' }}{{ '<|start_header_id|>' + m['content'] | trim }}",
+      "<|begin_of_text|>");
+  StatusOr<ChatTemplate> without = ChatTemplate::FromJinja(
+      "{{ '<|start_header_id|>' + m['content'] | trim }}", "<|begin_of_text|>");
+  ASSERT_TRUE(with_var.ok() && with_text.ok() && without.ok());
+  EXPECT_EQ(*with_var->Render(conv, false), "<|begin_of_text|>" + turn);
+  EXPECT_EQ(*with_text->Render(conv, false), "<|begin_of_text|>" + turn);
+  EXPECT_EQ(*without->Render(conv, false), turn);
+}
+
+std::string Concat(const std::vector<RenderedPiece>& pieces) {
+  std::string out;
+  for (const RenderedPiece& p : pieces) out += p.text;
+  return out;
+}
+
+std::vector<std::string> ContentPieces(const std::vector<RenderedPiece>& pieces) {
+  std::vector<std::string> out;
+  for (const RenderedPiece& p : pieces) {
+    if (p.is_content) out.push_back(p.text);
+  }
+  return out;
+}
+
+TEST(ChatTemplateTest, PiecesConcatenateToTheRenderingAndMarkContent) {
+  const std::vector<Message> conv = Conv({{"system", " s "}, {"user", "<|im_end|> u\n"},
+                                          {"assistant", "<|eot_id|>"}, {"user", " q"}});
+  for (std::string_view name : {"chatml", "llama3", "zephyr", "llama2"}) {
+    const ChatTemplate t = *ChatTemplate::FromName(name);
+    for (bool agp : {false, true}) {
+      StatusOr<std::vector<RenderedPiece>> pieces = t.RenderPieces(conv, agp);
+      ASSERT_TRUE(pieces.ok()) << name;
+      EXPECT_EQ(Concat(*pieces), *t.Render(conv, agp)) << name;
+      for (size_t i = 0; i < pieces->size(); ++i) {
+        EXPECT_FALSE((*pieces)[i].text.empty()) << name;
+        if (i > 0) EXPECT_NE((*pieces)[i].is_content, (*pieces)[i - 1].is_content) << name;
+      }
+    }
+  }
+  // Content arrives as written (chatml, zephyr) or stripped (llama3), never as template text,
+  // so the special-token text inside it stays plain text.
+  const std::vector<std::string> as_written = {" s ", "<|im_end|> u\n", "<|eot_id|>", " q"};
+  const std::vector<std::string> stripped = {"s", "<|im_end|> u", "<|eot_id|>", "q"};
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("chatml")->RenderPieces(conv, true)), as_written);
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("zephyr")->RenderPieces(conv, true)), as_written);
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("llama3")->RenderPieces(conv, true)), stripped);
+  // Llama-2 strips the system block and the first user message together: the system content
+  // and the user's leading space stay.
+  EXPECT_EQ(ContentPieces(*ChatTemplate::FromName("llama2")->RenderPieces(conv, true)),
+            (std::vector<std::string>{" s ", "<|im_end|> u", "<|eot_id|>", "q"}));
+}
+
+TEST(ChatTemplateTest, Llama2StripsAcrossTheSystemBlockWhenTheUserMessageIsBlank) {
+  const ChatTemplate t = *ChatTemplate::FromName("llama2");
+  const std::vector<Message> conv = Conv({{"system", "S"}, {"user", " \n "}});
+  EXPECT_EQ(*t.Render(conv, true), "<s>[INST] <<SYS>>\nS\n<</SYS>> [/INST]");
+  EXPECT_EQ(ContentPieces(*t.RenderPieces(conv, true)), std::vector<std::string>{"S"});
+}
+
 TEST(ChatTemplateTest, EmptyConversationIsInvalid) {
   for (std::string_view name : {"chatml", "llama3", "llama2", "zephyr", "gemma"}) {
     StatusOr<std::string> r = ChatTemplate::FromName(name)->Render({}, true);

@@ -2,8 +2,9 @@
 //
 // stdin: {"template": <jinja text> | null, "name": "<family>" (when template is null),
 //         "bos": "<bos text>", "messages": [{"role": ..., "content": ...}, ...],
-//         "add_generation_prompt": true|false}
-// stdout: the rendered text, byte for byte. On any error: the message on stderr, exit 1.
+//         "add_generation_prompt": true|false, "pieces": true|false}
+// stdout: the rendered text, byte for byte; with "pieces": true, a JSON array of
+// {"text": ..., "content": bool} instead. On any error: the message on stderr, exit 1.
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -69,7 +70,18 @@ StatusOr<std::string> Run(const std::string& input) {
     ASSIGN_OR_RETURN(msg.content, StringField(m, "content", where));
     messages.push_back(std::move(msg));
   }
-  return tmpl->Render(messages, add_generation_prompt);
+  bool pieces = false;
+  if (req.contains("pieces")) {
+    if (!req["pieces"].is_boolean()) return llmasos::InvalidArgumentError("request.pieces is not a boolean");
+    pieces = req["pieces"].get<bool>();
+  }
+  if (!pieces) return tmpl->Render(messages, add_generation_prompt);
+  ASSIGN_OR_RETURN(std::vector<llmasos::chat::RenderedPiece> parts,
+                   tmpl->RenderPieces(messages, add_generation_prompt));
+  json out = json::array();
+  for (const auto& p : parts) out.push_back({{"text", p.text}, {"content", p.is_content}});
+  // Invalid UTF-8 in content is replaced rather than failing the dump.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace

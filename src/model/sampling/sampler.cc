@@ -119,25 +119,39 @@ TokenId Sampler::Sample(std::span<float> logits) {
   }
   if (candidates_.empty()) return 0;
 
-  // Top-k: a partial sort costs O(V log k), against O(V log V) for sorting all 49152 logits.
+  // Only as much of the descending order is built as the filters need: top-k sorts k
+  // entries (O(V log k)), top-p grows a sorted prefix until its mass reaches p, min-p alone
+  // partitions. Sorting all 49152 logits would cost milliseconds per token.
   size_t keep = candidates_.size();
+  size_t sorted = 0;  // candidates_[0, sorted) is the top of the descending order
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
     keep = static_cast<size_t>(params_.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), Before);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), Before);
+    candidates_.resize(keep);
+    sorted = keep;
   }
-  candidates_.resize(keep);
+
+  // An infinite top logit (or all -inf) leaves no meaningful distribution: take the top.
+  const auto top = sorted > 0 ? candidates_.begin()
+                              : std::min_element(candidates_.begin(), candidates_.end(), Before);
+  const float max_logit = top->first;
+  if (!std::isfinite(max_logit)) return top->second;
 
   // Top-p: the shortest prefix (by descending probability, temperature not yet applied) whose
   // probability mass reaches top_p; the token that crosses the threshold is kept.
-  const float max_logit = candidates_.front().first;
   if (params_.top_p < 1.0f && keep > 1) {
     double total = 0.0;
     for (const auto& c : candidates_) total += std::exp(static_cast<double>(c.first - max_logit));
     double cumulative = 0.0;
     size_t cut = keep;
     for (size_t i = 0; i < keep; ++i) {
+      if (i == sorted) {
+        // Extend the sorted prefix: everything past it is below everything in it.
+        const size_t next = std::min(keep, std::max<size_t>(2 * sorted, 256));
+        std::partial_sort(candidates_.begin() + sorted, candidates_.begin() + next,
+                          candidates_.end(), Before);
+        sorted = next;
+      }
       cumulative += std::exp(static_cast<double>(candidates_[i].first - max_logit)) / total;
       if (cumulative >= params_.top_p) {
         cut = i + 1;
@@ -152,28 +166,38 @@ TokenId Sampler::Sample(std::span<float> logits) {
   // p_i / p_max = exp(l_i - l_max) >= min_p  <=>  l_i >= l_max + log(min_p).
   if (params_.min_p > 0.0f && keep > 1) {
     const float threshold = max_logit + std::log(params_.min_p);
-    size_t cut = 1;
-    while (cut < keep && candidates_[cut].first >= threshold) ++cut;
-    keep = cut;
+    if (sorted >= keep) {
+      size_t cut = 1;
+      while (cut < keep && candidates_[cut].first >= threshold) ++cut;
+      keep = cut;
+    } else {
+      // Unsorted: a stable partition keeps the id order, so the draw stays reproducible.
+      auto end = std::stable_partition(candidates_.begin(), candidates_.end(),
+                                        [&](const auto& c) { return c.first >= threshold; });
+      keep = static_cast<size_t>(end - candidates_.begin());
+    }
     candidates_.resize(keep);
   }
 
-  // Temperature, softmax, draw. Sorted order means the walk below finds the token in
-  // roughly its rank steps.
-  const double inv_t = 1.0 / params_.temperature;
+  // Temperature, softmax, draw (in whatever order the candidates are: sorted after top-k or
+  // top-p, id order otherwise; either is fixed for the same inputs). The top weight is exp(0) = 1, so the total is >= 1 and the draw below is well defined.
+  const double t = params_.temperature;
   double total = 0.0;
   for (auto& c : candidates_) {
-    const double w = std::exp((static_cast<double>(c.first) - max_logit) * inv_t);
+    const double w = std::exp((static_cast<double>(c.first) - max_logit) / t);
     c.first = static_cast<float>(w);
     total += w;
   }
   const double target = UniformDouble(rng_) * total;
   double cumulative = 0.0;
+  TokenId last_positive = candidates_.front().second;
   for (const auto& c : candidates_) {
+    if (c.first <= 0.0f) continue;  // weight underflowed to 0: never drawn
     cumulative += c.first;
+    last_positive = c.second;
     if (target < cumulative) return c.second;
   }
-  return candidates_[keep - 1].second;  // rounding left target at the very top
+  return last_positive;  // rounding left target at the very top
 }
 
 StopMatcher::StopMatcher(std::vector<std::string> stop_strings) {
@@ -187,12 +211,19 @@ std::string StopMatcher::Push(std::string_view text) {
   if (stopped_) return "";
   held_.append(text);
 
-  // Earliest complete match. Everything emitted before was proven not to start a stop string,
-  // so any match lies inside held_.
+  // The stop that completes first (earliest end; on a tie the longer one), so the result does
+  // not depend on how the text was split into pushes. Everything emitted before was proven
+  // not to start a stop string, so any match lies inside held_.
   size_t match = std::string::npos;
+  size_t match_end = std::string::npos;
   for (const std::string& s : stops_) {
-    size_t pos = held_.find(s);
-    if (pos < match) match = pos;
+    const size_t pos = held_.find(s);
+    if (pos == std::string::npos) continue;
+    const size_t end = pos + s.size();
+    if (end < match_end || (end == match_end && pos < match)) {
+      match = pos;
+      match_end = end;
+    }
   }
   if (match != std::string::npos) {
     std::string out = held_.substr(0, match);

@@ -62,7 +62,8 @@ class StopMatcher {
  public:
   explicit StopMatcher(std::vector<std::string> stop_strings);
   // Feeds newly decoded text; returns the text safe to emit now. After a match, stopped()
-  // is true and the returned text ends just before the stop string.
+  // is true and the returned text ends just before the stop string. Where stops overlap, the
+  // one that completes first wins (the longer on a tie), however the text was split.
   std::string Push(std::string_view text);
   // Returns the held-back text at the end of generation (when no stop string matched).
   std::string Flush();

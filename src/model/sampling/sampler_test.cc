@@ -160,6 +160,41 @@ TEST(SamplerTest, TopPIsMeasuredAfterTopKBeforeTemperature) {
   EXPECT_EQ(DrawnSet(p, logits), (std::set<TokenId>{1, 3}));
 }
 
+TEST(SamplerTest, TopPOverTheWholeVocabularyMatchesAFullSort) {
+  // Without top-k the sampler sorts only a growing prefix; the cut must be the one a full sort
+  // gives. 800 high logits scattered over a 16384 vocabulary put the cut near rank 700.
+  std::vector<float> logits(16384, 0.0f);
+  std::mt19937_64 rng(5);
+  for (int r = 0; r < 800; ++r) logits[rng() % logits.size()] = 10.0f - 0.0005f * r;
+  SamplingParams p = Plain(1000.0f);  // near-uniform over what survives the cut
+  p.top_p = 0.99f;
+
+  std::vector<std::pair<float, TokenId>> order;
+  for (size_t i = 0; i < logits.size(); ++i) order.emplace_back(logits[i], static_cast<TokenId>(i));
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  double total = 0.0;
+  for (const auto& o : order) total += std::exp(static_cast<double>(o.first - order[0].first));
+  std::set<TokenId> expected;
+  double cumulative = 0.0;
+  for (const auto& o : order) {
+    expected.insert(o.second);
+    cumulative += std::exp(static_cast<double>(o.first - order[0].first)) / total;
+    if (cumulative >= p.top_p) break;
+  }
+  ASSERT_GT(expected.size(), 520u);  // past the first two prefix sizes the sampler tries
+  ASSERT_LT(expected.size(), 790u);  // and a real cut, not the whole high group
+
+  Sampler s(p);
+  std::set<TokenId> drawn;
+  for (TokenId t : Draw(s, logits, 3000)) drawn.insert(t);
+  for (TokenId t : drawn) EXPECT_TRUE(expected.count(t)) << "token " << t << " is past the cut";
+  // Near-uniform draws: each kept token is expected ~4 times, so about 98% of them show up; a
+  // cut far too early would show far fewer.
+  EXPECT_GT(drawn.size(), expected.size() * 9 / 10);
+}
+
 TEST(SamplerTest, RepetitionPenaltyDividesPositiveAndMultipliesNegative) {
   SamplingParams p = Plain(0.0f);
   p.repeat_penalty = 2.0f;
@@ -229,6 +264,25 @@ TEST(SamplerTest, NaNLogitIsNeverChosen) {
   EXPECT_EQ(greedy.Sample(logits), 1);
   Sampler s(Plain(1.0f));
   for (TokenId t : Draw(s, {nan, 1.0f, 0.5f, nan}, 200)) EXPECT_TRUE(t == 1 || t == 2);
+}
+
+TEST(SamplerTest, InfiniteLogitsPickTheTopWithoutNaN) {
+  const float inf = INFINITY;
+  Sampler s(Plain(1.0f));
+  for (TokenId t : Draw(s, {0.0f, inf, 1.0f}, 50)) EXPECT_EQ(t, 1);
+  for (TokenId t : Draw(s, {-inf, -inf, 2.0f, -inf}, 50)) EXPECT_EQ(t, 2);
+  std::vector<float> all_minus_inf = {-inf, -inf, -inf};
+  TokenId t = s.Sample(all_minus_inf);
+  EXPECT_TRUE(t >= 0 && t < 3);
+}
+
+TEST(SamplerTest, TinyTemperatureActsAsGreedy) {
+  // Down to the smallest float: the scaled gaps are -inf and their weights 0, never NaN.
+  std::vector<float> logits = RandomLogits(1000, 11);
+  for (float t : {1e-30f, 1e-45f}) {
+    Sampler s(Plain(t));
+    for (TokenId tok : Draw(s, logits, 20)) EXPECT_EQ(tok, Argmax(logits)) << "temperature " << t;
+  }
 }
 
 TEST(SamplingParamsTest, DefaultsAreValid) { EXPECT_TRUE(ValidateSamplingParams({}).ok()); }

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,56 @@ TEST(StopMatcherTest, EmptyStopStringsAreIgnored) {
   Emitted r = PushAll({"", "x"}, {"abc"});
   EXPECT_EQ(r.emitted, "abc");
   EXPECT_FALSE(r.stopped);
+}
+
+// Where the whole text is cut: before the stop that completes first (the longest on a tie);
+// npos when no stop occurs.
+size_t ReferenceCut(const std::string& text, const std::vector<std::string>& stops) {
+  for (size_t end = 1; end <= text.size(); ++end) {
+    size_t longest = 0;
+    for (const std::string& s : stops) {
+      if (s.size() <= end && text.compare(end - s.size(), s.size(), s) == 0) {
+        longest = std::max(longest, s.size());
+      }
+    }
+    if (longest > 0) return end - longest;
+  }
+  return std::string::npos;
+}
+
+TEST(StopMatcherTest, TheStopThatCompletesFirstWinsHoweverTheTextIsSplit) {
+  // "cbbc" starts before "b" but "b" completes first.
+  EXPECT_EQ(PushAll({"cbbc", "b"}, {"xcbbc"}).emitted, "xc");
+  EXPECT_EQ(PushAll({"cbbc", "b"}, {"x", "c", "b", "b", "c"}).emitted, "xc");
+}
+
+// Property: for random text, stops and split points, what the matcher emits equals the text
+// up to the reference cut (all of it when no stop occurs), and it stops exactly when a stop
+// occurs.
+TEST(StopMatcherTest, RandomSplitsAgreeWithSearchingTheWholeText) {
+  std::mt19937 rng(1234);
+  const std::string alphabet = "abc";
+  auto random_string = [&](size_t max_len) {
+    std::string s(1 + rng() % max_len, ' ');
+    for (char& c : s) c = alphabet[rng() % alphabet.size()];
+    return s;
+  };
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<std::string> stops;
+    for (size_t i = 0, n = 1 + rng() % 3; i < n; ++i) stops.push_back(random_string(4));
+    const std::string text = random_string(24);
+    const size_t first = ReferenceCut(text, stops);
+
+    std::vector<std::string> pieces;
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t len = std::min<size_t>(rng() % 5, text.size() - pos);  // empty pieces too
+      pieces.push_back(text.substr(pos, len));
+      pos += len;
+    }
+    Emitted r = PushAll(stops, pieces);
+    ASSERT_EQ(r.stopped, first != std::string::npos) << "text " << text;
+    ASSERT_EQ(r.emitted, text.substr(0, first)) << "text " << text << " stops " << testing::PrintToString(stops) << " pieces " << testing::PrintToString(pieces);
+  }
 }
 
 }  // namespace
