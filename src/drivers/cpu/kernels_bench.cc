@@ -7,9 +7,12 @@
 //   target (AVX3_DL, AVX3, AVX2, SSE4) to compare code paths on one machine.
 #include <benchmark/benchmark.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "drivers/cpu/ops.h"
@@ -91,6 +94,29 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
   b->Args({1536, 576, 512, 2, kQ4_0});
   b->Args({1536, 576, 512, 2, kF16});
 }
+
+// The thread pool's hand-off: Run of two tiny tasks per thread, back to back (workers spinning)
+// and after 2 ms idle (workers asleep on the futex).
+void BM_PoolRun(benchmark::State& state) {
+  ThreadPool pool(state.range(0));
+  const bool after_idle = state.range(1) != 0;
+  std::atomic<size_t> sink{0};
+  for (auto _ : state) {
+    if (after_idle) {
+      state.PauseTiming();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      state.ResumeTiming();
+    }
+    pool.Run(2 * pool.num_threads(), [&](size_t task_idx, size_t) {
+      sink.fetch_add(task_idx, std::memory_order_relaxed);
+    });
+  }
+  benchmark::DoNotOptimize(sink.load());
+}
+BENCHMARK(BM_PoolRun)->Name("PoolRun")->ArgNames({"threads", "after_idle"})
+    ->Args({2, 0})->UseRealTime();
+BENCHMARK(BM_PoolRun)->Name("PoolRun")->ArgNames({"threads", "after_idle"})
+    ->Args({2, 1})->Iterations(300)->UseRealTime();
 
 BENCHMARK(BM_MatMul)->Name("MatVec")->Apply(DecodeShapes)->UseRealTime();
 BENCHMARK(BM_MatMul)->Name("MatMulPrefill")->Apply(PrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
