@@ -1,6 +1,11 @@
 #include "kernel/kv_memory.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <new>
 #include <string>
@@ -44,6 +49,89 @@ bool SwapIsCheaper(const PreemptionCost& cost, double copy_bytes_per_s,
   return swap_s < recompute_s;
 }
 
+// Swap slots of block_bytes each. Write and Read are whole-slot copies; a failure leaves the
+// caller's state unchanged.
+class KvMemory::SwapSpace {
+ public:
+  virtual ~SwapSpace() = default;
+  virtual Status Write(uint32_t slot, const std::byte* src) = 0;
+  virtual Status Read(uint32_t slot, std::byte* dst) = 0;
+};
+
+// Host memory: a slot is allocated on first write and kept for reuse.
+class KvMemory::HostSwap final : public SwapSpace {
+ public:
+  explicit HostSwap(size_t slot_bytes) : slot_bytes_(slot_bytes) {}
+  Status Write(uint32_t slot, const std::byte* src) override {
+    if (slot >= slots_.size()) slots_.resize(size_t{slot} + 1);
+    if (slots_[slot] == nullptr) {
+      slots_[slot].reset(new (std::nothrow) std::byte[slot_bytes_]);
+      if (slots_[slot] == nullptr) {
+        return ResourceExhaustedError("cannot allocate " + std::to_string(slot_bytes_) +
+                                      " bytes of host swap space");
+      }
+    }
+    std::memcpy(slots_[slot].get(), src, slot_bytes_);
+    return OkStatus();
+  }
+  Status Read(uint32_t slot, std::byte* dst) override {
+    CHECK(slot < slots_.size() && slots_[slot] != nullptr) << "read of unwritten swap slot";
+    std::memcpy(dst, slots_[slot].get(), slot_bytes_);
+    return OkStatus();
+  }
+
+ private:
+  const size_t slot_bytes_;
+  std::vector<std::unique_ptr<std::byte[]>> slots_;  // [slots][slot_bytes]
+};
+
+// A file: slot i is the byte range [i * slot_bytes, (i + 1) * slot_bytes).
+class KvMemory::FileSwap final : public SwapSpace {
+ public:
+  static StatusOr<std::unique_ptr<FileSwap>> Open(const std::string& path, size_t slot_bytes) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return IoError("KV swap file '" + path + "': " + std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) ::unlink(path.c_str());
+    return std::unique_ptr<FileSwap>(new FileSwap(path, fd, slot_bytes));
+  }
+  ~FileSwap() override { ::close(fd_); }
+  Status Write(uint32_t slot, const std::byte* src) override {
+    size_t done = 0;
+    while (done < slot_bytes_) {
+      const ssize_t n = ::pwrite(fd_, src + done, slot_bytes_ - done, Offset(slot) + done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return IoError(Describe("writing", slot, n < 0 ? errno : ENOSPC));
+      done += static_cast<size_t>(n);
+    }
+    return OkStatus();
+  }
+  Status Read(uint32_t slot, std::byte* dst) override {
+    size_t done = 0;
+    while (done < slot_bytes_) {
+      const ssize_t n = ::pread(fd_, dst + done, slot_bytes_ - done, Offset(slot) + done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return IoError(Describe("reading", slot, errno));
+      if (n == 0) return DataLossError(Describe("reading", slot, 0) + "the file is truncated");
+      done += static_cast<size_t>(n);
+    }
+    return OkStatus();
+  }
+
+ private:
+  FileSwap(std::string path, int fd, size_t slot_bytes)
+      : path_(std::move(path)), fd_(fd), slot_bytes_(slot_bytes) {}
+  off_t Offset(uint32_t slot) const { return static_cast<off_t>(size_t{slot} * slot_bytes_); }
+  std::string Describe(const char* verb, uint32_t slot, int err) const {
+    return std::string(verb) + " KV swap file '" + path_ + "' at slot " + std::to_string(slot) +
+           ": " + (err != 0 ? std::strerror(err) : "");
+  }
+
+  const std::string path_;
+  const int fd_;
+  const size_t slot_bytes_;
+};
+
 void KvMemory::AlignedDelete::operator()(std::byte* p) const {
   ::operator delete[](p, std::align_val_t(kPoolAlignment));
 }
@@ -78,6 +166,12 @@ StatusOr<std::unique_ptr<KvMemory>> KvMemory::Create(const KvMemoryOptions& opti
   const size_t max_blocks = kNil - 1;  // block ids and list links are uint32
   const size_t num_blocks = std::min(options.budget_bytes / block_bytes, max_blocks);
   const size_t num_swap_slots = std::min(options.swap_budget_bytes / block_bytes, max_blocks);
+  std::unique_ptr<SwapSpace> swap;
+  if (num_swap_slots > 0 && !options.swap_file_path.empty()) {
+    ASSIGN_OR_RETURN(swap, FileSwap::Open(options.swap_file_path, block_bytes));
+  } else if (num_swap_slots > 0) {
+    swap = std::make_unique<HostSwap>(block_bytes);
+  }
   // Uninitialised: pages become resident as blocks are first written.
   auto* pool = static_cast<std::byte*>(::operator new[](
       num_blocks * block_bytes, std::align_val_t(kPoolAlignment), std::nothrow));
@@ -87,18 +181,19 @@ StatusOr<std::unique_ptr<KvMemory>> KvMemory::Create(const KvMemoryOptions& opti
                                   std::to_string(num_blocks) + " blocks");
   }
   return std::unique_ptr<KvMemory>(
-      new KvMemory(options, num_blocks, block_bytes, num_swap_slots, pool));
+      new KvMemory(options, num_blocks, block_bytes, num_swap_slots, pool, std::move(swap)));
 }
 
 KvMemory::KvMemory(const KvMemoryOptions& options, size_t num_blocks, size_t block_bytes,
-                   size_t num_swap_slots, std::byte* pool)
+                   size_t num_swap_slots, std::byte* pool, std::unique_ptr<SwapSpace> swap)
     : options_(options),
       num_blocks_(num_blocks),
       block_bytes_(block_bytes),
       pool_(pool),
       meta_(num_blocks),
       block_tokens_(num_blocks * options.block_tokens),
-      num_swap_slots_(num_swap_slots) {
+      num_swap_slots_(num_swap_slots),
+      swap_(std::move(swap)) {
   for (size_t b = 0; b < num_blocks_; ++b) PushBack(free_, static_cast<BlockId>(b));
 }
 
@@ -458,7 +553,7 @@ size_t KvMemory::EvictCached(size_t max_blocks) {
 
 Status KvMemory::SwapOut(SequenceId seq) {
   ASSIGN_OR_RETURN(Sequence * s, Find(seq, "SwapOut"));
-  if (num_swap_slots_ == 0) {
+  if (swap_ == nullptr) {
     return FailedPreconditionError("SwapOut: swap space is disabled (swap_budget_bytes < " +
                                    std::to_string(block_bytes_) + ", one block)");
   }
@@ -470,26 +565,28 @@ Status KvMemory::SwapOut(SequenceId seq) {
                                   std::to_string(num_swap_slots_ - used_swap_slots_) + " of " +
                                   std::to_string(num_swap_slots_) + " free");
   }
-  // Allocate slot memory first so a failed allocation changes nothing.
-  while (free_swap_slots_.size() < needed) {
-    std::unique_ptr<std::byte[]> slot(new (std::nothrow) std::byte[block_bytes_]);
-    if (slot == nullptr) {
-      return ResourceExhaustedError("SwapOut: cannot allocate " + std::to_string(block_bytes_) +
-                                    " bytes of host swap space");
+  std::vector<uint32_t> slots;
+  slots.reserve(needed);
+  for (size_t i = 0; i < needed; ++i) {
+    if (!free_swap_slots_.empty()) {
+      slots.push_back(free_swap_slots_.back());
+      free_swap_slots_.pop_back();
+    } else {
+      slots.push_back(static_cast<uint32_t>(touched_swap_slots_++));
     }
-    free_swap_slots_.push_back(static_cast<uint32_t>(swap_slots_.size()));
-    swap_slots_.push_back(std::move(slot));
   }
-  s->swap_slots.reserve(needed);
-  for (BlockId block : s->blocks) {
-    const uint32_t slot = free_swap_slots_.back();
-    free_swap_slots_.pop_back();
-    std::memcpy(swap_slots_[slot].get(), BlockData(block), block_bytes_);
-    s->swap_slots.push_back(slot);
-    Unref(block);
+  // Copy everything out before releasing anything, so a failed write changes nothing.
+  for (size_t i = 0; i < needed; ++i) {
+    const Status st = swap_->Write(slots[i], BlockData(s->blocks[i]));
+    if (!st.ok()) {
+      free_swap_slots_.insert(free_swap_slots_.end(), slots.begin(), slots.end());
+      return st.Annotate("SwapOut: " + SeqName(seq));
+    }
   }
+  for (BlockId block : s->blocks) Unref(block);
   used_swap_slots_ += needed;
   s->blocks.clear();
+  s->swap_slots = std::move(slots);
   s->swapped = true;
   return OkStatus();
 }
@@ -504,17 +601,22 @@ Status KvMemory::SwapIn(SequenceId seq) {
                                   std::to_string(num_blocks_) + " available");
   }
   const size_t bt = options_.block_tokens;
-  s->blocks.reserve(needed);
+  std::vector<BlockId> blocks;
+  blocks.reserve(needed);
   for (size_t i = 0; i < needed; ++i) {
     const BlockId block = TakeBlock();
-    const uint32_t slot = s->swap_slots[i];
-    std::memcpy(BlockData(block), swap_slots_[slot].get(), block_bytes_);
+    blocks.push_back(block);
     meta_[block].filled = std::min(bt, s->length - i * bt);
-    free_swap_slots_.push_back(slot);
-    s->blocks.push_back(block);
+    const Status st = swap_->Read(s->swap_slots[i], BlockData(block));
+    if (!st.ok()) {
+      for (BlockId b : blocks) Unref(b);
+      return st.Annotate("SwapIn: " + SeqName(seq));
+    }
   }
+  free_swap_slots_.insert(free_swap_slots_.end(), s->swap_slots.begin(), s->swap_slots.end());
   used_swap_slots_ -= needed;
   s->swap_slots.clear();
+  s->blocks = std::move(blocks);
   s->swapped = false;
   // The fresh blocks are not registered. Keep the hashes of the leading blocks whose prefix is
   // still cached; from the first evicted one on, let CommitTokens register this copy again.
@@ -630,7 +732,7 @@ Status KvMemory::CheckInvariants() const {
     }
   }
   if (swap_in_use != used_swap_slots_) return fail("swap slots in use miscounted");
-  if (free_swap_slots_.size() + used_swap_slots_ != swap_slots_.size()) {
+  if (free_swap_slots_.size() + used_swap_slots_ != touched_swap_slots_) {
     return fail("swap slots leaked");
   }
   size_t used = 0, registered = 0;

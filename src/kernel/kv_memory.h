@@ -14,8 +14,8 @@
 //     of the longest cached prefix of a new sequence. Unreferenced cached blocks stay resident
 //     and are evicted in least-recently-used order, only when no free block is left. Tenants
 //     with different salts never share a block; tenants configured to share pass one salt;
-//   - swap space in host memory: SwapOut() copies a sequence's blocks out and releases them,
-//     SwapIn() brings them back, bit for bit.
+//   - swap space in host memory or in a file: SwapOut() copies a sequence's blocks out and
+//     releases them, SwapIn() brings them back, bit for bit.
 //
 // Block storage layout (one allocation, 64-byte aligned):
 //   pool  [num_blocks][num_layers][2 (K, V)][block_tokens][kv_dim]   elements of dtype
@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -67,8 +68,12 @@ struct KvMemoryOptions {
   size_t block_tokens = 16;
   // Bytes of KV storage; the pool holds floor(budget_bytes / block_bytes) blocks.
   size_t budget_bytes = 0;
-  // Bytes of host swap space; 0 disables swapping (SwapOut fails with FailedPrecondition).
+  // Bytes of swap space; 0 disables swapping (SwapOut fails with FailedPrecondition).
   size_t swap_budget_bytes = 0;
+  // Empty: swap lives in host memory, allocated a block at a time on first use. Otherwise the
+  // path of a file that holds it (created or truncated; a regular file is unlinked at once, so
+  // it disappears with the process).
+  std::string swap_file_path;
 };
 
 // Where position p of a sequence lives.
@@ -180,12 +185,13 @@ class KvMemory {
   size_t EvictCached(size_t max_blocks);
 
   // ---- Swap ------------------------------------------------------------------------------
-  // Copies every block of seq into host swap slots and releases the blocks. FailedPrecondition
-  // if swapping is disabled or seq is already out; ResourceExhausted (nothing changed) when
-  // the swap space is short.
+  // Copies every block of seq into swap slots and releases the blocks. FailedPrecondition if
+  // swapping is disabled or seq is already out; ResourceExhausted when the swap space is
+  // short, IoError when the swap file cannot be written: nothing changed then.
   Status SwapOut(SequenceId seq);
-  // Allocates blocks and copies the swapped contents back, exact. ResourceExhausted (nothing
-  // changed) when the pool cannot supply the blocks.
+  // Allocates blocks and copies the swapped contents back, exact. ResourceExhausted when the
+  // pool cannot supply the blocks, IoError when the swap file cannot be read: the sequence
+  // stays swapped out then (cached blocks may have been evicted to make room).
   Status SwapIn(SequenceId seq);
   StatusOr<bool> IsSwappedOut(SequenceId seq) const;
   StatusOr<PreemptionCost> EstimatePreemption(SequenceId seq) const;
@@ -239,8 +245,12 @@ class KvMemory {
     std::vector<uint32_t> swap_slots;  // one per block while swapped out
   };
 
+  class SwapSpace;
+  class HostSwap;
+  class FileSwap;
+
   KvMemory(const KvMemoryOptions& options, size_t num_blocks, size_t block_bytes,
-           size_t num_swap_slots, std::byte* pool);
+           size_t num_swap_slots, std::byte* pool, std::unique_ptr<SwapSpace> swap);
 
   StatusOr<Sequence*> Find(SequenceId seq, const char* op);
   StatusOr<const Sequence*> Find(SequenceId seq, const char* op) const;
@@ -281,11 +291,12 @@ class KvMemory {
   std::unordered_map<SequenceId, Sequence> sequences_;
   SequenceId next_sequence_id_ = 1;
 
-  // Host swap space: num_swap_slots slots of block_bytes, each allocated on first use and
-  // kept for reuse.
+  // Swap: num_swap_slots slots of block_bytes. Slots [0, touched_swap_slots_) have been used
+  // at least once; of those, free_swap_slots_ are free now.
   const size_t num_swap_slots_;
-  std::vector<std::unique_ptr<std::byte[]>> swap_slots_;  // [allocated slots][block_bytes]
-  std::vector<uint32_t> free_swap_slots_;                 // allocated and unused
+  std::unique_ptr<SwapSpace> swap_;  // null when swapping is disabled
+  std::vector<uint32_t> free_swap_slots_;
+  size_t touched_swap_slots_ = 0;
   size_t used_swap_slots_ = 0;
 
   size_t evicted_blocks_ = 0;

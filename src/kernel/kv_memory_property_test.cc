@@ -58,6 +58,9 @@ class Harness {
     const size_t swap_blocks = seed % 4 == 0 ? 0 : 2 + seed % 20;
     o.budget_bytes = num_blocks * kBlockBytes;
     o.swap_budget_bytes = swap_blocks * kBlockBytes;
+    if (seed % 4 == 1) {
+      o.swap_file_path = ::testing::TempDir() + "/kv_property_swap_" + std::to_string(seed);
+    }
     auto kv = KvMemory::Create(o);
     CHECK(kv.ok()) << kv.status().ToString();
     kv_ = std::move(kv).value();

@@ -1,6 +1,7 @@
 #include "kernel/kv_memory.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <numeric>
 #include <vector>
@@ -470,6 +471,56 @@ TEST(KvMemoryTest, FreeingASwappedSequenceReleasesItsSwapSlots) {
   ASSERT_TRUE(kv->Append(b, 8).ok());
   EXPECT_TRUE(kv->SwapOut(b).ok());  // the slots are reusable
   EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, FileSwapRoundTripsAndLeavesNoFileBehind) {
+  KvMemoryOptions o = TinyOptions(4, 4);
+  o.swap_file_path = ::testing::TempDir() + "/kv_swap_roundtrip";
+  auto created = KvMemory::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  KvMemory& kv = **created;
+  EXPECT_NE(::access(o.swap_file_path.c_str(), F_OK), 0);  // unlinked at once
+  SequenceId a = kv.CreateSequence(0);
+  SequenceId b = kv.CreateSequence(0);
+  AppendStamped(kv, a, 7, 10);
+  AppendStamped(kv, b, 5, 50);
+  ASSERT_TRUE(kv.SwapOut(a).ok());
+  ASSERT_TRUE(kv.SwapOut(b).ok());
+  SequenceId c = kv.CreateSequence(0);
+  AppendStamped(kv, c, 16, 900);  // overwrite every block
+  ASSERT_TRUE(kv.Free(c).ok());
+  ASSERT_TRUE(kv.SwapIn(b).ok());
+  ASSERT_TRUE(kv.SwapIn(a).ok());
+  for (size_t p = 0; p < 7; ++p) EXPECT_TRUE(TokenIs(kv, *kv.Slot(a, p), 10 + p)) << p;
+  for (size_t p = 0; p < 5; ++p) EXPECT_TRUE(TokenIs(kv, *kv.Slot(b, p), 50 + p)) << p;
+  EXPECT_TRUE(kv.CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, UnopenableSwapFileIsAnIoErrorNamingThePath) {
+  KvMemoryOptions o = TinyOptions(4, 4);
+  o.swap_file_path = ::testing::TempDir() + "/no/such/dir/kv_swap";
+  auto kv = KvMemory::Create(o);
+  ASSERT_FALSE(kv.ok());
+  EXPECT_EQ(kv.status().code(), StatusCode::kIoError);
+  EXPECT_NE(kv.status().message().find(o.swap_file_path), std::string::npos);
+}
+
+TEST(KvMemoryTest, FullSwapDiskFailsSwapOutAndChangesNothing) {
+  if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "/dev/full is not writable here";
+  KvMemoryOptions o = TinyOptions(4, 4);
+  o.swap_file_path = "/dev/full";  // every write fails with ENOSPC
+  auto created = KvMemory::Create(o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  KvMemory& kv = **created;
+  SequenceId a = kv.CreateSequence(0);
+  AppendStamped(kv, a, 6, 3);
+  Status st = kv.SwapOut(a);
+  EXPECT_EQ(st.code(), StatusCode::kIoError);
+  EXPECT_NE(st.message().find("/dev/full"), std::string::npos) << st.message();
+  EXPECT_FALSE(*kv.IsSwappedOut(a));
+  EXPECT_EQ(kv.Stats().swapped_blocks, 0u);
+  for (size_t p = 0; p < 6; ++p) EXPECT_TRUE(TokenIs(kv, *kv.Slot(a, p), 3 + p));
+  EXPECT_TRUE(kv.CheckInvariants().ok());
 }
 
 TEST(KvMemoryTest, SwapCostModelPicksTheCheaperSide) {
