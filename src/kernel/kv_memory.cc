@@ -287,6 +287,7 @@ void KvMemory::Unregister(BlockId block) {
   CHECK(it != cache_.end() && it->second == block) << "cache map lost block " << block;
   cache_.erase(it);
   m.registered = false;
+  ++cache_removals_;
 }
 
 void KvMemory::MakeExclusive(Sequence& s, size_t block_idx) {
@@ -513,23 +514,38 @@ StatusOr<size_t> KvMemory::CommitTokens(SequenceId seq, std::span<const TokenId>
   const size_t bt = options_.block_tokens;
   const size_t num_full = tokens.size() / bt;
   size_t num_registered = 0;
-  for (size_t i = s->hashes.size(); i < num_full; ++i) {
-    const uint64_t parent = i == 0 ? 0 : s->hashes[i - 1];
-    const std::span<const TokenId> block_ids = tokens.subspan(i * bt, bt);
-    const uint64_t h = HashBlock(parent, s->salt, block_ids);
-    s->hashes.push_back(h);
+  // Registers block i under hash h unless the cache already holds that prefix.
+  auto try_register = [&](size_t i, uint64_t h) {
     const BlockId block = s->blocks[i];
     BlockMeta& m = meta_[block];
-    // Already cached (by another sequence, or this block through a fork): nothing to add.
-    if (m.registered || cache_.count(h) != 0) continue;
+    if (m.registered || cache_.count(h) != 0) return;
     DCHECK_EQ(size_t{m.filled}, bt);
     m.registered = true;
     m.hash = h;
-    m.parent_hash = parent;
+    m.parent_hash = i == 0 ? 0 : s->hashes[i - 1];
     m.salt = s->salt;
+    const std::span<const TokenId> block_ids = tokens.subspan(i * bt, bt);
     std::copy(block_ids.begin(), block_ids.end(), &block_tokens_[size_t{block} * bt]);
     cache_.emplace(h, block);
     ++num_registered;
+  };
+  // Blocks hashed at an earlier commit were registered then, or skipped because another block
+  // held their prefix. If entries have left the cache since, that other block may be gone:
+  // register ours in its place (checking the ids still hash the same).
+  if (s->cache_removals_seen != cache_removals_) {
+    for (size_t i = 0; i < std::min(s->hashes.size(), num_full); ++i) {
+      if (cache_.count(s->hashes[i]) != 0) continue;
+      const uint64_t parent = i == 0 ? 0 : s->hashes[i - 1];
+      if (HashBlock(parent, s->salt, tokens.subspan(i * bt, bt)) != s->hashes[i]) break;
+      try_register(i, s->hashes[i]);
+    }
+    // Blocks hashed before but beyond `tokens` were not checked: look again next time.
+    if (num_full >= s->hashes.size()) s->cache_removals_seen = cache_removals_;
+  }
+  for (size_t i = s->hashes.size(); i < num_full; ++i) {
+    const uint64_t parent = i == 0 ? 0 : s->hashes[i - 1];
+    s->hashes.push_back(HashBlock(parent, s->salt, tokens.subspan(i * bt, bt)));
+    try_register(i, s->hashes[i]);
   }
   return num_registered;
 }

@@ -176,8 +176,10 @@ class KvMemory {
 
   // tokens: the ids at positions [0, tokens.size()) of seq, whose K/V are written
   // (tokens.size() <= length). Registers each full block not yet registered; a block whose
-  // prefix is already cached (another sequence computed it) is skipped. Returns the number
-  // of blocks newly registered.
+  // prefix is already cached (another sequence computed it) is skipped, and registered later
+  // if that other block leaves the cache. Afterwards every full block of `tokens` is
+  // matchable. Returns the number of blocks newly registered. Cost: O(new full blocks),
+  // O(full blocks) after cache entries were removed.
   StatusOr<size_t> CommitTokens(SequenceId seq, std::span<const TokenId> tokens);
 
   // Evicts up to max_blocks unreferenced cached blocks, least recently used first, onto the
@@ -241,6 +243,7 @@ class KvMemory {
     size_t length = 0;                // tokens reserved
     std::vector<BlockId> blocks;      // resident block table; empty while swapped out
     std::vector<uint64_t> hashes;     // prefix hashes of blocks [0, hashes.size())
+    uint64_t cache_removals_seen = 0;  // cache_removals_ at the last CommitTokens
     bool swapped = false;
     std::vector<uint32_t> swap_slots;  // one per block while swapped out
   };
@@ -300,6 +303,7 @@ class KvMemory {
   size_t used_swap_slots_ = 0;
 
   size_t evicted_blocks_ = 0;
+  uint64_t cache_removals_ = 0;  // entries removed from cache_ (eviction or rewrite), ever
   uint64_t prefix_lookups_ = 0;
   uint64_t prefix_hits_ = 0;
   uint64_t prefix_queried_tokens_ = 0;

@@ -151,6 +151,39 @@ class Harness {
     return stamp;
   }
 
+  // Creates a sequence of tenant `salt`, matches `prompt` against the prefix cache, checks
+  // that every reused block holds what some same-tenant sequence committed for exactly that
+  // token prefix, and records the new sequence in the shadow. Returns the tokens reused.
+  size_t MatchAndCheck(uint64_t salt, const std::vector<TokenId>& prompt) {
+    const SequenceId id = kv_->CreateSequence(salt);
+    ShadowSeq& s = seqs_[id];
+    s.salt = salt;
+    auto reused = kv_->MatchPrefix(id, prompt);
+    EXPECT_TRUE(reused.ok()) << reused.status().ToString();
+    if (!reused.ok()) return 0;
+    EXPECT_EQ(*reused % kBlockTokens, 0u);
+    EXPECT_LE(*reused, prompt.size());
+    EXPECT_EQ(*kv_->Length(id), *reused);
+    for (size_t b = 0; b < *reused / kBlockTokens; ++b) {
+      std::vector<uint32_t> stamps;
+      for (size_t r = 0; r < kBlockTokens; ++r) {
+        const uint32_t stamp = ReadStamp(*kv_->Slot(id, b * kBlockTokens + r));
+        EXPECT_NE(stamp, UINT32_MAX) << "reused block row holds a torn write";
+        stamps.push_back(stamp);
+      }
+      const std::vector<TokenId> key(prompt.begin(), prompt.begin() + (b + 1) * kBlockTokens);
+      auto it = committed_.find({salt, key});
+      if (it == committed_.end()) {
+        ADD_FAILURE() << "reused a block never committed for this tenant and prefix";
+        return 0;
+      }
+      EXPECT_EQ(it->second.count(stamps), 1u) << "reused block holds writes other than a committer's";
+      s.stamps.insert(s.stamps.end(), stamps.begin(), stamps.end());
+    }
+    s.tokens.assign(prompt.begin(), prompt.begin() + *reused);
+    return *reused;
+  }
+
   size_t BlocksFor(size_t tokens) const { return (tokens + kBlockTokens - 1) / kBlockTokens; }
 
   void DoOp(Op op) {
@@ -264,34 +297,8 @@ class Harness {
         for (size_t extra = Uniform(9); extra > 0; --extra) {
           prompt.push_back(static_cast<TokenId>(Uniform(kVocab)));
         }
-        const SequenceId id = kv_->CreateSequence(salt);
-        ShadowSeq& s = seqs_[id];
-        s.salt = salt;
-        auto reused = kv_->MatchPrefix(id, prompt);
-        ASSERT_TRUE(reused.ok()) << reused.status().ToString();
-        ASSERT_EQ(*reused % kBlockTokens, 0u);
-        ASSERT_LE(*reused, prompt.size());
-        ASSERT_EQ(*kv_->Length(id), *reused);
-        // Every reused block must hold what some same-tenant sequence committed for exactly
-        // this token prefix.
-        for (size_t b = 0; b < *reused / kBlockTokens; ++b) {
-          std::vector<uint32_t> stamps;
-          for (size_t r = 0; r < kBlockTokens; ++r) {
-            const uint32_t stamp = ReadStamp(*kv_->Slot(id, b * kBlockTokens + r));
-            ASSERT_NE(stamp, UINT32_MAX) << "reused block row holds a torn write";
-            stamps.push_back(stamp);
-          }
-          const std::vector<TokenId> key(prompt.begin(),
-                                         prompt.begin() + (b + 1) * kBlockTokens);
-          auto it = committed_.find({salt, key});
-          ASSERT_TRUE(it != committed_.end())
-              << "reused a block never committed for this tenant and prefix";
-          ASSERT_EQ(it->second.count(stamps), 1u)
-              << "reused block holds writes other than a committer's";
-          s.stamps.insert(s.stamps.end(), stamps.begin(), stamps.end());
-        }
-        s.tokens.assign(prompt.begin(), prompt.begin() + *reused);
-        counters_.prefix_hit_tokens += *reused;
+        const size_t reused = MatchAndCheck(salt, prompt);
+        counters_.prefix_hit_tokens += reused;
         ++counters_.ok[op];
         return;
       }
@@ -307,6 +314,12 @@ class Harness {
           std::vector<uint32_t> stamps(s.stamps.begin() + b * kBlockTokens,
                                        s.stamps.begin() + (b + 1) * kBlockTokens);
           committed_[{s.salt, std::move(key)}].insert(std::move(stamps));
+        }
+        // Right after a commit, the whole committed prefix is matchable by the same tenant.
+        if (Uniform(2) == 0) {
+          const std::vector<TokenId> prompt(s.tokens.begin(), s.tokens.begin() + n);
+          const uint64_t salt = s.salt;
+          EXPECT_EQ(MatchAndCheck(salt, prompt), n / kBlockTokens * kBlockTokens);
         }
         ++counters_.ok[op];
         return;

@@ -373,6 +373,25 @@ TEST(KvMemoryTest, ReferencedCachedBlocksAreNeverEvicted) {
   EXPECT_EQ(kv->Stats().cache_entries, 1u);
 }
 
+TEST(KvMemoryTest, DuplicatePrefixIsRegisteredOnceAndReplacesAnEvictedOriginal) {
+  auto kv = MakeTiny(4);
+  const std::vector<TokenId> prompt = Iota(4, 20);
+  SequenceId a = kv->CreateSequence(0);
+  SequenceId b = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 4, 100);
+  AppendStamped(*kv, b, 4, 200);  // the same tokens, computed separately
+  EXPECT_EQ(*kv->CommitTokens(a, prompt), 1u);
+  EXPECT_EQ(*kv->CommitTokens(b, prompt), 0u);  // a's block already holds this prefix
+  EXPECT_EQ(kv->Stats().cache_entries, 1u);
+  ASSERT_TRUE(kv->Free(a).ok());
+  EXPECT_EQ(kv->EvictCached(1), 1u);  // a's copy leaves the cache
+  EXPECT_EQ(*kv->CommitTokens(b, prompt), 1u);  // b's copy takes its place
+  SequenceId c = kv->CreateSequence(0);
+  EXPECT_EQ(*kv->MatchPrefix(c, prompt), 4u);
+  for (size_t p = 0; p < 4; ++p) EXPECT_TRUE(TokenIs(*kv, *kv->Slot(c, p), 200 + p));
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
 TEST(KvMemoryTest, RewritingACachedBlockUnregistersIt) {
   auto kv = MakeTiny(4);
   SequenceId a = kv->CreateSequence(0);
