@@ -130,8 +130,8 @@ class KvMemory {
   KvMemory& operator=(const KvMemory&) = delete;
 
   // ---- Sequences -------------------------------------------------------------------------
-  // A new empty sequence. Blocks are shared through the prefix cache only between sequences
-  // with the same tenant_salt.
+  // A new empty sequence; ids start at 1 and are never reused (0 is never a sequence). Blocks
+  // are shared through the prefix cache only between sequences with the same tenant_salt.
   SequenceId CreateSequence(uint64_t tenant_salt);
 
   // Reserves positions [length, length + num_tokens) and allocates the blocks they need; the
@@ -199,6 +199,7 @@ class KvMemory {
   StatusOr<PreemptionCost> EstimatePreemption(SequenceId seq) const;
 
   // ---- Introspection ---------------------------------------------------------------------
+  // O(num_blocks): for metrics and tests, not for every step.
   KvStats Stats() const;
   size_t num_blocks() const { return num_blocks_; }
   size_t block_tokens() const { return options_.block_tokens; }

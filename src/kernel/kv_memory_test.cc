@@ -89,6 +89,50 @@ TEST(KvMemoryTest, HalfPrecisionHalvesTheBlock) {
   EXPECT_EQ((*kv)->KHalf(1, 0) - (*kv)->KHalf(0, 0), ptrdiff_t(kBlockBytes / 2 / 2));
 }
 
+TEST(KvMemoryTest, HalfPrecisionBlocksSurviveCopyOnWriteAndSwapBitForBit) {
+  KvMemoryOptions o = TinyOptions(4, 4);
+  o.dtype = KvDataType::kF16;
+  auto created = KvMemory::Create(o);
+  ASSERT_TRUE(created.ok());
+  KvMemory& kv = **created;
+  auto value = [](size_t pos, size_t l, size_t d, size_t kv_idx) {
+    return static_cast<uint16_t>(0x3c00 + pos * 64 + l * 16 + d * 2 + kv_idx);
+  };
+  auto write = [&](SequenceId seq, size_t pos) {
+    KvSlot slot = *kv.Slot(seq, pos);
+    for (size_t l = 0; l < kLayers; ++l) {
+      for (size_t d = 0; d < kKvDim; ++d) {
+        kv.KHalf(slot.block, l)[slot.row * kKvDim + d] = value(pos, l, d, 0);
+        kv.VHalf(slot.block, l)[slot.row * kKvDim + d] = value(pos, l, d, 1);
+      }
+    }
+  };
+  auto holds = [&](SequenceId seq, size_t pos) {
+    KvSlot slot = *kv.Slot(seq, pos);
+    for (size_t l = 0; l < kLayers; ++l) {
+      for (size_t d = 0; d < kKvDim; ++d) {
+        if (kv.KHalf(slot.block, l)[slot.row * kKvDim + d] != value(pos, l, d, 0)) return false;
+        if (kv.VHalf(slot.block, l)[slot.row * kKvDim + d] != value(pos, l, d, 1)) return false;
+      }
+    }
+    return true;
+  };
+  SequenceId a = kv.CreateSequence(0);
+  ASSERT_TRUE(kv.Append(a, 10).ok());
+  for (size_t p = 0; p < 10; ++p) write(a, p);
+  SequenceId b = *kv.Fork(a);
+  ASSERT_TRUE(kv.Append(b, 1).ok());  // copies the shared partial block
+  write(b, 10);
+  ASSERT_TRUE(kv.SwapOut(a).ok());
+  ASSERT_TRUE(kv.SwapIn(a).ok());
+  for (size_t p = 0; p < 10; ++p) {
+    EXPECT_TRUE(holds(a, p)) << p;
+    EXPECT_TRUE(holds(b, p)) << p;
+  }
+  EXPECT_TRUE(holds(b, 10));
+  EXPECT_TRUE(kv.CheckInvariants().ok());
+}
+
 TEST(KvMemoryTest, RejectsBudgetSmallerThanOneBlock) {
   KvMemoryOptions o = TinyOptions(1);
   o.budget_bytes = kBlockBytes - 1;
