@@ -367,6 +367,15 @@ Status KvMemory::Append(SequenceId seq, size_t num_tokens) {
   return OkStatus();
 }
 
+StatusOr<size_t> KvMemory::BlocksToAppend(SequenceId seq, size_t num_tokens) const {
+  ASSIGN_OR_RETURN(const Sequence* s, Find(seq, "BlocksToAppend"));
+  RETURN_IF_SWAPPED(s, seq, "BlocksToAppend");
+  if (num_tokens == 0) return size_t{0};
+  const size_t bt = options_.block_tokens;
+  const bool copy_last = s->length % bt != 0 && meta_[s->blocks.back()].ref_count > 1;
+  return BlocksForTokens(s->length + num_tokens) - s->blocks.size() + (copy_last ? 1 : 0);
+}
+
 StatusOr<SequenceId> KvMemory::Fork(SequenceId seq) {
   ASSIGN_OR_RETURN(Sequence * s, Find(seq, "Fork"));
   RETURN_IF_SWAPPED(s, seq, "Fork");

@@ -123,7 +123,8 @@ bool SwapIsCheaper(const PreemptionCost& cost, double copy_bytes_per_s,
 class KvMemory {
  public:
   // InvalidArgument for a zero shape, a zero block size or a budget smaller than one block;
-  // ResourceExhausted if the pool cannot be allocated.
+  // ResourceExhausted if the pool cannot be allocated; IoError if the swap file cannot be
+  // opened.
   static StatusOr<std::unique_ptr<KvMemory>> Create(const KvMemoryOptions& options);
   ~KvMemory();
   KvMemory(const KvMemory&) = delete;
@@ -139,6 +140,13 @@ class KvMemory {
   // ResourceExhausted (nothing changed) when the free list and the evictable cache cannot
   // supply the blocks: the caller may preempt someone and retry.
   Status Append(SequenceId seq, size_t num_tokens);
+  // Blocks Append(seq, num_tokens) would take from available_blocks(), copy included: what
+  // the scheduler's capacity step reserves. FailedPrecondition while swapped out.
+  StatusOr<size_t> BlocksToAppend(SequenceId seq, size_t num_tokens) const;
+  // Blocks a new sequence of num_tokens tokens needs, before any prefix-cache reuse.
+  size_t BlocksForTokens(size_t num_tokens) const {
+    return (num_tokens + options_.block_tokens - 1) / options_.block_tokens;
+  }
 
   // A new sequence sharing every block of seq (copy-on-write); same tenant, length and prefix
   // hashes. Allocates nothing.
@@ -156,8 +164,9 @@ class KvMemory {
   // Where position `position` (< length) lives, for reading.
   StatusOr<KvSlot> Slot(SequenceId seq, size_t position) const;
   // Like Slot, for rewriting a position already written: copies the block first if it is
-  // shared, and drops it from the prefix cache (with the hashes of it and later blocks) since
-  // its contents will no longer be what its tokens produced.
+  // shared (ResourceExhausted if no block is available for the copy), and drops it from the
+  // prefix cache, since its contents will no longer be what its tokens produced; this
+  // sequence's prefix hashes from that block on are forgotten (CommitTokens redoes them).
   StatusOr<KvSlot> PrepareWrite(SequenceId seq, size_t position);
 
   // [block_tokens][kv_dim] K or V rows of one layer of one block. REQUIRES: dtype kF32 for

@@ -208,6 +208,7 @@ class Harness {
           copies = kv_->RefCount(kv_->BlockTable(id)->back()) > 1;
           needed += copies ? 1 : 0;
         }
+        EXPECT_EQ(*kv_->BlocksToAppend(id, n), needed);
         const bool fits = needed <= kv_->available_blocks();
         const Status st = kv_->Append(id, n);
         if (!fits) {

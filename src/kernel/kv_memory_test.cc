@@ -182,6 +182,26 @@ TEST(KvMemoryTest, AppendAllocatesBlocksAsTheSequenceGrows) {
   EXPECT_TRUE(kv->CheckInvariants().ok());
 }
 
+TEST(KvMemoryTest, CountsTheBlocksAnAppendNeedsCopyIncluded) {
+  auto kv = MakeTiny(8);
+  EXPECT_EQ(kv->BlocksForTokens(0), 0u);
+  EXPECT_EQ(kv->BlocksForTokens(4), 1u);
+  EXPECT_EQ(kv->BlocksForTokens(5), 2u);
+  SequenceId a = kv->CreateSequence(0);
+  EXPECT_EQ(*kv->BlocksToAppend(a, 0), 0u);
+  EXPECT_EQ(*kv->BlocksToAppend(a, 9), 3u);
+  ASSERT_TRUE(kv->Append(a, 6).ok());
+  EXPECT_EQ(*kv->BlocksToAppend(a, 2), 0u);  // fits in the partial block
+  EXPECT_EQ(*kv->BlocksToAppend(a, 3), 1u);
+  SequenceId b = *kv->Fork(a);
+  EXPECT_EQ(*kv->BlocksToAppend(b, 2), 1u);  // the shared partial block is copied
+  EXPECT_EQ(*kv->BlocksToAppend(b, 3), 2u);
+  const size_t before = kv->available_blocks();
+  ASSERT_TRUE(kv->Append(b, 3).ok());
+  EXPECT_EQ(kv->available_blocks(), before - 2);
+  EXPECT_EQ(kv->BlocksToAppend(12345, 1).status().code(), StatusCode::kNotFound);
+}
+
 TEST(KvMemoryTest, AppendOutOfBlocksFailsAndChangesNothing) {
   auto kv = MakeTiny(2);
   SequenceId s = kv->CreateSequence(0);
