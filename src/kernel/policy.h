@@ -32,7 +32,8 @@ class SchedulerPolicy {
 
   // A process entered the scheduler (or the policy was installed while it was live).
   virtual void OnSubmitted(const Process& process) {}
-  // `num_tokens` tokens of `process` went through the model this step.
+  // `num_tokens` new tokens of `process` went through the model this step (recomputation of
+  // KV lost to a preemption excluded).
   virtual void OnServed(const Process& process, size_t num_tokens) {}
   // A process left the scheduler (finished, cancelled, failed).
   virtual void OnRemoved(const Process& process) {}

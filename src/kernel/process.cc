@@ -107,12 +107,16 @@ Status Process::TransitionTo(ProcessState next, TimePoint now, std::string reaso
   return OkStatus();
 }
 
-void Process::MarkComputed(size_t num_tokens) {
+size_t Process::MarkComputed(size_t num_tokens) {
   CHECK(state_ == ProcessState::kRunning) << "MarkComputed on a " << ProcessStateName(state_) << " process";
   CHECK_LE(num_computed_tokens_ + num_tokens, tokens_.size());
   num_computed_tokens_ += num_tokens;
-  num_tokens_since_admitted_ += num_tokens;
+  const size_t num_new =
+      num_computed_tokens_ > num_computed_high_water_ ? num_computed_tokens_ - num_computed_high_water_ : 0;
+  num_computed_high_water_ = std::max(num_computed_high_water_, num_computed_tokens_);
+  num_tokens_since_admitted_ += num_new;
   accounting_.num_computed_tokens += static_cast<int64_t>(num_tokens);
+  return num_new;
 }
 
 void Process::MarkPrefixCached(size_t num_tokens) {
@@ -120,6 +124,7 @@ void Process::MarkPrefixCached(size_t num_tokens) {
   if (num_tokens <= num_computed_tokens_) return;
   accounting_.num_prefix_cached_tokens += static_cast<int64_t>(num_tokens - num_computed_tokens_);
   num_computed_tokens_ = num_tokens;
+  num_computed_high_water_ = std::max(num_computed_high_water_, num_computed_tokens_);
 }
 
 void Process::AppendToken(TokenId token, TimePoint now) {

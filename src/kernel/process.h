@@ -114,7 +114,9 @@ class Process {
   // KV progress: tokens whose KV is computed; the rest must be fed (prefill or decode).
   size_t num_computed_tokens() const { return num_computed_tokens_; }
   size_t num_pending_tokens() const { return tokens_.size() - num_computed_tokens_; }
-  // Tokens fed since the process was last admitted (round-robin slices, anti-thrash guard).
+  // New tokens fed since the process was last admitted: recomputation of KV it had before a
+  // preemption does not count (the anti-thrash guard and policies measure progress, so a
+  // process whose whole turn is recompute cannot be sent to the back forever).
   size_t num_tokens_since_admitted() const { return num_tokens_since_admitted_; }
 
   // Moves along the state machine at `now`, closing the accounting interval of the old state.
@@ -123,9 +125,10 @@ class Process {
   Status TransitionTo(ProcessState next, TimePoint now, std::string reason = "");
 
   // --- Used by the scheduler. ---
-  // Records `num_tokens` more tokens fed through the model. REQUIRES: kRunning and
+  // Records `num_tokens` more tokens fed through the model; returns how many of them are new
+  // progress (not recomputation). REQUIRES: kRunning and
   // num_computed_tokens() + num_tokens <= num_tokens().
-  void MarkComputed(size_t num_tokens);
+  size_t MarkComputed(size_t num_tokens);
   // KV was dropped (recompute preemption): everything must be fed again.
   void ResetComputed() { num_computed_tokens_ = 0; }
   // `num_tokens` leading tokens were found in the prefix cache. REQUIRES: < this->num_tokens().
@@ -143,6 +146,7 @@ class Process {
   std::vector<TokenId> tokens_;
   size_t num_prompt_tokens_;
   size_t num_computed_tokens_ = 0;
+  size_t num_computed_high_water_ = 0;  // most tokens ever computed (or found cached) at once
   size_t num_tokens_since_admitted_ = 0;
   ProcessState state_ = ProcessState::kQueued;
   TimePoint state_entered_at_;

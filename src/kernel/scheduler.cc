@@ -290,8 +290,10 @@ Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sa
     if (it == live_.end() || it->second->state() != ProcessState::kRunning) continue;  // cancelled
     Process& p = *it->second;
     CHECK_EQ(p.num_computed_tokens(), e.first_token_idx) << "process " << p.id() << " moved during the step";
-    p.MarkComputed(e.num_tokens);
-    policy_->OnServed(p, e.num_tokens);
+    // Policies are charged for progress only: recomputing KV lost to a preemption is the
+    // scheduler's cost, not the process's (or its tenant's) service.
+    const size_t num_new = p.MarkComputed(e.num_tokens);
+    if (num_new > 0) policy_->OnServed(p, num_new);
     if (!e.samples) continue;
     p.AppendToken(token, now);
     if (p.num_remaining_tokens() == 0) End(p, ProcessState::kFinished, "max_tokens reached");
