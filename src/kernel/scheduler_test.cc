@@ -403,11 +403,12 @@ TEST(SchedulerTest, RoundRobinSharesBatchSlotsFairly) {
       sim.Step();
       if (step >= 20) max_spread = std::max(max_spread, Spread(Generated(sim, ids)));
     }
+    std::cout << "[ " << (rr ? "rr" : "fcfs") << " ] max spread of generated tokens after step 20: " << max_spread
+              << ", final spread " << Spread(Generated(sim, ids)) << "\n";
     if (rr) {
-      // Two run at a time; each turn is a slice, so no one is ever more than about two slices
-      // ahead (one for the turn in progress, one for the prompt tokens of the first turn).
-      EXPECT_LE(max_spread, 2 * kSlice) << "round robin";
-      EXPECT_GE(Spread(Generated(sim, ids)), 0u);
+      // Two run at a time and each turn is one slice, so no one is ever more than a slice
+      // ahead of anyone else.
+      EXPECT_LE(max_spread, kSlice) << "round robin";
       for (ProcessId id : ids) EXPECT_GE(sim.Get(id).num_generated_tokens(), 180u);
       EXPECT_GT(sim.scheduler->stats().num_swap_preemptions, 0u);
     } else {
@@ -439,6 +440,10 @@ TEST(SchedulerTest, ShortestJobFirstAgesSoALongJobRunsUnderAStreamOfShortOnes) {
       sim.Step();
       if (sim.Get(long_job).num_computed_tokens() == 0) num_short_done_before_long_started = sim.ended.size();
     }
+    const auto& acc = sim.Get(long_job).accounting();
+    std::cout << "[ sjf aging " << aging << " ] shorts done before the long job started: "
+              << num_short_done_before_long_started << ", long job's wait to first token: "
+              << (acc.first_token_at ? ToSeconds(*acc.first_token_at - acc.submitted_at) : -1.0) << " s\n";
     if (aging > 1) {
       // Waits until 200 - 50 * age < 5 - 50 * (age of the newest short): about 4 s = 400 steps.
       EXPECT_EQ(sim.Get(long_job).state(), ProcessState::kFinished);
@@ -455,7 +460,7 @@ TEST(SchedulerTest, FairShareConvergesToTheTenantWeights) {
   for (size_t max_running : {8, 4}) {
     FairShareOptions fair;
     fair.tenant_weights = {{"a", 1.0}, {"b", 3.0}};
-    SchedulerOptions o = Options(/*max_batch_tokens=*/4, max_running);
+    SchedulerOptions o = Options(/*max_batch_tokens=*/4, max_running, /*min_tokens_before_preempt=*/8);
     o.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
     SimEngine sim(o, NewFairSharePolicy(fair), 4000, 16, 4000);
     std::vector<ProcessId> ids;
@@ -469,6 +474,8 @@ TEST(SchedulerTest, FairShareConvergesToTheTenantWeights) {
       const Process& p = sim.Get(id);
       (p.tenant() == "a" ? served_a : served_b) += static_cast<double>(p.num_generated_tokens());
     }
+    std::cout << "[ fair max_running " << max_running << " ] b/a = " << served_b / served_a << " (" << served_b
+              << " / " << served_a << "), preemptions " << sim.scheduler->stats().num_preemptions << "\n";
     EXPECT_NEAR(served_b / served_a, 3.0, 0.15) << "max_running " << max_running << ": a " << served_a
                                                  << " b " << served_b;
   }
