@@ -236,10 +236,20 @@ void Scheduler::CapacityStep(StepPlan& plan, std::vector<Process*>& ranked) {
 
 void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked) {
   size_t budget = options_.max_batch_tokens;
-  // Decodes first: one token each; the capacity step reserved its KV.
+  // Whether the next token of `p` has KV room. The capacity step reserves it for every
+  // running process, except one admitted with a prefix-cache hit that ran past its admission
+  // reservation; such a process sits this step out (it keeps its blocks) if the pool is dry.
+  auto has_room_for_one = [&](Process& p) {
+    const size_t next = p.num_computed_tokens() + 1;
+    if (memory_->BlocksToGrow(p, next) > memory_->NumFreeBlocks()) return false;
+    GrowChecked(*memory_, p, next);
+    return true;
+  };
+  // Decodes first: one token each.
   for (Process* p : ranked) {
     if (budget == 0) break;
     if (p->state() != ProcessState::kRunning || p->num_pending_tokens() != 1) continue;
+    if (!has_room_for_one(*p)) continue;
     plan.batch.push_back(BatchEntry{p->id(), p->num_computed_tokens(), 1, false, true});
     --budget;
   }
@@ -247,8 +257,9 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked) {
   for (Process* p : ranked) {
     if (budget == 0) break;
     if (p->state() != ProcessState::kRunning || p->num_pending_tokens() < 2) continue;
+    if (!has_room_for_one(*p)) continue;
     const size_t computed = p->num_computed_tokens();
-    size_t lo = 1;  // reserved by the capacity step
+    size_t lo = 1;
     size_t hi = std::min({p->num_pending_tokens(), budget, options_.max_prefill_chunk_tokens});
     while (lo < hi) {
       const size_t mid = lo + (hi - lo + 1) / 2;
