@@ -345,6 +345,29 @@ TEST(SchedulerTest, PrefixCacheHitsSkipCachedTokensAndAreAccounted) {
   EXPECT_EQ(sim.Get(b).accounting().num_prefix_cached_tokens, 39);
 }
 
+TEST(SchedulerTest, AProcessWhosePrefixHitOutrunsItsReservationWaitsForRoom) {
+  // Regression: admission reserves the first chunk (16 tokens, 1 block); a 32-token prefix
+  // hit moves the process past it, so its next token needs blocks the batch step must check
+  // for instead of assuming them reserved.
+  SchedulerOptions o = Options(64, 8);
+  o.max_prefill_chunk_tokens = 16;
+  SimEngine sim(o, NewFcfsPolicy(), 4);
+  const ProcessId r = sim.Submit(40, 8);  // 3 blocks once prefilled
+  for (int i = 0; i < 3; ++i) sim.Step();
+  ASSERT_EQ(sim.memory.num_used_blocks(), 3u);
+  const ProcessId x = sim.Submit(40, 20);
+  sim.memory.SetPrefixHit(x, 32);
+  StepPlan plan = sim.Step();
+  EXPECT_EQ(plan.admitted, std::vector<ProcessId>{x});
+  for (const BatchEntry& e : plan.batch) EXPECT_NE(e.id, x) << "no room for its 33rd token yet";
+  EXPECT_EQ(sim.Get(x).num_computed_tokens(), 32u);
+  EXPECT_LT(RunUntilEnded(sim, 200), 200u);
+  for (ProcessId id : {r, x}) {
+    EXPECT_EQ(sim.Get(id).state(), ProcessState::kFinished);
+    ExpectExactTokens(sim.Get(id));
+  }
+}
+
 TEST(SchedulerTest, CompleteStepRejectsAWrongTokenCountOrAStalePlan) {
   SimEngine sim(Options(512, 8), NewFcfsPolicy(), 10);
   sim.Submit(8, 20);
