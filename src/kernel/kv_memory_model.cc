@@ -1,0 +1,100 @@
+#include "kernel/kv_memory_model.h"
+
+#include <algorithm>
+
+namespace llmasos::kernel {
+
+KvMemoryModel::KvMemoryModel(KvMemory* kv, bool share_across_tenants)
+    : kv_(kv), share_across_tenants_(share_across_tenants) {
+  CHECK(kv_ != nullptr);
+}
+
+uint64_t KvMemoryModel::SaltOf(const std::string& tenant) const {
+  if (share_across_tenants_) return 0;
+  // FNV-1a: stable across runs, so cache behaviour is reproducible.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : tenant) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+StatusOr<SequenceId> KvMemoryModel::SequenceOf(ProcessId id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return NotFoundError("process " + std::to_string(id) + " holds no KV");
+  return it->second;
+}
+
+size_t KvMemoryModel::BlocksForTokens(size_t num_tokens) const {
+  return (num_tokens + kv_->block_tokens() - 1) / kv_->block_tokens();
+}
+
+size_t KvMemoryModel::BlocksToGrow(const Process& process, size_t num_tokens) const {
+  auto it = sequences_.find(process.id());
+  // No sequence yet: an upper bound (prefix-cache hits only lower it, and a hit block taken
+  // from the evictable cache lowers the need and the supply alike).
+  if (it == sequences_.end()) return BlocksForTokens(num_tokens);
+  const SequenceId seq = it->second;
+  const size_t length = *kv_->Length(seq);
+  const size_t have_blocks = BlocksForTokens(length);
+  const size_t want_blocks = std::max(BlocksForTokens(num_tokens), have_blocks);
+  if (*kv_->IsSwappedOut(seq)) return want_blocks;  // every block comes back in
+  size_t need = want_blocks - have_blocks;
+  if (num_tokens > length && length % kv_->block_tokens() != 0) {
+    // Appending into a shared partial last block copies it first.
+    auto table = kv_->BlockTable(seq);
+    if (table.ok() && !table->empty() && kv_->RefCount(table->back()) > 1) ++need;
+  }
+  return need;
+}
+
+size_t KvMemoryModel::NumBlocksHeld(const Process& process) const {
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end() || *kv_->IsSwappedOut(it->second)) return 0;
+  return kv_->EstimatePreemption(it->second)->freed_blocks;
+}
+
+StatusOr<size_t> KvMemoryModel::Grow(const Process& process, size_t num_tokens) {
+  size_t num_cached = 0;
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end()) {
+    const SequenceId seq = kv_->CreateSequence(SaltOf(process.tenant()));
+    it = sequences_.emplace(process.id(), seq).first;
+    // All tokens but the last: at least one must be computed to get logits.
+    ASSIGN_OR_RETURN(num_cached, kv_->MatchPrefix(seq, process.tokens().first(process.num_tokens() - 1)));
+  }
+  const SequenceId seq = it->second;
+  ASSIGN_OR_RETURN(const bool swapped, kv_->IsSwappedOut(seq));
+  if (swapped) RETURN_IF_ERROR(kv_->SwapIn(seq));
+  ASSIGN_OR_RETURN(const size_t length, kv_->Length(seq));
+  if (num_tokens > length) RETURN_IF_ERROR(kv_->Append(seq, num_tokens - length));
+  return num_cached;
+}
+
+void KvMemoryModel::Release(const Process& process) {
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end()) return;
+  Status st = kv_->Free(it->second);
+  CHECK(st.ok()) << st.ToString();
+  sequences_.erase(it);
+}
+
+size_t KvMemoryModel::SwapOutBytes(const Process& process) const {
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end() || *kv_->IsSwappedOut(it->second)) return 0;
+  return kv_->EstimatePreemption(it->second)->swap_bytes;
+}
+
+size_t KvMemoryModel::NumFreeSwapBytes() const {
+  const KvStats st = kv_->Stats();
+  return (st.swap_capacity_blocks - st.swapped_blocks) * kv_->block_bytes();
+}
+
+Status KvMemoryModel::SwapOut(const Process& process) {
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end()) return FailedPreconditionError("process " + std::to_string(process.id()) + " holds no KV");
+  return kv_->SwapOut(it->second);
+}
+
+}  // namespace llmasos::kernel

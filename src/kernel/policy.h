@@ -1,0 +1,89 @@
+// Scheduling policies: one interface, five implementations, chosen at construction and
+// switchable at run time (Scheduler::SetPolicy).
+//
+// A policy only ranks. Each step the scheduler asks it to order the live processes (running
+// and waiting) best first; the capacity step hands memory out in that order and preempts from
+// the bottom, the batch step hands out tokens in that order. Policies keep their own
+// bookkeeping (slices, tenants' service) through the On* callbacks.
+//
+// Thread safety: none; owned and called by the scheduler's thread.
+#ifndef LLMASOS_KERNEL_POLICY_H_
+#define LLMASOS_KERNEL_POLICY_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernel/process.h"
+
+namespace llmasos::kernel {
+
+class SchedulerPolicy {
+ public:
+  virtual ~SchedulerPolicy() = default;
+  virtual std::string_view name() const = 0;
+  // Whether a waiting process may preempt a running process ranked below it. Non-preemptive
+  // policies still preempt when running processes outgrow memory.
+  virtual bool preemptive() const = 0;
+  // Sorts `processes` best first; deterministic (ties broken by id, i.e. arrival order).
+  virtual void Rank(std::vector<Process*>& processes, TimePoint now) = 0;
+
+  // A process entered the scheduler (or the policy was installed while it was live).
+  virtual void OnSubmitted(const Process& process) {}
+  // `num_tokens` new tokens of `process` went through the model this step (recomputation of
+  // KV lost to a preemption excluded).
+  virtual void OnServed(const Process& process, size_t num_tokens) {}
+  // A process left the scheduler (finished, cancelled, failed).
+  virtual void OnRemoved(const Process& process) {}
+};
+
+// First come, first served: by arrival. Non-preemptive.
+std::unique_ptr<SchedulerPolicy> NewFcfsPolicy();
+
+// Shortest job first by expected remaining work, with aging. Non-preemptive.
+//   score = remaining_tokens - aging_tokens_per_second * age_seconds
+//   remaining_tokens = max_tokens - generated; age = now - submitted_at.
+// Lowest score first. A job of any length outranks every newer arrival once its age exceeds
+// (its remaining_tokens - 1) / aging_tokens_per_second, so nothing starves.
+struct SjfOptions {
+  double aging_tokens_per_second = 50.0;  // > 0
+};
+std::unique_ptr<SchedulerPolicy> NewShortestJobFirstPolicy(SjfOptions options = {});
+
+// Round robin with a time slice in tokens: processes are served in turn; a process that has
+// been fed slice_tokens tokens since its turn began goes to the back of the line. Preemptive
+// (a waiting process may take the place of one that used its slice).
+struct RoundRobinOptions {
+  size_t slice_tokens = 16;  // >= 1
+};
+std::unique_ptr<SchedulerPolicy> NewRoundRobinPolicy(RoundRobinOptions options = {});
+
+// Preemptive priority: higher `priority` first, then arrival. Optional aging raises the
+// effective priority by aging_per_second for every second since submission
+// (effective = priority + aging_per_second * age_seconds), so a process waiting behind a
+// stream of arrivals d levels above it runs after d / aging_per_second seconds at most; 0 gives
+// strict priority (which can starve).
+struct PriorityOptions {
+  double aging_per_second = 0.1;  // >= 0
+};
+std::unique_ptr<SchedulerPolicy> NewPriorityPolicy(PriorityOptions options = {});
+
+// Weighted fair share across tenants by tokens served: the tenant with the least
+// served_tokens / weight goes first, its processes by arrival. A tenant that becomes active
+// starts at the least normalised service among active tenants, so idling banks no credit.
+// Preemptive.
+struct FairShareOptions {
+  std::map<std::string, double, std::less<>> tenant_weights;  // missing tenant: default_weight
+  double default_weight = 1.0;                                  // > 0
+};
+std::unique_ptr<SchedulerPolicy> NewFairSharePolicy(FairShareOptions options = {});
+
+// Builds a policy by name ("fcfs", "sjf", "rr", "priority", "fair") with default options;
+// InvalidArgument listing the names for anything else.
+StatusOr<std::unique_ptr<SchedulerPolicy>> NewPolicyByName(std::string_view name);
+
+}  // namespace llmasos::kernel
+
+#endif  // LLMASOS_KERNEL_POLICY_H_

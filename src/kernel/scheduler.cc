@@ -1,0 +1,347 @@
+#include "kernel/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace llmasos::kernel {
+
+std::string_view PreemptModeName(PreemptMode mode) {
+  return mode == PreemptMode::kSwap ? "swap" : "recompute";
+}
+
+PreemptMode ChoosePreemptMode(size_t swap_bytes, size_t free_swap_bytes, size_t recompute_tokens,
+                              const PreemptionCosts& costs) {
+  if (swap_bytes == 0 || swap_bytes > free_swap_bytes) return PreemptMode::kRecompute;
+  // Swap pays the copy twice: out now, back in on resume.
+  const double swap_s = 2.0 * static_cast<double>(swap_bytes) * costs.swap_seconds_per_byte;
+  const double recompute_s = static_cast<double>(recompute_tokens) * costs.recompute_seconds_per_token;
+  return swap_s < recompute_s ? PreemptMode::kSwap : PreemptMode::kRecompute;
+}
+
+size_t StepPlan::num_samples() const {
+  return static_cast<size_t>(
+      std::count_if(batch.begin(), batch.end(), [](const BatchEntry& e) { return e.samples; }));
+}
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
+                                                       std::unique_ptr<SchedulerPolicy> policy,
+                                                       MemoryModel* memory, const Clock* clock) {
+  if (options.max_batch_tokens == 0) return InvalidArgumentError("scheduler max_batch_tokens must be >= 1");
+  if (options.max_running == 0) return InvalidArgumentError("scheduler max_running must be >= 1");
+  if (options.max_prefill_chunk_tokens == 0) {
+    return InvalidArgumentError("scheduler max_prefill_chunk_tokens must be >= 1");
+  }
+  if (!(options.costs.swap_seconds_per_byte >= 0) || !(options.costs.recompute_seconds_per_token >= 0)) {
+    return InvalidArgumentError("scheduler preemption costs must be >= 0");
+  }
+  if (policy == nullptr) return InvalidArgumentError("scheduler needs a policy");
+  CHECK(memory != nullptr);
+  CHECK(clock != nullptr);
+  return std::unique_ptr<Scheduler>(new Scheduler(options, std::move(policy), memory, clock));
+}
+
+Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<SchedulerPolicy> policy,
+                     MemoryModel* memory, const Clock* clock)
+    : options_(options), policy_(std::move(policy)), memory_(memory), clock_(clock) {}
+
+StatusOr<ProcessId> Scheduler::Submit(ProcessSpec spec) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Process> p, Process::Create(next_id_, std::move(spec), clock_->Now()));
+  // The last generated token is never fed back, so the KV holds prompt + max_tokens - 1.
+  const size_t max_kv_tokens = p->num_prompt_tokens() + static_cast<size_t>(p->limits().max_tokens) - 1;
+  const size_t need = memory_->BlocksForTokens(max_kv_tokens);
+  if (need > memory_->NumTotalBlocks()) {
+    return ResourceExhaustedError("process needs " + std::to_string(need) + " KV blocks (" +
+                                  std::to_string(p->num_prompt_tokens()) + " prompt tokens + max_tokens " +
+                                  std::to_string(p->limits().max_tokens) + ") but the pool has " +
+                                  std::to_string(memory_->NumTotalBlocks()));
+  }
+  ++next_id_;
+  const ProcessId id = p->id();
+  policy_->OnSubmitted(*p);
+  live_.emplace(id, std::move(p));
+  return id;
+}
+
+Status Scheduler::Cancel(ProcessId id, std::string reason) {
+  auto it = live_.find(id);
+  if (it == live_.end()) {
+    if (Find(id) != nullptr) return FailedPreconditionError("process " + std::to_string(id) + " already ended");
+    return NotFoundError("no process " + std::to_string(id));
+  }
+  End(*it->second, ProcessState::kCancelled, std::move(reason));
+  return OkStatus();
+}
+
+Status Scheduler::Finish(ProcessId id, std::string reason) {
+  auto it = live_.find(id);
+  if (it == live_.end()) return NotFoundError("no live process " + std::to_string(id));
+  if (it->second->state() != ProcessState::kRunning) {
+    return FailedPreconditionError("process " + std::to_string(id) + " is " +
+                                   std::string(ProcessStateName(it->second->state())) + ", not running");
+  }
+  End(*it->second, ProcessState::kFinished, std::move(reason));
+  return OkStatus();
+}
+
+void Scheduler::End(Process& p, ProcessState state, std::string reason) {
+  memory_->Release(p);
+  Status st = p.TransitionTo(state, clock_->Now(), std::move(reason));
+  CHECK(st.ok()) << st.ToString();
+  policy_->OnRemoved(p);
+  auto it = live_.find(p.id());
+  CHECK(it != live_.end());
+  ended_.push_back(std::move(it->second));
+  live_.erase(it);
+}
+
+void Scheduler::SetPolicy(std::unique_ptr<SchedulerPolicy> policy) {
+  CHECK(policy != nullptr);
+  policy_ = std::move(policy);
+  for (auto& [id, p] : live_) policy_->OnSubmitted(*p);
+}
+
+size_t Scheduler::NumRunning() const {
+  return static_cast<size_t>(std::count_if(live_.begin(), live_.end(), [](const auto& kv) {
+    return kv.second->state() == ProcessState::kRunning;
+  }));
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan;
+  plan.step_idx = next_step_idx_++;
+  const TimePoint now = clock_->Now();
+
+  // Expired processes leave before anything is handed out.
+  std::vector<Process*> expired;
+  for (auto& [id, p] : live_) {
+    if (p->limits().deadline && *p->limits().deadline <= now) expired.push_back(p.get());
+  }
+  for (Process* p : expired) {
+    plan.ended.push_back(p->id());
+    End(*p, ProcessState::kFailed, "deadline exceeded");
+  }
+  // Last step's victims rejoin the line (their swap-out is done by now).
+  for (auto& [id, p] : live_) {
+    if (p->state() == ProcessState::kPreempted) {
+      Status st = p->TransitionTo(ProcessState::kQueued, now);
+      CHECK(st.ok()) << st.ToString();
+    }
+  }
+
+  std::vector<Process*> ranked;
+  ranked.reserve(live_.size());
+  for (auto& [id, p] : live_) ranked.push_back(p.get());
+  policy_->Rank(ranked, now);
+
+  CapacityStep(plan, ranked);
+  BatchStep(plan, ranked);
+  return plan;
+}
+
+void Scheduler::Preempt(Process& victim, StepPlan& plan, size_t& num_running) {
+  PreemptMode mode = ChoosePreemptMode(memory_->SwapOutBytes(victim), memory_->NumFreeSwapBytes(),
+                                       victim.num_computed_tokens(), options_.costs);
+  if (mode == PreemptMode::kSwap && !memory_->SwapOut(victim).ok()) mode = PreemptMode::kRecompute;
+  if (mode == PreemptMode::kRecompute) {
+    memory_->Release(victim);
+    victim.ResetComputed();
+  }
+  victim.CountPreemption(mode == PreemptMode::kSwap);
+  Status st = victim.TransitionTo(ProcessState::kPreempted, clock_->Now(),
+                                  "preempted (" + std::string(PreemptModeName(mode)) + ")");
+  CHECK(st.ok()) << st.ToString();
+  CHECK_GT(num_running, 0u);
+  --num_running;
+  ++num_preemptions_;
+  if (mode == PreemptMode::kSwap) ++num_swap_preemptions_;
+  plan.preempted.push_back(Preemption{victim.id(), mode});
+}
+
+namespace {
+
+// Grows `p` to hold `num_tokens` tokens; the caller checked that the blocks are free.
+void GrowChecked(MemoryModel& memory, Process& p, size_t num_tokens) {
+  StatusOr<size_t> cached = memory.Grow(p, num_tokens);
+  CHECK(cached.ok()) << "process " << p.id() << ": " << cached.status().ToString();
+  // At least one token must still be fed to produce logits.
+  if (*cached > 0) p.MarkPrefixCached(std::min(*cached, p.num_tokens() - 1));
+}
+
+}  // namespace
+
+bool Scheduler::TryAdmit(Process& p, std::vector<Process*>& ranked, size_t rank_idx,
+                         size_t& num_running, StepPlan& plan) {
+  // Admission reserves its first prefill chunk (a decode token for a swapped-in process), so
+  // an admitted process can make real progress instead of overcommitting the pool.
+  const size_t target =
+      std::min(p.num_tokens(), p.num_computed_tokens() + options_.max_prefill_chunk_tokens);
+  const size_t need = memory_->BlocksToGrow(p, target);
+  auto fits = [&] { return need <= memory_->NumFreeBlocks() && num_running < options_.max_running; };
+  if (!fits()) {
+    if (!policy_->preemptive()) return false;
+    // Pick victims from the bottom of the ranking until enough would be freed; preempt only
+    // if that suffices.
+    std::vector<Process*> victims;
+    size_t freeable = memory_->NumFreeBlocks();
+    for (size_t j = ranked.size(); j-- > rank_idx + 1;) {
+      Process* q = ranked[j];
+      if (q->state() != ProcessState::kRunning) continue;
+      if (q->num_tokens_since_admitted() < options_.min_tokens_before_preempt) continue;
+      victims.push_back(q);
+      freeable += memory_->NumBlocksHeld(*q);
+      if (freeable >= need && num_running - victims.size() < options_.max_running) break;
+    }
+    if (freeable < need || num_running - victims.size() >= options_.max_running) return false;
+    for (Process* v : victims) Preempt(*v, plan, num_running);
+    if (!fits()) return false;  // sharing made the estimate optimistic
+  }
+  GrowChecked(*memory_, p, target);
+  Status st = p.TransitionTo(ProcessState::kRunning, clock_->Now());
+  CHECK(st.ok()) << st.ToString();
+  ++num_running;
+  plan.admitted.push_back(p.id());
+  return true;
+}
+
+void Scheduler::CapacityStep(StepPlan& plan, std::vector<Process*>& ranked) {
+  size_t num_running = NumRunning();
+  bool admitting = true;
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    Process& p = *ranked[i];
+    if (p.state() == ProcessState::kRunning) {
+      // Keep it, with room for one more token; make room from the bottom of the ranking.
+      const size_t target = p.num_computed_tokens() + 1;
+      while (memory_->BlocksToGrow(p, target) > memory_->NumFreeBlocks()) {
+        Process* victim = nullptr;
+        for (size_t j = ranked.size(); j-- > i + 1;) {
+          if (ranked[j]->state() == ProcessState::kRunning) {
+            victim = ranked[j];
+            break;
+          }
+        }
+        if (victim == nullptr) break;
+        Preempt(*victim, plan, num_running);
+      }
+      if (memory_->BlocksToGrow(p, target) > memory_->NumFreeBlocks()) {
+        Preempt(p, plan, num_running);
+        continue;
+      }
+      GrowChecked(*memory_, p, target);
+    } else if (p.state() == ProcessState::kQueued && admitting) {
+      // Head-of-line: once one does not fit, later (lower-ranked) ones wait too.
+      if (!TryAdmit(p, ranked, i, num_running, plan)) admitting = false;
+    }
+  }
+}
+
+void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked) {
+  size_t budget = options_.max_batch_tokens;
+  // Whether the next token of `p` has KV room. The capacity step reserves it for every
+  // running process, except one admitted with a prefix-cache hit that ran past its admission
+  // reservation; such a process sits this step out (it keeps its blocks) if the pool is dry.
+  auto has_room_for_one = [&](Process& p) {
+    const size_t next = p.num_computed_tokens() + 1;
+    if (memory_->BlocksToGrow(p, next) > memory_->NumFreeBlocks()) return false;
+    GrowChecked(*memory_, p, next);
+    return true;
+  };
+  // Decodes first: one token each.
+  for (Process* p : ranked) {
+    if (budget == 0) break;
+    if (p->state() != ProcessState::kRunning || p->num_pending_tokens() != 1) continue;
+    if (!has_room_for_one(*p)) continue;
+    plan.batch.push_back(BatchEntry{p->id(), p->num_computed_tokens(), 1, false, true});
+    --budget;
+  }
+  // Then prefill chunks, each as long as the budget, the chunk limit and free memory allow.
+  for (Process* p : ranked) {
+    if (budget == 0) break;
+    if (p->state() != ProcessState::kRunning || p->num_pending_tokens() < 2) continue;
+    if (!has_room_for_one(*p)) continue;
+    const size_t computed = p->num_computed_tokens();
+    size_t lo = 1;
+    size_t hi = std::min({p->num_pending_tokens(), budget, options_.max_prefill_chunk_tokens});
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo + 1) / 2;
+      if (memory_->BlocksToGrow(*p, computed + mid) <= memory_->NumFreeBlocks()) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    GrowChecked(*memory_, *p, computed + lo);
+    CHECK_EQ(p->num_computed_tokens(), computed) << "prefix cache hit after admission";
+    plan.batch.push_back(BatchEntry{p->id(), computed, lo, true, computed + lo == p->num_tokens()});
+    budget -= lo;
+  }
+  plan.num_batch_tokens = options_.max_batch_tokens - budget;
+}
+
+Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled) {
+  if (next_step_idx_ == 0 || plan.step_idx != next_step_idx_ - 1 || completed_step_idx_ == plan.step_idx) {
+    return InvalidArgumentError("CompleteStep: plan " + std::to_string(plan.step_idx) +
+                                " is not the latest uncompleted plan");
+  }
+  if (sampled.size() != plan.num_samples()) {
+    return InvalidArgumentError("CompleteStep: got " + std::to_string(sampled.size()) +
+                                " sampled tokens for a plan with " + std::to_string(plan.num_samples()) +
+                                " sampling entries");
+  }
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    if (sampled[i] < 0) {
+      return InvalidArgumentError("CompleteStep: sampled token " + std::to_string(i) + " is negative");
+    }
+  }
+  completed_step_idx_ = plan.step_idx;
+  const TimePoint now = clock_->Now();
+  size_t sample_idx = 0;
+  for (const BatchEntry& e : plan.batch) {
+    const TokenId token = e.samples ? sampled[sample_idx++] : -1;
+    auto it = live_.find(e.id);
+    if (it == live_.end() || it->second->state() != ProcessState::kRunning) continue;  // cancelled
+    Process& p = *it->second;
+    CHECK_EQ(p.num_computed_tokens(), e.first_token_idx) << "process " << p.id() << " moved during the step";
+    // Policies are charged for progress only: recomputing KV lost to a preemption is the
+    // scheduler's cost, not the process's (or its tenant's) service.
+    const size_t num_new = p.MarkComputed(e.num_tokens);
+    if (num_new > 0) policy_->OnServed(p, num_new);
+    if (!e.samples) continue;
+    p.AppendToken(token, now);
+    if (p.num_remaining_tokens() == 0) End(p, ProcessState::kFinished, "max_tokens reached");
+  }
+  return OkStatus();
+}
+
+const Process* Scheduler::Find(ProcessId id) const {
+  auto it = live_.find(id);
+  if (it != live_.end()) return it->second.get();
+  for (const auto& p : ended_) {
+    if (p->id() == id) return p.get();
+  }
+  return nullptr;
+}
+
+std::vector<const Process*> Scheduler::LiveProcesses() const {
+  std::vector<const Process*> out;
+  out.reserve(live_.size());
+  for (const auto& [id, p] : live_) out.push_back(p.get());
+  return out;
+}
+
+std::vector<std::unique_ptr<Process>> Scheduler::TakeEnded() {
+  std::vector<std::unique_ptr<Process>> out;
+  out.swap(ended_);
+  return out;
+}
+
+SchedulerStats Scheduler::stats() const {
+  SchedulerStats s;
+  s.num_running = NumRunning();
+  s.num_queued = live_.size() - s.num_running;
+  s.num_steps = next_step_idx_;
+  s.num_preemptions = num_preemptions_;
+  s.num_swap_preemptions = num_swap_preemptions_;
+  return s;
+}
+
+}  // namespace llmasos::kernel
