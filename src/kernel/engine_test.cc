@@ -1,0 +1,215 @@
+// The engine end to end on a tiny model: whatever the policy, the batching, the preemptions
+// (swap or recompute) and the prefix-cache hits, every process's greedy tokens equal those of
+// the same prompt run alone through arch::Context.
+#include "kernel/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "model/arch/llama_context.h"
+#include "model/arch/tiny_model.h"
+
+namespace llmasos::kernel {
+namespace {
+
+class EngineTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    arch::TinyModelSpec spec;
+    spec.type = cpu::TensorType::kF32;  // batched and alone differ only in summation order
+    spec.context = 256;
+    bytes_ = *arch::MakeTinyModel(spec);
+    auto file = gguf::GgufFile::Parse(bytes_);
+    ASSERT_TRUE(file.ok());
+    auto vocab = tokenizer::VocabFromGguf(**file);
+    ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
+    tokenizer_ = *tokenizer::Tokenizer::Create(*std::move(vocab));
+    model_ = *arch::Model::FromGguf(*std::move(file));
+  }
+
+  std::vector<TokenId> Prompt(size_t n, uint32_t seed) const {
+    std::mt19937 rng(seed);
+    std::vector<TokenId> t(n);
+    for (auto& v : t) v = static_cast<TokenId>(rng() % 250);  // byte tokens: never EOG
+    return t;
+  }
+
+  // Greedy continuation of `prompt` alone, ending after max_tokens or an EOG token (kept).
+  std::vector<TokenId> Alone(const std::vector<TokenId>& prompt, size_t max_tokens) {
+    arch::ContextOptions o;
+    o.max_tokens = 256;
+    auto ctx = *arch::Context::Create(*model_, pool_, o);
+    std::vector<float> logits(model_->config().vocab_size);
+    EXPECT_TRUE(ctx->Forward(prompt, false, logits.data()).ok());
+    std::vector<TokenId> out;
+    while (out.size() < max_tokens) {
+      const TokenId t = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      out.push_back(t);
+      if (tokenizer_->IsEog(t)) break;
+      EXPECT_TRUE(ctx->Forward(std::span<const TokenId>(&t, 1), false, logits.data()).ok());
+    }
+    return out;
+  }
+
+  ProcessSpec Greedy(std::vector<TokenId> prompt, int32_t max_tokens, int32_t priority = 0,
+                     std::string tenant = "default") {
+    ProcessSpec s;
+    s.prompt = std::move(prompt);
+    s.sampling.temperature = 0;
+    s.limits.max_tokens = max_tokens;
+    s.priority = priority;
+    s.tenant = std::move(tenant);
+    return s;
+  }
+
+  // Runs the engine dry; returns each ended process by id.
+  std::map<ProcessId, std::unique_ptr<Process>> RunAll(Engine& e) {
+    std::map<ProcessId, std::unique_ptr<Process>> ended;
+    for (int guard = 0; e.HasWork() && guard < 10000; ++guard) {
+      auto r = e.Step();
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok()) break;
+      for (auto& p : e.TakeEnded()) ended[p->id()] = std::move(p);
+    }
+    for (auto& p : e.TakeEnded()) ended[p->id()] = std::move(p);
+    EXPECT_FALSE(e.HasWork());
+    return ended;
+  }
+
+  std::vector<uint8_t> bytes_;
+  std::unique_ptr<arch::Model> model_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  ThreadPool pool_{2};
+  SimulatedClock clock_;
+};
+
+struct Mix {
+  std::vector<std::vector<TokenId>> prompts;
+  std::vector<int32_t> max_tokens;
+};
+
+TEST_F(EngineTest, BatchedGreedyEqualsAloneUnderEveryPolicy) {
+  const std::vector<TokenId> system = Prompt(20, 99);  // a shared prefix of 20 tokens
+  Mix mix;
+  for (size_t i = 0; i < 7; ++i) {
+    std::vector<TokenId> p = i % 2 == 0 ? system : std::vector<TokenId>{};
+    for (TokenId t : Prompt(3 + 9 * i, static_cast<uint32_t>(i))) p.push_back(t);
+    mix.prompts.push_back(p);
+    mix.max_tokens.push_back(static_cast<int32_t>(4 + 3 * i));
+  }
+  std::vector<std::vector<TokenId>> want;
+  for (size_t i = 0; i < mix.prompts.size(); ++i) want.push_back(Alone(mix.prompts[i], mix.max_tokens[i]));
+
+  for (const char* policy : {"fcfs", "sjf", "rr", "priority", "fair"}) {
+    EngineOptions o;
+    o.policy = policy;
+    o.kv_block_tokens = 4;
+    o.scheduler.max_batch_tokens = 24;  // long prompts split into chunks beside decodes
+    o.scheduler.max_prefill_chunk_tokens = 16;
+    auto e = Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    std::vector<ProcessId> ids;
+    for (size_t i = 0; i < mix.prompts.size(); ++i) {
+      ids.push_back(*(*e)->Submit(Greedy(mix.prompts[i], mix.max_tokens[i], static_cast<int32_t>(i % 3),
+                                         i % 2 ? "a" : "b")));
+    }
+    auto ended = RunAll(**e);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_TRUE(ended.count(ids[i])) << policy << " process " << i;
+      const Process& p = *ended[ids[i]];
+      EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
+          << policy << " process " << i;
+      EXPECT_EQ(p.state(), ProcessState::kFinished) << p.reason();
+    }
+    EXPECT_TRUE((*e)->kv().CheckInvariants().ok());
+  }
+}
+
+TEST_F(EngineTest, PreemptedProcessesResumeExactly) {
+  std::vector<std::vector<TokenId>> prompts;
+  for (uint32_t i = 0; i < 5; ++i) prompts.push_back(Prompt(10 + 5 * i, 200 + i));
+  std::vector<std::vector<TokenId>> want;
+  for (const auto& p : prompts) want.push_back(Alone(p, 24));
+  const arch::ModelConfig& c = model_->config();
+  const size_t block_bytes = c.num_layers * 2 * 4 * c.kv_dim() * sizeof(float);
+  for (size_t swap_blocks : {0, 64}) {  // 0: every preemption recomputes
+    EngineOptions o;
+    o.kv_block_tokens = 4;
+    o.kv_budget_bytes = 24 * block_bytes;  // 96 tokens for ~5 x 50: preemption is forced
+    o.swap_budget_bytes = swap_blocks * block_bytes;
+    o.policy = "priority";
+    o.scheduler.min_tokens_before_preempt = 2;
+    auto e = Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    std::vector<ProcessId> ids;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      // Later arrivals have higher priority and preempt the earlier ones.
+      ids.push_back(*(*e)->Submit(Greedy(prompts[i], 24, static_cast<int32_t>(i))));
+      for (int s = 0; s < 3; ++s) ASSERT_TRUE((*e)->Step().ok());
+    }
+    auto ended = RunAll(**e);
+    int64_t preemptions = 0, swaps = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const Process& p = *ended.at(ids[i]);
+      EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
+          << "swap blocks " << swap_blocks << " process " << i;
+      preemptions += p.accounting().num_preemptions;
+      swaps += p.accounting().num_swap_preemptions;
+    }
+    EXPECT_GT(preemptions, 0) << "the budget did not force a preemption";
+    if (swap_blocks == 0) EXPECT_EQ(swaps, 0);
+    if (swap_blocks > 0) EXPECT_GT(swaps, 0) << "swap space given but never used";
+  }
+}
+
+TEST_F(EngineTest, SharedPrefixIsReusedWithinATenantOnly) {
+  const std::vector<TokenId> system = Prompt(32, 7);
+  std::vector<TokenId> a = system, b = system, c = system;
+  a.push_back(5);
+  b.push_back(6);
+  c.push_back(7);
+  EngineOptions o;
+  o.kv_block_tokens = 8;
+  auto e = *Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+  const ProcessId ia = *e->Submit(Greedy(a, 4, 0, "t1"));
+  auto first = RunAll(*e);
+  const ProcessId ib = *e->Submit(Greedy(b, 4, 0, "t1"));
+  const ProcessId ic = *e->Submit(Greedy(c, 4, 0, "t2"));
+  auto later = RunAll(*e);
+  EXPECT_EQ(first.at(ia)->accounting().num_prefix_cached_tokens, 0);
+  EXPECT_EQ(later.at(ib)->accounting().num_prefix_cached_tokens, 32);  // 4 full blocks
+  EXPECT_EQ(later.at(ic)->accounting().num_prefix_cached_tokens, 0);   // other tenant
+  const Process& pb = *later.at(ib);
+  EXPECT_EQ(std::vector<TokenId>(pb.generated().begin(), pb.generated().end()), Alone(b, 4));
+}
+
+TEST_F(EngineTest, RefusesBadSubmissions) {
+  auto e = *Engine::Create(*model_, *tokenizer_, pool_, EngineOptions{}, &clock_);
+  EXPECT_FALSE(e->Submit(Greedy({1, 999999}, 4)).ok());  // outside the vocabulary
+  EXPECT_FALSE(e->Submit(Greedy(Prompt(250, 1), 100)).ok());  // beyond the context of 256
+  ProcessSpec bad = Greedy({1, 2}, 4);
+  bad.sampling.top_p = 0;
+  EXPECT_FALSE(e->Submit(bad).ok());
+  EngineOptions unknown;
+  unknown.policy = "lottery";
+  EXPECT_FALSE(Engine::Create(*model_, *tokenizer_, pool_, unknown, &clock_).ok());
+}
+
+TEST_F(EngineTest, CancelEndsAProcessAndFreesItsMemory) {
+  auto e = *Engine::Create(*model_, *tokenizer_, pool_, EngineOptions{}, &clock_);
+  const ProcessId id = *e->Submit(Greedy(Prompt(40, 3), 50));
+  ASSERT_TRUE(e->Step().ok());
+  ASSERT_TRUE(e->Step().ok());
+  EXPECT_GT(e->kv().Stats().used_blocks, 0u);
+  ASSERT_TRUE(e->Cancel(id).ok());
+  auto ended = e->TakeEnded();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0]->state(), ProcessState::kCancelled);
+  EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
+  EXPECT_FALSE(e->HasWork());
+}
+
+}  // namespace
+}  // namespace llmasos::kernel
