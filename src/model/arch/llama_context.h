@@ -17,13 +17,13 @@
 #include <span>
 #include <vector>
 
+#include "model/arch/batch_forward.h"
 #include "model/arch/llama_model.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::arch {
 
-using TokenId = int32_t;
 
 struct ContextOptions {
   size_t max_tokens = 4096;   // KV capacity; clamped to the model's trained context
@@ -55,19 +55,14 @@ class Context {
   size_t kv_cache_bytes() const;
 
  private:
-  Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens);
+  Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens,
+          bool float_activations);
 
   // Runs one chunk of at most max_batch_tokens_ tokens. logits_out as in Forward, for this
   // chunk (all rows, or the last row only).
-  void ForwardChunk(std::span<const TokenId> tokens, bool all_logits, float* logits_out);
-  void Attention(size_t layer_idx, size_t num_new);
+  Status ForwardChunk(std::span<const TokenId> tokens, bool all_logits, float* logits_out);
 
   const Model& model_;
-  // cpu::MatMul or cpu::MatMulFloatActivations, as ContextOptions::float_activations says.
-  void MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out);
-
-  ThreadPool& pool_;
-  bool float_activations_ = false;
   const size_t max_tokens_;
   const size_t max_batch_tokens_;
   size_t num_tokens_ = 0;
@@ -76,21 +71,8 @@ class Context {
   // pages, so memory becomes resident only as the sequence grows.
   std::unique_ptr<float[]> k_cache_;
   std::unique_ptr<float[]> v_cache_;
-
-  // Scratch for one chunk of n <= max_batch_tokens tokens.
-  std::vector<float> x_;       // [n, embd] residual stream
-  std::vector<float> xn_;      // [n, embd] normalised
-  std::vector<float> q_;       // [n, q_dim]
-  std::vector<float> k_;       // [n, kv_dim]
-  std::vector<float> v_;       // [n, kv_dim]
-  std::vector<float> att_;     // [n, q_dim] attention output
-  std::vector<float> proj_;    // [n, embd]
-  std::vector<float> gate_;    // [n, ffn]
-  std::vector<float> up_;      // [n, ffn]
-  std::vector<float> rope_cos_;  // [n, rope_dims / 2]
-  std::vector<float> rope_sin_;  // [n, rope_dims / 2]
-  std::vector<float> scores_;  // [num_threads, max_tokens] attention scores per thread
-  std::vector<float> inv_freq_;  // [rope_dims / 2]: theta^(-2i / rope_dims)
+  // The forward pass itself, shared with the batched (kernel) path.
+  BatchForward batch_;
 };
 
 }  // namespace llmasos::arch

@@ -1,0 +1,258 @@
+#include "model/arch/batch_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace llmasos::arch {
+namespace {
+
+// Rotates the first rope_dims dims of one head vector by the angles whose cos/sin are given.
+//   kNormal pairs (x[2i], x[2i+1]); kNeox pairs (x[i], x[i + rope_dims/2]).
+void ApplyRope(RopeMode mode, const float* cos, const float* sin, size_t rope_dims, float* x) {
+  const size_t half = rope_dims / 2;
+  if (mode == RopeMode::kNormal) {
+    for (size_t i = 0; i < half; ++i) {
+      const float a = x[2 * i], b = x[2 * i + 1];
+      x[2 * i] = a * cos[i] - b * sin[i];
+      x[2 * i + 1] = a * sin[i] + b * cos[i];
+    }
+  } else {
+    for (size_t i = 0; i < half; ++i) {
+      const float a = x[i], b = x[i + half];
+      x[i] = a * cos[i] - b * sin[i];
+      x[i + half] = a * sin[i] + b * cos[i];
+    }
+  }
+}
+
+void AddBias(const std::vector<float>& bias, size_t n, float* rows) {
+  if (bias.empty()) return;
+  for (size_t t = 0; t < n; ++t) cpu::AddInPlace(bias.data(), bias.size(), rows + t * bias.size());
+}
+
+size_t LogitRows(const BatchSegment& s) {
+  switch (s.logits) {
+    case LogitsMode::kNone:
+      return 0;
+    case LogitsMode::kLast:
+      return 1;
+    case LogitsMode::kAll:
+      return s.tokens.size();
+  }
+  return 0;
+}
+
+}  // namespace
+
+BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batch_tokens,
+                           size_t max_context, bool float_activations)
+    : model_(model),
+      pool_(pool),
+      max_batch_tokens_(max_batch_tokens),
+      max_context_(max_context),
+      float_activations_(float_activations) {
+  const ModelConfig& c = model.config();
+  const size_t n = max_batch_tokens_;
+  token_segment_.resize(n);
+  token_pos_.resize(n);
+  x_.resize(n * c.embd);
+  xn_.resize(n * c.embd);
+  q_.resize(n * c.q_dim());
+  k_.resize(n * c.kv_dim());
+  v_.resize(n * c.kv_dim());
+  att_.resize(n * c.q_dim());
+  proj_.resize(n * c.embd);
+  gate_.resize(n * c.ffn);
+  up_.resize(n * c.ffn);
+  rope_cos_.resize(n * c.rope_dims / 2);
+  rope_sin_.resize(n * c.rope_dims / 2);
+  scores_.resize(pool.num_threads() * max_context_);
+  inv_freq_.resize(c.rope_dims / 2);
+  for (size_t i = 0; i < c.rope_dims / 2; ++i) {
+    inv_freq_[i] = static_cast<float>(
+        std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / c.rope_dims));
+  }
+}
+
+void BatchForward::MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out) {
+  if (float_activations_) {
+    cpu::MatMulFloatActivations(w, x, num_tokens, out, pool_);
+  } else {
+    cpu::MatMul(w, x, num_tokens, out, pool_);
+  }
+}
+
+Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout& kv,
+                         size_t num_blocks) {
+  const ModelConfig& c = model_.config();
+  // Validate everything before anything is written.
+  if (segments.empty()) return InvalidArgumentError("batch has no segments");
+  if (kv.block_tokens == 0) return InvalidArgumentError("KV layout has 0 tokens per block");
+  size_t n = 0;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const BatchSegment& seg = segments[s];
+    const std::string where = "batch segment " + std::to_string(s) + ": ";
+    if (seg.tokens.empty()) return InvalidArgumentError(where + "no tokens");
+    n += seg.tokens.size();
+    if (n > max_batch_tokens_) {
+      return InvalidArgumentError(where + "the batch exceeds " + std::to_string(max_batch_tokens_) + " tokens");
+    }
+    const size_t end = seg.pos0 + seg.tokens.size();
+    if (end > max_context_) {
+      return InvalidArgumentError(where + "position " + std::to_string(end - 1) +
+                                  " is beyond the context of " + std::to_string(max_context_));
+    }
+    if (end > seg.block_table.size() * kv.block_tokens) {
+      return InvalidArgumentError(where + "block table of " + std::to_string(seg.block_table.size()) +
+                                  " blocks does not cover position " + std::to_string(end - 1));
+    }
+    for (size_t b = 0; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
+      if (seg.block_table[b] >= num_blocks) {
+        return InvalidArgumentError(where + "block id " + std::to_string(seg.block_table[b]) +
+                                    " is not one of the " + std::to_string(num_blocks) + " blocks");
+      }
+    }
+    for (size_t i = 0; i < seg.tokens.size(); ++i) {
+      if (seg.tokens[i] < 0 || static_cast<size_t>(seg.tokens[i]) >= c.vocab_size) {
+        return InvalidArgumentError(where + "token id " + std::to_string(seg.tokens[i]) +
+                                    " is outside the vocabulary of " + std::to_string(c.vocab_size));
+      }
+    }
+    if (seg.logits != LogitsMode::kNone && seg.logits_out == nullptr) {
+      return InvalidArgumentError(where + "logits requested without an output buffer");
+    }
+  }
+
+  const size_t half = c.rope_dims / 2;
+  size_t t = 0;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    for (size_t i = 0; i < segments[s].tokens.size(); ++i, ++t) {
+      token_segment_[t] = static_cast<uint32_t>(s);
+      token_pos_[t] = segments[s].pos0 + i;
+      cpu::DequantizeRow(model_.token_embd(), segments[s].tokens[i], &x_[t * c.embd]);
+      const float pos = static_cast<float>(token_pos_[t]);
+      for (size_t j = 0; j < half; ++j) {
+        const float angle = pos * inv_freq_[j];
+        rope_cos_[t * half + j] = std::cos(angle);
+        rope_sin_[t * half + j] = std::sin(angle);
+      }
+    }
+  }
+
+  for (size_t layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
+    const LayerWeights& w = model_.layer(layer_idx);
+    // Attention block.
+    for (size_t i = 0; i < n; ++i) {
+      cpu::RmsNorm(&x_[i * c.embd], w.attn_norm.data(), c.embd, c.rms_eps, &xn_[i * c.embd]);
+    }
+    MatMul(w.wq, xn_.data(), n, q_.data());
+    MatMul(w.wk, xn_.data(), n, k_.data());
+    MatMul(w.wv, xn_.data(), n, v_.data());
+    AddBias(w.bq, n, q_.data());
+    AddBias(w.bk, n, k_.data());
+    AddBias(w.bv, n, v_.data());
+    for (size_t i = 0; i < n; ++i) {
+      const float* cos = &rope_cos_[i * half];
+      const float* sin = &rope_sin_[i * half];
+      for (size_t h = 0; h < c.num_heads; ++h) {
+        ApplyRope(c.rope_mode, cos, sin, c.rope_dims, &q_[i * c.q_dim() + h * c.head_dim]);
+      }
+      for (size_t h = 0; h < c.num_kv_heads; ++h) {
+        ApplyRope(c.rope_mode, cos, sin, c.rope_dims, &k_[i * c.kv_dim() + h * c.head_dim]);
+      }
+      // Store this token's K/V in its slot of its sequence's block table.
+      const BatchSegment& seg = segments[token_segment_[i]];
+      const size_t pos = token_pos_[i];
+      const BlockId block = seg.block_table[pos / kv.block_tokens];
+      const size_t row = pos % kv.block_tokens;
+      std::memcpy(kv.K(block, layer_idx) + row * c.kv_dim(), &k_[i * c.kv_dim()], c.kv_dim() * sizeof(float));
+      std::memcpy(kv.V(block, layer_idx) + row * c.kv_dim(), &v_[i * c.kv_dim()], c.kv_dim() * sizeof(float));
+    }
+    Attention(layer_idx, segments, kv);
+    MatMul(w.wo, att_.data(), n, proj_.data());
+    cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
+
+    // MLP block.
+    for (size_t i = 0; i < n; ++i) {
+      cpu::RmsNorm(&x_[i * c.embd], w.ffn_norm.data(), c.embd, c.rms_eps, &xn_[i * c.embd]);
+    }
+    MatMul(w.gate, xn_.data(), n, gate_.data());
+    MatMul(w.up, xn_.data(), n, up_.data());
+    cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
+    MatMul(w.down, gate_.data(), n, proj_.data());
+    cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
+  }
+
+  // Logits: the wanted rows, normalised and gathered, through the output matrix in one
+  // product (the output matrix is the largest one; it is read once for the whole batch).
+  size_t rows = 0;
+  size_t wanting = 0;
+  t = 0;
+  for (const BatchSegment& seg : segments) {
+    const size_t want = LogitRows(seg);
+    const size_t first = t + seg.tokens.size() - want;
+    for (size_t i = 0; i < want; ++i, ++rows) {
+      cpu::RmsNorm(&x_[(first + i) * c.embd], model_.output_norm().data(), c.embd, c.rms_eps,
+                   &xn_[rows * c.embd]);
+    }
+    wanting += want > 0;
+    t += seg.tokens.size();
+  }
+  if (rows == 0) return OkStatus();
+  if (wanting == 1) {  // one segment: straight into its buffer
+    for (const BatchSegment& seg : segments) {
+      if (LogitRows(seg) > 0) MatMul(model_.output(), xn_.data(), rows, seg.logits_out);
+    }
+    return OkStatus();
+  }
+  logits_.resize(rows * c.vocab_size);
+  MatMul(model_.output(), xn_.data(), rows, logits_.data());
+  rows = 0;
+  for (const BatchSegment& seg : segments) {
+    const size_t want = LogitRows(seg);
+    if (want == 0) continue;
+    std::memcpy(seg.logits_out, &logits_[rows * c.vocab_size], want * c.vocab_size * sizeof(float));
+    rows += want;
+  }
+  return OkStatus();
+}
+
+// Causal grouped-query attention for every token of the batch: token i of a segment sees its
+// own sequence's positions 0 .. pos(i), read through the segment's block table (the new
+// positions' K/V were stored before this is called). One task per (token, query head).
+void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> segments,
+                             const KvLayout& kv) {
+  const ModelConfig& c = model_.config();
+  size_t num_tokens = 0;
+  for (const BatchSegment& seg : segments) num_tokens += seg.tokens.size();
+  const size_t group = c.num_heads / c.num_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  pool_.Run(num_tokens * c.num_heads, [&](size_t task_idx, size_t thread_idx) {
+    const size_t i = task_idx / c.num_heads;
+    const size_t h = task_idx % c.num_heads;
+    const size_t kv_off = (h / group) * c.head_dim;
+    const BatchSegment& seg = segments[token_segment_[i]];
+    const size_t num_visible = token_pos_[i] + 1;  // causal: positions 0 .. pos
+    const float* q = &q_[i * c.q_dim() + h * c.head_dim];
+    float* scores = &scores_[thread_idx * max_context_];
+    for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
+      const float* k_rows = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx) + kv_off;
+      const size_t rows = std::min(kv.block_tokens, num_visible - j0);
+      for (size_t r = 0; r < rows; ++r) {
+        scores[j0 + r] = scale * cpu::Dot(q, k_rows + r * c.kv_dim(), c.head_dim);
+      }
+    }
+    cpu::Softmax(scores, num_visible);
+    float* out = &att_[i * c.q_dim() + h * c.head_dim];
+    std::fill(out, out + c.head_dim, 0.0f);
+    for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
+      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + kv_off;
+      const size_t rows = std::min(kv.block_tokens, num_visible - j0);
+      for (size_t r = 0; r < rows; ++r) cpu::Axpy(scores[j0 + r], v_rows + r * c.kv_dim(), c.head_dim, out);
+    }
+  });
+}
+
+}  // namespace llmasos::arch

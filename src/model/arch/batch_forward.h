@@ -1,0 +1,104 @@
+// The batched forward pass: one pass of the model over many sequences at once, each at its
+// own position, mixing prefill chunks and single decode tokens. The weight matrices are read
+// once for all the batch's tokens (what makes serving many processes cheaper than serving
+// them one by one); attention reads each sequence's K/V through its block table, so the
+// cache may be paged (kernel/kv_memory) or one contiguous region (Context).
+//
+// Thread safety: a BatchForward holds scratch buffers; one thread uses it at a time (the
+// engine thread of a model instance). Run uses the thread pool it was given.
+#ifndef LLMASOS_MODEL_ARCH_BATCH_FORWARD_H_
+#define LLMASOS_MODEL_ARCH_BATCH_FORWARD_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "drivers/cpu/ops.h"
+#include "model/arch/llama_model.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::arch {
+
+using TokenId = int32_t;
+using BlockId = uint32_t;
+
+// Where the K and V rows of a KV cache the forward pass does not own live: the `block_tokens`
+// rows of layer `layer` of block `block` start at
+//   k_base + block * block_stride + layer * layer_stride       (V: v_base + ...)
+// and row r (position p with p % block_tokens == r) is kv_dim floats further per row.
+// kernel::KvMemory's pool and Context's contiguous cache (one block) are both this shape.
+struct KvLayout {
+  float* k_base = nullptr;
+  float* v_base = nullptr;
+  size_t block_stride = 0;  // floats from one block to the next
+  size_t layer_stride = 0;  // floats from one layer of a block to the next
+  size_t block_tokens = 0;  // rows per block
+
+  float* K(BlockId block, size_t layer) const { return k_base + block * block_stride + layer * layer_stride; }
+  float* V(BlockId block, size_t layer) const { return v_base + block * block_stride + layer * layer_stride; }
+};
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+// One sequence's part of a batch: `tokens` at positions pos0 .. pos0 + tokens.size() - 1.
+// K/V of positions < pos0 are already in the cache; block_table must cover every position up
+// to pos0 + tokens.size() - 1. The pass writes the new positions' K/V into their slots.
+struct BatchSegment {
+  std::span<const TokenId> tokens;
+  size_t pos0 = 0;
+  std::span<const BlockId> block_table;
+  LogitsMode logits = LogitsMode::kLast;
+  float* logits_out = nullptr;  // [tokens.size(), vocab] for kAll, [vocab] for kLast
+};
+
+class BatchForward {
+ public:
+  // max_batch_tokens: the most tokens one Run may hold, summed over segments.
+  // max_context: the most positions any sequence may reach (sizes the attention scratch).
+  // REQUIRES: model and pool outlive this object; both limits >= 1.
+  BatchForward(const Model& model, ThreadPool& pool, size_t max_batch_tokens, size_t max_context,
+               bool float_activations);
+
+  // Runs the segments through the model. InvalidArgument (nothing written) for an empty
+  // segment, too many tokens, a position beyond max_context or the block table, a block id
+  // the caller says it does not have (>= num_blocks), or a token id outside the vocabulary.
+  Status Run(std::span<const BatchSegment> segments, const KvLayout& kv, size_t num_blocks);
+
+  size_t max_batch_tokens() const { return max_batch_tokens_; }
+  size_t max_context() const { return max_context_; }
+
+ private:
+  void MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out);
+  void Attention(size_t layer_idx, std::span<const BatchSegment> segments, const KvLayout& kv);
+
+  const Model& model_;
+  ThreadPool& pool_;
+  const size_t max_batch_tokens_;
+  const size_t max_context_;
+  const bool float_activations_;
+
+  // Per token of the current batch: its segment and its position.
+  std::vector<uint32_t> token_segment_;
+  std::vector<size_t> token_pos_;
+  // Scratch for n <= max_batch_tokens tokens.
+  std::vector<float> x_;         // [n, embd] residual stream
+  std::vector<float> xn_;        // [n, embd] normalised
+  std::vector<float> q_;         // [n, q_dim]
+  std::vector<float> k_;         // [n, kv_dim]
+  std::vector<float> v_;         // [n, kv_dim]
+  std::vector<float> att_;       // [n, q_dim] attention output
+  std::vector<float> proj_;      // [n, embd]
+  std::vector<float> gate_;      // [n, ffn]
+  std::vector<float> up_;        // [n, ffn]
+  std::vector<float> rope_cos_;  // [n, rope_dims / 2]
+  std::vector<float> rope_sin_;  // [n, rope_dims / 2]
+  std::vector<float> scores_;    // [num_threads, max_context] attention scores per thread
+  std::vector<float> inv_freq_;  // [rope_dims / 2]: theta^(-2i / rope_dims)
+  std::vector<float> logits_;    // [rows wanted, vocab] before they are copied out
+};
+
+}  // namespace llmasos::arch
+
+#endif  // LLMASOS_MODEL_ARCH_BATCH_FORWARD_H_

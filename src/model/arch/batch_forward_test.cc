@@ -1,0 +1,193 @@
+// BatchForward over a paged cache: several sequences at different positions in one pass,
+// prefill chunks mixed with decode tokens, K/V reached through shuffled block tables, give
+// the same logits as each sequence run alone through Context (contiguous cache).
+#include "model/arch/batch_forward.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "model/arch/llama_context.h"
+#include "model/arch/tiny_model.h"
+
+namespace llmasos::arch {
+namespace {
+
+struct Loaded {
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<Model> model;
+};
+
+Loaded LoadTiny(cpu::TensorType type) {
+  TinyModelSpec spec;
+  spec.type = type;
+  spec.arch = "qwen2";  // NeoX RoPE and QKV biases: the most arithmetic per token
+  Loaded l;
+  auto bytes = MakeTinyModel(spec);
+  EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
+  l.bytes = std::move(bytes).value();
+  auto file = gguf::GgufFile::Parse(l.bytes);
+  EXPECT_TRUE(file.ok()) << file.status().ToString();
+  auto model = Model::FromGguf(std::move(file).value());
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  l.model = std::move(model).value();
+  return l;
+}
+
+// A paged pool in the layout kernel::KvMemory uses: [block][layer][K|V][block_tokens][kv_dim].
+struct Pool {
+  Pool(const ModelConfig& c, size_t num_blocks, size_t block_tokens)
+      : num_blocks(num_blocks), data(num_blocks * c.num_layers * 2 * block_tokens * c.kv_dim(), NAN) {
+    layout.k_base = data.data();
+    layout.v_base = data.data() + block_tokens * c.kv_dim();
+    layout.layer_stride = 2 * block_tokens * c.kv_dim();
+    layout.block_stride = c.num_layers * layout.layer_stride;
+    layout.block_tokens = block_tokens;
+  }
+  size_t num_blocks;
+  std::vector<float> data;
+  KvLayout layout;
+};
+
+std::vector<TokenId> Tokens(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<TokenId> t(n);
+  for (auto& v : t) v = static_cast<TokenId>(rng() % 300);
+  return t;
+}
+
+// Each sequence alone: logits of every prompt position, then of each decode token.
+std::vector<std::vector<float>> Alone(const Model& model, ThreadPool& pool,
+                                      const std::vector<TokenId>& tokens) {
+  ContextOptions o;
+  o.max_tokens = 64;
+  auto ctx = Context::Create(model, pool, o);
+  EXPECT_TRUE(ctx.ok());
+  std::vector<std::vector<float>> out;
+  for (TokenId t : tokens) {
+    out.emplace_back(model.config().vocab_size);
+    EXPECT_TRUE((*ctx)->Forward(std::span<const TokenId>(&t, 1), false, out.back().data()).ok());
+  }
+  return out;
+}
+
+float RelDiff(const std::vector<float>& a, const float* b) {
+  float m = 0, scale = 1e-6f;
+  for (size_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(a[i]));
+  }
+  return m / scale;
+}
+
+class BatchForwardTest : public testing::TestWithParam<cpu::TensorType> {};
+
+TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
+  Loaded l = LoadTiny(GetParam());
+  const ModelConfig& c = l.model->config();
+  ThreadPool pool(2);
+  const size_t block_tokens = 4;
+  Pool kv(c, 40, block_tokens);
+  // Three sequences; their blocks interleaved in a shuffled order.
+  std::vector<BlockId> ids(kv.num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(5));
+  std::vector<std::vector<BlockId>> tables = {{ids.begin(), ids.begin() + 10},
+                                              {ids.begin() + 10, ids.begin() + 20},
+                                              {ids.begin() + 20, ids.begin() + 30}};
+  const std::vector<size_t> prompt_len = {9, 2, 13};
+  const size_t decode_steps = 6;
+  std::vector<std::vector<TokenId>> seqs;
+  for (size_t s = 0; s < 3; ++s) seqs.push_back(Tokens(prompt_len[s] + decode_steps, 100 + s));
+
+  BatchForward batch(*l.model, pool, 32, 64, /*float_activations=*/false);
+  std::vector<std::vector<float>> got(3);  // per sequence: logits of every position, flattened
+  std::vector<size_t> done(3, 0);
+  // Step 1: sequence 0's prompt in two chunks while 1 and 2 prefill whole; then decode all.
+  auto step = [&](std::vector<std::pair<size_t, size_t>> plan) {  // (sequence, tokens)
+    std::vector<BatchSegment> segs;
+    std::vector<std::vector<float>> outs;
+    outs.reserve(plan.size());
+    for (auto [s, n] : plan) {
+      outs.emplace_back(n * c.vocab_size);
+      BatchSegment seg;
+      seg.tokens = std::span<const TokenId>(seqs[s]).subspan(done[s], n);
+      seg.pos0 = done[s];
+      seg.block_table = tables[s];
+      seg.logits = LogitsMode::kAll;
+      seg.logits_out = outs.back().data();
+      segs.push_back(seg);
+    }
+    Status st = batch.Run(segs, kv.layout, kv.num_blocks);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (size_t i = 0; i < plan.size(); ++i) {
+      auto [s, n] = plan[i];
+      got[s].insert(got[s].end(), outs[i].begin(), outs[i].end());
+      done[s] += n;
+    }
+  };
+  step({{0, 5}, {1, 2}});
+  step({{2, 13}, {0, 4}, {1, 1}});
+  for (size_t k = 0; k < decode_steps; ++k) {
+    std::vector<std::pair<size_t, size_t>> plan;
+    for (size_t s = 0; s < 3; ++s) {
+      if (done[s] < seqs[s].size()) plan.push_back({s, 1});
+    }
+    if (!plan.empty()) step(plan);
+  }
+  for (size_t s = 0; s < 3; ++s) {
+    std::vector<std::vector<float>> want = Alone(*l.model, pool, seqs[s]);
+    ASSERT_EQ(got[s].size(), done[s] * c.vocab_size);
+    for (size_t p = 0; p < done[s]; ++p) {
+      // Float weights: only summation order differs. 8-bit activations: the batched product
+      // runs other kernels (panels for >= 8 tokens) whose float rounding may flip an 8-bit
+      // rounding of a later activation; 2e-2 of the largest logit bounds that, and a wrong
+      // position, block or sequence gives errors of order 1.
+      const float tol = GetParam() == cpu::TensorType::kF32 ? 1e-4f : 2e-2f;
+      EXPECT_LE(RelDiff(want[p], &got[s][p * c.vocab_size]), tol) << "sequence " << s << " position " << p;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, BatchForwardTest,
+                         testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1));
+
+TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
+  Loaded l = LoadTiny(cpu::TensorType::kF32);
+  const ModelConfig& c = l.model->config();
+  ThreadPool pool(1);
+  Pool kv(c, 4, 4);
+  BatchForward batch(*l.model, pool, 8, 16, false);
+  std::vector<TokenId> tokens = Tokens(6, 1);
+  std::vector<BlockId> table = {0, 1};
+  std::vector<float> logits(c.vocab_size);
+  auto run = [&](BatchSegment seg) { return batch.Run(std::span<const BatchSegment>(&seg, 1), kv.layout, kv.num_blocks); };
+  BatchSegment ok{tokens, 0, table, LogitsMode::kLast, logits.data()};
+  BatchSegment short_table = ok;
+  short_table.block_table = std::span<const BlockId>(table).first(1);  // covers 4, needs 6
+  EXPECT_FALSE(run(short_table).ok());
+  std::vector<BlockId> bad_block = {0, 9};
+  BatchSegment bad = ok;
+  bad.block_table = bad_block;
+  EXPECT_FALSE(run(bad).ok());
+  BatchSegment beyond = ok;
+  beyond.pos0 = 12;  // 12 + 6 > max_context 16
+  EXPECT_FALSE(run(beyond).ok());
+  std::vector<TokenId> oov = {1, 999999};
+  BatchSegment oov_seg = ok;
+  oov_seg.tokens = oov;
+  EXPECT_FALSE(run(oov_seg).ok());
+  BatchSegment no_out = ok;
+  no_out.logits_out = nullptr;
+  EXPECT_FALSE(run(no_out).ok());
+  // Nothing was written by the refused runs: the pool still holds its NaN fill.
+  EXPECT_TRUE(std::all_of(kv.data.begin(), kv.data.end(), [](float v) { return std::isnan(v); }));
+  EXPECT_TRUE(run(ok).ok());
+  EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
+}
+
+}  // namespace
+}  // namespace llmasos::arch
