@@ -54,7 +54,7 @@ struct BatchEntry {
   ProcessId id = 0;
   size_t first_token_idx = 0;
   size_t num_tokens = 0;
-  bool is_prefill = false;  // false: a single decode token
+  bool is_prefill = false;  // false: a single pending token (a decode, or a 1-token prompt)
   bool samples = false;     // the entry reaches the end of the sequence: sample a token
 };
 
