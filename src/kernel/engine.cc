@@ -17,6 +17,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
                                                  const Clock* clock) {
   const arch::ModelConfig& c = model.config();
   std::unique_ptr<Engine> e(new Engine(model, tokenizer, pool, clock));
+  e->ignore_eog_ = options.ignore_eog;
   e->max_context_ = options.max_context == 0 ? c.context_length
                                              : std::min(options.max_context, c.context_length);
   KvMemoryOptions kv;
@@ -121,7 +122,7 @@ StatusOr<StepReport> Engine::Step() {
     if (on_token_) on_token_(sampled_by[i], sampled[i]);
     const Process* p = scheduler_->Find(sampled_by[i]);
     // A process may already have ended at max_tokens in CompleteStep.
-    if (p != nullptr && !IsTerminal(p->state()) && tokenizer_.IsEog(sampled[i])) {
+    if (!ignore_eog_ && p != nullptr && !IsTerminal(p->state()) && tokenizer_.IsEog(sampled[i])) {
       RETURN_IF_ERROR(scheduler_->Finish(sampled_by[i], "stop"));
     }
   }

@@ -38,6 +38,9 @@ struct EngineOptions {
   size_t max_context = 0;        // longest sequence; 0: the model's trained context
   bool share_prefix_across_tenants = false;
   bool float_activations = false;  // see arch::ContextOptions
+  // Keep generating through end-of-generation tokens, to max_tokens (benchmarks only, as
+  // llama-batched-bench does).
+  bool ignore_eog = false;
 };
 
 // What one Step did, for progress displays and benchmarks.
@@ -87,6 +90,7 @@ class Engine {
   const tokenizer::Tokenizer& tokenizer_;
   const Clock* clock_;
   size_t max_context_ = 0;
+  bool ignore_eog_ = false;
   std::unique_ptr<KvMemory> kv_;
   std::unique_ptr<KvMemoryModel> memory_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -16,6 +16,7 @@ void AddPerplexityCommand(CLI::App& app, int* exit_code);
 void AddInspectCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
+void AddBatchedBenchCommand(CLI::App& app, int* exit_code);
 
 // Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
