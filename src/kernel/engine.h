@@ -65,6 +65,8 @@ class Engine {
   // Scheduler::Submit.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
   Status Cancel(ProcessId id, std::string reason = "cancelled");
+  // Ends a running process as finished (e.g. its text reached a stop string).
+  Status Finish(ProcessId id, std::string reason) { return scheduler_->Finish(id, std::move(reason)); }
   Status SetPolicy(std::string_view name);
 
   // One scheduler step and its forward pass. A process ends with reason "stop" on an

@@ -17,6 +17,7 @@ void AddInspectCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
 void AddBatchedBenchCommand(CLI::App& app, int* exit_code);
+void AddBatchCommand(CLI::App& app, int* exit_code);
 
 // Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddEvalCommand(app, &exit_code);
   llmasos::shell::AddQuantizeCommand(app, &exit_code);
   llmasos::shell::AddBatchedBenchCommand(app, &exit_code);
+  llmasos::shell::AddBatchCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

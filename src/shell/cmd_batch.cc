@@ -1,0 +1,319 @@
+// llmasos batch [MODEL] -f prompts.jsonl -o results.jsonl: a file of prompts through the
+// kernel at once (continuous batching, the chosen scheduling policy), with a progress line and
+// results as JSON lines. Resumable: ids already in the output file are skipped, so running the
+// same command again after an interruption finishes the rest.
+//
+// Input, one JSON object per line:
+//   {"id": "q1", "prompt": "text"}                       the chat template is applied
+//   {"id": "q2", "messages": [{"role": ..., "content": ...}, ...]}
+//   {"id": "q3", "prompt": "text", "raw": true}          plain completion
+// optional per line: max_tokens, temperature, top_k, top_p, min_p, seed, stop (list),
+// priority, tenant. "id" defaults to the line number.
+// Output, one line per finished prompt, in finishing order:
+//   {"id", "text", "finish_reason" ("stop" | "length" | "error"), "prompt_tokens",
+//    "completion_tokens", "error" (only for "error")}
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "kernel/engine.h"
+#include "shell/commands.h"
+#include "shell/conversation.h"
+
+namespace llmasos::shell {
+namespace {
+
+struct BatchFlags {
+  LoadOptions load;
+  GenerateOptions gen;
+  std::string input;
+  std::string output;
+  std::string policy = "fcfs";
+  size_t parallel = 16;
+  size_t kv_mib = 512;
+  std::string chat_template;
+};
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnInterrupt(int) { g_stop = 1; }
+
+constexpr size_t kMaxLineBytes = 1 << 20;
+constexpr size_t kMaxPrompts = 1 << 20;
+
+struct Job {
+  std::string id;
+  std::vector<TokenId> prompt;
+  kernel::ProcessSpec spec;
+  std::vector<std::string> stop;
+};
+
+// Live state of one submitted job.
+struct Running {
+  std::string id;
+  size_t prompt_tokens = 0;
+  std::unique_ptr<tokenizer::IncrementalDecoder> decoder;
+  std::unique_ptr<sampling::StopMatcher> stops;
+  std::string text;
+  bool stopped = false;
+};
+
+// Ids already in the output file. A last line cut short by a crash is dropped from the file.
+StatusOr<std::set<std::string>> DoneIds(const std::string& path) {
+  std::set<std::string> done;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return done;  // no output yet
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t keep = 0, pos = 0;
+  while (pos < content.size()) {
+    size_t nl = content.find('\n', pos);
+    if (nl == std::string::npos) break;  // an unterminated last line: dropped below
+    auto j = nlohmann::json::parse(content.substr(pos, nl - pos), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j["id"].is_string()) {
+      return DataLossError("output file '" + path + "' line at byte " + std::to_string(pos) +
+                           " is not a result line; refusing to append to it");
+    }
+    done.insert(j["id"].get<std::string>());
+    pos = nl + 1;
+    keep = pos;
+  }
+  if (keep < content.size() && truncate(path.c_str(), static_cast<off_t>(keep)) != 0) {
+    return IoError("cannot trim the cut-short last line of '" + path + "'");
+  }
+  return done;
+}
+
+template <typename T>
+Status GetOptional(const nlohmann::json& j, const char* key, T* out, const std::string& where) {
+  if (!j.contains(key)) return OkStatus();
+  try {
+    *out = j[key].get<T>();
+  } catch (const std::exception&) {
+    return InvalidArgumentError(where + ": \"" + key + "\" has the wrong type");
+  }
+  return OkStatus();
+}
+
+StatusOr<std::vector<Job>> ReadJobs(const BatchFlags& f, const Session& s, const chat::ChatTemplate& tmpl,
+                                    const std::set<std::string>& done) {
+  std::ifstream in(f.input, std::ios::binary);
+  if (!in) return NotFoundError("cannot open prompts file '" + f.input + "'");
+  std::vector<Job> jobs;
+  std::set<std::string> ids;
+  std::string line;
+  for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+    const std::string where = f.input + ":" + std::to_string(line_no);
+    if (line.size() > kMaxLineBytes) return InvalidArgumentError(where + ": line longer than 1 MiB");
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (jobs.size() >= kMaxPrompts) return InvalidArgumentError(where + ": more than 2^20 prompts");
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return InvalidArgumentError(where + ": not a JSON object");
+    Job job;
+    job.id = std::to_string(line_no);
+    RETURN_IF_ERROR(GetOptional(j, "id", &job.id, where));
+    if (!ids.insert(job.id).second) return InvalidArgumentError(where + ": id '" + job.id + "' repeats");
+    if (done.count(job.id)) continue;
+    bool raw = false;
+    RETURN_IF_ERROR(GetOptional(j, "raw", &raw, where));
+    std::vector<chat::Message> messages;
+    if (j.contains("messages")) {
+      if (!j["messages"].is_array() || j["messages"].empty()) {
+        return InvalidArgumentError(where + ": \"messages\" must be a non-empty list");
+      }
+      for (const auto& m : j["messages"]) {
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+            !m["content"].is_string()) {
+          return InvalidArgumentError(where + ": each message needs string \"role\" and \"content\"");
+        }
+        messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+      }
+    } else if (j.contains("prompt") && j["prompt"].is_string()) {
+      if (!raw) messages.push_back({"user", j["prompt"].get<std::string>()});
+    } else {
+      return InvalidArgumentError(where + ": needs a string \"prompt\" or a \"messages\" list");
+    }
+    if (raw) {
+      job.prompt = s.tokenizer().Encode(j["prompt"].get<std::string>(), true, false);
+    } else {
+      auto ids_or = EncodeConversation(s.tokenizer(), tmpl, messages, true);
+      if (!ids_or.ok()) return ids_or.status().Annotate(where);
+      job.prompt = *std::move(ids_or);
+    }
+    if (job.prompt.empty()) return InvalidArgumentError(where + ": the prompt encodes to no tokens");
+    kernel::ProcessSpec& spec = job.spec;
+    spec.sampling = f.gen.sampling;
+    int64_t max_tokens = f.gen.max_tokens < 0 ? 256 : f.gen.max_tokens;
+    RETURN_IF_ERROR(GetOptional(j, "max_tokens", &max_tokens, where));
+    if (max_tokens < 1 || max_tokens > (1 << 20)) return InvalidArgumentError(where + ": max_tokens out of 1..2^20");
+    spec.limits.max_tokens = static_cast<int32_t>(max_tokens);
+    RETURN_IF_ERROR(GetOptional(j, "temperature", &spec.sampling.temperature, where));
+    RETURN_IF_ERROR(GetOptional(j, "top_k", &spec.sampling.top_k, where));
+    RETURN_IF_ERROR(GetOptional(j, "top_p", &spec.sampling.top_p, where));
+    RETURN_IF_ERROR(GetOptional(j, "min_p", &spec.sampling.min_p, where));
+    RETURN_IF_ERROR(GetOptional(j, "seed", &spec.sampling.seed, where));
+    RETURN_IF_ERROR(GetOptional(j, "priority", &spec.priority, where));
+    RETURN_IF_ERROR(GetOptional(j, "tenant", &spec.tenant, where));
+    Status valid = sampling::ValidateSamplingParams(spec.sampling);
+    if (!valid.ok()) return valid.Annotate(where);
+    job.stop = f.gen.stop;
+    std::vector<std::string> stop;
+    RETURN_IF_ERROR(GetOptional(j, "stop", &stop, where));
+    job.stop.insert(job.stop.end(), stop.begin(), stop.end());
+    for (std::string& e : tmpl.EndOfTurnStrings()) job.stop.push_back(std::move(e));
+    spec.prompt = job.prompt;
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
+}
+
+// A progress line, redrawn in place on a terminal; on a pipe or file, one line every 10 s.
+void PrintProgress(size_t done, size_t total, size_t tokens, double seconds) {
+  static double last_printed = -1e9;
+  const bool tty = isatty(STDERR_FILENO);
+  if (!tty && seconds - last_printed < 10 && done < total) return;
+  last_printed = seconds;
+  const double rate = seconds > 0 ? tokens / seconds : 0;
+  const double per_job = done > 0 ? seconds / done : 0;
+  const double eta = per_job * (total - done);
+  std::fprintf(stderr, "%s[%zu/%zu] %.1f tokens/s, elapsed %.0f s, ETA %.0f s%s", tty ? "\r" : "", done, total,
+               rate, seconds, eta, tty ? "   " : "\n");
+  std::fflush(stderr);
+}
+
+int BatchMain(BatchFlags& f) {
+  auto done = DoneIds(f.output);
+  if (!done.ok()) return ReportError(done.status());
+  std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
+  if (!s) return 1;
+  auto tmpl = ChatTemplateFor(s->tokenizer(), f.chat_template);
+  if (!tmpl.ok()) return ReportError(tmpl.status());
+  auto jobs_or = ReadJobs(f, *s, *tmpl, *done);
+  if (!jobs_or.ok()) return ReportError(jobs_or.status());
+  std::vector<Job>& jobs = *jobs_or;
+  std::fprintf(stderr, "llmasos batch: %zu prompts to run, %zu already done\n", jobs.size(), done->size());
+  if (jobs.empty()) return 0;
+
+  const arch::ModelConfig& c = s->model().config();
+  kernel::EngineOptions o;
+  o.policy = f.policy;
+  o.scheduler.max_running = f.parallel;
+  o.scheduler.max_batch_tokens = std::max<size_t>(f.load.batch_tokens, f.parallel);
+  o.scheduler.max_prefill_chunk_tokens = o.scheduler.max_batch_tokens;
+  o.kv_budget_bytes = f.kv_mib << 20;
+  o.max_context = std::min<size_t>(f.load.context_tokens, c.context_length);
+  o.float_activations = f.load.float_activations;
+  auto engine_or = kernel::Engine::Create(s->model(), s->tokenizer(), s->pool(), o, kernel::RealClock());
+  if (!engine_or.ok()) return ReportError(engine_or.status());
+  kernel::Engine& engine = **engine_or;
+
+  FILE* out = std::fopen(f.output.c_str(), "ab");
+  if (out == nullptr) return ReportError(IoError("cannot open '" + f.output + "' for appending"));
+  auto write_result = [&](const nlohmann::json& j) {
+    const std::string line = j.dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), out);  // one write per line: a crash cuts at most one
+    std::fflush(out);
+  };
+
+  std::map<kernel::ProcessId, Running> running;
+  std::vector<kernel::ProcessId> to_stop;
+  engine.SetTokenCallback([&](kernel::ProcessId id, TokenId token) {
+    Running& r = running.at(id);
+    if (r.stopped || s->tokenizer().IsEog(token)) return;
+    r.text += r.stops->Push(r.decoder->Push(token));
+    if (r.stops->stopped()) {
+      r.stopped = true;
+      to_stop.push_back(id);
+    }
+  });
+
+  g_stop = 0;
+  auto previous = std::signal(SIGINT, OnInterrupt);
+  const auto start = std::chrono::steady_clock::now();
+  size_t next_job = 0, finished = 0, tokens = 0;
+  int exit_code = 0;
+  // Keep a few more processes queued than run, so the scheduler always has work to admit.
+  const size_t window = f.parallel * 2;
+  while (!g_stop && (next_job < jobs.size() || engine.HasWork())) {
+    while (next_job < jobs.size() && running.size() < window) {
+      Job& job = jobs[next_job++];
+      auto id = engine.Submit(job.spec);
+      if (!id.ok()) {
+        write_result({{"id", job.id}, {"text", ""}, {"finish_reason", "error"}, {"prompt_tokens", job.prompt.size()},
+                      {"completion_tokens", 0}, {"error", id.status().ToString()}});
+        ++finished;
+        continue;
+      }
+      Running r;
+      r.id = job.id;
+      r.prompt_tokens = job.prompt.size();
+      r.decoder = std::make_unique<tokenizer::IncrementalDecoder>(s->tokenizer());
+      r.stops = std::make_unique<sampling::StopMatcher>(job.stop);
+      running.emplace(*id, std::move(r));
+    }
+    auto report = engine.Step();
+    if (!report.ok()) {
+      ReportError(report.status());
+      exit_code = 1;
+      break;
+    }
+    tokens += report->num_sampled;
+    for (kernel::ProcessId id : to_stop) {
+      const kernel::Process* p = engine.scheduler().Find(id);
+      if (p != nullptr && !kernel::IsTerminal(p->state())) (void)engine.Finish(id, "stop");
+    }
+    to_stop.clear();
+    for (auto& p : engine.TakeEnded()) {
+      auto it = running.find(p->id());
+      if (it == running.end()) continue;
+      Running& r = it->second;
+      if (!r.stopped) r.text += r.stops->Push(r.decoder->Flush()) + r.stops->Flush();
+      // Ended by the scheduler at max_tokens: "length"; by an end-of-generation token or a
+      // stop string (Engine::Finish with "stop"): "stop".
+      const bool length = !r.stopped && p->reason() != "stop";
+      nlohmann::json j = {{"id", r.id}, {"text", r.text}, {"finish_reason", length ? "length" : "stop"},
+                          {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", p->num_generated_tokens()}};
+      if (p->state() == kernel::ProcessState::kFailed || p->state() == kernel::ProcessState::kCancelled) {
+        j["finish_reason"] = "error";
+        j["error"] = p->reason();
+      }
+      write_result(j);
+      running.erase(it);
+      ++finished;
+    }
+    PrintProgress(finished, jobs.size(), tokens,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::signal(SIGINT, previous);
+  std::fclose(out);
+  std::fputc('\n', stderr);
+  if (g_stop) {
+    std::fprintf(stderr, "llmasos batch: interrupted; %zu of %zu done. Run the same command to finish.\n",
+                 finished, jobs.size());
+    return 130;
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+void AddBatchCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<BatchFlags>();
+  CLI::App* cmd = app.add_subcommand("batch", "run a JSONL file of prompts through the kernel at once");
+  AddLoadFlags(*cmd, &flags->load);
+  AddSamplingFlags(*cmd, &flags->gen);
+  cmd->add_option("-f,--file", flags->input, "prompts, one JSON object per line")->required();
+  cmd->add_option("-o,--output", flags->output, "results, JSON lines (appended; finished ids are skipped)")->required();
+  cmd->add_option("--policy", flags->policy, "scheduling policy: fcfs, sjf, rr, priority, fair");
+  cmd->add_option("--parallel", flags->parallel, "processes running at once")->check(CLI::Range(1, 4096));
+  cmd->add_option("--kv-mib", flags->kv_mib, "KV memory budget in MiB")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--chat-template", flags->chat_template, "use this template instead of the model's");
+  cmd->callback([flags, exit_code] { *exit_code = BatchMain(*flags); });
+}
+
+}  // namespace llmasos::shell
