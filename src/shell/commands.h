@@ -15,6 +15,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddPerplexityCommand(CLI::App& app, int* exit_code);
 void AddInspectCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
+// import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
+void AddRegistryCommands(CLI::App& app, int* exit_code);
 
 // Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
