@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/gguf/gguf.h"
+#include "services/registry/validate.h"
 
 namespace llmasos::registry {
 namespace {
@@ -91,6 +92,13 @@ StatusOr<Manifest> ManifestFromJson(const Json& j) {
   RETURN_IF_ERROR(Get(*lin, "created", &m.lineage.created));
   RETURN_IF_ERROR(Get(*lin, "command", &m.lineage.command));
   RETURN_IF_ERROR(Get(*lin, "notes", &m.lineage.notes));
+  // Stored state is validated like input: a damaged or forged row must not build a path.
+  if (Status s = ValidateName(m.name); !s.ok()) {
+    return DataLossError("stored manifest has an invalid name: " + s.message());
+  }
+  if (Status s = ValidateDigest(m.digest); !s.ok()) {
+    return DataLossError("stored manifest of " + m.name + " has an invalid digest: " + s.message());
+  }
   return m;
 }
 
