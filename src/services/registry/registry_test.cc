@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "model/arch/tiny_model.h"
 #include "services/registry/test_home.h"
@@ -336,6 +337,50 @@ TEST_F(RegistryTest, RecoveryAfterACrashBetweenBlobWriteAndRegistryUpdate) {
   o.name = "m";
   ASSERT_TRUE((*reopened)->Import(o).ok());
   EXPECT_EQ(NumBlobs(), 2u);
+}
+
+TEST_F(RegistryTest, ConcurrentImportsAndRecoveryFromSeveralOpenersStayConsistent) {
+  // Separate Registry objects stand in for separate processes: they share only the files,
+  // so the flock and SQLite are what serialize them. Recovery runs concurrently with imports
+  // and must never delete a blob an import is about to record.
+  std::string shared = MakeModel("shared.gguf", 7);
+  std::string unique[2] = {MakeModel("u0.gguf", 8), MakeModel("u1.gguf", 9)};
+  constexpr int kPerThread = 4;
+  std::vector<std::thread> threads;
+  std::vector<Status> errors(3);
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      auto r = Registry::Open(home_.path() + "/home");
+      if (!r.ok()) {
+        errors[t] = r.status();
+        return;
+      }
+      for (int i = 0; i < kPerThread; ++i) {
+        ImportOptions o;
+        o.file = i % 2 == 0 ? shared : unique[t];
+        o.name = "c" + std::to_string(t);
+        auto m = (*r)->Import(o);
+        if (!m.ok()) errors[t] = m.status();
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 6; ++i) {
+      auto r = Registry::Open(home_.path() + "/home");
+      if (!r.ok()) errors[2] = r.status();
+    }
+  });
+  for (auto& th : threads) th.join();
+  for (const Status& e : errors) ASSERT_TRUE(e.ok()) << e.ToString();
+  auto list = registry_->List();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u * kPerThread);
+  EXPECT_EQ(NumBlobs(), 3u);  // shared + one unique per thread
+  for (const ModelEntry& e : *list) {
+    EXPECT_TRUE(registry_->Verify(e.manifest.name + "@" + e.manifest.version).ok()) << e.manifest.name;
+  }
+  EXPECT_EQ(VersionOf("c0"), "1.3.0");
+  EXPECT_EQ(VersionOf("c1"), "1.3.0");
 }
 
 TEST_F(RegistryTest, RegisterBlobRecordsAVerifiedDownload) {
