@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <random>
 
+#include <sys/resource.h>
+
 #include <nlohmann/json.hpp>
 
 #include "drivers/cpu/ops.h"
@@ -98,6 +100,10 @@ int BenchMain(BenchFlags& f) {
     out["weight_bytes_per_token"] = s->model().weight_bytes();
     out["threads"] = threads;
     out["simd_target"] = cpu::ChosenTarget();
+    out["kv_cache_bytes"] = s->context().kv_cache_bytes();
+    struct rusage usage {};
+    getrusage(RUSAGE_SELF, &usage);
+    out["max_rss_bytes"] = static_cast<uint64_t>(usage.ru_maxrss) * 1024;  // Linux: KiB
     for (const Figure& fig : figures) {
       out["results"].push_back({{"test", fig.test}, {"tokens_per_second", fig.mean_tps},
                                 {"stddev", fig.stddev_tps}, {"samples", fig.samples}});

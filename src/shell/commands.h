@@ -15,6 +15,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddPerplexityCommand(CLI::App& app, int* exit_code);
 void AddInspectCommand(CLI::App& app, int* exit_code);
 void AddEvalCommand(CLI::App& app, int* exit_code);
+void AddQuantizeCommand(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);
 

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddPerplexityCommand(app, &exit_code);
   llmasos::shell::AddInspectCommand(app, &exit_code);
   llmasos::shell::AddEvalCommand(app, &exit_code);
+  llmasos::shell::AddQuantizeCommand(app, &exit_code);
   llmasos::shell::AddRegistryCommands(app, &exit_code);
   try {
     app.parse(argc, argv);

@@ -128,6 +128,37 @@ TEST_P(MetadataRoundTripTest, EveryValueTypeReadsBackAsWritten) {
   EXPECT_EQ((*f->GetFloatArray("ints"))[0], -7.0f);
 }
 
+// CopyValue: a file whose every value is copied into a new writer, in order, serializes to
+// the same bytes (what `llmasos quantize` relies on to keep a model's metadata intact).
+TEST(GgufWriterTest, CopyValueReproducesEveryValueType) {
+  GgufWriter w;
+  w.SetUint8("u8", 200);
+  w.SetInt8("i8", -100);
+  w.SetUint16("u16", 60000);
+  w.SetInt16("i16", -30000);
+  w.SetUint32("u32", 4000000000u);
+  w.SetInt32("i32", -2000000000);
+  w.SetUint64("u64", 18000000000000000000ull);
+  w.SetInt64("i64", -9000000000000000000ll);
+  w.SetFloat32("f32", 1.5f);
+  w.SetFloat64("f64", -2.25e300);
+  w.SetBool("yes", true);
+  w.SetString("str", "h\xc3\xa9llo");
+  w.SetStringArray("strs", {"a", "", "ccc"});
+  const float floats[] = {1.0f, -2.5f, 3e-8f};
+  w.SetFloat32Array("floats", floats);
+  const int32_t ints[] = {-1, 0, 7};
+  w.SetInt32Array("ints", ints);
+  const std::vector<uint8_t> original = SerializeOrDie(w);
+  std::unique_ptr<GgufFile> file = ParseOrDie(original);
+  ASSERT_NE(file, nullptr);
+  GgufWriter copy;
+  for (const MetadataEntry& e : file->metadata()) {
+    ASSERT_TRUE(copy.CopyValue(e.key, e.value).ok()) << e.key;
+  }
+  EXPECT_EQ(SerializeOrDie(copy), original);
+}
+
 TEST(GgufFileTest, FloatArrayOfOutOfRangeDoublesGivesInfinities) {
   // The writer has no float64 array setter; build the value by hand.
   std::vector<uint8_t> b;

@@ -37,6 +37,9 @@ class GgufWriter {
   void SetStringArray(std::string_view key, const std::vector<std::string>& v);
   void SetFloat32Array(std::string_view key, std::span<const float> v);
   void SetInt32Array(std::string_view key, std::span<const int32_t> v);
+  // Copies a value read from another file (any type, arrays included) under `key`.
+  // InvalidArgument for a nested array or an unknown type.
+  Status CopyValue(std::string_view key, const Value& value);
   // Tensor data alignment (general.alignment); must be a power of two. Default 32.
   void SetAlignment(uint32_t alignment);
 
