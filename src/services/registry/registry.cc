@@ -512,4 +512,9 @@ Status Registry::SetLoaded(std::string_view ref, bool loaded) {
   return db_->SetLoaded(entry.manifest.name, entry.manifest.version, loaded);
 }
 
+Status Registry::ClearLoadedMarks() {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  return db_->ClearLoaded();
+}
+
 }  // namespace llmasos::registry

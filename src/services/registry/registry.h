@@ -59,6 +59,8 @@ struct ImportOptions {
   std::optional<std::string> version;  // SemVer; default 1.0.0, then the next minor
   std::string notes;
   std::vector<std::string> tags;  // extra tags to point at the new version
+  // Move `latest` to the new version. Ignored for a name's first version, which always gets
+  // `latest` (a name with versions always has one).
   bool move_latest = true;
   // Lineage: what made it ("import", "pull"), and the source to record ("" = the absolute path).
   std::string command = "import";
@@ -124,8 +126,10 @@ class Registry {
   StatusOr<ResolvedModel> Resolve(std::string_view ref);
   // Re-hashes the referenced version's blob against its digest.
   Status Verify(std::string_view ref);
-  // For the model manager: Remove refuses loaded versions unless forced.
+  // For the model manager: Remove refuses loaded versions unless forced. The mark lives in
+  // state.db, so the daemon clears stale marks (ClearLoadedMarks) when it starts.
   Status SetLoaded(std::string_view ref, bool loaded);
+  Status ClearLoadedMarks();
 
   // Startup recovery (Open runs it unless told not to); safe to run at any time.
   StatusOr<RecoveryReport> Recover();

@@ -174,6 +174,10 @@ Status RegistryDb::SetLoaded(const std::string& name, const std::string& version
   return OkStatus();
 }
 
+Status RegistryDb::ClearLoaded() {
+  return Exec("UPDATE registry_versions SET loaded = 0 WHERE loaded != 0");
+}
+
 Status RegistryDb::SetTag(const std::string& name, const std::string& tag,
                           const std::string& version) {
   Stmt s(db_, "INSERT OR REPLACE INTO registry_tags(name, tag, version, updated) VALUES(?, ?, ?, ?)");

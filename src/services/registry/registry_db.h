@@ -56,6 +56,7 @@ class RegistryDb {
   // Every version of `name` ("" for all names), unordered.
   StatusOr<std::vector<StoredVersion>> Versions(const std::string& name);
   Status SetLoaded(const std::string& name, const std::string& version, bool loaded);
+  Status ClearLoaded();
 
   Status SetTag(const std::string& name, const std::string& tag, const std::string& version);
   Status DeleteTag(const std::string& name, const std::string& tag);

@@ -202,6 +202,10 @@ TEST_F(RegistryTest, RemoveRefusesLoadedModelsAndCollectsUnreferencedBlobs) {
   auto refused = registry_->Remove("m", false);
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("--force"), std::string::npos);
+  ASSERT_TRUE(registry_->ClearLoadedMarks().ok());
+  EXPECT_TRUE(registry_->Show("m")->loaded == false);
+  ASSERT_TRUE(registry_->SetLoaded("m@2.0.0", true).ok());
+  EXPECT_TRUE(registry_->Show("m")->loaded);
   auto forced = registry_->Remove("m", true);
   ASSERT_TRUE(forced.ok()) << forced.status().ToString();
   EXPECT_EQ(forced->version, "2.0.0");
