@@ -95,7 +95,7 @@ int BenchMain(BenchFlags& f) {
   const size_t threads = s->pool().num_threads();
   if (f.json) {
     nlohmann::json out;
-    out["model"] = f.load.model_path;
+    out["model"] = s->model_label();
     out["size_bytes"] = s->model().file().size_bytes();
     out["weight_bytes_per_token"] = s->model().weight_bytes();
     out["threads"] = threads;

@@ -110,7 +110,7 @@ int ChatMain(GenerateFlags& f) {
   reset();
   if (interactive) {
     std::fprintf(stderr, "llmasos chat: %s (%s template). /help for commands.\n",
-                 f.load.model_path.c_str(), std::string(tmpl->name()).c_str());
+                 session->model_label().c_str(), std::string(tmpl->name()).c_str());
   }
   std::string line;
   for (;;) {

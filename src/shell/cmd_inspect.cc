@@ -18,7 +18,9 @@ struct InspectFlags {
 };
 
 int InspectMain(const InspectFlags& f) {
-  auto file = gguf::GgufFile::Open(f.path);
+  auto path = ResolveModelPath(f.path);
+  if (!path.ok()) return ReportError(path.status());
+  auto file = gguf::GgufFile::Open(*path);
   if (!file.ok()) return ReportError(file.status());
   std::string text = gguf::DescribeGguf(**file, f.all_tensors);
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -90,7 +92,7 @@ int EvalMain(EvalFlags& f) {
 void AddInspectCommand(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<InspectFlags>();
   CLI::App* cmd = app.add_subcommand("inspect", "print a GGUF file's metadata and tensor table");
-  cmd->add_option("file", flags->path, "the .gguf file")->required();
+  cmd->add_option("file", flags->path, "a .gguf file or a registry reference")->required();
   cmd->add_flag("--all-tensors", flags->all_tensors, "list every tensor, not only the first ones");
   cmd->callback([flags, exit_code] { *exit_code = InspectMain(*flags); });
 }

@@ -36,7 +36,8 @@ constexpr Target kTargets[] = {
 };
 
 Status Quantize(const QuantizeFlags& f, const Target& target) {
-  ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> in, gguf::GgufFile::Open(f.in));
+  ASSIGN_OR_RETURN(std::string in_path, ResolveModelPath(f.in));
+  ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> in, gguf::GgufFile::Open(in_path));
   gguf::GgufWriter w;
   for (const gguf::MetadataEntry& e : in->metadata()) {
     if (e.key == "general.file_type" || e.key == "general.alignment") continue;
@@ -77,7 +78,7 @@ int QuantizeMain(const QuantizeFlags& f) {
 void AddQuantizeCommand(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<QuantizeFlags>();
   CLI::App* cmd = app.add_subcommand("quantize", "rewrite a GGUF model's weights in another tensor type");
-  cmd->add_option("input", flags->in, "the source .gguf")->required();
+  cmd->add_option("input", flags->in, "the source .gguf file or a registry reference")->required();
   cmd->add_option("output", flags->out, "the .gguf to write (atomically)")->required();
   cmd->add_option("--type", flags->type, "f32, f16, bf16, q8_0, q4_0 or q4_1")->required();
   cmd->callback([flags, exit_code] { *exit_code = QuantizeMain(*flags); });

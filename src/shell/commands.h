@@ -18,6 +18,8 @@ void AddEvalCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
 void AddBatchedBenchCommand(CLI::App& app, int* exit_code);
 void AddBatchCommand(CLI::App& app, int* exit_code);
+// import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
+void AddRegistryCommands(CLI::App& app, int* exit_code);
 
 // Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);

@@ -5,9 +5,11 @@
 namespace llmasos::shell {
 
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
-  options->model_path = DefaultModelPath();
+  options->model_path.clear();
   cmd.add_option("model", options->model_path,
-                 "path to a .gguf model file (default: the installed default model)");
+                 "a .gguf file or a registry reference (name, name:tag, name@version, name@^1.2); "
+                 "default: " + std::string(kDefaultModelReference) +
+                     " from the registry, else the downloaded default model file");
   cmd.add_option("-t,--threads", options->num_threads, "threads to use (default: all cores)")
       ->check(CLI::Range(1, 1024));
   cmd.add_option("-c,--ctx-size", options->context_tokens,

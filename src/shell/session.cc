@@ -4,6 +4,11 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <sys/stat.h>
+
+#include "services/registry/reference.h"
+#include "services/registry/registry.h"
+
 namespace llmasos::shell {
 namespace {
 
@@ -25,11 +30,60 @@ std::string DefaultModelPath() {
   return home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
+StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label) {
+  std::string shown;
+  if (label == nullptr) label = &shown;
+  struct stat st;
+  if (!model.empty() && ::stat(model.c_str(), &st) == 0) {
+    *label = model;
+    return model;
+  }
+  const bool is_default = model.empty();
+  auto looks_like_path = [](std::string_view m) {
+    return m.starts_with("/") || m.starts_with("./") || m.starts_with("../") ||
+           m.starts_with("~") || m.ends_with(".gguf");
+  };
+  if (!is_default && looks_like_path(model)) {
+    return NotFoundError("model file '" + model + "' does not exist");
+  }
+  const std::string ref = is_default ? std::string(kDefaultModelReference) : model;
+  auto parsed = registry::ParseReference(ref);
+  if (!parsed.ok()) {
+    return NotFoundError("'" + model + "' is neither an existing file nor a registry reference (" +
+                         parsed.status().message() + ")");
+  }
+  registry::OpenOptions open;
+  open.create = false;  // resolving must not create a registry
+  open.recover = false;  // nor delete anything: recovery belongs to the registry commands
+  auto reg = registry::Registry::Open(registry::DefaultHome(), open);
+  StatusOr<registry::ResolvedModel> resolved =
+      reg.ok() ? (*reg)->Resolve(ref) : StatusOr<registry::ResolvedModel>(reg.status());
+  if (resolved.ok()) {
+    *label = ref + " (" + resolved->manifest.name + "@" + resolved->manifest.version + ")";
+    return resolved->blob_path;
+  }
+  if (is_default && resolved.status().code() == StatusCode::kNotFound) {
+    // Before scripts/setup imported it, the default model was a plain file.
+    std::string path = DefaultModelPath();
+    if (::stat(path.c_str(), &st) == 0) {
+      *label = path;
+      return path;
+    }
+    return NotFoundError("no model given and the default model is not installed (" +
+                         resolved.status().message() + "; nor is '" + path +
+                         "' present); run scripts/setup or give a .gguf path or a registry reference");
+  }
+  return Status(resolved.status().code(),
+                "'" + ref + "' is not an existing file, and as a registry reference: " +
+                    resolved.status().message());
+}
+
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   std::unique_ptr<Session> s(new Session());
-  ASSIGN_OR_RETURN(s->model_, arch::Model::Load(options.model_path));
+  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_));
+  ASSIGN_OR_RETURN(s->model_, arch::Model::Load(path));
   auto vocab = tokenizer::VocabFromGguf(s->model_->file());
-  if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of '" + options.model_path + "'");
+  if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of '" + s->model_label_ + "'");
   if (vocab->tokens.size() != s->model_->config().vocab_size) {
     return DataLossError("tokenizer has " + std::to_string(vocab->tokens.size()) +
                          " tokens but the embedding table has " +

@@ -26,8 +26,18 @@ using tokenizer::TokenId;
 // LLMASOS_HOME defaulting to ~/.llmasos.
 std::string DefaultModelPath();
 
+// The default model in the registry (scripts/setup imports it under this reference).
+inline constexpr std::string_view kDefaultModelReference = "smollm2-135m-instruct:q4_1";
+
+// A model argument as a file to load. An existing file is used as is; otherwise the argument
+// is resolved as a registry reference (registry/reference.h) to its blob. Empty means the
+// default model: kDefaultModelReference if the registry has it, else DefaultModelPath().
+// Errors say why the argument is neither. `*label` (optional) receives what to show the
+// user: the path, or "reference (name@version)".
+StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label = nullptr);
+
 struct LoadOptions {
-  std::string model_path;
+  std::string model_path;  // a .gguf path or a registry reference; "" = the default model
   size_t num_threads = 0;     // 0: all hardware threads
   size_t context_tokens = 4096;
   size_t batch_tokens = 512;
@@ -40,6 +50,8 @@ class Session {
   static StatusOr<std::unique_ptr<Session>> Load(const LoadOptions& options);
 
   const arch::Model& model() const { return *model_; }
+  // The model as the user named it, with the registry version when it came from there.
+  const std::string& model_label() const { return model_label_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   arch::Context& context() { return *context_; }
   ThreadPool& pool() { return *pool_; }
@@ -56,6 +68,7 @@ class Session {
  private:
   Session() = default;
 
+  std::string model_label_;
   std::unique_ptr<arch::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<ThreadPool> pool_;

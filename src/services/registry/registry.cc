@@ -1,0 +1,520 @@
+#include "services/registry/registry.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "services/registry/registry_db.h"
+#include "services/registry/validate.h"
+
+namespace llmasos::registry {
+namespace {
+
+constexpr size_t kCopyChunkBytes = 1 << 20;
+
+// Versions of one name with their parsed SemVer, sorted by descending precedence.
+struct ParsedEntry {
+  ModelEntry entry;
+  Version version;
+};
+
+std::string JoinVersions(const std::vector<ParsedEntry>& entries) {
+  std::string s;
+  for (const ParsedEntry& e : entries) s += (s.empty() ? "" : ", ") + e.entry.manifest.version;
+  return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+std::string DefaultHome() {
+  if (const char* env = std::getenv("LLMASOS_HOME"); env != nullptr && *env != '\0') return env;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::string(home) + "/.llmasos";
+  }
+  return ".llmasos";
+}
+
+// Serializes the calls of this object (mu_) and mutations across processes (flock).
+class Registry::MutationLock {
+ public:
+  static StatusOr<std::unique_ptr<MutationLock>> Acquire(Registry& r, bool exclusive_file) {
+    std::unique_ptr<MutationLock> lock(new MutationLock(r.mu_));
+    if (!exclusive_file) return lock;
+    lock->fd_ = ::open(r.lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock->fd_ < 0) {
+      return IoError("opening the registry lock '" + r.lock_path_ + "': " + std::strerror(errno));
+    }
+    while (::flock(lock->fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) {
+        return IoError("locking '" + r.lock_path_ + "': " + std::strerror(errno));
+      }
+    }
+    return lock;
+  }
+  ~MutationLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the flock
+  }
+
+ private:
+  explicit MutationLock(std::mutex& mu) : guard_(mu) {}
+  std::unique_lock<std::mutex> guard_;
+  int fd_ = -1;
+};
+
+namespace {
+
+// Loads every version of `name` ("" = all) with tags, sorted by name then descending
+// precedence. kDataLoss for a stored version that does not parse.
+StatusOr<std::vector<ParsedEntry>> LoadEntries(RegistryDb& db, const std::string& name) {
+  ASSIGN_OR_RETURN(auto versions, db.Versions(name));
+  ASSIGN_OR_RETURN(auto tags, db.Tags(name));
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> tags_of;
+  for (TagRow& t : tags) tags_of[{t.name, t.version}].push_back(t.tag);
+  std::vector<ParsedEntry> out;
+  for (StoredVersion& sv : versions) {
+    auto v = ParseVersion(sv.manifest.version);
+    if (!v.ok()) return DataLossError("stored version is malformed: " + v.status().message());
+    ParsedEntry e{{std::move(sv.manifest), {}, sv.loaded}, std::move(v).value()};
+    e.entry.tags = tags_of[{e.entry.manifest.name, e.entry.manifest.version}];
+    out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(), [](const ParsedEntry& a, const ParsedEntry& b) {
+    if (a.entry.manifest.name != b.entry.manifest.name) {
+      return a.entry.manifest.name < b.entry.manifest.name;
+    }
+    return ComparePrecedence(a.version, b.version) > 0;
+  });
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& home,
+                                                   const OpenOptions& options,
+                                                   RecoveryReport* report) {
+  std::unique_ptr<Registry> r(new Registry());
+  r->home_ = home;
+  r->lock_path_ = home + "/registry.lock";
+  std::string db_path = home + "/state.db";
+  if (!options.create) {
+    if (::access(db_path.c_str(), F_OK) != 0) {
+      return NotFoundError("no model registry at '" + home +
+                           "' (state.db is missing); import a model first: llmasos import FILE --name NAME");
+    }
+  } else {
+    std::error_code ec;
+    std::filesystem::create_directories(home, ec);
+    if (ec) return IoError("creating '" + home + "': " + ec.message());
+  }
+  ASSIGN_OR_RETURN(r->blobs_, BlobStore::Open(home + "/blobs"));
+  ASSIGN_OR_RETURN(r->db_, RegistryDb::Open(db_path));
+  if (options.recover) {
+    ASSIGN_OR_RETURN(RecoveryReport rep, r->Recover());
+    if (report != nullptr) *report = std::move(rep);
+  }
+  return r;
+}
+
+Registry::~Registry() = default;
+
+StatusOr<RecoveryReport> Registry::Recover() {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  RecoveryReport report;
+  ASSIGN_OR_RETURN(report.temp_files_removed, blobs_->RemoveStaleTempFiles());
+  ASSIGN_OR_RETURN(auto referenced, db_->ReferencedDigests());
+  ASSIGN_OR_RETURN(auto present, blobs_->List());
+  for (const std::string& digest : present) {
+    if (referenced.count(digest) != 0) continue;
+    RETURN_IF_ERROR(blobs_->Remove(digest));
+    report.orphan_blobs_removed.push_back(digest);
+  }
+  return report;
+}
+
+StatusOr<std::string> Registry::NextVersionLocked(const std::string& name) {
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, name));
+  if (entries.empty()) return std::string("1.0.0");
+  Version next = entries.front().version;
+  next.minor += 1;
+  next.patch = 0;
+  next.prerelease.clear();
+  next.build.clear();
+  return next.ToString();
+}
+
+StatusOr<Manifest> Registry::AddVersionLocked(Manifest m, const ImportOptions& options) {
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, m.name));
+  ASSIGN_OR_RETURN(Version version, ParseVersion(m.version));
+  for (const ParsedEntry& e : entries) {
+    if (ComparePrecedence(e.version, version) == 0) {
+      return FailedPreconditionError(
+          m.name + "@" + e.entry.manifest.version + " already exists" +
+          (e.entry.manifest.version == m.version ? "" : " (same precedence as " + m.version + ")") +
+          "; choose another --version");
+    }
+  }
+  ASSIGN_OR_RETURN(auto latest, db_->TagTarget(m.name, std::string(kLatestTag)));
+  m.lineage.parent_version = latest.value_or("");
+  RETURN_IF_ERROR(db_->Begin());
+  auto fail = [&](Status s) {
+    db_->Rollback();
+    return s;
+  };
+  if (Status s = db_->InsertVersion(m); !s.ok()) return fail(s);
+  std::vector<std::string> tags = options.tags;
+  if (options.move_latest || !latest) tags.emplace_back(kLatestTag);
+  for (const std::string& tag : tags) {
+    if (Status s = db_->SetTag(m.name, tag, m.version); !s.ok()) return fail(s);
+  }
+  RETURN_IF_ERROR(db_->Commit());
+  return m;
+}
+
+StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
+  RETURN_IF_ERROR(ValidateName(options.name));
+  for (const std::string& tag : options.tags) RETURN_IF_ERROR(ValidateTag(tag));
+  if (options.version) {
+    auto v = ParseVersion(*options.version);
+    if (!v.ok()) return v.status();
+  }
+  struct stat st;
+  if (::stat(options.file.c_str(), &st) != 0) {
+    return NotFoundError("cannot import '" + options.file + "': " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return InvalidArgumentError("cannot import '" + options.file + "': not a regular file");
+  }
+  int fd = ::open(options.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("cannot open '" + options.file + "': " + std::strerror(errno));
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } close_fd{fd};
+
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  Manifest m;
+  m.name = options.name;
+  if (options.version) {
+    m.version = ParseVersion(*options.version)->ToString();
+  } else {
+    ASSIGN_OR_RETURN(m.version, NextVersionLocked(m.name));
+  }
+  // Fail before copying gigabytes when the version is taken.
+  ASSIGN_OR_RETURN(auto existing, LoadEntries(*db_, m.name));
+  ASSIGN_OR_RETURN(Version version, ParseVersion(m.version));
+  for (const ParsedEntry& e : existing) {
+    if (ComparePrecedence(e.version, version) == 0) {
+      return FailedPreconditionError(m.name + "@" + e.entry.manifest.version +
+                                     " already exists; choose another --version");
+    }
+  }
+
+  // Copy, hashing as we go; read the model's facts from our own copy, not the source, so
+  // what the manifest says is what the blob holds.
+  ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter());
+  std::vector<uint8_t> buf(kCopyChunkBytes);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("reading '" + options.file + "': " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    RETURN_IF_ERROR(writer->Append({buf.data(), static_cast<size_t>(n)}));
+  }
+  if (Status s = ReadGgufFacts(writer->temp_path(), &m); !s.ok()) {
+    return InvalidArgumentError("cannot import '" + options.file + "': " + s.message());
+  }
+  ASSIGN_OR_RETURN(BlobInfo blob, writer->Commit(std::nullopt));
+  m.digest = blob.digest;
+  m.size_bytes = blob.size_bytes;
+  m.lineage.created = NowUtc();
+  m.lineage.command = options.command;
+  m.lineage.notes = options.notes;
+  if (!options.source.empty()) {
+    m.lineage.source = options.source;
+  } else {
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(options.file, ec);
+    m.lineage.source = ec ? options.file : abs.lexically_normal().string();
+  }
+  auto added = AddVersionLocked(m, options);
+  if (!added.ok()) {
+    // Do not leave an orphan behind (recovery would also remove it).
+    auto referenced = db_->ReferencedDigests();
+    if (referenced.ok() && referenced->count(blob.digest) == 0) (void)blobs_->Remove(blob.digest);
+  }
+  return added;
+}
+
+StatusOr<Manifest> Registry::RegisterBlob(const BlobInfo& blob, const ImportOptions& options) {
+  RETURN_IF_ERROR(ValidateName(options.name));
+  RETURN_IF_ERROR(ValidateDigest(blob.digest));
+  for (const std::string& tag : options.tags) RETURN_IF_ERROR(ValidateTag(tag));
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(std::string path, blobs_->PathFor(blob.digest));
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return NotFoundError("blob " + blob.digest + " is not in the store");
+  if (static_cast<uint64_t>(st.st_size) != blob.size_bytes) {
+    return DataLossError("blob " + blob.digest + " holds " + std::to_string(st.st_size) +
+                         " bytes, expected " + std::to_string(blob.size_bytes));
+  }
+  Manifest m;
+  m.name = options.name;
+  if (options.version) {
+    ASSIGN_OR_RETURN(Version v, ParseVersion(*options.version));
+    m.version = v.ToString();
+  } else {
+    ASSIGN_OR_RETURN(m.version, NextVersionLocked(m.name));
+  }
+  if (Status s = ReadGgufFacts(path, &m); !s.ok()) {
+    return InvalidArgumentError("blob " + blob.digest + " is not a usable model: " + s.message());
+  }
+  m.digest = blob.digest;
+  m.size_bytes = blob.size_bytes;
+  m.lineage.created = NowUtc();
+  m.lineage.command = options.command;
+  m.lineage.notes = options.notes;
+  m.lineage.source = options.source;
+  return AddVersionLocked(std::move(m), options);
+}
+
+StatusOr<std::vector<ModelEntry>> Registry::List() {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, ""));
+  std::vector<ModelEntry> out;
+  for (ParsedEntry& e : entries) out.push_back(std::move(e.entry));
+  return out;
+}
+
+StatusOr<ModelEntry> Registry::ResolveLocked(std::string_view text) {
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(text));
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, ref.name));
+  if (entries.empty()) {
+    return NotFoundError("no model named '" + ref.name + "' in the registry (see llmasos list)");
+  }
+  switch (ref.kind) {
+    case Reference::Kind::kTag: {
+      ASSIGN_OR_RETURN(auto target, db_->TagTarget(ref.name, ref.tag));
+      if (!target) {
+        std::set<std::string> tags;
+        for (const ParsedEntry& e : entries) tags.insert(e.entry.tags.begin(), e.entry.tags.end());
+        std::string list;
+        for (const std::string& t : tags) list += (list.empty() ? "" : ", ") + t;
+        return NotFoundError("model '" + ref.name + "' has no tag '" + ref.tag + "' (tags: " +
+                             (list.empty() ? "none" : list) + ")");
+      }
+      for (ParsedEntry& e : entries) {
+        if (e.entry.manifest.version == *target) return std::move(e.entry);
+      }
+      return DataLossError("tag " + ref.name + ":" + ref.tag + " points at missing version " + *target);
+    }
+    case Reference::Kind::kVersion:
+      for (ParsedEntry& e : entries) {
+        if (ComparePrecedence(e.version, ref.version) == 0) return std::move(e.entry);
+      }
+      return NotFoundError("model '" + ref.name + "' has no version " + ref.version.ToString() +
+                           " (versions: " + JoinVersions(entries) + ")");
+    case Reference::Kind::kRange: {
+      std::vector<Version> versions;
+      for (const ParsedEntry& e : entries) versions.push_back(e.version);
+      auto best = HighestMatching(*ref.range, versions);
+      if (!best) {
+        return NotFoundError("no version of '" + ref.name + "' matches '" + ref.range->text() +
+                             "' (versions: " + JoinVersions(entries) + ")");
+      }
+      return std::move(entries[*best].entry);
+    }
+  }
+  return InternalError("unreachable");
+}
+
+StatusOr<ModelEntry> Registry::Show(std::string_view ref) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  return ResolveLocked(ref);
+}
+
+Status Registry::ReassignLatestLocked(const std::string& name) {
+  ASSIGN_OR_RETURN(auto latest, db_->TagTarget(name, std::string(kLatestTag)));
+  if (latest) return OkStatus();
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, name));
+  if (entries.empty()) return OkStatus();
+  const ParsedEntry* pick = &entries.front();  // highest precedence
+  for (const ParsedEntry& e : entries) {
+    if (!e.version.is_prerelease()) {
+      pick = &e;  // highest release, if any
+      break;
+    }
+  }
+  return db_->SetTag(name, std::string(kLatestTag), pick->entry.manifest.version);
+}
+
+StatusOr<RemoveResult> Registry::Remove(std::string_view ref, bool force) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
+  const Manifest& m = entry.manifest;
+  if (entry.loaded && !force) {
+    return FailedPreconditionError(m.name + "@" + m.version +
+                                   " is loaded; unload it first or remove it with --force");
+  }
+  RETURN_IF_ERROR(db_->Begin());
+  if (Status s = db_->DeleteVersion(m.name, m.version); !s.ok()) {
+    db_->Rollback();
+    return s;
+  }
+  if (Status s = ReassignLatestLocked(m.name); !s.ok()) {
+    db_->Rollback();
+    return s;
+  }
+  RETURN_IF_ERROR(db_->Commit());
+  RemoveResult result{m.name, m.version, {}};
+  // The row is gone; now the blob, if nothing else names it.
+  ASSIGN_OR_RETURN(auto referenced, db_->ReferencedDigests());
+  if (referenced.count(m.digest) == 0) {
+    RETURN_IF_ERROR(blobs_->Remove(m.digest));
+    result.blobs_removed.push_back(m.digest);
+  }
+  return result;
+}
+
+StatusOr<Manifest> Registry::Copy(std::string_view src, std::string_view dst) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(ModelEntry from, ResolveLocked(src));
+  ASSIGN_OR_RETURN(Reference to, ParseReference(dst));
+  ImportOptions options;
+  options.name = to.name;
+  Manifest m = from.manifest;
+  m.name = to.name;
+  if (to.kind == Reference::Kind::kRange) {
+    return InvalidArgumentError("copy destination '" + std::string(dst) +
+                                "' is a range; give NAME, NAME:TAG or NAME@VERSION");
+  }
+  if (to.kind == Reference::Kind::kVersion) m.version = to.version.ToString();
+  if (to.kind == Reference::Kind::kTag && to.tag != kLatestTag) options.tags.push_back(to.tag);
+  m.lineage.source = from.manifest.name + "@" + from.manifest.version;
+  m.lineage.created = NowUtc();
+  m.lineage.command = "cp";
+  options.command = "cp";
+  return AddVersionLocked(std::move(m), options);
+}
+
+StatusOr<Manifest> Registry::Tag(std::string_view ref, std::string_view tag) {
+  RETURN_IF_ERROR(ValidateTag(tag));
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
+  RETURN_IF_ERROR(db_->SetTag(entry.manifest.name, std::string(tag), entry.manifest.version));
+  return entry.manifest;
+}
+
+StatusOr<std::vector<ModelEntry>> Registry::History(std::string_view name) {
+  RETURN_IF_ERROR(ValidateName(name));
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, std::string(name)));
+  if (entries.empty()) {
+    return NotFoundError("no model named '" + std::string(name) + "' in the registry (see llmasos list)");
+  }
+  std::vector<ModelEntry> out;
+  for (ParsedEntry& e : entries) out.push_back(std::move(e.entry));
+  return out;
+}
+
+StatusOr<std::vector<FieldDiff>> Registry::Diff(std::string_view ref_a, std::string_view ref_b) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  ASSIGN_OR_RETURN(ModelEntry a, ResolveLocked(ref_a));
+  ASSIGN_OR_RETURN(ModelEntry b, ResolveLocked(ref_b));
+  return DiffManifests(a.manifest, b.manifest);
+}
+
+StatusOr<Manifest> Registry::Rollback(std::string_view name_view,
+                                      const std::optional<std::string>& to_version) {
+  std::string name(name_view);
+  RETURN_IF_ERROR(ValidateName(name));
+  std::optional<Version> to;
+  if (to_version) {
+    ASSIGN_OR_RETURN(to, ParseVersion(*to_version));
+  }
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, name));
+  if (entries.empty()) {
+    return NotFoundError("no model named '" + name + "' in the registry (see llmasos list)");
+  }
+  ASSIGN_OR_RETURN(auto latest, db_->TagTarget(name, std::string(kLatestTag)));
+  const ParsedEntry* current = nullptr;
+  for (const ParsedEntry& e : entries) {
+    if (latest && e.entry.manifest.version == *latest) current = &e;
+  }
+  const ParsedEntry* target = nullptr;
+  if (to) {
+    for (const ParsedEntry& e : entries) {
+      if (ComparePrecedence(e.version, *to) == 0) target = &e;
+    }
+    if (target == nullptr) {
+      return NotFoundError("model '" + name + "' has no version " + to->ToString() +
+                           " (versions: " + JoinVersions(entries) + ")");
+    }
+  } else {
+    // entries are in descending precedence: the first release below the current latest.
+    for (const ParsedEntry& e : entries) {
+      if (e.version.is_prerelease()) continue;
+      if (current == nullptr || ComparePrecedence(e.version, current->version) < 0) {
+        target = &e;
+        break;
+      }
+    }
+    if (target == nullptr) {
+      return FailedPreconditionError(
+          "nothing to roll back to: " + name + ":latest is " +
+          (current ? current->entry.manifest.version : std::string("unset")) +
+          " and there is no earlier release (versions: " + JoinVersions(entries) + ")");
+    }
+  }
+  RETURN_IF_ERROR(db_->SetTag(name, std::string(kLatestTag), target->entry.manifest.version));
+  return target->entry.manifest;
+}
+
+StatusOr<ResolvedModel> Registry::Resolve(std::string_view ref) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
+  ResolvedModel out{std::move(entry.manifest), ""};
+  ASSIGN_OR_RETURN(out.blob_path, blobs_->PathFor(out.manifest.digest));
+  struct stat st;
+  if (::stat(out.blob_path.c_str(), &st) != 0) {
+    return DataLossError(out.manifest.name + "@" + out.manifest.version + ": blob '" +
+                         out.blob_path + "' is missing: " + std::strerror(errno));
+  }
+  if (static_cast<uint64_t>(st.st_size) != out.manifest.size_bytes) {
+    return DataLossError(out.manifest.name + "@" + out.manifest.version + ": blob '" +
+                         out.blob_path + "' holds " + std::to_string(st.st_size) +
+                         " bytes but the manifest says " + std::to_string(out.manifest.size_bytes));
+  }
+  return out;
+}
+
+Status Registry::Verify(std::string_view ref) {
+  ASSIGN_OR_RETURN(ResolvedModel resolved, Resolve(ref));
+  Status s = blobs_->Verify(resolved.manifest.digest);
+  if (!s.ok()) return s.Annotate(resolved.manifest.name + "@" + resolved.manifest.version);
+  return OkStatus();
+}
+
+Status Registry::SetLoaded(std::string_view ref, bool loaded) {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
+  return db_->SetLoaded(entry.manifest.name, entry.manifest.version, loaded);
+}
+
+Status Registry::ClearLoadedMarks() {
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  return db_->ClearLoaded();
+}
+
+}  // namespace llmasos::registry
