@@ -31,27 +31,6 @@ struct Row {
   double t_pp, s_pp, t_tg, s_tg, t, s;
 };
 
-StatusOr<std::vector<size_t>> ParseList(const std::string& text) {
-  std::vector<size_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    unsigned long v = 0;
-    try {
-      v = std::stoul(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v == 0 || v > 4096) {
-      return InvalidArgumentError("--npl: '" + item + "' is not a count in 1..4096");
-    }
-    out.push_back(v);
-  }
-  if (out.empty()) return InvalidArgumentError("--npl: no counts given");
-  return out;
-}
-
 StatusOr<Row> RunOne(Session& s, const BatchedBenchFlags& f, size_t parallel) {
   const arch::ModelConfig& c = s.model().config();
   kernel::EngineOptions o;
@@ -105,7 +84,7 @@ StatusOr<Row> RunOne(Session& s, const BatchedBenchFlags& f, size_t parallel) {
 }
 
 int BatchedBenchMain(BatchedBenchFlags& f) {
-  auto counts = ParseList(f.npl);
+  auto counts = ParseIntList(f.npl, "--npl", 1, 4096);
   if (!counts.ok()) return ReportError(counts.status());
   if (f.npp == 0 || f.ntg < 2) return ReportError(InvalidArgumentError("--npp must be >= 1 and --ntg >= 2"));
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);

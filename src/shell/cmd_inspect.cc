@@ -34,30 +34,10 @@ struct EvalFlags {
   size_t greedy = 0;
 };
 
-StatusOr<std::vector<TokenId>> ParseTokenList(const std::string& text) {
-  std::vector<TokenId> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || v < 0 || v > INT32_MAX) {
-      return InvalidArgumentError("--tokens: '" + item + "' is not a token id");
-    }
-    ids.push_back(static_cast<TokenId>(v));
-  }
-  if (ids.empty()) return InvalidArgumentError("--tokens: no token ids given");
-  return ids;
-}
-
 int EvalMain(EvalFlags& f) {
-  auto ids = ParseTokenList(f.tokens);
-  if (!ids.ok()) return ReportError(ids.status());
+  auto list = ParseIntList(f.tokens, "--tokens", 0, INT32_MAX);
+  if (!list.ok()) return ReportError(list.status());
+  auto ids = StatusOr<std::vector<TokenId>>(std::vector<TokenId>(list->begin(), list->end()));
   f.load.context_tokens = ids->size() + f.greedy;
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;

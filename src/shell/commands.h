@@ -26,6 +26,11 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
 // Sampling flags: --temp, --top-k, --top-p, --min-p, penalties, --seed, -n, --stop.
 void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options);
 
+// Parses "1,2,3" (a flag's value): each item a whole number in [lo, hi], at least one.
+// InvalidArgument naming the flag and the bad item.
+StatusOr<std::vector<int64_t>> ParseIntList(const std::string& text, const std::string& flag,
+                                            int64_t lo, int64_t hi);
+
 // Loads a session, printing a clear error to stderr on failure (returns null then).
 std::unique_ptr<Session> LoadSessionOrReport(const LoadOptions& options);
 // Prints "llmasos: <status>" to stderr and returns the exit code for it.

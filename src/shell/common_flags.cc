@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <sstream>
 
 #include "shell/commands.h"
 
@@ -60,6 +61,29 @@ int ReportError(const Status& status) {
     default:
       return 1;
   }
+}
+
+StatusOr<std::vector<int64_t>> ParseIntList(const std::string& text, const std::string& flag,
+                                            int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v < lo || v > hi) {
+      return InvalidArgumentError(flag + ": '" + item + "' is not a whole number in " + std::to_string(lo) +
+                                  ".." + std::to_string(hi));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return InvalidArgumentError(flag + ": no values given");
+  return out;
 }
 
 }  // namespace llmasos::shell
