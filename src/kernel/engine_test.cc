@@ -20,13 +20,13 @@ class EngineTest : public testing::Test {
     arch::TinyModelSpec spec;
     spec.type = cpu::TensorType::kF32;  // batched and alone differ only in summation order
     spec.context = 256;
-    bytes_ = *arch::MakeTinyModel(spec);
-    auto file = gguf::GgufFile::Parse(bytes_);
-    ASSERT_TRUE(file.ok());
-    auto vocab = tokenizer::VocabFromGguf(**file);
+    auto loaded = arch::LoadTinyModel(spec);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    bytes_ = std::move(loaded->bytes);  // the model reads from this buffer; moving keeps it
+    model_ = std::move(loaded->model);
+    auto vocab = tokenizer::VocabFromGguf(model_->file());
     ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
     tokenizer_ = *tokenizer::Tokenizer::Create(*std::move(vocab));
-    model_ = *arch::Model::FromGguf(*std::move(file));
   }
 
   std::vector<TokenId> Prompt(size_t n, uint32_t seed) const {

@@ -23,8 +23,9 @@ struct Fixture {
   Fixture() {
     arch::TinyModelSpec spec;
     spec.type = cpu::TensorType::kF32;  // float weights: batched and alone agree to rounding
-    bytes = *arch::MakeTinyModel(spec);
-    model = *arch::Model::FromGguf(*gguf::GgufFile::Parse(bytes));
+    arch::LoadedTinyModel loaded = *arch::LoadTinyModel(spec);
+    bytes = std::move(loaded.bytes);  // the model reads from this buffer; moving keeps it
+    model = std::move(loaded.model);
     const arch::ModelConfig& c = model->config();
     KvMemoryOptions o;
     o.num_layers = c.num_layers;

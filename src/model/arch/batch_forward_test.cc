@@ -16,25 +16,13 @@
 namespace llmasos::arch {
 namespace {
 
-struct Loaded {
-  std::vector<uint8_t> bytes;
-  std::unique_ptr<Model> model;
-};
-
-Loaded LoadTiny(cpu::TensorType type) {
+LoadedTinyModel LoadTiny(cpu::TensorType type) {
   TinyModelSpec spec;
   spec.type = type;
   spec.arch = "qwen2";  // NeoX RoPE and QKV biases: the most arithmetic per token
-  Loaded l;
-  auto bytes = MakeTinyModel(spec);
-  EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
-  l.bytes = std::move(bytes).value();
-  auto file = gguf::GgufFile::Parse(l.bytes);
-  EXPECT_TRUE(file.ok()) << file.status().ToString();
-  auto model = Model::FromGguf(std::move(file).value());
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  l.model = std::move(model).value();
-  return l;
+  auto l = LoadTinyModel(spec);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return *std::move(l);
 }
 
 // A paged pool in the layout kernel::KvMemory uses: [block][layer][K|V][block_tokens][kv_dim].
@@ -86,7 +74,7 @@ float RelDiff(const std::vector<float>& a, const float* b) {
 class BatchForwardTest : public testing::TestWithParam<cpu::TensorType> {};
 
 TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
-  Loaded l = LoadTiny(GetParam());
+  LoadedTinyModel l = LoadTiny(GetParam());
   const ModelConfig& c = l.model->config();
   ThreadPool pool(2);
   const size_t block_tokens = 4;
@@ -156,7 +144,7 @@ INSTANTIATE_TEST_SUITE_P(Types, BatchForwardTest,
                          testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1));
 
 TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
-  Loaded l = LoadTiny(cpu::TensorType::kF32);
+  LoadedTinyModel l = LoadTiny(cpu::TensorType::kF32);
   const ModelConfig& c = l.model->config();
   ThreadPool pool(1);
   Pool kv(c, 4, 4);

@@ -10,22 +10,10 @@
 namespace llmasos::arch {
 namespace {
 
-struct Loaded {
-  std::vector<uint8_t> bytes;
-  std::unique_ptr<Model> model;
-};
-
-Loaded LoadTiny(const TinyModelSpec& spec) {
-  Loaded l;
-  auto bytes = MakeTinyModel(spec);
-  EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
-  l.bytes = std::move(bytes).value();
-  auto file = gguf::GgufFile::Parse(l.bytes);
-  EXPECT_TRUE(file.ok()) << file.status().ToString();
-  auto model = Model::FromGguf(std::move(file).value());
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  l.model = std::move(model).value();
-  return l;
+LoadedTinyModel LoadTiny(const TinyModelSpec& spec) {
+  auto l = LoadTinyModel(spec);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return *std::move(l);
 }
 
 std::vector<TokenId> SomeTokens(size_t n) {
@@ -43,7 +31,7 @@ float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(ModelTest, ReadsConfigOfTinyModel) {
   TinyModelSpec spec;
   spec.arch = "qwen2";
-  Loaded l = LoadTiny(spec);
+  LoadedTinyModel l = LoadTiny(spec);
   const ModelConfig& c = l.model->config();
   EXPECT_EQ(c.num_layers, 2u);
   EXPECT_EQ(c.embd, 64u);
@@ -126,7 +114,7 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
     TinyModelSpec spec;
     spec.arch = arch;
     spec.type = cpu::TensorType::kF32;
-    Loaded l = LoadTiny(spec);
+    LoadedTinyModel l = LoadTiny(spec);
     ThreadPool pool(2);
     const size_t vocab = l.model->config().vocab_size;
     std::vector<TokenId> tokens = SomeTokens(21);
@@ -156,7 +144,7 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
 }
 
 TEST(ContextTest, TruncateThenReplayGivesTheSameLogits) {
-  Loaded l = LoadTiny({});
+  LoadedTinyModel l = LoadTiny({});
   ThreadPool pool(1);
   auto ctx = Context::Create(*l.model, pool, {});
   ASSERT_TRUE(ctx.ok());
@@ -173,7 +161,7 @@ TEST(ContextTest, TruncateThenReplayGivesTheSameLogits) {
 TEST(ContextTest, RejectsOutOfVocabularyTokenAndFullContextWithoutChangingState) {
   TinyModelSpec spec;
   spec.context = 8;
-  Loaded l = LoadTiny(spec);
+  LoadedTinyModel l = LoadTiny(spec);
   ThreadPool pool(1);
   auto ctx = Context::Create(*l.model, pool, {});
   ASSERT_TRUE(ctx.ok());

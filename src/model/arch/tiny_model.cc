@@ -153,4 +153,12 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   return w.Serialize();
 }
 
+StatusOr<LoadedTinyModel> LoadTinyModel(const TinyModelSpec& spec) {
+  LoadedTinyModel l;
+  ASSIGN_OR_RETURN(l.bytes, MakeTinyModel(spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<gguf::GgufFile> file, gguf::GgufFile::Parse(l.bytes));
+  ASSIGN_OR_RETURN(l.model, Model::FromGguf(std::move(file)));
+  return l;
+}
+
 }  // namespace llmasos::arch

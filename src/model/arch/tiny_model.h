@@ -5,10 +5,12 @@
 #define LLMASOS_MODEL_ARCH_TINY_MODEL_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "drivers/cpu/tensor_type.h"
+#include "model/arch/llama_model.h"
 #include "util/status.h"
 
 namespace llmasos::arch {
@@ -32,6 +34,14 @@ StatusOr<cpu::TensorType> ParseWeightType(const std::string& name);
 
 // The GGUF file bytes. InvalidArgument names the inconsistent field.
 StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& spec);
+
+// A tiny model made and loaded in memory, for tests. `model` reads from `bytes`: keep them
+// together (moving the struct keeps the bytes where they are).
+struct LoadedTinyModel {
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<Model> model;
+};
+StatusOr<LoadedTinyModel> LoadTinyModel(const TinyModelSpec& spec);
 
 }  // namespace llmasos::arch
 
