@@ -61,26 +61,6 @@ std::string Printable(std::string_view s) {
   return out;
 }
 
-// Bytes of one value of a fixed-size type; 0 for strings and arrays (and unknown ids).
-uint64_t FixedValueBytes(ValueType type) {
-  switch (type) {
-    case ValueType::kUint8:
-    case ValueType::kInt8:
-    case ValueType::kBool: return 1;
-    case ValueType::kUint16:
-    case ValueType::kInt16: return 2;
-    case ValueType::kUint32:
-    case ValueType::kInt32:
-    case ValueType::kFloat32: return 4;
-    case ValueType::kUint64:
-    case ValueType::kInt64:
-    case ValueType::kFloat64: return 8;
-    case ValueType::kString:
-    case ValueType::kArray: return 0;
-  }
-  return 0;
-}
-
 bool IsKnownValueType(uint32_t id) { return id <= static_cast<uint32_t>(ValueType::kFloat64); }
 
 bool IsUnsignedInt(ValueType t) {
@@ -291,7 +271,7 @@ class GgufParser {
   Status ReadValue(const Where& where, Value* v) {
     if (v->type == ValueType::kString) return ReadString(where, "string", &v->str);
     if (v->type == ValueType::kArray) return ReadArray(where, v);
-    const uint64_t n = FixedValueBytes(v->type);
+    const uint64_t n = ValueTypeBytes(v->type);
     if (n > remaining()) {
       return PastEnd(where(), std::string(ValueTypeName(v->type)) + " value");
     }
@@ -317,7 +297,7 @@ class GgufParser {
     }
     RETURN_IF_ERROR(ReadField(where, "array length", &v->array_count));
     const uint64_t min_elem_bytes =
-        v->array_type == ValueType::kString ? kMinStringBytes : FixedValueBytes(v->array_type);
+        v->array_type == ValueType::kString ? kMinStringBytes : ValueTypeBytes(v->array_type);
     std::optional<uint64_t> min_bytes = CheckedMul(v->array_count, min_elem_bytes);
     if (!min_bytes || *min_bytes > remaining()) {
       return DataLossError(where() + ": array length " + Num(v->array_count) + " of " +
@@ -556,15 +536,34 @@ Status WrongType(std::string_view key, std::string_view expected, const Value& v
                               TypeText(v) + ", expected " + std::string(expected));
 }
 
-// Element k of a numeric array, decoded.
-Value ArrayElement(const Value& v, uint64_t k) {
-  Value e;
-  e.type = v.array_type;
-  DecodeScalar(v.array_type, v.array_data + k * FixedValueBytes(v.array_type), &e);
-  return e;
-}
 
 }  // namespace
+
+uint64_t ValueTypeBytes(ValueType type) {
+  switch (type) {
+    case ValueType::kUint8:
+    case ValueType::kInt8:
+    case ValueType::kBool: return 1;
+    case ValueType::kUint16:
+    case ValueType::kInt16: return 2;
+    case ValueType::kUint32:
+    case ValueType::kInt32:
+    case ValueType::kFloat32: return 4;
+    case ValueType::kUint64:
+    case ValueType::kInt64:
+    case ValueType::kFloat64: return 8;
+    case ValueType::kString:
+    case ValueType::kArray: return 0;
+  }
+  return 0;
+}
+
+Value ArrayElement(const Value& array, uint64_t k) {
+  Value e;
+  e.type = array.array_type;
+  DecodeScalar(array.array_type, array.array_data + k * ValueTypeBytes(array.array_type), &e);
+  return e;
+}
 
 StatusOr<std::string_view> GgufFile::GetString(std::string_view key) const {
   const Value* v = Find(key);

@@ -47,6 +47,8 @@ enum class ValueType : uint32_t {
 };
 
 std::string_view ValueTypeName(ValueType type);
+// Bytes of one value of a fixed-size type (1, 2, 4 or 8); 0 for strings, arrays and unknown ids.
+uint64_t ValueTypeBytes(ValueType type);
 
 // One metadata value. Scalars are decoded; strings and arrays point into the file.
 struct Value {
@@ -63,6 +65,10 @@ struct Value {
   const uint8_t* array_data = nullptr;
   std::vector<std::string_view> array_strings;
 };
+
+// Element k (< array_count) of an array of a fixed-size type, decoded into a scalar Value.
+// REQUIRES: array.type == kArray with a fixed-size array_type (the parser checked the bytes).
+Value ArrayElement(const Value& array, uint64_t k);
 
 struct MetadataEntry {
   std::string_view key;

@@ -105,47 +105,6 @@ std::string ScalarText(const Value& v) {
   return "?";
 }
 
-uint64_t ElementBytes(ValueType t) {
-  switch (t) {
-    case ValueType::kUint8:
-    case ValueType::kInt8:
-    case ValueType::kBool: return 1;
-    case ValueType::kUint16:
-    case ValueType::kInt16: return 2;
-    case ValueType::kUint32:
-    case ValueType::kInt32:
-    case ValueType::kFloat32: return 4;
-    default: return 8;
-  }
-}
-
-// Decodes numeric element k of an array value (reads within the array the parser checked).
-Value Element(const Value& v, uint64_t k) {
-  Value e;
-  e.type = v.array_type;
-  const uint8_t* p = v.array_data + k * ElementBytes(v.array_type);
-  auto load = [p](auto zero) {
-    decltype(zero) x;
-    std::memcpy(&x, p, sizeof(x));
-    return x;
-  };
-  switch (v.array_type) {
-    case ValueType::kUint8:
-    case ValueType::kBool: e.u64 = load(uint8_t{}); break;
-    case ValueType::kUint16: e.u64 = load(uint16_t{}); break;
-    case ValueType::kUint32: e.u64 = load(uint32_t{}); break;
-    case ValueType::kUint64: e.u64 = load(uint64_t{}); break;
-    case ValueType::kInt8: e.i64 = load(int8_t{}); break;
-    case ValueType::kInt16: e.i64 = load(int16_t{}); break;
-    case ValueType::kInt32: e.i64 = load(int32_t{}); break;
-    case ValueType::kInt64: e.i64 = load(int64_t{}); break;
-    case ValueType::kFloat32: e.f64 = load(float{}); break;
-    case ValueType::kFloat64: e.f64 = load(double{}); break;
-    default: break;
-  }
-  return e;
-}
-
 std::string ArrayText(const Value& v) {
   std::string out = Format("%" PRIu64 " item%s", v.array_count, v.array_count == 1 ? "" : "s");
   if (v.array_count == 0) return out;
@@ -155,7 +114,7 @@ std::string ArrayText(const Value& v) {
       std::min(v.array_count, strings ? kMaxStringElements : kMaxNumericElements);
   for (uint64_t k = 0; k < shown; ++k) {
     if (k > 0) out += ", ";
-    out += strings ? Quote(v.array_strings[k], kMaxElementStringBytes) : ScalarText(Element(v, k));
+    out += strings ? Quote(v.array_strings[k], kMaxElementStringBytes) : ScalarText(ArrayElement(v, k));
   }
   if (shown < v.array_count) out += ", ...";
   return out + "]";

@@ -133,33 +133,6 @@ void GgufWriter::SetInt32Array(std::string_view key, std::span<const int32_t> v)
   Put(key, ValueType::kArray, std::move(p));
 }
 
-namespace {
-
-// Bytes of one element of a numeric array, 0 for strings, arrays and unknown types.
-size_t ScalarBytes(ValueType type) {
-  switch (type) {
-    case ValueType::kUint8:
-    case ValueType::kInt8:
-    case ValueType::kBool:
-      return 1;
-    case ValueType::kUint16:
-    case ValueType::kInt16:
-      return 2;
-    case ValueType::kUint32:
-    case ValueType::kInt32:
-    case ValueType::kFloat32:
-      return 4;
-    case ValueType::kUint64:
-    case ValueType::kInt64:
-    case ValueType::kFloat64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
-}  // namespace
-
 Status GgufWriter::CopyValue(std::string_view key, const Value& value) {
   std::vector<uint8_t> payload;
   switch (value.type) {
@@ -173,7 +146,7 @@ Status GgufWriter::CopyValue(std::string_view key, const Value& value) {
         for (std::string_view item : value.array_strings) AppendString(&payload, item);
         break;
       }
-      const size_t elem = ScalarBytes(value.array_type);
+      const size_t elem = ValueTypeBytes(value.array_type);
       if (elem == 0) {
         return InvalidArgumentError("key '" + std::string(key) + "': cannot copy an array of " +
                                     std::string(ValueTypeName(value.array_type)));
@@ -191,14 +164,14 @@ Status GgufWriter::CopyValue(std::string_view key, const Value& value) {
     case ValueType::kInt16:
     case ValueType::kInt32:
     case ValueType::kInt64: {
-      const size_t n = ScalarBytes(value.type);
+      const size_t n = ValueTypeBytes(value.type);
       const int64_t v = value.i64;
       payload.resize(n);
       std::memcpy(payload.data(), &v, n);  // little-endian: the low n bytes
       break;
     }
     default: {
-      const size_t n = ScalarBytes(value.type);
+      const size_t n = ValueTypeBytes(value.type);
       if (n == 0) {
         return InvalidArgumentError("key '" + std::string(key) + "': unknown value type " +
                                     std::to_string(static_cast<uint32_t>(value.type)));
