@@ -83,29 +83,11 @@ class BpeTokenizer final : public Tokenizer {
 
   std::vector<TokenId> Encode(std::string_view text, bool add_special,
                               bool parse_special) const override {
-    std::vector<TokenId> out;
-    if (add_special && vocab_.add_bos && vocab_.bos != kNoToken) out.push_back(vocab_.bos);
-    std::string sanitized;
-    if (!IsValidUtf8(text)) {
-      sanitized = SanitizeUtf8(text);
-      text = sanitized;
-    }
     Scratch scratch;
-    if (parse_special) {
-      std::vector<SpecialTokenSplitter::Fragment> fragments;
-      specials_.Split(text, &fragments);
-      for (const auto& f : fragments) {
-        if (f.id != kNoToken) {
-          out.push_back(f.id);
-        } else {
-          EncodeRaw(f.text, &scratch, &out);
-        }
-      }
-    } else {
-      EncodeRaw(text, &scratch, &out);
-    }
-    if (add_special && vocab_.add_eos && vocab_.eos != kNoToken) out.push_back(vocab_.eos);
-    return out;
+    return EncodeFramed(vocab_, specials_, text, add_special, parse_special,
+                        [&](std::string_view raw, bool /*first*/, std::vector<TokenId>* out) {
+                          EncodeRaw(raw, &scratch, out);
+                        });
   }
 
  private:

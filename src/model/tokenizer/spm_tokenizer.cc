@@ -65,30 +65,12 @@ class SpmTokenizer final : public Tokenizer {
 
   std::vector<TokenId> Encode(std::string_view text, bool add_special,
                               bool parse_special) const override {
-    std::vector<TokenId> out;
-    if (add_special && vocab_.add_bos && vocab_.bos != kNoToken) out.push_back(vocab_.bos);
-    std::string sanitized;
-    if (!IsValidUtf8(text)) {
-      sanitized = SanitizeUtf8(text);
-      text = sanitized;
-    }
-    std::vector<SpecialTokenSplitter::Fragment> fragments;
-    if (parse_special) {
-      specials_.Split(text, &fragments);
-    } else if (!text.empty()) {
-      fragments.push_back({text, kNoToken});
-    }
-    for (size_t i = 0; i < fragments.size(); ++i) {
-      if (fragments[i].id != kNoToken) {
-        out.push_back(fragments[i].id);
-        continue;
-      }
-      // The space prefix marks the start of the text, as SentencePiece does for a sentence;
-      // text after a special token continues it and gets none.
-      EncodeRaw(fragments[i].text, /*space_prefix=*/vocab_.add_space_prefix && i == 0, &out);
-    }
-    if (add_special && vocab_.add_eos && vocab_.eos != kNoToken) out.push_back(vocab_.eos);
-    return out;
+    // The space prefix marks the start of the text, as SentencePiece does for a sentence;
+    // text after a special token continues it and gets none.
+    return EncodeFramed(vocab_, specials_, text, add_special, parse_special,
+                        [&](std::string_view raw, bool first, std::vector<TokenId>* out) {
+                          EncodeRaw(raw, /*space_prefix=*/vocab_.add_space_prefix && first, out);
+                        });
   }
 
  private:

@@ -5,11 +5,13 @@
 
 #include <array>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "model/tokenizer/tokenizer.h"
+#include "util/utf8.h"
 #include "util/status.h"
 
 namespace llmasos::tokenizer {
@@ -51,6 +53,38 @@ class SpecialTokenSplitter {
   // By first byte: candidate ids, longest text first.
   std::array<std::vector<TokenId>, 256> by_first_byte_;
 };
+
+// The frame every tokenizer's Encode shares: BOS (when add_special and the vocab asks for it),
+// invalid UTF-8 replaced by U+FFFD, special tokens split out (only when parse_special), EOS.
+// Each stretch of plain text goes to encode_text(stretch, first, &out), where `first` is true
+// only for a stretch at the very start of the text.
+template <typename EncodeText>
+std::vector<TokenId> EncodeFramed(const Vocab& vocab, const SpecialTokenSplitter& specials,
+                                  std::string_view text, bool add_special, bool parse_special,
+                                  EncodeText&& encode_text) {
+  std::vector<TokenId> out;
+  if (add_special && vocab.add_bos && vocab.bos != kNoToken) out.push_back(vocab.bos);
+  std::string sanitized;
+  if (!IsValidUtf8(text)) {
+    sanitized = SanitizeUtf8(text);
+    text = sanitized;
+  }
+  std::vector<SpecialTokenSplitter::Fragment> fragments;
+  if (parse_special) {
+    specials.Split(text, &fragments);
+  } else if (!text.empty()) {
+    fragments.push_back({text, kNoToken});
+  }
+  for (size_t i = 0; i < fragments.size(); ++i) {
+    if (fragments[i].id != kNoToken) {
+      out.push_back(fragments[i].id);
+    } else {
+      encode_text(fragments[i].text, i == 0, &out);
+    }
+  }
+  if (add_special && vocab.add_eos && vocab.eos != kNoToken) out.push_back(vocab.eos);
+  return out;
+}
 
 }  // namespace llmasos::tokenizer
 
