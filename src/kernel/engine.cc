@@ -78,6 +78,7 @@ StatusOr<StepReport> Engine::Step() {
   logits_.resize(plan.num_samples() * vocab);
   std::vector<arch::BatchSegment> segments;
   std::vector<SequenceId> sequences;
+  std::vector<const Process*> processes;
   segments.reserve(plan.batch.size());
   size_t sample_idx = 0;
   for (const BatchEntry& e : plan.batch) {
@@ -93,6 +94,7 @@ StatusOr<StepReport> Engine::Step() {
     s.logits_out = e.samples ? &logits_[sample_idx++ * vocab] : nullptr;
     segments.push_back(s);
     sequences.push_back(seq);
+    processes.push_back(p);
     report.num_tokens += e.num_tokens;
   }
   RETURN_IF_ERROR(forward_->Run(segments, KvLayoutOf(*kv_), kv_->num_blocks()));
@@ -100,9 +102,9 @@ StatusOr<StepReport> Engine::Step() {
   // The K/V just written make full blocks findable by later prompts with the same prefix.
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const BatchEntry& e = plan.batch[i];
-    const Process* p = scheduler_->Find(e.id);
-    RETURN_IF_ERROR(kv_->CommitTokens(sequences[i], p->tokens().first(e.first_token_idx + e.num_tokens))
-                        .status());
+    RETURN_IF_ERROR(
+        kv_->CommitTokens(sequences[i], processes[i]->tokens().first(e.first_token_idx + e.num_tokens))
+            .status());
   }
 
   std::vector<TokenId> sampled;

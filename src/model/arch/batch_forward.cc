@@ -93,35 +93,36 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   size_t n = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
     const BatchSegment& seg = segments[s];
-    const std::string where = "batch segment " + std::to_string(s) + ": ";
-    if (seg.tokens.empty()) return InvalidArgumentError(where + "no tokens");
+    // Built only for an error: Run sits on the engine's per-step path.
+    auto where = [s] { return "batch segment " + std::to_string(s) + ": "; };
+    if (seg.tokens.empty()) return InvalidArgumentError(where() + "no tokens");
     n += seg.tokens.size();
     if (n > max_batch_tokens_) {
-      return InvalidArgumentError(where + "the batch exceeds " + std::to_string(max_batch_tokens_) + " tokens");
+      return InvalidArgumentError(where() + "the batch exceeds " + std::to_string(max_batch_tokens_) + " tokens");
     }
     const size_t end = seg.pos0 + seg.tokens.size();
     if (end > max_context_) {
-      return InvalidArgumentError(where + "position " + std::to_string(end - 1) +
+      return InvalidArgumentError(where() + "position " + std::to_string(end - 1) +
                                   " is beyond the context of " + std::to_string(max_context_));
     }
     if (end > seg.block_table.size() * kv.block_tokens) {
-      return InvalidArgumentError(where + "block table of " + std::to_string(seg.block_table.size()) +
+      return InvalidArgumentError(where() + "block table of " + std::to_string(seg.block_table.size()) +
                                   " blocks does not cover position " + std::to_string(end - 1));
     }
     for (size_t b = 0; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
       if (seg.block_table[b] >= num_blocks) {
-        return InvalidArgumentError(where + "block id " + std::to_string(seg.block_table[b]) +
+        return InvalidArgumentError(where() + "block id " + std::to_string(seg.block_table[b]) +
                                     " is not one of the " + std::to_string(num_blocks) + " blocks");
       }
     }
     for (size_t i = 0; i < seg.tokens.size(); ++i) {
       if (seg.tokens[i] < 0 || static_cast<size_t>(seg.tokens[i]) >= c.vocab_size) {
-        return InvalidArgumentError(where + "token id " + std::to_string(seg.tokens[i]) +
+        return InvalidArgumentError(where() + "token id " + std::to_string(seg.tokens[i]) +
                                     " is outside the vocabulary of " + std::to_string(c.vocab_size));
       }
     }
     if (seg.logits != LogitsMode::kNone && seg.logits_out == nullptr) {
-      return InvalidArgumentError(where + "logits requested without an output buffer");
+      return InvalidArgumentError(where() + "logits requested without an output buffer");
     }
   }
 
