@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -52,6 +53,20 @@ StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) 
 
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_bytes_);
+}
+
+void MappedFile::ReleasePages(const void* p, size_t n) const {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  uintptr_t end = begin + n;
+  const auto map_begin = reinterpret_cast<uintptr_t>(data_);
+  begin = std::max(begin, map_begin);
+  end = std::min(end, map_begin + size_bytes_);
+  begin = (begin + page - 1) / page * page;  // whole pages only: neighbours may still be used
+  end = end / page * page;
+  if (begin >= end) return;
+  // Advisory: on failure the pages simply stay resident.
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {

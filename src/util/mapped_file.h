@@ -27,6 +27,10 @@ class MappedFile {
   size_t size_bytes() const { return size_bytes_; }
   const std::string& path() const { return path_; }
 
+  // Drops the whole pages of [p, p + n) (clipped to the mapping) from this process's
+  // resident set, for data copied elsewhere; a later read faults them back in from the file.
+  void ReleasePages(const void* p, size_t n) const;
+
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size_bytes)
       : path_(std::move(path)), data_(data), size_bytes_(size_bytes) {}

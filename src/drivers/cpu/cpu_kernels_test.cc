@@ -174,6 +174,53 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
   }
 }
 
+// Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
+// counts on both sides of every kernel's tile (1-4 tokens direct, 5-7 as 4 + rest, panels
+// from 8), on every target; targets without packed kernels must say so and fall back.
+TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
+  const MatMulShape shapes[] = {{4, 64, 1},  {8, 576, 1},  {12, 128, 2}, {8, 192, 3},
+                                {16, 64, 4}, {4, 128, 5},  {8, 64, 7},   {12, 192, 8},
+                                {8, 576, 9}, {4, 64, 33}, {32, 1536, 1}};
+  const bool avx512 = GetParam() == HWY_AVX3 || GetParam() == HWY_AVX3_DL;
+  for (size_t num_threads : {1u, 2u}) {
+    ThreadPool pool(num_threads);
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1}) {
+      const bool expect_packed =
+          avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
+      EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
+      for (const MatMulShape& shape : shapes) {
+        Weights w = MakeWeights(type, shape.rows, shape.cols,
+                                static_cast<uint32_t>(shape.rows * 17 + shape.cols));
+        const std::unique_ptr<PackedMatrix> packed = PackMatrix(w.view);
+        ASSERT_EQ(packed != nullptr, expect_packed) << Traits(type).name;
+        MatView view = w.view;
+        view.packed = packed.get();
+        std::vector<float> x = RandomFloats(shape.tokens * shape.cols, static_cast<uint32_t>(shape.cols + 3));
+        std::vector<float> out(shape.tokens * shape.rows, -1.0f), ref(out.size());
+        MatMul(view, x.data(), shape.tokens, out.data(), pool);
+        scalar::MatMul(w.view, x.data(), shape.tokens, ref.data());
+        const std::vector<double> mag = AbsProductSums(w.view, x.data(), shape.tokens);
+        const double num_terms = 2.0 * shape.cols / 32;
+        for (size_t i = 0; i < out.size(); ++i) {
+          const double tol = 2 * (num_terms + 2) * FLT_EPSILON * mag[i] * 1.05 + 1e-30;
+          ASSERT_NEAR(out[i], ref[i], tol)
+              << Traits(type).name << " rows=" << shape.rows << " cols=" << shape.cols
+              << " tokens=" << shape.tokens << " threads=" << num_threads << " token "
+              << i / shape.rows << " row " << i % shape.rows;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_1, TensorType::kF16}) {
+    EXPECT_EQ(PackMatrix(MakeWeights(type, 6, 64, 1).view), nullptr);   // rows % 4
+    EXPECT_EQ(PackMatrix(MakeWeights(type, 8, 96, 1).view), nullptr);   // cols % 64
+  }
+  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 8, 64, 1).view), nullptr);  // no kernel
+}
+
 TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {
   ThreadPool pool(2);
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1}) {

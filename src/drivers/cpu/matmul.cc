@@ -129,6 +129,11 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
     quantize_range(0, num_tokens, 0);
   }
   const QuantizedActivations acts{qs, d, s, num_tokens, cols};
+  if (w.packed != nullptr) {
+    CHECK(w.packed->type == w.type && w.packed->rows == w.rows && w.packed->cols == w.cols)
+        << "MatView's packed matrix does not match it";
+    if (MatMulPacked(*w.packed, acts, out, pool)) return;
+  }
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);
   } else {

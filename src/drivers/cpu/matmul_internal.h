@@ -36,6 +36,23 @@ void MatMulQ8(const MatView& w, const QuantizedActivations& x, float* out, Threa
 void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool);
 
+// Packed weights (PackedMatrix): a tile is kPackRows rows; within it, blocks go in pairs of
+// kPackElems weights, each pair laid out as
+//   Q4_0, Q4_1: values [row][32 bytes]: byte j holds element j of the pair's first block in
+//               its low nibble and element j of the second in its high nibble;
+//               then d [row][2] fp16; Q4_1 then m [row][2] fp16.
+//   Q8_0:       values [row][64 bytes], each q stored as q + 128; then d [row][2] fp16.
+inline constexpr size_t kPackRows = 4;
+inline constexpr size_t kPackElems = 64;
+// Bytes of one tile's pair of blocks.
+size_t PackedPairBytes(TensorType type);
+// Whether the target chosen on this CPU has a packed kernel for `type`.
+bool HasPackedKernel(TensorType type);
+// out[t * w.rows + r] for every row and token; false when the chosen target has no packed
+// kernel for w's type (the caller then uses the unpacked view).
+bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
+                  ThreadPool& pool);
+
 }  // namespace llmasos::cpu
 
 #endif  // LLMASOS_DRIVERS_CPU_MATMUL_INTERNAL_H_

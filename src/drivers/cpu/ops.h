@@ -16,10 +16,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+
 #include "drivers/cpu/tensor_type.h"
+#include "hwy/aligned_allocator.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::cpu {
+
+struct PackedMatrix;
 
 // A read-only view of a weight matrix as stored in the model file (not owned).
 struct MatView {
@@ -28,7 +33,27 @@ struct MatView {
   size_t rows;
   size_t cols;
   size_t row_bytes;  // RowBytes(type, cols)
+  // The same matrix repacked for this CPU (PackMatrix), or null. When set, MatMul reads it
+  // instead of `data`; the exact path and DequantizeRow always read `data`.
+  const PackedMatrix* packed = nullptr;
 };
+
+// A quantized weight matrix repacked at load time into the layout the CPU's fastest kernels
+// stream (matmul_packed.cc): rows in tiles of 4, each tile's blocks in pairs, a pair's 4-bit
+// values regrouped so that one vector load unpacks 64 weights in element order, scales after
+// the values they scale. Same bytes per weight as the file's layout.
+struct PackedMatrix {
+  TensorType type;
+  size_t rows;
+  size_t cols;
+  size_t bytes;
+  hwy::AlignedFreeUniquePtr<uint8_t[]> data;
+};
+
+// Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
+// kernel for w's type (Q4_0 and Q4_1 need AVX-512, Q8_0 AVX512-VNNI) or w's shape does not
+// tile (rows % 4 or cols % 64 non-zero). Reads every byte of w once.
+std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w);
 
 // out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
 //   x:   [num_tokens, W.cols]

@@ -1,5 +1,6 @@
 #include "model/arch/llama_model.h"
 
+#include <cstdlib>
 #include <string_view>
 
 #include "util/checked_math.h"
@@ -221,7 +222,24 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
   const gguf::TensorInfo* embd = file->FindTensor("token_embd.weight");
   m->weight_bytes_ = load.bytes() - (m->output_.data == m->token_embd_.data ? 0 : embd->num_bytes);
   m->file_ = std::move(file);
+  m->RepackMatrices();
   return m;
+}
+
+void Model::RepackMatrices() {
+  const char* env = std::getenv("LLMASOS_REPACK");
+  if (env != nullptr && std::string_view(env) == "0") return;
+  std::vector<cpu::MatView*> views = {&output_};
+  for (LayerWeights& l : layers_) {
+    for (cpu::MatView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) views.push_back(v);
+  }
+  for (cpu::MatView* v : views) {
+    std::unique_ptr<cpu::PackedMatrix> packed = cpu::PackMatrix(*v);
+    if (packed == nullptr) continue;
+    v->packed = packed.get();
+    file_->ReleasePages(v->data, v->rows * v->row_bytes);
+    packed_.push_back(std::move(packed));
+  }
 }
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {

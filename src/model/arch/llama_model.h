@@ -2,8 +2,11 @@
 // configuration and the weights as read from a GGUF file.
 //
 // Weights stay in the memory-mapped file in their stored type; only the small 1-D tensors
-// (norm weights, biases) are converted to float at load. A Model is immutable after Load and
-// shared by every Context that runs it.
+// (norm weights, biases) are converted to float at load. Where the CPU driver has faster
+// kernels for a repacked layout (cpu::PackMatrix), matrices are also repacked at load and the
+// file's pages of them are dropped from memory, so resident memory stays about the file's
+// size; LLMASOS_REPACK=0 turns this off. A Model is immutable after Load and shared by every
+// Context that runs it.
 #ifndef LLMASOS_MODEL_ARCH_LLAMA_MODEL_H_
 #define LLMASOS_MODEL_ARCH_LLAMA_MODEL_H_
 
@@ -80,7 +83,10 @@ class Model {
   cpu::MatView output_{};
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
+  std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
   size_t weight_bytes_ = 0;
+
+  void RepackMatrices();
 };
 
 }  // namespace llmasos::arch

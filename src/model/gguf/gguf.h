@@ -115,6 +115,13 @@ class GgufFile {
   StatusOr<std::vector<float>> GetFloatArray(std::string_view key) const;
   StatusOr<std::vector<int64_t>> GetIntArray(std::string_view key) const;
 
+  // For tensor data the caller has copied (e.g. repacked): drops its whole pages from the
+  // resident set when the file is memory-mapped (MappedFile::ReleasePages); no-op for a
+  // caller-owned span.
+  void ReleasePages(const void* p, size_t n) const {
+    if (mapped_ != nullptr) mapped_->ReleasePages(p, n);
+  }
+
  private:
   GgufFile() = default;
 
