@@ -55,6 +55,11 @@ HWY_INLINE __m512i PairWeights(const uint8_t* HWY_RESTRICT pair, size_t r) {
   }
 }
 
+#ifndef LLMASOS_PREFETCH_BYTES
+#define LLMASOS_PREFETCH_BYTES 1024
+#endif
+inline constexpr size_t kPrefetchBytes = LLMASOS_PREFETCH_BYTES;
+
 constexpr size_t PairValueBytes(TensorType type) {
   return kPackRows * (type == TensorType::kQ8_0 ? 64 : 32);
 }
@@ -89,6 +94,11 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_pairs,
   }
   for (size_t p = 0; p < num_pairs; ++p) {
     const uint8_t* pair = tile + p * pair_bytes;
+    // Weights stream once per call: fetch ahead, past this tile into the next (a prefetch
+    // beyond the matrix is harmless).
+    for (size_t line = 0; line < pair_bytes; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(pair + kPrefetchBytes + line), _MM_HINT_T0);
+    }
     const size_t b = 2 * p;
     // The tile's 8 block scales: [r0 b0, r0 b1, r1 b0, ...].
     const __m256 dw8 = _mm256_cvtph_ps(
