@@ -302,6 +302,61 @@ TEST_P(CpuKernelsTest, AxpyAndAddInPlaceMatchScalar) {
   }
 }
 
+// Grouped attention over one KV block: head counts around the 4-head register tile, key
+// counts around the vector width (full vectors plus a scalar tail), head dims with a tail.
+TEST_P(CpuKernelsTest, AttentionKernelsMatchScalar) {
+  for (size_t num_q : {1u, 3u, 4u, 5u, 8u}) {
+    for (size_t n : {1u, 7u, 16u, 19u, 32u}) {
+      for (size_t head_dim : {64u, 37u}) {
+       for (size_t kt_pad : {3u, 17u}) {  // rows too short / long enough for a full vector
+        const size_t kt_stride = n + kt_pad, q_stride = head_dim + 1, s_stride = n + 2;
+        const std::vector<float> q = RandomFloats(num_q * q_stride, 11);
+        const std::vector<float> kt = RandomFloats(head_dim * kt_stride, 12);
+        std::vector<float> scores(num_q * s_stride, -7.0f), scores_ref = scores;
+        AttentionScores(q.data(), q_stride, num_q, kt.data(), kt_stride, n, head_dim, 0.125f,
+                        scores.data(), s_stride);
+        scalar::AttentionScores(q.data(), q_stride, num_q, kt.data(), kt_stride, n, head_dim,
+                                0.125f, scores_ref.data(), s_stride);
+        for (size_t g = 0; g < num_q; ++g) {
+          for (size_t j = 0; j < s_stride; ++j) {
+            const size_t i = g * s_stride + j;
+            if (j >= n) {
+              ASSERT_EQ(scores[i], -7.0f) << "wrote past n";
+              continue;
+            }
+            double mag = 0;
+            for (size_t d = 0; d < head_dim; ++d) mag += std::fabs(q[g * q_stride + d] * kt[d * kt_stride + j]);
+            ASSERT_NEAR(scores[i], scores_ref[i], 2 * (head_dim + 2) * FLT_EPSILON * mag * 0.125)
+                << "num_q=" << num_q << " n=" << n << " head_dim=" << head_dim << " g=" << g << " j=" << j;
+          }
+        }
+        const size_t v_stride = head_dim + 5, o_stride = head_dim + 2;
+        const std::vector<float> p = RandomFloats(num_q * s_stride, 13);
+        const std::vector<float> v = RandomFloats(n * v_stride, 14);
+        std::vector<float> out = RandomFloats(num_q * o_stride, 15), out_ref = out;
+        const std::vector<float> out0 = out;
+        AttentionValues(p.data(), s_stride, num_q, v.data(), v_stride, n, head_dim, out.data(), o_stride);
+        scalar::AttentionValues(p.data(), s_stride, num_q, v.data(), v_stride, n, head_dim,
+                                out_ref.data(), o_stride);
+        for (size_t g = 0; g < num_q; ++g) {
+          for (size_t d = 0; d < o_stride; ++d) {
+            const size_t i = g * o_stride + d;
+            if (d >= head_dim) {
+              ASSERT_EQ(out[i], out0[i]) << "wrote past head_dim";
+              continue;
+            }
+            double mag = std::fabs(out0[i]);
+            for (size_t j = 0; j < n; ++j) mag += std::fabs(p[g * s_stride + j] * v[j * v_stride + d]);
+            ASSERT_NEAR(out[i], out_ref[i], 2 * (n + 2) * FLT_EPSILON * mag)
+                << "num_q=" << num_q << " n=" << n << " head_dim=" << head_dim << " g=" << g << " d=" << d;
+          }
+        }
+       }
+      }
+    }
+  }
+}
+
 TEST_P(CpuKernelsTest, RmsNormMatchesScalarAlsoInPlace) {
   for (size_t n : kLengths) {
     std::vector<float> x = RandomFloats(n, 5, 4.0f), weight = RandomFloats(n, 6);

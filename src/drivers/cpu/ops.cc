@@ -27,6 +27,17 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 float DotTarget(const float* a, const float* b, size_t n) { return scalar::Dot(a, b, n); }
 void AxpyTarget(float a, const float* x, size_t n, float* y) { scalar::Axpy(a, x, n, y); }
+void AttentionScoresTarget(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                           size_t kt_stride, size_t n, size_t head_dim, float scale,
+                           float* scores, size_t scores_stride) {
+  scalar::AttentionScores(q, q_stride, num_q, kt, kt_stride, n, head_dim, scale, scores,
+                          scores_stride);
+}
+void AttentionValuesTarget(const float* p, size_t p_stride, size_t num_q, const float* v,
+                           size_t v_stride, size_t n, size_t head_dim, float* out,
+                           size_t out_stride) {
+  scalar::AttentionValues(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
+}
 void AddInPlaceTarget(const float* x, size_t n, float* y) { scalar::AddInPlace(x, n, y); }
 void RmsNormTarget(const float* x, const float* weight, size_t n, float eps, float* out) {
   scalar::RmsNorm(x, weight, n, eps, out);
@@ -77,6 +88,124 @@ void AxpyTarget(float a, const float* HWY_RESTRICT x, size_t n, float* HWY_RESTR
     hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
   }
   for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// Query heads per register tile in the attention kernels.
+constexpr size_t kAttentionHeads = 4;
+
+// Up to kAttentionHeads heads against a block of keys: lanes are keys, the loop runs
+// over the head dimension, so each key element is loaded once for the group.
+template <size_t kHeads>
+void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
+                          const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
+                          size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                          size_t scores_stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t j = 0;
+  for (; j + lanes <= n; j += lanes) {
+    VF acc[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
+    for (size_t d = 0; d < head_dim; ++d) {
+      const VF k = hn::LoadU(df, kt + d * kt_stride + j);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, q[g * q_stride + d]), k, acc[g]);
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) {
+      hn::StoreU(hn::Mul(acc[g], hn::Set(df, scale)), df, scores + g * scores_stride + j);
+    }
+  }
+  if (j < n) {
+    // The last keys, fewer than a vector: lanes past n are computed but never stored. They are
+    // read from the row when it is long enough (kt_stride), else from a zero-padded copy.
+    const auto valid = hn::FirstN(df, n - j);
+    const bool in_row = j + lanes <= kt_stride;
+    HWY_ALIGN float padded[hn::MaxLanes(df)] = {};
+    VF acc[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
+    for (size_t d = 0; d < head_dim; ++d) {
+      const float* row = kt + d * kt_stride + j;
+      if (!in_row) std::memcpy(padded, row, (n - j) * sizeof(float));
+      const VF k = hn::LoadU(df, in_row ? row : padded);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, q[g * q_stride + d]), k, acc[g]);
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) {
+      hn::BlendedStore(hn::Mul(acc[g], hn::Set(df, scale)), valid, df, scores + g * scores_stride + j);
+    }
+  }
+}
+
+void AttentionScoresTarget(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
+                           const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
+                           size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                           size_t scores_stride) {
+  size_t g = 0;
+  for (; g + kAttentionHeads <= num_q; g += kAttentionHeads) {
+    AttentionScoresHeads<kAttentionHeads>(q + g * q_stride, q_stride, kt, kt_stride, n,
+                                          head_dim, scale, scores + g * scores_stride, scores_stride);
+  }
+  const float* qg = q + g * q_stride;
+  float* sg = scores + g * scores_stride;
+  switch (num_q - g) {
+    case 3: AttentionScoresHeads<3>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
+    case 2: AttentionScoresHeads<2>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
+    case 1: AttentionScoresHeads<1>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
+    default: break;
+  }
+}
+
+// Up to kAttentionHeads heads: lanes run over the head dimension, the loop over keys, so each
+// value row is loaded once for the group. A head dimension past the last full vector goes
+// through the scalar loop.
+template <size_t kHeads>
+void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
+                          const float* HWY_RESTRICT v, size_t v_stride, size_t n,
+                          size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t d = 0;
+  for (; d + lanes <= head_dim; d += lanes) {
+    VF acc[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::LoadU(df, out + g * out_stride + d);
+    for (size_t j = 0; j < n; ++j) {
+      const VF val = hn::LoadU(df, v + j * v_stride + d);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, p[g * p_stride + j]), val, acc[g]);
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) hn::StoreU(acc[g], df, out + g * out_stride + d);
+  }
+  for (; d < head_dim; ++d) {
+    for (size_t g = 0; g < kHeads; ++g) {
+      float sum = out[g * out_stride + d];
+      for (size_t j = 0; j < n; ++j) sum += p[g * p_stride + j] * v[j * v_stride + d];
+      out[g * out_stride + d] = sum;
+    }
+  }
+}
+
+void AttentionValuesTarget(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
+                           const float* HWY_RESTRICT v, size_t v_stride, size_t n,
+                           size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  size_t g = 0;
+  for (; g + kAttentionHeads <= num_q; g += kAttentionHeads) {
+    AttentionValuesHeads<kAttentionHeads>(p + g * p_stride, p_stride, v, v_stride, n, head_dim,
+                                          out + g * out_stride, out_stride);
+  }
+  const float* pg = p + g * p_stride;
+  float* og = out + g * out_stride;
+  switch (num_q - g) {
+    case 3: AttentionValuesHeads<3>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
+    case 2: AttentionValuesHeads<2>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
+    case 1: AttentionValuesHeads<1>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
+    default: break;
+  }
 }
 
 void AddInPlaceTarget(const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT y) {
@@ -268,6 +397,8 @@ namespace llmasos::cpu {
 
 HWY_EXPORT(DotTarget);
 HWY_EXPORT(AxpyTarget);
+HWY_EXPORT(AttentionScoresTarget);
+HWY_EXPORT(AttentionValuesTarget);
 HWY_EXPORT(AddInPlaceTarget);
 HWY_EXPORT(RmsNormTarget);
 HWY_EXPORT(SoftmaxTarget);
@@ -282,6 +413,17 @@ float Dot(const float* a, const float* b, size_t n) {
 }
 void Axpy(float a, const float* x, size_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(AxpyTarget)(a, x, n, y);
+}
+void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                     size_t scores_stride) {
+  HWY_DYNAMIC_DISPATCH(AttentionScoresTarget)(q, q_stride, num_q, kt, kt_stride, n, head_dim,
+                                              scale, scores, scores_stride);
+}
+void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
+                     size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(AttentionValuesTarget)(p, p_stride, num_q, v, v_stride, n, head_dim, out,
+                                              out_stride);
 }
 void AddInPlace(const float* x, size_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(AddInPlaceTarget)(x, n, y);

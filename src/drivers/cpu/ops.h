@@ -90,6 +90,21 @@ float Dot(const float* a, const float* b, size_t n);
 // y[i] += a * x[i].
 void Axpy(float a, const float* x, size_t n, float* y);
 
+// Attention over one block of cached keys for a group of query heads that share a KV head
+// (grouped-query attention), so each key is loaded once for the whole group.
+//   q:  num_q heads of head_dim floats, q_stride apart
+//   kt: the block's keys transposed: element d of key j at kt[d * kt_stride + j], j < n;
+//       entries n .. kt_stride - 1 of a row may be read (their results are discarded)
+//   scores[g * scores_stride + j] = scale * dot(q_g, key j)
+void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                     size_t scores_stride);
+
+// The weighted sum of one block of cached values for the same group:
+//   out[g * out_stride + d] += sum_{j < n} p[g * p_stride + j] * v[j * v_stride + d]
+void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
+                     size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+
 // Converts n floats to fp16 / from fp16 (used by F16 KV caches).
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);

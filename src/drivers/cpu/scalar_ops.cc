@@ -215,6 +215,25 @@ void Axpy(float a, const float* x, size_t n, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                     size_t scores_stride) {
+  for (size_t g = 0; g < num_q; ++g) {
+    for (size_t j = 0; j < n; ++j) {
+      float sum = 0.0f;
+      for (size_t d = 0; d < head_dim; ++d) sum += q[g * q_stride + d] * kt[d * kt_stride + j];
+      scores[g * scores_stride + j] = scale * sum;
+    }
+  }
+}
+
+void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
+                     size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+  for (size_t g = 0; g < num_q; ++g) {
+    for (size_t j = 0; j < n; ++j) Axpy(p[g * p_stride + j], v + j * v_stride, head_dim, out + g * out_stride);
+  }
+}
+
 void F32ToF16Row(const float* x, size_t n, uint16_t* out) {
   for (size_t i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
 }

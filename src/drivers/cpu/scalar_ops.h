@@ -36,6 +36,11 @@ void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 void AddInPlace(const float* x, size_t n, float* y);
 float Dot(const float* a, const float* b, size_t n);
 void Axpy(float a, const float* x, size_t n, float* y);
+void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                     size_t scores_stride);
+void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
+                     size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);
 

@@ -68,7 +68,7 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batc
   up_.resize(n * c.ffn);
   rope_cos_.resize(n * c.rope_dims / 2);
   rope_sin_.resize(n * c.rope_dims / 2);
-  scores_.resize(pool.num_threads() * max_context_);
+  scores_.resize(pool.num_threads() * (c.num_heads / c.num_kv_heads) * max_context_);
   inv_freq_.resize(c.rope_dims / 2);
   for (size_t i = 0; i < c.rope_dims / 2; ++i) {
     inv_freq_[i] = static_cast<float>(
@@ -168,7 +168,8 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       const size_t pos = token_pos_[i];
       const BlockId block = seg.block_table[pos / kv.block_tokens];
       const size_t row = pos % kv.block_tokens;
-      std::memcpy(kv.K(block, layer_idx) + row * c.kv_dim(), &k_[i * c.kv_dim()], c.kv_dim() * sizeof(float));
+      float* k_block = kv.K(block, layer_idx);
+      for (size_t d = 0; d < c.kv_dim(); ++d) k_block[d * kv.block_tokens + row] = k_[i * c.kv_dim() + d];
       std::memcpy(kv.V(block, layer_idx) + row * c.kv_dim(), &v_[i * c.kv_dim()], c.kv_dim() * sizeof(float));
     }
     Attention(layer_idx, segments, kv);
@@ -228,30 +229,33 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
   const ModelConfig& c = model_.config();
   size_t num_tokens = 0;
   for (const BatchSegment& seg : segments) num_tokens += seg.tokens.size();
+  // One task per (token, KV head): the group of query heads sharing that KV head reads each
+  // cached key and value once.
   const size_t group = c.num_heads / c.num_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  pool_.Run(num_tokens * c.num_heads, [&](size_t task_idx, size_t thread_idx) {
-    const size_t i = task_idx / c.num_heads;
-    const size_t h = task_idx % c.num_heads;
-    const size_t kv_off = (h / group) * c.head_dim;
+  pool_.Run(num_tokens * c.num_kv_heads, [&](size_t task_idx, size_t thread_idx) {
+    const size_t i = task_idx / c.num_kv_heads;
+    const size_t kvh = task_idx % c.num_kv_heads;
     const BatchSegment& seg = segments[token_segment_[i]];
     const size_t num_visible = token_pos_[i] + 1;  // causal: positions 0 .. pos
-    const float* q = &q_[i * c.q_dim() + h * c.head_dim];
-    float* scores = &scores_[thread_idx * max_context_];
+    const float* q = &q_[i * c.q_dim() + kvh * group * c.head_dim];
+    float* scores = &scores_[thread_idx * group * max_context_];
     for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
-      const float* k_rows = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx) + kv_off;
+      // Keys are stored transposed per block: element d of this head's keys is a row.
+      const float* kt = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx) +
+                        kvh * c.head_dim * kv.block_tokens;
       const size_t rows = std::min(kv.block_tokens, num_visible - j0);
-      for (size_t r = 0; r < rows; ++r) {
-        scores[j0 + r] = scale * cpu::Dot(q, k_rows + r * c.kv_dim(), c.head_dim);
-      }
+      cpu::AttentionScores(q, c.head_dim, group, kt, kv.block_tokens, rows, c.head_dim, scale,
+                           scores + j0, max_context_);
     }
-    cpu::Softmax(scores, num_visible);
-    float* out = &att_[i * c.q_dim() + h * c.head_dim];
-    std::fill(out, out + c.head_dim, 0.0f);
+    for (size_t g = 0; g < group; ++g) cpu::Softmax(scores + g * max_context_, num_visible);
+    float* out = &att_[i * c.q_dim() + kvh * group * c.head_dim];
+    std::fill(out, out + group * c.head_dim, 0.0f);
     for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
-      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + kv_off;
+      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + kvh * c.head_dim;
       const size_t rows = std::min(kv.block_tokens, num_visible - j0);
-      for (size_t r = 0; r < rows; ++r) cpu::Axpy(scores[j0 + r], v_rows + r * c.kv_dim(), c.head_dim, out);
+      cpu::AttentionValues(scores + j0, max_context_, group, v_rows, c.kv_dim(), rows, c.head_dim,
+                           out, c.head_dim);
     }
   });
 }

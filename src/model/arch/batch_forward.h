@@ -27,7 +27,9 @@ using BlockId = uint32_t;
 // Where the K and V rows of a KV cache the forward pass does not own live: the `block_tokens`
 // rows of layer `layer` of block `block` start at
 //   k_base + block * block_stride + layer * layer_stride       (V: v_base + ...)
-// and row r (position p with p % block_tokens == r) is kv_dim floats further per row.
+// V row r (position p with p % block_tokens == r) is kv_dim floats further per row; K is
+// stored transposed within the block, element d of position p's key at [d * block_tokens + r],
+// so attention reads a block's keys as vectors over positions (cpu::AttentionScores).
 // kernel::KvMemory's pool and Context's contiguous cache (one block) are both this shape.
 struct KvLayout {
   float* k_base = nullptr;
