@@ -487,6 +487,7 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
   auto discard = [&](Status s) {
     RemoveQuietly(part_path);
     RemoveQuietly(sidecar_path);
+    lock->UnlinkOnRelease();
     return s;
   };
   int restarts = 0;
@@ -522,6 +523,7 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
       if (r.status.code() == StatusCode::kResourceExhausted || r.status.code() == StatusCode::kDataLoss) {
         return discard(r.status);
       }
+      if (download.written() == 0) return discard(r.status);
       return r.status;  // the part file stays for a later resume
     }
     if (!download.resumable()) RETURN_IF_ERROR(download.Reset());  // no validator: cannot resume safely
