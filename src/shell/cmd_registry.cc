@@ -173,21 +173,24 @@ class PullProgressPrinter {
   void Print(const registry::PullProgress& p) {
     if (quiet_) return;
     auto now = std::chrono::steady_clock::now();
-    if (!started_) {
+    bool downloading = p.status == "downloading";
+    if (downloading && !started_) {
+      // The rate counts from the first bytes of this run (a resumed pull starts part way).
       started_ = true;
       start_ = now;
       start_bytes_ = p.completed;
     }
     bool changed = p.status != last_status_;
+    bool done = downloading && p.total > 0 && p.completed == p.total;
     double since_print = std::chrono::duration<double>(now - last_print_).count();
-    if (!changed && since_print < (tty_ ? 0.2 : 5.0)) return;
-    if (p.status != "downloading") {
+    if (!changed && !done && since_print < (tty_ ? 0.2 : 5.0)) return;
+    if (!downloading) {
       if (tty_ && bar_shown_) std::fputc('\n', stderr);
       bar_shown_ = false;
       std::fprintf(stderr, "%s\n", p.status.c_str());
     } else {
       double seconds = std::chrono::duration<double>(now - start_).count();
-      double rate = seconds > 0.05 ? (p.completed - start_bytes_) / seconds : 0;
+      double rate = seconds > 0.2 ? (p.completed - start_bytes_) / seconds : 0;
       std::string line = "downloading " + HumanBytes(p.completed);
       if (p.total > 0) {
         int pct = static_cast<int>(100.0 * p.completed / p.total);
@@ -197,8 +200,8 @@ class PullProgressPrinter {
         }
         line += " / " + HumanBytes(p.total) + " (" + std::to_string(pct) + "%)";
       }
-      line += ", " + HumanBytes(static_cast<uint64_t>(rate)) + "/s";
-      if (p.total > 0 && rate > 0) {
+      if (rate > 0) line += ", " + HumanBytes(static_cast<uint64_t>(rate)) + "/s";
+      if (p.total > 0 && rate > 0 && !done) {
         auto eta = static_cast<long>((p.total - p.completed) / rate);
         char buf[32];
         std::snprintf(buf, sizeof(buf), ", ETA %ld:%02ld", eta / 60, eta % 60);

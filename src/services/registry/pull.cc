@@ -530,6 +530,7 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200 * attempt, 2000)));
   }
 
+  download.Emit("downloading", true);  // the last bytes, so a progress bar ends at 100%
   BlobInfo blob{download.FinishDigest(), download.written()};
   if (progress) progress({"verifying sha256 digest", blob.digest, blob.size_bytes, blob.size_bytes});
   if (request.expected_digest && *request.expected_digest != blob.digest) {
