@@ -79,6 +79,16 @@ curl_socket_t OpenSocket(void* clientp, curlsocktype purpose, curl_sockaddr* add
   return ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
+// A validator is sent back in If-Range, so anything that could break a header line (a stray
+// CR, control bytes) or is implausibly long makes it no validator at all.
+std::string Validator(std::string_view value, size_t max_bytes) {
+  if (value.size() > max_bytes) return "";
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) return "";
+  }
+  return std::string(value);
+}
+
 size_t OnHeader(char* data, size_t size, size_t count, void* userdata) {
   auto* t = static_cast<Transfer*>(userdata);
   size_t bytes = size * count;
@@ -117,9 +127,9 @@ size_t OnHeader(char* data, size_t size, size_t count, void* userdata) {
     auto cr = ParseContentRange(value);
     if (cr.ok()) t->response.content_range = *cr;
   } else if (EqualsIgnoreCase(name, "etag")) {
-    t->response.etag = std::string(value.substr(0, 1024));
+    t->response.etag = Validator(value, 1024);
   } else if (EqualsIgnoreCase(name, "last-modified")) {
-    t->response.last_modified = std::string(value.substr(0, 256));
+    t->response.last_modified = Validator(value, 256);
   } else if (EqualsIgnoreCase(name, "location")) {
     t->has_location = true;
   }

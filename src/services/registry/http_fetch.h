@@ -51,7 +51,7 @@ struct FetchResponse {
   std::optional<uint64_t> content_length;
   std::optional<ContentRange> content_range;  // set when the header was present and parsed
   std::string content_range_text;             // the raw header, for messages
-  std::string etag;
+  std::string etag;           // "" when absent or unusable as a validator (control bytes)
   std::string last_modified;
 };
 

@@ -142,40 +142,49 @@ TEST(PullTest, ParsesSizesWithBinarySuffixes) {
   }
 }
 
-TEST(PullTest, RefusesBadRequestsBeforeTouchingTheNetwork) {
-  TempHome home;
-  auto r = Registry::Open(home.path() + "/home");
-  ASSERT_TRUE(r.ok());
+class PullRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = Registry::Open(home_.path() + "/home");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    registry_ = std::move(r).value();
+  }
+  TempHome home_;
+  std::unique_ptr<Registry> registry_;
+};
+
+TEST_F(PullRegistryTest, RefusesBadRequestsBeforeTouchingTheNetwork) {
+  Registry* r = registry_.get();
   PullRequest req;
   req.url = "ftp://example.com/a.gguf";
-  EXPECT_EQ(Pull(**r, req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pull(*r, req).status().code(), StatusCode::kInvalidArgument);
   req.url = "http://example.com/a.gguf";
   req.name = "Bad Name";
-  EXPECT_EQ(Pull(**r, req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pull(*r, req).status().code(), StatusCode::kInvalidArgument);
   req.name = "ok";
   req.expected_digest = "sha256:1234";
-  EXPECT_EQ(Pull(**r, req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Pull(*r, req).status().code(), StatusCode::kInvalidArgument);
   req.expected_digest.reset();
   req.version = "one";
-  EXPECT_EQ(Pull(**r, req).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_FALSE(std::filesystem::exists(home.path() + "/home/downloads"));
+  EXPECT_EQ(Pull(*r, req).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(home_.path() + "/home/downloads"));
 }
 
-TEST(PullTest, RefusesLoopbackUnlessAllowed) {
-  TempHome home;
-  auto r = Registry::Open(home.path() + "/home");
-  ASSERT_TRUE(r.ok());
+TEST_F(PullRegistryTest, RefusesLoopbackAndMappedLinkLocalAddresses) {
+  Registry* r = registry_.get();
   PullRequest req;
   // Port 9 (discard) on loopback: refused by the policy before any connection is tried.
   req.url = "http://127.0.0.1:9/a.gguf";
   req.max_attempts = 1;
-  auto s = Pull(**r, req);
+  auto s = Pull(*r, req);
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status().ToString();
   EXPECT_NE(s.status().message().find("127.0.0.1 (loopback)"), std::string::npos) << s.status().message();
   req.url = "http://[::ffff:169.254.169.254]:9/a.gguf";
-  s = Pull(**r, req);
+  s = Pull(*r, req);
   EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status().ToString();
   EXPECT_NE(s.status().message().find("link-local"), std::string::npos) << s.status().message();
+  // Nothing was downloaded, so nothing is kept for a resume.
+  EXPECT_TRUE(DirEntries(home_.path() + "/home/downloads").empty());
 }
 
 }  // namespace
