@@ -301,6 +301,17 @@ def test_changed_etag_restarts_and_never_mixes_files(home, server, model, tmp_pa
     assert blobs(home) == ["sha256-" + sha256(newer)[7:]]
 
 
+def test_416_for_a_shrunken_file_restarts(home, server, model, tmp_path):
+    smaller = make_model(tmp_path, 2, "q4_0")
+    assert len(smaller) < 100000 < len(model)
+    server.drops, server.drop_after = 1, 100000
+    server.swap_after, server.swap_to = 1, smaller
+    proc = pull(home, server.url("/tiny.gguf"))
+    assert "HTTP 416" in proc.stderr
+    assert [g[4] for g in server.gets()] == [200, 416, 200]
+    assert versions(home)[0][2] == sha256(smaller)
+
+
 def test_wrong_bytes_with_digest_register_nothing(home, server, model):
     server.corrupt = True
     proc = pull(home, server.url("/tiny.gguf"), "--digest", sha256(model), check=False)

@@ -66,11 +66,13 @@ struct PullResult {
   uint64_t bytes_downloaded = 0;  // in this call (0 when resumed at the end or not needed)
 };
 
-// Downloads `request.url` and registers it as a new version of the name. Errors:
-// kInvalidArgument (URL, name, version, digest), kFailedPrecondition (refused address, version
-// exists), kDataLoss (digest mismatch, inconsistent server), kResourceExhausted (size limit,
-// full disk; the path is named), kUnavailable (network, HTTP status), kDeadlineExceeded-like
-// kUnavailable when another pull of the URL holds the lock for longer than lock_wait_s.
+// Downloads `request.url` and registers it as a new version of the name; `progress` is called
+// on this thread. Errors: kInvalidArgument (URL, name, version, digest, not a GGUF),
+// kFailedPrecondition (refused address, version exists), kDataLoss (digest mismatch, a server
+// that keeps changing the file), kResourceExhausted (size limit, full disk; the path is
+// named), kUnavailable (network, HTTP status, another pull of the URL still running after
+// lock_wait_s). After kDataLoss, kResourceExhausted or kInvalidArgument nothing of the
+// download is kept; after a network error the part file stays for the next pull to resume.
 StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request,
                           const PullProgressFn& progress = nullptr);
 
@@ -78,7 +80,8 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request,
 // outside [a-z0-9._-] replaced by '-'. kInvalidArgument when nothing valid remains.
 StatusOr<std::string> NameFromUrl(std::string_view url);
 
-// "bytes", "12K", "3.5G" style sizes for --max-size (binary multiples). kInvalidArgument.
+// Sizes for --max-size: bytes, or a whole number with K, M, G or T (binary multiples, an
+// optional B or iB after it). kInvalidArgument for anything else, 0, or an overflow.
 StatusOr<uint64_t> ParseByteSize(std::string_view text);
 
 }  // namespace llmasos::registry
