@@ -419,8 +419,7 @@ StatusOr<uint64_t> ParseByteSize(std::string_view text) {
 }
 
 StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const PullProgressFn& progress) {
-  ASSIGN_OR_RETURN(ParsedUrl url, ParseHttpUrl(request.url));
-  (void)url;
+  RETURN_IF_ERROR(ParseHttpUrl(request.url).status());
   ImportOptions options;
   options.command = "pull";
   options.source = request.url;
