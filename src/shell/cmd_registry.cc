@@ -1,12 +1,17 @@
 // The registry commands: import, list, show, rm, cp, tag, history, diff, rollback, verify,
-// and pull (not built yet). Each opens the registry under $LLMASOS_HOME, which runs startup
+// and pull. Each opens the registry under $LLMASOS_HOME, which runs startup
 // recovery first, and reports what recovery removed on stderr.
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "services/registry/pull.h"
 #include "services/registry/registry.h"
 #include "services/registry/validate.h"
 #include "shell/commands.h"
@@ -158,6 +163,71 @@ std::string DiffValue(const std::string& v) {
   if (p.size() <= kMax) return p.empty() ? "\"\"" : p;
   return p.substr(0, kMax) + "... (" + std::to_string(v.size()) + " bytes)";
 }
+
+// Pull progress on stderr: a bar redrawn in place on a terminal; otherwise a plain line when
+// the status changes and at most every 5 s while downloading. Bytes, rate and ETA.
+class PullProgressPrinter {
+ public:
+  explicit PullProgressPrinter(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO) != 0) {}
+
+  void Print(const registry::PullProgress& p) {
+    if (quiet_) return;
+    auto now = std::chrono::steady_clock::now();
+    bool downloading = p.status == "downloading";
+    if (downloading && !started_) {
+      // The rate counts from the first bytes of this run (a resumed pull starts part way).
+      started_ = true;
+      start_ = now;
+      start_bytes_ = p.completed;
+    }
+    bool changed = p.status != last_status_;
+    bool done = downloading && p.total > 0 && p.completed == p.total;
+    double since_print = std::chrono::duration<double>(now - last_print_).count();
+    if (!changed && !done && since_print < (tty_ ? 0.2 : 5.0)) return;
+    if (!downloading) {
+      if (tty_ && bar_shown_) std::fputc('\n', stderr);
+      bar_shown_ = false;
+      std::fprintf(stderr, "%s\n", p.status.c_str());
+    } else {
+      double seconds = std::chrono::duration<double>(now - start_).count();
+      double rate = seconds > 0.2 ? (p.completed - start_bytes_) / seconds : 0;
+      std::string line = "downloading " + HumanBytes(p.completed);
+      if (p.total > 0) {
+        int pct = static_cast<int>(100.0 * p.completed / p.total);
+        if (tty_) {
+          int filled = pct / 5;
+          line = "[" + std::string(filled, '#') + std::string(20 - filled, ' ') + "] " + line;
+        }
+        line += " / " + HumanBytes(p.total) + " (" + std::to_string(pct) + "%)";
+      }
+      if (rate > 0) line += ", " + HumanBytes(static_cast<uint64_t>(rate)) + "/s";
+      if (p.total > 0 && rate > 0 && !done) {
+        auto eta = static_cast<long>((p.total - p.completed) / rate);
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), ", ETA %ld:%02ld", eta / 60, eta % 60);
+        line += buf;
+      }
+      std::fprintf(stderr, tty_ ? "\r%s\x1b[K" : "%s\n", line.c_str());
+      bar_shown_ = tty_;
+    }
+    std::fflush(stderr);
+    last_status_ = p.status;
+    last_print_ = now;
+  }
+
+  ~PullProgressPrinter() {
+    if (tty_ && bar_shown_) std::fputc('\n', stderr);
+  }
+
+ private:
+  bool quiet_;
+  bool tty_;
+  bool started_ = false;
+  bool bar_shown_ = false;
+  std::chrono::steady_clock::time_point start_, last_print_;
+  uint64_t start_bytes_ = 0;
+  std::string last_status_;
+};
 
 // Runs `body` with an open registry, turning errors into the exit code.
 template <typename F>
@@ -363,12 +433,49 @@ void AddRegistryCommands(CLI::App& app, int* exit_code) {
     });
   }
   {
-    auto url = std::make_shared<std::string>();
-    CLI::App* cmd = app.add_subcommand("pull", "download a model into the registry (not built yet)");
-    cmd->add_option("url", *url, "HTTP(S) URL of a .gguf file")->required();
-    cmd->callback([url, exit_code] {
-      *exit_code = ReportError(UnimplementedError(
-          "pull is not built yet; download the file yourself and run: llmasos import FILE --name NAME"));
+    struct Flags {
+      registry::PullRequest request;
+      std::string version, digest, max_size;
+      bool quiet = false;
+    };
+    auto f = std::make_shared<Flags>();
+    CLI::App* cmd = app.add_subcommand("pull", "download a .gguf model over HTTP(S) into the registry");
+    cmd->add_option("url", f->request.url, "http:// or https:// URL of a .gguf file")->required();
+    cmd->add_option("--name", f->request.name, "model name (default: from the URL's file name)");
+    cmd->add_option("--version", f->version, "semantic version (default 1.0.0, then the next minor)");
+    cmd->add_option("--digest", f->digest, "expected sha256:HEX; a download that differs is deleted");
+    cmd->add_flag("--allow-private", f->request.allow_private,
+                  "allow loopback, private and link-local addresses (refused by default)");
+    cmd->add_option("--max-size", f->max_size, "refuse files larger than this (bytes, or e.g. 8G; default 256G)");
+    cmd->add_flag("-q,--quiet", f->quiet, "no progress output");
+    Bind(cmd, exit_code, [f](Registry& r) -> Status {
+      registry::PullRequest& req = f->request;
+      if (!f->version.empty()) req.version = f->version;
+      if (!f->digest.empty()) req.expected_digest = f->digest;
+      if (!f->max_size.empty()) {
+        ASSIGN_OR_RETURN(req.max_bytes, registry::ParseByteSize(f->max_size));
+      }
+      // Crash tests: stop dead between storing the blob and recording its version.
+      if (const char* crash = std::getenv("LLMASOS_TEST_PULL_CRASH");
+          crash != nullptr && std::string(crash) == "after-blob") {
+        req.after_blob_stored = [] { ::_exit(86); };
+      }
+      auto pulled = [&] {
+        PullProgressPrinter printer(f->quiet);  // ends its line before anything else prints
+        return registry::Pull(r, req, [&](const registry::PullProgress& p) { printer.Print(p); });
+      }();
+      if (!pulled.ok()) return pulled.status();
+      const registry::PullResult& result = *pulled;
+      const Manifest& m = result.manifest;
+      if (result.already_present) {
+        std::printf("%s@%s already has %s; nothing added\n", m.name.c_str(), m.version.c_str(),
+                    m.digest.c_str());
+      } else {
+        std::printf("pulled %s@%s %s (%s, %s, %s)\n", m.name.c_str(), m.version.c_str(), m.digest.c_str(),
+                    HumanBytes(m.size_bytes).c_str(), Printable(m.architecture).c_str(),
+                    m.quantization.c_str());
+      }
+      return OkStatus();
     });
   }
 }

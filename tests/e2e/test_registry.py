@@ -1,6 +1,6 @@
 """The model registry driven through the CLI, as a user drives it: import, list, show, tag,
 history, diff, rollback, cp, rm with garbage collection, running a model by reference, and
-the refusals: a bad name, a bad digest, a tampered blob, a loaded-model guard, pull not built.
+the refusals: a bad name, a bad digest, a tampered blob, a loaded-model guard.
 
 Every test gets its own LLMASOS_HOME, so nothing touches the user's registry.
 """
@@ -255,9 +255,3 @@ def test_recovery_removes_orphans_left_by_a_crash(tmp_path, home):
     assert "recovery removed 1 unfinished temp file(s) and 1 orphan blob(s)" in proc.stderr
     assert blobs(home) == ["sha256-" + sha256(a)[7:]]
     assert "ok m@1.0.0" in cli(home, "verify", "m").stdout
-
-
-def test_pull_is_not_built_yet(home):
-    proc = cli(home, "pull", "https://example.com/model.gguf", check=False)
-    assert proc.returncode == 1
-    assert "UNIMPLEMENTED" in proc.stderr and "import" in proc.stderr

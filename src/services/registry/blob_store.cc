@@ -196,6 +196,33 @@ StatusOr<BlobInfo> BlobStore::ImportFile(const std::string& source,
   return (*writer)->Commit(expected_digest);
 }
 
+Status BlobStore::AdoptFile(const std::string& path, const BlobInfo& blob) const {
+  ASSIGN_OR_RETURN(std::string final_path, PathFor(blob.digest));
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("opening", path, errno);
+  struct stat st;
+  int rc = ::fstat(fd, &st);
+  int err = errno;
+  if (rc == 0 && ::fsync(fd) != 0) {
+    rc = -1;
+    err = errno;
+  }
+  ::close(fd);
+  if (rc != 0) return ErrnoError("syncing", path, err);
+  if (static_cast<uint64_t>(st.st_size) != blob.size_bytes) {
+    return DataLossError("'" + path + "' holds " + std::to_string(st.st_size) + " bytes, expected " +
+                         std::to_string(blob.size_bytes));
+  }
+  if (::access(final_path.c_str(), F_OK) == 0) {
+    if (::unlink(path.c_str()) != 0) return ErrnoError("removing", path, errno);
+    return OkStatus();
+  }
+  if (::rename(path.c_str(), final_path.c_str()) != 0) {
+    return ErrnoError("renaming into place", final_path, errno);
+  }
+  return SyncDir();
+}
+
 StatusOr<std::string> BlobStore::PathFor(std::string_view digest) const {
   RETURN_IF_ERROR(ValidateDigest(digest));
   return root_ + "/" + BlobFileName(digest);

@@ -82,6 +82,11 @@ class BlobStore {
   const std::string& root() const { return root_; }
 
   StatusOr<std::unique_ptr<Writer>> NewWriter() const;
+  // Moves a complete file that is on the same file system as the store into it: fsync, check
+  // its size and digest against `blob` (kDataLoss on mismatch; the file is left alone),
+  // rename to its content address, directory fsync. If the blob already exists the file is
+  // removed and the existing blob kept. The caller hashed the file as it wrote it.
+  Status AdoptFile(const std::string& path, const BlobInfo& blob) const;
   // Copies a file into the store through a Writer.
   StatusOr<BlobInfo> ImportFile(const std::string& source,
                                 const std::optional<std::string>& expected_digest) const;

@@ -151,6 +151,24 @@ StatusOr<std::string> Registry::NextVersionLocked(const std::string& name) {
   return next.ToString();
 }
 
+Status Registry::CheckVersionFreeLocked(const std::string& name, const std::string& version) {
+  ASSIGN_OR_RETURN(auto existing, LoadEntries(*db_, name));
+  ASSIGN_OR_RETURN(Version v, ParseVersion(version));
+  for (const ParsedEntry& e : existing) {
+    if (ComparePrecedence(e.version, v) == 0) {
+      return FailedPreconditionError(name + "@" + e.entry.manifest.version +
+                                     " already exists; choose another --version");
+    }
+  }
+  return OkStatus();
+}
+
+void Registry::RemoveIfUnreferencedLocked(const std::string& digest) {
+  // Do not leave an orphan behind (recovery would also remove it).
+  auto referenced = db_->ReferencedDigests();
+  if (referenced.ok() && referenced->count(digest) == 0) (void)blobs_->Remove(digest);
+}
+
 StatusOr<Manifest> Registry::AddVersionLocked(Manifest m, const ImportOptions& options) {
   ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, m.name));
   ASSIGN_OR_RETURN(Version version, ParseVersion(m.version));
@@ -209,14 +227,7 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
     ASSIGN_OR_RETURN(m.version, NextVersionLocked(m.name));
   }
   // Fail before copying gigabytes when the version is taken.
-  ASSIGN_OR_RETURN(auto existing, LoadEntries(*db_, m.name));
-  ASSIGN_OR_RETURN(Version version, ParseVersion(m.version));
-  for (const ParsedEntry& e : existing) {
-    if (ComparePrecedence(e.version, version) == 0) {
-      return FailedPreconditionError(m.name + "@" + e.entry.manifest.version +
-                                     " already exists; choose another --version");
-    }
-  }
+  RETURN_IF_ERROR(CheckVersionFreeLocked(m.name, m.version));
 
   // Copy, hashing as we go; read the model's facts from our own copy, not the source, so
   // what the manifest says is what the blob holds.
@@ -248,12 +259,30 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
     m.lineage.source = ec ? options.file : abs.lexically_normal().string();
   }
   auto added = AddVersionLocked(m, options);
-  if (!added.ok()) {
-    // Do not leave an orphan behind (recovery would also remove it).
-    auto referenced = db_->ReferencedDigests();
-    if (referenced.ok() && referenced->count(blob.digest) == 0) (void)blobs_->Remove(blob.digest);
-  }
+  if (!added.ok()) RemoveIfUnreferencedLocked(blob.digest);
   return added;
+}
+
+StatusOr<Manifest> Registry::NewManifestLocked(const std::string& gguf_path, const BlobInfo& blob,
+                                                const ImportOptions& options) {
+  Manifest m;
+  m.name = options.name;
+  if (options.version) {
+    ASSIGN_OR_RETURN(Version v, ParseVersion(*options.version));
+    m.version = v.ToString();
+  } else {
+    ASSIGN_OR_RETURN(m.version, NextVersionLocked(m.name));
+  }
+  if (Status s = ReadGgufFacts(gguf_path, &m); !s.ok()) {
+    return InvalidArgumentError("blob " + blob.digest + " is not a usable model: " + s.message());
+  }
+  m.digest = blob.digest;
+  m.size_bytes = blob.size_bytes;
+  m.lineage.created = NowUtc();
+  m.lineage.command = options.command;
+  m.lineage.notes = options.notes;
+  m.lineage.source = options.source;
+  return m;
 }
 
 StatusOr<Manifest> Registry::RegisterBlob(const BlobInfo& blob, const ImportOptions& options) {
@@ -268,24 +297,24 @@ StatusOr<Manifest> Registry::RegisterBlob(const BlobInfo& blob, const ImportOpti
     return DataLossError("blob " + blob.digest + " holds " + std::to_string(st.st_size) +
                          " bytes, expected " + std::to_string(blob.size_bytes));
   }
-  Manifest m;
-  m.name = options.name;
-  if (options.version) {
-    ASSIGN_OR_RETURN(Version v, ParseVersion(*options.version));
-    m.version = v.ToString();
-  } else {
-    ASSIGN_OR_RETURN(m.version, NextVersionLocked(m.name));
-  }
-  if (Status s = ReadGgufFacts(path, &m); !s.ok()) {
-    return InvalidArgumentError("blob " + blob.digest + " is not a usable model: " + s.message());
-  }
-  m.digest = blob.digest;
-  m.size_bytes = blob.size_bytes;
-  m.lineage.created = NowUtc();
-  m.lineage.command = options.command;
-  m.lineage.notes = options.notes;
-  m.lineage.source = options.source;
+  ASSIGN_OR_RETURN(Manifest m, NewManifestLocked(path, blob, options));
   return AddVersionLocked(std::move(m), options);
+}
+
+StatusOr<Manifest> Registry::AdoptFile(const std::string& file, const BlobInfo& blob,
+                                       const ImportOptions& options) {
+  RETURN_IF_ERROR(ValidateName(options.name));
+  RETURN_IF_ERROR(ValidateDigest(blob.digest));
+  for (const std::string& tag : options.tags) RETURN_IF_ERROR(ValidateTag(tag));
+  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  ASSIGN_OR_RETURN(Manifest m, NewManifestLocked(file, blob, options));
+  // Fail before the move when the version is taken, so the download is kept for a retry.
+  RETURN_IF_ERROR(CheckVersionFreeLocked(m.name, m.version));
+  RETURN_IF_ERROR(blobs_->AdoptFile(file, blob));
+  if (options.after_blob_stored) options.after_blob_stored();
+  auto added = AddVersionLocked(std::move(m), options);
+  if (!added.ok()) RemoveIfUnreferencedLocked(blob.digest);
+  return added;
 }
 
 StatusOr<std::vector<ModelEntry>> Registry::List() {

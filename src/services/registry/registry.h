@@ -22,6 +22,7 @@
 #ifndef LLMASOS_SERVICES_REGISTRY_REGISTRY_H_
 #define LLMASOS_SERVICES_REGISTRY_REGISTRY_H_
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +66,9 @@ struct ImportOptions {
   // Lineage: what made it ("import", "pull"), and the source to record ("" = the absolute path).
   std::string command = "import";
   std::string source;
+  // For crash tests (AdoptFile only): runs after the blob is in place, before its version is
+  // recorded, to stand for a crash between the two.
+  std::function<void()> after_blob_stored;
 };
 
 struct ModelEntry {
@@ -101,6 +105,13 @@ class Registry {
   // Records a version for a blob already in the store (what pull will call after verifying
   // the download). The blob's size and digest must match `blob`.
   StatusOr<Manifest> RegisterBlob(const BlobInfo& blob, const ImportOptions& options);
+  // What pull calls with a verified download: `file` (on the home's file system, hashed by the
+  // caller to `blob`) is parsed as a GGUF, moved into the store and recorded as a version, all
+  // under the registry lock, so recovery in another process never sees the blob without its
+  // version. On error before the move the file is left where it is; after it, a blob no
+  // version names is removed again. `options.file` is ignored.
+  StatusOr<Manifest> AdoptFile(const std::string& file, const BlobInfo& blob,
+                               const ImportOptions& options);
 
   // Every version of every model, by name then descending precedence.
   StatusOr<std::vector<ModelEntry>> List();
@@ -141,6 +152,10 @@ class Registry {
   StatusOr<ModelEntry> ResolveLocked(std::string_view ref);
   StatusOr<Manifest> AddVersionLocked(Manifest manifest, const ImportOptions& options);
   StatusOr<std::string> NextVersionLocked(const std::string& name);
+  Status CheckVersionFreeLocked(const std::string& name, const std::string& version);
+  void RemoveIfUnreferencedLocked(const std::string& digest);
+  StatusOr<Manifest> NewManifestLocked(const std::string& gguf_path, const BlobInfo& blob,
+                                       const ImportOptions& options);
   Status ReassignLatestLocked(const std::string& name);
 
   std::string home_;

@@ -407,6 +407,46 @@ TEST_F(RegistryTest, RegisterBlobRecordsAVerifiedDownload) {
   EXPECT_EQ(registry_->RegisterBlob(wrong, o).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(RegistryTest, AdoptFileMovesADownloadIntoTheStoreOnlyWhenItCanBeRecorded) {
+  std::string f = MakeModel("download.part", 1);
+  auto info = HashFile(f);
+  ASSERT_TRUE(info.ok());
+  ImportOptions o;
+  o.name = "pulled";
+  o.command = "pull";
+  o.source = "https://example.com/a.gguf";
+  bool hook_ran = false;
+  o.after_blob_stored = [&] {
+    hook_ran = true;
+    EXPECT_TRUE(registry_->blobs().Contains(info->digest));  // in place before the row
+  };
+  auto m = registry_->AdoptFile(f, *info, o);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(hook_ran);
+  EXPECT_FALSE(std::filesystem::exists(f));
+  EXPECT_EQ(m->digest, info->digest);
+  EXPECT_EQ(m->lineage.command, "pull");
+  EXPECT_TRUE(registry_->Verify("pulled@1.0.0").ok());
+
+  // A taken version is refused before the move: the download stays for a retry.
+  std::string g = MakeModel("other.part", 2);
+  auto other = HashFile(g);
+  ASSERT_TRUE(other.ok());
+  o.version = "1.0.0";
+  o.after_blob_stored = nullptr;
+  EXPECT_EQ(registry_->AdoptFile(g, *other, o).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(std::filesystem::exists(g));
+  // So is a file that is not a model, and one whose size is not what the caller hashed.
+  WriteBytes(home_.path() + "/junk.part", {1, 2, 3});
+  o.version = "2.0.0";
+  EXPECT_EQ(registry_->AdoptFile(home_.path() + "/junk.part", {other->digest, 3}, o).status().code(),
+            StatusCode::kInvalidArgument);
+  BlobInfo short_info{other->digest, other->size_bytes - 1};
+  EXPECT_EQ(registry_->AdoptFile(g, short_info, o).status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(std::filesystem::exists(g));
+  EXPECT_EQ(NumBlobs(), 1u);
+}
+
 TEST_F(RegistryTest, StateSurvivesReopeningAndANewerSchemaIsRefused) {
   ImportOrDie(MakeModel("a.gguf", 1), "m", "1.0.0");
   ASSERT_TRUE(registry_->Tag("m", "stable").ok());
