@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -69,7 +70,7 @@ TEST(HotSwapTest, TagMovesAndRollbackUnderLoadFailNoRequest) {
   reg.Add("tiny", "1.1.0", 22);  // latest
   std::map<std::string, std::vector<kernel::TokenId>> expected = {
       {"1.0.0", Expected(*reg.get(), "tiny@1.0.0")}, {"1.1.0", Expected(*reg.get(), "tiny@1.1.0")}};
-  ASSERT_NE(expected["1.0.0"], expected["1.1.0"]);  // so a request on the wrong weights shows
+  ASSERT_NE(expected.at("1.0.0"), expected.at("1.1.0"));  // so a request on the wrong weights shows
 
   auto manager = ModelManager::Create(reg.get(), NewGgufLoader(), {});
   ASSERT_TRUE(manager.ok()) << manager.status().ToString();
@@ -93,7 +94,7 @@ TEST(HotSwapTest, TagMovesAndRollbackUnderLoadFailNoRequest) {
         auto tokens = Generate(*lease->model().model, *lease->model().tokenizer, pool);
         if (!tokens.ok()) {
           error = version + ": " + tokens.status().ToString();
-        } else if (*tokens != expected[version]) {
+        } else if (*tokens != expected.at(version)) {
           error = version + ": tokens of another version";
         }
       }
@@ -115,12 +116,26 @@ TEST(HotSwapTest, TagMovesAndRollbackUnderLoadFailNoRequest) {
 
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) threads.emplace_back(worker);
+  ThreadPool pool(1);
+  // One request of the main thread's own straddles each swap: it began on the old version,
+  // others run on the new one meanwhile, and it finishes on the old one.
+  auto swap_under = [&](const std::function<Status()>& swap, const std::string& from, const std::string& to) {
+    auto straddling = (*manager)->Acquire("tiny:latest");
+    ASSERT_TRUE(straddling.ok()) << straddling.status().ToString();
+    ASSERT_EQ(straddling->manifest().version, from);
+    ASSERT_TRUE(swap().ok());
+    wait_for_more(to, kRequestsPerPhase);
+    auto loaded = service.Loaded();
+    ASSERT_EQ(loaded.size(), 2u);
+    for (const InstanceInfo& i : loaded) EXPECT_EQ(i.superseded, i.manifest.version == from);
+    auto tokens = Generate(*straddling->model().model, *straddling->model().tokenizer, pool);
+    ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+    EXPECT_EQ(*tokens, expected.at(from));
+  };
+
   wait_for_more("1.1.0", kRequestsPerPhase);
-  ASSERT_TRUE(service.Rollback({.name = "tiny"}).ok());
-  wait_for_more("1.0.0", kRequestsPerPhase);
-  ASSERT_TRUE(service.Tag({.model = "tiny@1.1.0", .tag = "latest"}).ok());
-  // Requests that took 1.0.0 before the tag moved may still be finishing; these come after.
-  wait_for_more("1.1.0", kRequestsPerPhase + kThreads);
+  swap_under([&] { return service.Rollback({.name = "tiny"}).status(); }, "1.1.0", "1.0.0");
+  swap_under([&] { return service.Tag({.model = "tiny@1.1.0", .tag = "latest"}).status(); }, "1.0.0", "1.1.0");
   stop = true;
   for (auto& t : threads) t.join();
 

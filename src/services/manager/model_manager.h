@@ -12,6 +12,7 @@
 //   - A memory budget in bytes and a limit on the number of loaded instances. Loading a model
 //     that does not fit unloads idle, unpinned instances in least-recently-used order; if it
 //     still does not fit (the rest are busy or pinned) the load fails with kResourceExhausted.
+//     Admission uses the loader's estimate; the resident bytes it reports replace it after.
 //   - Pinning: a pinned reference's instance is never evicted or expired.
 //   - Hot swap: instances are keyed by the resolved (name, version, digest). When a reference
 //     that used to reach instance A now resolves to B (a tag moved, a rollback), new requests

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -454,6 +456,48 @@ TEST_F(ModelManagerTest, RefreshUnloadsAnIdleSupersededVersionAndMovesThePin) {
   ASSERT_EQ(infos.size(), 1u);
   EXPECT_EQ(infos[0].manifest.version, "1.0.0");
   EXPECT_TRUE(infos[0].pinned);
+}
+
+TEST_F(ModelManagerTest, ReaperThreadUnloadsExpiredModelsWithoutCalls) {
+  ManagerOptions o;
+  o.default_keep_alive = minutes(1);
+  o.reap_interval = std::chrono::milliseconds(1);
+  auto m = NewManager(o);
+  ASSERT_TRUE(m->Load("a").ok());
+  EXPECT_EQ(m->used_bytes(), 100u);
+  clock_.Advance(minutes(2));
+  // used_bytes() does not reap: only the reaper thread can bring it to 0. The bound only
+  // keeps a broken reaper from hanging the test.
+  for (int i = 0; i < 30000 && m->used_bytes() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(m->used_bytes(), 0u);
+  EXPECT_FALSE(reg_.Marked("a"));
+}
+
+TEST_F(ModelManagerTest, GgufLoaderLoadsTheModelAndNamesADamagedBlob) {
+  auto created = ModelManager::Create(reg_.get(), NewGgufLoader({.extra_bytes_per_instance = 1000}), {});
+  ASSERT_TRUE(created.ok());
+  ModelManager& m = **created;
+  auto lease = m.Acquire("a");
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_NE(lease->model().model, nullptr);
+  ASSERT_NE(lease->model().tokenizer, nullptr);
+  EXPECT_EQ(lease->model().model->config().num_layers, 2u);
+  EXPECT_EQ(lease->model().resident_bytes, lease->manifest().size_bytes + 1000);
+  lease->Release();
+
+  // Same size, so Resolve passes; the loader finds the damage.
+  auto resolved = reg_->Resolve("b");
+  ASSERT_TRUE(resolved.ok());
+  std::filesystem::permissions(resolved->blob_path, std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  {
+    std::fstream f(resolved->blob_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.write("XXXX", 4);
+  }
+  auto bad = m.Acquire("b");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("loading b@1.0.0"), std::string::npos) << bad.status().message();
+  EXPECT_EQ(m.Loaded().size(), 1u);  // a, idle
 }
 
 }  // namespace
