@@ -157,6 +157,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   // A Refresh since we resolved means the answer may be stale: serve it, but do not let it
   // take the reference back from the instance the registry now names.
   auto stale = [&] { return generation_[parsed.name] != generation; };
+  const uint64_t estimate = loader_->EstimateBytes(resolved);
   // Waiting is in real time whatever clock_ is: it bounds how long a caller is blocked.
   const auto wait_until = std::chrono::steady_clock::now() + max_wait;
 
@@ -189,7 +190,6 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   }
 
   // Load it here, outside the lock; requests arriving meanwhile wait on load_done_.
-  const uint64_t estimate = loader_->EstimateBytes(resolved);
   auto inst = std::make_shared<Instance>();
   inst->key = key;
   inst->resolved = resolved;
