@@ -277,15 +277,15 @@ StatusOr<UnloadResult> ModelManager::Unload(std::string_view ref, const UnloadOp
     if (inst->state == Instance::State::kLoading) {
       return FailedPreconditionError(inst->Label() + " is loading; unload it when it is ready");
     }
-    if (PinnedLocked(*inst)) {
-      if (!options.unpin) return FailedPreconditionError(inst->Label() + " is pinned; unpin it first");
-      for (const std::string& r : inst->refs) pins_.erase(r);
+    if (PinnedLocked(*inst) && !options.unpin) {
+      return FailedPreconditionError(inst->Label() + " is pinned; unpin it first");
     }
+    if (inst->leases > 0 && options.refuse_busy) {
+      return FailedPreconditionError(inst->Label() + " is serving " + Plural(inst->leases, "request") +
+                                     "; retry when they end, or force it");
+    }
+    for (const std::string& r : inst->refs) pins_.erase(r);  // options.unpin, or none there
     if (inst->leases > 0) {
-      if (options.refuse_busy) {
-        return FailedPreconditionError(inst->Label() + " is serving " + Plural(inst->leases, "request") +
-                                       "; retry when they end, or force it");
-      }
       inst->keep_alive = Duration::zero();  // goes with its last lease; a new request resets it
       return result;
     }

@@ -156,7 +156,9 @@ class ModelManager {
   // Loads `ref` (if needed) and sets its keep_alive, without holding it.
   StatusOr<registry::Manifest> Load(std::string_view ref, const AcquireOptions& options = {},
                                     AcquireInfo* info = nullptr);
-  // Unloads the instance of the version `ref` resolves to (now if idle).
+  // Unloads the instance of the version `ref` resolves to: now if idle, else as `options`
+  // say. kFailedPrecondition for a pinned one (unless options.unpin) or one still loading;
+  // was_loaded is false when the version is not loaded.
   StatusOr<UnloadResult> Unload(std::string_view ref, const UnloadOptions& options = {});
   // Pins `ref` (its instance is never evicted or expired), loading it if needed; Unpin lets
   // its keep_alive run from now.

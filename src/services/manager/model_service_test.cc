@@ -133,6 +133,19 @@ TEST_F(ModelServiceTest, CopyOntoALoadedNameSwapsIt) {
   EXPECT_EQ(service_->Copy({.source = "m", .destination = "x@>=1"}).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST_F(ModelServiceTest, RefusedDeleteKeepsThePin) {
+  ASSERT_TRUE(service_->Pin("m").ok());
+  auto lease = manager_->Acquire("m");
+  ASSERT_TRUE(lease.ok());
+  EXPECT_EQ(service_->Delete({.model = "m"}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(manager_->Pins(), (Labels{"m:latest"}));
+  lease->Release();
+  auto deleted = service_->Delete({.model = "m"});
+  ASSERT_TRUE(deleted.ok()) << deleted.status().ToString();
+  EXPECT_TRUE(manager_->Pins().empty());
+  EXPECT_TRUE(service_->Loaded().empty());
+}
+
 TEST_F(ModelServiceTest, UnloadAndUnpinThroughTheService) {
   ASSERT_TRUE(service_->Pin("m").ok());
   EXPECT_EQ(service_->Unload({.model = "m"}).status().code(), StatusCode::kFailedPrecondition);
