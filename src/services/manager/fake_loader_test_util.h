@@ -14,6 +14,7 @@
 #include "kernel/clock.h"
 #include "model/arch/tiny_model.h"
 #include "services/manager/loader.h"
+#include "services/manager/model_manager.h"
 #include "services/registry/registry.h"
 #include "services/registry/test_home.h"
 #include "util/status.h"
@@ -137,6 +138,18 @@ class TestRegistry {
   registry::TempHome home_;
   std::unique_ptr<registry::Registry> registry_;
 };
+
+// A manager over `reg` with a FakeLoader on `clock`; *loader (optional) receives the loader,
+// which the manager owns.
+inline std::unique_ptr<ModelManager> NewFakeManager(TestRegistry& reg, ManualClock& clock, ManagerOptions o,
+                                                    FakeLoader** loader = nullptr) {
+  o.clock = &clock;
+  auto fake = std::make_unique<FakeLoader>(&clock);
+  if (loader != nullptr) *loader = fake.get();
+  auto m = ModelManager::Create(reg.get(), std::move(fake), o);
+  CHECK(m.ok()) << m.status().ToString();
+  return std::move(m).value();
+}
 
 }  // namespace llmasos::manager
 

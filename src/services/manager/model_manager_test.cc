@@ -28,13 +28,8 @@ class ModelManagerTest : public testing::Test {
   }
 
   // A manager over reg_ with loader_ (owned by the manager; loader_ stays usable).
-  std::unique_ptr<ModelManager> NewManager(ManagerOptions o = {}) {
-    o.clock = &clock_;
-    auto loader = std::make_unique<FakeLoader>(&clock_);
-    loader_ = loader.get();
-    auto m = ModelManager::Create(reg_.get(), std::move(loader), o);
-    EXPECT_TRUE(m.ok()) << m.status().ToString();
-    return std::move(m).value();
+  std::unique_ptr<ModelManager> NewManager(const ManagerOptions& o = {}) {
+    return NewFakeManager(reg_, clock_, o, &loader_);
   }
 
   static std::vector<std::string> LoadedLabels(ModelManager& m) {

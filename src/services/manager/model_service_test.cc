@@ -20,11 +20,8 @@ class ModelServiceTest : public testing::Test {
     reg_.Add("m", "1.1.0", 2);
     reg_.Add("other", "2.0.0", 3);
     ManagerOptions o;
-    o.clock = &clock_;
     o.default_keep_alive = minutes(5);
-    auto m = ModelManager::Create(reg_.get(), std::make_unique<FakeLoader>(&clock_), o);
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
-    manager_ = std::move(m).value();
+    manager_ = NewFakeManager(reg_, clock_, o);
     service_ = std::make_unique<ModelService>(reg_.get(), manager_.get());
   }
 
