@@ -1,5 +1,7 @@
 #include "services/manager/model_service.h"
 
+#include "services/registry/pull.h"
+
 #include <map>
 #include <utility>
 
@@ -112,13 +114,40 @@ StatusOr<registry::Manifest> ModelService::Rollback(const RollbackRequest& reque
 }
 
 StatusOr<registry::Manifest> ModelService::Pull(const PullRequest& request, const PullProgressFn& on_progress) {
-  ASSIGN_OR_RETURN(registry::Reference ref, registry::ParseReference(request.model));
-  // PULL: connect registry::Pull (services/registry/pull.h) here. Call it with the request
-  // and on_progress, then Refresh(ref.name) so a `latest` (or other tag) it moves hot-swaps
-  // loaded instances, and return the new manifest.
-  (void)on_progress;
-  return UnimplementedError("pull of " + ref.ToString() +
-                            " is not built yet; download the file and run: llmasos import FILE --name NAME");
+  registry::PullRequest pull;
+  pull.url = request.url;
+  pull.expected_digest = request.digest;
+  pull.allow_private = request.allow_private;
+  std::optional<std::string> tag;
+  if (!request.model.empty()) {
+    ASSIGN_OR_RETURN(registry::Reference ref, registry::ParseReference(request.model));
+    pull.name = ref.name;
+    switch (ref.kind) {
+      case registry::Reference::Kind::kTag:
+        if (ref.tag != registry::kLatestTag) tag = ref.tag;
+        break;
+      case registry::Reference::Kind::kVersion:
+        pull.version = ref.version.ToString();
+        break;
+      case registry::Reference::Kind::kRange:
+        return InvalidArgumentError("pull records one version: '" + request.model +
+                                    "' is a range; give NAME, NAME:TAG or NAME@VERSION");
+    }
+  }
+  registry::PullProgressFn progress;
+  if (on_progress) {
+    progress = [&](const registry::PullProgress& p) {
+      on_progress(PullProgress{.status = p.status, .digest = p.digest, .total_bytes = p.total,
+                               .completed_bytes = p.completed});
+    };
+  }
+  ASSIGN_OR_RETURN(registry::PullResult result, registry::Pull(*registry_, pull, progress));
+  registry::Manifest manifest = std::move(result.manifest);
+  if (tag.has_value()) {
+    ASSIGN_OR_RETURN(manifest, registry_->Tag(manifest.name + "@" + manifest.version, *tag));
+  }
+  Refresh(manifest.name);  // a moved tag hot-swaps loaded instances
+  return manifest;
 }
 
 void ModelService::Refresh(const std::string& name) {

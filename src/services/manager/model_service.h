@@ -86,9 +86,10 @@ struct RollbackRequest {
 };
 
 struct PullRequest {
-  std::string model = "";  // NAME[:TAG] to record the download under
-  std::string url = "";    // where to download from
-  bool insecure = false;
+  std::string model = "";  // NAME, NAME:TAG or NAME@VERSION to record it under; "" = from the URL
+  std::string url = "";    // http:// or https:// (registry::Pull)
+  std::optional<std::string> digest = std::nullopt;  // "sha256:<hex>" the file must have
+  bool allow_private = false;  // allow loopback, private and link-local addresses
 };
 
 // One progress event, as Ollama streams them: {"status", "digest", "total", "completed"}.

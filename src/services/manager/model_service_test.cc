@@ -153,13 +153,20 @@ TEST_F(ModelServiceTest, UnloadAndUnpinThroughTheService) {
   EXPECT_TRUE(service_->Loaded().empty());
 }
 
-TEST_F(ModelServiceTest, PullIsNotConnectedYet) {
+// The download itself is tested against a local server in tests/e2e/test_pull.py; here, that
+// the service maps its request onto registry::Pull and refuses what it must before any byte.
+TEST_F(ModelServiceTest, PullValidatesTheRequestAndRefusesLoopbackWithoutTheFlag) {
   int events = 0;
-  auto pulled = service_->Pull({.model = "new:latest", .url = "https://example.invalid/x.gguf"},
-                               [&](const PullProgress&) { events++; });
-  EXPECT_EQ(pulled.status().code(), StatusCode::kUnimplemented);
-  EXPECT_EQ(events, 0);
-  EXPECT_EQ(service_->Pull({.model = "Bad Name"}, nullptr).status().code(), StatusCode::kInvalidArgument);
+  auto count = [&](const PullProgress&) { events++; };
+  EXPECT_EQ(service_->Pull({.model = "Bad Name", .url = "https://example.invalid/x.gguf"}, count)
+                .status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->Pull({.model = "new@^1.0", .url = "https://example.invalid/x.gguf"}, count)
+                .status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(service_->Pull({.model = "new", .url = "ftp://example.invalid/x.gguf"}, count)
+                .status().code(), StatusCode::kInvalidArgument);
+  auto local = service_->Pull({.model = "new:stable", .url = "http://127.0.0.1:9/x.gguf"}, count);
+  EXPECT_EQ(local.status().code(), StatusCode::kFailedPrecondition) << local.status().ToString();
+  EXPECT_EQ(service_->List("new").status().code(), StatusCode::kNotFound);  // nothing recorded
 }
 
 }  // namespace
