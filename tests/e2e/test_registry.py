@@ -7,6 +7,8 @@ Every test gets its own LLMASOS_HOME, so nothing touches the user's registry.
 import hashlib
 import json
 import os
+import resource
+import signal
 import sqlite3
 import subprocess
 
@@ -255,3 +257,26 @@ def test_recovery_removes_orphans_left_by_a_crash(tmp_path, home):
     assert "recovery removed 1 unfinished temp file(s) and 1 orphan blob(s)" in proc.stderr
     assert blobs(home) == ["sha256-" + sha256(a)[7:]]
     assert "ok m@1.0.0" in cli(home, "verify", "m").stdout
+
+
+def test_full_disk_during_import_is_reported_and_leaves_nothing(tmp_path, home):
+    """A disk that fills up mid-copy (simulated with RLIMIT_FSIZE) gives an error naming the
+    problem; no blob, temp file or version is left, and the same import works with room."""
+    model = tiny(tmp_path, "m.gguf", 1)
+    cli(home, "list")  # the registry exists before the limit applies
+    size = os.path.getsize(model)
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    env = dict(os.environ, LLMASOS_HOME=home)
+    proc = subprocess.run([LLMASOS, "import", model, "--name", "m"], capture_output=True, text=True,
+                          timeout=300, env=env, preexec_fn=small_disk)
+    assert proc.returncode != 0
+    assert "File too large" in proc.stderr or "No space" in proc.stderr or "disk full" in proc.stderr, proc.stderr
+    assert blobs(home) == []
+    assert os.listdir(os.path.join(home, "blobs")) == []  # no temp file either
+    assert "m" not in cli(home, "list").stdout.split()
+    cli(home, "import", model, "--name", "m")
+    assert blobs(home) == ["sha256-" + sha256(model).split(":")[1]]
