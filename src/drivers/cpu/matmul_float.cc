@@ -1,6 +1,8 @@
 // MatMul for F32, F16 and BF16 weights against float activations, compiled once per SIMD
 // target. Weights are widened to f32 in registers; products and sums are f32 FMAs.
+#include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/scalar_ops.h"
@@ -97,9 +99,42 @@ HWY_NOINLINE void FloatTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
   }
 }
 
+// Half-width weights (F16, BF16) widened once per row into f32 scratch when many tokens
+// share them (prefill), so the tile's loop has only loads and FMAs: widening in the loop takes
+// the FMA ports once per weight vector per token tile.
+inline constexpr size_t kWidenMinTokens = 8;
+
+template <TensorType kType>
+void WidenRow(const uint8_t* HWY_RESTRICT row, size_t cols, float* HWY_RESTRICT dst) {
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  size_t c = 0;
+  for (; c + n <= cols; c += n) hn::StoreU(LoadWeights<kType>(row, c), df, dst + c);
+  for (; c < cols; ++c) dst[c] = WeightAt<kType>(row, c);
+}
+
 template <TensorType kType>
 void FloatRows(const MatView& w, const float* x, size_t num_tokens, size_t row_begin,
-               size_t row_end, float* out) {
+               size_t row_end, float* out, size_t out_stride);
+
+template <TensorType kType>
+void WidenedRows(const MatView& w, const float* x, size_t num_tokens, size_t row_begin,
+                 size_t row_end, float* out) {
+  thread_local std::vector<float> panel;
+  panel.resize(kFloatTileRows * w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (size_t r = row_begin; r < row_end; r += kFloatTileRows) {
+    const size_t rows = std::min(kFloatTileRows, row_end - r);
+    for (size_t i = 0; i < rows; ++i) WidenRow<kType>(base + (r + i) * w.row_bytes, w.cols, &panel[i * w.cols]);
+    MatView widened{TensorType::kF32, panel.data(), rows, w.cols, w.cols * sizeof(float)};
+    FloatRows<TensorType::kF32>(widened, x, num_tokens, 0, rows, out + r, w.rows);
+  }
+}
+
+// Rows [row_begin, row_end) of w times every token; out[t * out_stride + r - row_begin].
+template <TensorType kType>
+void FloatRows(const MatView& w, const float* x, size_t num_tokens, size_t row_begin,
+               size_t row_end, float* out, size_t out_stride) {
   const auto* base = static_cast<const uint8_t*>(w.data);
   using Rows = std::integral_constant<size_t, kFloatTileRows>;
   using Tokens = std::integral_constant<size_t, kFloatTileTokens>;
@@ -110,7 +145,8 @@ void FloatRows(const MatView& w, const float* x, size_t num_tokens, size_t row_b
     auto tile = [&](auto tokens_tag, size_t t) {
       FloatTile<kType, kR, decltype(tokens_tag)::value>(base + r * w.row_bytes, w.row_bytes,
                                                          w.cols, x + t * w.cols,
-                                                         out + t * w.rows + r, w.rows);
+                                                         out + t * out_stride + r - row_begin,
+                                                         out_stride);
     };
     size_t t = 0;
     for (; t + kFloatTileTokens <= num_tokens; t += kFloatTileTokens) tile(Tokens(), t);
@@ -125,7 +161,11 @@ template <TensorType kType>
 void FloatMatMul(const MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool) {
   pool.ParallelFor(w.rows, kFloatTileRows, [&](size_t begin, size_t end, size_t) {
-    FloatRows<kType>(w, x, num_tokens, begin, end, out);
+    if (kType != TensorType::kF32 && num_tokens >= kWidenMinTokens) {
+      WidenedRows<kType>(w, x, num_tokens, begin, end, out);
+    } else {
+      FloatRows<kType>(w, x, num_tokens, begin, end, out + begin, w.rows);
+    }
   }, /*chunks_per_thread=*/4);
 }
 
