@@ -36,9 +36,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   return e;
 }
 
-StatusOr<ProcessId> Engine::Submit(ProcessSpec spec) {
+Status Engine::CheckModelLimits(const ProcessSpec& spec) const {
   const arch::ModelConfig& c = model_.config();
-  RETURN_IF_ERROR(sampling::ValidateSamplingParams(spec.sampling));
   for (size_t i = 0; i < spec.prompt.size(); ++i) {
     if (spec.prompt[i] < 0 || static_cast<size_t>(spec.prompt[i]) >= c.vocab_size) {
       return InvalidArgumentError("prompt token " + std::to_string(i) + " (id " +
@@ -52,11 +51,31 @@ StatusOr<ProcessId> Engine::Submit(ProcessSpec spec) {
                                 std::to_string(spec.limits.max_tokens) + ") exceed the context of " +
                                 std::to_string(max_context_) + " tokens");
   }
+  return OkStatus();
+}
+
+Status Engine::Validate(const ProcessSpec& spec, TimePoint now) const {
+  RETURN_IF_ERROR(Process::Validate(spec, now));
+  RETURN_IF_ERROR(CheckModelLimits(spec));
+  return scheduler_->CheckCapacity(spec);
+}
+
+StatusOr<ProcessId> Engine::Submit(ProcessSpec spec) { return Enter(std::move(spec), 0, clock_->Now()); }
+
+StatusOr<ProcessId> Engine::SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
+  if (id == 0) return InvalidArgumentError("process id 0 is reserved");
+  return Enter(std::move(spec), id, submitted_at);
+}
+
+StatusOr<ProcessId> Engine::Enter(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
+  RETURN_IF_ERROR(sampling::ValidateSamplingParams(spec.sampling));
+  RETURN_IF_ERROR(CheckModelLimits(spec));
   sampling::Sampler sampler(spec.sampling);
   for (TokenId t : spec.prompt) sampler.Accept(t);  // prompt tokens count for penalties
-  ASSIGN_OR_RETURN(ProcessId id, scheduler_->Submit(std::move(spec)));
-  samplers_.emplace(id, std::move(sampler));
-  return id;
+  ASSIGN_OR_RETURN(ProcessId entered, id == 0 ? scheduler_->Submit(std::move(spec))
+                                              : scheduler_->SubmitAs(std::move(spec), id, submitted_at));
+  samplers_.emplace(entered, std::move(sampler));
+  return entered;
 }
 
 Status Engine::Cancel(ProcessId id, std::string reason) { return scheduler_->Cancel(id, std::move(reason)); }

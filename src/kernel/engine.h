@@ -64,6 +64,11 @@ class Engine {
   // vocabulary or a prompt + max_tokens longer than the context; otherwise as
   // Scheduler::Submit.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
+  // As Submit, with the id and arrival time chosen by the caller (Scheduler::SubmitAs).
+  StatusOr<ProcessId> SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
+  // Every check of Submit, at `now`, without submitting. Thread-safe beside the owner's calls:
+  // it reads only what Create fixed (the model's shape, the context, the pool's size).
+  Status Validate(const ProcessSpec& spec, TimePoint now) const;
   Status Cancel(ProcessId id, std::string reason = "cancelled");
   // Ends a running process as finished (e.g. its text reached a stop string).
   Status Finish(ProcessId id, std::string reason) { return scheduler_->Finish(id, std::move(reason)); }
@@ -87,6 +92,10 @@ class Engine {
  private:
   Engine(const arch::Model& model, const tokenizer::Tokenizer& tokenizer, ThreadPool& pool,
          const Clock* clock);
+  // The checks Process::Create and the scheduler do not make: vocabulary and context.
+  Status CheckModelLimits(const ProcessSpec& spec) const;
+  // Submit (id 0: the scheduler's next id) or SubmitAs.
+  StatusOr<ProcessId> Enter(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
 
   const arch::Model& model_;
   const tokenizer::Tokenizer& tokenizer_;

@@ -6,64 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <map>
-#include <random>
 
-#include "model/arch/llama_context.h"
-#include "model/arch/tiny_model.h"
+#include "kernel/tiny_engine_test_util.h"
 
 namespace llmasos::kernel {
 namespace {
 
-class EngineTest : public testing::Test {
+class EngineTest : public TinyEngineTest {
  protected:
-  void SetUp() override {
-    arch::TinyModelSpec spec;
-    spec.type = cpu::TensorType::kF32;  // batched and alone differ only in summation order
-    spec.context = 256;
-    auto loaded = arch::LoadTinyModel(spec);
-    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-    bytes_ = std::move(loaded->bytes);  // the model reads from this buffer; moving keeps it
-    model_ = std::move(loaded->model);
-    auto vocab = tokenizer::VocabFromGguf(model_->file());
-    ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
-    tokenizer_ = *tokenizer::Tokenizer::Create(*std::move(vocab));
-  }
-
-  std::vector<TokenId> Prompt(size_t n, uint32_t seed) const {
-    std::mt19937 rng(seed);
-    std::vector<TokenId> t(n);
-    for (auto& v : t) v = static_cast<TokenId>(rng() % 250);  // byte tokens: never EOG
-    return t;
-  }
-
-  // Greedy continuation of `prompt` alone, ending after max_tokens or an EOG token (kept).
-  std::vector<TokenId> Alone(const std::vector<TokenId>& prompt, size_t max_tokens) {
-    arch::ContextOptions o;
-    o.max_tokens = 256;
-    auto ctx = *arch::Context::Create(*model_, pool_, o);
-    std::vector<float> logits(model_->config().vocab_size);
-    EXPECT_TRUE(ctx->Forward(prompt, false, logits.data()).ok());
-    std::vector<TokenId> out;
-    while (out.size() < max_tokens) {
-      const TokenId t = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      out.push_back(t);
-      if (tokenizer_->IsEog(t)) break;
-      EXPECT_TRUE(ctx->Forward(std::span<const TokenId>(&t, 1), false, logits.data()).ok());
-    }
-    return out;
-  }
-
-  ProcessSpec Greedy(std::vector<TokenId> prompt, int32_t max_tokens, int32_t priority = 0,
-                     std::string tenant = "default") {
-    ProcessSpec s;
-    s.prompt = std::move(prompt);
-    s.sampling.temperature = 0;
-    s.limits.max_tokens = max_tokens;
-    s.priority = priority;
-    s.tenant = std::move(tenant);
-    return s;
-  }
-
   // Runs the engine dry; returns each ended process by id.
   std::map<ProcessId, std::unique_ptr<Process>> RunAll(Engine& e) {
     std::map<ProcessId, std::unique_ptr<Process>> ended;
@@ -78,10 +28,6 @@ class EngineTest : public testing::Test {
     return ended;
   }
 
-  std::vector<uint8_t> bytes_;
-  std::unique_ptr<arch::Model> model_;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
-  ThreadPool pool_{2};
   SimulatedClock clock_;
 };
 

@@ -37,6 +37,11 @@ bool IsLegalTransition(ProcessState from, ProcessState to) {
 }
 
 StatusOr<std::unique_ptr<Process>> Process::Create(ProcessId id, ProcessSpec spec, TimePoint now) {
+  RETURN_IF_ERROR(Validate(spec, now));
+  return std::unique_ptr<Process>(new Process(id, std::move(spec), now));
+}
+
+Status Process::Validate(const ProcessSpec& spec, TimePoint now) {
   if (spec.tenant.empty() || spec.tenant.size() > kMaxTenantBytes) {
     return InvalidArgumentError("process tenant must be 1.." + std::to_string(kMaxTenantBytes) +
                                 " bytes, got " + std::to_string(spec.tenant.size()));
@@ -57,7 +62,7 @@ StatusOr<std::unique_ptr<Process>> Process::Create(ProcessId id, ProcessSpec spe
   }
   Status st = sampling::ValidateSamplingParams(spec.sampling);
   if (!st.ok()) return st.Annotate("process sampling");
-  return std::unique_ptr<Process>(new Process(id, std::move(spec), now));
+  return OkStatus();
 }
 
 Process::Process(ProcessId id, ProcessSpec spec, TimePoint now)

@@ -82,6 +82,8 @@ class Process {
   // Validates `spec` (InvalidArgument naming the field) and starts the process in kQueued at
   // `now`.
   static StatusOr<std::unique_ptr<Process>> Create(ProcessId id, ProcessSpec spec, TimePoint now);
+  // The checks of Create alone. Thread-safe (a pure function).
+  static Status Validate(const ProcessSpec& spec, TimePoint now);
 
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;

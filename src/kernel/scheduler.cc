@@ -45,18 +45,35 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<SchedulerPolicy> 
     : options_(options), policy_(std::move(policy)), memory_(memory), clock_(clock) {}
 
 StatusOr<ProcessId> Scheduler::Submit(ProcessSpec spec) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Process> p, Process::Create(next_id_, std::move(spec), clock_->Now()));
+  return SubmitAs(std::move(spec), next_id_, clock_->Now());
+}
+
+Status Scheduler::CheckCapacity(const ProcessSpec& spec) const {
+  return CheckCapacity(spec.prompt.size(), spec.limits.max_tokens);
+}
+
+Status Scheduler::CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) const {
+  if (max_tokens < 1) return OkStatus();  // Process::Validate names this
   // The last generated token is never fed back, so the KV holds prompt + max_tokens - 1.
-  const size_t max_kv_tokens = p->num_prompt_tokens() + static_cast<size_t>(p->limits().max_tokens) - 1;
+  const size_t max_kv_tokens = num_prompt_tokens + static_cast<size_t>(max_tokens) - 1;
   const size_t need = memory_->BlocksForTokens(max_kv_tokens);
   if (need > memory_->NumTotalBlocks()) {
     return ResourceExhaustedError("process needs " + std::to_string(need) + " KV blocks (" +
-                                  std::to_string(p->num_prompt_tokens()) + " prompt tokens + max_tokens " +
-                                  std::to_string(p->limits().max_tokens) + ") but the pool has " +
+                                  std::to_string(num_prompt_tokens) + " prompt tokens + max_tokens " +
+                                  std::to_string(max_tokens) + ") but the pool has " +
                                   std::to_string(memory_->NumTotalBlocks()));
   }
-  ++next_id_;
-  const ProcessId id = p->id();
+  return OkStatus();
+}
+
+StatusOr<ProcessId> Scheduler::SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
+  if (id < next_id_) {
+    return InvalidArgumentError("process id " + std::to_string(id) + " is not above the last id (" +
+                                std::to_string(next_id_ - 1) + ")");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Process> p, Process::Create(id, std::move(spec), submitted_at));
+  RETURN_IF_ERROR(CheckCapacity(p->num_prompt_tokens(), p->limits().max_tokens));
+  next_id_ = id + 1;
   policy_->OnSubmitted(*p);
   live_.emplace(id, std::move(p));
   return id;

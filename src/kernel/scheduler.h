@@ -92,6 +92,14 @@ class Scheduler {
   // Validates and queues a new process. ResourceExhausted when the whole KV pool could not hold
   // its prompt plus max_tokens, so that every admitted process can finish alone.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
+  // As Submit, with the id and arrival time chosen by the caller: the engine thread hands out
+  // ids when a submission is queued, before its step loop takes it. InvalidArgument unless
+  // `id` is above every id used so far (ids stay in arrival order); later Submit calls
+  // continue after it.
+  StatusOr<ProcessId> SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
+  // The ResourceExhausted check of Submit alone. Reads only the memory model's fixed sizes
+  // (BlocksForTokens, NumTotalBlocks), so it may run beside the scheduler's thread.
+  Status CheckCapacity(const ProcessSpec& spec) const;
   // Ends a live process now (kCancelled) and releases its memory. NotFound for an unknown id,
   // FailedPrecondition for one that already ended.
   Status Cancel(ProcessId id, std::string reason = "cancelled");
@@ -128,6 +136,7 @@ class Scheduler {
                 StepPlan& plan);
   void Preempt(Process& victim, StepPlan& plan, size_t& num_running);
   void End(Process& p, ProcessState state, std::string reason);
+  Status CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) const;
   size_t NumRunning() const;
 
   SchedulerOptions options_;

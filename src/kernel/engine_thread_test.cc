@@ -1,0 +1,265 @@
+// The engine thread on a tiny model: many submitters at once get exactly the tokens their
+// prompts give alone; cancelling, dropping a channel and shutting down end processes and free
+// their memory; the text stream honours stop strings. No test waits on a timer: each blocks on
+// a channel, and a wait that would hang fails after a generous bound instead.
+#include "kernel/engine_thread.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <thread>
+
+#include "kernel/tiny_engine_test_util.h"
+
+namespace llmasos::kernel {
+namespace {
+
+using std::chrono::milliseconds;
+constexpr milliseconds kPatience(60000);  // only a hang reaches it
+
+class EngineThreadTest : public TinyEngineTest {
+ protected:
+  EngineThreadTest() : TinyEngineTest(1024) {}
+
+  std::unique_ptr<EngineThread> Start(EngineThreadOptions o = {}) {
+    o.engine.kv_block_tokens = 4;
+    auto t = EngineThread::Start(*model_, *tokenizer_, pool_, o, RealClock());
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? *std::move(t) : nullptr;
+  }
+
+  struct Collected {
+    std::vector<TokenId> tokens;
+    std::string text;  // token pieces and the end's held-back text
+    StreamEvent end;
+  };
+  // Reads a single-process channel to its end event.
+  static Collected Drain(Channel& ch) {
+    Collected c;
+    for (;;) {
+      StatusOr<StreamEvent> e = ch.Next(kPatience);
+      if (!e.ok()) {
+        ADD_FAILURE() << "channel: " << e.status().ToString();
+        return c;
+      }
+      c.text += e->text;
+      if (e->kind == StreamEvent::Kind::kEnd) {
+        c.end = *std::move(e);
+        return c;
+      }
+      c.tokens.push_back(e->token);
+    }
+  }
+
+  std::string Decode(const std::vector<TokenId>& tokens) const {
+    tokenizer::IncrementalDecoder d(*tokenizer_);
+    std::string s;
+    for (TokenId t : tokens) {
+      if (!tokenizer_->IsEog(t)) s += d.Push(t);
+    }
+    return s + d.Flush();
+  }
+};
+
+TEST_F(EngineThreadTest, ManySubmittersGetTheTokensTheirPromptsGiveAlone) {
+  constexpr size_t kThreads = 4, kPerThread = 3;
+  std::vector<std::vector<TokenId>> prompts;
+  std::vector<std::vector<TokenId>> want;
+  for (size_t i = 0; i < kThreads * kPerThread; ++i) {
+    prompts.push_back(Prompt(5 + 7 * i, static_cast<uint32_t>(300 + i)));
+    want.push_back(Alone(prompts.back(), 6 + i));
+  }
+  EngineThreadOptions o;
+  o.engine.scheduler.max_batch_tokens = 32;  // prompts split into chunks beside decodes
+  o.engine.scheduler.max_prefill_chunk_tokens = 16;
+  o.engine.scheduler.max_running = 5;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  std::vector<Collected> got(prompts.size());
+  std::vector<std::thread> submitters;
+  for (size_t t = 0; t < kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      // Submit all of this thread's processes, then read each channel in turn.
+      std::vector<std::pair<size_t, std::unique_ptr<Channel>>> mine;
+      for (size_t k = 0; k < kPerThread; ++k) {
+        const size_t i = t * kPerThread + k;
+        auto s = engine->Submit(Greedy(prompts[i], static_cast<int32_t>(want[i].size())));
+        if (!s.ok()) {
+          ADD_FAILURE() << s.status().ToString();
+          continue;
+        }
+        mine.emplace_back(i, std::move(s->channel));
+      }
+      for (auto& [i, ch] : mine) got[i] = Drain(*ch);
+    });
+  }
+  for (auto& th : submitters) th.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(got[i].tokens, want[i]) << "process " << i;
+    EXPECT_EQ(got[i].end.state, ProcessState::kFinished) << got[i].end.reason;
+    EXPECT_EQ(got[i].end.accounting.num_generated_tokens, static_cast<int64_t>(want[i].size()));
+    EXPECT_EQ(got[i].text, Decode(want[i])) << "process " << i;
+  }
+  const EngineThreadStats st = engine->Stats();
+  EXPECT_EQ(st.num_submitted, prompts.size());
+  EXPECT_EQ(st.num_ended, prompts.size());
+  EXPECT_EQ(st.num_live, 0u);
+  EXPECT_EQ(st.kv.used_blocks, 0u);
+  EXPECT_TRUE(st.error.ok());
+}
+
+TEST_F(EngineThreadTest, OneChannelCarriesManyProcessesAndClosesAfterTheLastEnd) {
+  const std::vector<TokenId> a = Prompt(9, 1), b = Prompt(17, 2);
+  const std::vector<TokenId> want_a = Alone(a, 5), want_b = Alone(b, 7);
+  auto engine = Start();
+  ASSERT_NE(engine, nullptr);
+  Channel ch;
+  const ProcessId ia = *engine->SubmitTo(ch, Greedy(a, 5));
+  const ProcessId ib = *engine->SubmitTo(ch, Greedy(b, 7));
+  std::map<ProcessId, std::vector<TokenId>> tokens;
+  size_t ends = 0;
+  for (;;) {
+    StatusOr<StreamEvent> e = ch.Next(kPatience);
+    if (!e.ok()) {
+      EXPECT_EQ(e.status().code(), StatusCode::kOutOfRange) << e.status().ToString();
+      break;
+    }
+    if (e->kind == StreamEvent::Kind::kEnd) {
+      ++ends;
+    } else {
+      tokens[e->id].push_back(e->token);
+    }
+  }
+  EXPECT_EQ(ends, 2u);
+  EXPECT_EQ(tokens[ia], want_a);
+  EXPECT_EQ(tokens[ib], want_b);
+}
+
+TEST_F(EngineThreadTest, StopStringEndsTheProcessAndCutsTheText) {
+  const std::vector<TokenId> prompt = Prompt(12, 44);
+  const std::vector<TokenId> full = Alone(prompt, 40);
+  const std::string text = Decode(full);
+  ASSERT_GT(text.size(), 20u);
+  const std::string stop = text.substr(text.size() / 2, 3);
+  const std::string want = text.substr(0, text.find(stop));
+  auto engine = Start();
+  ASSERT_NE(engine, nullptr);
+  auto s = engine->Submit(Greedy(prompt, 40), {stop});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Collected c = Drain(*s->channel);
+  EXPECT_EQ(c.text, want);
+  EXPECT_TRUE(c.end.stop_string);
+  EXPECT_EQ(c.end.state, ProcessState::kFinished);
+  EXPECT_EQ(c.end.reason, "stop");
+  EXPECT_LT(c.tokens.size(), full.size());  // generation stopped at the match
+  EXPECT_EQ(c.tokens, std::vector<TokenId>(full.begin(), full.begin() + c.tokens.size()));
+}
+
+TEST_F(EngineThreadTest, CancelFromAnotherThreadFreesEveryBlockWithinOneStep) {
+  EngineThreadOptions o;
+  o.engine.ignore_eog = true;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  auto s = engine->Submit(Greedy(Prompt(40, 5), 900));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(s->channel->Next(kPatience).ok());  // running: it holds blocks
+  uint64_t steps_at_cancel = 0;
+  std::thread canceller([&] {
+    steps_at_cancel = engine->Stats().num_steps;
+    EXPECT_TRUE(engine->Cancel(s->id, "user").ok());
+  });
+  canceller.join();
+  Collected c = Drain(*s->channel);
+  EXPECT_EQ(c.end.state, ProcessState::kCancelled);
+  EXPECT_EQ(c.end.reason, "user");
+  const EngineThreadStats st = engine->Stats();  // published before the end event
+  EXPECT_EQ(st.kv.used_blocks, 0u);
+  EXPECT_LE(st.num_steps, steps_at_cancel + 1);
+  EXPECT_EQ(engine->Cancel(999, "x").code(), StatusCode::kNotFound);
+  EXPECT_TRUE(engine->Cancel(s->id).ok());  // already ended: nothing happens
+}
+
+TEST_F(EngineThreadTest, DroppingTheChannelCancelsTheProcess) {
+  EngineThreadOptions o;
+  o.engine.ignore_eog = true;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  auto dropped = engine->Submit(Greedy(Prompt(30, 6), 900));
+  ASSERT_TRUE(dropped.ok());
+  ASSERT_TRUE(dropped->channel->Next(kPatience).ok());
+  dropped->channel.reset();
+  // A second process on a channel we keep: once it has ended, the engine has looked at the
+  // dropped channel many times over.
+  auto kept = engine->Submit(Greedy(Prompt(8, 7), 4));
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(Drain(*kept->channel).end.state, ProcessState::kFinished);
+  const EngineThreadStats st = engine->Stats();
+  EXPECT_EQ(st.num_ended, 2u);
+  EXPECT_EQ(st.num_live, 0u);
+  EXPECT_EQ(st.kv.used_blocks, 0u);
+  EXPECT_LT(st.num_sampled, 900u + 4u);  // the dropped process did not run to its end
+}
+
+TEST_F(EngineThreadTest, ShutdownWithLiveProcessesEndsEveryStream) {
+  EngineThreadOptions o;
+  o.engine.ignore_eog = true;
+  o.engine.scheduler.max_running = 2;  // the rest wait in the queue
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  std::vector<std::unique_ptr<Channel>> channels;
+  for (uint32_t i = 0; i < 5; ++i) {
+    auto s = engine->Submit(Greedy(Prompt(20, 10 + i), 900));
+    ASSERT_TRUE(s.ok());
+    channels.push_back(std::move(s->channel));
+  }
+  ASSERT_TRUE(channels[0]->Next(kPatience).ok());
+  engine->Shutdown();
+  for (auto& ch : channels) {
+    Collected c = Drain(*ch);
+    EXPECT_EQ(c.end.state, ProcessState::kCancelled);
+    EXPECT_EQ(c.end.reason, "shutdown");
+    EXPECT_EQ(ch->Next(milliseconds(0)).status().code(), StatusCode::kOutOfRange);
+  }
+  EXPECT_EQ(engine->Stats().kv.used_blocks, 0u);
+  EXPECT_EQ(engine->Submit(Greedy(Prompt(4, 1), 2)).status().code(), StatusCode::kFailedPrecondition);
+  engine->Shutdown();  // idempotent
+}
+
+TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {
+  auto engine = Start();
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->Submit(Greedy({1, 999999}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy(Prompt(1000, 1), 100)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->SetPolicy("lottery").code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine->SetPolicy("priority").ok());
+  EXPECT_EQ(engine->Stats().num_submitted, 0u);
+}
+
+TEST_F(EngineThreadTest, StatsKeepABoundedHistoryOfSteps) {
+  EngineThreadOptions o;
+  o.history_steps = 4;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  auto s = engine->Submit(Greedy(Prompt(10, 3), 12));
+  ASSERT_TRUE(s.ok());
+  Collected c = Drain(*s->channel);
+  const EngineThreadStats st = engine->Stats();
+  EXPECT_GE(st.num_steps, c.tokens.size());  // one step per generated token at least
+  EXPECT_EQ(st.num_sampled, c.tokens.size());
+  EXPECT_EQ(st.num_tokens, 10 + c.tokens.size() - 1);  // the last token is never fed back
+  ASSERT_EQ(st.recent.size(), 4u);
+  for (size_t i = 1; i < st.recent.size(); ++i) EXPECT_EQ(st.recent[i].step_idx, st.recent[i - 1].step_idx + 1);
+  EXPECT_EQ(st.recent.back().step_idx, st.num_steps);
+  for (const StepTiming& t : st.recent) {
+    EXPECT_GT(t.num_tokens, 0u);
+    EXPECT_GE(t.seconds, 0.0);
+    EXPECT_LE(t.kv_utilisation, 1.0);
+    if (t.kv_used_blocks > 0) {
+      EXPECT_GT(t.kv_utilisation, 0.0);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace llmasos::kernel
