@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddQuantizeCommand(app, &exit_code);
   llmasos::shell::AddBatchedBenchCommand(app, &exit_code);
   llmasos::shell::AddBatchCommand(app, &exit_code);
+  llmasos::shell::AddKernelBenchCommand(app, &exit_code);
   llmasos::shell::AddRegistryCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
