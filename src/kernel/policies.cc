@@ -1,6 +1,7 @@
 // The five scheduling policies. Each Rank() is a stable sort on a per-process key computed
 // once per call (O(n log n) per step, n = live processes), ties broken by id = arrival order.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <unordered_map>
 #include <utility>
@@ -95,13 +96,18 @@ class PriorityPolicy : public SchedulerPolicy {
   bool preemptive() const override { return true; }
   void Rank(std::vector<Process*>& processes, TimePoint now) override {
     if (processes.empty()) return;
-    SortByKey(processes, [&](const Process& p) {
-      const double age_s = ToSeconds(now - p.accounting().submitted_at);
-      return -(static_cast<double>(p.priority()) + options_.aging_per_second * age_s);
-    });
+    SortByKey(processes, [&](const Process& p) { return -Effective(p, now); });
+  }
+  int64_t BatchClass(const Process& p, TimePoint now) const override {
+    return static_cast<int64_t>(std::floor(Effective(p, now)));
   }
 
  private:
+  double Effective(const Process& p, TimePoint now) const {
+    const double age_s = ToSeconds(now - p.accounting().submitted_at);
+    return static_cast<double>(p.priority()) + options_.aging_per_second * age_s;
+  }
+
   PriorityOptions options_;
 };
 

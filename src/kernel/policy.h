@@ -29,6 +29,12 @@ class SchedulerPolicy {
   virtual bool preemptive() const = 0;
   // Sorts `processes` best first; deterministic (ties broken by id, i.e. arrival order).
   virtual void Rank(std::vector<Process*>& processes, TimePoint now) = 0;
+  // The batch step serves processes class by class, highest first: a class's decodes, then its
+  // prefill chunks, then the next class from what is left of the token budget. One class for
+  // all (the default) keeps every decode ahead of every prefill chunk; the priority policy
+  // makes a higher priority's prompt go ahead of lower priorities' decodes, so its time to
+  // first token does not grow with the number of lower-priority processes running.
+  virtual int64_t BatchClass(const Process& process, TimePoint now) const { return 0; }
 
   // A process entered the scheduler (or the policy was installed while it was live).
   virtual void OnSubmitted(const Process& process) {}
@@ -64,7 +70,7 @@ std::unique_ptr<SchedulerPolicy> NewRoundRobinPolicy(RoundRobinOptions options =
 // effective priority by aging_per_second for every second since submission
 // (effective = priority + aging_per_second * age_seconds), so a process waiting behind a
 // stream of arrivals d levels above it runs after d / aging_per_second seconds at most; 0 gives
-// strict priority (which can starve).
+// strict priority (which can starve). Batch class: floor(effective priority).
 struct PriorityOptions {
   double aging_per_second = 0.1;  // >= 0
 };

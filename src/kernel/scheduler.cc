@@ -151,7 +151,7 @@ StepPlan Scheduler::Schedule() {
   policy_->Rank(ranked, now);
 
   CapacityStep(plan, ranked);
-  BatchStep(plan, ranked);
+  BatchStep(plan, ranked, now);
   return plan;
 }
 
@@ -251,7 +251,7 @@ void Scheduler::CapacityStep(StepPlan& plan, std::vector<Process*>& ranked) {
   }
 }
 
-void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked) {
+void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, TimePoint now) {
   size_t budget = options_.max_batch_tokens;
   // Whether the next token of `p` has KV room. The capacity step reserves it for every
   // running process, except one admitted with a prefix-cache hit that ran past its admission
@@ -262,34 +262,46 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked) {
     GrowChecked(*memory_, p, next);
     return true;
   };
-  // Decodes first: one token each.
+  // Class by class (SchedulerPolicy::BatchClass), highest first, in rank order within each.
+  std::vector<std::pair<int64_t, Process*>> by_class;
+  by_class.reserve(ranked.size());
   for (Process* p : ranked) {
-    if (budget == 0) break;
-    if (p->state() != ProcessState::kRunning || p->num_pending_tokens() != 1) continue;
-    if (!has_room_for_one(*p)) continue;
-    plan.batch.push_back(BatchEntry{p->id(), p->num_computed_tokens(), 1, false, true});
-    --budget;
+    if (p->state() == ProcessState::kRunning) by_class.emplace_back(policy_->BatchClass(*p, now), p);
   }
-  // Then prefill chunks, each as long as the budget, the chunk limit and free memory allow.
-  for (Process* p : ranked) {
-    if (budget == 0) break;
-    if (p->state() != ProcessState::kRunning || p->num_pending_tokens() < 2) continue;
-    if (!has_room_for_one(*p)) continue;
-    const size_t computed = p->num_computed_tokens();
-    size_t lo = 1;
-    size_t hi = std::min({p->num_pending_tokens(), budget, options_.max_prefill_chunk_tokens});
-    while (lo < hi) {
-      const size_t mid = lo + (hi - lo + 1) / 2;
-      if (memory_->BlocksToGrow(*p, computed + mid) <= memory_->NumFreeBlocks()) {
-        lo = mid;
-      } else {
-        hi = mid - 1;
-      }
+  std::stable_sort(by_class.begin(), by_class.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t begin = 0, end = 0; begin < by_class.size() && budget > 0; begin = end) {
+    end = begin;
+    while (end < by_class.size() && by_class[end].first == by_class[begin].first) ++end;
+    // Decodes first: one token each.
+    for (size_t i = begin; i < end && budget > 0; ++i) {
+      Process* p = by_class[i].second;
+      if (p->num_pending_tokens() != 1) continue;
+      if (!has_room_for_one(*p)) continue;
+      plan.batch.push_back(BatchEntry{p->id(), p->num_computed_tokens(), 1, false, true});
+      --budget;
     }
-    GrowChecked(*memory_, *p, computed + lo);
-    CHECK_EQ(p->num_computed_tokens(), computed) << "prefix cache hit after admission";
-    plan.batch.push_back(BatchEntry{p->id(), computed, lo, true, computed + lo == p->num_tokens()});
-    budget -= lo;
+    // Then prefill chunks, each as long as the budget, the chunk limit and free memory allow.
+    for (size_t i = begin; i < end && budget > 0; ++i) {
+      Process* p = by_class[i].second;
+      if (p->num_pending_tokens() < 2) continue;
+      if (!has_room_for_one(*p)) continue;
+      const size_t computed = p->num_computed_tokens();
+      size_t lo = 1;
+      size_t hi = std::min({p->num_pending_tokens(), budget, options_.max_prefill_chunk_tokens});
+      while (lo < hi) {
+        const size_t mid = lo + (hi - lo + 1) / 2;
+        if (memory_->BlocksToGrow(*p, computed + mid) <= memory_->NumFreeBlocks()) {
+          lo = mid;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      GrowChecked(*memory_, *p, computed + lo);
+      CHECK_EQ(p->num_computed_tokens(), computed) << "prefix cache hit after admission";
+      plan.batch.push_back(BatchEntry{p->id(), computed, lo, true, computed + lo == p->num_tokens()});
+      budget -= lo;
+    }
   }
   plan.num_batch_tokens = options_.max_batch_tokens - budget;
 }

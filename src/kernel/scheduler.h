@@ -16,7 +16,9 @@
 //   2. Batch step (which tokens run now, within max_batch_tokens): one decode token for every
 //      running process that has one pending, in rank order, then prefill chunks in rank order
 //      (at most max_prefill_chunk_tokens each) from what is left. A long prompt is thus split
-//      across steps and never holds back a decode.
+//      across steps and never holds back a decode of its class. Classes come from the policy
+//      (SchedulerPolicy::BatchClass; one for all but under the priority policy) and are served
+//      highest first, each its decodes then its prefills.
 //
 // The engine runs the forward pass over StepPlan::batch, samples one token for each entry
 // with `samples`, and reports them with CompleteStep.
@@ -131,7 +133,7 @@ class Scheduler {
             const Clock* clock);
 
   void CapacityStep(StepPlan& plan, std::vector<Process*>& ranked);
-  void BatchStep(StepPlan& plan, const std::vector<Process*>& ranked);
+  void BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, TimePoint now);
   bool TryAdmit(Process& p, std::vector<Process*>& ranked, size_t rank_idx, size_t& num_running,
                 StepPlan& plan);
   void Preempt(Process& victim, StepPlan& plan, size_t& num_running);

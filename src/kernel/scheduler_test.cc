@@ -263,6 +263,35 @@ TEST(SchedulerTest, ChunkedPrefillNeverStallsRunningDecodes) {
   EXPECT_EQ(num_prefill_steps, (1000u + 60) / 61);  // 61 prompt tokens a step beside 3 decodes
 }
 
+TEST(SchedulerTest, AHigherPriorityPromptGoesAheadOfLowerPriorityDecodes) {
+  SimEngine sim(Options(/*max_batch_tokens=*/16, 8), NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}),
+                200);
+  std::vector<ProcessId> low;
+  for (int i = 0; i < 6; ++i) low.push_back(sim.Submit(2, 500, 0));
+  for (int i = 0; i < 3; ++i) sim.Step();
+  const ProcessId high = sim.Submit(16, 10, 5);
+  // The whole budget goes to the high-priority prompt: its first token comes a step later,
+  // however many lower-priority decodes wait (they lose one step).
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.batch.size(), 1u);
+  EXPECT_EQ(plan.batch[0].id, high);
+  EXPECT_EQ(plan.batch[0].num_tokens, 16u);
+  EXPECT_EQ(sim.Get(high).num_generated_tokens(), 1u);
+  // Then its decode goes first and the lower class shares what is left.
+  plan = sim.Step();
+  ASSERT_EQ(plan.batch.size(), 7u);
+  EXPECT_EQ(plan.batch[0].id, high);
+  // Under one class (fcfs), the same arrival waits behind the decodes instead.
+  SimEngine fcfs(Options(16, 8), NewFcfsPolicy(), 200);
+  for (int i = 0; i < 6; ++i) fcfs.Submit(2, 500, 0);
+  for (int i = 0; i < 3; ++i) fcfs.Step();
+  const ProcessId late = fcfs.Submit(16, 10, 5);
+  plan = fcfs.Step();
+  EXPECT_EQ(plan.batch.size(), 7u);  // 6 decodes, then 10 prompt tokens
+  EXPECT_EQ(plan.batch.back().id, late);
+  EXPECT_EQ(plan.batch.back().num_tokens, 10u);
+}
+
 TEST(SchedulerTest, CancellationReleasesMemoryAtOnceAndTheNextStepUsesIt) {
   SimEngine sim(Options(512, 8), NewFcfsPolicy(), 4);
   const ProcessId a = sim.Submit(40, 20);  // 3 blocks
