@@ -45,8 +45,9 @@ struct KernelBenchFlags {
   // prio
   size_t prio_requests = 16;
   size_t prio_prompt_tokens = 128;
-  size_t background = 24;  // low-priority processes kept live
-  double prio_interval_s = 0.5;
+  size_t background = 48;  // low-priority processes kept live (32 run at once)
+  double prio_interval_s = 0;  // 0: twice the median time to first token alone
+  size_t prio_step_tokens = 64;
   bool json = false;
 };
 
@@ -82,7 +83,7 @@ class Bench {
   }
 
   StatusOr<std::unique_ptr<kernel::EngineThread>> Start(const std::string& policy, size_t max_running,
-                                                        size_t history_steps = 256) {
+                                                        size_t history_steps = 256, size_t step_tokens = 0) {
     kernel::EngineThreadOptions o;
     o.history_steps = history_steps;
     o.engine.policy = policy;
@@ -91,7 +92,7 @@ class Bench {
     o.engine.kv_budget_bytes = f_.kv_mib << 20;
     o.engine.max_context = std::min<size_t>(f_.load.context_tokens, s_.model().config().context_length);
     o.engine.scheduler.max_running = max_running;
-    o.engine.scheduler.max_batch_tokens = std::max(f_.load.batch_tokens, max_running);
+    o.engine.scheduler.max_batch_tokens = std::max(step_tokens > 0 ? step_tokens : f_.load.batch_tokens, max_running);
     o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
     return kernel::EngineThread::Start(s_.model(), s_.tokenizer(), s_.pool(), o, kernel::RealClock());
   }
@@ -192,18 +193,29 @@ class Bench {
   }
 
   StatusOr<Row> Prio() {
-    std::vector<std::vector<kernel::TokenId>> prompts;
-    for (size_t i = 0; i < f_.prio_requests; ++i) prompts.push_back(RandomTokens(f_.prio_prompt_tokens));
+    // Two sets of prompts of one length: the loaded run must not find the unloaded run's
+    // prompts in the prefix cache.
+    std::vector<std::vector<kernel::TokenId>> prompts, alone_prompts;
+    for (size_t i = 0; i < f_.prio_requests; ++i) {
+      prompts.push_back(RandomTokens(f_.prio_prompt_tokens));
+      alone_prompts.push_back(RandomTokens(f_.prio_prompt_tokens));
+    }
     const size_t high_tokens = 8;
-    ASSIGN_OR_RETURN(auto engine, Start("priority", 32));
+    // Short steps: a high-priority arrival waits for the step in flight, so the step budget
+    // bounds that wait (the lever for latency; larger steps serve prompts a little faster).
+    ASSIGN_OR_RETURN(auto engine, Start("priority", 32, 256, f_.prio_step_tokens));
     // Unloaded: one high-priority request at a time on an idle engine.
     std::vector<double> alone;
-    for (const auto& p : prompts) {
+    for (const auto& p : alone_prompts) {
       ASSIGN_OR_RETURN(double t, TimeToFirstToken(*engine, Spec(p, high_tokens, 10)));
       alone.push_back(t);
     }
-    // Loaded: `background` low-priority processes always live (a new one as each ends), and
-    // the same high-priority requests arriving every prio_interval_s.
+    // High-priority arrivals at half the rate they could be served alone, unless told: the
+    // load to measure is the low-priority one, not a queue of high-priority requests.
+    const double interval_s = f_.prio_interval_s > 0 ? f_.prio_interval_s : 2 * Percentile(alone, 0.5);
+    // Loaded: `background` low-priority processes always live (a new one as each ends), more
+    // than the 32 batch slots, so some always wait; high-priority requests of the same shape
+    // arrive every interval_s.
     std::uniform_int_distribution<size_t> prompt_len(64, 512), gen_len(64, 256);
     kernel::Channel low;
     size_t live_low = 0;
@@ -220,7 +232,7 @@ class Bench {
     size_t next = 0;
     // Let the background fill the batch first.
     auto next_arrival = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(2 * f_.prio_interval_s));
+                                           std::chrono::duration<double>(std::max(2 * interval_s, 2.0)));
     size_t high_ended = 0;
     while (high_ended < prompts.size()) {
       if (next < prompts.size() && Clock::now() >= next_arrival) {
@@ -228,7 +240,7 @@ class Bench {
         ASSIGN_OR_RETURN(kernel::ProcessId id, engine->SubmitTo(high, Spec(prompts[next++], high_tokens, 10)));
         submitted[id] = at;
         next_arrival = at + std::chrono::duration_cast<Clock::duration>(
-                                std::chrono::duration<double>(f_.prio_interval_s));
+                                std::chrono::duration<double>(interval_s));
       }
       // Drain what the background produced without blocking, then wait on the high channel.
       for (;;) {
@@ -260,6 +272,7 @@ class Bench {
     r.target = "<= 2x";
     r.pass = ratio <= 2 && loaded.size() == prompts.size();
     r.detail = {{"ratio", ratio}, {"alone_s", alone}, {"loaded_s", loaded}, {"background", f_.background},
+                {"interval_s", interval_s}, {"step_tokens", f_.prio_step_tokens},
                 {"steps", st.num_steps}, {"kv_used_blocks_at_end", st.kv.used_blocks}};
     return r;
   }
@@ -336,8 +349,11 @@ void AddKernelBenchCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--background", flags->background, "prio: low-priority processes kept live")
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("--prio-interval", flags->prio_interval_s, "prio: seconds between high-priority arrivals")
+  cmd->add_option("--prio-interval", flags->prio_interval_s,
+                  "prio: seconds between high-priority arrivals (default: twice their median TTFT alone)")
       ->check(CLI::Range(0.0, 60.0));
+  cmd->add_option("--prio-step-tokens", flags->prio_step_tokens, "prio: the scheduler's token budget per step")
+      ->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--json", flags->json, "print JSON instead of a table");
   cmd->callback([flags, exit_code] { *exit_code = KernelBenchMain(*flags); });
 }
