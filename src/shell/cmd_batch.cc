@@ -23,7 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernel/engine.h"
+#include "kernel/engine_thread.h"
 #include "shell/commands.h"
 #include "shell/conversation.h"
 
@@ -54,14 +54,11 @@ struct Job {
   std::vector<std::string> stop;
 };
 
-// Live state of one submitted job.
+// A submitted job: its result line so far.
 struct Running {
   std::string id;
   size_t prompt_tokens = 0;
-  std::unique_ptr<tokenizer::IncrementalDecoder> decoder;
-  std::unique_ptr<sampling::StopMatcher> stops;
   std::string text;
-  bool stopped = false;
 };
 
 // Ids already in the output file. A last line cut short by a crash is dropped from the file.
@@ -200,17 +197,17 @@ int BatchMain(BatchFlags& f) {
   if (jobs.empty()) return 0;
 
   const arch::ModelConfig& c = s->model().config();
-  kernel::EngineOptions o;
-  o.policy = f.policy;
-  o.scheduler.max_running = f.parallel;
-  o.scheduler.max_batch_tokens = std::max<size_t>(f.load.batch_tokens, f.parallel);
-  o.scheduler.max_prefill_chunk_tokens = o.scheduler.max_batch_tokens;
-  o.kv_budget_bytes = f.kv_mib << 20;
-  o.max_context = std::min<size_t>(f.load.context_tokens, c.context_length);
-  o.float_activations = f.load.float_activations;
-  auto engine_or = kernel::Engine::Create(s->model(), s->tokenizer(), s->pool(), o, kernel::RealClock());
+  kernel::EngineThreadOptions o;
+  o.engine.policy = f.policy;
+  o.engine.scheduler.max_running = f.parallel;
+  o.engine.scheduler.max_batch_tokens = std::max<size_t>(f.load.batch_tokens, f.parallel);
+  o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
+  o.engine.kv_budget_bytes = f.kv_mib << 20;
+  o.engine.max_context = std::min<size_t>(f.load.context_tokens, c.context_length);
+  o.engine.float_activations = f.load.float_activations;
+  auto engine_or = kernel::EngineThread::Start(s->model(), s->tokenizer(), s->pool(), o, kernel::RealClock());
   if (!engine_or.ok()) return ReportError(engine_or.status());
-  kernel::Engine& engine = **engine_or;
+  kernel::EngineThread& engine = **engine_or;
 
   FILE* out = std::fopen(f.output.c_str(), "ab");
   if (out == nullptr) return ReportError(IoError("cannot open '" + f.output + "' for appending"));
@@ -220,75 +217,74 @@ int BatchMain(BatchFlags& f) {
     std::fflush(out);
   };
 
+  // Every process streams into one channel; its events name the process.
+  kernel::Channel channel;
   std::map<kernel::ProcessId, Running> running;
-  std::vector<kernel::ProcessId> to_stop;
-  engine.SetTokenCallback([&](kernel::ProcessId id, TokenId token) {
-    Running& r = running.at(id);
-    if (r.stopped || s->tokenizer().IsEog(token)) return;
-    r.text += r.stops->Push(r.decoder->Push(token));
-    if (r.stops->stopped()) {
-      r.stopped = true;
-      to_stop.push_back(id);
-    }
-  });
-
   g_stop = 0;
   auto previous = std::signal(SIGINT, OnInterrupt);
   const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   size_t next_job = 0, finished = 0, tokens = 0;
+  double last_progress = 0;
   int exit_code = 0;
   // Keep a few more processes queued than run, so the scheduler always has work to admit.
   const size_t window = f.parallel * 2;
-  while (!g_stop && (next_job < jobs.size() || engine.HasWork())) {
+  while (!g_stop && (next_job < jobs.size() || !running.empty())) {
     while (next_job < jobs.size() && running.size() < window) {
       Job& job = jobs[next_job++];
-      auto id = engine.Submit(job.spec);
+      auto id = engine.SubmitTo(channel, job.spec, job.stop);
       if (!id.ok()) {
         write_result({{"id", job.id}, {"text", ""}, {"finish_reason", "error"}, {"prompt_tokens", job.prompt.size()},
                       {"completion_tokens", 0}, {"error", id.status().ToString()}});
         ++finished;
         continue;
       }
-      Running r;
-      r.id = job.id;
-      r.prompt_tokens = job.prompt.size();
-      r.decoder = std::make_unique<tokenizer::IncrementalDecoder>(s->tokenizer());
-      r.stops = std::make_unique<sampling::StopMatcher>(job.stop);
-      running.emplace(*id, std::move(r));
+      running.emplace(*id, Running{job.id, job.prompt.size(), ""});
     }
-    auto report = engine.Step();
-    if (!report.ok()) {
-      ReportError(report.status());
+    if (running.empty()) continue;
+    // A bounded wait, so an interrupt is noticed while a long step runs.
+    StatusOr<kernel::StreamEvent> event = channel.Next(std::chrono::milliseconds(200));
+    if (!event.ok()) {
+      if (event.status().code() == StatusCode::kUnavailable) continue;
+      ReportError(event.status());
       exit_code = 1;
       break;
     }
-    tokens += report->num_sampled;
-    for (kernel::ProcessId id : to_stop) {
-      const kernel::Process* p = engine.scheduler().Find(id);
-      if (p != nullptr && !kernel::IsTerminal(p->state())) (void)engine.Finish(id, "stop");
-    }
-    to_stop.clear();
-    for (auto& p : engine.TakeEnded()) {
-      auto it = running.find(p->id());
-      if (it == running.end()) continue;
-      Running& r = it->second;
-      if (!r.stopped) r.text += r.stops->Push(r.decoder->Flush()) + r.stops->Flush();
+    auto it = running.find(event->id);
+    if (it == running.end()) continue;
+    Running& r = it->second;
+    r.text += event->text;
+    if (event->kind == kernel::StreamEvent::Kind::kToken) {
+      ++tokens;
+    } else {
+      if (event->state != kernel::ProcessState::kFinished) {
+        const Status engine_error = engine.Stats().error;
+        if (!engine_error.ok()) {  // a failed step: no result line, as for a crash
+          ReportError(engine_error);
+          exit_code = 1;
+          break;
+        }
+      }
       // Ended by the scheduler at max_tokens: "length"; by an end-of-generation token or a
-      // stop string (Engine::Finish with "stop"): "stop".
-      const bool length = !r.stopped && p->reason() != "stop";
+      // stop string: "stop".
+      const bool length = !event->stop_string && event->reason != "stop";
       nlohmann::json j = {{"id", r.id}, {"text", r.text}, {"finish_reason", length ? "length" : "stop"},
-                          {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", p->num_generated_tokens()}};
-      if (p->state() == kernel::ProcessState::kFailed || p->state() == kernel::ProcessState::kCancelled) {
+                          {"prompt_tokens", r.prompt_tokens},
+                          {"completion_tokens", event->accounting.num_generated_tokens}};
+      if (event->state == kernel::ProcessState::kFailed || event->state == kernel::ProcessState::kCancelled) {
         j["finish_reason"] = "error";
-        j["error"] = p->reason();
+        j["error"] = event->reason;
       }
       write_result(j);
       running.erase(it);
       ++finished;
     }
-    PrintProgress(finished, jobs.size(), tokens,
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (event->kind == kernel::StreamEvent::Kind::kEnd || elapsed() - last_progress > 0.2) {
+      last_progress = elapsed();
+      PrintProgress(finished, jobs.size(), tokens, last_progress);
+    }
   }
+  engine.Shutdown();  // after an interrupt: cancels what is left, unrecorded, for the next run
   std::signal(SIGINT, previous);
   std::fclose(out);
   std::fputc('\n', stderr);
