@@ -3,10 +3,11 @@
 // pass; each Step() asks the scheduler what runs, runs it as one batch over the paged cache,
 // samples one token for every process whose sequence reached its end, and reports back.
 //
-// This is the synchronous core: Step() is called by whoever owns the engine (the engine
-// thread in the daemon, a loop in `llmasos batch`, a test with a simulated clock).
+// This is the synchronous core: Step() is called by whoever owns the engine (EngineThread in
+// engine_thread.h, which `llmasos batch` and the daemon use; the loop of `llmasos
+// batched-bench`; a test with a simulated clock).
 //
-// Thread safety: none; one thread owns an Engine.
+// Thread safety: none; one thread owns an Engine (Validate excepted).
 #ifndef LLMASOS_KERNEL_ENGINE_H_
 #define LLMASOS_KERNEL_ENGINE_H_
 

@@ -273,9 +273,7 @@ void EngineThread::Publish(const std::optional<StepReport>& step) {
   stats_.step_seconds += step->seconds;
   StepTiming t;
   t.step_idx = stats_.num_steps;
-  t.num_tokens = step->num_tokens;
-  t.num_sampled = step->num_sampled;
-  t.seconds = step->seconds;
+  t.step = *step;
   t.num_live = num_live;
   t.kv_used_blocks = kv.used_blocks;
   t.kv_stored_tokens = kv.stored_tokens;

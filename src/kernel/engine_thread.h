@@ -101,11 +101,9 @@ struct EngineThreadOptions {
 
 // One step, as the engine thread saw it.
 struct StepTiming {
-  uint64_t step_idx = 0;   // 1-based count of steps that ran a batch
-  size_t num_tokens = 0;   // through the model
-  size_t num_sampled = 0;  // generated
-  double seconds = 0;      // wall time of Engine::Step
-  size_t num_live = 0;     // processes queued, running or preempted after the step
+  uint64_t step_idx = 0;  // 1-based count of steps that ran a batch
+  StepReport step;        // tokens, sampled, wall time of Engine::Step
+  size_t num_live = 0;    // processes queued, running or preempted after the step
   size_t kv_used_blocks = 0;
   size_t kv_stored_tokens = 0;
   double kv_utilisation = 0;  // stored tokens / capacity of the used blocks (KvStats)

@@ -28,6 +28,13 @@ class EngineThreadTest : public TinyEngineTest {
     return t.ok() ? *std::move(t) : nullptr;
   }
 
+  // Options under which a process runs to max_tokens, whatever it samples.
+  static EngineThreadOptions NeverStopsEarly() {
+    EngineThreadOptions o;
+    o.engine.ignore_eog = true;
+    return o;
+  }
+
   struct Collected {
     std::vector<TokenId> tokens;
     std::string text;  // token pieces and the end's held-back text
@@ -156,9 +163,7 @@ TEST_F(EngineThreadTest, StopStringEndsTheProcessAndCutsTheText) {
 }
 
 TEST_F(EngineThreadTest, CancelFromAnotherThreadFreesEveryBlockWithinOneStep) {
-  EngineThreadOptions o;
-  o.engine.ignore_eog = true;
-  auto engine = Start(o);
+  auto engine = Start(NeverStopsEarly());
   ASSERT_NE(engine, nullptr);
   auto s = engine->Submit(Greedy(Prompt(40, 5), 900));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
@@ -180,9 +185,7 @@ TEST_F(EngineThreadTest, CancelFromAnotherThreadFreesEveryBlockWithinOneStep) {
 }
 
 TEST_F(EngineThreadTest, DroppingTheChannelCancelsTheProcess) {
-  EngineThreadOptions o;
-  o.engine.ignore_eog = true;
-  auto engine = Start(o);
+  auto engine = Start(NeverStopsEarly());
   ASSERT_NE(engine, nullptr);
   auto dropped = engine->Submit(Greedy(Prompt(30, 6), 900));
   ASSERT_TRUE(dropped.ok());
@@ -201,8 +204,7 @@ TEST_F(EngineThreadTest, DroppingTheChannelCancelsTheProcess) {
 }
 
 TEST_F(EngineThreadTest, ShutdownWithLiveProcessesEndsEveryStream) {
-  EngineThreadOptions o;
-  o.engine.ignore_eog = true;
+  EngineThreadOptions o = NeverStopsEarly();
   o.engine.scheduler.max_running = 2;  // the rest wait in the queue
   auto engine = Start(o);
   ASSERT_NE(engine, nullptr);
@@ -252,8 +254,8 @@ TEST_F(EngineThreadTest, StatsKeepABoundedHistoryOfSteps) {
   for (size_t i = 1; i < st.recent.size(); ++i) EXPECT_EQ(st.recent[i].step_idx, st.recent[i - 1].step_idx + 1);
   EXPECT_EQ(st.recent.back().step_idx, st.num_steps);
   for (const StepTiming& t : st.recent) {
-    EXPECT_GT(t.num_tokens, 0u);
-    EXPECT_GE(t.seconds, 0.0);
+    EXPECT_GT(t.step.num_tokens, 0u);
+    EXPECT_GE(t.step.seconds, 0.0);
     EXPECT_LE(t.kv_utilisation, 1.0);
     if (t.kv_used_blocks > 0) {
       EXPECT_GT(t.kv_utilisation, 0.0);
