@@ -154,9 +154,16 @@ void EngineThread::Loop() {
     // SetPolicy checked the name; a failure here would be a bug in NewPolicyByName.
     if (policy) CHECK(engine_->SetPolicy(*policy).ok());
     // A process may have ended meanwhile: then there is nothing to cancel.
-    for (auto& [id, reason] : cancels) (void)engine_->Cancel(id, std::move(reason));
+    bool cancelled = false;
+    for (auto& [id, reason] : cancels) cancelled |= engine_->Cancel(id, std::move(reason)).ok();
     for (const auto& [id, stream] : streams_) {
-      if (stream.channel->dropped.load(std::memory_order_acquire)) (void)engine_->Cancel(id, "channel dropped");
+      if (stream.channel->dropped.load(std::memory_order_acquire)) {
+        cancelled |= engine_->Cancel(id, "channel dropped").ok();
+      }
+    }
+    if (cancelled && !stopping) {  // their end events go out now, not after the next step
+      Publish(std::nullopt);
+      DeliverEnded();
     }
     if (stopping) {
       CancelAll("shutdown");
