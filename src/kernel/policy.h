@@ -30,10 +30,11 @@ class SchedulerPolicy {
   // Sorts `processes` best first; deterministic (ties broken by id, i.e. arrival order).
   virtual void Rank(std::vector<Process*>& processes, TimePoint now) = 0;
   // The batch step serves processes class by class, highest first: a class's decodes, then its
-  // prefill chunks, then the next class from what is left of the token budget. One class for
-  // all (the default) keeps every decode ahead of every prefill chunk; the priority policy
-  // makes a higher priority's prompt go ahead of lower priorities' decodes, so its time to
-  // first token does not grow with the number of lower-priority processes running.
+  // prefill chunks, then the next class from what is left of the token budget, unless the
+  // class had a prefill chunk in the step. One class for all (the default) keeps every decode
+  // ahead of every prefill chunk; the priority policy makes a higher priority's prompt go
+  // alone ahead of lower priorities' decodes, so its time to first token does not grow with
+  // the number of lower-priority processes running (they wait those steps out).
   virtual int64_t BatchClass(const Process& process, TimePoint now) const { return 0; }
 
   // A process entered the scheduler (or the policy was installed while it was live).

@@ -270,7 +270,8 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, T
   }
   std::stable_sort(by_class.begin(), by_class.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t begin = 0, end = 0; begin < by_class.size() && budget > 0; begin = end) {
+  bool class_prefilled = false;
+  for (size_t begin = 0, end = 0; begin < by_class.size() && budget > 0 && !class_prefilled; begin = end) {
     end = begin;
     while (end < by_class.size() && by_class[end].first == by_class[begin].first) ++end;
     // Decodes first: one token each.
@@ -301,6 +302,10 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, T
       CHECK_EQ(p->num_computed_tokens(), computed) << "prefix cache hit after admission";
       plan.batch.push_back(BatchEntry{p->id(), computed, lo, true, computed + lo == p->num_tokens()});
       budget -= lo;
+      // A step that prefills a class runs nothing of the classes below it, so the prompt's
+      // last chunk does not wait for a full step of lower-class work (on a CPU, their
+      // decodes read all their KV: as slow as a prefill chunk).
+      class_prefilled = true;
     }
   }
   plan.num_batch_tokens = options_.max_batch_tokens - budget;

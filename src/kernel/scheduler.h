@@ -18,7 +18,8 @@
 //      (at most max_prefill_chunk_tokens each) from what is left. A long prompt is thus split
 //      across steps and never holds back a decode of its class. Classes come from the policy
 //      (SchedulerPolicy::BatchClass; one for all but under the priority policy) and are served
-//      highest first, each its decodes then its prefills.
+//      highest first, each its decodes then its prefills; a step that prefills a class serves
+//      no class below it.
 //
 // The engine runs the forward pass over StepPlan::batch, samples one token for each entry
 // with `samples`, and reports them with CompleteStep.

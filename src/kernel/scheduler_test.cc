@@ -269,13 +269,16 @@ TEST(SchedulerTest, AHigherPriorityPromptGoesAheadOfLowerPriorityDecodes) {
   std::vector<ProcessId> low;
   for (int i = 0; i < 6; ++i) low.push_back(sim.Submit(2, 500, 0));
   for (int i = 0; i < 3; ++i) sim.Step();
-  const ProcessId high = sim.Submit(16, 10, 5);
-  // The whole budget goes to the high-priority prompt: its first token comes a step later,
-  // however many lower-priority decodes wait (they lose one step).
+  const ProcessId high = sim.Submit(20, 10, 5);
+  // The budget goes to the high-priority prompt, however many lower-priority decodes wait;
+  // its last 4 tokens run alone too (the lower class waits out both steps).
   StepPlan plan = sim.Step();
   ASSERT_EQ(plan.batch.size(), 1u);
   EXPECT_EQ(plan.batch[0].id, high);
   EXPECT_EQ(plan.batch[0].num_tokens, 16u);
+  plan = sim.Step();
+  ASSERT_EQ(plan.batch.size(), 1u);
+  EXPECT_EQ(plan.batch[0].num_tokens, 4u);
   EXPECT_EQ(sim.Get(high).num_generated_tokens(), 1u);
   // Then its decode goes first and the lower class shares what is left.
   plan = sim.Step();
@@ -285,7 +288,7 @@ TEST(SchedulerTest, AHigherPriorityPromptGoesAheadOfLowerPriorityDecodes) {
   SimEngine fcfs(Options(16, 8), NewFcfsPolicy(), 200);
   for (int i = 0; i < 6; ++i) fcfs.Submit(2, 500, 0);
   for (int i = 0; i < 3; ++i) fcfs.Step();
-  const ProcessId late = fcfs.Submit(16, 10, 5);
+  const ProcessId late = fcfs.Submit(20, 10, 5);
   plan = fcfs.Step();
   EXPECT_EQ(plan.batch.size(), 7u);  // 6 decodes, then 10 prompt tokens
   EXPECT_EQ(plan.batch.back().id, late);
