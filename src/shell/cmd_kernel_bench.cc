@@ -8,8 +8,8 @@
 //           whose system prompt is already in the prefix cache, against cold (median of
 //           each). Target: cold / cached >= 10.
 //   prio    High-priority requests arriving while low-priority ones overload the engine
-//           (priority policy): their p95 time to first token against the same requests alone.
-//           Target: loaded / unloaded <= 2.
+//           (priority policy): their p95 time to first token against the same arrivals with
+//           nothing else to run. Target: loaded / unloaded <= 2.
 //
 // Prompts are random token ids with a fixed seed and end-of-generation is ignored, so every
 // run does the same work. Times are wall-clock from Submit to the first token event.
