@@ -175,12 +175,13 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
 }
 
 // Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
-// counts on both sides of every kernel's tile (1-4 tokens direct, 5-7 as 4 + rest, panels
-// from 8), on every target; targets without packed kernels must say so and fall back.
+// counts on both sides of the kernel's tile (up to 8 tokens, then 8 + the rest), on every
+// target; targets without packed kernels must say so and fall back.
 TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
-  const MatMulShape shapes[] = {{4, 64, 1},  {8, 576, 1},  {12, 128, 2}, {8, 192, 3},
-                                {16, 64, 4}, {4, 128, 5},  {8, 64, 7},   {12, 192, 8},
-                                {8, 576, 9}, {4, 64, 33}, {32, 1536, 1}};
+  const MatMulShape shapes[] = {{16, 32, 1},  {32, 576, 1}, {48, 96, 2},  {16, 192, 3},
+                                {16, 64, 4},  {32, 128, 5}, {16, 64, 7},  {48, 192, 8},
+                                {16, 576, 9}, {16, 32, 33}, {64, 1536, 1}, {32, 64, 16},
+                                {512, 64, 1}, {512, 64, 9}};  // enough tiles for every thread
   const bool avx512 = GetParam() == HWY_AVX3 || GetParam() == HWY_AVX3_DL;
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
@@ -215,10 +216,10 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
 
 TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_1, TensorType::kF16}) {
-    EXPECT_EQ(PackMatrix(MakeWeights(type, 6, 64, 1).view), nullptr);   // rows % 4
-    EXPECT_EQ(PackMatrix(MakeWeights(type, 8, 96, 1).view), nullptr);   // cols % 64
+    EXPECT_EQ(PackMatrix(MakeWeights(type, 6, 64, 1).view), nullptr);   // rows % 16
+    EXPECT_EQ(PackMatrix(MakeWeights(type, 24, 96, 1).view), nullptr);  // rows % 16
   }
-  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 8, 64, 1).view), nullptr);  // no kernel
+  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 16, 64, 1).view), nullptr);  // no kernel
 }
 
 TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {

@@ -36,16 +36,19 @@ void MatMulQ8(const MatView& w, const QuantizedActivations& x, float* out, Threa
 void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool);
 
-// Packed weights (PackedMatrix): a tile is kPackRows rows; within it, blocks go in pairs of
-// kPackElems weights, each pair laid out as
-//   Q4_0, Q4_1: values [row][32 bytes]: byte j holds element j of the pair's first block in
-//               its low nibble and element j of the second in its high nibble;
-//               then d [row][2] fp16; Q4_1 then m [row][2] fp16.
-//   Q8_0:       values [row][64 bytes], each q stored as q + 128; then d [row][2] fp16.
-inline constexpr size_t kPackRows = 4;
-inline constexpr size_t kPackElems = 64;
-// Bytes of one tile's pair of blocks.
-size_t PackedPairBytes(TensorType type);
+// Packed weights (PackedMatrix): a tile is kPackRows rows, one per 32-bit lane of a 512-bit
+// vector; its blocks follow one another, each laid out as
+//   values, in groups of 4 elements: group g of the block holds, for each row r, that row's
+//   elements 4g .. 4g+3 in bytes [64 g + 4 r, 64 g + 4 r + 4):
+//     Q8_0:       8 groups of 64 bytes, each q stored as q + 128 (unsigned);
+//     Q4_0, Q4_1: 4 vectors of 64 bytes; the low nibbles of vector j are group j, the high
+//                 nibbles group j + 4;
+//   then d [16] fp16; Q4_1 then m [16] fp16.
+// So one integer dot product (vpdpbusd) advances 16 rows by 4 elements against one token's 4
+// activation bytes broadcast, and the block's scales apply to 16 outputs at once.
+inline constexpr size_t kPackRows = 16;
+// Bytes of one tile's block.
+size_t PackedBlockBytes(TensorType type);
 // Whether the target chosen on this CPU has a packed kernel for `type`.
 bool HasPackedKernel(TensorType type);
 // out[t * w.rows + r] for every row and token; false when the chosen target has no packed

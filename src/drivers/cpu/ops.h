@@ -39,9 +39,9 @@ struct MatView {
 };
 
 // A quantized weight matrix repacked at load time into the layout the CPU's fastest kernels
-// stream (matmul_packed.cc): rows in tiles of 4, each tile's blocks in pairs, a pair's 4-bit
-// values regrouped so that one vector load unpacks 64 weights in element order, scales after
-// the values they scale. Same bytes per weight as the file's layout.
+// stream (matmul_packed.cc): rows in tiles of 16, one row per 32-bit lane, each block's values
+// in groups of 4 elements, its scales after its values. Same bytes per weight as the file's
+// layout.
 struct PackedMatrix {
   TensorType type;
   size_t rows;
@@ -51,8 +51,8 @@ struct PackedMatrix {
 };
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
-// kernel for w's type (Q4_0 and Q4_1 need AVX-512, Q8_0 AVX512-VNNI) or w's shape does not
-// tile (rows % 4 or cols % 64 non-zero). Reads every byte of w once.
+// kernel for w's type (Q4_0 and Q4_1 need AVX-512, Q8_0 AVX512-VNNI) or w's rows do not
+// tile (rows % 16 non-zero). Reads every byte of w once.
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w);
 
 // out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
