@@ -232,7 +232,7 @@ class PullProgressPrinter {
 // Runs `body` with an open registry, turning errors into the exit code.
 template <typename F>
 void Bind(CLI::App* cmd, int* exit_code, F body) {
-  cmd->callback([cmd, exit_code, body] {
+  cmd->callback([exit_code, body] {
     auto reg = OpenRegistry();
     if (!reg.ok()) {
       *exit_code = ReportError(reg.status());

@@ -15,8 +15,10 @@
 
 // GCC 12's AVX-512 intrinsics (maskless forms built on _mm512_undefined_*) trip these
 // warnings falsely; the values they name are never read.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/ops.h"
