@@ -185,7 +185,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
   const bool avx512 = GetParam() == HWY_AVX3 || GetParam() == HWY_AVX3_DL;
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1}) {
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16}) {
       const bool expect_packed =
           avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
@@ -201,7 +201,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
         MatMul(view, x.data(), shape.tokens, out.data(), pool);
         scalar::MatMul(w.view, x.data(), shape.tokens, ref.data());
         const std::vector<double> mag = AbsProductSums(w.view, x.data(), shape.tokens);
-        const double num_terms = 2.0 * shape.cols / 32;
+        const double num_terms = IsQuantized(type) ? 2.0 * shape.cols / 32 : shape.cols;
         for (size_t i = 0; i < out.size(); ++i) {
           const double tol = 2 * (num_terms + 2) * FLT_EPSILON * mag[i] * 1.05 + 1e-30;
           ASSERT_NEAR(out[i], ref[i], tol)
@@ -219,7 +219,9 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
     EXPECT_EQ(PackMatrix(MakeWeights(type, 6, 64, 1).view), nullptr);   // rows % 16
     EXPECT_EQ(PackMatrix(MakeWeights(type, 24, 96, 1).view), nullptr);  // rows % 16
   }
-  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 16, 64, 1).view), nullptr);  // no kernel
+  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 16, 40, 1).view), nullptr);   // cols % 32
+  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kBF16, 16, 64, 1).view), nullptr);  // no kernel
+  EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF32, 16, 64, 1).view), nullptr);   // no kernel
 }
 
 TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {

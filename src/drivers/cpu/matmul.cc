@@ -101,8 +101,14 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols)) << "MatView row_bytes does not match its type";
   if (num_tokens == 0 || w.rows == 0) return;
   CHECK(static_cast<const void*>(out) != static_cast<const void*>(x)) << "MatMul output aliases its input";
+  if (w.packed != nullptr) {
+    CHECK(w.packed->type == w.type && w.packed->rows == w.rows && w.packed->cols == w.cols)
+        << "MatView's packed matrix does not match it";
+  }
   if (!IsQuantized(w.type)) {
-    MatMulFloat(w, x, num_tokens, out, pool);
+    if (w.packed == nullptr || !MatMulPackedFloat(*w.packed, x, num_tokens, out, pool)) {
+      MatMulFloat(w, x, num_tokens, out, pool);
+    }
     return;
   }
   CHECK_EQ(w.cols % kQuantBlockElems, 0u);
@@ -129,11 +135,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
     quantize_range(0, num_tokens, 0);
   }
   const QuantizedActivations acts{qs, d, s, num_tokens, cols};
-  if (w.packed != nullptr) {
-    CHECK(w.packed->type == w.type && w.packed->rows == w.rows && w.packed->cols == w.cols)
-        << "MatView's packed matrix does not match it";
-    if (MatMulPacked(*w.packed, acts, out, pool)) return;
-  }
+  if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);
   } else {

@@ -47,7 +47,8 @@ void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out
 // So one integer dot product (vpdpbusd) advances 16 rows by 4 elements against one token's 4
 // activation bytes broadcast, and the block's scales apply to 16 outputs at once.
 inline constexpr size_t kPackRows = 16;
-// Bytes of one tile's block.
+// F16 (float activations): element k of the tile's 16 rows as 16 fp16 at [k][16].
+// Bytes of one tile's block (for F16: of 32 elements).
 size_t PackedBlockBytes(TensorType type);
 // Whether the target chosen on this CPU has a packed kernel for `type`.
 bool HasPackedKernel(TensorType type);
@@ -55,6 +56,9 @@ bool HasPackedKernel(TensorType type);
 // kernel for w's type (the caller then uses the unpacked view).
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                   ThreadPool& pool);
+// The same for F16 weights against float activations x: [num_tokens, w.cols].
+bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens, float* out,
+                       ThreadPool& pool);
 
 }  // namespace llmasos::cpu
 

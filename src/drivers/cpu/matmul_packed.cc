@@ -35,8 +35,27 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 
 bool HasPackedKernelTarget(TensorType type) {
-  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 ||
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kF16 ||
          (type == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
+}
+
+// Calls fn(std::integral_constant<size_t, kT>(), t) for token groups [t, t + kT) covering
+// [0, num_tokens): groups of kMaxTokens, then one of the rest.
+inline constexpr size_t kMaxTokens = 8;
+template <class Fn>
+HWY_INLINE void ForTokenGroups(size_t num_tokens, const Fn& fn) {
+  size_t t = 0;
+  for (; t + kMaxTokens <= num_tokens; t += kMaxTokens) fn(std::integral_constant<size_t, kMaxTokens>(), t);
+  switch (num_tokens - t) {
+    case 7: return fn(std::integral_constant<size_t, 7>(), t);
+    case 6: return fn(std::integral_constant<size_t, 6>(), t);
+    case 5: return fn(std::integral_constant<size_t, 5>(), t);
+    case 4: return fn(std::integral_constant<size_t, 4>(), t);
+    case 3: return fn(std::integral_constant<size_t, 3>(), t);
+    case 2: return fn(std::integral_constant<size_t, 2>(), t);
+    case 1: return fn(std::integral_constant<size_t, 1>(), t);
+    default: return;
+  }
 }
 
 HWY_INLINE __m512i Dp(__m512i acc, __m512i u8, __m512i s8) {
@@ -134,28 +153,66 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, const int3
                 size_t row_begin, size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = num_blocks * PackedBlockBytes(kType);
-  constexpr size_t kMaxTokens = 8;
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data.get() + (r / kPackRows) * tile_bytes;
-    auto run = [&](auto tokens_tag, size_t t) {
+    ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
-                            x.num_tokens, xsum == nullptr ? nullptr : xsum + t * num_blocks, x.cols, out + t * w.rows + r,
-                            w.rows);
-    };
-    size_t t = 0;
-    for (; t + kMaxTokens <= x.num_tokens; t += kMaxTokens) run(std::integral_constant<size_t, kMaxTokens>(), t);
-    switch (x.num_tokens - t) {
-      case 7: run(std::integral_constant<size_t, 7>(), t); break;
-      case 6: run(std::integral_constant<size_t, 6>(), t); break;
-      case 5: run(std::integral_constant<size_t, 5>(), t); break;
-      case 4: run(std::integral_constant<size_t, 4>(), t); break;
-      case 3: run(std::integral_constant<size_t, 3>(), t); break;
-      case 2: run(std::integral_constant<size_t, 2>(), t); break;
-      case 1: run(std::integral_constant<size_t, 1>(), t); break;
-      default: break;
+                            x.num_tokens, xsum == nullptr ? nullptr : xsum + t * num_blocks,
+                            x.cols, out + t * w.rows + r, w.rows);
+    });
+  }
+}
+
+// F16 weights, 16 rows per tile as fp16 lanes (element k of the tile's rows at [k][16]), times
+// float activations: per element one conversion serves 16 rows and every token, and each
+// token's value is a broadcast FMA operand. Sets of accumulators over alternating elements
+// keep enough FMAs in flight when there are few tokens.
+template <size_t kT>
+HWY_NOINLINE void PackedF16Tile(const uint8_t* HWY_RESTRICT tile, size_t cols,
+                                const float* HWY_RESTRICT x, float* HWY_RESTRICT out,
+                                size_t out_stride) {
+  constexpr size_t kSets = kT >= 4 ? 2 : 4;  // >= 2: one prefetch per 64-byte line
+  constexpr size_t kRowBytes = kPackRows * sizeof(uint16_t);  // one element of 16 rows
+  __m512 acc[kSets][kT];
+  LLMASOS_UNROLL
+  for (size_t s = 0; s < kSets; ++s) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_setzero_ps();
+  }
+  for (size_t k = 0; k < cols; k += kSets) {  // REQUIRES: cols % 32 == 0
+    _mm_prefetch(reinterpret_cast<const char*>(tile + k * kRowBytes + kPrefetchBytes), _MM_HINT_T0);
+    LLMASOS_UNROLL
+    for (size_t s = 0; s < kSets; ++s) {
+      const __m512 w = _mm512_cvtph_ps(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + (k + s) * kRowBytes)));
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * cols + k + s]), acc[s][t]);
     }
   }
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) {
+    __m512 sum = acc[0][t];
+    LLMASOS_UNROLL
+    for (size_t s = 1; s < kSets; ++s) sum = _mm512_add_ps(sum, acc[s][t]);
+    _mm512_storeu_ps(out + t * out_stride, sum);
+  }
+}
+
+bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_tokens,
+                             float* out, ThreadPool& pool) {
+  if (w.type != TensorType::kF16 || !HasPackedKernelTarget(w.type)) return false;
+  const size_t tile_bytes = w.cols * kPackRows * sizeof(uint16_t);
+  pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+    for (size_t r = begin; r < end; r += kPackRows) {
+      const uint8_t* tile = w.data.get() + (r / kPackRows) * tile_bytes;
+      ForTokenGroups(num_tokens, [&](auto tokens_tag, size_t t) {
+        PackedF16Tile<decltype(tokens_tag)::value>(tile, w.cols, x + t * w.cols,
+                                                   out + t * w.rows + r, w.rows);
+      });
+    }
+  }, /*chunks_per_thread=*/4);
+  return true;
 }
 
 bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
@@ -190,6 +247,9 @@ bool HasPackedKernelTarget(TensorType) { return false; }
 bool MatMulPackedTarget(const PackedMatrix&, const QuantizedActivations&, float*, ThreadPool&) {
   return false;
 }
+bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, ThreadPool&) {
+  return false;
+}
 
 #endif
 
@@ -202,6 +262,7 @@ namespace llmasos::cpu {
 
 HWY_EXPORT(HasPackedKernelTarget);
 HWY_EXPORT(MatMulPackedTarget);
+HWY_EXPORT(MatMulPackedFloatTarget);
 
 namespace {
 
@@ -237,6 +298,16 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
+// F16: element k of row r at [k][r].
+void PackF16Tile(const MatView& w, size_t row0, uint8_t* dst) {
+  auto* out = reinterpret_cast<uint16_t*>(dst);
+  for (size_t r = 0; r < kPackRows; ++r) {
+    const auto* row = reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(w.data) +
+                                                        (row0 + r) * w.row_bytes);
+    for (size_t k = 0; k < w.cols; ++k) std::memcpy(&out[k * kPackRows + r], &row[k], 2);
+  }
+}
+
 }  // namespace
 
 size_t PackedBlockBytes(TensorType type) {
@@ -244,11 +315,17 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kQ4_0: return kPackRows * sizeof(BlockQ4_0);
     case TensorType::kQ4_1: return kPackRows * sizeof(BlockQ4_1);
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
+    case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
   }
 }
 
 bool HasPackedKernel(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasPackedKernelTarget)(type); }
+
+bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens, float* out,
+                       ThreadPool& pool) {
+  return HWY_DYNAMIC_DISPATCH(MatMulPackedFloatTarget)(w, x, num_tokens, out, pool);
+}
 
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                   ThreadPool& pool) {
@@ -257,7 +334,10 @@ bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* o
 }
 
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w) {
-  if (!HasPackedKernel(w.type) || w.rows == 0 || w.rows % kPackRows != 0) return nullptr;
+  if (!HasPackedKernel(w.type) || w.rows == 0 || w.rows % kPackRows != 0 ||
+      w.cols % kQuantBlockElems != 0) {
+    return nullptr;
+  }
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols));
   auto packed = std::make_unique<PackedMatrix>();
   packed->type = w.type;
@@ -274,6 +354,7 @@ std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w) {
     switch (w.type) {
       case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
       case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
+      case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
       default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
     }
   }

@@ -51,8 +51,8 @@ struct PackedMatrix {
 };
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
-// kernel for w's type (Q4_0 and Q4_1 need AVX-512, Q8_0 AVX512-VNNI) or w's rows do not
-// tile (rows % 16 non-zero). Reads every byte of w once.
+// kernel for w's type (Q4_0, Q4_1 and F16 need AVX-512, Q8_0 AVX512-VNNI) or w's shape does
+// not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once.
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w);
 
 // out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
