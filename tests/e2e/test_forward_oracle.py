@@ -62,10 +62,14 @@ from tiny_gguf import TinySpec, derive_model, write_tiny_model  # noqa: E402
 # that position (a scale-free measure: SmolLM2's logits have std ~3-8, the tiny models' ~1).
 
 # Default model with its blocks as F16 (real weights, no 8-bit activations inside the blocks;
-# the tied Q8_0 output layer still rounds its input): measured 4e-6. Float32 accumulation
-# over 30 layers allows ~1e-5; 1e-3 leaves room for other SIMD targets and an output-layer
-# rounding flip, and is far below any structural error.
-REAL_FLOAT_LAYERS_MAX_REL = 1e-3
+# the tied Q8_0 output layer still rounds its input to 8 bits). Float32 accumulation alone
+# gives ~5e-6 (measured on the prose, code and list prompts). But an output-layer input within
+# float error of an 8-bit rounding boundary may round the other way, moving logits by one
+# step of its block's scale times the weights; the chat prompts' first positions carry
+# activations of several hundred, so one such flip moved a position by 1.0e-3 std with the
+# packed F16 kernels (summation order differs from the reference's). 5e-3 admits one flip and
+# is still far below any structural error (a wrong head, RoPE or norm gives > 0.1).
+REAL_FLOAT_LAYERS_MAX_REL = 5e-3
 REAL_FLOAT_LAYERS = 8  # blocks kept: the checks need real weights, not depth; keeps it fast
 
 # Full Q4_1 model (see the module doc: rounding flips amplified by depth). Measured vs q8:

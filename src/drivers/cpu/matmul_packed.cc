@@ -11,6 +11,7 @@
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
 // on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
+#include <algorithm>
 #include <cstring>
 
 // GCC 12's AVX-512 intrinsics (maskless forms built on _mm512_undefined_*) trip these
@@ -174,29 +175,39 @@ HWY_NOINLINE void PackedF16Tile(const uint8_t* HWY_RESTRICT tile, size_t cols,
                                 size_t out_stride) {
   constexpr size_t kSets = kT >= 4 ? 2 : 4;  // >= 2: one prefetch per 64-byte line
   constexpr size_t kRowBytes = kPackRows * sizeof(uint16_t);  // one element of 16 rows
-  __m512 acc[kSets][kT];
+  // Sums run in chunks of kChunk elements added into a total, so no accumulator adds more than
+  // kChunk / kSets terms in sequence: the rounding error of a long dot product stays near that
+  // of a pairwise sum (activation outliers of thousands make sequential sums drift).
+  constexpr size_t kChunk = 64;
+  __m512 total[kT];
   LLMASOS_UNROLL
-  for (size_t s = 0; s < kSets; ++s) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_setzero_ps();
-  }
-  for (size_t k = 0; k < cols; k += kSets) {  // REQUIRES: cols % 32 == 0
-    _mm_prefetch(reinterpret_cast<const char*>(tile + k * kRowBytes + kPrefetchBytes), _MM_HINT_T0);
+  for (size_t t = 0; t < kT; ++t) total[t] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < cols; k0 += kChunk) {  // REQUIRES: cols % 32 == 0
+    const size_t k_end = std::min(cols, k0 + kChunk);
+    __m512 acc[kSets][kT];
     LLMASOS_UNROLL
     for (size_t s = 0; s < kSets; ++s) {
-      const __m512 w = _mm512_cvtph_ps(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + (k + s) * kRowBytes)));
       LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * cols + k + s]), acc[s][t]);
+      for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_setzero_ps();
+    }
+    for (size_t k = k0; k < k_end; k += kSets) {
+      _mm_prefetch(reinterpret_cast<const char*>(tile + k * kRowBytes + kPrefetchBytes), _MM_HINT_T0);
+      LLMASOS_UNROLL
+      for (size_t s = 0; s < kSets; ++s) {
+        const __m512 w = _mm512_cvtph_ps(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(tile + (k + s) * kRowBytes)));
+        LLMASOS_UNROLL
+        for (size_t t = 0; t < kT; ++t) acc[s][t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[t * cols + k + s]), acc[s][t]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) {
+      LLMASOS_UNROLL
+      for (size_t s = 0; s < kSets; ++s) total[t] = _mm512_add_ps(total[t], acc[s][t]);
     }
   }
   LLMASOS_UNROLL
-  for (size_t t = 0; t < kT; ++t) {
-    __m512 sum = acc[0][t];
-    LLMASOS_UNROLL
-    for (size_t s = 1; s < kSets; ++s) sum = _mm512_add_ps(sum, acc[s][t]);
-    _mm512_storeu_ps(out + t * out_stride, sum);
-  }
+  for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, total[t]);
 }
 
 bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_tokens,
