@@ -47,7 +47,7 @@ struct KernelBenchFlags {
   size_t prio_prompt_tokens = 128;
   size_t background = 48;  // low-priority processes kept live (32 run at once)
   double prio_interval_s = 0;  // 0: twice the median time to first token alone
-  size_t prio_step_tokens = 64;
+  size_t prio_step_tokens = 32;
   bool json = false;
 };
 
