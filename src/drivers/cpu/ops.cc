@@ -3,8 +3,10 @@
 // target; each public function dispatches once per call.
 #include "drivers/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/scalar_ops.h"
@@ -93,8 +95,26 @@ void AxpyTarget(float a, const float* HWY_RESTRICT x, size_t n, float* HWY_RESTR
 // Query heads per register tile in the attention kernels.
 constexpr size_t kAttentionHeads = 4;
 
-// Up to kAttentionHeads heads against a block of keys: lanes are keys, the loop runs
-// over the head dimension, so each key element is loaded once for the group.
+// Calls fn(std::integral_constant<size_t, kHeads>(), g) for head groups [g, g + kHeads)
+// covering [0, num_q): groups of kAttentionHeads, then one of the rest.
+template <class Fn>
+HWY_INLINE void ForHeadGroups(size_t num_q, const Fn& fn) {
+  size_t g = 0;
+  for (; g + kAttentionHeads <= num_q; g += kAttentionHeads) {
+    fn(std::integral_constant<size_t, kAttentionHeads>(), g);
+  }
+  switch (num_q - g) {
+    case 3: return fn(std::integral_constant<size_t, 3>(), g);
+    case 2: return fn(std::integral_constant<size_t, 2>(), g);
+    case 1: return fn(std::integral_constant<size_t, 1>(), g);
+    default: return;
+  }
+}
+
+// Up to kAttentionHeads heads against a block of keys: lanes are keys, the loop runs over the
+// head dimension, so each key element is loaded once for the group. The last keys, fewer than
+// a vector, are computed in full lanes of which only those below n are stored; they are read
+// from the row when it is long enough (kt_stride), else from a zero-padded copy.
 template <size_t kHeads>
 void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
                           const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
@@ -102,40 +122,29 @@ void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
                           size_t scores_stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
-  size_t j = 0;
-  for (; j + lanes <= n; j += lanes) {
-    VF acc[kHeads];
-    LLMASOS_UNROLL
-    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
-    for (size_t d = 0; d < head_dim; ++d) {
-      const VF k = hn::LoadU(df, kt + d * kt_stride + j);
-      LLMASOS_UNROLL
-      for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, q[g * q_stride + d]), k, acc[g]);
-    }
-    LLMASOS_UNROLL
-    for (size_t g = 0; g < kHeads; ++g) {
-      hn::StoreU(hn::Mul(acc[g], hn::Set(df, scale)), df, scores + g * scores_stride + j);
-    }
-  }
-  if (j < n) {
-    // The last keys, fewer than a vector: lanes past n are computed but never stored. They are
-    // read from the row when it is long enough (kt_stride), else from a zero-padded copy.
-    const auto valid = hn::FirstN(df, n - j);
+  HWY_ALIGN float padded[hn::MaxLanes(df)] = {};
+  for (size_t j = 0; j < n; j += lanes) {
+    const size_t count = std::min(lanes, n - j);
     const bool in_row = j + lanes <= kt_stride;
-    HWY_ALIGN float padded[hn::MaxLanes(df)] = {};
     VF acc[kHeads];
     LLMASOS_UNROLL
     for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
     for (size_t d = 0; d < head_dim; ++d) {
       const float* row = kt + d * kt_stride + j;
-      if (!in_row) std::memcpy(padded, row, (n - j) * sizeof(float));
+      if (!in_row) std::memcpy(padded, row, count * sizeof(float));
       const VF k = hn::LoadU(df, in_row ? row : padded);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, q[g * q_stride + d]), k, acc[g]);
     }
     LLMASOS_UNROLL
     for (size_t g = 0; g < kHeads; ++g) {
-      hn::BlendedStore(hn::Mul(acc[g], hn::Set(df, scale)), valid, df, scores + g * scores_stride + j);
+      const VF scaled = hn::Mul(acc[g], hn::Set(df, scale));
+      float* dst = scores + g * scores_stride + j;
+      if (count == lanes) {
+        hn::StoreU(scaled, df, dst);
+      } else {
+        hn::BlendedStore(scaled, hn::FirstN(df, count), df, dst);
+      }
     }
   }
 }
@@ -144,19 +153,11 @@ void AttentionScoresTarget(const float* HWY_RESTRICT q, size_t q_stride, size_t 
                            const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
                            size_t head_dim, float scale, float* HWY_RESTRICT scores,
                            size_t scores_stride) {
-  size_t g = 0;
-  for (; g + kAttentionHeads <= num_q; g += kAttentionHeads) {
-    AttentionScoresHeads<kAttentionHeads>(q + g * q_stride, q_stride, kt, kt_stride, n,
-                                          head_dim, scale, scores + g * scores_stride, scores_stride);
-  }
-  const float* qg = q + g * q_stride;
-  float* sg = scores + g * scores_stride;
-  switch (num_q - g) {
-    case 3: AttentionScoresHeads<3>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
-    case 2: AttentionScoresHeads<2>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
-    case 1: AttentionScoresHeads<1>(qg, q_stride, kt, kt_stride, n, head_dim, scale, sg, scores_stride); break;
-    default: break;
-  }
+  ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
+    AttentionScoresHeads<decltype(heads_tag)::value>(q + g * q_stride, q_stride, kt, kt_stride, n,
+                                                     head_dim, scale, scores + g * scores_stride,
+                                                     scores_stride);
+  });
 }
 
 // Up to kAttentionHeads heads: lanes run over the head dimension, the loop over keys, so each
@@ -193,19 +194,10 @@ void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
 void AttentionValuesTarget(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
                            const float* HWY_RESTRICT v, size_t v_stride, size_t n,
                            size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
-  size_t g = 0;
-  for (; g + kAttentionHeads <= num_q; g += kAttentionHeads) {
-    AttentionValuesHeads<kAttentionHeads>(p + g * p_stride, p_stride, v, v_stride, n, head_dim,
-                                          out + g * out_stride, out_stride);
-  }
-  const float* pg = p + g * p_stride;
-  float* og = out + g * out_stride;
-  switch (num_q - g) {
-    case 3: AttentionValuesHeads<3>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
-    case 2: AttentionValuesHeads<2>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
-    case 1: AttentionValuesHeads<1>(pg, p_stride, v, v_stride, n, head_dim, og, out_stride); break;
-    default: break;
-  }
+  ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
+    AttentionValuesHeads<decltype(heads_tag)::value>(p + g * p_stride, p_stride, v, v_stride, n,
+                                                     head_dim, out + g * out_stride, out_stride);
+  });
 }
 
 void AddInPlaceTarget(const float* HWY_RESTRICT x, size_t n, float* HWY_RESTRICT y) {
