@@ -196,6 +196,12 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
         ASSERT_EQ(packed != nullptr, expect_packed) << Traits(type).name;
         MatView view = w.view;
         view.packed = packed.get();
+        for (size_t r : {size_t{0}, shape.rows / 2 + 1, shape.rows - 1}) {  // lanes 0, middle, 15
+          std::vector<float> row(shape.cols), row_ref(shape.cols);
+          DequantizeRow(view, r, row.data());
+          scalar::DequantizeRow(w.view, r, row_ref.data());
+          ASSERT_EQ(row, row_ref) << Traits(type).name << " row " << r;
+        }
         std::vector<float> x = RandomFloats(shape.tokens * shape.cols, static_cast<uint32_t>(shape.cols + 3));
         std::vector<float> out(shape.tokens * shape.rows, -1.0f), ref(out.size());
         MatMul(view, x.data(), shape.tokens, out.data(), pool);

@@ -56,6 +56,8 @@ bool HasPackedKernel(TensorType type);
 // kernel for w's type (the caller then uses the unpacked view).
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                   ThreadPool& pool);
+// Row `row` of a packed matrix in float32, equal to DequantizeRow on the unpacked one.
+void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out);
 // The same for F16 weights against float activations x: [num_tokens, w.cols].
 bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens, float* out,
                        ThreadPool& pool);

@@ -23,6 +23,7 @@
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/ops.h"
+#include "util/fp16.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "drivers/cpu/matmul_packed.cc"
@@ -332,6 +333,38 @@ size_t PackedBlockBytes(TensorType type) {
 }
 
 bool HasPackedKernel(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasPackedKernelTarget)(type); }
+
+void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
+  CHECK_LT(row, w.rows) << "row index out of range";
+  const size_t lane = row % kPackRows;
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const size_t block_bytes = PackedBlockBytes(w.type);
+  const uint8_t* tile = w.data.get() + row / kPackRows * num_blocks * block_bytes;
+  if (w.type == TensorType::kF16) {
+    const auto* h = reinterpret_cast<const uint16_t*>(tile);
+    for (size_t k = 0; k < w.cols; ++k) out[k] = F16ToF32(h[k * kPackRows + lane]);
+    return;
+  }
+  const size_t value_bytes = kPackRows * (w.type == TensorType::kQ8_0 ? 32 : 16);
+  for (size_t b = 0; b < num_blocks; ++b) {
+    const uint8_t* block = tile + b * block_bytes;
+    const auto* scales = reinterpret_cast<const uint16_t*>(block + value_bytes);
+    const float d = F16ToF32(scales[lane]);
+    for (size_t e = 0; e < kQuantBlockElems; ++e) {
+      const size_t g = e / 4, i = e % 4;
+      float v;
+      if (w.type == TensorType::kQ8_0) {
+        v = d * static_cast<float>(static_cast<int8_t>(block[g * 64 + lane * 4 + i] ^ 0x80));
+      } else {
+        const uint8_t byte = block[(g % 4) * 64 + lane * 4 + i];
+        const int q = g < 4 ? byte & 0x0F : byte >> 4;
+        v = w.type == TensorType::kQ4_1 ? d * static_cast<float>(q) + F16ToF32(scales[kPackRows + lane])
+                                        : d * static_cast<float>(q - 8);
+      }
+      out[b * kQuantBlockElems + e] = v;
+    }
+  }
+}
 
 bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens, float* out,
                        ThreadPool& pool) {

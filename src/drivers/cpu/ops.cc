@@ -436,6 +436,7 @@ void F16ToF32Row(const uint16_t* x, size_t n, float* out) {
 }
 void DequantizeRow(const MatView& w, size_t row_idx, float* out) {
   CHECK_LT(row_idx, w.rows) << "row index out of range";
+  if (w.packed != nullptr) return DequantizePackedRow(*w.packed, row_idx, out);
   HWY_DYNAMIC_DISPATCH(DequantizeRowTarget)(w, row_idx, out);
 }
 const char* ChosenTarget() { return HWY_DYNAMIC_DISPATCH(ChosenTargetTarget)(); }

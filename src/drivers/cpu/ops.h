@@ -33,8 +33,8 @@ struct MatView {
   size_t rows;
   size_t cols;
   size_t row_bytes;  // RowBytes(type, cols)
-  // The same matrix repacked for this CPU (PackMatrix), or null. When set, MatMul reads it
-  // instead of `data`; the exact path and DequantizeRow always read `data`.
+  // The same matrix repacked for this CPU (PackMatrix), or null. When set, MatMul and
+  // DequantizeRow read it instead of `data`; the exact path always reads `data`.
   const PackedMatrix* packed = nullptr;
 };
 

@@ -240,6 +240,9 @@ void Model::RepackMatrices() {
     file_->ReleasePages(v->data, v->rows * v->row_bytes);
     packed_.push_back(std::move(packed));
   }
+  // Tied embeddings: look tokens up in the packed copy too, or every prompt token would fault
+  // pages of the released table back in (with the kernel's fault-around, most of it).
+  if (token_embd_.data == output_.data) token_embd_.packed = output_.packed;
 }
 
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
