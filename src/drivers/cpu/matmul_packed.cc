@@ -6,8 +6,9 @@
 // 16 (row, token) dot products by 4 elements against the token's 4 activation bytes broadcast,
 // and the block's scale conversion, multiply and FMA serve 16 outputs at once. Results come
 // out as 16 contiguous floats per token, with no horizontal sums. Q8_0 values are stored with
-// a +128 bias (vpdpbusd multiplies unsigned by signed); the bias's product is the block's
-// integer sum of the token's activations in the block times -128, the dot products' start.
+// a +128 bias (vpdpbusd multiplies unsigned by signed); the dot products start from -128 times
+// the integer sum of the token's activations in the block, which cancels the bias exactly.
+// F16 matrices use the same 16-row tiles with fp16 lanes against float activations.
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
 // on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
