@@ -351,45 +351,31 @@ HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RES
   }
 }
 
-// Rows [r, r + kR) of the product for every token, from the kR rows the caller unpacked into
-// `scratch` (PackPanel's layout).
-template <TensorType kType, size_t kR>
-void PanelAllTokens(const PanelScratch& scratch, size_t num_blocks, const QuantizedActivations& x,
-                    size_t r, size_t out_stride, float* out) {
-  auto tile = [&](auto tokens_tag, size_t t) {
-    constexpr size_t kT = decltype(tokens_tag)::value;
-    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
-                             x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens,
-                             x.cols, out + t * out_stride + r, out_stride);
-  };
-  size_t t = 0;
-  for (; t + kPrefillTokens <= x.num_tokens; t += kPrefillTokens) {
-    tile(std::integral_constant<size_t, kPrefillTokens>(), t);
-  }
-  for (; t < x.num_tokens; ++t) tile(std::integral_constant<size_t, 1>(), t);
-}
-
-// Resizes a thread's panel scratch for `rows` rows of `cols` weights.
-inline PanelScratch& PanelScratchFor(size_t rows, size_t cols) {
-  thread_local PanelScratch scratch;
-  const size_t num_blocks = cols / kQuantBlockElems;
-  scratch.w.resize(rows * cols);
-  scratch.d.resize(rows * num_blocks * kLanesPerBlock);
-  scratch.m.resize(rows * num_blocks);
-  return scratch;
-}
-
 template <TensorType kType>
 void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
                size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  PanelScratch& scratch = PanelScratchFor(kPrefillRows, w.cols);
+  thread_local PanelScratch scratch;
+  scratch.w.resize(kPrefillRows * w.cols);
+  scratch.d.resize(kPrefillRows * num_blocks * kLanesPerBlock);
+  scratch.m.resize(kPrefillRows * num_blocks);
+  auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
+    constexpr size_t kR = decltype(rows_tag)::value;
+    constexpr size_t kT = decltype(tokens_tag)::value;
+    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
+                      x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens, x.cols,
+                      out + t * w.rows + r, w.rows);
+  };
   auto all_tokens = [&](auto rows_tag, size_t r) {
     constexpr size_t kR = decltype(rows_tag)::value;
     PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, kR, num_blocks, scratch.w.data(),
                      scratch.d.data(), scratch.m.data());
-    PanelAllTokens<kType, kR>(scratch, num_blocks, x, r, w.rows, out);
+    using Tokens = std::integral_constant<size_t, kPrefillTokens>;
+    using One = std::integral_constant<size_t, 1>;
+    size_t t = 0;
+    for (; t + kPrefillTokens <= x.num_tokens; t += kPrefillTokens) tile(rows_tag, Tokens(), r, t);
+    for (; t < x.num_tokens; ++t) tile(rows_tag, One(), r, t);
   };
   size_t r = row_begin;
   for (; r + kPrefillRows <= row_end; r += kPrefillRows) {
