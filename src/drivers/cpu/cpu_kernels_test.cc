@@ -122,11 +122,17 @@ TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
     const size_t nb = n / 32;
     std::vector<int8_t> qs(n), qs_ref(n);
     std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
-    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data(), 1);
+    std::vector<int32_t> isums(nb, -1);
+    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data(), 1, isums.data());
     scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
     EXPECT_EQ(qs, qs_ref) << "n=" << n;
     EXPECT_EQ(d, d_ref) << "n=" << n;
     EXPECT_EQ(s, s_ref) << "n=" << n;
+    for (size_t b = 0; b < nb; ++b) {
+      int32_t sum = 0;
+      for (size_t j = 0; j < 32; ++j) sum += qs_ref[b * 32 + j];
+      EXPECT_EQ(isums[b], sum) << "n=" << n << " block " << b;
+    }
     // The definition itself: |x - d q| <= d / 2 and q in [-127, 127].
     for (size_t j = 0; j < n; ++j) {
       ASSERT_LE(std::abs(int{qs[j]}), 127);

@@ -21,11 +21,17 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // See scalar::QuantizeActivations: the same operations in the same order per element (max of
 // |x|, one division for the scale, one reciprocal, x * (1/d) rounded to nearest even), so the
-// two agree bit for bit.
+// two agree bit for bit. isum[b] receives block b's integer sum of qs.
 void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HWY_RESTRICT qs,
-                               float* HWY_RESTRICT d, float* HWY_RESTRICT s, size_t s_stride) {
+                               float* HWY_RESTRICT d, float* HWY_RESTRICT s, size_t s_stride,
+                               int32_t* HWY_RESTRICT isums) {
 #if HWY_TARGET == HWY_SCALAR
   scalar::QuantizeActivations(x, n, qs, d, s, s_stride);
+  for (size_t b = 0; b < n / kQuantBlockElems; ++b) {
+    int32_t sum = 0;
+    for (size_t i = 0; i < kQuantBlockElems; ++i) sum += qs[b * kQuantBlockElems + i];
+    isums[b] = sum;
+  }
 #else
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di32;
@@ -48,7 +54,8 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HW
       hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
     }
     d[b] = scale;
-    s[b * s_stride] = scale * static_cast<float>(hn::GetLane(hn::SumOfLanes(di32, isum)));
+    isums[b] = hn::GetLane(hn::SumOfLanes(di32, isum));
+    s[b * s_stride] = scale * static_cast<float>(isums[b]);
   }
 #endif  // HWY_TARGET == HWY_SCALAR
 }
@@ -57,11 +64,12 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HW
 // layout for num_tokens tokens.
 void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t token_begin, size_t token_end,
                           size_t num_tokens, size_t cols, int8_t* HWY_RESTRICT qs,
-                          float* HWY_RESTRICT d, float* HWY_RESTRICT s) {
+                          float* HWY_RESTRICT d, float* HWY_RESTRICT s,
+                          int32_t* HWY_RESTRICT isums) {
   const size_t num_blocks = cols / kQuantBlockElems;
   for (size_t t = token_begin; t < token_end; ++t) {
     QuantizeActivationsTarget(x + t * cols, cols, qs + t * cols, d + t * num_blocks, s + t,
-                              num_tokens);
+                              num_tokens, isums + t * num_blocks);
   }
 }
 
@@ -83,6 +91,7 @@ struct ActivationScratch {
   std::vector<int8_t> qs;
   std::vector<float> d;
   std::vector<float> s;
+  std::vector<int32_t> isums;
 };
 
 }  // namespace
@@ -91,9 +100,9 @@ HWY_EXPORT(QuantizeActivationsTarget);
 HWY_EXPORT(QuantizeTokensTarget);
 
 void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                             size_t s_stride) {
+                             size_t s_stride, int32_t* isums) {
   CHECK_EQ(n % kQuantBlockElems, 0u);
-  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s, s_stride);
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s, s_stride, isums);
 }
 
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool) {
@@ -119,14 +128,16 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   if (scratch.d.size() < num_tokens * num_blocks) {
     scratch.d.resize(num_tokens * num_blocks);
     scratch.s.resize(num_tokens * num_blocks);
+    scratch.isums.resize(num_tokens * num_blocks);
   }
   int8_t* qs = scratch.qs.data();
   float* d = scratch.d.data();
   float* s = scratch.s.data();
+  int32_t* isums = scratch.isums.data();
   const size_t cols = w.cols;
   auto quantize = HWY_DYNAMIC_DISPATCH(QuantizeTokensTarget);
   auto quantize_range = [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    quantize(x, begin, end, num_tokens, cols, qs, d, s);
+    quantize(x, begin, end, num_tokens, cols, qs, d, s, isums);
   };
   // Worth the pool's hand-off only when there are many tokens (prefill).
   if (num_tokens >= 16) {
@@ -134,7 +145,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   } else {
     quantize_range(0, num_tokens, 0);
   }
-  const QuantizedActivations acts{qs, d, s, num_tokens, cols};
+  const QuantizedActivations acts{qs, d, s, isums, num_tokens, cols};
   if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);

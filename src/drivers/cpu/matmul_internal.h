@@ -20,14 +20,16 @@ struct QuantizedActivations {
   const int8_t* qs;  // [num_tokens, cols]
   const float* d;    // [num_tokens, num_blocks]
   const float* s;    // [num_blocks, num_tokens]: a token tile's sums for one block are adjacent
+  const int32_t* isums;  // [num_tokens, num_blocks]: sum(qs) per block, as integers (null in
+                         // the scalar twin, which does not use them)
   size_t num_tokens;
   size_t cols;  // num_blocks = cols / 32
 };
 
 // SIMD activation quantization, bit-identical to scalar::QuantizeActivations.
-// s[b * s_stride] receives block b's sum.
+// s[b * s_stride] receives block b's sum, isums[b] the integer sum of its qs.
 void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                             size_t s_stride);
+                             size_t s_stride, int32_t* isums);
 
 // The per-type halves of MatMul, each dispatched to the best SIMD target.
 //   out: [num_tokens, w.rows]

@@ -97,7 +97,8 @@ HWY_INLINE void BlockGroups(const uint8_t* HWY_RESTRICT block, __m512i (&w)[kGro
 // out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT.
 //   xq, xd: the first token's quantized activations and block scales (cols and num_blocks
 //   apart); xs: its block sums, xs[b * xs_stride + t].
-//   xsum (Q8_0 only): the integer sums of each block's activation bytes, [token][block].
+//   xsum (used by Q8_0): the integer sums of each block's activation bytes, [token][block],
+//   from the quantizer (exact, so the biased products cancel exactly).
 template <TensorType kType, size_t kT>
 HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                              const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
@@ -154,8 +155,8 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
 }
 
 template <TensorType kType>
-void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, const int32_t* xsum,
-                size_t row_begin, size_t row_end, float* out) {
+void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+                size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = num_blocks * PackedBlockBytes(kType);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
@@ -163,8 +164,7 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, const int3
     ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
-                            x.num_tokens, xsum == nullptr ? nullptr : xsum + t * num_blocks,
-                            x.cols, out + t * w.rows + r, w.rows);
+                            x.num_tokens, x.isums + t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
     });
   }
 }
@@ -233,24 +233,11 @@ bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_t
 bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                         ThreadPool& pool) {
   if (!HasPackedKernelTarget(w.type)) return false;
-  const size_t num_blocks = w.cols / kQuantBlockElems;
-  // Q8_0's bias correction needs each block's integer activation sum (exact, so the biased
-  // products cancel exactly); the calling thread's scratch, read by the workers.
-  thread_local std::vector<int32_t> xsum;
-  if (w.type == TensorType::kQ8_0) {
-    xsum.resize(x.num_tokens * num_blocks);
-    for (size_t i = 0; i < x.num_tokens * num_blocks; ++i) {
-      int32_t sum = 0;
-      for (size_t e = 0; e < kQuantBlockElems; ++e) sum += x.qs[i * kQuantBlockElems + e];
-      xsum[i] = sum;
-    }
-  }
-  const int32_t* sums = xsum.data();  // not `xsum` in the lambda: that is the worker's own
   pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     switch (w.type) {
-      case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, nullptr, begin, end, out);
-      case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, nullptr, begin, end, out);
-      default: return PackedRows<TensorType::kQ8_0>(w, x, sums, begin, end, out);
+      case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
+      case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
+      default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
   return true;

@@ -119,7 +119,8 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
       QuantizeActivations(x + t * w.cols, w.cols, &xq[t * w.cols], &xd[t * num_blocks],
                           &xs[t], num_tokens);
     }
-    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), num_tokens, w.cols}, 0, w.rows, out);
+    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), /*isums=*/nullptr, num_tokens, w.cols}, 0,
+                  w.rows, out);
     return;
   }
   std::vector<float> row(w.cols);
