@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <map>
+#include <string>
 
 #include "kernel/tiny_engine_test_util.h"
 
@@ -73,40 +75,55 @@ TEST_F(EngineTest, BatchedGreedyEqualsAloneUnderEveryPolicy) {
   }
 }
 
-TEST_F(EngineTest, PreemptedProcessesResumeExactly) {
+// Every policy, once swapping and once recomputing, with a KV budget (24 blocks of 4 tokens
+// for five processes of 34 to 54 tokens) and 3 batch slots small enough that every run
+// preempts: each process's tokens still equal its tokens alone. Under fcfs, sjf, rr and fair a
+// running process that cannot grow evicts the lowest-ranked one; under priority the later,
+// higher-priority arrivals also evict on admission.
+TEST_F(EngineTest, PreemptedProcessesResumeExactlyUnderEveryPolicy) {
   std::vector<std::vector<TokenId>> prompts;
   for (uint32_t i = 0; i < 5; ++i) prompts.push_back(Prompt(10 + 5 * i, 200 + i));
   std::vector<std::vector<TokenId>> want;
   for (const auto& p : prompts) want.push_back(Alone(p, 24));
   const arch::ModelConfig& c = model_->config();
   const size_t block_bytes = c.num_layers * 2 * 4 * c.kv_dim() * sizeof(float);
-  for (size_t swap_blocks : {0, 64}) {  // 0: every preemption recomputes
-    EngineOptions o;
-    o.kv_block_tokens = 4;
-    o.kv_budget_bytes = 24 * block_bytes;  // 96 tokens for ~5 x 50: preemption is forced
-    o.swap_budget_bytes = swap_blocks * block_bytes;
-    o.policy = "priority";
-    o.scheduler.min_tokens_before_preempt = 2;
-    auto e = Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
-    ASSERT_TRUE(e.ok()) << e.status().ToString();
-    std::vector<ProcessId> ids;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      // Later arrivals have higher priority and preempt the earlier ones.
-      ids.push_back(*(*e)->Submit(Greedy(prompts[i], 24, static_cast<int32_t>(i))));
-      for (int s = 0; s < 3; ++s) ASSERT_TRUE((*e)->Step().ok());
+  for (const char* policy : {"fcfs", "sjf", "rr", "priority", "fair"}) {
+    for (const bool swap : {false, true}) {
+      SCOPED_TRACE(std::string(policy) + (swap ? ", swap" : ", recompute"));
+      EngineOptions o;
+      o.policy = policy;
+      o.kv_block_tokens = 4;
+      o.kv_budget_bytes = 24 * block_bytes;
+      o.swap_budget_bytes = swap ? 64 * block_bytes : 0;  // 0: every preemption recomputes
+      o.scheduler.costs.swap_seconds_per_byte = 0;        // swap whenever swap space allows
+      o.scheduler.max_running = 3;
+      o.scheduler.min_tokens_before_preempt = 2;
+      auto e = Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+      ASSERT_TRUE(e.ok()) << e.status().ToString();
+      std::vector<ProcessId> ids;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        // Later arrivals have higher priority (what the priority policy acts on).
+        ids.push_back(*(*e)->Submit(Greedy(prompts[i], 24, static_cast<int32_t>(i), i % 2 ? "a" : "b")));
+        for (int s = 0; s < 3; ++s) ASSERT_TRUE((*e)->Step().ok());
+      }
+      auto ended = RunAll(**e);
+      int64_t preemptions = 0, swaps = 0;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        ASSERT_TRUE(ended.count(ids[i])) << "process " << i;
+        const Process& p = *ended.at(ids[i]);
+        EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
+            << "process " << i;
+        EXPECT_EQ(p.state(), ProcessState::kFinished) << p.reason();
+        preemptions += p.accounting().num_preemptions;
+        swaps += p.accounting().num_swap_preemptions;
+      }
+      std::cout << "[ " << policy << (swap ? " swap" : " recompute") << " ] preemptions " << preemptions
+                << " (" << swaps << " swap)\n";
+      EXPECT_GT(preemptions, 0) << "the budget did not force a preemption";
+      if (!swap) EXPECT_EQ(swaps, 0);
+      if (swap) EXPECT_GT(swaps, 0) << "swap space given but never used";
+      EXPECT_TRUE((*e)->kv().CheckInvariants().ok());
     }
-    auto ended = RunAll(**e);
-    int64_t preemptions = 0, swaps = 0;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      const Process& p = *ended.at(ids[i]);
-      EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
-          << "swap blocks " << swap_blocks << " process " << i;
-      preemptions += p.accounting().num_preemptions;
-      swaps += p.accounting().num_swap_preemptions;
-    }
-    EXPECT_GT(preemptions, 0) << "the budget did not force a preemption";
-    if (swap_blocks == 0) EXPECT_EQ(swaps, 0);
-    if (swap_blocks > 0) EXPECT_GT(swaps, 0) << "swap space given but never used";
   }
 }
 
