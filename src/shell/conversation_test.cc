@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "model/tokenizer/test_vocabs.h"
+#include "util/oracle_inputs.h"
 
 namespace llmasos::shell {
 namespace {
@@ -15,7 +16,7 @@ namespace {
 class ConversationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!tokenizer::testing::SmolLm2Available()) GTEST_SKIP() << "SmolLM2 tokenizer.json not present";
+    LLMASOS_REQUIRE_ORACLE_INPUT("SmolLM2 tokenizer.json", tokenizer::testing::SmolLm2TokenizerJsonPath());
     auto vocab = tokenizer::testing::SmolLm2Vocab();
     ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
     auto tok = tokenizer::Tokenizer::Create(*std::move(vocab));

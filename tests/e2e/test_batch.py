@@ -7,12 +7,15 @@ import subprocess
 
 import pytest
 
+from oracle_inputs import default_model, require
+
 BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 LLMASOS = os.path.join(BUILD, "llmasos")
-HOME = os.environ.get("LLMASOS_HOME") or os.path.join(os.path.expanduser("~"), ".llmasos")
-MODEL = os.path.join(HOME, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+MODEL = str(default_model())  # where scripts/setup installs it
 
-pytestmark = pytest.mark.skipif(not os.path.isfile(MODEL), reason="default model not installed")
+@pytest.fixture(autouse=True)
+def default_model_present():
+    require(MODEL, "the default model")  # missing: a failure (see oracle_inputs.py)
 
 PROMPTS = [
     {"id": "fr", "prompt": "The capital of France is", "raw": True, "max_tokens": 8},

@@ -20,9 +20,11 @@ import jinja2.ext
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from oracle_inputs import default_model, require
+
 BUILD_DIR = pathlib.Path(os.environ.get("LLMASOS_BUILD_DIR", "build"))
 TOOL = BUILD_DIR / "chat_template_tool"
-SMOLLM2_GGUF = pathlib.Path.home() / ".llmasos/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_GGUF = default_model()  # where scripts/setup installs it
 
 # meta-llama/Meta-Llama-3-8B-Instruct
 LLAMA3 = (
@@ -167,8 +169,7 @@ TEMPLATES = {
 
 
 def smollm2_template():
-    if not SMOLLM2_GGUF.exists():
-        return None
+    require(SMOLLM2_GGUF, "the default model")
     import gguf
 
     reader = gguf.GGUFReader(str(SMOLLM2_GGUF))
@@ -323,8 +324,6 @@ def test_from_name_matches_jinja_with_the_family_default_bos(name):
 
 def test_smollm2_gguf_template_matches_jinja():
     template = smollm2_template()
-    if template is None:
-        pytest.skip(f"{SMOLLM2_GGUF} is absent; scripts/setup downloads it")
     assert "<|im_start|>" in template
     matched, refused = compare_all(template, "<|im_start|>", "<|im_end|>")
     assert matched >= 30 and refused == 0

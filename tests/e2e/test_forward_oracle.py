@@ -1,7 +1,8 @@
 """Forward-pass oracle: the engine's logits (`llmasos eval`) against the independent numpy
 reference in tests/reference/llama_ref.py.
 
-(a) The default model (SmolLM2-135M-Instruct Q4_1; skipped when absent) on chat, prose and
+(a) The default model (SmolLM2-135M-Instruct Q4_1, from $LLMASOS_HOME/models where scripts/setup
+    puts it; a missing model or tests/data tokenizer fails, see oracle_inputs.py) on chat, prose and
     code prompts: prompt logits and a 32-token greedy continuation. Through the engine's
     exact path (--float-activations) against the float reference, the logits agree to ~1e-5
     of their std and the 32-token greedy continuations are identical; through the fast path
@@ -43,7 +44,6 @@ Run: LLMASOS_BUILD_DIR=build .venv/bin/python -m pytest -q tests/e2e/test_forwar
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -52,7 +52,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from oracle_inputs import REPO, TOKENIZER_JSON, build_dir, default_model, require
+
 sys.path.insert(0, str(REPO / "tests" / "reference"))
 from llama_ref import LlamaRef, load_weights  # noqa: E402
 from tiny_gguf import TinySpec, derive_model, write_tiny_model  # noqa: E402
@@ -104,17 +105,13 @@ TINY_GREEDY_TOKENS = 8
 
 THREADS = "2"  # the CI machine has 2 cores; also exercises the multi-threaded kernels
 
-DEFAULT_MODEL = Path(os.environ.get(
-    "LLMASOS_DEFAULT_MODEL", Path.home() / ".llmasos/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-TOKENIZER_JSON = Path(os.environ.get(
-    "LLMASOS_REFERENCE_TOKENIZER", "/work/shared/reference/smollm2-135m-instruct/tokenizer.json"))
+DEFAULT_MODEL = default_model()
 
 # ------------------------------------------------------------------------------ engine
 
 
 def llmasos_binary() -> Path:
-    build = Path(os.environ.get("LLMASOS_BUILD_DIR", REPO / "build"))
-    exe = build / "llmasos"
+    exe = build_dir() / "llmasos"
     if not exe.is_file():
         pytest.fail(f"{exe} does not exist: build the project first (cmake --build build) or set "
                     f"LLMASOS_BUILD_DIR to the build directory that holds llmasos", pytrace=False)
@@ -201,10 +198,8 @@ REAL_PROMPTS = {
 
 @pytest.fixture(scope="module")
 def real_model():
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip(f"default model {DEFAULT_MODEL} is absent (scripts/setup downloads it)")
-    if not TOKENIZER_JSON.is_file():
-        pytest.skip(f"reference tokenizer {TOKENIZER_JSON} is absent")
+    require(DEFAULT_MODEL, "the default model")
+    require(TOKENIZER_JSON, "reference tokenizer.json")
     from tokenizers import Tokenizer
     return load_weights(str(DEFAULT_MODEL)), Tokenizer.from_file(str(TOKENIZER_JSON))
 

@@ -3,16 +3,15 @@ so an implementation of the format independent of ours:
 
 * files our writer makes (gguf_make_fuzz_seeds) read back in gguf-py with the same metadata,
   shapes, offsets and - through gguf-py's dequantizers - the same tensor values;
-* files gguf-py writes parse in our reader (`llmasos inspect`, skipped until the shell is built).
+* files gguf-py writes parse in our reader (`llmasos inspect`).
 """
 import os
 import pathlib
 import subprocess
 
+import gguf
 import numpy as np
 import pytest
-
-gguf = pytest.importorskip("gguf")
 
 BUILD = pathlib.Path(os.environ.get("LLMASOS_BUILD_DIR", "build"))
 SEED_TOOL = BUILD / "src" / "model" / "gguf" / "gguf_make_fuzz_seeds"
@@ -24,8 +23,7 @@ RAMP = (np.arange(64, dtype=np.float32) * 0.25 - 8.0).astype(np.float32)
 
 @pytest.fixture(scope="module")
 def our_files(tmp_path_factory):
-    if not SEED_TOOL.exists():
-        pytest.skip(f"{SEED_TOOL} not built")
+    assert SEED_TOOL.exists(), f"{SEED_TOOL} not built"
     out = tmp_path_factory.mktemp("ours")
     subprocess.run([str(SEED_TOOL), str(out)], check=True)
     return out
@@ -92,8 +90,7 @@ def test_alignment_and_offsets_agree_with_gguf_py(our_files, alignment):
 
 
 def test_gguf_py_files_parse_in_our_reader(tmp_path):
-    if not LLMASOS.exists():
-        pytest.skip(f"{LLMASOS} not built")
+    assert LLMASOS.exists(), f"{LLMASOS} not built"
     path = tmp_path / "py.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_uint32("llama.block_count", 2)

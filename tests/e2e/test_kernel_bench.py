@@ -7,14 +7,15 @@ import subprocess
 
 import pytest
 
+from oracle_inputs import default_model, require
+
 BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 LLMASOS = os.path.join(BUILD, "llmasos")
-HOME = os.environ.get("LLMASOS_HOME") or os.path.join(os.path.expanduser("~"), ".llmasos")
-MODEL = os.path.join(HOME, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+MODEL = str(default_model())  # where scripts/setup installs it
 
 
-@pytest.mark.skipif(not os.path.isfile(MODEL), reason="default model not installed")
 def test_kernel_bench_reports_each_target_as_json():
+    require(MODEL, "the default model")
     proc = subprocess.run([LLMASOS, "kernel-bench", MODEL, "-t", "2", "--only", "kv,prefix", "--json",
                            "--mixed-requests", "2", "--mixed-parallel", "2", "--system-tokens", "64",
                            "--prefix-repeats", "1"], capture_output=True, text=True, timeout=600)

@@ -12,38 +12,25 @@ What is compared, for every record x of the corpus (raw bytes; some are not vali
   * Decode read as UTF-8 (with replacement) equals both the incremental decoder's output and
     HF's decode.
 
-The vocab comes from the default model's GGUF (skipped with a message when the model or the
-GGUF reader is missing) and, independently, from tokenizer.json itself.
+The vocab comes from the default model's GGUF ($LLMASOS_HOME/models, installed by
+scripts/setup) and, independently, from tokenizer.json itself (tests/data). A missing one fails
+the test (see oracle_inputs.py).
 """
 import base64
 import json
-import os
-import pathlib
 import subprocess
 
 import pytest
+import tokenizers
 
-tokenizers = pytest.importorskip("tokenizers")
+from oracle_inputs import REPO, TOKENIZER_JSON, default_model, require, require_built
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "e2e" / "data" / "tokenizer_corpus.txt"
-TOKENIZER_JSON = pathlib.Path(
-    os.environ.get("LLMASOS_TOKENIZER_JSON",
-                   "/work/shared/reference/smollm2-135m-instruct/tokenizer.json"))
-MODEL = pathlib.Path(
-    os.environ.get("LLMASOS_MODEL",
-                   os.path.expanduser("~/.llmasos/models/SmolLM2-135M-Instruct.Q4_1.gguf")))
-
-
-def build_dir():
-    return pathlib.Path(os.environ.get("LLMASOS_BUILD_DIR", REPO / "build"))
+MODEL = default_model()
 
 
 def tool_path():
-    path = build_dir() / "tokenize_tool"
-    if not path.exists():
-        pytest.skip(f"{path} not built")
-    return path
+    return require_built("tokenize_tool")
 
 
 def corpus_records():
@@ -58,17 +45,13 @@ def corpus_records():
 
 @pytest.fixture(scope="module")
 def hf():
-    if not TOKENIZER_JSON.exists():
-        pytest.skip(f"reference tokenizer.json not found at {TOKENIZER_JSON}")
-    return tokenizers.Tokenizer.from_file(str(TOKENIZER_JSON))
+    return tokenizers.Tokenizer.from_file(str(require(TOKENIZER_JSON, "reference tokenizer.json")))
 
 
 def run_tool(model, requests):
     lines = "".join(json.dumps(r) + "\n" for r in requests)
     proc = subprocess.run([str(tool_path()), str(model)], input=lines.encode(),
                           capture_output=True, timeout=300)
-    if proc.returncode != 0 and b"no GGUF reader" in proc.stderr:
-        pytest.skip("this build has no GGUF reader (model/gguf not in the tree yet)")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     answers = [json.loads(l) for l in proc.stdout.decode().splitlines()]
     assert len(answers) == len(requests)
@@ -84,12 +67,8 @@ def model_sources():
 @pytest.fixture(scope="module", params=model_sources())
 def model(request):
     if request.param == "gguf":
-        if not MODEL.exists():
-            pytest.skip(f"default model not found at {MODEL} (scripts/setup downloads it)")
-        return MODEL
-    if not TOKENIZER_JSON.exists():
-        pytest.skip(f"reference tokenizer.json not found at {TOKENIZER_JSON}")
-    return TOKENIZER_JSON
+        return require(MODEL, "the default model")
+    return require(TOKENIZER_JSON, "reference tokenizer.json")
 
 
 def missing_bytes(hf_tok):
@@ -153,12 +132,9 @@ def test_corpus_covers_what_it_claims():
 
 
 def test_gguf_vocab_metadata(hf):
-    if not MODEL.exists():
-        pytest.skip(f"default model not found at {MODEL}")
+    require(MODEL, "the default model")
     proc = subprocess.run([str(tool_path()), str(MODEL), "--vocab-info"], capture_output=True,
                           timeout=120)
-    if proc.returncode != 0 and b"no GGUF reader" in proc.stderr:
-        pytest.skip("this build has no GGUF reader (model/gguf not in the tree yet)")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     info = json.loads(proc.stdout)
     assert info["model"] == "gpt2" and info["pre"] == "smollm"
@@ -192,8 +168,7 @@ def reference_pre_tokenizer(name):
 
 @pytest.mark.parametrize("name", ["gpt2", "smollm", "llama3", "qwen2"])
 def test_pre_tokenizer_pieces_match_reference(name):
-    if not TOKENIZER_JSON.exists():
-        pytest.skip(f"reference tokenizer.json not found at {TOKENIZER_JSON}")
+    require(TOKENIZER_JSON, "reference tokenizer.json")
     records = corpus_records()
     answers = run_tool(TOKENIZER_JSON, [{"text_b64": b64(x), "pre_tokenizer": name}
                                         for x in records])

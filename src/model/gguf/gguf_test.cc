@@ -15,6 +15,7 @@
 #include "model/gguf/gguf_describe.h"
 #include "model/gguf/gguf_writer.h"
 #include "util/fp16.h"
+#include "util/oracle_inputs.h"
 
 namespace llmasos::gguf {
 namespace {
@@ -537,14 +538,9 @@ TEST(FuzzSeedsTest, EverySeedParses) {
 // ---------------------------------------------------------------------------------------------
 // The real default model.
 
-std::string DefaultModelPath() {
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.llmasos/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
 TEST(RealModelTest, ReadsSmolLm2Q41) {
-  const std::string path = DefaultModelPath();
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "default model absent: " << path;
+  const std::string path = oracles::DefaultModelPath();
+  LLMASOS_REQUIRE_ORACLE_INPUT("the default model", path);
   auto opened = GgufFile::Open(path);
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   const GgufFile& f = **opened;

@@ -7,6 +7,7 @@
 #include "model/tokenizer/pre_tokenizer.h"
 #include "model/tokenizer/test_vocabs.h"
 #include "model/tokenizer/tokenizer.h"
+#include "util/oracle_inputs.h"
 
 namespace llmasos::tokenizer {
 namespace {
@@ -30,12 +31,10 @@ const Tokenizer* SmolLm2() {
   return tok;
 }
 
-#define REQUIRE_SMOLLM2()                                                              \
-  const Tokenizer* tok = SmolLm2();                                                    \
-  if (tok == nullptr) {                                                                \
-    GTEST_SKIP() << "SmolLM2 tokenizer.json not found at "                             \
-                 << testing::SmolLm2TokenizerJsonPath() << " (set LLMASOS_TOKENIZER_JSON)"; \
-  }
+// The SmolLM2 cases: a missing tokenizer.json fails them (see util/oracle_inputs.h).
+#define REQUIRE_SMOLLM2()                                                                   \
+  LLMASOS_REQUIRE_ORACLE_INPUT("SmolLM2 tokenizer.json", testing::SmolLm2TokenizerJsonPath()); \
+  const Tokenizer* tok = SmolLm2()
 
 std::vector<std::string> Split(const PreTokenizer& pre, std::string_view text) {
   std::vector<std::string_view> pieces;

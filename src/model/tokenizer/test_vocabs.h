@@ -1,4 +1,4 @@
-// Vocabularies for tests and fuzzers: the SmolLM2 tokenizer.json (when present) with the ids
+// Vocabularies for tests and fuzzers: the SmolLM2 tokenizer.json (tests/data) with the ids
 // its GGUF sets, and tiny hand-made vocabularies that need no file.
 #ifndef LLMASOS_MODEL_TOKENIZER_TEST_VOCABS_H_
 #define LLMASOS_MODEL_TOKENIZER_TEST_VOCABS_H_
@@ -10,7 +10,8 @@
 
 namespace llmasos::tokenizer::testing {
 
-// Path of the SmolLM2 tokenizer.json (baked in at build time).
+// Path of the SmolLM2 tokenizer.json: tests/data/smollm2-135m-instruct/tokenizer.json in the
+// source tree, baked in at build time.
 std::string SmolLm2TokenizerJsonPath();
 bool SmolLm2Available();
 // The SmolLM2 vocab from tokenizer.json, with the special ids and flags the model's GGUF

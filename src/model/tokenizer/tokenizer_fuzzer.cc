@@ -1,6 +1,7 @@
 // Fuzzes Encode/Decode/IncrementalDecoder on arbitrary bytes with three tokenizers: SmolLM2's
-// byte-level BPE (from the tokenizer.json path baked in at build time, when present), and the
-// tiny generated BPE and SentencePiece vocabularies (always).
+// byte-level BPE (from tests/data's tokenizer.json, whose path is baked in at build time; its
+// absence is fatal unless LLMASOS_ALLOW_MISSING_ORACLES=1), and the tiny generated BPE and
+// SentencePiece vocabularies.
 //
 // Properties checked for every input x:
 //  * every id is in range;
@@ -20,6 +21,7 @@
 #include "model/tokenizer/tokenizer.h"
 #include "util/utf8.h"
 #include "util/logging.h"
+#include "util/oracle_inputs.h"
 
 namespace llmasos::tokenizer {
 namespace {
@@ -35,6 +37,9 @@ std::vector<Subject> MakeSubjects() {
     auto v = testing::SmolLm2Vocab();
     CHECK(v.ok()) << v.status().ToString();
     vocabs.push_back(std::move(v).value());
+  } else {
+    CHECK(oracles::AllowMissing())
+        << oracles::MissingMessage("SmolLM2 tokenizer.json", testing::SmolLm2TokenizerJsonPath());
   }
   vocabs.push_back(testing::TinyBpeVocab());
   vocabs.push_back(testing::TinySpmVocab());
