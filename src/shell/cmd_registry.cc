@@ -447,6 +447,9 @@ void AddRegistryCommands(CLI::App& app, int* exit_code) {
     cmd->add_flag("--allow-private", f->request.allow_private,
                   "allow loopback, private and link-local addresses (refused by default)");
     cmd->add_option("--max-size", f->max_size, "refuse files larger than this (bytes, or e.g. 8G; default 256G)");
+    cmd->add_option("--stall-timeout", f->request.stall_timeout_s,
+                    "seconds without a byte before the connection is dropped and resumed (default 60)")
+        ->check(CLI::Range(1L, 3600L));
     cmd->add_flag("-q,--quiet", f->quiet, "no progress output");
     Bind(cmd, exit_code, [f](Registry& r) -> Status {
       registry::PullRequest& req = f->request;

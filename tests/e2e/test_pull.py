@@ -1,6 +1,8 @@
 """`llmasos pull URL` against a local HTTP server with Range/ETag support and injected faults:
-a dropped connection, wrong bytes, a server that ignores Range, an ETag that changes between
-requests, slow streaming. The pull must resume or restart correctly and never register a
+a dropped connection, a stalled one, wrong bytes, a server that ignores Range, one that answers
+with the wrong Content-Range, one that sends no validator, an ETag that changes between
+requests (once, or on every request), slow streaming. The pull must resume or restart
+correctly, give up after the documented number of attempts or restarts, and never register a
 corrupt blob; kill -9 in the middle resumes; two concurrent pulls store the blob once; a crash
 between storing the blob and recording its version leaves a registry that recovery repairs.
 
@@ -41,6 +43,11 @@ class ModelServer:
       no_length      send no Content-Length (the body ends when the connection closes)
       chunk_delay    seconds to sleep after each 4 KiB of body (slow streaming)
       stall_after    send this many body bytes, then wait for `release` (at most 20 s)
+      stalls         the next `stalls` GETs send `stall_at` body bytes, then hang as above
+      change_every   every GET serves a new version of the file (new bytes, new ETag), and
+                     ignores If-Range while doing it
+      bad_range      a Range request gets a 206 of the whole file, labelled bytes 0-
+      no_validator   send no ETag (the server sends no Last-Modified either)
     """
 
     def __init__(self, files):
@@ -56,6 +63,11 @@ class ModelServer:
         self.no_length = False
         self.chunk_delay = 0.0
         self.stall_after = None
+        self.stalls = 0
+        self.stall_at = 0
+        self.change_every = False
+        self.bad_range = False
+        self.no_validator = False
         self.release = threading.Event()
         self.lock = threading.Lock()
         server = self
@@ -104,6 +116,9 @@ class ModelServer:
             if self.swap_after is not None and num_gets >= self.swap_after and path in self.files:
                 self.files[path] = self.swap_to
                 self.etags[path] = '"v2-%s"' % hashlib.sha256(self.swap_to).hexdigest()[:12]
+            if self.change_every and path in self.files:
+                self.files[path] = self.files[path] + b"\0"  # still a GGUF: padding after the data
+                self.etags[path] = '"v%d-%s"' % (num_gets + 3, hashlib.sha256(self.files[path]).hexdigest()[:12])
             data = self.files.get(path)
             etag = self.etags.get(path)
             rng = h.headers.get("Range")
@@ -111,6 +126,10 @@ class ModelServer:
             drop = self.drops > 0
             if drop:
                 self.drops -= 1
+            stall_after = self.stall_after
+            if self.stalls > 0:
+                self.stalls -= 1
+                stall_after = self.stall_at
         if data is None:
             self.log.append(("GET", path, rng, if_range, 404))
             h.send_response(404)
@@ -120,7 +139,8 @@ class ModelServer:
         start = 0
         status = 200
         honour = rng is not None and not self.ignore_range
-        if honour and if_range is not None and if_range != etag and self.swap_after is None:
+        if (honour and if_range is not None and if_range != etag and self.swap_after is None
+                and not self.change_every):
             honour = False  # the file changed: RFC 9110 says send it whole
         if honour:
             m = re.fullmatch(r"bytes=(\d+)-", rng)
@@ -135,13 +155,16 @@ class ModelServer:
                 return
             status = 206
         body = data[start:]
+        if status == 206 and self.bad_range:
+            start, body = 0, data
         if self.corrupt:
             body = bytearray(body)
             body[len(body) // 2] ^= 0xFF
             body = bytes(body)
         self.log.append(("GET", path, rng, if_range, status))
         h.send_response(status)
-        h.send_header("ETag", etag)
+        if not self.no_validator:
+            h.send_header("ETag", etag)
         h.send_header("Accept-Ranges", "bytes")
         if status == 206:
             h.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))
@@ -159,13 +182,13 @@ class ModelServer:
                 return
             sent = 0
             while sent < len(body):
-                if self.stall_after is not None and sent >= self.stall_after:
+                if stall_after is not None and sent >= stall_after:
                     self.release.wait(20)
                     h.close_connection = True
                     return
                 step = 4096
-                if self.stall_after is not None:
-                    step = min(step, self.stall_after - sent) or step
+                if stall_after is not None:
+                    step = min(step, stall_after - sent) or step
                 h.wfile.write(body[sent : sent + step])
                 h.wfile.flush()
                 sent += step
@@ -310,6 +333,95 @@ def test_416_for_a_shrunken_file_restarts(home, server, model, tmp_path):
     assert "HTTP 416" in proc.stderr
     assert [g[4] for g in server.gets()] == [200, 416, 200]
     assert versions(home)[0][2] == sha256(smaller)
+
+
+def test_stalled_connection_is_dropped_and_resumed(home, server, model):
+    # The server stops sending after 40000 bytes and holds the connection open (20 s); with a
+    # 1 s stall timeout the pull drops it and resumes where it was.
+    server.stalls, server.stall_at = 1, 40000
+    proc = pull(home, server.url("/tiny.gguf"), "--stall-timeout", "1", "--digest", sha256(model))
+    assert "pulled tiny@1.0.0" in proc.stdout and "resuming at 40000 bytes" in proc.stderr
+    gets = server.gets()
+    assert [(g[2], g[4]) for g in gets] == [(None, 200), ("bytes=40000-", 206)]
+    assert versions(home)[0][2] == sha256(model)
+    for bad in ("0", "3601", "soon"):
+        proc = pull(home, server.url("/tiny.gguf"), "--stall-timeout", bad, check=False)
+        assert proc.returncode != 0 and "--stall-timeout" in proc.stderr, proc.stderr
+
+
+def test_gives_up_after_five_attempts_and_keeps_the_part_for_later(home, server, model):
+    server.drops, server.drop_after = 100, 1000  # every transfer breaks off after 1000 bytes
+    proc = pull(home, server.url("/tiny.gguf"), check=False)
+    assert proc.returncode == 1 and "giving up after 5 attempts" in proc.stderr, proc.stderr
+    gets = server.gets()
+    assert [g[2] for g in gets] == [None] + ["bytes=%d-" % (1000 * i) for i in range(1, 5)]
+    assert blobs(home) == [] and versions(home) == []
+    part = parts(home)
+    assert len(part) == 1 and os.path.getsize(os.path.join(home, "downloads", part[0])) == 5000
+    server.drops = 0  # the network is back: the next pull resumes what the last one got
+    proc = pull(home, server.url("/tiny.gguf"))
+    assert "resuming at 5000 bytes" in proc.stderr
+    assert versions(home)[0][2] == sha256(model) and parts(home) == []
+
+
+def test_a_file_that_keeps_changing_is_given_up_on(home, server):
+    # Every transfer breaks off, and every request gets a new version of the file: each resume
+    # sees a new ETag and restarts from zero. The fourth change is one too many.
+    server.drops, server.drop_after = 100, 1000
+    server.change_every = True
+    proc = pull(home, server.url("/tiny.gguf"), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "keeps changing while it downloads (the ETag changed" in proc.stderr, proc.stderr
+    assert proc.stderr.count("restarting: the ETag changed") == 3
+    # From zero, resume (a changed file), and so on: four restarts need eight requests.
+    assert [(g[2] is not None, g[4]) for g in server.gets()] == [(False, 200), (True, 206)] * 4
+    assert_nothing_stored(home)
+
+
+def test_wrong_content_range_restarts_from_zero(home, server, model):
+    server.drops, server.drop_after = 1, 40000
+    server.bad_range = True  # the resume gets a 206 of the whole file, labelled bytes 0-
+    proc = pull(home, server.url("/tiny.gguf"), "--digest", sha256(model))
+    assert ("restarting: asked for bytes 40000- but the server sent Content-Range 'bytes 0-%d/%d'"
+            % (len(model) - 1, len(model))) in proc.stderr, proc.stderr
+    assert [(g[2], g[4]) for g in server.gets()] == [(None, 200), ("bytes=40000-", 206), (None, 200)]
+    assert versions(home)[0][2] == sha256(model)
+
+
+def test_server_without_validator_is_never_resumed(home, server, model, tmp_path):
+    # No ETag and no Last-Modified: nothing tells a resumed range from a changed file, so a
+    # dropped transfer starts again from zero without Range or If-Range.
+    server.no_validator = True
+    server.drops, server.drop_after = 1, 40000
+    proc = pull(home, server.url("/tiny.gguf"), "--digest", sha256(model))
+    assert "resuming" not in proc.stderr
+    assert [(g[2], g[3], g[4]) for g in server.gets()] == [(None, None, 200), (None, None, 200)]
+    assert versions(home)[0][2] == sha256(model)
+    # Nor is a part file a killed pull left behind: the next pull downloads afresh.
+    other = make_model(tmp_path, 3)
+    server.files["/other.gguf"] = other
+    server.etags["/other.gguf"] = '"unused"'
+    server.stalls, server.stall_at = 1, 40000
+    env = dict(os.environ, LLMASOS_HOME=home)
+    p = subprocess.Popen([LLMASOS, "pull", server.url("/other.gguf"), "--allow-private", "-q"], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ps = parts(home)
+            if ps and os.path.getsize(os.path.join(home, "downloads", ps[0])) >= 40000:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the pull never wrote its first 40000 bytes")
+    finally:
+        p.kill()
+        p.wait()
+    server.release.set()
+    proc = pull(home, server.url("/other.gguf"), "--digest", sha256(other))
+    assert "resuming" not in proc.stderr
+    assert server.gets()[-1][1:4] == ("/other.gguf", None, None)
+    assert sha256(other) in [v[2] for v in versions(home)]
 
 
 def test_wrong_bytes_with_digest_register_nothing(home, server, model):

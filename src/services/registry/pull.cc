@@ -489,6 +489,9 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
     lock->UnlinkOnRelease();
     return s;
   };
+  // Two separate bounds: transfers (max_attempts) and restarts from zero (kMaxRestarts). A
+  // restart does not use up an attempt, or a file that keeps changing would always run out of
+  // attempts first (each restart follows a transfer that broke off) and never be named.
   int restarts = 0;
   Status last_error;
   for (int attempt = 1;; ++attempt) {
@@ -507,6 +510,7 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
       download.Emit("restarting: " + download.restart_reason(), true);
       RETURN_IF_ERROR(download.Reset());
       last_error = UnavailableError(download.restart_reason());
+      --attempt;
       continue;
     }
     if (r.status.ok()) {

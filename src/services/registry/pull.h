@@ -43,7 +43,8 @@ struct PullRequest {
   uint64_t max_bytes = kDefaultPullMaxBytes;
   long connect_timeout_s = 30;
   long stall_timeout_s = 60;  // no byte for this long: the connection is dropped and resumed
-  int max_attempts = 5;       // transfers per pull, counting resumes and restarts
+  int max_attempts = 5;       // transfers per pull, counting resumes; restarts from zero
+                              // (at most 3: a file that keeps changing) are not counted
   long lock_wait_s = 3600;    // how long to wait for another pull of the same URL
   // For crash tests: runs after the blob is in blobs/ and before its version is recorded.
   std::function<void()> after_blob_stored;
