@@ -1,0 +1,77 @@
+// The training pass's kernels: forward pieces that keep what their backward needs, and the
+// backward of each operation of the llama-family forward. Each is checked against finite
+// differences of its forward in backward_ops_test.cc. Math is float32; the inner loops call
+// the CPU driver's SIMD kernels (Dot, Axpy, DequantizeRow).
+//
+// Conventions: row-major; "dy" is the gradient of the loss with respect to an operation's
+// output; functions named *Backward ADD their input gradients into the dx buffers given
+// (so the contributions of several consumers of one tensor sum without a copy).
+#ifndef LLMASOS_MODEL_TRAIN_BACKWARD_OPS_H_
+#define LLMASOS_MODEL_TRAIN_BACKWARD_OPS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "drivers/cpu/ops.h"
+#include "model/arch/llama_model.h"
+#include "util/thread_pool.h"
+
+namespace llmasos::train {
+
+// y = x * inv * w with inv = 1 / sqrt(mean(x^2) + eps); returns inv. y may not alias x.
+float RmsNormForward(const float* x, const float* w, size_t n, float eps, float* y);
+// dx += d/dx of sum(dy * y), w frozen:  inv * (dy*w) - x * inv^3 / n * sum(dy*w*x).
+void RmsNormBackward(const float* x, const float* w, float inv, const float* dy, size_t n,
+                     float* dx);
+
+// a = silu(g) * u is cpu::SwiGlu. Given da: dg = da * u * silu'(g), du = da * silu(g)
+// (written, not added). silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g).
+void SwiGluBackward(const float* g, const float* u, const float* da, size_t n, float* dg,
+                    float* du);
+
+// Rotates the first rope_dims dims of one head vector by the angles of cos/sin (as the
+// inference forward does); inverse = true rotates by minus the angles, which is the
+// rotation's transpose and so its backward.
+void Rope(arch::RopeMode mode, const float* cos, const float* sin, size_t rope_dims, bool inverse,
+          float* x);
+
+// Shapes of causal grouped-query attention over one sequence of num_tokens tokens:
+//   q, dq:  [num_tokens, num_heads * head_dim]  (row stride q_stride)
+//   k, v, dk, dv: [num_tokens, num_kv_heads * head_dim]  (row stride kv_stride)
+// One call handles one KV head `kvh` and its group of query heads, so calls for different
+// KV heads (or sequences) touch disjoint memory and may run in parallel.
+struct AttentionShape {
+  size_t num_tokens = 0;
+  size_t group = 1;  // query heads per KV head
+  size_t head_dim = 0;
+  size_t q_stride = 0;
+  size_t kv_stride = 0;
+  float scale = 1.0f;  // 1 / sqrt(head_dim)
+};
+// out (like q) = softmax(scale q k^T + causal mask) v, for the group's heads.
+// scratch: num_tokens floats.
+void AttentionForward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
+                      const float* v, float* out, float* scratch);
+// Given dout, adds dq, dk, dv (recomputing the probabilities). scratch: 2 * num_tokens floats.
+void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
+                       const float* v, const float* dout, float* dq, float* dk, float* dv,
+                       float* scratch);
+
+// Cross-entropy of one row of logits against `target`: returns -log softmax(logits)[target],
+// and overwrites logits with grad_scale * (softmax(logits) - onehot(target)).
+double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, float grad_scale);
+
+// dx[t, :] += sum_r dy[t, r] * W[r, :] for t < num_tokens: the backward of cpu::MatMul with
+// respect to its input, W read row by row in its stored type (dequantized per tile of rows).
+//   dy: [num_tokens, W.rows]   dx: [num_tokens, W.cols]
+void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_tokens, float* dx,
+                         ThreadPool& pool);
+
+// A float32 matrix [rows, cols] as a MatView, for cpu::MatMulFloatActivations.
+inline cpu::MatView FloatMatrix(const float* data, size_t rows, size_t cols) {
+  return cpu::MatView{cpu::TensorType::kF32, data, rows, cols, cols * sizeof(float)};
+}
+
+}  // namespace llmasos::train
+
+#endif  // LLMASOS_MODEL_TRAIN_BACKWARD_OPS_H_
