@@ -94,18 +94,11 @@ void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, cons
 }
 
 double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, float grad_scale) {
-  float max = logits[0];
-  for (size_t i = 1; i < vocab; ++i) max = std::max(max, logits[i]);
-  double sum = 0.0;
-  for (size_t i = 0; i < vocab; ++i) {
-    logits[i] = std::exp(logits[i] - max);
-    sum += logits[i];
-  }
-  const double p_target = logits[target] / sum;
-  const float inv_sum = static_cast<float>(1.0 / sum);
-  for (size_t i = 0; i < vocab; ++i) logits[i] *= inv_sum * grad_scale;
+  cpu::Softmax(logits, vocab);
+  const double p_target = logits[target];
+  for (size_t i = 0; i < vocab; ++i) logits[i] *= grad_scale;
   logits[target] -= grad_scale;
-  return -std::log(std::max(p_target, 1e-300));
+  return -std::log(std::max(p_target, 1e-45));
 }
 
 void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_tokens, float* dx,

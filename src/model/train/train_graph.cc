@@ -228,15 +228,19 @@ void TrainGraph::RopeRows(size_t n, size_t width, bool inverse, float* x) {
   });
 }
 
+AttentionShape TrainGraph::SequenceShape(size_t s) const {
+  const arch::ModelConfig& c = model_.config();
+  return AttentionShape{seq_begin_[s + 1] - seq_begin_[s], c.num_heads / c.num_kv_heads, c.head_dim,
+                        c.q_dim(), c.kv_dim(), 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+}
+
 void TrainGraph::Attention(size_t n, const LayerActs& acts, float* out) {
   const arch::ModelConfig& c = model_.config();
   const size_t num_seqs = seq_begin_.size() - 1;
   pool_.Run(num_seqs * c.num_kv_heads, [&](size_t task, size_t thread) {
     const size_t s = task / c.num_kv_heads, kvh = task % c.num_kv_heads;
     const size_t b = seq_begin_[s];
-    AttentionShape shape{seq_begin_[s + 1] - b, c.num_heads / c.num_kv_heads, c.head_dim,
-                         c.q_dim(), c.kv_dim(), 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-    AttentionForward(shape, kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
+    AttentionForward(SequenceShape(s), kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
                      &acts.v[b * c.kv_dim()], out + b * c.q_dim(),
                      &attn_scratch_[thread * 2 * max_tokens_]);
   });
@@ -253,9 +257,7 @@ void TrainGraph::AttentionGrad(size_t n, const LayerActs& acts, const float* dou
   pool_.Run(num_seqs * c.num_kv_heads, [&](size_t task, size_t thread) {
     const size_t s = task / c.num_kv_heads, kvh = task % c.num_kv_heads;
     const size_t b = seq_begin_[s];
-    AttentionShape shape{seq_begin_[s + 1] - b, c.num_heads / c.num_kv_heads, c.head_dim,
-                         c.q_dim(), c.kv_dim(), 1.0f / std::sqrt(static_cast<float>(c.head_dim))};
-    AttentionBackward(shape, kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
+    AttentionBackward(SequenceShape(s), kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
                       &acts.v[b * c.kv_dim()], dout + b * c.q_dim(), dq + b * c.q_dim(),
                       dk + b * c.kv_dim(), dv + b * c.kv_dim(),
                       &attn_scratch_[thread * 2 * max_tokens_]);

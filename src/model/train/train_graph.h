@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "model/arch/llama_model.h"
+#include "model/train/backward_ops.h"
 #include "model/train/lora.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
@@ -99,6 +100,8 @@ class TrainGraph {
   void ProjectBackward(size_t layer, LoraTarget t, const cpu::MatView& w, const float* params,
                        float* grads, const float* x, size_t n, uint64_t key,
                        const LayerActs& acts, const float* dy, float* dx);
+  // Sequence s of the current batch as an attention problem.
+  AttentionShape SequenceShape(size_t s) const;
   void Attention(size_t n, const LayerActs& acts, float* out);
   void AttentionGrad(size_t n, const LayerActs& acts, const float* dout, float* dq, float* dk,
                      float* dv);
