@@ -7,8 +7,9 @@
 //   {"id": "q1", "prompt": "text"}                       the chat template is applied
 //   {"id": "q2", "messages": [{"role": ..., "content": ...}, ...]}
 //   {"id": "q3", "prompt": "text", "raw": true}          plain completion
-// optional per line: max_tokens, temperature, top_k, top_p, min_p, seed, stop (list),
-// priority, tenant. "id" defaults to the line number.
+// optional per line: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+// presence_penalty, frequency_penalty, seed, stop (a string or a list), priority, tenant.
+// "id" defaults to the line number. The fields are read by api/request.h (Endpoint::kBatchLine).
 // Output, one line per finished prompt, in finishing order:
 //   {"id", "text", "finish_reason" ("stop" | "length" | "error"), "prompt_tokens",
 //    "completion_tokens", "error" (only for "error")}
@@ -23,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/request.h"
 #include "kernel/engine_thread.h"
 #include "shell/commands.h"
 #include "shell/conversation.h"
@@ -86,85 +88,64 @@ StatusOr<std::set<std::string>> DoneIds(const std::string& path) {
   return done;
 }
 
-template <typename T>
-Status GetOptional(const nlohmann::json& j, const char* key, T* out, const std::string& where) {
-  if (!j.contains(key)) return OkStatus();
-  try {
-    *out = j[key].get<T>();
-  } catch (const std::exception&) {
-    return InvalidArgumentError(where + ": \"" + key + "\" has the wrong type");
-  }
-  return OkStatus();
+// The tokens one process may hold: the context the engine is started with.
+size_t BatchContextTokens(const BatchFlags& f, const Session& s) {
+  return std::min<size_t>(f.load.context_tokens, s.model().config().context_length);
 }
 
+// Every line is validated by the API's request parser (api/request.h), so a batch line and an
+// API request mean the same by the same field names and are range-checked the same way.
 StatusOr<std::vector<Job>> ReadJobs(const BatchFlags& f, const Session& s, const chat::ChatTemplate& tmpl,
                                     const std::set<std::string>& done) {
   std::ifstream in(f.input, std::ios::binary);
   if (!in) return NotFoundError("cannot open prompts file '" + f.input + "'");
+  api::SpecDefaults defaults;
+  defaults.sampling = f.gen.sampling;
+  defaults.max_tokens = f.gen.max_tokens < 0 ? 256 : static_cast<int32_t>(std::min<int64_t>(f.gen.max_tokens, 1 << 20));
+  defaults.context_tokens = BatchContextTokens(f, s);
+  defaults.vocab_size = s.tokenizer().vocab_size();
+  defaults.random_seed = f.gen.sampling.seed;  // --seed (or its default) for every line without one
   std::vector<Job> jobs;
   std::set<std::string> ids;
+  std::set<std::string> ignored;
   std::string line;
   for (size_t line_no = 1; std::getline(in, line); ++line_no) {
     const std::string where = f.input + ":" + std::to_string(line_no);
     if (line.size() > kMaxLineBytes) return InvalidArgumentError(where + ": line longer than 1 MiB");
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     if (jobs.size() >= kMaxPrompts) return InvalidArgumentError(where + ": more than 2^20 prompts");
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return InvalidArgumentError(where + ": not a JSON object");
+    auto j = api::ParseJsonObject(line);
+    if (!j.ok()) return j.status().Annotate(where);
     Job job;
     job.id = std::to_string(line_no);
-    RETURN_IF_ERROR(GetOptional(j, "id", &job.id, where));
+    if (auto it = j->find("id"); it != j->end()) {
+      if (!it->is_string()) return InvalidArgumentError(where + ": id: must be a string");
+      job.id = it->get<std::string>();
+    }
     if (!ids.insert(job.id).second) return InvalidArgumentError(where + ": id '" + job.id + "' repeats");
     if (done.count(job.id)) continue;
-    bool raw = false;
-    RETURN_IF_ERROR(GetOptional(j, "raw", &raw, where));
-    std::vector<chat::Message> messages;
-    if (j.contains("messages")) {
-      if (!j["messages"].is_array() || j["messages"].empty()) {
-        return InvalidArgumentError(where + ": \"messages\" must be a non-empty list");
-      }
-      for (const auto& m : j["messages"]) {
-        if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-            !m["content"].is_string()) {
-          return InvalidArgumentError(where + ": each message needs string \"role\" and \"content\"");
-        }
-        messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-      }
-    } else if (j.contains("prompt") && j["prompt"].is_string()) {
-      if (!raw) messages.push_back({"user", j["prompt"].get<std::string>()});
-    } else {
-      return InvalidArgumentError(where + ": needs a string \"prompt\" or a \"messages\" list");
-    }
-    if (raw) {
-      job.prompt = s.tokenizer().Encode(j["prompt"].get<std::string>(), true, false);
-    } else {
-      auto ids_or = EncodeConversation(s.tokenizer(), tmpl, messages, true);
+    auto request = api::ParseGenerationJson(api::Endpoint::kBatchLine, *j);
+    if (!request.ok()) return request.status().Annotate(where);
+    ignored.insert(request->ignored_fields.begin(), request->ignored_fields.end());
+    if (request->use_chat_template) {
+      auto ids_or = EncodeConversation(s.tokenizer(), tmpl, request->messages, true);
       if (!ids_or.ok()) return ids_or.status().Annotate(where);
       job.prompt = *std::move(ids_or);
+    } else {
+      job.prompt = s.tokenizer().Encode(request->prompt, true, false);
     }
-    if (job.prompt.empty()) return InvalidArgumentError(where + ": the prompt encodes to no tokens");
-    kernel::ProcessSpec& spec = job.spec;
-    spec.sampling = f.gen.sampling;
-    int64_t max_tokens = f.gen.max_tokens < 0 ? 256 : f.gen.max_tokens;
-    RETURN_IF_ERROR(GetOptional(j, "max_tokens", &max_tokens, where));
-    if (max_tokens < 1 || max_tokens > (1 << 20)) return InvalidArgumentError(where + ": max_tokens out of 1..2^20");
-    spec.limits.max_tokens = static_cast<int32_t>(max_tokens);
-    RETURN_IF_ERROR(GetOptional(j, "temperature", &spec.sampling.temperature, where));
-    RETURN_IF_ERROR(GetOptional(j, "top_k", &spec.sampling.top_k, where));
-    RETURN_IF_ERROR(GetOptional(j, "top_p", &spec.sampling.top_p, where));
-    RETURN_IF_ERROR(GetOptional(j, "min_p", &spec.sampling.min_p, where));
-    RETURN_IF_ERROR(GetOptional(j, "seed", &spec.sampling.seed, where));
-    RETURN_IF_ERROR(GetOptional(j, "priority", &spec.priority, where));
-    RETURN_IF_ERROR(GetOptional(j, "tenant", &spec.tenant, where));
-    Status valid = sampling::ValidateSamplingParams(spec.sampling);
-    if (!valid.ok()) return valid.Annotate(where);
+    auto spec = api::ToProcessSpec(*request, job.prompt, defaults);
+    if (!spec.ok()) return spec.status().Annotate(where);
+    job.spec = *std::move(spec);
     job.stop = f.gen.stop;
-    std::vector<std::string> stop;
-    RETURN_IF_ERROR(GetOptional(j, "stop", &stop, where));
-    job.stop.insert(job.stop.end(), stop.begin(), stop.end());
+    job.stop.insert(job.stop.end(), request->stop.begin(), request->stop.end());
     for (std::string& e : tmpl.EndOfTurnStrings()) job.stop.push_back(std::move(e));
-    spec.prompt = job.prompt;
     jobs.push_back(std::move(job));
+  }
+  if (!ignored.empty()) {
+    std::string names;
+    for (const std::string& name : ignored) names += (names.empty() ? "" : ", ") + name;
+    std::fprintf(stderr, "llmasos batch: ignored fields (not part of the line format): %s\n", names.c_str());
   }
   return jobs;
 }
@@ -196,14 +177,13 @@ int BatchMain(BatchFlags& f) {
   std::fprintf(stderr, "llmasos batch: %zu prompts to run, %zu already done\n", jobs.size(), done->size());
   if (jobs.empty()) return 0;
 
-  const arch::ModelConfig& c = s->model().config();
   kernel::EngineThreadOptions o;
   o.engine.policy = f.policy;
   o.engine.scheduler.max_running = f.parallel;
   o.engine.scheduler.max_batch_tokens = std::max<size_t>(f.load.batch_tokens, f.parallel);
   o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
   o.engine.kv_budget_bytes = f.kv_mib << 20;
-  o.engine.max_context = std::min<size_t>(f.load.context_tokens, c.context_length);
+  o.engine.max_context = BatchContextTokens(f, *s);
   o.engine.float_activations = f.load.float_activations;
   auto engine_or = kernel::EngineThread::Start(s->model(), s->tokenizer(), s->pool(), o, kernel::RealClock());
   if (!engine_or.ok()) return ReportError(engine_or.status());

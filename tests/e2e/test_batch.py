@@ -86,6 +86,13 @@ def test_batch_resumes_after_an_interruption(tmp_path):
     ('{"prompt": "hi", "max_tokens": 0}', "max_tokens"),
     ('{"prompt": "hi", "temperature": "hot"}', "temperature"),
     ('{"messages": []}', "messages"),
+    # Numbers are range-checked before any conversion (these were undefined behaviour once).
+    ('{"prompt": "hi", "priority": 1e308}', "priority: must be an integer in -1000..1000"),
+    ('{"prompt": "hi", "top_k": 1e20}', "top_k: must be an integer in 0..1000000"),
+    ('{"prompt": "hi", "max_tokens": 2.5}', "max_tokens"),
+    ('{"prompt": "\\ud800"}', "lone UTF-16 surrogate \\ud800"),
+    ('{"prompt": "hi", "stop": ["a", ""]}', "stop[1]: must not be empty"),
+    ('{"prompt": "hi", "max_tokens": 100000}', "max_tokens: asks for 100000 tokens"),
 ])
 def test_batch_refuses_bad_lines(tmp_path, line, message):
     prompts, out = tmp_path / "p.jsonl", tmp_path / "out.jsonl"
