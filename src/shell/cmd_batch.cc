@@ -26,8 +26,8 @@
 
 #include "api/request.h"
 #include "kernel/engine_thread.h"
+#include "model/chat/conversation.h"
 #include "shell/commands.h"
-#include "shell/conversation.h"
 
 namespace llmasos::shell {
 namespace {
@@ -128,7 +128,7 @@ StatusOr<std::vector<Job>> ReadJobs(const BatchFlags& f, const Session& s, const
     if (!request.ok()) return request.status().Annotate(where);
     ignored.insert(request->ignored_fields.begin(), request->ignored_fields.end());
     if (request->use_chat_template) {
-      auto ids_or = EncodeConversation(s.tokenizer(), tmpl, request->messages, true);
+      auto ids_or = chat::EncodeConversation(s.tokenizer(), tmpl, request->messages, true);
       if (!ids_or.ok()) return ids_or.status().Annotate(where);
       job.prompt = *std::move(ids_or);
     } else {
@@ -169,7 +169,7 @@ int BatchMain(BatchFlags& f) {
   if (!done.ok()) return ReportError(done.status());
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
-  auto tmpl = ChatTemplateFor(s->tokenizer(), f.chat_template);
+  auto tmpl = chat::ChatTemplateFor(s->tokenizer(), f.chat_template);
   if (!tmpl.ok()) return ReportError(tmpl.status());
   auto jobs_or = ReadJobs(f, *s, *tmpl, *done);
   if (!jobs_or.ok()) return ReportError(jobs_or.status());

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "shell/commands.h"
-#include "shell/conversation.h"
+#include "model/chat/conversation.h"
 #include "util/mapped_file.h"
 
 namespace llmasos::shell {
@@ -73,12 +73,12 @@ int RunMain(GenerateFlags& f) {
   if (f.raw) {
     prompt = session->tokenizer().Encode(f.prompt, /*add_special=*/true, /*parse_special=*/false);
   } else {
-    auto tmpl = ChatTemplateFor(session->tokenizer(), f.chat_template);
+    auto tmpl = chat::ChatTemplateFor(session->tokenizer(), f.chat_template);
     if (!tmpl.ok()) return ReportError(tmpl.status().Annotate("use --raw for a plain completion"));
     std::vector<chat::Message> messages;
     if (!f.system.empty()) messages.push_back({"system", f.system});
     messages.push_back({"user", f.prompt});
-    auto ids = EncodeConversation(session->tokenizer(), *tmpl, messages, true);
+    auto ids = chat::EncodeConversation(session->tokenizer(), *tmpl, messages, true);
     if (!ids.ok()) return ReportError(ids.status());
     prompt = std::move(ids).value();
     for (std::string& s : tmpl->EndOfTurnStrings()) gen.stop.push_back(std::move(s));
@@ -97,7 +97,7 @@ const char kChatHelp[] =
 int ChatMain(GenerateFlags& f) {
   std::unique_ptr<Session> session = LoadSessionOrReport(f.load);
   if (!session) return 1;
-  auto tmpl = ChatTemplateFor(session->tokenizer(), f.chat_template);
+  auto tmpl = chat::ChatTemplateFor(session->tokenizer(), f.chat_template);
   if (!tmpl.ok()) return ReportError(tmpl.status());
   GenerateOptions gen = f.gen;
   for (std::string& s : tmpl->EndOfTurnStrings()) gen.stop.push_back(std::move(s));
@@ -137,7 +137,7 @@ int ChatMain(GenerateFlags& f) {
       continue;
     }
     history.push_back({"user", line});
-    auto ids = EncodeConversation(session->tokenizer(), *tmpl, history, true);
+    auto ids = chat::EncodeConversation(session->tokenizer(), *tmpl, history, true);
     if (!ids.ok()) {
       history.pop_back();
       ReportError(ids.status());

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include "services/manager/loader.h"
 #include "services/registry/reference.h"
 #include "services/registry/registry.h"
 
@@ -81,15 +82,9 @@ StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* la
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   std::unique_ptr<Session> s(new Session());
   ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_));
-  ASSIGN_OR_RETURN(s->model_, arch::Model::Load(path));
-  auto vocab = tokenizer::VocabFromGguf(s->model_->file());
-  if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of '" + s->model_label_ + "'");
-  if (vocab->tokens.size() != s->model_->config().vocab_size) {
-    return DataLossError("tokenizer has " + std::to_string(vocab->tokens.size()) +
-                         " tokens but the embedding table has " +
-                         std::to_string(s->model_->config().vocab_size) + " rows");
-  }
-  ASSIGN_OR_RETURN(s->tokenizer_, tokenizer::Tokenizer::Create(std::move(vocab).value()));
+  ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(path, "'" + s->model_label_ + "'"));
+  s->model_ = std::move(files.model);
+  s->tokenizer_ = std::move(files.tokenizer);
   size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
   s->pool_ = std::make_unique<ThreadPool>(threads);
   arch::ContextOptions copt;

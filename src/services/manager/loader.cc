@@ -1,30 +1,93 @@
 #include "services/manager/loader.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "model/chat/conversation.h"
+
 namespace llmasos::manager {
+
+StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label) {
+  ModelFiles files;
+  auto model = arch::Model::Load(path);
+  if (!model.ok()) return model.status().Annotate("loading " + label);
+  files.model = std::move(model).value();
+  auto vocab = tokenizer::VocabFromGguf(files.model->file());
+  if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of " + label);
+  if (vocab->tokens.size() != files.model->config().vocab_size) {
+    return DataLossError("the tokenizer of " + label + " has " + std::to_string(vocab->tokens.size()) +
+                         " tokens but the embedding table has " +
+                         std::to_string(files.model->config().vocab_size) + " rows");
+  }
+  auto tok = tokenizer::Tokenizer::Create(std::move(vocab).value());
+  if (!tok.ok()) return tok.status().Annotate("loading the tokenizer of " + label);
+  files.tokenizer = std::move(tok).value();
+  return files;
+}
+
+LoadedModel::~LoadedModel() {
+  // The engine thread reads the model, the tokenizer and the pool: it goes first.
+  if (engine != nullptr) engine->Shutdown();
+  engine.reset();
+}
+
 namespace {
+
+// KV bytes one token of one process holds: K and V, every layer, float32.
+uint64_t KvBytesPerToken(const arch::ModelConfig& c) {
+  return uint64_t{2} * c.num_layers * c.kv_dim() * sizeof(float);
+}
+
+constexpr size_t kKvBlockTokens = 16;
 
 class GgufLoader : public Loader {
  public:
   explicit GgufLoader(const GgufLoaderOptions& options) : options_(options) {}
 
   uint64_t EstimateBytes(const registry::ResolvedModel& m) const override {
-    return m.manifest.size_bytes + options_.extra_bytes_per_instance;
+    uint64_t kv = options_.engine ? options_.engine->kv_budget_bytes : 0;
+    return m.manifest.size_bytes + kv + options_.extra_bytes_per_instance;
   }
 
   StatusOr<std::unique_ptr<LoadedModel>> Load(const registry::ResolvedModel& m) override {
     const std::string what = m.manifest.name + "@" + m.manifest.version;
     auto loaded = std::make_unique<LoadedModel>();
-    auto model = arch::Model::Load(m.blob_path);
-    if (!model.ok()) return model.status().Annotate("loading " + what);
-    loaded->model = std::move(model).value();
-    auto vocab = tokenizer::VocabFromGguf(loaded->model->file());
-    if (!vocab.ok()) return vocab.status().Annotate("loading the tokenizer of " + what);
-    auto tok = tokenizer::Tokenizer::Create(std::move(vocab).value());
-    if (!tok.ok()) return tok.status().Annotate("loading the tokenizer of " + what);
-    loaded->tokenizer = std::move(tok).value();
-    loaded->resident_bytes = loaded->model->file().size_bytes() + options_.extra_bytes_per_instance;
+    ASSIGN_OR_RETURN(ModelFiles files, LoadModelFile(m.blob_path, what));
+    loaded->model = std::move(files.model);
+    loaded->tokenizer = std::move(files.tokenizer);
+    auto tmpl = chat::ChatTemplateFor(*loaded->tokenizer, "");
+    if (tmpl.ok()) {
+      loaded->chat_template = std::move(tmpl).value();
+    } else {
+      loaded->chat_template_error = tmpl.status();
+    }
+    const arch::ModelConfig& c = loaded->model->config();
+    loaded->context_tokens = c.context_length;
+    if (options_.engine) {
+      const InstanceEngineOptions& e = *options_.engine;
+      loaded->context_tokens = std::min(e.context_tokens, c.context_length);
+      uint64_t kv = e.kv_budget_bytes;
+      if (kv == 0) {
+        const uint64_t blocks = (loaded->context_tokens + kKvBlockTokens - 1) / kKvBlockTokens * e.parallel;
+        kv = blocks * kKvBlockTokens * KvBytesPerToken(c);
+      }
+      loaded->kv_bytes = kv;
+      loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(e.num_threads, 1));
+      kernel::EngineThreadOptions o;
+      o.engine.policy = e.policy;
+      o.engine.kv_budget_bytes = kv;
+      o.engine.kv_block_tokens = kKvBlockTokens;
+      o.engine.max_context = loaded->context_tokens;
+      o.engine.scheduler.max_running = e.parallel;
+      o.engine.scheduler.max_batch_tokens = std::max(e.batch_tokens, e.parallel);
+      o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
+      auto engine = kernel::EngineThread::Start(*loaded->model, *loaded->tokenizer, *loaded->pool, o,
+                                                kernel::RealClock());
+      if (!engine.ok()) return engine.status().Annotate("starting the engine of " + what);
+      loaded->engine = std::move(engine).value();
+    }
+    loaded->resident_bytes =
+        loaded->model->file().size_bytes() + loaded->kv_bytes + options_.extra_bytes_per_instance;
     return loaded;
   }
 

@@ -91,6 +91,9 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(registry::Registry*
   if (options.reap_interval > Duration::zero()) {
     m->reaper_ = std::thread([mgr = m.get()] { mgr->ReaperLoop(); });
   }
+  if (options.unload_in_background) {
+    m->unloader_ = std::thread([mgr = m.get()] { mgr->UnloaderLoop(); });
+  }
   return m;
 }
 
@@ -109,6 +112,14 @@ ModelManager::~ModelManager() {
     }
     reaper_cv_.notify_all();
     reaper_.join();
+  }
+  if (unloader_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(unload_mu_);
+      unloader_stopping_ = true;
+    }
+    unload_cv_.notify_all();
+    unloader_.join();  // destroys what was queued first
   }
   Unloads unloads;
   {
@@ -507,14 +518,39 @@ InstanceInfo ModelManager::InfoLocked(const Instance& inst, TimePoint now) const
   return info;
 }
 
+void ModelManager::ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, inst] : instances_) {
+    if (inst->state == Instance::State::kReady && inst->model != nullptr) fn(inst->resolved.manifest, *inst->model);
+  }
+}
+
 // --- unlocked ---
 
 void ModelManager::FinishUnloads(Unloads unloads) {
   if (unloads.empty()) return;
   std::vector<std::pair<std::string, std::string>> versions;
   for (const auto& inst : unloads) versions.emplace_back(std::get<0>(inst->key), std::get<1>(inst->key));
-  unloads.clear();  // unmaps the models, without mu_
+  if (unloader_.joinable()) {
+    std::lock_guard<std::mutex> lock(unload_mu_);
+    for (auto& inst : unloads) to_destroy_.push_back(std::move(inst));
+    unload_cv_.notify_all();
+  }
+  unloads.clear();  // unmaps the models, without mu_ (unless queued above)
   for (const auto& [name, version] : versions) SyncMark(name, version);
+}
+
+void ModelManager::UnloaderLoop() {
+  std::unique_lock<std::mutex> lock(unload_mu_);
+  for (;;) {
+    unload_cv_.wait(lock, [this] { return unloader_stopping_ || !to_destroy_.empty(); });
+    Unloads batch = std::move(to_destroy_);
+    to_destroy_.clear();
+    lock.unlock();
+    batch.clear();  // joins engine threads, unmaps files
+    lock.lock();
+    if (unloader_stopping_ && to_destroy_.empty()) return;
+  }
 }
 
 void ModelManager::SyncMark(const std::string& name, const std::string& version) {

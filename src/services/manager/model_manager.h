@@ -34,6 +34,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -65,6 +66,11 @@ struct ManagerOptions {
   // > 0: a thread unloads expired instances this often. 0: expiry is checked on each call
   // (and by ReapExpired), which is what tests with a simulated clock use.
   Duration reap_interval = Duration::zero();
+  // true: instances are destroyed (engine threads joined, files unmapped) on a thread of the
+  // manager's, never on the thread whose call let them go, so a caller that must not block
+  // (the daemon's I/O threads ending a lease) never waits for an engine to stop. Their memory
+  // is released a little after the budget stops counting it. false: destroyed in the call.
+  bool unload_in_background = false;
   // Time for keep_alive and load timing; default the real steady clock. Must outlive the
   // manager and be safe to read from any thread.
   const kernel::Clock* clock = nullptr;
@@ -173,6 +179,9 @@ class ModelManager {
   void ReapExpired();
 
   std::vector<InstanceInfo> Loaded();
+  // Calls `fn` for each instance that is loaded (not loading), under the manager's lock: `fn`
+  // must be quick and must not call the manager.
+  void ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn);
   // The canonical references pinned now.
   std::vector<std::string> Pins();
   uint64_t used_bytes();
@@ -226,6 +235,14 @@ class ModelManager {
   std::condition_variable reaper_cv_;
   bool stopping_ = false;  // GUARDED_BY(reaper_mu_)
   std::thread reaper_;
+
+  // unload_in_background: instances waiting to be destroyed by unloader_.
+  void UnloaderLoop();
+  std::mutex unload_mu_;
+  std::condition_variable unload_cv_;
+  Unloads to_destroy_;           // GUARDED_BY(unload_mu_)
+  bool unloader_stopping_ = false;  // GUARDED_BY(unload_mu_)
+  std::thread unloader_;
 };
 
 }  // namespace llmasos::manager

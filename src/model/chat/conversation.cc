@@ -1,23 +1,23 @@
-#include "shell/conversation.h"
+#include "model/chat/conversation.h"
 
 #include <string>
 
 #include "model/tokenizer/vocab_util.h"
 
-namespace llmasos::shell {
+namespace llmasos::chat {
 
-StatusOr<chat::ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
+StatusOr<ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
                                              const std::string& name) {
-  if (!name.empty()) return chat::ChatTemplate::FromName(name);
+  if (!name.empty()) return ChatTemplate::FromName(name);
   const tokenizer::Vocab& v = tokenizer.vocab();
   std::string bos_text = v.bos >= 0 ? v.tokens[v.bos] : "";
-  return chat::ChatTemplate::FromJinja(v.chat_template, bos_text);
+  return ChatTemplate::FromJinja(v.chat_template, bos_text);
 }
 
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
-    const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate& tmpl,
-    std::span<const chat::Message> messages, bool add_generation_prompt) {
-  ASSIGN_OR_RETURN(std::vector<chat::RenderedPiece> pieces,
+    const tokenizer::Tokenizer& tokenizer, const ChatTemplate& tmpl,
+    std::span<const Message> messages, bool add_generation_prompt) {
+  ASSIGN_OR_RETURN(std::vector<RenderedPiece> pieces,
                    tmpl.RenderPieces(messages, add_generation_prompt));
   // As the model's own tokenizer does with the whole rendered prompt: split it at special
   // tokens, encode the text between them in one go. But special tokens are looked for only in
@@ -32,7 +32,7 @@ StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
     run.clear();
   };
   std::vector<tokenizer::SpecialTokenSplitter::Fragment> fragments;
-  for (const chat::RenderedPiece& piece : pieces) {
+  for (const RenderedPiece& piece : pieces) {
     if (piece.is_content) {
       run += piece.text;
       continue;
@@ -54,4 +54,4 @@ StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
   return ids;
 }
 
-}  // namespace llmasos::shell
+}  // namespace llmasos::chat

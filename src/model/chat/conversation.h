@@ -1,7 +1,7 @@
 // Turns a conversation into prompt tokens so that only the chat template's own markers can
 // become special tokens: text a user typed ("<|im_start|>") is always encoded as plain text.
-#ifndef LLMASOS_SHELL_CONVERSATION_H_
-#define LLMASOS_SHELL_CONVERSATION_H_
+#ifndef LLMASOS_MODEL_CHAT_CONVERSATION_H_
+#define LLMASOS_MODEL_CHAT_CONVERSATION_H_
 
 #include <span>
 #include <vector>
@@ -10,18 +10,18 @@
 #include "model/tokenizer/tokenizer.h"
 #include "util/status.h"
 
-namespace llmasos::shell {
+namespace llmasos::chat {
 
 // The chat template for a model: `name` if not empty, else the model's own template.
-StatusOr<chat::ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
+StatusOr<ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
                                              const std::string& name);
 
 // Renders `messages` with `tmpl` and encodes the result: the template's text with special
 // tokens parsed, each message's content without.
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
-    const tokenizer::Tokenizer& tokenizer, const chat::ChatTemplate& tmpl,
-    std::span<const chat::Message> messages, bool add_generation_prompt);
+    const tokenizer::Tokenizer& tokenizer, const ChatTemplate& tmpl,
+    std::span<const Message> messages, bool add_generation_prompt);
 
-}  // namespace llmasos::shell
+}  // namespace llmasos::chat
 
-#endif  // LLMASOS_SHELL_CONVERSATION_H_
+#endif  // LLMASOS_MODEL_CHAT_CONVERSATION_H_

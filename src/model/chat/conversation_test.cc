@@ -1,7 +1,7 @@
 // EncodeConversation: with content free of special-token text, the ids equal what the model's
 // tokenizer gives for the whole rendered prompt with special tokens parsed (what llama.cpp and
 // HF do); special-token text inside a message stays plain text.
-#include "shell/conversation.h"
+#include "model/chat/conversation.h"
 
 #include <algorithm>
 
@@ -10,7 +10,7 @@
 #include "model/tokenizer/test_vocabs.h"
 #include "util/oracle_inputs.h"
 
-namespace llmasos::shell {
+namespace llmasos::chat {
 namespace {
 
 class ConversationTest : public ::testing::Test {
@@ -75,4 +75,4 @@ TEST_F(ConversationTest, EmptyConversationIsAnError) {
 }
 
 }  // namespace
-}  // namespace llmasos::shell
+}  // namespace llmasos::chat

@@ -1,0 +1,109 @@
+#include "api/daemon.h"
+
+#include <ctime>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "api/errors.h"
+#include "services/registry/reference.h"
+
+namespace llmasos::api {
+
+using nlohmann::json;
+
+std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchange, std::string_view model,
+                                                std::optional<manager::Duration> keep_alive) {
+  if (model.empty()) {
+    SendError(exchange, {.http_status = 400, .message = "\"model\" is required", .param = "model"});
+    return std::nullopt;
+  }
+  if (auto ref = registry::ParseReference(model); !ref.ok()) {
+    SendError(exchange, {.http_status = 400,
+                         .message = "\"model\" is not a model reference: " + ref.status().message(),
+                         .param = "model"});
+    return std::nullopt;
+  }
+  manager::AcquireOptions options;
+  options.keep_alive = keep_alive;
+  options.max_wait = daemon.load_wait;
+  manager::AcquireInfo info;
+  auto lease = daemon.manager->Acquire(model, options, &info);
+  if (!lease.ok()) {
+    SendStatus(exchange, lease.status(), info.retry_after_seconds);
+    return std::nullopt;
+  }
+  if (lease->model().engine == nullptr) {
+    SendError(exchange, {.http_status = 500, .message = "model " + std::string(model) + " has no engine"});
+    return std::nullopt;
+  }
+  return std::move(lease).value();
+}
+
+void SendJson(Exchange& exchange, std::string body, int status) {
+  exchange.Respond(status, "application/json", std::move(body));
+}
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Rfc3339Now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ns % 1000000000));
+  return buf;
+}
+
+std::string NewResponseId(std::string_view prefix) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%016llx%08llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng() & 0xffffffffu));
+  return std::string(prefix) + buf;
+}
+
+namespace {
+
+void AddDaemonRoutes(Router& router, Daemon& daemon) {
+  router.Add("GET", "/health", [](const ExchangePtr& ex) { SendJson(*ex, R"({"status":"ok"})"); });
+  router.Add("GET", "/ready", [&daemon](const ExchangePtr& ex) {
+    if (!daemon.ready.load()) {
+      ex->Respond(503, "application/json", R"({"status":"loading"})", {{"Retry-After", "1"}});
+      return;
+    }
+    SendJson(*ex, R"({"status":"ready"})");
+  });
+  router.Add("GET", "/debug/engines", [&daemon](const ExchangePtr& ex) {
+    // What the tests of cancellation read: live processes and KV blocks per instance.
+    json out = json::array();
+    daemon.manager->ForEachLoaded([&](const registry::Manifest& m, const manager::LoadedModel& loaded) {
+      if (loaded.engine == nullptr) return;
+      kernel::EngineThreadStats s = loaded.engine->Stats();
+      out.push_back({{"model", m.name + "@" + m.version},
+                     {"num_live", s.num_live},
+                     {"num_submitted", s.num_submitted},
+                     {"num_ended", s.num_ended},
+                     {"kv_used_blocks", s.kv.used_blocks},
+                     {"kv_total_blocks", s.kv.total_blocks},
+                     {"kv_num_sequences", s.kv.num_sequences}});
+    });
+    SendJson(*ex, json{{"engines", out}}.dump());
+  });
+}
+
+}  // namespace
+
+void AddRoutes(Router& router, Daemon& daemon) {
+  AddDaemonRoutes(router, daemon);
+  AddOpenAiRoutes(router, daemon);
+  AddOllamaRoutes(router, daemon);
+}
+
+}  // namespace llmasos::api

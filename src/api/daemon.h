@@ -1,0 +1,61 @@
+// The daemon's routes over the model service: what `llmasos serve` mounts on its HTTP server.
+//
+//   OpenAI   GET /v1/models  POST /v1/completions  /v1/chat/completions  /v1/embeddings
+//   Ollama   /api/generate /api/chat /api/embed /api/embeddings /api/tags /api/ps /api/show
+//            /api/pull /api/delete /api/copy /api/version
+//   daemon   GET /health  GET /ready  GET /debug/engines (per loaded instance: live processes
+//            and KV blocks; part 2's /os/* replaces it)
+//
+// Thread safety: the routes run on the server's worker threads; everything they share is the
+// manager's and the registry's, which are thread-safe.
+#ifndef LLMASOS_API_DAEMON_H_
+#define LLMASOS_API_DAEMON_H_
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/http.h"
+#include "api/router.h"
+#include "services/manager/model_service.h"
+
+namespace llmasos::api {
+
+inline constexpr std::string_view kServerVersion = "0.1.0";
+
+struct Daemon {
+  registry::Registry* registry = nullptr;
+  manager::ModelManager* manager = nullptr;
+  manager::ModelService* service = nullptr;
+  // How long a request waits for a model another request is loading before its 503.
+  std::chrono::milliseconds load_wait{2000};
+  // Pulls may fetch from loopback, private and link-local addresses (--allow-private-pull).
+  bool allow_private_pull = false;
+  // false until the --models preloads are done (/ready answers 503 until then).
+  std::atomic<bool> ready{false};
+};
+
+void AddRoutes(Router& router, Daemon& daemon);
+
+// --- Shared by the route files. ---
+
+// A lease on `model` for a request, or nullopt after answering the error (400 for a name that
+// is not a registry reference, 404 unknown, 503 with Retry-After while it loads, ...).
+std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchange, std::string_view model,
+                                                std::optional<manager::Duration> keep_alive);
+// Responds 200 with `json` (already serialized).
+void SendJson(Exchange& exchange, std::string json, int status = 200);
+// Seconds since the Unix epoch, and the same as RFC 3339 UTC with nanoseconds (Ollama).
+int64_t UnixSeconds();
+std::string Rfc3339Now();
+// "prefix" + 24 random hex digits: response ids.
+std::string NewResponseId(std::string_view prefix);
+
+void AddOpenAiRoutes(Router& router, Daemon& daemon);
+void AddOllamaRoutes(Router& router, Daemon& daemon);
+
+}  // namespace llmasos::api
+
+#endif  // LLMASOS_API_DAEMON_H_

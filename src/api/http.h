@@ -1,0 +1,58 @@
+// The daemon's HTTP types, free of Boost: what a handler sees of a request and how it
+// answers. The server (http_server.h) owns the connections; a handler gets a shared Exchange
+// and answers through it, at once or later, from any thread.
+#ifndef LLMASOS_API_HTTP_H_
+#define LLMASOS_API_HTTP_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmasos::api {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // the target without its query, e.g. "/v1/models"
+  std::string query;   // after '?', undecoded; "" when none
+  HeaderList headers;  // names as sent
+  std::string body;
+  // The first header named `name` (case-insensitive); "" when absent.
+  std::string_view Header(std::string_view name) const;
+};
+
+// One request and its response. The response is either complete (Respond) or streamed
+// (StartStream, Write..., EndStream; chunked transfer encoding). Exactly one of Respond or
+// StartStream is called per exchange.
+//
+// Thread safety: every method may be called from any thread; calls take effect in order on
+// the connection's executor, where `written` callbacks and RunAfter functions also run (never
+// inside the call that queued them).
+class Exchange {
+ public:
+  virtual ~Exchange() = default;
+  virtual const HttpRequest& request() const = 0;
+
+  virtual void Respond(int status, std::string content_type, std::string body, HeaderList headers = {}) = 0;
+  virtual void StartStream(int status, std::string content_type, HeaderList headers = {}) = 0;
+  // Queues `data` as one chunk; `written(true)` once it is written, `written(false)` if the
+  // client went away first. Empty data is ignored (written(true)).
+  virtual void Write(std::string data, std::function<void(bool ok)> written) = 0;
+  virtual void EndStream() = 0;
+
+  // Whether the client has closed its end (checked now, without reading its data).
+  virtual bool ClientGone() = 0;
+  // Runs `fn` on the connection's executor after `delay`.
+  virtual void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+};
+
+using ExchangePtr = std::shared_ptr<Exchange>;
+
+}  // namespace llmasos::api
+
+#endif  // LLMASOS_API_HTTP_H_

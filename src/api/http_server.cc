@@ -1,0 +1,475 @@
+#include "api/http_server.h"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <deque>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "api/errors.h"
+#include "util/logging.h"
+
+namespace llmasos::api {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// Boost 1.74's Beast has its own string_view.
+std::string_view Std(beast::string_view s) { return {s.data(), s.size()}; }
+
+bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view HttpRequest::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (EqualsIgnoringCase(k, name)) return v;
+  }
+  return {};
+}
+
+namespace {
+class Connection;
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  const Router* router = nullptr;
+  // Before ioc: connections still queued in ioc count down as it is destroyed.
+  std::atomic<size_t> num_connections{0};
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::unique_ptr<net::thread_pool> workers;
+  std::unique_ptr<net::thread_pool> slow;
+  std::vector<std::thread> io_threads;
+  bool stopped = false;
+
+  void Accept();
+};
+
+namespace {
+
+std::string StatusLine(int status) {
+  std::string_view reason = Std(http::obsolete_reason(static_cast<http::status>(status)));
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+}
+
+std::string ChunkOf(std::string_view data) {
+  char size[32];
+  std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+  std::string out = size;
+  out.append(data);
+  out += "\r\n";
+  return out;
+}
+
+// One client connection. Everything here runs on the connection's strand (the socket's
+// executor), except what ExchangeImpl posts to it.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, HttpServer::Impl* server)
+      : stream_(std::move(socket)), server_(server), idle_timer_(stream_.get_executor()) {
+    server_->num_connections.fetch_add(1);
+  }
+  ~Connection() { server_->num_connections.fetch_sub(1); }
+
+  void Begin() { AwaitRequest(); }
+
+  // --- Used by ExchangeImpl, on the strand. ---
+  void SendHead(int status, const std::string& content_type, const HeaderList& headers, std::optional<size_t> length,
+                std::string body) {
+    if (responded_) {
+      LOG(kWarning) << "a handler answered one request twice; the second answer is dropped";
+      return;
+    }
+    responded_ = true;
+    std::string out = StatusLine(status);
+    out += "Content-Type: " + content_type + "\r\n";
+    if (length) {
+      out += "Content-Length: " + std::to_string(*length) + "\r\n";
+    } else {
+      out += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n";
+    }
+    for (const auto& [k, v] : headers) out += k + ": " + v + "\r\n";
+    if (!keep_alive_) out += "Connection: close\r\n";
+    out += "\r\n";
+    out += body;
+    Queue(std::move(out), nullptr, /*last=*/length.has_value());
+  }
+  void Queue(std::string data, std::function<void(bool)> done, bool last) {
+    if (closed_) {
+      if (done) net::post(stream_.get_executor(), [done = std::move(done)] { done(false); });
+      return;
+    }
+    writes_.push_back(Write{std::move(data), std::move(done), last});
+    if (!writing_) WriteNext();
+  }
+  bool ClientGone() {
+    if (closed_) return true;
+    char c;
+    const ssize_t n = ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return false;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+    return true;
+  }
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  struct Write {
+    std::string data;
+    std::function<void(bool)> done;
+    bool last = false;  // ends the response
+  };
+
+  void AwaitRequest() {
+    responded_ = false;
+    if (buffer_.size() > 0) {
+      ReadHead();
+      return;
+    }
+    // Idle until the next request's first byte; then request_timeout for the whole request.
+    idle_timer_.expires_after(server_->options.idle_timeout);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->Close();
+    });
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      self->idle_timer_.cancel();
+      if (ec || self->closed_) {
+        self->Close();
+        return;
+      }
+      self->ReadHead();
+    });
+  }
+
+  void ReadHead() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+    parser_->body_limit(server_->options.max_body_bytes);
+    stream_.expires_after(server_->options.request_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); });
+  }
+
+  void OnHead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
+        ec == net::error::connection_reset) {
+      Close();
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      Fail(431, "the request's header fields are over the limit of " +
+                    std::to_string(server_->options.max_header_bytes) + " bytes");
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      // The parser checks Content-Length against the limit as it reads the head: nothing of
+      // the body has been read.
+      const std::string length(Std(parser_->get()[http::field::content_length]));
+      Fail(413, "the request body" + (length.empty() ? "" : " of " + length + " bytes") + " is over the limit of " +
+                    std::to_string(server_->options.max_body_bytes) + " bytes");
+      return;
+    }
+    if (ec) {
+      Fail(400, "malformed HTTP request: " + ec.message());
+      return;
+    }
+    const auto& head = parser_->get();
+    const size_t num_fields = static_cast<size_t>(std::distance(head.begin(), head.end()));
+    if (num_fields > server_->options.max_header_fields) {
+      Fail(431, "the request has " + std::to_string(num_fields) + " header fields; the limit is " +
+                    std::to_string(server_->options.max_header_fields));
+      return;
+    }
+    if (auto length = parser_->content_length(); length && *length > server_->options.max_body_bytes) {
+      Fail(413, "the request body of " + std::to_string(*length) + " bytes is over the limit of " +
+                    std::to_string(server_->options.max_body_bytes) + " bytes");
+      return;
+    }
+    if (EqualsIgnoringCase(Std(head[http::field::expect]), "100-continue")) {
+      Queue("HTTP/1.1 100 Continue\r\n\r\n", [self = shared_from_this()](bool ok) {
+        if (ok) self->ReadBody();
+      }, false);
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+  }
+
+  void OnBody(beast::error_code ec) {
+    if (ec == beast::error::timeout || ec == http::error::end_of_stream || ec == net::error::connection_reset) {
+      Close();
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      Fail(413, "the request body is over the limit of " + std::to_string(server_->options.max_body_bytes) + " bytes");
+      return;
+    }
+    if (ec) {
+      Fail(400, "malformed HTTP request: " + ec.message());
+      return;
+    }
+    stream_.expires_never();
+    auto& msg = parser_->get();
+    keep_alive_ = msg.keep_alive();
+    HttpRequest request;
+    request.method = std::string(Std(msg.method_string()));
+    const std::string_view target = Std(msg.target());
+    const size_t q = target.find('?');
+    request.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) request.query = std::string(target.substr(q + 1));
+    for (const auto& field : msg) request.headers.emplace_back(std::string(Std(field.name_string())), std::string(Std(field.value())));
+    request.body = std::move(msg.body());
+    parser_.reset();
+    Dispatch(std::move(request));
+  }
+
+  void Dispatch(HttpRequest request);
+
+  // An error answered before any handler saw the request; the connection closes after it.
+  void Fail(int status, const std::string& message) {
+    keep_alive_ = false;
+    failed_ = true;
+    std::string path = "/";
+    if (parser_ && parser_->is_header_done()) {
+      const std::string_view target = Std(parser_->get().target());
+      path = std::string(target.substr(0, target.find('?')));
+    }
+    std::string body = ErrorBody(path, {.http_status = status, .message = message});
+    const size_t length = body.size();
+    SendHead(status, "application/json", {}, length, std::move(body));
+  }
+
+  void WriteNext() {
+    if (writes_.empty()) {
+      writing_ = false;
+      return;
+    }
+    writing_ = true;
+    // A client that stops reading for idle_timeout is dropped.
+    stream_.expires_after(server_->options.idle_timeout);
+    net::async_write(stream_, net::buffer(writes_.front().data),
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
+  }
+
+  void OnWritten(beast::error_code ec) {
+    Write w = std::move(writes_.front());
+    writes_.pop_front();
+    if (ec) {
+      closed_ = true;
+      if (w.done) w.done(false);
+      while (!writes_.empty()) {
+        Write rest = std::move(writes_.front());
+        writes_.pop_front();
+        if (rest.done) rest.done(false);
+      }
+      writing_ = false;
+      Close();
+      return;
+    }
+    stream_.expires_never();
+    if (w.done) w.done(true);
+    if (w.last) {
+      if (keep_alive_ && !closed_) {
+        AwaitRequest();
+      } else if (failed_) {
+        LingerThenClose();
+      } else {
+        Close();
+      }
+    }
+    WriteNext();
+  }
+
+  // After an error answer the client may still be sending (a body over the limit): stop
+  // sending, read and drop what comes for a moment, then close, so the client reads the answer
+  // instead of a reset.
+  void LingerThenClose() {
+    closed_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain();
+  }
+  void Drain() {
+    drain_.consume(drain_.size());
+    stream_.async_read_some(drain_.prepare(64 << 10), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) {
+        self->Close();
+        return;
+      }
+      self->Drain();
+    });
+  }
+
+  void Close() {
+    if (closed_ && !stream_.socket().is_open()) return;
+    closed_ = true;
+    idle_timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl* server_;
+  net::steady_timer idle_timer_;
+  beast::flat_buffer buffer_;
+  beast::flat_buffer drain_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::deque<Write> writes_;
+  bool writing_ = false;
+  bool keep_alive_ = true;
+  bool responded_ = false;
+  bool closed_ = false;
+  bool failed_ = false;  // answered with an error before any handler ran
+};
+
+class ExchangeImpl : public Exchange {
+ public:
+  ExchangeImpl(std::shared_ptr<Connection> connection, HttpRequest request)
+      : connection_(std::move(connection)), request_(std::move(request)) {}
+
+  const HttpRequest& request() const override { return request_; }
+
+  void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
+    net::dispatch(connection_->executor(), [c = connection_, status, content_type = std::move(content_type),
+                                            body = std::move(body), headers = std::move(headers)]() mutable {
+      const size_t length = body.size();
+      c->SendHead(status, content_type, headers, length, std::move(body));
+    });
+  }
+  void StartStream(int status, std::string content_type, HeaderList headers) override {
+    net::dispatch(connection_->executor(),
+                  [c = connection_, status, content_type = std::move(content_type), headers = std::move(headers)] {
+                    c->SendHead(status, content_type, headers, std::nullopt, "");
+                  });
+  }
+  void Write(std::string data, std::function<void(bool)> written) override {
+    if (data.empty()) {
+      if (written) net::post(connection_->executor(), [written = std::move(written)] { written(true); });
+      return;
+    }
+    net::dispatch(connection_->executor(), [c = connection_, data = ChunkOf(data), written = std::move(written)]() mutable {
+      c->Queue(std::move(data), std::move(written), false);
+    });
+  }
+  void EndStream() override {
+    net::dispatch(connection_->executor(), [c = connection_] { c->Queue("0\r\n\r\n", nullptr, true); });
+  }
+  bool ClientGone() override { return connection_->ClientGone(); }
+  void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
+    auto timer = std::make_shared<net::steady_timer>(connection_->executor(), delay);
+    timer->async_wait([timer, fn = std::move(fn)](beast::error_code) { fn(); });
+  }
+
+ private:
+  std::shared_ptr<Connection> connection_;
+  HttpRequest request_;
+};
+
+void Connection::Dispatch(HttpRequest request) {
+  auto exchange = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(request));
+  Router::Route route = server_->router->Find(exchange);
+  if (route.handler == nullptr) return;  // answered (404, 405)
+  net::thread_pool& pool = route.pool == Pool::kSlow ? *server_->slow : *server_->workers;
+  net::post(pool, [handler = route.handler, exchange] { (*handler)(exchange); });
+}
+
+}  // namespace
+
+void HttpServer::Impl::Accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+      LOG(kWarning) << "accepting a connection: " << ec.message();
+    } else if (num_connections.load() >= options.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Connection>(std::move(socket), this)->Begin();
+    }
+    Accept();
+  });
+}
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options, const Router* router) {
+  if (options.io_threads < 1 || options.worker_threads < 1 || options.slow_threads < 1) {
+    return InvalidArgumentError("the server needs at least one I/O, worker and slow thread");
+  }
+  if (options.max_body_bytes < 1 || options.max_header_bytes < 64 || options.max_connections < 1) {
+    return InvalidArgumentError("server limits out of range");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->router = router;
+  beast::error_code ec;
+  const auto address = net::ip::make_address(options.host, ec);
+  if (ec) return InvalidArgumentError("--host '" + options.host + "' is not an IP address");
+  const tcp::endpoint endpoint(address, options.port);
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(endpoint, ec);
+  if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return UnavailableError("cannot listen on " + options.host + ":" + std::to_string(options.port) + ": " +
+                            ec.message());
+  }
+  impl->workers = std::make_unique<net::thread_pool>(options.worker_threads);
+  impl->slow = std::make_unique<net::thread_pool>(options.slow_threads);
+  impl->Accept();
+  for (size_t i = 0; i < options.io_threads; ++i) {
+    impl->io_threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });
+  }
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+uint16_t HttpServer::port() const {
+  beast::error_code ec;
+  auto endpoint = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
+void HttpServer::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  net::post(impl_->ioc, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  impl_->ioc.stop();
+  for (std::thread& t : impl_->io_threads) t.join();
+  // Handlers already running finish (one may be loading a model); queued ones are dropped.
+  impl_->workers->stop();
+  impl_->slow->stop();
+  impl_->workers->join();
+  impl_->slow->join();
+}
+
+}  // namespace llmasos::api

@@ -1,0 +1,160 @@
+// llmasos serve: the daemon. Opens the registry, starts the model manager (each loaded model
+// with its own engine thread and thread pool), mounts the OpenAI and Ollama routes on the HTTP
+// server, preloads --models, and serves until SIGINT or SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "api/daemon.h"
+#include "api/http_server.h"
+#include "services/manager/loader.h"
+#include "services/manager/model_service.h"
+#include "shell/commands.h"
+
+namespace llmasos::shell {
+namespace {
+
+struct ServeFlags {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string models;
+  size_t parallel = 4;
+  size_t ctx_size = 4096;
+  size_t threads = 0;
+  size_t batch_size = 512;
+  size_t kv_mib = 0;
+  size_t max_models = 1;
+  double keep_alive_s = 300;
+  size_t max_body_mib = 16;
+  double request_timeout_s = 30;
+  size_t io_threads = 2;
+  bool allow_private_pull = false;
+  std::string policy = "fcfs";
+};
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+int ServeMain(const ServeFlags& f) {
+  // Every thread started from here on inherits the mask: only the sigwait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto reg = registry::Registry::Open(registry::DefaultHome());
+  if (!reg.ok()) return ReportError(reg.status());
+
+  manager::InstanceEngineOptions engine;
+  const size_t threads = f.threads == 0 ? ThreadPool::DefaultNumThreads() : f.threads;
+  // Each instance's share of the CPU: the threads divided among the models that may be
+  // loaded at once.
+  engine.num_threads = std::max<size_t>(1, threads / std::max<size_t>(f.max_models, 1));
+  engine.context_tokens = f.ctx_size;
+  engine.parallel = f.parallel;
+  engine.batch_tokens = f.batch_size;
+  engine.kv_budget_bytes = uint64_t{f.kv_mib} << 20;
+  engine.policy = f.policy;
+  manager::GgufLoaderOptions loader;
+  loader.engine = engine;
+  manager::ManagerOptions mo;
+  mo.max_loaded_models = f.max_models;
+  mo.default_keep_alive = f.keep_alive_s < 0 ? manager::Duration(-1)
+                                             : std::chrono::duration_cast<manager::Duration>(
+                                                   std::chrono::duration<double>(f.keep_alive_s));
+  mo.reap_interval = std::chrono::seconds(1);
+  mo.unload_in_background = true;
+  auto manager = manager::ModelManager::Create(reg->get(), manager::NewGgufLoader(loader), mo);
+  if (!manager.ok()) return ReportError(manager.status());
+  manager::ModelService service(reg->get(), manager->get());
+
+  api::Daemon daemon;
+  daemon.registry = reg->get();
+  daemon.manager = manager->get();
+  daemon.service = &service;
+  daemon.allow_private_pull = f.allow_private_pull;
+  api::Router router;
+  api::AddRoutes(router, daemon);
+
+  api::HttpServerOptions so;
+  so.host = f.host;
+  so.port = f.port;
+  so.io_threads = f.io_threads;
+  so.max_body_bytes = f.max_body_mib << 20;
+  so.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.request_timeout_s * 1000));
+  auto server = api::HttpServer::Start(so, &router);
+  if (!server.ok()) return ReportError(server.status());
+  std::fprintf(stderr, "llmasos serve: listening on http://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",
+               f.host.c_str(), static_cast<unsigned>((*server)->port()), engine.num_threads, f.parallel, f.ctx_size);
+  std::fflush(stderr);
+
+  int exit_code = 0;
+  for (const std::string& model : SplitList(f.models)) {
+    manager::LoadRequest load;
+    load.model = model;
+    load.keep_alive = manager::Duration(-1);  // preloaded models stay
+    auto loaded = service.Load(load);
+    if (!loaded.ok()) {
+      ReportError(loaded.status().Annotate("preloading --models " + model));
+      exit_code = 1;
+      break;
+    }
+    std::fprintf(stderr, "llmasos serve: loaded %s (%s@%s)\n", model.c_str(), loaded->name.c_str(),
+                 loaded->version.c_str());
+  }
+  if (exit_code == 0) {
+    daemon.ready.store(true);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "llmasos serve: stopping\n");
+  }
+  (*server)->Stop();
+  server->reset();
+  return exit_code;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto f = std::make_shared<ServeFlags>();
+  CLI::App* cmd = app.add_subcommand("serve", "the daemon: OpenAI- and Ollama-compatible HTTP API");
+  cmd->add_option("--host", f->host, "address to listen on (default 127.0.0.1)");
+  cmd->add_option("--port", f->port, "port to listen on (default 8080; 0: any free port)");
+  cmd->add_option("--models", f->models, "models to load at start, comma-separated references");
+  cmd->add_option("--parallel", f->parallel, "processes each model runs at once (default 4)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("-c,--ctx-size", f->ctx_size, "context per process in tokens (default 4096, clamped to the model's)")
+      ->check(CLI::Range(2, 1 << 24));
+  cmd->add_option("-t,--threads", f->threads, "CPU threads, shared by the loaded models (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("-b,--batch-size", f->batch_size, "tokens per forward pass (default 512)")
+      ->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--kv-mib", f->kv_mib, "KV memory per model in MiB (default: parallel x ctx-size)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--max-models", f->max_models, "models loaded at once (default 1); each gets threads / max-models")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--keep-alive", f->keep_alive_s,
+                  "seconds a model stays loaded after its last request (default 300; negative: forever)");
+  cmd->add_option("--policy", f->policy, "scheduling policy: fcfs, sjf, rr, priority, fair");
+  cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body in MiB (default 16)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--request-timeout", f->request_timeout_s,
+                  "seconds a client has to send a whole request (default 30)")
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--io-threads", f->io_threads, "threads doing network I/O (default 2)")->check(CLI::Range(1, 64));
+  cmd->add_flag("--allow-private-pull", f->allow_private_pull,
+                "let /api/pull fetch from loopback, private and link-local addresses");
+  cmd->callback([f, exit_code] { *exit_code = ServeMain(*f); });
+}
+
+}  // namespace llmasos::shell

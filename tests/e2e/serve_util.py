@@ -1,0 +1,129 @@
+"""Starts the real daemon for the test_serve_* suites: a temporary LLMASOS_HOME with a tiny
+generated model (and, where asked, the default model) imported, `llmasos serve --port 0` on
+127.0.0.1, and the address it reports once it is ready."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+
+BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+LLMASOS = os.path.join(BUILD, "llmasos")
+MAKE_TINY = os.path.join(BUILD, "make_tiny_model")
+USER_HOME = os.environ.get("LLMASOS_HOME") or os.path.join(os.path.expanduser("~"), ".llmasos")
+DEFAULT_MODEL_FILE = os.path.join(USER_HOME, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_REF = "smollm2-135m-instruct:q4_1"
+
+
+def cli(home, *args, check=True, timeout=300):
+    env = dict(os.environ, LLMASOS_HOME=home)
+    proc = subprocess.run([LLMASOS, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"llmasos {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def make_tiny(path, seed=1, wtype="q8_0", context=512):
+    subprocess.run([MAKE_TINY, "--out", path, "--seed", str(seed), "--type", wtype, "--context", str(context)],
+                   check=True, capture_output=True)
+    return path
+
+
+class Daemon:
+    """`llmasos serve` in a home of its own; .url is http://127.0.0.1:PORT."""
+
+    def __init__(self, home, *args):
+        self.home = home
+        env = dict(os.environ, LLMASOS_HOME=home)
+        self.proc = subprocess.Popen([LLMASOS, "serve", "--port", "0", *args], stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
+        self.log = []
+        self.url = None
+        deadline = time.time() + 120
+        while self.url is None:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"llmasos serve exited {self.proc.wait()}: {''.join(self.log)}")
+            self.log.append(line)
+            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+            if m:
+                self.url = m.group(1)
+            if time.time() > deadline:
+                raise AssertionError("llmasos serve did not start: " + "".join(self.log))
+        # Keep draining stderr so the daemon never blocks on a full pipe.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"llmasos serve exited {self.proc.returncode}: {''.join(self.log)}")
+            if time.time() > deadline:
+                raise AssertionError("llmasos serve never became ready: " + "".join(self.log))
+            time.sleep(0.1)
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    @property
+    def host_port(self):
+        h, p = self.url[len("http://"):].split(":")
+        return h, int(p)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def engines(self):
+        return self.get("/debug/engines")["engines"]
+
+    def wait_idle(self, timeout=60):
+        """Until every engine has no live process and no KV block in use; returns the stats."""
+        deadline = time.time() + timeout
+        while True:
+            engines = self.engines()
+            if all(e["num_live"] == 0 and e["kv_used_blocks"] == 0 for e in engines):
+                return engines
+            if time.time() > deadline:
+                return engines
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def tiny_home(tmp_path, name="tiny", seed=1):
+    """A home with one tiny model imported as NAME (NAME:latest)."""
+    home = str(tmp_path / "home")
+    model = make_tiny(str(tmp_path / f"{name}.gguf"), seed=seed)
+    cli(home, "import", model, "--name", name)
+    return home
+
+
+def default_home(tmp_path):
+    """A home with the default model imported as DEFAULT_REF; None when it is not installed."""
+    if not os.path.isfile(DEFAULT_MODEL_FILE):
+        return None
+    home = str(tmp_path / "home")
+    name, tag = DEFAULT_REF.split(":")
+    cli(home, "import", DEFAULT_MODEL_FILE, "--name", name)
+    cli(home, "tag", name, tag)
+    return home
