@@ -2,46 +2,53 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 
 #include "model/chat/conversation.h"
 
 namespace llmasos::api {
 
-StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const GenerationRequest& request) {
-  PreparedProcess p;
+StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
+                                         std::string* error_param) {
   const tokenizer::Tokenizer& tok = *model.tokenizer;
+  PreparedProcess p;
   p.stop = request.stop;
-  if (request.chat) {
+  std::vector<sampling::TokenId> prompt;
+  if (request.use_chat_template) {
     if (!model.chat_template) {
+      if (error_param != nullptr) *error_param = "messages";
       return InvalidArgumentError("this model has no chat template the server knows (" +
                                   model.chat_template_error.message() + "); use a plain completion");
     }
-    ASSIGN_OR_RETURN(p.spec.prompt, chat::EncodeConversation(tok, *model.chat_template, request.messages, true));
+    auto ids = chat::EncodeConversation(tok, *model.chat_template, request.messages, true);
+    if (!ids.ok()) {
+      if (error_param != nullptr) *error_param = "messages";
+      return ids.status();
+    }
+    prompt = std::move(ids).value();
     for (std::string& s : model.chat_template->EndOfTurnStrings()) p.stop.push_back(std::move(s));
   } else {
-    p.spec.prompt = tok.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
+    prompt = tok.Encode(request.prompt, /*add_special=*/true, /*parse_special=*/false);
   }
-  const int64_t context = static_cast<int64_t>(model.context_tokens);
-  const int64_t prompt_tokens = static_cast<int64_t>(p.spec.prompt.size());
-  if (prompt_tokens == 0) return InvalidArgumentError("the prompt encodes to no tokens");
-  if (prompt_tokens >= context) {
-    return InvalidArgumentError("the prompt is " + std::to_string(prompt_tokens) + " tokens; the context holds " +
-                                std::to_string(context) + " (prompt and reply together)");
-  }
-  int64_t max_tokens = context - prompt_tokens;
-  if (request.max_tokens) {
-    if (prompt_tokens + *request.max_tokens > context) {
-      return InvalidArgumentError("max_tokens " + std::to_string(*request.max_tokens) + " with a prompt of " +
-                                  std::to_string(prompt_tokens) + " tokens is beyond the context of " +
-                                  std::to_string(context) + " tokens");
-    }
-    max_tokens = *request.max_tokens;
-  }
-  p.spec.limits.max_tokens = static_cast<int32_t>(std::max<int64_t>(max_tokens, 1));
-  p.spec.sampling = request.sampling;
-  p.spec.priority = request.priority;
-  p.spec.tenant = request.tenant;
+  SpecDefaults defaults;  // sampling as the command line's defaults, so `llmasos run` agrees
+  defaults.context_tokens = model.context_tokens;
+  defaults.vocab_size = model.model->config().vocab_size;
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  defaults.random_seed = rng();
+  ASSIGN_OR_RETURN(p.spec, ToProcessSpec(request, std::move(prompt), defaults, error_param));
   return p;
+}
+
+StatusOr<std::vector<kernel::ProcessId>> StartProcesses(const manager::LoadedModel& model, kernel::Channel& channel,
+                                                        PreparedProcess process, int32_t n) {
+  std::vector<kernel::ProcessId> ids;
+  for (int32_t i = 0; i < n; ++i) {
+    kernel::ProcessSpec spec = process.spec;
+    spec.sampling.seed += static_cast<uint64_t>(i);
+    ASSIGN_OR_RETURN(kernel::ProcessId id, model.engine->SubmitTo(channel, std::move(spec), process.stop));
+    ids.push_back(id);
+  }
+  return ids;
 }
 
 std::string FinishReason(const kernel::StreamEvent& end) {

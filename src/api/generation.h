@@ -17,35 +17,29 @@
 #include <vector>
 
 #include "api/http.h"
+#include "api/request.h"
 #include "kernel/engine_thread.h"
-#include "model/chat/chat_template.h"
 #include "services/manager/model_manager.h"
 
 namespace llmasos::api {
-
-// A generation request, API-neutral.
-struct GenerationRequest {
-  std::string model;
-  std::optional<manager::Duration> keep_alive = std::nullopt;
-  bool chat = true;                    // messages through the chat template
-  std::vector<chat::Message> messages;  // chat
-  std::string prompt;                  // !chat: plain text completion
-  sampling::SamplingParams sampling;
-  std::optional<int64_t> max_tokens = std::nullopt;  // unset: until the context is full
-  std::vector<std::string> stop;
-  int32_t priority = 0;
-  std::string tenant = "default";
-  bool stream = false;
-};
 
 struct PreparedProcess {
   kernel::ProcessSpec spec;
   std::vector<std::string> stop;  // the request's, plus the template's end-of-turn strings
 };
 
-// Renders and encodes the prompt and checks it against the instance's context: a prompt
-// that cannot fit, or max_tokens beyond what is left, is InvalidArgument with both numbers.
-StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const GenerationRequest& request);
+// Renders and encodes the prompt (through the model's chat template when the request has
+// messages) and makes the process spec with the server's defaults (api/request.h's
+// ToProcessSpec: a prompt that cannot fit, max_tokens beyond the context, a parameter the
+// kernel cannot carry yet are InvalidArgument naming the field, in *error_param).
+StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
+                                         std::string* error_param);
+
+// Starts the request's `n` processes on the model's engine, all streaming into `channel`;
+// choice i runs with seed + i. Returns the process ids in choice order. On an error, the
+// processes already started are cancelled when the caller drops the channel.
+StatusOr<std::vector<kernel::ProcessId>> StartProcesses(const manager::LoadedModel& model, kernel::Channel& channel,
+                                                        PreparedProcess process, int32_t n);
 
 // What an API makes of a process's events. Called on the connection's executor, in order.
 class ResponseWriter {

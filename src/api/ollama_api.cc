@@ -10,7 +10,7 @@
 #include "api/daemon.h"
 #include "api/errors.h"
 #include "api/generation.h"
-#include "api/request_bridge.h"
+#include "api/request.h"
 #include "services/registry/reference.h"
 
 namespace llmasos::api {
@@ -92,52 +92,58 @@ class OllamaWriter : public ResponseWriter {
   json final_;
 };
 
-void Generate(Daemon& daemon, const ExchangePtr& ex, bool chat) {
+json Done(const std::string& model, bool chat, const char* reason) {
+  json j = {{"model", model}, {"created_at", Rfc3339Now()}, {"done", true}, {"done_reason", reason}};
+  j[chat ? "message" : "response"] = chat ? json{{"role", "assistant"}, {"content", ""}} : json("");
+  return j;
+}
+
+void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
   const auto received = std::chrono::steady_clock::now();
-  auto parsed = chat ? BridgeOllamaChat(ex->request().body) : BridgeOllamaGenerate(ex->request().body);
-  if (auto* error = std::get_if<ApiError>(&parsed)) {
-    SendError(*ex, *error);
+  const bool chat = endpoint == Endpoint::kOllamaChat;
+  auto parsed = ParseGeneration(endpoint, ex->request().body);
+  if (!parsed.ok()) {
+    SendError(*ex, {.http_status = 400, .message = parsed.status().message()});
     return;
   }
-  OllamaGeneration& r = std::get<OllamaGeneration>(parsed);
-  if (r.load_only && r.gen.keep_alive && *r.gen.keep_alive == manager::Duration::zero()) {
+  const ParsedGeneration& r = *parsed;
+  std::optional<manager::Duration> keep_alive;
+  if (r.keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*r.keep_alive);
+  if (r.load_only && keep_alive && *keep_alive == manager::Duration::zero()) {
     // No prompt and keep_alive 0: unload.
-    if (auto ref = registry::ParseReference(r.gen.model); !ref.ok()) {
-      SendError(*ex, {.http_status = 400, .message = "\"model\": " + ref.status().message()});
+    if (auto ref = registry::ParseReference(r.model); !ref.ok()) {
+      SendError(*ex, {.http_status = 400, .message = "model: " + ref.status().message()});
       return;
     }
-    auto unloaded = daemon.service->Unload({.model = r.gen.model});
+    auto unloaded = daemon.service->Unload({.model = r.model});
     if (!unloaded.ok()) {
       SendStatus(*ex, unloaded.status());
       return;
     }
-    json j = {{"model", r.gen.model}, {"created_at", Rfc3339Now()}, {"done", true}, {"done_reason", "unload"}};
-    j[chat ? "message" : "response"] = chat ? json{{"role", "assistant"}, {"content", ""}} : json("");
-    SendJson(*ex, Dump(j));
+    SendJson(*ex, Dump(Done(r.model, chat, "unload")));
     return;
   }
-  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.gen.model, r.gen.keep_alive);
+  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.model, keep_alive);
   if (!lease) return;
   const kernel::Duration load_time = std::chrono::steady_clock::now() - received;
   if (r.load_only) {
-    json j = {{"model", r.gen.model}, {"created_at", Rfc3339Now()}, {"done", true}, {"done_reason", "load"}};
-    j[chat ? "message" : "response"] = chat ? json{{"role", "assistant"}, {"content", ""}} : json("");
-    SendJson(*ex, Dump(j));
+    SendJson(*ex, Dump(Done(r.model, chat, "load")));
     return;
   }
-  auto prepared = PrepareProcess(lease->model(), r.gen);
+  auto prepared = PrepareProcess(lease->model(), r, nullptr);
   if (!prepared.ok()) {
     SendStatus(*ex, prepared.status());
     return;
   }
-  auto submission = lease->model().engine->Submit(std::move(prepared->spec), std::move(prepared->stop));
-  if (!submission.ok()) {
-    SendStatus(*ex, submission.status());
+  auto channel = std::make_unique<kernel::Channel>();
+  auto ids = StartProcesses(lease->model(), *channel, std::move(prepared).value(), 1);
+  if (!ids.ok()) {
+    SendStatus(*ex, ids.status());
     return;
   }
-  auto writer = std::make_unique<OllamaWriter>(chat, r.gen.stream, r.gen.model, load_time, received);
-  StartPump(ex, std::move(*lease), std::move(submission->channel), std::move(writer),
-            {.stream = r.gen.stream, .content_type = "application/x-ndjson"});
+  auto writer = std::make_unique<OllamaWriter>(chat, r.stream, r.model, load_time, received);
+  StartPump(ex, std::move(*lease), std::move(channel), std::move(writer),
+            {.stream = r.stream, .content_type = "application/x-ndjson"});
 }
 
 // --- Model management: bodies of one or two names. ---
@@ -151,12 +157,12 @@ std::optional<json> SmallBody(Exchange& ex) {
     SendError(ex, {.http_status = 400, .message = "the request body is over 64 KiB"});
     return std::nullopt;
   }
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    SendError(ex, {.http_status = 400, .message = "the request body is not a JSON object"});
+  auto j = ParseJsonObject(body);
+  if (!j.ok()) {
+    SendError(ex, {.http_status = 400, .message = j.status().message()});
     return std::nullopt;
   }
-  return j;
+  return std::move(j).value();
 }
 
 // The string field `key` (or, for older clients, `alias`); nullopt after answering 400.
@@ -347,8 +353,8 @@ void Pull(Daemon& daemon, bool allow_private, const ExchangePtr& ex) {
 }  // namespace
 
 void AddOllamaRoutes(Router& router, Daemon& daemon) {
-  router.Add("POST", "/api/generate", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, false); });
-  router.Add("POST", "/api/chat", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, true); });
+  router.Add("POST", "/api/generate", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaGenerate); });
+  router.Add("POST", "/api/chat", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaChat); });
   for (const char* path : {"/api/embed", "/api/embeddings"}) {
     router.Add("POST", path, [](const ExchangePtr& ex) {
       SendError(*ex, {.http_status = 400,
