@@ -101,3 +101,11 @@ def test_batch_refuses_bad_lines(tmp_path, line, message):
     assert proc.returncode != 0
     assert f"{prompts}:2" in proc.stderr and message in proc.stderr, proc.stderr
     assert not out.exists() or out.read_text() == ""
+
+
+def test_batch_names_the_fields_it_ignores(tmp_path):
+    prompts, out = tmp_path / "p.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi", "raw": true, "max_tokens": 1, "category": "x"}\n')
+    proc = run("batch", MODEL, "-f", str(prompts), "-o", str(out))
+    assert "ignored fields (not part of the line format): category" in proc.stderr
+    assert set(results(out)) == {"a"}
