@@ -105,9 +105,15 @@ Status ReadSeed(const Context& ctx, const json& v, const std::string& path, std:
     *out = v.get<uint64_t>();
     return OkStatus();
   }
-  if (v.is_number_integer()) {
-    if (v.get<int64_t>() != -1) return ctx.Fail(path, what + ", got " + v.dump());
-    out->reset();
+  if (v.is_number_integer()) {  // signed: negative (or a "-0")
+    const int64_t i = v.get<int64_t>();
+    if (i >= 0) {
+      *out = static_cast<uint64_t>(i);
+    } else if (i == -1) {
+      out->reset();
+    } else {
+      return ctx.Fail(path, what + ", got " + v.dump());
+    }
     return OkStatus();
   }
   if (v.is_number_float()) {
