@@ -133,8 +133,13 @@ class Pump : public std::enable_shared_from_this<Pump> {
     Done();
   }
 
-  // Ending the lease may unload the model; the manager does that on its own thread.
-  void Done() { lease_.Release(); }
+  // Ending the lease may unload the model (the manager stops its engine on a thread of its own)
+  // and write the registry's loaded mark, which may wait for an import's file lock: a worker
+  // thread does it.
+  void Done() {
+    if (!lease_.valid()) return;
+    exchange_->Offload([lease = std::make_shared<manager::Lease>(std::move(lease_))] { lease->Release(); });
+  }
 
   ExchangePtr exchange_;
   manager::Lease lease_;

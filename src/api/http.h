@@ -49,6 +49,9 @@ class Exchange {
   virtual bool ClientGone() = 0;
   // Runs `fn` on the connection's executor after `delay`.
   virtual void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  // Runs `fn` on a worker thread: work that may block (a registry write) stays off the
+  // connection's I/O thread.
+  virtual void Offload(std::function<void()> fn) = 0;
 };
 
 using ExchangePtr = std::shared_ptr<Exchange>;

@@ -131,6 +131,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return true;
   }
   net::any_io_executor executor() { return stream_.get_executor(); }
+  void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
 
  private:
   struct Write {
@@ -380,6 +381,7 @@ class ExchangeImpl : public Exchange {
     net::dispatch(connection_->executor(), [c = connection_] { c->Queue("0\r\n\r\n", nullptr, true); });
   }
   bool ClientGone() override { return connection_->ClientGone(); }
+  void Offload(std::function<void()> fn) override { connection_->Offload(std::move(fn)); }
   void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
     auto timer = std::make_shared<net::steady_timer>(connection_->executor(), delay);
     timer->async_wait([timer, fn = std::move(fn)](beast::error_code) { fn(); });

@@ -43,31 +43,41 @@ std::string DefaultHome() {
   return ".llmasos";
 }
 
-// Serializes the calls of this object (mu_) and mutations across processes (flock).
+// Serializes the calls of this object (mu_) and mutations across processes (flock). The file
+// lock is taken first and mu_ after it, so a thread waiting for another process's (or an
+// import's) file lock never holds mu_ and readers (Resolve, List) go on meanwhile.
 class Registry::MutationLock {
  public:
   static StatusOr<std::unique_ptr<MutationLock>> Acquire(Registry& r, bool exclusive_file) {
-    std::unique_ptr<MutationLock> lock(new MutationLock(r.mu_));
-    if (!exclusive_file) return lock;
-    lock->fd_ = ::open(r.lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock->fd_ < 0) {
-      return IoError("opening the registry lock '" + r.lock_path_ + "': " + std::strerror(errno));
-    }
-    while (::flock(lock->fd_, LOCK_EX) != 0) {
-      if (errno != EINTR) {
-        return IoError("locking '" + r.lock_path_ + "': " + std::strerror(errno));
+    int fd = -1;
+    if (exclusive_file) {
+      fd = ::open(r.lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        return IoError("opening the registry lock '" + r.lock_path_ + "': " + std::strerror(errno));
+      }
+      while (::flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+          const int err = errno;
+          ::close(fd);
+          return IoError("locking '" + r.lock_path_ + "': " + std::strerror(err));
+        }
       }
     }
-    return lock;
+    return std::unique_ptr<MutationLock>(new MutationLock(r.mu_, fd));
   }
   ~MutationLock() {
+    if (guard_.owns_lock()) guard_.unlock();
     if (fd_ >= 0) ::close(fd_);  // releases the flock
   }
+  // Lets readers in during slow work (copying a file) while the file lock still keeps every
+  // other mutation out; RetakeMutex before touching the database again.
+  void ReleaseMutex() { guard_.unlock(); }
+  void RetakeMutex() { guard_.lock(); }
 
  private:
-  explicit MutationLock(std::mutex& mu) : guard_(mu) {}
-  std::unique_lock<std::mutex> guard_;
+  MutationLock(std::mutex& mu, int fd) : fd_(fd), guard_(mu) {}
   int fd_ = -1;
+  std::unique_lock<std::mutex> guard_;
 };
 
 namespace {
@@ -228,6 +238,9 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   }
   // Fail before copying gigabytes when the version is taken.
   RETURN_IF_ERROR(CheckVersionFreeLocked(m.name, m.version));
+  // The copy runs without mu_: a daemon resolving models for requests is not held up by it.
+  // The file lock keeps other mutations (in this process and others) out until the end.
+  lock->ReleaseMutex();
 
   // Copy, hashing as we go; read the model's facts from our own copy, not the source, so
   // what the manifest says is what the blob holds.
@@ -242,9 +255,11 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
     if (n == 0) break;
     RETURN_IF_ERROR(writer->Append({buf.data(), static_cast<size_t>(n)}));
   }
+  if (options.during_copy) options.during_copy();
   if (Status s = ReadGgufFacts(writer->temp_path(), &m); !s.ok()) {
     return InvalidArgumentError("cannot import '" + options.file + "': " + s.message());
   }
+  lock->RetakeMutex();
   ASSIGN_OR_RETURN(BlobInfo blob, writer->Commit(std::nullopt));
   m.digest = blob.digest;
   m.size_bytes = blob.size_bytes;

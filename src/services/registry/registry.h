@@ -69,6 +69,8 @@ struct ImportOptions {
   // For crash tests (AdoptFile only): runs after the blob is in place, before its version is
   // recorded, to stand for a crash between the two.
   std::function<void()> after_blob_stored;
+  // For tests (Import only): runs after the file is copied, while only the file lock is held.
+  std::function<void()> during_copy;
 };
 
 struct ModelEntry {

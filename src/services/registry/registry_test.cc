@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -472,6 +473,45 @@ TEST_F(RegistryTest, StateSurvivesReopeningAndANewerSchemaIsRefused) {
   auto missing = Registry::Open(home_.path() + "/nowhere", {.create = false});
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_FALSE(std::filesystem::exists(home_.path() + "/nowhere"));
+}
+
+}  // namespace
+}  // namespace llmasos::registry
+
+namespace llmasos::registry {
+namespace {
+
+// An import copies its file without the registry's mutex: another thread resolves and lists
+// models while the copy is in progress (the daemon answering requests during an import).
+TEST_F(RegistryTest, ReadersAreServedWhileAnImportCopies) {
+  ImportOrDie(MakeModel("a.gguf", 1), "served");
+  ImportOptions o;
+  o.file = MakeModel("b.gguf", 2);
+  o.name = "incoming";
+  std::string seen;
+  o.during_copy = [&] {
+    // A reader on another thread; with the mutex held by the import it would never finish
+    // (the join is bounded so such a bug fails instead of hanging).
+    auto done = std::make_shared<std::promise<std::string>>();
+    std::thread reader([this, done] {
+      auto r = registry_->Resolve("served");
+      auto all = registry_->List();
+      done->set_value(r.ok() && all.ok() ? r->manifest.version + " " + std::to_string(all->size())
+                                         : "error");
+    });
+    auto result = done->get_future();
+    if (result.wait_for(std::chrono::seconds(60)) == std::future_status::ready) {
+      seen = result.get();
+      reader.join();
+    } else {
+      seen = "the reader was blocked by the import";
+      reader.detach();
+    }
+  };
+  auto m = registry_->Import(o);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(seen, "1.0.0 1");  // the import was not visible yet, and nothing waited for it
+  EXPECT_EQ(VersionOf("incoming"), "1.0.0");
 }
 
 }  // namespace
