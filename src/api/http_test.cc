@@ -1,0 +1,99 @@
+// The HTTP layer's pure parts: error bodies in each API's shape, path scrubbing, the status
+// mapping, and the router's 404 / 405 answers (through a recording Exchange).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "api/errors.h"
+#include "api/router.h"
+
+namespace llmasos::api {
+namespace {
+
+class RecordingExchange : public Exchange {
+ public:
+  explicit RecordingExchange(std::string method, std::string path) {
+    request_.method = std::move(method);
+    request_.path = std::move(path);
+  }
+  const HttpRequest& request() const override { return request_; }
+  void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
+    status_ = status;
+    content_type_ = std::move(content_type);
+    body_ = std::move(body);
+    headers_ = std::move(headers);
+  }
+  void StartStream(int, std::string, HeaderList) override {}
+  void Write(std::string, std::function<void(bool)>) override {}
+  void EndStream() override {}
+  bool ClientGone() override { return false; }
+  void RunAfter(std::chrono::milliseconds, std::function<void()>) override {}
+  void Offload(std::function<void()>) override {}
+
+  HttpRequest request_;
+  int status_ = 0;
+  std::string content_type_, body_;
+  HeaderList headers_;
+};
+
+TEST(ErrorsTest, OpenAiShapeOnV1AndOllamaShapeOnApi) {
+  ApiError e{.http_status = 400, .message = "temperature: out of range", .param = "temperature"};
+  auto openai = nlohmann::json::parse(ErrorBody("/v1/chat/completions", e));
+  EXPECT_EQ(openai["error"]["message"], "temperature: out of range");
+  EXPECT_EQ(openai["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(openai["error"]["param"], "temperature");
+  EXPECT_TRUE(openai["error"]["code"].is_null());
+  auto ollama = nlohmann::json::parse(ErrorBody("/api/chat", e));
+  EXPECT_EQ(ollama, nlohmann::json({{"error", "temperature: out of range"}}));
+  e.http_status = 503;
+  EXPECT_EQ(nlohmann::json::parse(ErrorBody("/v1/models", e))["error"]["type"], "server_error");
+}
+
+TEST(ErrorsTest, ScrubPathsHidesAbsolutePathsButKeepsOtherSlashes) {
+  EXPECT_EQ(ScrubPaths("cannot open '/home/u/.llmasos/blobs/sha256-ab': no such file"),
+            "cannot open '<path>': no such file");
+  EXPECT_EQ(ScrubPaths("loading /root/x.gguf failed"), "loading <path> failed");
+  EXPECT_EQ(ScrubPaths("a / b and http://host/x and 3/4"), "a / b and http://host/x and 3/4");
+}
+
+TEST(ErrorsTest, SendStatusMapsCodesScrubsAndSetsRetryAfter) {
+  RecordingExchange ex("POST", "/api/generate");
+  SendStatus(ex, UnavailableError("model m is loading from /srv/blobs/x"), 7);
+  EXPECT_EQ(ex.status_, 503);
+  EXPECT_EQ(ex.body_, R"({"error":"model m is loading from <path>"})");
+  ASSERT_EQ(ex.headers_.size(), 1u);
+  EXPECT_EQ(ex.headers_[0], (std::pair<std::string, std::string>{"Retry-After", "7"}));
+  EXPECT_EQ(HttpStatusFor(StatusCode::kNotFound), 404);
+  EXPECT_EQ(HttpStatusFor(StatusCode::kInvalidArgument), 400);
+  EXPECT_EQ(HttpStatusFor(StatusCode::kResourceExhausted), 507);
+  EXPECT_EQ(HttpStatusFor(StatusCode::kInternal), 500);
+}
+
+TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
+  Router router;
+  int calls = 0;
+  router.Add("GET", "/v1/models", [&](const ExchangePtr&) { ++calls; });
+  router.Add("POST", "/api/pull", [&](const ExchangePtr&) { ++calls; }, Pool::kSlow);
+
+  auto found = std::make_shared<RecordingExchange>("POST", "/api/pull");
+  Router::Route route = router.Find(found);
+  ASSERT_NE(route.handler, nullptr);
+  EXPECT_EQ(route.pool, Pool::kSlow);
+  (*route.handler)(found);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(found->status_, 0);  // the router itself answered nothing
+
+  auto missing = std::make_shared<RecordingExchange>("GET", "/v1/nothing");
+  EXPECT_EQ(router.Find(missing).handler, nullptr);
+  EXPECT_EQ(missing->status_, 404);
+  EXPECT_NE(missing->body_.find("/v1/nothing"), std::string::npos);
+
+  auto wrong = std::make_shared<RecordingExchange>("DELETE", "/v1/models");
+  EXPECT_EQ(router.Find(wrong).handler, nullptr);
+  EXPECT_EQ(wrong->status_, 405);
+  ASSERT_EQ(wrong->headers_.size(), 1u);
+  EXPECT_EQ(wrong->headers_[0].second, "GET");
+}
+
+}  // namespace
+}  // namespace llmasos::api
