@@ -1,12 +1,13 @@
 """Forward-pass oracle: the engine's logits (`llmasos eval`) against the independent numpy
 reference in tests/reference/llama_ref.py.
 
-(a) The default model (SmolLM2-135M-Instruct Q4_1, from $LLMASOS_HOME/models where scripts/setup
-    puts it; a missing model or tests/data tokenizer fails, see oracle_inputs.py) on chat, prose and
-    code prompts: prompt logits and a 32-token greedy continuation. Through the engine's
-    exact path (--float-activations) against the float reference, the logits agree to ~1e-5
-    of their std and the 32-token greedy continuations are identical; through the fast path
-    (8-bit activations) against the q8 and float references, within the bounds below.
+(a) The default model (SmolLM2-135M-Instruct Q4_1, from $LLMASOS_HOME/models where
+    scripts/setup puts it; a missing model or tests/data tokenizer fails, see oracle_inputs.py)
+    on chat, prose and code prompts: prompt logits and a 32-token greedy continuation. Through
+    the engine's exact path (--float-activations) against the float reference, the logits
+    agree to ~1e-5 of their std (bound 1e-4) and the 32-token greedy continuations are
+    identical; through the fast path (8-bit activations) against the q8 and float references,
+    within the bounds below.
 (b) Tiny random models written with gguf.GGUFWriter covering every architecture branch
     (llama normal RoPE, qwen2 NeoX RoPE + QKV bias, mistral), attention shapes (MHA, GQA,
     MQA), tied and untied output, partial RoPE, every weight type, and a prompt longer than
@@ -30,7 +31,7 @@ What the measurements showed (and the tolerances below encode):
     of a boundary (and exact ties in layer 0: Q8_0 embeddings times bf16-grid norm weights),
     and its depth amplifies each flip: a 1-layer cut of the model already differs by ~4%.
     So on the full Q4_1 model the engine is about as far from the q8 reference as the q8
-    reference is from the float one (max |diff| 0.25-0.45 std), argmaxes differ only at
+    reference is from the float one (max |diff| 0.26-0.70 std), argmaxes differ only at
     near-ties, and greedy continuations agree step by step except where the reference's top
     two are within a few hundredths of a std. Rounding
     the reference's RMSNorm exactly as the engine's AVX-512 code does removes the layer-0
@@ -68,35 +69,47 @@ from tiny_gguf import TinySpec, derive_model, write_tiny_model  # noqa: E402
 # float error of an 8-bit rounding boundary may round the other way, moving logits by one
 # step of its block's scale times the weights; the chat prompts' first positions carry
 # activations of several hundred, so one such flip moved a position by 1.0e-3 std with the
-# packed F16 kernels (summation order differs from the reference's). 5e-3 admits one flip and
-# is still far below any structural error (a wrong head, RoPE or norm gives > 0.1).
+# packed F16 kernels (summation order differs from the reference's; measured 9.1e-4 on
+# chat_capital, <= 4.9e-6 on the others). 5e-3 admits one flip and is still far below any
+# structural error (a wrong head, RoPE or norm gives > 0.1; RoPE theta 1e4 gives 0.48-0.83).
 REAL_FLOAT_LAYERS_MAX_REL = 5e-3
 REAL_FLOAT_LAYERS = 8  # blocks kept: the checks need real weights, not depth; keeps it fast
 
-# Full Q4_1 model (see the module doc: rounding flips amplified by depth). Measured vs q8:
-# max |diff| 0.25-0.44 std, top-1 0.94-1.0, top-5 overlap 0.95-1.0; vs float: 0.24-0.49,
-# 0.96-1.0, 0.92-0.98. Checked by mutating the reference on the prose prompt: NeoX instead
-# of normal RoPE gives max 9.4 std and top-1 0.32; a wrong GQA head map 11.6 std and top-1 0;
-# a subtle error such as RoPE theta 1e4 instead of 1e5 only 1.1 std and top-1 0.88, which is
-# what the F16-block test above, with its 1e-3 bound, is there to catch.
-REAL_MAX_REL = 0.9
-REAL_MIN_TOP1 = 0.85
-REAL_MIN_TOP5_OVERLAP = 0.8
+# The full Q4_1 model through the exact path (--float-activations) against the float
+# reference: no 8-bit rounding on either side, so only float32 accumulation differs.
+# Measured 7.3e-6 .. 2.0e-5 over the five prompts.
+REAL_EXACT_MAX_REL = 1e-4
+
+# Full Q4_1 model (see the module doc: rounding flips amplified by depth). Measured on the five
+# prompts, vs q8: max |diff| 0.26-0.50 std, top-1 0.94-1.0, top-5 overlap 0.97-1.0; vs float:
+# 0.27-0.70, 0.91-1.0, 0.92-0.98; greedy 29-32 of 32 steps exact against q8, worst margin 0.041
+# (float: 0.079). The bounds are set so that the subtle error the history records, RoPE theta
+# 1e4 instead of the file's 1e5 (engine reintroduced by hand), fails on each metric alone, on
+# some prompt: max |diff| 0.82-2.3 vs q8 and 0.83-2.4 vs float (all five prompts), top-1
+# 0.88-0.89 vs q8 (chats, prose), top-5 0.86-0.92 vs q8 (all five), greedy 25-30 of 32 exact
+# (27 and 25 on the chats) and worst margins 0.12-0.59 (all five). Cruder errors fail by far:
+# NeoX instead of normal RoPE gives max 9.4 std and top-1 0.32, a wrong GQA head map 11.6 std
+# and top-1 0 (reference mutated, prose prompt).
+REAL_MAX_REL = {"q8": 0.65, "float": 0.8}
+REAL_MIN_TOP1 = 0.9
+REAL_MIN_TOP5_OVERLAP = {"q8": 0.95, "float": 0.9}
 # Greedy continuation, checked by teacher forcing (the reference scores the engine's own
-# tokens, so every step is checked even after a near-tie). Each engine token must be the
-# reference's argmax or within GREEDY_TIE_MARGIN std of it (measured: at most 0.05), and at
-# least GREEDY_MIN_EXACT of GREEDY_TOKENS steps must be exact argmaxes (measured: 30-32).
+# tokens, so every step is checked even after a near-tie). Each engine token must be the q8
+# reference's argmax or within GREEDY_TIE_MARGIN std of it, and at least GREEDY_MIN_EXACT of
+# GREEDY_TOKENS steps must be exact argmaxes (measured above).
 GREEDY_TOKENS = 32
-GREEDY_TIE_MARGIN = 0.15
-GREEDY_MIN_EXACT = 27
+GREEDY_TIE_MARGIN = 0.1
+GREEDY_MIN_EXACT = 28
 
 # Tiny models. Float weights: nothing is rounded to 8 bits, only float32 accumulation
 # differs (measured 1e-6 .. 9e-6 over 600 tokens).
 TINY_FLOAT_MAX_REL = 1e-4
 # Quantized weights: measured 1e-6 on 24 tokens (no rounding flip happened), but a flip in a
 # random two-layer model moves later logits by up to ~6% of std (seen on a 600-token prompt,
-# where ~half the positions after the flip were affected). Allowed: max 0.15 std, top-1 >= 97%,
-# and at least half of the positions bit-close (1e-4); structural errors break every position.
+# where ~half the positions after the flip were affected; measured now 0.048, 2 argmax flips in
+# 600 positions). Allowed: max 0.15 std, top-1 >= 97%, and at least half of the positions
+# bit-close (1e-4); structural errors break every position. Greedy continuations must be
+# identical for every tiny model, quantized or not (bench/RESULTS.md says so; measured).
 TINY_QUANT_MAX_REL = 0.15
 TINY_QUANT_MIN_TOP1 = 0.97
 TINY_QUANT_MIN_CLOSE_FRACTION = 0.5
@@ -255,10 +268,10 @@ def test_default_model_matches_reference(real_model, name):
           f"{exact_f}/{len(greedy)}, worst margin {max(m for _, m in steps_f):.3f}\n"
           f"  engine continuation {tokenizer.decode(greedy, skip_special_tokens=False)!r}")
 
-    for c in (q8, fl):
-        assert c["max_rel"] <= REAL_MAX_REL, c
-        assert c["top1"] >= REAL_MIN_TOP1, c
-        assert c["top5_overlap"] >= REAL_MIN_TOP5_OVERLAP, c
+    for ref_name, c in (("q8", q8), ("float", fl)):
+        assert c["max_rel"] <= REAL_MAX_REL[ref_name], (ref_name, c)
+        assert c["top1"] >= REAL_MIN_TOP1, (ref_name, c)
+        assert c["top5_overlap"] >= REAL_MIN_TOP5_OVERLAP[ref_name], (ref_name, c)
     bad = [(i, s) for i, s in enumerate(steps_q8) if s[1] > GREEDY_TIE_MARGIN]
     assert not bad, f"greedy steps (step, (rank, margin)) beyond a near-tie of the q8 reference: {bad}"
     assert exact_q8 >= GREEDY_MIN_EXACT, steps_q8
@@ -279,7 +292,7 @@ def test_default_model_exact_path_equals_float_reference(real_model, name):
     steps = greedy_steps(ref, greedy, len(prompt))
     print(f"\n{name} (exact path, {len(prompt)} tokens): {c}; "
           f"continuation {tokenizer.decode(greedy, skip_special_tokens=False)!r}")
-    assert c["max_rel"] <= REAL_FLOAT_LAYERS_MAX_REL, c
+    assert c["max_rel"] <= REAL_EXACT_MAX_REL, c
     bad = [(i, s) for i, s in enumerate(steps) if s[0] != 0]
     assert not bad, f"greedy steps where the engine's token is not the reference's argmax: {bad}"
 
@@ -318,7 +331,7 @@ def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, 
         assert c["max_rel"] <= TINY_QUANT_MAX_REL, c
         assert c["top1"] >= TINY_QUANT_MIN_TOP1, c
         assert c["close"] >= TINY_QUANT_MIN_CLOSE_FRACTION, c
-        assert all(margin <= 2 * TINY_QUANT_MAX_REL for _, margin in steps), steps
+        assert all(rank == 0 for rank, _ in steps), f"greedy differs from the reference: {steps}"
 
 
 @pytest.mark.parametrize("spec", TINY_SPECS, ids=lambda s: s.name())
