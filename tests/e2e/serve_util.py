@@ -10,11 +10,12 @@ import threading
 import time
 import urllib.request
 
+from oracle_inputs import default_model, require
+
 BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 LLMASOS = os.path.join(BUILD, "llmasos")
 MAKE_TINY = os.path.join(BUILD, "make_tiny_model")
-USER_HOME = os.environ.get("LLMASOS_HOME") or os.path.join(os.path.expanduser("~"), ".llmasos")
-DEFAULT_MODEL_FILE = os.path.join(USER_HOME, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+DEFAULT_MODEL_FILE = str(default_model())  # where scripts/setup installs it
 DEFAULT_REF = "smollm2-135m-instruct:q4_1"
 
 
@@ -119,9 +120,9 @@ def tiny_home(tmp_path, name="tiny", seed=1):
 
 
 def default_home(tmp_path):
-    """A home with the default model imported as DEFAULT_REF; None when it is not installed."""
-    if not os.path.isfile(DEFAULT_MODEL_FILE):
-        return None
+    """A home with the default model imported as DEFAULT_REF; a missing default model fails the
+    test (see oracle_inputs.py)."""
+    require(DEFAULT_MODEL_FILE, "the default model")
     home = str(tmp_path / "home")
     name, tag = DEFAULT_REF.split(":")
     cli(home, "import", DEFAULT_MODEL_FILE, "--name", name)

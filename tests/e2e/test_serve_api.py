@@ -28,8 +28,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
     home = default_home(tmp_path_factory.mktemp("serve_api_smol"))
-    if home is None:
-        pytest.skip("the default model is not installed (scripts/setup)")
     d = Daemon(home, "--models", DEFAULT_REF, "--threads", "2", "--ctx-size", "512", "--parallel", "2")
     yield d
     assert d.stop() == 0, "".join(d.log)
