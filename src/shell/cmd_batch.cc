@@ -170,7 +170,7 @@ int BatchMain(BatchFlags& f) {
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   auto tmpl = chat::ChatTemplateFor(s->tokenizer(), f.chat_template);
-  if (!tmpl.ok()) return ReportError(tmpl.status());
+  if (!tmpl.ok()) return ReportError(tmpl.status().Annotate(s->model_label()));
   auto jobs_or = ReadJobs(f, *s, *tmpl, *done);
   if (!jobs_or.ok()) return ReportError(jobs_or.status());
   std::vector<Job>& jobs = *jobs_or;

@@ -74,12 +74,14 @@ int RunMain(GenerateFlags& f) {
     prompt = session->tokenizer().Encode(f.prompt, /*add_special=*/true, /*parse_special=*/false);
   } else {
     auto tmpl = chat::ChatTemplateFor(session->tokenizer(), f.chat_template);
-    if (!tmpl.ok()) return ReportError(tmpl.status().Annotate("use --raw for a plain completion"));
+    if (!tmpl.ok()) {
+      return ReportError(tmpl.status().Annotate(session->model_label() + " (use --raw for a plain completion)"));
+    }
     std::vector<chat::Message> messages;
     if (!f.system.empty()) messages.push_back({"system", f.system});
     messages.push_back({"user", f.prompt});
     auto ids = chat::EncodeConversation(session->tokenizer(), *tmpl, messages, true);
-    if (!ids.ok()) return ReportError(ids.status());
+    if (!ids.ok()) return ReportError(ids.status().Annotate(session->model_label()));
     prompt = std::move(ids).value();
     for (std::string& s : tmpl->EndOfTurnStrings()) gen.stop.push_back(std::move(s));
   }
@@ -98,7 +100,7 @@ int ChatMain(GenerateFlags& f) {
   std::unique_ptr<Session> session = LoadSessionOrReport(f.load);
   if (!session) return 1;
   auto tmpl = chat::ChatTemplateFor(session->tokenizer(), f.chat_template);
-  if (!tmpl.ok()) return ReportError(tmpl.status());
+  if (!tmpl.ok()) return ReportError(tmpl.status().Annotate(session->model_label()));
   GenerateOptions gen = f.gen;
   for (std::string& s : tmpl->EndOfTurnStrings()) gen.stop.push_back(std::move(s));
   const bool interactive = isatty(STDIN_FILENO);

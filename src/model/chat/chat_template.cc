@@ -7,180 +7,38 @@
 #include <string>
 #include <utility>
 
-#include "util/utf8.h"
+#include <nlohmann/json.hpp>
+
+#include "model/chat/jinja/json.h"
+#include "model/chat/jinja/python_text.h"
+#include "model/chat/jinja/template.h"
 
 namespace llmasos::chat {
 namespace {
-
-// ---- UTF-8 and Python whitespace ----
-
-// Decodes the code point starting at text[pos]; returns its byte length, or 0 if the bytes
-// there are not valid UTF-8.
-size_t DecodeAt(std::string_view text, size_t pos, uint32_t* cp) {
-  const auto b = [&](size_t i) { return static_cast<uint8_t>(text[i]); };
-  const uint8_t c = b(pos);
-  size_t len;
-  uint32_t v;
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  } else if ((c & 0xE0) == 0xC0) {
-    len = 2;
-    v = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    len = 3;
-    v = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    len = 4;
-    v = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (pos + len > text.size()) return 0;
-  for (size_t i = 1; i < len; ++i) {
-    if ((b(pos + i) & 0xC0) != 0x80) return 0;
-    v = (v << 6) | (b(pos + i) & 0x3F);
-  }
-  static constexpr std::array<uint32_t, 5> kMin = {0, 0, 0x80, 0x800, 0x10000};
-  if (v < kMin[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-  *cp = v;
-  return len;
-}
-
-// Python's str.isspace() for one code point.
-bool IsPythonSpace(uint32_t cp) {
-  if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F)) return true;
-  if (cp < 0x80) return false;
-  return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-// ---- Jinja string literals ----
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The value of a Jinja string literal's body: Jinja decodes it as Python's "unicode-escape"
-// codec does (\n \t \\ \' \xNN \uNNNN ...; an unknown escape keeps its backslash).
-std::string Unescape(std::string_view body) {
-  std::string out;
-  for (size_t i = 0; i < body.size(); ++i) {
-    if (body[i] != '\\' || i + 1 == body.size()) {
-      out.push_back(body[i]);
-      continue;
-    }
-    const char e = body[++i];
-    switch (e) {
-      case 'n': out.push_back('\n'); break;
-      case 't': out.push_back('\t'); break;
-      case 'r': out.push_back('\r'); break;
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'v': out.push_back('\v'); break;
-      case '\\': out.push_back('\\'); break;
-      case '\'': out.push_back('\''); break;
-      case '"': out.push_back('"'); break;
-      case '\n': break;  // line continuation
-      case 'x':
-      case 'u':
-      case 'U': {
-        const size_t digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-        uint32_t cp = 0;
-        bool ok = i + digits < body.size();
-        for (size_t k = 1; ok && k <= digits; ++k) {
-          const int h = HexValue(body[i + k]);
-          if (h < 0) ok = false;
-          cp = cp * 16 + static_cast<uint32_t>(std::max(h, 0));
-        }
-        if (!ok || cp > 0x10FFFF) {
-          out.push_back('\\');
-          out.push_back(e);
-          break;
-        }
-        AppendUtf8(cp, &out);
-        i += digits;
-        break;
-      }
-      default:
-        if (e >= '0' && e <= '7') {
-          uint32_t cp = 0;
-          size_t k = 0;
-          while (k < 3 && i + k < body.size() && body[i + k] >= '0' && body[i + k] <= '7') {
-            cp = cp * 8 + static_cast<uint32_t>(body[i + k] - '0');
-            ++k;
-          }
-          AppendUtf8(cp, &out);
-          i += k - 1;
-        } else {
-          out.push_back('\\');
-          out.push_back(e);
-        }
-    }
-  }
-  return out;
-}
-
-// Every string literal inside the template's {{ }} and {% %} tags, decoded. Text outside tags
-// and inside {# #} comments is skipped.
-std::vector<std::string> StringLiterals(std::string_view t) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i + 1 < t.size()) {
-    if (t[i] != '{' || (t[i + 1] != '{' && t[i + 1] != '%' && t[i + 1] != '#')) {
-      ++i;
-      continue;
-    }
-    if (t[i + 1] == '#') {
-      size_t end = t.find("#}", i + 2);
-      if (end == std::string_view::npos) break;
-      i = end + 2;
-      continue;
-    }
-    const char close = t[i + 1] == '{' ? '}' : '%';
-    i += 2;
-    while (i < t.size()) {
-      const char c = t[i];
-      if (c == '\'' || c == '"') {
-        size_t j = i + 1;
-        while (j < t.size() && t[j] != c) j += t[j] == '\\' ? 2 : 1;
-        if (j >= t.size()) return out;  // unterminated: nothing more to read
-        out.push_back(Unescape(t.substr(i + 1, j - i - 1)));
-        i = j + 1;
-      } else if (c == close && i + 1 < t.size() && t[i + 1] == '}') {
-        i += 2;
-        break;
-      } else {
-        ++i;
-      }
-    }
-  }
-  return out;
-}
 
 // ---- Families ----
 
 struct FamilyInfo {
   TemplateFamily family;
   std::string_view name;
-  std::string_view marker;         // recognises the family in a Jinja template
-  std::string_view default_bos;    // FromName's BOS text
-  std::string_view system_header;  // a literal holding a whole default system turn starts so
-  std::string_view turn_end;       // ... and ends so; also the end-of-turn stop string
+  std::string_view default_bos;  // FromName's BOS text
+  std::string_view turn_end;     // the end-of-turn stop string
 };
 
 constexpr std::array<FamilyInfo, 5> kFamilies = {{
-    {TemplateFamily::kChatMl, "chatml", "<|im_start|>", "", "<|im_start|>system\n", "<|im_end|>"},
-    {TemplateFamily::kLlama3, "llama3", "<|start_header_id|>", "<|begin_of_text|>",
-     "<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>"},
-    {TemplateFamily::kLlama2, "llama2", "[INST]", "<s>", "", "</s>"},
-    {TemplateFamily::kZephyr, "zephyr", "<|user|>", "", "", "</s>"},
-    {TemplateFamily::kGemma, "gemma", "<start_of_turn>", "<bos>", "", "<end_of_turn>"},
+    {TemplateFamily::kChatMl, "chatml", "", "<|im_end|>"},
+    {TemplateFamily::kLlama3, "llama3", "<|begin_of_text|>", "<|eot_id|>"},
+    {TemplateFamily::kLlama2, "llama2", "<s>", "</s>"},
+    {TemplateFamily::kZephyr, "zephyr", "", "</s>"},
+    {TemplateFamily::kGemma, "gemma", "<bos>", "<end_of_turn>"},
 }};
+
+// Strings that end an assistant turn in the templates of the popular families; a model's own
+// template stops on those it writes.
+constexpr std::array<std::string_view, 9> kEndOfTurnMarkers = {
+    "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>",
+    "<｜end▁of▁sentence｜>",  // DeepSeek
+    "<|endoftext|>", "<|END_OF_TURN_TOKEN|>", "<|return|>"};
 
 const FamilyInfo& Info(TemplateFamily f) {
   for (const FamilyInfo& i : kFamilies) {
@@ -190,95 +48,8 @@ const FamilyInfo& Info(TemplateFamily f) {
   return kFamilies[0];
 }
 
-// Llama-2 and Zephyr templates write eos_token, which the contract does not carry; both
-// families' tokenizers spell it "</s>".
+// The Llama-2 and Zephyr families end turns with their tokenizers' EOS text.
 constexpr std::string_view kEosText = "</s>";
-
-bool Contains(std::string_view text, std::string_view what) {
-  return text.find(what) != std::string_view::npos;
-}
-
-// Template variants that carry a family's marker but render differently from the family's
-// reference template. Each would give a wrong prompt, so each is refused by name.
-Status CheckVariant(TemplateFamily family, std::string_view jinja) {
-  switch (family) {
-    case TemplateFamily::kChatMl:
-      if (Contains(jinja, "<think>")) {
-        return UnimplementedError(
-            "chat template: ChatML with <think> reasoning blocks (Qwen3-style) is not supported");
-      }
-      break;
-    case TemplateFamily::kLlama3:
-      if (Contains(jinja, "Cutting Knowledge Date")) {
-        return UnimplementedError(
-            "chat template: Llama-3.1-style template (dated system header, tools) is not "
-            "supported; use --template llama3 to render plain Llama-3 turns");
-      }
-      if (!Contains(jinja, "trim")) {
-        return UnimplementedError(
-            "chat template: <|start_header_id|> template that does not trim content is not "
-            "the Llama-3 template");
-      }
-      break;
-    case TemplateFamily::kLlama2:
-      if (!Contains(jinja, "<<SYS>>")) {
-        return UnimplementedError(
-            "chat template: [INST] template without <<SYS>> (Mistral-style) is not supported");
-      }
-      break;
-    case TemplateFamily::kZephyr:
-      if (Contains(jinja, "<|end|>")) {
-        return UnimplementedError(
-            "chat template: <|user|> template ending turns with <|end|> (Phi-3-style) is not "
-            "supported");
-      }
-      if (!Contains(jinja, "eos_token")) {
-        return UnimplementedError(
-            "chat template: <|user|> template that does not end turns with eos_token is not "
-            "the Zephyr template");
-      }
-      break;
-    case TemplateFamily::kGemma:
-      if (Contains(jinja, "first_user_prefix")) {
-        return UnimplementedError(
-            "chat template: Gemma-3-style template (system text merged into the first user "
-            "turn) is not supported");
-      }
-      break;
-  }
-  return OkStatus();
-}
-
-// A default system prompt: a literal holding a whole system turn, header to turn end.
-StatusOr<std::string> DefaultSystem(const FamilyInfo& info, std::string_view jinja) {
-  if (info.system_header.empty()) return std::string();
-  std::optional<std::string> found;
-  for (const std::string& lit : StringLiterals(jinja)) {
-    if (lit.rfind(info.system_header, 0) != 0) continue;
-    const size_t end = lit.find(info.turn_end, info.system_header.size());
-    if (end == std::string::npos) continue;
-    std::string text = lit.substr(info.system_header.size(), end - info.system_header.size());
-    if (found && *found != text) {
-      return UnimplementedError("chat template: two different default system prompts ('" +
-                                *found + "' and '" + text + "')");
-    }
-    found = std::move(text);
-  }
-  return found.value_or(std::string());
-}
-
-std::string Abbreviate(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 60)) {
-    if (c == '\n') {
-      out += "\\n";
-    } else {
-      out.push_back(c);
-    }
-  }
-  if (text.size() > 60) out += "...";
-  return out;
-}
 
 Status CheckRoles(std::span<const Message> messages) {
   if (messages.empty()) return InvalidArgumentError("the conversation has no messages");
@@ -302,35 +73,6 @@ Status CheckAlternation(std::span<const Message> turns, size_t offset, std::stri
     }
   }
   return OkStatus();
-}
-
-// Bytes of Python whitespace at the start of `text`.
-size_t LeadingSpaceBytes(std::string_view text) {
-  size_t begin = 0;
-  while (begin < text.size()) {
-    uint32_t cp;
-    const size_t len = DecodeAt(text, begin, &cp);
-    if (len == 0 || !IsPythonSpace(cp)) break;
-    begin += len;
-  }
-  return begin;
-}
-
-// Bytes of Python whitespace at the end of `text`.
-size_t TrailingSpaceBytes(std::string_view text) {
-  size_t end = text.size();
-  while (end > 0) {
-    // Step back to the start of the last code point (at most 4 bytes).
-    size_t start = end - 1;
-    while (start > 0 && end - start < 4 && (static_cast<uint8_t>(text[start]) & 0xC0) == 0x80) {
-      --start;
-    }
-    uint32_t cp;
-    const size_t len = DecodeAt(text, start, &cp);
-    if (len != end - start || !IsPythonSpace(cp)) break;
-    end = start;
-  }
-  return text.size() - end;
 }
 
 // Builds a rendering as pieces, merging neighbours of the same kind and dropping empty ones.
@@ -371,46 +113,69 @@ class PieceWriter {
   std::vector<RenderedPiece> pieces_;
 };
 
-}  // namespace
-
-std::string PythonStrip(std::string_view text) {
-  const size_t begin = LeadingSpaceBytes(text);
-  text.remove_prefix(begin);
-  text.remove_suffix(TrailingSpaceBytes(text));
-  return std::string(text);
+// A message as transformers hands it to a template: a mapping with role and content, plus
+// tool_calls / tool_call_id / name only when the message has them (templates test
+// `'tool_calls' in message` and `message.name is defined`). Caller text is marked as content.
+StatusOr<jinja::Value> MessageValue(const Message& m, size_t index) {
+  using jinja::Value;
+  auto d = std::make_shared<jinja::Dict>();
+  d->items.emplace_back(Value::String("role"), Value::String(m.role));
+  d->items.emplace_back(Value::String("content"),
+                        m.null_content ? Value::None() : Value::String(m.content, /*is_content=*/true));
+  if (!m.tool_calls.empty()) {
+    jinja::List calls;
+    for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+      const ToolCall& c = m.tool_calls[k];
+      // Arguments that are a JSON object reach the template as a mapping (as transformers
+      // expects them); any other text stays a string.
+      Value arguments = Value::String(c.arguments, /*is_content=*/true);
+      nlohmann::ordered_json parsed = nlohmann::ordered_json::parse(c.arguments, nullptr, false);
+      if (!parsed.is_discarded() && parsed.is_object()) {
+        StatusOr<Value> v = jinja::FromJson(parsed, /*is_content=*/true, 0);
+        if (!v.ok()) {
+          return v.status().Annotate("message " + std::to_string(index) + " tool call " + std::to_string(k));
+        }
+        arguments = std::move(v).value();
+      }
+      auto function = std::make_shared<jinja::Dict>();
+      function->items.emplace_back(Value::String("name"), Value::String(c.name, true));
+      function->items.emplace_back(Value::String("arguments"), std::move(arguments));
+      auto call = std::make_shared<jinja::Dict>();
+      if (!c.id.empty()) call->items.emplace_back(Value::String("id"), Value::String(c.id, true));
+      call->items.emplace_back(Value::String("type"), Value::String("function"));
+      call->items.emplace_back(Value::String("function"), Value::MakeDict(std::move(function)));
+      calls.push_back(Value::MakeDict(std::move(call)));
+    }
+    d->items.emplace_back(Value::String("tool_calls"), Value::MakeList(std::move(calls)));
+  }
+  if (!m.tool_call_id.empty()) {
+    d->items.emplace_back(Value::String("tool_call_id"), Value::String(m.tool_call_id, true));
+  }
+  if (!m.name.empty()) d->items.emplace_back(Value::String("name"), Value::String(m.name, true));
+  return Value::MakeDict(std::move(d));
 }
 
-StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::string_view bos_text) {
+}  // namespace
+
+StatusOr<ChatTemplate> ChatTemplate::FromJinja(std::string_view jinja, std::string_view bos_text,
+                                               std::string_view eos_text) {
   if (PythonStrip(jinja).empty()) {
     return NotFoundError(
         "the model has no chat template (tokenizer.chat_template is empty); choose one by name: "
         "chatml, llama3, llama2, zephyr, gemma");
   }
-  const FamilyInfo* match = nullptr;
-  for (const FamilyInfo& info : kFamilies) {
-    if (!Contains(jinja, info.marker)) continue;
-    if (match != nullptr) {
-      return UnimplementedError("chat template has the markers of two families (" +
-                                std::string(match->marker) + " and " + std::string(info.marker) +
-                                "); not recognised");
-    }
-    match = &info;
-  }
-  if (match == nullptr) {
-    return UnimplementedError(
-        "chat template not recognised: it has none of the markers <|im_start|> (chatml), "
-        "<|start_header_id|> (llama3), [INST] (llama2), <|user|> (zephyr), <start_of_turn> "
-        "(gemma); it begins '" + Abbreviate(jinja) + "'");
-  }
-  RETURN_IF_ERROR(CheckVariant(match->family, jinja));
+  StatusOr<jinja::Template> parsed = jinja::Template::Parse(jinja);
+  if (!parsed.ok()) return parsed.status().Annotate("the model's chat template (tokenizer.chat_template)");
   ChatTemplate t;
-  t.family_ = match->family;
-  ASSIGN_OR_RETURN(t.default_system_, DefaultSystem(*match, jinja));
-  t.tool_responses_as_user_ =
-      match->family == TemplateFamily::kChatMl && Contains(jinja, "<tool_response>");
-  // A template that never writes the BOS token (neither bos_token nor its text) gets none.
-  if (Contains(jinja, "bos_token") || (!bos_text.empty() && Contains(jinja, bos_text))) {
-    t.bos_text_ = std::string(bos_text);
+  t.jinja_ = std::make_shared<const jinja::Template>(std::move(parsed).value());
+  t.bos_text_ = std::string(bos_text);
+  t.eos_text_ = std::string(eos_text);
+  for (std::string_view marker : kEndOfTurnMarkers) {
+    if (jinja.find(marker) != std::string_view::npos) t.end_of_turn_.emplace_back(marker);
+  }
+  if (!eos_text.empty() && jinja.find("eos_token") != std::string_view::npos &&
+      std::find(t.end_of_turn_.begin(), t.end_of_turn_.end(), eos_text) == t.end_of_turn_.end()) {
+    t.end_of_turn_.emplace_back(eos_text);
   }
   return t;
 }
@@ -427,38 +192,81 @@ StatusOr<ChatTemplate> ChatTemplate::FromName(std::string_view name) {
                               "'; known: chatml, llama3, llama2, zephyr, gemma");
 }
 
-std::string_view ChatTemplate::name() const { return Info(family_).name; }
+StatusOr<std::vector<RenderedPiece>> ChatTemplate::RenderJinja(std::span<const Message> messages,
+                                                              bool add_generation_prompt,
+                                                              std::string_view tools_json) const {
+  using jinja::Value;
+  jinja::List list;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    ASSIGN_OR_RETURN(Value m, MessageValue(messages[i], i));
+    list.push_back(std::move(m));
+  }
+  Value tools = Value::None();
+  if (!tools_json.empty()) {
+    nlohmann::ordered_json parsed = nlohmann::ordered_json::parse(tools_json, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_array()) {
+      return InvalidArgumentError("tools must be a JSON array of tool definitions");
+    }
+    ASSIGN_OR_RETURN(tools, jinja::FromJson(parsed, /*is_content=*/true, 0));
+  }
+  // The variables transformers' apply_chat_template passes (tools and documents are None when
+  // absent, so templates may test either `is defined` or `is none`).
+  jinja::Dict vars;
+  vars.items.emplace_back(Value::String("messages"), Value::MakeList(std::move(list)));
+  vars.items.emplace_back(Value::String("tools"), std::move(tools));
+  vars.items.emplace_back(Value::String("documents"), Value::None());
+  vars.items.emplace_back(Value::String("add_generation_prompt"), Value::Bool(add_generation_prompt));
+  vars.items.emplace_back(Value::String("bos_token"), Value::String(bos_text_));
+  vars.items.emplace_back(Value::String("eos_token"), Value::String(eos_text_));
+  jinja::RenderOptions options;
+  options.now = now_;
+  StatusOr<jinja::Text> text = jinja_->Render(vars, options);
+  if (!text.ok()) return text.status().Annotate("the model's chat template (tokenizer.chat_template)");
+  if (text->empty()) return InvalidArgumentError("the model's chat template rendered an empty prompt");
+  std::vector<RenderedPiece> pieces;
+  text->ForEachRun([&](std::string_view run, bool is_content) {
+    pieces.push_back({std::string(run), is_content});
+  });
+  return pieces;
+}
+
+std::string_view ChatTemplate::name() const { return jinja_ ? "jinja" : Info(family_).name; }
 
 std::vector<std::string> ChatTemplate::EndOfTurnStrings() const {
+  if (jinja_) return end_of_turn_;
   return {std::string(Info(family_).turn_end)};
 }
 
 StatusOr<std::string> ChatTemplate::Render(std::span<const Message> messages,
-                                           bool add_generation_prompt) const {
-  ASSIGN_OR_RETURN(std::vector<RenderedPiece> pieces, RenderPieces(messages, add_generation_prompt));
+                                           bool add_generation_prompt,
+                                           std::string_view tools_json) const {
+  ASSIGN_OR_RETURN(std::vector<RenderedPiece> pieces,
+                   RenderPieces(messages, add_generation_prompt, tools_json));
   std::string out;
   for (const RenderedPiece& p : pieces) out += p.text;
   return out;
 }
 
 StatusOr<std::vector<RenderedPiece>> ChatTemplate::RenderPieces(std::span<const Message> messages,
-                                                               bool add_generation_prompt) const {
+                                                               bool add_generation_prompt,
+                                                               std::string_view tools_json) const {
   RETURN_IF_ERROR(CheckRoles(messages));
-  const bool insert_default = !default_system_.empty() && messages.front().role != "system";
+  if (jinja_) return RenderJinja(messages, add_generation_prompt, tools_json);
+  if (!tools_json.empty()) {
+    return InvalidArgumentError("the built-in " + std::string(name()) +
+                                " chat template cannot describe tools; use a model whose own "
+                                "chat template supports them");
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (!messages[i].tool_calls.empty()) {
+      return InvalidArgumentError("message " + std::to_string(i) + " has tool calls, which the built-in " +
+                                  std::string(name()) + " chat template cannot render");
+    }
+  }
   PieceWriter out;
   switch (family_) {
     case TemplateFamily::kChatMl:
-      if (insert_default) out.Template("<|im_start|>system\n" + default_system_ + "<|im_end|>\n");
-      for (size_t i = 0; i < messages.size(); ++i) {
-        const Message& m = messages[i];
-        if (tool_responses_as_user_ && m.role == "tool") {
-          if (i == 0 || messages[i - 1].role != "tool") out.Template("<|im_start|>user");
-          out.Template("\n<tool_response>\n");
-          out.Content(m.content);
-          out.Template("\n</tool_response>");
-          if (i + 1 == messages.size() || messages[i + 1].role != "tool") out.Template("<|im_end|>\n");
-          continue;
-        }
+      for (const Message& m : messages) {
         out.Template("<|im_start|>" + m.role + "\n");
         out.Content(m.content);
         out.Template("<|im_end|>\n");
@@ -468,9 +276,6 @@ StatusOr<std::vector<RenderedPiece>> ChatTemplate::RenderPieces(std::span<const 
 
     case TemplateFamily::kLlama3:
       out.Template(bos_text_);
-      if (insert_default) {
-        out.Template("<|start_header_id|>system<|end_header_id|>\n\n" + default_system_ + "<|eot_id|>");
-      }
       for (const Message& m : messages) {
         out.Template("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n");
         out.Content(PythonStrip(m.content));

@@ -1,12 +1,16 @@
 // Chat templates: turns a conversation into the prompt text the model was trained on.
-// The model's own Jinja template (tokenizer.chat_template) is recognised by its markers and
-// rendered by a native renderer for that family; a template it cannot render gives
-// kUnimplemented naming what it did not recognise, never a wrong prompt.
+// A model's own template (tokenizer.chat_template, Jinja) is run by the project's Jinja
+// interpreter (model/chat/jinja), exactly as Hugging Face transformers renders it; the built-in
+// families (FromName) are the fallback for files without one. Either way the rendering comes in
+// pieces that say which text is the template's (special tokens allowed) and which came from the
+// caller (plain text), so a message cannot forge a turn.
 //
-// Thread safety: immutable after creation.
+// Thread safety: immutable after creation; Render may be called from several threads at once.
 #ifndef LLMASOS_MODEL_CHAT_CHAT_TEMPLATE_H_
 #define LLMASOS_MODEL_CHAT_CHAT_TEMPLATE_H_
 
+#include <ctime>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,11 +18,27 @@
 
 #include "util/status.h"
 
+namespace llmasos::chat::jinja {
+class Template;
+}  // namespace llmasos::chat::jinja
+
 namespace llmasos::chat {
 
+// A call the assistant made to a tool (OpenAI's tool_calls[i].function).
+struct ToolCall {
+  std::string id;         // "" when the caller gave none
+  std::string name;
+  std::string arguments;  // JSON text; a JSON object reaches the template as a mapping
+};
+
 struct Message {
-  std::string role;  // "system", "user", "assistant" (others passed through where allowed)
+  std::string role;  // "system", "user", "assistant", "tool" (others passed through where allowed)
   std::string content;
+  // The content is JSON null rather than a string (an assistant turn that only calls tools).
+  bool null_content = false;
+  std::vector<ToolCall> tool_calls = {};  // assistant turns; reaches the template only when not empty
+  std::string tool_call_id = {};          // tool results; reaches the template only when not empty
+  std::string name = {};                  // tool results: the tool's name; likewise
 };
 
 enum class TemplateFamily {
@@ -29,20 +49,15 @@ enum class TemplateFamily {
   kGemma,   // <start_of_turn>user\n...<end_of_turn>
 };
 
-// Python's str.strip() with no argument, which Jinja's `trim` filter and `.strip()` call:
-// removes leading and trailing Unicode whitespace (ASCII \t \n \v \f \r space, \x1c-\x1f,
-// U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000). Bytes that
-// are not valid UTF-8 are never whitespace.
-//
-// Which families transform message content (as their reference templates do):
+// Which built-in families transform message content (as their reference templates do, using
+// Python's str.strip(): PythonStrip in jinja/python_text.h):
 //   llama3: every message's content is stripped.
 //   gemma:  every message's content is stripped.
 //   llama2: every user/assistant content is stripped; the first user message, when a system
 //           message precedes it, is stripped together with the <<SYS>> block in front of it
 //           (so its leading whitespace stays, and an all-whitespace user message also loses
 //           the "\n\n" after <</SYS>>). The system content itself is not stripped.
-//   chatml, zephyr: content is used as is. A default system prompt is inserted verbatim.
-std::string PythonStrip(std::string_view text);
+//   chatml, zephyr: content is used as is.
 
 // One stretch of a rendering: template text (its special tokens are meant to be parsed as
 // such) or message content (caller-supplied text, in which special-token text must stay plain
@@ -54,38 +69,60 @@ struct RenderedPiece {
 
 class ChatTemplate {
  public:
-  // Recognises the family from a Jinja template's text, including a default system prompt
-  // when the template inserts one (SmolLM2's does). bos_text is the BOS token's text; it is
-  // written only if the template writes bos_token (or that text). NotFound for an empty
-  // template; Unimplemented, naming what was not recognised, for a template of no known family
-  // or a look-alike that renders differently (Mistral [INST], Phi-3 <|end|>, Llama-3.1, Qwen3
-  // <think>, Gemma-3). Llama-2 and Zephyr write eos_token as "</s>", their tokenizers' EOS.
-  static StatusOr<ChatTemplate> FromJinja(std::string_view jinja, std::string_view bos_text);
-  // By name: "chatml", "llama3", "llama2", "zephyr", "gemma", with the family's usual BOS text
-  // ("<|begin_of_text|>", "<s>", "<bos>"; none for chatml and zephyr). InvalidArgument otherwise.
+  // Parses a model's Jinja template. bos_text and eos_text are the values of the template's
+  // bos_token and eos_token. NotFound for an empty template (choose a built-in by name);
+  // InvalidArgument naming the line and column for a template the interpreter cannot parse.
+  static StatusOr<ChatTemplate> FromJinja(std::string_view jinja, std::string_view bos_text,
+                                          std::string_view eos_text = "");
+  // A built-in family by name: "chatml", "llama3", "llama2", "zephyr", "gemma", with the family's
+  // usual BOS text ("<|begin_of_text|>", "<s>", "<bos>"; none for chatml and zephyr).
+  // InvalidArgument otherwise.
   static StatusOr<ChatTemplate> FromName(std::string_view name);
 
+  // True for a model's own template; family() is then meaningless.
+  bool is_jinja() const { return jinja_ != nullptr; }
   TemplateFamily family() const { return family_; }
+  // The family's name, or "jinja" for a model's own template.
   std::string_view name() const;
   // Renders the conversation; with add_generation_prompt the text ends where the assistant's
-  // reply begins. InvalidArgument for an empty conversation or a role the family cannot hold.
-  StatusOr<std::string> Render(std::span<const Message> messages, bool add_generation_prompt) const;
+  // reply begins. tools_json is a JSON array of tool definitions (OpenAI's `tools`), or empty
+  // for none. InvalidArgument for an empty conversation, a role the family cannot hold, tools
+  // given to a built-in family, malformed tools or tool-call arguments, or an error the
+  // template raises (naming its line and column); ResourceExhausted when a template exceeds the
+  // interpreter's limits.
+  StatusOr<std::string> Render(std::span<const Message> messages, bool add_generation_prompt,
+                               std::string_view tools_json = {}) const;
   // The same rendering split into pieces (never empty, neighbours of different kinds), so a
   // caller can tokenise content without parsing special tokens in it. The texts concatenate to
-  // Render's output; content pieces are already transformed as the family does (see
-  // PythonStrip above), so no caller needs to re-apply the trimming.
+  // Render's output. Content pieces hold the caller's text (message content, tool definitions
+  // and calls) as the template transformed it (trimmed, JSON-encoded, ...).
   StatusOr<std::vector<RenderedPiece>> RenderPieces(std::span<const Message> messages,
-                                                    bool add_generation_prompt) const;
-  // Strings that end an assistant turn in this family ("<|im_end|>", "<|eot_id|>", ...).
+                                                    bool add_generation_prompt,
+                                                    std::string_view tools_json = {}) const;
+  // Strings that end an assistant turn: the family's ("<|im_end|>", "<|eot_id|>", ...), or for a
+  // model's own template the known end-of-turn markers it writes (and its eos_token text if it
+  // writes eos_token).
   std::vector<std::string> EndOfTurnStrings() const;
 
+  // A copy whose strftime_now() formats `now` (seconds since the epoch) instead of the clock,
+  // so a rendering can be reproduced (tests).
+  ChatTemplate WithFixedTime(std::time_t now) const {
+    ChatTemplate t = *this;
+    t.now_ = now;
+    return t;
+  }
+
  private:
+  StatusOr<std::vector<RenderedPiece>> RenderJinja(std::span<const Message> messages,
+                                                   bool add_generation_prompt,
+                                                   std::string_view tools_json) const;
+
   TemplateFamily family_ = TemplateFamily::kChatMl;
-  std::string default_system_;  // inserted when the first message is not a system message
   std::string bos_text_;
-  // ChatML templates with <tool_response> (Qwen2.5): a run of "tool" messages becomes one
-  // user turn of <tool_response> blocks instead of a turn with role "tool".
-  bool tool_responses_as_user_ = false;
+  std::string eos_text_;
+  std::shared_ptr<const jinja::Template> jinja_;  // a model's own template; null for a family
+  std::vector<std::string> end_of_turn_;          // for a model's own template
+  std::time_t now_ = 0;                           // 0: the clock
 };
 
 }  // namespace llmasos::chat

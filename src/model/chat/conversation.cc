@@ -10,8 +10,9 @@ StatusOr<ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
                                              const std::string& name) {
   if (!name.empty()) return ChatTemplate::FromName(name);
   const tokenizer::Vocab& v = tokenizer.vocab();
-  std::string bos_text = v.bos >= 0 ? v.tokens[v.bos] : "";
-  return ChatTemplate::FromJinja(v.chat_template, bos_text);
+  const std::string bos_text = v.bos >= 0 ? v.tokens[v.bos] : "";
+  const std::string eos_text = v.eos >= 0 ? v.tokens[v.eos] : "";
+  return ChatTemplate::FromJinja(v.chat_template, bos_text, eos_text);
 }
 
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
