@@ -311,29 +311,30 @@ class Parser {
     return value;
   }
 
-  StatusOr<ExprPtr> ParseOr() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseAnd());
+  // One left-associative precedence level: next (op next)*. `and` and `or` are names, the
+  // arithmetic operators are operator tokens.
+  StatusOr<ExprPtr> ParseChain(StatusOr<ExprPtr> (Parser::*next)(),
+                               std::initializer_list<std::string_view> ops) {
+    ASSIGN_OR_RETURN(ExprPtr left, (this->*next)());
     ChainGuard chain(&depth_);
-    while (IsName("or")) {
+    for (;;) {
+      const Token& at = Peek();
+      bool matched = false;
+      for (std::string_view op : ops) {
+        const bool word = op == "and" || op == "or";
+        matched = matched || (at.kind == (word ? TokenKind::kName : TokenKind::kOp) && at.value == op);
+      }
+      if (!matched) return left;
       RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseAnd());
-      left = Make2(ExprKind::kOr, at, "or", std::move(left), std::move(right));
+      Next();
+      ASSIGN_OR_RETURN(ExprPtr right, (this->*next)());
+      const ExprKind kind = at.value == "or" ? ExprKind::kOr : at.value == "and" ? ExprKind::kAnd : ExprKind::kBinary;
+      left = Make2(kind, at, at.value, std::move(left), std::move(right));
     }
-    return left;
   }
 
-  StatusOr<ExprPtr> ParseAnd() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseNot());
-    ChainGuard chain(&depth_);
-    while (IsName("and")) {
-      RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseNot());
-      left = Make2(ExprKind::kAnd, at, "and", std::move(left), std::move(right));
-    }
-    return left;
-  }
+  StatusOr<ExprPtr> ParseOr() { return ParseChain(&Parser::ParseAnd, {"or"}); }
+  StatusOr<ExprPtr> ParseAnd() { return ParseChain(&Parser::ParseNot, {"and"}); }
 
   StatusOr<ExprPtr> ParseNot() {
     if (IsName("not")) {
@@ -380,53 +381,11 @@ class Parser {
     return cmp ? std::move(cmp) : std::move(left);
   }
 
-  StatusOr<ExprPtr> ParseMath1() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseConcat());
-    ChainGuard chain(&depth_);
-    while (IsOp("+") || IsOp("-")) {
-      RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseConcat());
-      left = Make2(ExprKind::kBinary, at, at.value, std::move(left), std::move(right));
-    }
-    return left;
-  }
-
-  StatusOr<ExprPtr> ParseConcat() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseMath2());
-    ChainGuard chain(&depth_);
-    while (IsOp("~")) {
-      RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseMath2());
-      left = Make2(ExprKind::kBinary, at, "~", std::move(left), std::move(right));
-    }
-    return left;
-  }
-
-  StatusOr<ExprPtr> ParseMath2() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParsePow());
-    ChainGuard chain(&depth_);
-    while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
-      RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParsePow());
-      left = Make2(ExprKind::kBinary, at, at.value, std::move(left), std::move(right));
-    }
-    return left;
-  }
-
-  StatusOr<ExprPtr> ParsePow() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseUnary(true));
-    ChainGuard chain(&depth_);
-    while (IsOp("**")) {
-      RETURN_IF_ERROR(Grow(&chain));
-      const Token& at = Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseUnary(true));
-      left = Make2(ExprKind::kBinary, at, "**", std::move(left), std::move(right));
-    }
-    return left;
-  }
+  StatusOr<ExprPtr> ParseMath1() { return ParseChain(&Parser::ParseConcat, {"+", "-"}); }
+  StatusOr<ExprPtr> ParseConcat() { return ParseChain(&Parser::ParseMath2, {"~"}); }
+  StatusOr<ExprPtr> ParseMath2() { return ParseChain(&Parser::ParsePow, {"*", "/", "//", "%"}); }
+  StatusOr<ExprPtr> ParsePow() { return ParseChain(&Parser::ParseFilteredUnary, {"**"}); }
+  StatusOr<ExprPtr> ParseFilteredUnary() { return ParseUnary(true); }
 
   StatusOr<ExprPtr> ParseUnary(bool with_filter) {
     DepthGuard guard(&depth_);
