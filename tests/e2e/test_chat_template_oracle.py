@@ -439,7 +439,10 @@ SNIPPETS = [
     "{{ range(3) | list }} {{ range(1, 4) | list }} {{ range(10, 0, -3) | list }} {{ range(0) | list }}",
     "{{ dict(a=1, b='x') }} {{ namespace(a=1).a }} {{ strftime_now('%Y-%m-%d %H:%M %b %d') }}",
     "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools }}|{{ documents }}",
+    "{{ 3 | round }} {{ '' is lower }} {{ 'A1' is upper }} {{ 'a1' is lower }} {{ (1, 2, 3)[:2] }} {{ 2.0 is even }} {{ 3.0 is odd }}",
     # errors jinja2 raises too
+    "{{ [1] | indent }}",
+    "{{ undefined_x | int }}",
     "{{ raise_exception('custom failure') }}",
     "{{ undefined_x.attr }}",
     "{{ undefined_x + 1 }}",

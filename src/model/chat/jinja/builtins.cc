@@ -84,7 +84,7 @@ StatusOr<Value> SliceValue(const Value& v, const Value* start, const Value* stop
   if (v.is_list()) {
     List out;
     for (int64_t i : picked) out.push_back(v.list()[static_cast<size_t>(i)]);
-    return Value::MakeList(std::move(out));
+    return v.is_tuple() ? Value::MakeTuple(std::move(out)) : Value::MakeList(std::move(out));
   }
   Text out;
   if (st == 1 && !picked.empty()) {
@@ -270,6 +270,9 @@ StatusOr<Value> Renderer::ApplyFilter(const Position& pos, std::string_view name
     });
     return Value::MakeList(std::move(pairs));
   }
+  if ((name == "int" || name == "float" || name == "round") && subject.is_undefined()) {
+    return fail("the value is undefined");
+  }
   if (name == "int") {
     const Value* def = args.Get(0, "default");
     const Value fallback = def != nullptr ? *def : Value::Int(0);
@@ -311,6 +314,7 @@ StatusOr<Value> Renderer::ApplyFilter(const Position& pos, std::string_view name
   }
   if (name == "round") {
     if (!subject.is_number()) return fail("needs a number");
+    if (subject.is_integer()) return Value::Int(subject.as_int());  // Python's round keeps ints
     const Value* prec = args.Get(0, "precision");
     const int64_t p = prec != nullptr && prec->is_integer() ? std::clamp<int64_t>(prec->as_int(), 0, 15) : 0;
     const Value* method = args.Get(1, "method");
@@ -334,6 +338,7 @@ StatusOr<Value> Renderer::ApplyFilter(const Position& pos, std::string_view name
     return need_string_result(std::move(out));
   }
   if (name == "indent") {
+    if (!subject.is_string()) return fail("needs a string, not a " + std::string(subject.TypeName()));
     const Value* width = args.Get(0, "width");
     const Text indention = width != nullptr && width->is_string()
                                ? width->text()
@@ -493,12 +498,25 @@ StatusOr<bool> Renderer::ApplyTest(const Position& pos, std::string_view name, c
   if (name == "false") return v.kind() == Kind::kBool && !v.as_bool();
   if (name == "mapping") return v.is_dict();
   if (name == "iterable") return v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
-  if (name == "sequence") return v.is_list() || v.is_dict() || v.is_string();
+  if (name == "sequence") return v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
   if (name == "callable") return v.kind() == Kind::kCallable;
-  if (name == "lower") return v.is_string() && Lower(v.text()).str() == v.text().str();
-  if (name == "upper") return v.is_string() && Upper(v.text()).str() == v.text().str();
+  if (name == "lower" || name == "upper") {
+    // Python's islower()/isupper(): at least one cased letter, none of the other case.
+    if (!v.is_string()) return false;
+    bool cased = false;
+    for (char c : v.text().str()) {
+      const bool low = c >= 'a' && c <= 'z', up = c >= 'A' && c <= 'Z';
+      if ((name == "lower" && up) || (name == "upper" && low)) return false;
+      cased = cased || low || up;
+    }
+    return cased;
+  }
   if (name == "even" || name == "odd") {
-    if (!v.is_integer()) return Error(pos, "test '" + std::string(name) + "' needs an integer");
+    if (!v.is_number()) return Error(pos, "test '" + std::string(name) + "' needs a number");
+    if (!v.is_integer()) {  // Python: x % 2 == 1 (odd) or == 0 (even), with a float x
+      const double m = std::fmod(std::fmod(v.as_double(), 2.0) + 2.0, 2.0);
+      return name == "even" ? m == 0 : m == 1;
+    }
     return (v.as_int() % 2 == 0) == (name == "even");
   }
   if (name == "divisibleby") {

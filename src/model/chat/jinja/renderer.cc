@@ -311,6 +311,8 @@ StatusOr<Value> Renderer::Eval(const Expr& e) {
         }
       }
       if (obj.is_undefined()) return Error(e.pos, "cannot slice an undefined value");
+      // As Jinja's getitem: what cannot be sliced gives undefined, not an error.
+      if (!obj.is_list() && !obj.is_string()) return Value();
       StatusOr<Value> r = SliceValue(obj, e.args[1] ? &parts[0] : nullptr,
                                      e.args[2] ? &parts[1] : nullptr, e.args[3] ? &parts[2] : nullptr);
       if (!r.ok()) return Error(e.pos, r.status().message());
