@@ -17,9 +17,9 @@ StatusOr<ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
 
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
     const tokenizer::Tokenizer& tokenizer, const ChatTemplate& tmpl,
-    std::span<const Message> messages, bool add_generation_prompt) {
+    std::span<const Message> messages, bool add_generation_prompt, std::string_view tools_json) {
   ASSIGN_OR_RETURN(std::vector<RenderedPiece> pieces,
-                   tmpl.RenderPieces(messages, add_generation_prompt));
+                   tmpl.RenderPieces(messages, add_generation_prompt, tools_json));
   // As the model's own tokenizer does with the whole rendered prompt: split it at special
   // tokens, encode the text between them in one go. But special tokens are looked for only in
   // the template's text: what the user wrote ("<|im_start|>" typed in a message) stays plain

@@ -16,11 +16,13 @@ namespace llmasos::chat {
 StatusOr<ChatTemplate> ChatTemplateFor(const tokenizer::Tokenizer& tokenizer,
                                              const std::string& name);
 
-// Renders `messages` with `tmpl` and encodes the result: the template's text with special
-// tokens parsed, each message's content without.
+// Renders `messages` (and `tools_json`, a JSON array of tool definitions, or empty) with `tmpl`
+// and encodes the result: the template's text with special tokens parsed, the caller's text
+// (message content, tool definitions and calls) without.
 StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
     const tokenizer::Tokenizer& tokenizer, const ChatTemplate& tmpl,
-    std::span<const Message> messages, bool add_generation_prompt);
+    std::span<const Message> messages, bool add_generation_prompt,
+    std::string_view tools_json = {});
 
 }  // namespace llmasos::chat
 
