@@ -154,6 +154,15 @@ void PrintManifest(const ModelEntry& e, const std::string& blob_path) {
   line("created", m.lineage.created);
   line("command", m.lineage.command);
   line("notes", m.lineage.notes.empty() ? "-" : Printable(m.lineage.notes, true));
+  const registry::TrainingLineage& t = m.lineage.training;
+  if (!t.base.empty()) {
+    std::printf("training\n");
+    line("base", Printable(t.base));
+    line("base digest", t.base_digest);
+    line("data", Printable(t.data));
+    line("data digest", t.data_digest);
+    line("parameters", Printable(t.parameters));
+  }
 }
 
 // Long values (chat templates) are summarized in the text diff; --json has them whole.

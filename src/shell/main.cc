@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddBatchedBenchCommand(app, &exit_code);
   llmasos::shell::AddBatchCommand(app, &exit_code);
   llmasos::shell::AddKernelBenchCommand(app, &exit_code);
+  llmasos::shell::AddFinetuneCommand(app, &exit_code);
   llmasos::shell::AddRegistryCommands(app, &exit_code);
   try {
     app.parse(argc, argv);

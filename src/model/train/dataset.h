@@ -28,7 +28,7 @@
 namespace llmasos::train {
 
 // Renders and encodes a conversation as the model's chat template and tokenizer do
-// (shell::EncodeConversation), ending with a generation prompt when asked.
+// (chat::EncodeConversation), ending with a generation prompt when asked.
 using ConversationEncoder = std::function<StatusOr<std::vector<int32_t>>(
     std::span<const chat::Message> messages, bool add_generation_prompt)>;
 

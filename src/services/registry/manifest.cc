@@ -32,6 +32,11 @@ std::vector<std::pair<std::string, std::string>> Fields(const Manifest& m) {
       {"lineage.created", m.lineage.created},
       {"lineage.command", m.lineage.command},
       {"lineage.notes", m.lineage.notes},
+      {"lineage.training.base", m.lineage.training.base},
+      {"lineage.training.base_digest", m.lineage.training.base_digest},
+      {"lineage.training.data_digest", m.lineage.training.data_digest},
+      {"lineage.training.data", m.lineage.training.data},
+      {"lineage.training.parameters", m.lineage.training.parameters},
   };
 }
 
@@ -50,7 +55,7 @@ Status Get(const Json& j, const char* key, T* out) {
 }  // namespace
 
 Json ManifestToJson(const Manifest& m) {
-  return Json{
+  Json j{
       {"name", m.name},
       {"version", m.version},
       {"digest", m.digest},
@@ -69,6 +74,17 @@ Json ManifestToJson(const Manifest& m) {
         {"command", m.lineage.command},
         {"notes", m.lineage.notes}}},
   };
+  const TrainingLineage& t = m.lineage.training;
+  if (!t.base.empty()) {
+    // parameters is stored as the object it is, so `show --json` readers need not re-parse.
+    Json params = Json::parse(t.parameters, nullptr, /*allow_exceptions=*/false);
+    j["lineage"]["training"] = {{"base", t.base},
+                                {"base_digest", t.base_digest},
+                                {"data_digest", t.data_digest},
+                                {"data", t.data},
+                                {"parameters", params.is_discarded() ? Json(t.parameters) : params}};
+  }
+  return j;
 }
 
 StatusOr<Manifest> ManifestFromJson(const Json& j) {
@@ -92,6 +108,17 @@ StatusOr<Manifest> ManifestFromJson(const Json& j) {
   RETURN_IF_ERROR(Get(*lin, "created", &m.lineage.created));
   RETURN_IF_ERROR(Get(*lin, "command", &m.lineage.command));
   RETURN_IF_ERROR(Get(*lin, "notes", &m.lineage.notes));
+  if (auto tr = lin->find("training"); tr != lin->end()) {  // only fine-tuned versions have it
+    if (!tr->is_object()) return DataLossError("manifest field 'lineage.training' is not an object");
+    TrainingLineage& t = m.lineage.training;
+    RETURN_IF_ERROR(Get(*tr, "base", &t.base));
+    RETURN_IF_ERROR(Get(*tr, "base_digest", &t.base_digest));
+    RETURN_IF_ERROR(Get(*tr, "data_digest", &t.data_digest));
+    RETURN_IF_ERROR(Get(*tr, "data", &t.data));
+    auto params = tr->find("parameters");
+    if (params == tr->end()) return DataLossError("manifest has no 'parameters'");
+    t.parameters = params->is_string() ? params->get<std::string>() : params->dump();
+  }
   // Stored state is validated like input: a damaged or forged row must not build a path.
   if (Status s = ValidateName(m.name); !s.ok()) {
     return DataLossError("stored manifest has an invalid name: " + s.message());

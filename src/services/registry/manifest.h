@@ -15,12 +15,22 @@
 
 namespace llmasos::registry {
 
+// What a fine-tuned version (llmasos finetune) was made from; all empty for other versions.
+struct TrainingLineage {
+  std::string base;         // the base model: "name@version", or the file's absolute path
+  std::string base_digest;  // "sha256:<hex>" of the base model's file
+  std::string data_digest;  // "sha256:<hex>" of the training data file
+  std::string data;         // the data file's absolute path
+  std::string parameters;   // a JSON object: every hyper-parameter and the final losses
+};
+
 struct Lineage {
   std::string parent_version;  // the version `latest` pointed to when this one was made; "" if none
   std::string source;          // absolute file path, URL, or "name@version" for a copy
   std::string created;         // UTC, ISO 8601: "2026-11-23T14:05:09Z"
   std::string command;         // "import", "cp", "pull"
   std::string notes;           // release notes given by the user
+  TrainingLineage training;    // set by "finetune"
 };
 
 struct Manifest {

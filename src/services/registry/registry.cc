@@ -266,6 +266,7 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   m.lineage.created = NowUtc();
   m.lineage.command = options.command;
   m.lineage.notes = options.notes;
+  m.lineage.training = options.training;
   if (!options.source.empty()) {
     m.lineage.source = options.source;
   } else {

@@ -66,6 +66,7 @@ struct ImportOptions {
   // Lineage: what made it ("import", "pull"), and the source to record ("" = the absolute path).
   std::string command = "import";
   std::string source;
+  TrainingLineage training;  // what a fine-tune was made from (see manifest.h)
   // For crash tests (AdoptFile only): runs after the blob is in place, before its version is
   // recorded, to stand for a crash between the two.
   std::function<void()> after_blob_stored;

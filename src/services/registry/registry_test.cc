@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <future>
@@ -59,6 +60,26 @@ class RegistryTest : public ::testing::Test {
   TempHome home_;
   std::unique_ptr<Registry> registry_;
 };
+
+TEST_F(RegistryTest, AFineTunesTrainingLineageIsStoredAndComparedButOthersHaveNone) {
+  ImportOptions o;
+  o.file = MakeModel("a.gguf", 1, cpu::TensorType::kQ4_1);
+  o.name = "tuned";
+  o.command = "finetune";
+  o.training = {"base@1.0.0", "sha256:" + std::string(64, 'a'), "sha256:" + std::string(64, 'b'),
+                "/data/train.jsonl", R"({"rank":8,"final_eval_loss":1.5})"};
+  ASSERT_TRUE(registry_->Import(o).ok());
+  auto shown = registry_->Show("tuned");
+  ASSERT_TRUE(shown.ok());
+  const TrainingLineage& t = shown->manifest.lineage.training;
+  EXPECT_EQ(t.base, "base@1.0.0");
+  EXPECT_EQ(t.data_digest, "sha256:" + std::string(64, 'b'));
+  EXPECT_EQ(nlohmann::json::parse(t.parameters)["rank"], 8);
+  EXPECT_TRUE(ManifestToJson(shown->manifest)["lineage"]["training"]["parameters"].is_object());
+  Manifest plain = ImportOrDie(MakeModel("b.gguf", 2, cpu::TensorType::kQ4_1), "plain");
+  EXPECT_TRUE(plain.lineage.training.base.empty());
+  EXPECT_FALSE(ManifestToJson(plain)["lineage"].contains("training"));
+}
 
 TEST_F(RegistryTest, ImportRecordsTheModelFactsAndLineage) {
   std::string file = MakeModel("a.gguf", 1, cpu::TensorType::kQ4_1);
