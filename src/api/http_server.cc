@@ -397,7 +397,15 @@ void Connection::Dispatch(HttpRequest request) {
   Router::Route route = server_->router->Find(exchange);
   if (route.handler == nullptr) return;  // answered (404, 405)
   net::thread_pool& pool = route.pool == Pool::kSlow ? *server_->slow : *server_->workers;
-  net::post(pool, [handler = route.handler, exchange] { (*handler)(exchange); });
+  net::post(pool, [handler = route.handler, exchange] {
+    // No exception may leave a handler: it would take a worker thread down with it.
+    try {
+      (*handler)(exchange);
+    } catch (const std::exception& e) {
+      LOG(kError) << exchange->request().method << " " << exchange->request().path << ": " << e.what();
+      SendError(*exchange, {.http_status = 500, .message = "internal error"});
+    }
+  });
 }
 
 }  // namespace
@@ -443,7 +451,17 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
   impl->slow = std::make_unique<net::thread_pool>(options.slow_threads);
   impl->Accept();
   for (size_t i = 0; i < options.io_threads; ++i) {
-    impl->io_threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });
+    impl->io_threads.emplace_back([ioc = &impl->ioc] {
+      // A completion handler that throws is a bug; it is logged and the thread serves on.
+      for (;;) {
+        try {
+          ioc->run();
+          return;
+        } catch (const std::exception& e) {
+          LOG(kError) << "an I/O handler threw: " << e.what();
+        }
+      }
+    });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
