@@ -440,7 +440,10 @@ SNIPPETS = [
     "{{ dict(a=1, b='x') }} {{ namespace(a=1).a }} {{ strftime_now('%Y-%m-%d %H:%M %b %d') }}",
     "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools }}|{{ documents }}",
     "{{ 3 | round }} {{ '' is lower }} {{ 'A1' is upper }} {{ 'a1' is lower }} {{ (1, 2, 3)[:2] }} {{ 2.0 is even }} {{ 3.0 is odd }}",
+    "{{ '%s-%d %s %% %r %i' % ('a', 3, none, 'q', 2.9) }} {{ 'x=%s' % 5 }} {{ '%s' % [1, 'a'] }} {{ '%f' % 1.5 }}",
     # errors jinja2 raises too
+    "{{ '%s %s' % ('one',) }}",
+    "{{ '%s' % () }}",
     "{{ [1] | indent }}",
     "{{ undefined_x | int }}",
     "{{ raise_exception('custom failure') }}",

@@ -138,6 +138,51 @@ StatusOr<Text> FormatString(const Text& format, const CallArgs& args) {
   return out;
 }
 
+StatusOr<Text> PercentFormat(const Text& format, const Value& args) {
+  const List single = {args};
+  const List& items = args.is_tuple() ? args.list() : single;
+  const std::string& f = format.str();
+  Text out;
+  size_t next = 0;
+  size_t i = 0;
+  while (i < f.size()) {
+    const size_t pct = f.find('%', i);
+    const size_t len = (pct == std::string::npos ? f.size() : pct) - i;
+    out.AppendSlice(format, i, len);
+    i += len;
+    if (pct == std::string::npos) break;
+    if (pct + 1 >= f.size()) return InvalidArgumentError("'%' formatting: incomplete format");
+    const char conv = f[pct + 1];
+    i = pct + 2;
+    if (conv == '%') {
+      out.Append("%", false);
+      continue;
+    }
+    if (next >= items.size()) return InvalidArgumentError("'%' formatting: not enough arguments");
+    const Value& v = items[next++];
+    switch (conv) {
+      case 's': out.Append(v.ToText()); break;
+      case 'r': out.Append(v.Repr(), v.is_string() && v.text().AnyContent()); break;
+      case 'd':
+      case 'i':
+        if (!v.is_number()) return InvalidArgumentError("'%' formatting: %d needs a number");
+        out.Append(std::to_string(v.is_integer() ? v.as_int() : static_cast<int64_t>(v.as_double())), false);
+        break;
+      case 'f': {
+        if (!v.is_number()) return InvalidArgumentError("'%' formatting: %f needs a number");
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "%f", v.as_double());
+        out.Append(buf, false);
+        break;
+      }
+      default:
+        return InvalidArgumentError(std::string("'%' formatting: conversion '%") + conv + "' is not supported");
+    }
+  }
+  if (next < items.size()) return InvalidArgumentError("'%' formatting: not all arguments converted");
+  return out;
+}
+
 // ---- attribute access used by map/selectattr: "a.b" walks nested keys ----
 
 namespace {

@@ -559,7 +559,10 @@ StatusOr<Value> Renderer::EvalBinary(const Expr& e, const Value& a, const Value&
     return Value::MakeList(std::move(l));
   }
   if (op == "%" && a.is_string()) {
-    return Error(e.pos, "printf-style string formatting ('%') is not supported; use format()");
+    StatusOr<Text> out = PercentFormat(a.text(), b);
+    if (!out.ok()) return Error(e.pos, out.status().message());
+    RETURN_IF_ERROR(Charge(out->size()));
+    return Value::String(std::move(out).value());
   }
   return type_error();
 }

@@ -91,6 +91,9 @@ class Renderer {
 StatusOr<List> Iterate(const Value& v);
 // Slicing as Python does, for lists and strings (by code point).
 StatusOr<Value> SliceValue(const Value& v, const Value* start, const Value* stop, const Value* step);
+// Python's printf-style `format % args` with %s, %r, %d, %i, %f and %% (no widths or flags);
+// a tuple supplies one argument per conversion.
+StatusOr<Text> PercentFormat(const Text& format, const Value& args);
 // Python's str.format with {} / {0} / {name} fields.
 StatusOr<Text> FormatString(const Text& format, const CallArgs& args);
 
