@@ -108,7 +108,7 @@ StatusOr<Renderer::Flow> Renderer::Exec(const Node& node, Text* out) {
       return Flow::kNormal;
     case NodeKind::kOutput: {
       ASSIGN_OR_RETURN(Value v, Eval(*node.expr));
-      RETURN_IF_ERROR(Emit(v.ToText(), out));
+      RETURN_IF_ERROR(v.is_string() ? Emit(v.text(), out) : Emit(v.ToText(), out));
       return Flow::kNormal;
     }
     case NodeKind::kIf:
@@ -188,18 +188,20 @@ StatusOr<Renderer::Flow> Renderer::ExecFor(const Node& node, Text* out) {
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
     RETURN_IF_ERROR(Tick());
+    // The loop object, built without lookups: its keys are made once per process.
+    static const Value kKeys[] = {
+        Value::String("index"), Value::String("index0"), Value::String("revindex"),
+        Value::String("revindex0"), Value::String("first"), Value::String("last"),
+        Value::String("length"), Value::String("depth"), Value::String("depth0"),
+        Value::String("previtem"), Value::String("nextitem")};
     auto loop = std::make_shared<Dict>();
-    loop->Set(Value::String("index"), Value::Int(i + 1));
-    loop->Set(Value::String("index0"), Value::Int(i));
-    loop->Set(Value::String("revindex"), Value::Int(n - i));
-    loop->Set(Value::String("revindex0"), Value::Int(n - i - 1));
-    loop->Set(Value::String("first"), Value::Bool(i == 0));
-    loop->Set(Value::String("last"), Value::Bool(i == n - 1));
-    loop->Set(Value::String("length"), Value::Int(n));
-    loop->Set(Value::String("depth"), Value::Int(1));
-    loop->Set(Value::String("depth0"), Value::Int(0));
-    if (i > 0) loop->Set(Value::String("previtem"), items[i - 1]);
-    if (i + 1 < n) loop->Set(Value::String("nextitem"), items[i + 1]);
+    loop->items.reserve(11);
+    const Value values[] = {Value::Int(i + 1), Value::Int(i), Value::Int(n - i), Value::Int(n - i - 1),
+                            Value::Bool(i == 0), Value::Bool(i == n - 1), Value::Int(n), Value::Int(1),
+                            Value::Int(0)};
+    for (size_t k = 0; k < 9; ++k) loop->items.emplace_back(kKeys[k], values[k]);
+    if (i > 0) loop->items.emplace_back(kKeys[9], items[i - 1]);
+    if (i + 1 < n) loop->items.emplace_back(kKeys[10], items[i + 1]);
     frames_.emplace_back();
     Assign("loop", Value::MakeDict(std::move(loop)));
     Status bound = bind(items[i]);
