@@ -40,7 +40,9 @@ TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in sorted(TEMPLATE_DIR.
 LLAMA3 = ("<|begin_of_text|>", "<|eot_id|>")
 SPECIAL = {
     "chatml": ("<s>", "<|im_end|>"),
+    "command-r7b-abridged": ("<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"),
     "deepseek-r1-distill": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    "deepseek-v3.1": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
     "gemma-7b": ("<bos>", "<eos>"),
     "gemma3": ("<bos>", "<eos>"),
     "llama2": ("<s>", "</s>"),
@@ -53,6 +55,7 @@ SPECIAL = {
     "phi3": ("<s>", "<|endoftext|>"),
     "phi3.5": ("<s>", "<|endoftext|>"),
     "phi4": ("<|endoftext|>", "<|im_end|>"),
+    "phi4-mini": ("<|endoftext|>", "<|endoftext|>"),
     "qwen2": ("", "<|endoftext|>"),
     "qwen2.5": ("", "<|im_end|>"),
     "qwen3": ("", "<|im_end|>"),
