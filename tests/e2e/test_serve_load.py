@@ -87,3 +87,36 @@ def test_clients_that_vanish_leave_no_process_and_no_block(daemon):
     # And it still serves.
     r = client(daemon).chat.completions.create(**request_args(0))
     assert r.choices[0].message.content
+
+
+def test_several_models_serve_at_once(tmp_path):
+    home = tiny_home(tmp_path, "one", seed=1)
+    from serve_util import cli, make_tiny
+    cli(home, "import", make_tiny(str(tmp_path / "two.gguf"), seed=2), "--name", "two")
+    d = Daemon(home, "--models", "one,two", "--max-models", "2", "--threads", "2", "--ctx-size", "128")
+    try:
+        results, errors = {}, []
+
+        def ask(model, i):
+            try:
+                r = client(d).chat.completions.create(model=model, messages=[{"role": "user", "content": f"q{i}"}],
+                                                      max_tokens=8, seed=i)
+                results[(model, i)] = r.choices[0].message.content
+            except Exception as e:
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=ask, args=(m, i)) for m in ("one", "two") for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(results) == 8
+        engines = {e["model"]: e for e in d.engines()}
+        assert set(engines) == {"one@1.0.0", "two@1.0.0"}
+        assert all(e["num_submitted"] >= 4 for e in engines.values())
+        # Different weights, same request: different answers.
+        assert any(results[("one", i)] != results[("two", i)] for i in range(4))
+        ps = d.get("/api/ps")["models"]
+        assert sorted(m["model"] for m in ps) == ["one:latest", "two:latest"]
+    finally:
+        assert d.stop() == 0, "".join(d.log)
