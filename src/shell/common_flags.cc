@@ -18,6 +18,10 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
       ->check(CLI::Range(1, 1 << 24));
   cmd.add_option("-b,--batch-size", options->batch_tokens, "tokens per forward pass during prefill")
       ->check(CLI::Range(1, 1 << 16));
+  cmd.add_option("--lora", options->loras,
+                 "merge a LoRA adapter into the weights: FILE or registry reference, optionally "
+                 ":scale (repeatable)")
+      ->allow_extra_args(false);  // one value per --lora, so MODEL after it stays the model
   cmd.add_flag("--float-activations", options->float_activations,
                "multiply in float32, not 8-bit activations (slow; equals the exact reference)");
 }

@@ -1,12 +1,15 @@
 #include "shell/session.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 
 #include <sys/stat.h>
 
 #include "services/manager/loader.h"
+#include "model/gguf/gguf.h"
+#include "model/train/adapter.h"
 #include "services/registry/reference.h"
 #include "services/registry/registry.h"
 
@@ -79,12 +82,40 @@ StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* la
                     resolved.status().message());
 }
 
+Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {
+  *ref = spec;
+  *scale = 1.0f;
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos || colon + 1 == spec.size()) return OkStatus();
+  const std::string tail = spec.substr(colon + 1);
+  char* end = nullptr;
+  const float v = std::strtof(tail.c_str(), &end);
+  if (end != tail.c_str() + tail.size()) return OkStatus();  // a tag, not a scale
+  if (!std::isfinite(v)) return InvalidArgumentError("--lora '" + spec + "': the scale is not finite");
+  *ref = spec.substr(0, colon);
+  *scale = v;
+  return OkStatus();
+}
+
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   std::unique_ptr<Session> s(new Session());
   ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_));
   ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(path, "'" + s->model_label_ + "'"));
   s->model_ = std::move(files.model);
   s->tokenizer_ = std::move(files.tokenizer);
+  for (const std::string& spec : options.loras) {
+    std::string ref;
+    float scale = 1.0f;
+    RETURN_IF_ERROR(ParseLoraSpec(spec, &ref, &scale));
+    std::string label;
+    auto lora_path = ResolveModelPath(ref, &label);
+    if (!lora_path.ok()) return lora_path.status().Annotate("--lora");
+    ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(*lora_path));
+    auto adapter = train::ReadLoraAdapter(*file, s->model_->config());
+    if (!adapter.ok()) return adapter.status().Annotate("--lora '" + label + "'");
+    train::MergeLoraAdapter(*adapter, scale, s->model_.get());
+    s->model_label_ += " + " + label + (scale != 1.0f ? " x" + std::to_string(scale) : "");
+  }
   size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
   s->pool_ = std::make_unique<ThreadPool>(threads);
   arch::ContextOptions copt;

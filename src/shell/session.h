@@ -42,7 +42,13 @@ struct LoadOptions {
   size_t context_tokens = 4096;
   size_t batch_tokens = 512;
   bool float_activations = false;  // see arch::ContextOptions
+  // LoRA adapters merged into the weights at load: "FILE|REF[:scale]" each (scale default 1).
+  std::vector<std::string> loras;
 };
+
+// Parses "FILE|REF[:scale]": the text after the last ':' is the scale when it is a number
+// (so "name:tag" stays a reference). InvalidArgument for a scale that is not finite.
+Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale);
 
 // A model, its tokenizer, a thread pool and one Context, ready to generate.
 class Session {

@@ -103,6 +103,20 @@ def test_finetune_writes_a_llama_cpp_adapter_and_registers_it_with_lineage(tmp_p
     shown = cli(home, "show", "base-tuned").stdout
     assert "base digest" in shown and sha256(data) in shown
 
+    # --lora at inference: by file or by reference, with a scale; scale 0 is the base model.
+    def logits(*lora):
+        path = str(tmp_path / f"logits{len(os.listdir(tmp_path))}.bin")
+        cli(home, "eval", "base@2.1.0", *lora, "--float-activations", "--tokens", "1,40,77,200",
+            "--logits-out", path)
+        return np.fromfile(path, dtype=np.float32)
+    plain = logits()
+    tuned = logits("--lora", out)
+    assert np.array_equal(logits("--lora", "base-tuned:0"), plain)
+    assert np.array_equal(logits("--lora", "base-tuned@1.0.0:1.0"), tuned)
+    assert not np.allclose(tuned, plain, atol=1e-4)
+    proc = cli(home, "eval", model, "--lora", model, "--tokens", "1", check=False)
+    assert proc.returncode != 0 and "not an adapter file" in proc.stderr
+
 
 def test_bad_data_lines_are_named(tmp_path):
     home = str(tmp_path / "home")

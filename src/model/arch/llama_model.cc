@@ -245,6 +245,11 @@ void Model::RepackMatrices() {
   if (token_embd_.data == output_.data) token_embd_.packed = output_.packed;
 }
 
+cpu::MatView Model::KeepMatrix(std::vector<float> values, size_t rows, size_t cols) {
+  kept_.push_back(std::move(values));
+  return cpu::MatView{cpu::TensorType::kF32, kept_.back().data(), rows, cols, cols * sizeof(float)};
+}
+
 StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
   auto file = gguf::GgufFile::Open(path);
   if (!file.ok()) return file.status();

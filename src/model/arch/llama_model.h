@@ -74,6 +74,13 @@ class Model {
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
 
+  // For merging an adapter into the weights at load (model/train/adapter.h): layer idx's
+  // weights, whose matrix views may be pointed at float32 storage handed to KeepMatrix.
+  // REQUIRES: before the model is shared with any Context.
+  LayerWeights& mutable_layer(size_t idx) { return layers_[idx]; }
+  // Keeps `values` [rows, cols] alive as long as the model and returns an F32 view of them.
+  cpu::MatView KeepMatrix(std::vector<float> values, size_t rows, size_t cols);
+
  private:
   Model() = default;
 
@@ -84,6 +91,7 @@ class Model {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
+  std::vector<std::vector<float>> kept_;  // merged matrices (KeepMatrix)
   size_t weight_bytes_ = 0;
 
   void RepackMatrices();

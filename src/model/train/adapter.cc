@@ -129,8 +129,11 @@ StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::
   for (const auto& [key, ab] : pairs) {
     const LoraSlot* slot = out.layout.Find(key.first, static_cast<LoraTarget>(key.second));
     if (ab.first->dims[0] != slot->in || ab.second->dims[1] != slot->out) {
-      return InvalidArgumentError("adapter tensor '" + std::string(ab.first->name) +
-                                  "' does not fit the model's projection shape");
+      return InvalidArgumentError(
+          "adapter tensor '" + std::string(ab.first->name) + "' is for a " +
+          std::to_string(ab.first->dims[0]) + " -> " + std::to_string(ab.second->dims[1]) +
+          " projection; the model's is " + std::to_string(slot->in) + " -> " + std::to_string(slot->out) +
+          " (an adapter for another base model?)");
     }
     // Not every layer need be adapted: layers without tensors keep A = B = 0.
     for (const auto& [info, offset, rows, cols] :
@@ -141,6 +144,25 @@ StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::
     }
   }
   return out;
+}
+
+void MergeLoraAdapter(const LoadedAdapter& adapter, float scale, arch::Model* model) {
+  const LoraConfig& c = adapter.layout.config();
+  const float s = scale * c.scale();
+  for (const LoraSlot& slot : adapter.layout.slots()) {
+    arch::LayerWeights& lw = model->mutable_layer(slot.layer);
+    cpu::MatView* views[kNumLoraTargets] = {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.gate, &lw.up, &lw.down};
+    cpu::MatView* w = views[static_cast<size_t>(slot.target)];
+    std::vector<float> merged(w->rows * w->cols);
+    const float* a = &adapter.params[slot.a_offset];  // [rank, in]
+    const float* b = &adapter.params[slot.b_offset];  // [out, rank]
+    for (size_t r = 0; r < w->rows; ++r) {
+      float* row = &merged[r * w->cols];
+      cpu::DequantizeRow(*w, r, row);
+      for (size_t j = 0; j < c.rank; ++j) cpu::Axpy(s * b[r * c.rank + j], a + j * w->cols, w->cols, row);
+    }
+    *w = model->KeepMatrix(std::move(merged), w->rows, w->cols);
+  }
 }
 
 }  // namespace llmasos::train

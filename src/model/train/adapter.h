@@ -45,6 +45,12 @@ struct LoadedAdapter {
 // does not match it, unequal ranks, a non-F32/F16 type, lora_a without lora_b.
 StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::ModelConfig& model);
 
+// Folds `scale` x the adapter into the model's weights: each adapted matrix W becomes the
+// float32 matrix W + scale * (alpha / rank) * B A (dequantized, then kept by the model), so
+// every forward path runs the adapted model unchanged. Several adapters may be merged in turn.
+// REQUIRES: adapter read for this model's config; the model not yet shared with a Context.
+void MergeLoraAdapter(const LoadedAdapter& adapter, float scale, arch::Model* model);
+
 }  // namespace llmasos::train
 
 #endif  // LLMASOS_MODEL_TRAIN_ADAPTER_H_

@@ -9,8 +9,10 @@
 //             "steps": N, "lr": F, "warmup": N, "clip": F, "weight_decay": F, "threads": N}
 //   result:  {"params0": {tensor: [floats]}, "loss0": F, "num_targets": N,
 //             "grads0": {tensor: [floats]}, "steps": [{"loss", "grad_norm", "lr"}],
-//             "params_final": {tensor: [floats]}}
+//             "params_final": {tensor: [floats]}}   (each step also has "seconds": its wall time;
+//             bench/train/run.py uses it)
 // Tensor names are the adapter file's (blk.N.attn_q.weight.lora_a: A [rank, in] row-major).
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -73,12 +75,13 @@ Status Run(const json& req) {
   const float scale = 1.0f / static_cast<float>(std::max<size_t>(targets, 1));
 
   json out;
-  out["params0"] = Tensors(layout, params);
+  const bool dump = req.value("dump_tensors", true);  // false: the benchmark needs timings only
+  if (dump) out["params0"] = Tensors(layout, params);
   out["num_targets"] = targets;
   std::vector<float> grads(layout.num_params(), 0.0f);
   ASSIGN_OR_RETURN(train::LossSum l0, graph.Run(batch, params.data(), grads.data(), scale, 0));
   out["loss0"] = l0.sum / static_cast<double>(targets);
-  out["grads0"] = Tensors(layout, grads);
+  if (dump) out["grads0"] = Tensors(layout, grads);
 
   train::AdamWOptions adam;
   adam.lr = req.value("lr", 1e-3f);
@@ -90,13 +93,16 @@ Status Run(const json& req) {
   train::AdamW opt(adam, layout.num_params());
   out["steps"] = json::array();
   for (size_t step = 0; step < req.value("steps", 0u); ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
     std::fill(grads.begin(), grads.end(), 0.0f);
     ASSIGN_OR_RETURN(train::LossSum l, graph.Run(batch, params.data(), grads.data(), scale, 0));
     const double norm = train::ClipGradNorm(grads, adam.clip_norm);
     const float lr = opt.Step(step, grads, params);
-    out["steps"].push_back({{"loss", l.sum / static_cast<double>(targets)}, {"grad_norm", norm}, {"lr", lr}});
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out["steps"].push_back({{"loss", l.sum / static_cast<double>(targets)}, {"grad_norm", norm},
+                            {"lr", lr}, {"seconds", secs}});
   }
-  out["params_final"] = Tensors(layout, params);
+  if (dump) out["params_final"] = Tensors(layout, params);
   std::cout << out.dump() << "\n";
   return OkStatus();
 }

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include "model/arch/llama_context.h"
 #include "model/arch/tiny_model.h"
+#include "model/train/backward_ops.h"
 #include "model/gguf/gguf.h"
 #include "model/train/adapter.h"
 #include "model/train/dataset.h"
@@ -237,6 +239,43 @@ TEST_F(TrainerTest, AdapterFileRoundTrips) {
   arch::ModelConfig other = tiny_.model->config();
   other.architecture = "qwen2";
   EXPECT_EQ(ReadLoraAdapter(**file, other).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(TrainerTest, AMergedAdapterGivesTheInferenceForwardTheTrainedLoss) {
+  auto r = Train(options_, 2);
+  ASSERT_TRUE(r.ok());
+  LoraLayout layout(options_.lora, tiny_.model->config());
+  ThreadPool pool(2);
+  TrainOptions no_dropout = options_;
+  no_dropout.lora.dropout = 0.0f;
+  LoraLayout eval_layout(no_dropout.lora, tiny_.model->config());
+  TrainGraph graph(*tiny_.model, eval_layout, pool, 64);
+  const TrainSequence& seq = eval_.at(0);
+  const TrainSequence* batch[] = {&seq};
+  auto trained = graph.Run(batch, r->params.data(), nullptr, 1.0f, 0);
+  ASSERT_TRUE(trained.ok());
+
+  // The same loss from the inference forward of the base model with the adapter merged in.
+  auto merged = arch::LoadTinyModel(arch::TinyModelSpec{.embd = 32, .ff = 64, .vocab = 272});
+  ASSERT_TRUE(merged.ok());
+  MergeLoraAdapter({layout, r->params}, 1.0f, merged->model.get());
+  arch::ContextOptions copt;
+  copt.float_activations = true;
+  auto ctx = arch::Context::Create(*merged->model, pool, copt);
+  ASSERT_TRUE(ctx.ok());
+  const size_t vocab = merged->model->config().vocab_size;
+  std::vector<float> logits(seq.tokens.size() * vocab);
+  ASSERT_TRUE((*ctx)->Forward(seq.tokens, true, logits.data()).ok());
+  double sum = 0.0;
+  for (size_t i = 0; i + 1 < seq.tokens.size(); ++i) {
+    if (!seq.is_target[i + 1]) continue;
+    float* row = &logits[i * vocab];
+    sum += CrossEntropyForwardBackward(row, vocab, seq.tokens[i + 1], 1.0f);
+  }
+  EXPECT_NEAR(sum, trained->sum, 1e-4 * trained->sum);
+  // And differs from the base model's, or the test would prove nothing.
+  auto base_loss = graph.Run(batch, std::vector<float>(layout.num_params(), 0.0f).data(), nullptr, 1.0f, 0);
+  EXPECT_GT(std::fabs(base_loss->sum - trained->sum), 1e-3 * trained->sum);
 }
 
 }  // namespace
