@@ -758,6 +758,10 @@ StatusOr<Value> Renderer::CallGlobal(const Position& pos, const Callable& fn, co
       d->items = args.positional[0].dict().items;
     }
     for (const auto& [k, v] : args.keyword) d->Set(Value::String(k), v);
+    for (const auto& [k, v] : d->items) {
+      RETURN_IF_ERROR(CheckDepth(pos, v));
+      if (d->is_namespace && HoldsNamespace(v)) return Error(pos, "a namespace cannot hold another namespace");
+    }
     return Value::MakeDict(std::move(d));
   }
   if (name == "strftime_now") {

@@ -214,6 +214,26 @@ TEST(JinjaTest, BoundsHostileTemplates) {
   EXPECT_EQ(run(ifs).code(), StatusCode::kInvalidArgument);
 }
 
+TEST(JinjaTest, RefusesDeepValuesAndNamespaceCycles) {
+  // Each would otherwise recurse once per level when printed or freed.
+  EXPECT_NE(R("{% set h = namespace(v=[]) %}{% for i in range(100000) %}{% set h.v = [h.v] %}"
+              "{% endfor %}{{ h.v }}").find("nested deeper than"),
+            std::string::npos);
+  EXPECT_NE(R("{% set h = namespace(v=none) %}{% for i in range(100000) %}"
+              "{% set h.v = namespace(next=h.v) %}{% endfor %}")
+                .find("cannot hold another namespace"),
+            std::string::npos);
+  EXPECT_NE(R("{% set a = namespace() %}{% set a.self = [{'k': a}] %}").find("cannot hold another namespace"),
+            std::string::npos);
+  EXPECT_NE(R("{% set a = namespace() %}{% set a.self = {a: 1} %}").find("cannot hold another namespace"),
+            std::string::npos);
+  EXPECT_NE(R("{% set a = namespace(x=1) %}{{ a | tojson }}").find("not JSON"), std::string::npos);
+  // Real templates keep lists and scalars in namespaces.
+  EXPECT_EQ(R("{% set ns = namespace(ids=[]) %}{% for i in range(3) %}{% set ns.ids = ns.ids + [i] %}"
+              "{% endfor %}{{ ns.ids }}"),
+            "[0, 1, 2]");
+}
+
 TEST(JinjaTextTest, KeepsContentMarksThroughStringOperations) {
   const Dict vars = [] {
     Dict d;

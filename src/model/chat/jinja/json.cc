@@ -68,6 +68,7 @@ Status Write(const Value& v, const JsonStyle& style, int level, Text* out) {
       return OkStatus();
     }
     case Kind::kDict: {
+      if (v.dict().is_namespace) return InvalidArgumentError("tojson: a namespace is not JSON");
       std::vector<const std::pair<Value, Value>*> items;
       for (const auto& item : v.dict().items) {
         if (!item.first.is_string()) {

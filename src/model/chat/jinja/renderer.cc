@@ -56,6 +56,28 @@ Status Renderer::Error(const Position& pos, const std::string& what) const {
                               std::to_string(pos.column) + ": " + what);
 }
 
+// Whether a list or dict holds a namespace at any depth (bounded by kMaxValueDepth).
+bool HoldsNamespace(const Value& v) {
+  if (v.is_namespace()) return true;
+  if (v.is_list()) {
+    for (const Value& item : v.list()) {
+      if (item.depth() > 0 && HoldsNamespace(item)) return true;
+    }
+  } else if (v.is_dict()) {
+    for (const auto& [k, item] : v.dict().items) {
+      if ((k.depth() > 0 && HoldsNamespace(k)) || (item.depth() > 0 && HoldsNamespace(item))) return true;
+    }
+  }
+  return false;
+}
+
+Status Renderer::CheckDepth(const Position& pos, const Value& v) const {
+  if (v.depth() > kMaxValueDepth) {
+    return Error(pos, "lists and dicts nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
+  }
+  return OkStatus();
+}
+
 Status Renderer::Emit(const Text& text, Text* out) {
   output_bytes_ += text.size();
   if (output_bytes_ > options_.limits.max_output_bytes) {
@@ -236,6 +258,11 @@ Status Renderer::ExecSet(const Node& node) {
       return Error(node.pos, "cannot set attribute '" + node.attr + "' of '" + node.targets[0] +
                                  "': it is not a namespace()");
     }
+    // A namespace holds plain values: no namespace inside (no cycles), no deep nesting.
+    RETURN_IF_ERROR(CheckDepth(node.pos, value));
+    if (value.is_namespace() || (value.depth() > 0 && HoldsNamespace(value))) {
+      return Error(node.pos, "a namespace cannot hold another namespace");
+    }
     ns.mutable_dict().Set(Value::String(node.attr), std::move(value));
     return OkStatus();
   }
@@ -284,7 +311,9 @@ StatusOr<Value> Renderer::Eval(const Expr& e) {
         ASSIGN_OR_RETURN(Value v, Eval(*a));
         items.push_back(std::move(v));
       }
-      return e.name == "tuple" ? Value::MakeTuple(std::move(items)) : Value::MakeList(std::move(items));
+      Value list = e.name == "tuple" ? Value::MakeTuple(std::move(items)) : Value::MakeList(std::move(items));
+      RETURN_IF_ERROR(CheckDepth(e.pos, list));
+      return list;
     }
     case ExprKind::kDict: {
       auto d = std::make_shared<Dict>();
@@ -293,7 +322,9 @@ StatusOr<Value> Renderer::Eval(const Expr& e) {
         ASSIGN_OR_RETURN(Value v, Eval(*e.args[k + 1]));
         d->Set(std::move(key), std::move(v));
       }
-      return Value::MakeDict(std::move(d));
+      Value dict = Value::MakeDict(std::move(d));
+      RETURN_IF_ERROR(CheckDepth(e.pos, dict));
+      return dict;
     }
     case ExprKind::kAttr: {
       ASSIGN_OR_RETURN(Value obj, Eval(*e.args[0]));

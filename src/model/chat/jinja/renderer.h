@@ -27,6 +27,10 @@ struct CallArgs {
   const Value* Get(size_t index, std::string_view name) const;
 };
 
+// Lists and dicts a template builds nest at most this deep (JSON input is held to 100), so
+// printing, comparing and freeing them never recurses deeply.
+inline constexpr uint32_t kMaxValueDepth = 128;
+
 class Renderer {
  public:
   Renderer(const Dict& variables, const RenderOptions& options);
@@ -62,6 +66,8 @@ class Renderer {
   StatusOr<Flow> Exec(const Node& node, Text* out);
   StatusOr<Flow> ExecFor(const Node& node, Text* out);
   Status ExecSet(const Node& node);
+  // InvalidArgument when a list or dict the template builds nests deeper than kMaxValueDepth.
+  Status CheckDepth(const Position& pos, const Value& v) const;
   // Assigns the items of `value` to node.targets (for-loop and set tuple targets).
   Status Unpack(const Node& node, const Value& value);
   Status Emit(const Text& text, Text* out);
@@ -86,6 +92,8 @@ class Renderer {
   size_t output_bytes_ = 0;
 };
 
+// Whether `v` is or holds a namespace.
+bool HoldsNamespace(const Value& v);
 // The items a for loop or a filter walks: a list's items, a dict's keys, a string's characters;
 // nothing for undefined. InvalidArgument for a value that is not iterable.
 StatusOr<List> Iterate(const Value& v);

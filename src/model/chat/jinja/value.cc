@@ -1,5 +1,6 @@
 #include "model/chat/jinja/value.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -48,6 +49,8 @@ Value Value::String(std::string s, bool is_content) { return String(Text(std::mo
 Value Value::MakeList(List items) {
   Value v;
   v.kind_ = Kind::kList;
+  for (const Value& item : items) v.depth_ = std::max(v.depth_, item.depth_ + 1);
+  if (items.empty()) v.depth_ = 1;
   v.ptr_ = std::make_shared<const List>(std::move(items));
   return v;
 }
@@ -61,6 +64,10 @@ Value Value::MakeTuple(List items) {
 Value Value::MakeDict(std::shared_ptr<Dict> d) {
   Value v;
   v.kind_ = Kind::kDict;
+  v.depth_ = 1;
+  if (!d->is_namespace) {
+    for (const auto& [key, item] : d->items) v.depth_ = std::max({v.depth_, key.depth_ + 1, item.depth_ + 1});
+  }
   v.ptr_ = std::move(d);
   return v;
 }
@@ -88,6 +95,8 @@ Dict& Value::mutable_dict() const {
   CHECK(kind_ == Kind::kDict);
   return *std::get<std::shared_ptr<Dict>>(ptr_);
 }
+
+bool Value::is_namespace() const { return kind_ == Kind::kDict && dict().is_namespace; }
 
 const Callable& Value::callable() const {
   CHECK(kind_ == Kind::kCallable);
@@ -219,6 +228,7 @@ bool ContainsContent(const Value& v) {
       }
       return false;
     case Kind::kDict:
+      if (v.dict().is_namespace) return false;  // printed as <Namespace>, its items unseen
       for (const auto& [k, item] : v.dict().items) {
         if (ContainsContent(k) || ContainsContent(item)) return true;
       }

@@ -54,6 +54,10 @@ class Value {
   bool is_string() const { return kind_ == Kind::kString; }
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
+  bool is_namespace() const;
+  // Nesting of lists and dicts (0 for a scalar), as it was when this list or dict was made; a
+  // namespace counts as 1 whatever it holds (it may not hold another namespace).
+  uint32_t depth() const { return depth_; }
   bool is_dict() const { return kind_ == Kind::kDict; }
   // Python's int includes bool.
   bool is_integer() const { return kind_ == Kind::kInt || kind_ == Kind::kBool; }
@@ -82,6 +86,7 @@ class Value {
  private:
   Kind kind_ = Kind::kUndefined;
   bool tuple_ = false;
+  uint32_t depth_ = 0;
   int64_t i_ = 0;
   double f_ = 0;
   std::variant<std::monostate, std::shared_ptr<const Text>, std::shared_ptr<const List>,
