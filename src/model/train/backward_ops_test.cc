@@ -172,5 +172,23 @@ TEST(BackwardOpsTest, MatMulTransposedAddMatchesFiniteDifferencesForEveryWeightT
   }
 }
 
+TEST(BackwardOpsTest, MatMulTiledMatchesTheDriversFloatMatMul) {
+  ThreadPool pool(2);
+  // Rows not a multiple of the tile, tokens not a multiple of the kernel's group.
+  const size_t rows = 150, cols = 96, tokens = 7;
+  for (cpu::TensorType type : {cpu::TensorType::kF32, cpu::TensorType::kQ8_0, cpu::TensorType::kQ4_1}) {
+    std::vector<float> wf = Random(rows * cols, 21);
+    std::vector<uint8_t> wq(rows * cpu::RowBytes(type, cols));
+    for (size_t r = 0; r < rows; ++r) {
+      cpu::QuantizeRow(type, &wf[r * cols], cols, &wq[r * cpu::RowBytes(type, cols)]);
+    }
+    cpu::MatView w{type, wq.data(), rows, cols, cpu::RowBytes(type, cols)};
+    std::vector<float> x = Random(tokens * cols, 22), want(tokens * rows), got(tokens * rows, 7.0f);
+    cpu::MatMulFloatActivations(w, x.data(), tokens, want.data(), pool);
+    MatMulTiled(w, x.data(), tokens, got.data(), pool);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << i;
+  }
+}
+
 }  // namespace
 }  // namespace llmasos::train

@@ -198,7 +198,7 @@ void TrainGraph::LoraBackward(const LoraSlot& slot, const float* params, float* 
 void TrainGraph::Project(size_t layer, LoraTarget t, const cpu::MatView& w,
                          const std::vector<float>& bias, const float* params, const float* x,
                          size_t n, uint64_t key, LayerActs& acts, float* y) {
-  cpu::MatMulFloatActivations(w, x, n, y, pool_);
+  MatMulTiled(w, x, n, y, pool_);
   if (!bias.empty()) {
     for (size_t r = 0; r < n; ++r) cpu::AddInPlace(bias.data(), bias.size(), y + r * bias.size());
   }
@@ -277,7 +277,7 @@ LossSum TrainGraph::OutputLoss(size_t n, const float* x, float grad_scale, float
       loss_inv_[i] = RmsNormForward(x + rows[i0 + i] * c.embd, model_.output_norm().data(), c.embd,
                                     c.rms_eps, &loss_x_[i * c.embd]);
     }
-    cpu::MatMulFloatActivations(model_.output(), loss_x_.data(), m, loss_logits_.data(), pool_);
+    MatMulTiled(model_.output(), loss_x_.data(), m, loss_logits_.data(), pool_);
     std::vector<double> row_loss(m);
     pool_.Run(m, [&](size_t i, size_t) {
       row_loss[i] = CrossEntropyForwardBackward(&loss_logits_[i * c.vocab_size], c.vocab_size,
