@@ -59,15 +59,11 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
   if (r.repeat_last_n) {
     s.penalty_last_n = *r.repeat_last_n < 0 ? static_cast<int32_t>(context) : *r.repeat_last_n;
   }
-  const float presence = r.presence_penalty.value_or(0.0f), frequency = r.frequency_penalty.value_or(0.0f);
-  if (r.penalty_mode == PenaltyMode::kOpenAi && (presence != 0.0f || frequency != 0.0f)) {
-    // OpenAI counts generated tokens only; the kernel's penalties count a window that includes
-    // the prompt, which would answer differently.
-    return Fail(error_param, presence != 0.0f ? "presence_penalty" : "frequency_penalty",
-                    "is not supported yet on this endpoint (OpenAI's penalty over generated tokens only)");
-  }
-  if (r.presence_penalty) s.presence_penalty = presence;
-  if (r.frequency_penalty) s.frequency_penalty = frequency;
+  // OpenAI counts generated tokens only and subtracts; llama.cpp's window includes the prompt.
+  s.penalty_mode = r.penalty_mode == PenaltyMode::kOpenAi ? sampling::PenaltyMode::kOpenAi
+                                                          : sampling::PenaltyMode::kLlamaCpp;
+  if (r.presence_penalty) s.presence_penalty = *r.presence_penalty;
+  if (r.frequency_penalty) s.frequency_penalty = *r.frequency_penalty;
   s.seed = r.seed.value_or(d.random_seed);
 
   for (const auto& [token, bias] : r.logit_bias) {
@@ -76,8 +72,9 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
                                         std::to_string(d.vocab_size) + " tokens)");
     }
   }
-  if (!r.logit_bias.empty()) return Fail(error_param, "logit_bias", "is not supported yet");
-  if (r.logprobs) return Fail(error_param, "logprobs", "is not supported yet");
+  s.logit_bias = r.logit_bias;
+  s.logprobs = r.logprobs;
+  s.top_logprobs = r.top_logprobs;
 
   if (Status valid = sampling::ValidateSamplingParams(s); !valid.ok()) {
     return Fail(error_param, "sampling", valid.message());  // a default the caller passed is out of range

@@ -531,10 +531,10 @@ TEST(ToProcessSpecTest, TopPZeroKeepsOnlyTheMostLikelyToken) {
 }
 
 TEST(ToProcessSpecTest, PenaltiesFollowTheirApi) {
-  std::string param;
-  EXPECT_FALSE(ToProcessSpec(Chat(R"("presence_penalty": 0.5)"), {1}, Defaults(), &param).ok());
-  EXPECT_EQ(param, "presence_penalty");
-  EXPECT_TRUE(ToProcessSpec(Chat(R"("presence_penalty": 0)"), {1}, Defaults()).ok());
+  auto openai = ToProcessSpec(Chat(R"("presence_penalty": 0.5)"), {1}, Defaults());
+  ASSERT_TRUE(openai.ok()) << openai.status().ToString();
+  EXPECT_EQ(openai->sampling.penalty_mode, sampling::PenaltyMode::kOpenAi);
+  EXPECT_FLOAT_EQ(openai->sampling.presence_penalty, 0.5f);
   auto r = Ollama(Endpoint::kOllamaGenerate, R"({"model": "m", "prompt": "x",
       "options": {"presence_penalty": 0.5, "repeat_last_n": -1}})");
   ASSERT_TRUE(r.ok());
@@ -542,18 +542,21 @@ TEST(ToProcessSpecTest, PenaltiesFollowTheirApi) {
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   EXPECT_FLOAT_EQ(spec->sampling.presence_penalty, 0.5f);
   EXPECT_EQ(spec->sampling.penalty_last_n, 100);
+  EXPECT_EQ(spec->sampling.penalty_mode, sampling::PenaltyMode::kLlamaCpp);
 }
 
-TEST(ToProcessSpecTest, WhatTheKernelCannotCarryIsNamed) {
+TEST(ToProcessSpecTest, LogitBiasAndLogprobsReachTheKernel) {
   std::string param;
   auto spec = ToProcessSpec(Chat(R"("logit_bias": {"5000": 1})"), {1}, Defaults(), &param);
   ASSERT_FALSE(spec.ok());
   EXPECT_EQ(param, "logit_bias");
   EXPECT_THAT(spec.status().message(), HasSubstr("outside the vocabulary"));
-  EXPECT_FALSE(ToProcessSpec(Chat(R"("logit_bias": {"5": 1})"), {1}, Defaults(), &param).ok());
-  EXPECT_EQ(param, "logit_bias");
-  EXPECT_FALSE(ToProcessSpec(Chat(R"("logprobs": true)"), {1}, Defaults(), &param).ok());
-  EXPECT_EQ(param, "logprobs");
+  spec = ToProcessSpec(Chat(R"("logit_bias": {"5": 1}, "logprobs": true, "top_logprobs": 3)"), {1}, Defaults());
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->sampling.logit_bias.size(), 1u);
+  EXPECT_EQ(spec->sampling.logit_bias[0].first, 5);
+  EXPECT_TRUE(spec->sampling.logprobs);
+  EXPECT_EQ(spec->sampling.top_logprobs, 3);
 }
 
 TEST(ToProcessSpecTest, BatchTenantIsKept) {

@@ -1,6 +1,7 @@
 #include "kernel/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "kernel/kv_layout.h"
@@ -45,6 +46,12 @@ Status Engine::CheckModelLimits(const ProcessSpec& spec) const {
                                   std::to_string(c.vocab_size));
     }
   }
+  for (const auto& [token, bias] : spec.sampling.logit_bias) {
+    if (token < 0 || static_cast<size_t>(token) >= c.vocab_size) {
+      return InvalidArgumentError("logit_bias token id " + std::to_string(token) + " is outside the vocabulary of " +
+                                  std::to_string(c.vocab_size));
+    }
+  }
   if (spec.limits.max_tokens > 0 &&
       spec.prompt.size() + static_cast<size_t>(spec.limits.max_tokens) > max_context_) {
     return InvalidArgumentError("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_tokens (" +
@@ -60,25 +67,131 @@ Status Engine::Validate(const ProcessSpec& spec, TimePoint now) const {
   return scheduler_->CheckCapacity(spec);
 }
 
-StatusOr<ProcessId> Engine::Submit(ProcessSpec spec) { return Enter(std::move(spec), 0, clock_->Now()); }
-
-StatusOr<ProcessId> Engine::SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
-  if (id == 0) return InvalidArgumentError("process id 0 is reserved");
-  return Enter(std::move(spec), id, submitted_at);
+StatusOr<ProcessId> Engine::Submit(ProcessSpec spec) {
+  ASSIGN_OR_RETURN(std::vector<ProcessId> ids, SubmitGroup(std::move(spec), 1));
+  return ids[0];
 }
 
-StatusOr<ProcessId> Engine::Enter(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
-  RETURN_IF_ERROR(sampling::ValidateSamplingParams(spec.sampling));
-  RETURN_IF_ERROR(CheckModelLimits(spec));
-  sampling::Sampler sampler(spec.sampling);
-  for (TokenId t : spec.prompt) sampler.Accept(t);  // prompt tokens count for penalties
-  ASSIGN_OR_RETURN(ProcessId entered, id == 0 ? scheduler_->Submit(std::move(spec))
-                                              : scheduler_->SubmitAs(std::move(spec), id, submitted_at));
-  samplers_.emplace(entered, std::move(sampler));
-  return entered;
+Status Engine::ValidateGroup(const ProcessSpec& spec, size_t n) {
+  if (n < 1 || n > kMaxGroupSize) {
+    return InvalidArgumentError("n must be in [1, " + std::to_string(kMaxGroupSize) + "], got " + std::to_string(n));
+  }
+  if (n > 1 && spec.kind != ProcessKind::kGenerate) {
+    return InvalidArgumentError("n > 1 is for generation; an embedding has one result");
+  }
+  return OkStatus();
 }
 
-Status Engine::Cancel(ProcessId id, std::string reason) { return scheduler_->Cancel(id, std::move(reason)); }
+void EmbeddingPooler::Add(std::span<const float> rows, size_t embd, size_t first_token_idx, bool last) {
+  if (first_token_idx == 0) {  // (re)started from the first token, e.g. after a recompute
+    sum_.assign(embd, 0.0);
+    num_rows_ = 0;
+    first_.clear();
+  }
+  const size_t n = rows.size() / embd;
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t d = 0; d < embd; ++d) sum_[d] += rows[r * embd + d];
+  }
+  num_rows_ += n;
+  if (first_token_idx == 0) first_.assign(rows.begin(), rows.begin() + embd);
+  if (last) last_.assign(rows.end() - embd, rows.end());
+}
+
+std::vector<float> EmbeddingPooler::Finish(arch::Pooling pooling) const {
+  std::vector<float> v;
+  switch (pooling) {
+    case arch::Pooling::kMean:
+      for (double x : sum_) v.push_back(static_cast<float>(x / static_cast<double>(num_rows_)));
+      break;
+    case arch::Pooling::kCls: v = first_; break;
+    case arch::Pooling::kLast: v = last_; break;
+  }
+  double norm = 0.0;
+  for (float x : v) norm += static_cast<double>(x) * x;
+  norm = std::sqrt(norm);
+  if (norm > 0) {
+    for (float& x : v) x = static_cast<float>(x / norm);
+  }
+  return v;
+}
+
+StatusOr<std::vector<ProcessId>> Engine::SubmitGroup(ProcessSpec spec, size_t n) {
+  const TimePoint now = clock_->Now();
+  RETURN_IF_ERROR(ValidateGroup(spec, n));
+  RETURN_IF_ERROR(Validate(spec, now));
+  std::vector<ProcessId> ids(n);
+  for (ProcessId& id : ids) id = NewProcessId();
+  RETURN_IF_ERROR(SubmitValidated(std::move(spec), ids, now));
+  return ids;
+}
+
+Status Engine::SubmitValidated(ProcessSpec spec, std::span<const ProcessId> ids, TimePoint submitted_at) {
+  if (ids.empty()) return InvalidArgumentError("a submission needs at least one process id");
+  // Drawn here, so the process's parameters say which seed it ran with.
+  const bool seeded = spec.sampling.seed.has_value();
+  if (!seeded) spec.sampling.seed = sampling::RandomSeed();
+  std::vector<ProcessSpec> member_specs;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    ProcessSpec m = spec;
+    m.sampling.seed = seeded ? *spec.sampling.seed + i : sampling::RandomSeed();
+    member_specs.push_back(std::move(m));
+  }
+  OutputPipeline pipeline(tokenizer_, spec.sampling, spec.prompt, spec.stop, ignore_eog_);
+  RETURN_IF_ERROR(scheduler_->Enter(Process::CreateValidated(ids[0], std::move(spec), submitted_at)));
+  pipelines_.emplace(ids[0], std::move(pipeline));
+  if (ids.size() == 1) return OkStatus();
+  std::vector<std::unique_ptr<Process>>& waiting = followers_[ids[0]];
+  for (size_t i = 1; i < ids.size(); ++i) {
+    ProcessSpec& m = member_specs[i - 1];
+    pipelines_.emplace(ids[i], OutputPipeline(tokenizer_, m.sampling, m.prompt, m.stop, ignore_eog_));
+    waiting.push_back(Process::CreateValidated(ids[i], std::move(m), submitted_at));
+  }
+  return OkStatus();
+}
+
+Status Engine::End(ProcessId id, EndReason reason, std::string message) {
+  for (auto& [leader, waiting] : followers_) {
+    for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+      if ((*it)->id() != id) continue;
+      RETURN_IF_ERROR((*it)->End(reason, clock_->Now(), std::move(message)));
+      ended_followers_.push_back(std::move(*it));
+      waiting.erase(it);
+      return OkStatus();
+    }
+  }
+  const bool had_followers = followers_.contains(id);
+  RETURN_IF_ERROR(scheduler_->End(id, reason, message));
+  // A leader that ends before its prefill takes its waiting followers with it.
+  if (had_followers) EndFollowers(id, reason, message);
+  return OkStatus();
+}
+
+void Engine::EndFollowers(ProcessId leader, EndReason reason, const std::string& message) {
+  auto it = followers_.find(leader);
+  if (it == followers_.end()) return;
+  for (std::unique_ptr<Process>& p : it->second) {
+    CHECK(p->End(reason, clock_->Now(), message).ok());
+    ended_followers_.push_back(std::move(p));
+  }
+  followers_.erase(it);
+}
+
+Status Engine::ForkFollowers(ProcessId leader, std::span<const float> logits,
+                             std::vector<std::pair<ProcessId, TokenOutput>>& outputs) {
+  auto it = followers_.find(leader);
+  if (it == followers_.end()) return OkStatus();
+  std::vector<std::unique_ptr<Process>> waiting = std::move(it->second);
+  followers_.erase(it);
+  std::vector<float> scratch;
+  for (std::unique_ptr<Process>& p : waiting) {
+    const ProcessId id = p->id();
+    scratch.assign(logits.begin(), logits.end());
+    TokenOutput out = pipelines_.at(id).Next(scratch);
+    RETURN_IF_ERROR(scheduler_->EnterFork(leader, std::move(p), out.token, out.ends));
+    outputs.emplace_back(id, std::move(out));
+  }
+  return OkStatus();
+}
 
 Status Engine::SetPolicy(std::string_view name) {
   ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(name));
@@ -100,6 +213,9 @@ StatusOr<StepReport> Engine::Step() {
   std::vector<const Process*> processes;
   segments.reserve(plan.batch.size());
   size_t sample_idx = 0;
+  // Embedding entries: where their rows of hidden_ start (SIZE_MAX: not an embedding).
+  std::vector<size_t> hidden_offsets(plan.batch.size(), SIZE_MAX);
+  size_t num_hidden_rows = 0;
   for (const BatchEntry& e : plan.batch) {
     const Process* p = scheduler_->Find(e.id);
     if (p == nullptr) return InternalError("scheduled process " + std::to_string(e.id) + " is unknown");
@@ -109,14 +225,31 @@ StatusOr<StepReport> Engine::Step() {
     s.tokens = p->tokens().subspan(e.first_token_idx, e.num_tokens);
     s.pos0 = e.first_token_idx;
     s.block_table = table;
-    s.logits = e.samples ? arch::LogitsMode::kLast : arch::LogitsMode::kNone;
-    s.logits_out = e.samples ? &logits_[sample_idx++ * vocab] : nullptr;
+    const bool embeds = p->kind() == ProcessKind::kEmbed;
+    s.logits = e.samples && !embeds ? arch::LogitsMode::kLast : arch::LogitsMode::kNone;
+    s.logits_out = s.logits == arch::LogitsMode::kLast ? &logits_[sample_idx * vocab] : nullptr;
+    if (e.samples) ++sample_idx;
+    if (embeds) {
+      hidden_offsets[segments.size()] = num_hidden_rows;
+      num_hidden_rows += e.num_tokens;
+    }
     segments.push_back(s);
     sequences.push_back(seq);
     processes.push_back(p);
     report.num_tokens += e.num_tokens;
   }
+  const size_t embd = model_.config().embd;
+  hidden_.resize(num_hidden_rows * embd);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (hidden_offsets[i] != SIZE_MAX) segments[i].hidden_out = &hidden_[hidden_offsets[i] * embd];
+  }
   RETURN_IF_ERROR(forward_->Run(segments, KvLayoutOf(*kv_), kv_->num_blocks()));
+  for (size_t i = 0; i < plan.batch.size(); ++i) {
+    if (hidden_offsets[i] == SIZE_MAX) continue;
+    const BatchEntry& e = plan.batch[i];
+    poolers_[e.id].Add(std::span<const float>(&hidden_[hidden_offsets[i] * embd], e.num_tokens * embd), embd,
+                       e.first_token_idx, e.samples);
+  }
 
   // The K/V just written make full blocks findable by later prompts with the same prefix.
   for (size_t i = 0; i < plan.batch.size(); ++i) {
@@ -127,33 +260,61 @@ StatusOr<StepReport> Engine::Step() {
   }
 
   std::vector<TokenId> sampled;
-  std::vector<ProcessId> sampled_by;
+  std::vector<EndReason> ends;
+  std::vector<std::pair<ProcessId, TokenOutput>> outputs;
   sample_idx = 0;
   for (const BatchEntry& e : plan.batch) {
     if (!e.samples) continue;
-    sampling::Sampler& sampler = samplers_.at(e.id);
-    const TokenId t = sampler.Sample(std::span<float>(&logits_[sample_idx++ * vocab], vocab));
-    sampler.Accept(t);
-    sampled.push_back(t);
-    sampled_by.push_back(e.id);
-  }
-  RETURN_IF_ERROR(scheduler_->CompleteStep(plan, sampled));
-  report.num_sampled = sampled.size();
-  for (size_t i = 0; i < sampled.size(); ++i) {
-    if (on_token_) on_token_(sampled_by[i], sampled[i]);
-    const Process* p = scheduler_->Find(sampled_by[i]);
-    // A process may already have ended at max_tokens in CompleteStep.
-    if (!ignore_eog_ && p != nullptr && !IsTerminal(p->state()) && tokenizer_.IsEog(sampled[i])) {
-      RETURN_IF_ERROR(scheduler_->Finish(sampled_by[i], "stop"));
+    const std::span<float> logits(&logits_[sample_idx++ * vocab], vocab);
+    if (auto pooler = poolers_.find(e.id); pooler != poolers_.end()) {
+      // An embedding's prompt is complete: its vector is ready, and it ends in CompleteStep.
+      embeddings_[e.id] = pooler->second.Finish(model_.config().pooling);
+      poolers_.erase(pooler);
+      sampled.push_back(0);
+      ends.push_back(EndReason::kNone);
+      continue;
     }
+    // A group's leader computed the shared prompt: its followers fork it now, before
+    // CompleteStep (which may end the leader and release its KV).
+    RETURN_IF_ERROR(ForkFollowers(e.id, logits, outputs));
+    TokenOutput out = pipelines_.at(e.id).Next(logits);
+    sampled.push_back(out.token);
+    ends.push_back(out.ends);
+    outputs.emplace_back(e.id, std::move(out));
+  }
+  RETURN_IF_ERROR(scheduler_->CompleteStep(plan, sampled, ends));
+  report.num_sampled = sampled.size();
+  if (on_output_) {
+    for (const auto& [id, out] : outputs) on_output_(id, out);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
 
-std::vector<std::unique_ptr<Process>> Engine::TakeEnded() {
-  std::vector<std::unique_ptr<Process>> ended = scheduler_->TakeEnded();
-  for (const auto& p : ended) samplers_.erase(p->id());
+std::vector<EndedProcess> Engine::TakeEnded() {
+  std::vector<std::unique_ptr<Process>> processes = scheduler_->TakeEnded();
+  // Leaders that ended before their prefill (expired, failed) take their followers along.
+  for (const std::unique_ptr<Process>& p : processes) {
+    if (followers_.contains(p->id())) EndFollowers(p->id(), p->end_reason(), p->end_message());
+  }
+  for (std::unique_ptr<Process>& p : ended_followers_) processes.push_back(std::move(p));
+  ended_followers_.clear();
+  std::vector<EndedProcess> ended;
+  for (std::unique_ptr<Process>& p : processes) {
+    EndedProcess e;
+    poolers_.erase(p->id());
+    if (auto emb = embeddings_.find(p->id()); emb != embeddings_.end()) {
+      e.embedding = std::move(emb->second);
+      embeddings_.erase(emb);
+    }
+    auto it = pipelines_.find(p->id());
+    if (it != pipelines_.end()) {
+      e.text = it->second.Flush();
+      pipelines_.erase(it);
+    }
+    e.process = std::move(p);
+    ended.push_back(std::move(e));
+  }
   return ended;
 }
 

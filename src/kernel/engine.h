@@ -1,7 +1,8 @@
 // Engine: the step loop of one loaded model instance. It owns the instance's paged KV memory
-// (KvMemory), the scheduler with its policy, one sampler per process, and the batched forward
-// pass; each Step() asks the scheduler what runs, runs it as one batch over the paged cache,
-// samples one token for every process whose sequence reached its end, and reports back.
+// (KvMemory), the scheduler with its policy, one OutputPipeline per process (sampler,
+// detokenizer, stop strings, end of generation), and the batched forward pass; each Step()
+// asks the scheduler what runs, runs it as one batch over the paged cache, passes the logits
+// of every process whose sequence reached its end through its pipeline, and reports back.
 //
 // This is the synchronous core: Step() is called by whoever owns the engine (EngineThread in
 // engine_thread.h, which `llmasos batch` and the daemon use; the loop of `llmasos
@@ -21,6 +22,7 @@
 #include "kernel/clock.h"
 #include "kernel/kv_memory.h"
 #include "kernel/kv_memory_model.h"
+#include "kernel/output_pipeline.h"
 #include "kernel/scheduler.h"
 #include "model/arch/batch_forward.h"
 #include "model/arch/llama_model.h"
@@ -52,6 +54,30 @@ struct StepReport {
   double seconds = 0;      // wall time of the step
 };
 
+// A process that ended, with the text its pipeline held back until the end.
+struct EndedProcess {
+  std::unique_ptr<Process> process;
+  std::string text;  // OutputPipeline::Flush: an incomplete UTF-8 tail, an unmatched stop prefix
+  // ProcessKind::kEmbed that completed: [embd], the prompt's final hidden states (after the
+  // final norm) pooled as the model says (ModelConfig::pooling), L2-normalised. Else empty.
+  std::vector<float> embedding;
+};
+
+// Accumulates one embedding process's final hidden states across its prefill chunks.
+class EmbeddingPooler {
+ public:
+  // rows: [n, embd], the hidden states of tokens first_token_idx .. + n; `last`: they end the
+  // prompt. A chunk starting at token 0 starts over (a recomputed process feeds it again).
+  void Add(std::span<const float> rows, size_t embd, size_t first_token_idx, bool last);
+  // The pooled vector, L2-normalised (left as is if its norm is 0).
+  std::vector<float> Finish(arch::Pooling pooling) const;
+
+ private:
+  std::vector<double> sum_;  // [embd]
+  size_t num_rows_ = 0;
+  std::vector<float> first_, last_;  // [embd]
+};
+
 class Engine {
  public:
   // `model`, `tokenizer`, `pool` and `clock` must outlive the engine. InvalidArgument for an
@@ -61,31 +87,58 @@ class Engine {
                                                   ThreadPool& pool, const EngineOptions& options,
                                                   const Clock* clock);
 
-  // Queues a process. InvalidArgument for bad sampling parameters, a prompt id outside the
-  // vocabulary or a prompt + max_tokens longer than the context; otherwise as
-  // Scheduler::Submit.
+  // Validates a process once (Validate) and queues it with a new id. The stream's text ends
+  // at the first of spec.stop to appear.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
-  // As Submit, with the id and arrival time chosen by the caller (Scheduler::SubmitAs).
-  StatusOr<ProcessId> SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
-  // Every check of Submit, at `now`, without submitting. Thread-safe beside the owner's calls:
-  // it reads only what Create fixed (the model's shape, the context, the pool's size).
+  // Every check a submission gets, at `now`. Error codes (what the daemon maps to HTTP):
+  //   InvalidArgument: permanent, the request itself is wrong and retrying cannot help:
+  //     Process::Validate's checks (naming the field), a prompt id or logit_bias id outside
+  //     the vocabulary, prompt + max_tokens longer than the context, or more KV than the whole
+  //     pool holds (both numbers in the message). -> 400
+  //   (EngineThread adds FailedPrecondition once it is shut down: transient for a daemon that
+  //     is unloading or replacing the model. -> 503)
+  // Nothing here is transient: a pool that is full now makes the process wait in the
+  // scheduler's queue (and a running one may be preempted), never an error.
+  // Thread-safe beside the owner's calls: it reads only what Create fixed (the model's shape,
+  // the context, the pool's size).
   Status Validate(const ProcessSpec& spec, TimePoint now) const;
-  Status Cancel(ProcessId id, std::string reason = "cancelled");
-  // Ends a running process as finished (e.g. its text reached a stop string).
-  Status Finish(ProcessId id, std::string reason) { return scheduler_->Finish(id, std::move(reason)); }
+  // A new process id (Scheduler::NewId). Thread-safe.
+  ProcessId NewProcessId() { return scheduler_->NewId(); }
+  // n > 1 (OpenAI's `n`): a group of n processes with the same spec that share one prefill.
+  // The first (the leader) computes the prompt; in the step that computes its last prompt
+  // token the others fork its KV (copy-on-write, KvMemory::Fork) and each samples its first
+  // token from the same logits through its own pipeline, so the prompt is computed once.
+  // Member i runs with seed + i (or, unseeded, a seed of its own). Returns the n ids, in
+  // order. InvalidArgument as ValidateGroup, else as Submit.
+  static constexpr size_t kMaxGroupSize = 128;
+  StatusOr<std::vector<ProcessId>> SubmitGroup(ProcessSpec spec, size_t n);
+  // Queues a process (ids.size() == 1) or a group whose spec passed Validate(spec,
+  // submitted_at) and ValidateGroup, under ids from NewProcessId (in increasing order):
+  // how EngineThread submits what it validated on the caller's thread. InvalidArgument for an
+  // id out of order.
+  Status SubmitValidated(ProcessSpec spec, std::span<const ProcessId> ids, TimePoint submitted_at);
+  // n in [1, kMaxGroupSize], and 1 for an embedding. Thread-safe.
+  static Status ValidateGroup(const ProcessSpec& spec, size_t n);
+  // Ends a live process now, as Scheduler::End (e.g. kCancelled, or kStopString for a running
+  // process whose text reached a stop string). A group member still waiting for its leader's
+  // prefill ends too.
+  Status End(ProcessId id, EndReason reason, std::string message = "");
+  Status Cancel(ProcessId id, std::string message = "") { return End(id, EndReason::kCancelled, std::move(message)); }
   Status SetPolicy(std::string_view name);
 
-  // One scheduler step and its forward pass. A process ends with reason "stop" on an
-  // end-of-generation token (kept as its last generated token), "length" at max_tokens.
+  // One scheduler step and its forward pass. A process ends with kEndOfGeneration on an
+  // end-of-generation token (kept as its last generated token), kLength at max_tokens.
   StatusOr<StepReport> Step();
-  // Whether any process is queued, running or preempted.
+  // Whether any process is queued, running or preempted (group members waiting for their
+  // leader's prefill have a live leader).
   bool HasWork() const { return !scheduler_->LiveProcesses().empty(); }
 
-  // Processes that ended since the last call, with their tokens and accounting.
-  std::vector<std::unique_ptr<Process>> TakeEnded();
+  // Processes that ended since the last call, with their tokens, accounting and held-back text.
+  std::vector<EndedProcess> TakeEnded();
 
-  // Called after every step with each token generated in it (ids in batch order).
-  void SetTokenCallback(std::function<void(ProcessId, TokenId)> fn) { on_token_ = std::move(fn); }
+  // Called after every step with each token generated in it (in batch order), as its
+  // pipeline made it: the token, its text, whether it ended its process.
+  void SetOutputCallback(std::function<void(ProcessId, const TokenOutput&)> fn) { on_output_ = std::move(fn); }
 
   const Scheduler& scheduler() const { return *scheduler_; }
   const KvMemory& kv() const { return *kv_; }
@@ -93,10 +146,8 @@ class Engine {
  private:
   Engine(const arch::Model& model, const tokenizer::Tokenizer& tokenizer, ThreadPool& pool,
          const Clock* clock);
-  // The checks Process::Create and the scheduler do not make: vocabulary and context.
+  // The checks Process::Validate and the scheduler do not make: vocabulary and context.
   Status CheckModelLimits(const ProcessSpec& spec) const;
-  // Submit (id 0: the scheduler's next id) or SubmitAs.
-  StatusOr<ProcessId> Enter(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
 
   const arch::Model& model_;
   const tokenizer::Tokenizer& tokenizer_;
@@ -107,9 +158,21 @@ class Engine {
   std::unique_ptr<KvMemoryModel> memory_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<arch::BatchForward> forward_;
-  std::unordered_map<ProcessId, sampling::Sampler> samplers_;
-  std::function<void(ProcessId, TokenId)> on_token_;
+  std::unordered_map<ProcessId, OutputPipeline> pipelines_;
+  // n > 1 groups whose leader has not finished its prefill: leader id -> the other members,
+  // queued, their pipelines in pipelines_.
+  std::unordered_map<ProcessId, std::vector<std::unique_ptr<Process>>> followers_;
+  std::vector<std::unique_ptr<Process>> ended_followers_;  // ended before they forked
+  // Forks the followers of `leader` (if any) from `logits` ([vocab], left unchanged).
+  Status ForkFollowers(ProcessId leader, std::span<const float> logits,
+                       std::vector<std::pair<ProcessId, TokenOutput>>& outputs);
+  // Ends the waiting followers of `leader` with `reason`.
+  void EndFollowers(ProcessId leader, EndReason reason, const std::string& message);
+  std::function<void(ProcessId, const TokenOutput&)> on_output_;
   std::vector<float> logits_;  // [sampled entries, vocab]
+  std::vector<float> hidden_;  // [tokens of embedding entries, embd]
+  std::unordered_map<ProcessId, EmbeddingPooler> poolers_;         // embeddings being computed
+  std::unordered_map<ProcessId, std::vector<float>> embeddings_;  // done, until TakeEnded
 };
 
 }  // namespace llmasos::kernel

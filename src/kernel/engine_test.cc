@@ -23,9 +23,9 @@ class EngineTest : public TinyEngineTest {
       auto r = e.Step();
       EXPECT_TRUE(r.ok()) << r.status().ToString();
       if (!r.ok()) break;
-      for (auto& p : e.TakeEnded()) ended[p->id()] = std::move(p);
+      for (auto& p : e.TakeEnded()) ended[p.process->id()] = std::move(p.process);
     }
-    for (auto& p : e.TakeEnded()) ended[p->id()] = std::move(p);
+    for (auto& p : e.TakeEnded()) ended[p.process->id()] = std::move(p.process);
     EXPECT_FALSE(e.HasWork());
     return ended;
   }
@@ -69,7 +69,7 @@ TEST_F(EngineTest, BatchedGreedyEqualsAloneUnderEveryPolicy) {
       const Process& p = *ended[ids[i]];
       EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
           << policy << " process " << i;
-      EXPECT_EQ(p.state(), ProcessState::kFinished) << p.reason();
+      EXPECT_EQ(p.state(), ProcessState::kFinished) << EndReasonName(p.end_reason());
     }
     EXPECT_TRUE((*e)->kv().CheckInvariants().ok());
   }
@@ -169,7 +169,8 @@ TEST_F(EngineTest, CancelEndsAProcessAndFreesItsMemory) {
   ASSERT_TRUE(e->Cancel(id).ok());
   auto ended = e->TakeEnded();
   ASSERT_EQ(ended.size(), 1u);
-  EXPECT_EQ(ended[0]->state(), ProcessState::kCancelled);
+  EXPECT_EQ(ended[0].process->state(), ProcessState::kCancelled);
+  EXPECT_EQ(ended[0].process->end_reason(), EndReason::kCancelled);
   EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
   EXPECT_FALSE(e->HasWork());
 }

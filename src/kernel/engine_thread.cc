@@ -18,6 +18,13 @@ void Channel::State::Push(StreamEvent event) {
     if (!dropped.load(std::memory_order_acquire)) events.push_back(std::move(event));
   }
   cv.notify_all();
+  if (notify && !dropped.load(std::memory_order_acquire)) notify();
+}
+
+void Channel::SetNotifier(std::function<void()> notify) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  CHECK_EQ(state_->num_open, 0u) << "Channel::SetNotifier after a submission";
+  state_->notify = std::move(notify);
 }
 
 StatusOr<StreamEvent> Channel::Next(std::chrono::milliseconds timeout) {
@@ -47,7 +54,7 @@ StatusOr<std::unique_ptr<EngineThread>> EngineThread::Start(const arch::Model& m
 EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer,
                            const Clock* clock, size_t history_steps)
     : engine_(std::move(engine)), tokenizer_(tokenizer), clock_(clock), history_steps_(history_steps) {
-  engine_->SetTokenCallback([this](ProcessId id, TokenId token) { OnToken(id, token); });
+  engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -55,48 +62,61 @@ EngineThread::~EngineThread() { Shutdown(); }
 
 StatusOr<EngineThread::Submission> EngineThread::Submit(ProcessSpec spec, std::vector<std::string> stop) {
   auto channel = std::make_unique<Channel>();
-  ASSIGN_OR_RETURN(ProcessId id, Enqueue(channel->state_, std::move(spec), std::move(stop)));
-  return Submission{id, std::move(channel)};
+  for (std::string& s : stop) spec.stop.push_back(std::move(s));
+  ASSIGN_OR_RETURN(std::vector<ProcessId> ids, Enqueue(channel->state_, std::move(spec), 1));
+  return Submission{ids[0], std::move(channel)};
 }
 
 StatusOr<ProcessId> EngineThread::SubmitTo(Channel& channel, ProcessSpec spec, std::vector<std::string> stop) {
-  return Enqueue(channel.state_, std::move(spec), std::move(stop));
+  for (std::string& s : stop) spec.stop.push_back(std::move(s));
+  ASSIGN_OR_RETURN(std::vector<ProcessId> ids, Enqueue(channel.state_, std::move(spec), 1));
+  return ids[0];
 }
 
-StatusOr<ProcessId> EngineThread::Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
-                                          std::vector<std::string> stop) {
+StatusOr<std::vector<ProcessId>> EngineThread::SubmitGroupTo(Channel& channel, ProcessSpec spec, size_t n) {
+  return Enqueue(channel.state_, std::move(spec), n);
+}
+
+StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Channel::State>& channel,
+                                                       ProcessSpec spec, size_t n) {
   const TimePoint now = clock_->Now();
+  RETURN_IF_ERROR(Engine::ValidateGroup(spec, n));
   RETURN_IF_ERROR(engine_->Validate(spec, now));
-  // Counted open before the engine thread can see the process, so its end event always
+  // Counted open before the engine thread can see the processes, so each end event always
   // finds the count it closes.
   {
     std::lock_guard<std::mutex> lock(channel->mu);
-    ++channel->num_open;
+    channel->num_open += n;
   }
-  ProcessId id = 0;
+  std::vector<ProcessId> ids;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
-      id = next_id_++;
-      inbox_.push_back(Queued{id, now, std::move(spec), std::move(stop), channel});
-      ++stats_.num_submitted;
+      // Minted under mu_, so the inbox holds ids in increasing order.
+      for (size_t i = 0; i < n; ++i) ids.push_back(engine_->NewProcessId());
+      last_id_ = ids.back();
+      inbox_.push_back(Queued{ids, now, std::move(spec), channel});
+      stats_.num_submitted += n;
     }
   }
-  if (id == 0) {
+  if (ids.empty()) {
     std::lock_guard<std::mutex> lock(channel->mu);
-    --channel->num_open;
+    channel->num_open -= n;
     return FailedPreconditionError("the engine thread is shut down");
   }
   cv_.notify_one();
-  return id;
+  return ids;
 }
 
-Status EngineThread::Cancel(ProcessId id, std::string reason) {
+Status EngineThread::Cancel(ProcessId id, EndReason reason, std::string message) {
+  if (reason == EndReason::kNone || TerminalStateOf(reason) == ProcessState::kFinished) {
+    return InvalidArgumentError("a process cannot be cancelled with reason " + std::string(EndReasonName(reason)));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (id == 0 || id >= next_id_) return NotFoundError("no process " + std::to_string(id));
+    if (id == 0 || id > last_id_) return NotFoundError("no process " + std::to_string(id));
     if (stopping_) return FailedPreconditionError("the engine thread is shut down");
-    cancels_.emplace_back(id, std::move(reason));
+    cancels_.push_back(CancelRequest{id, reason, std::move(message)});
   }
   cv_.notify_one();
   return OkStatus();
@@ -136,7 +156,7 @@ EngineThreadStats EngineThread::Stats() const {
 void EngineThread::Loop() {
   for (;;) {
     std::vector<Queued> queued;
-    std::vector<std::pair<ProcessId, std::string>> cancels;
+    std::vector<CancelRequest> cancels;
     std::optional<std::string> policy;
     bool stopping = false;
     {
@@ -155,9 +175,9 @@ void EngineThread::Loop() {
     if (policy) CHECK(engine_->SetPolicy(*policy).ok());
     // A process may have ended meanwhile: then there is nothing to cancel.
     bool cancelled = false;
-    for (auto& [id, reason] : cancels) cancelled |= engine_->Cancel(id, std::move(reason)).ok();
-    for (const auto& [id, stream] : streams_) {
-      if (stream.channel->dropped.load(std::memory_order_acquire)) {
+    for (CancelRequest& c : cancels) cancelled |= engine_->End(c.id, c.reason, std::move(c.message)).ok();
+    for (const auto& [id, channel] : streams_) {
+      if (channel->dropped.load(std::memory_order_acquire)) {
         cancelled |= engine_->Cancel(id, "channel dropped").ok();
       }
     }
@@ -166,7 +186,7 @@ void EngineThread::Loop() {
       DeliverEnded();
     }
     if (stopping) {
-      CancelAll("shutdown");
+      EndAll(EndReason::kShutdown, "");
       Publish(std::nullopt);
       DeliverEnded();
       return;
@@ -182,18 +202,11 @@ void EngineThread::Loop() {
         std::lock_guard<std::mutex> lock(mu_);
         if (stats_.error.ok()) stats_.error = step.status();
       }
-      to_finish_.clear();
-      CancelAll("engine step failed: " + step.status().ToString());
+      EndAll(EndReason::kError, "engine step failed: " + step.status().ToString());
       Publish(std::nullopt);
       DeliverEnded();
       continue;
     }
-    for (ProcessId id : to_finish_) {
-      const Process* p = engine_->scheduler().Find(id);
-      // It may have ended in the step anyway (max_tokens, an end-of-generation token).
-      if (p != nullptr && p->state() == ProcessState::kRunning) CHECK(engine_->Finish(id, "stop").ok());
-    }
-    to_finish_.clear();
     Publish(*step);
     DeliverEnded();
   }
@@ -201,69 +214,66 @@ void EngineThread::Loop() {
 
 void EngineThread::Admit(std::vector<Queued>& queued) {
   for (Queued& q : queued) {
-    StatusOr<ProcessId> id = engine_->SubmitAs(std::move(q.spec), q.id, q.submitted_at);
-    if (!id.ok()) {  // Validate passed, so only a change of the checks' inputs can land here
+    Status st = engine_->SubmitValidated(std::move(q.spec), q.ids, q.submitted_at);
+    if (!st.ok()) {  // Validate passed and ids are in order: a bug, reported on the stream
       {
         std::lock_guard<std::mutex> lock(mu_);
-        ++stats_.num_ended;
+        stats_.num_ended += q.ids.size();
       }
-      StreamEvent end;
-      end.kind = StreamEvent::Kind::kEnd;
-      end.id = q.id;
-      end.state = ProcessState::kFailed;
-      end.reason = id.status().ToString();
-      q.channel->Push(std::move(end));
+      for (ProcessId id : q.ids) {
+        StreamEvent end;
+        end.kind = StreamEvent::Kind::kEnd;
+        end.id = id;
+        end.state = ProcessState::kFailed;
+        end.reason = EndReason::kError;
+        end.message = st.ToString();
+        q.channel->Push(std::move(end));
+      }
       continue;
     }
-    Stream s;
-    s.channel = std::move(q.channel);
-    s.decoder = std::make_unique<tokenizer::IncrementalDecoder>(tokenizer_);
-    s.stops = std::make_unique<sampling::StopMatcher>(std::move(q.stop));
-    streams_.emplace(q.id, std::move(s));
+    for (ProcessId id : q.ids) streams_.emplace(id, q.channel);
   }
 }
 
-void EngineThread::OnToken(ProcessId id, TokenId token) {
+void EngineThread::OnOutput(ProcessId id, const TokenOutput& out) {
   auto it = streams_.find(id);
   if (it == streams_.end()) return;
-  Stream& s = it->second;
   StreamEvent event;
   event.id = id;
-  event.token = token;
-  if (!s.stops->stopped() && !tokenizer_.IsEog(token)) {
-    event.text = s.stops->Push(s.decoder->Push(token));
-    if (s.stops->stopped()) to_finish_.push_back(id);
-  }
-  s.channel->Push(std::move(event));
+  event.token = out.token;
+  event.text = out.text;
+  event.logprobs = out.logprobs;
+  it->second->Push(std::move(event));
 }
 
 void EngineThread::DeliverEnded() {
-  std::vector<std::unique_ptr<Process>> ended = engine_->TakeEnded();
+  std::vector<EndedProcess> ended = engine_->TakeEnded();
   if (ended.empty()) return;
   {
     // Counted before the events go out, so a consumer that saw an end sees it counted.
     std::lock_guard<std::mutex> lock(mu_);
     stats_.num_ended += ended.size();
   }
-  for (const auto& p : ended) {
-    auto it = streams_.find(p->id());
+  for (EndedProcess& e : ended) {
+    const Process& p = *e.process;
+    auto it = streams_.find(p.id());
     if (it == streams_.end()) continue;
-    Stream& s = it->second;
     StreamEvent end;
     end.kind = StreamEvent::Kind::kEnd;
-    end.id = p->id();
-    end.stop_string = s.stops->stopped();
-    if (!end.stop_string) end.text = s.stops->Push(s.decoder->Flush()) + s.stops->Flush();
-    end.state = p->state();
-    end.reason = p->reason();
-    end.accounting = p->accounting();
-    s.channel->Push(std::move(end));
+    end.id = p.id();
+    end.text = std::move(e.text);
+    end.state = p.state();
+    end.reason = p.end_reason();
+    end.message = p.end_message();
+    end.accounting = p.accounting();
+    end.embedding = std::move(e.embedding);
+    it->second->Push(std::move(end));
     streams_.erase(it);
   }
 }
 
-void EngineThread::CancelAll(const std::string& reason) {
-  for (const Process* p : engine_->scheduler().LiveProcesses()) (void)engine_->Cancel(p->id(), reason);
+void EngineThread::EndAll(EndReason reason, const std::string& message) {
+  for (const Process* p : engine_->scheduler().LiveProcesses()) (void)engine_->End(p->id(), reason, message);
 }
 
 void EngineThread::Publish(const std::optional<StepReport>& step) {

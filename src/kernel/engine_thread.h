@@ -3,18 +3,19 @@
 // process through which its tokens stream to the submitter.
 //
 // The loop: take what other threads queued (submissions, cancellations, a policy change),
-// cancel processes whose channel was dropped, run one Engine::Step while there is work,
-// decode the sampled tokens into text (incrementally, never splitting a UTF-8 character),
-// apply stop strings (a match finishes the process through Engine::Finish), push token events
-// and, for ended processes, the end event. With no work it sleeps on a condition variable.
+// cancel processes whose channel was dropped, run one Engine::Step while there is work, push
+// a token event for each token the engine's output pipelines produced (token, text, see
+// OutputPipeline) and, for ended processes, the end event. With no work it sleeps on a
+// condition variable.
 //
 // Locking (no lock is ever held while taking another, so there is no lock order to break):
 //   - mu_ guards the inbox (queued submissions, cancellations, a policy name), the stopping
 //     flag, the next id and the statistics. Callers hold it only to queue or copy; the engine
 //     thread holds it only to drain the inbox and to publish statistics, never across a Step.
-//   - The Engine, its KvMemory and scheduler, the decoders and stop matchers are touched only
-//     by the engine thread, so they need no lock (the one exception is Engine::Validate, which
-//     Submit calls on the caller's thread and which reads only what Engine::Create fixed).
+//   - The Engine, its KvMemory, scheduler and output pipelines are touched only by the engine
+//     thread, so they need no lock (the exceptions are Engine::Validate, which Submit calls on
+//     the caller's thread and which reads only what Engine::Create fixed, and
+//     Engine::NewProcessId, which is atomic).
 //   - Each channel has its own mutex and condition variable over its event queue; the engine
 //     thread takes it to push, the consumer to pop. Dropping a channel sets an atomic flag the
 //     engine thread reads once per loop iteration.
@@ -31,6 +32,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,13 +55,16 @@ struct StreamEvent {
   // held back until the end (an incomplete tail, or a stop-string prefix that never matched).
   TokenId token = -1;
   std::string text;
-  // kEnd only.
+  // kToken, with SamplingParams::logprobs: see TokenOutput::logprobs.
+  std::optional<sampling::TokenLogprobs> logprobs;
+  // kEnd only: how it ended (state == TerminalStateOf(reason)), with the error's text for
+  // kError (and a canceller's detail, if it gave one).
   ProcessState state = ProcessState::kFinished;
-  // "stop" (end-of-generation token or stop string), "length" (max_tokens), or why it was
-  // cancelled or failed.
-  std::string reason;
-  bool stop_string = false;  // ended by one of the process's stop strings
+  EndReason reason = EndReason::kNone;
+  std::string message;
   ProcessAccounting accounting;
+  // kEnd of a completed ProcessKind::kEmbed process: its vector (EndedProcess::embedding).
+  std::vector<float> embedding;
 };
 
 class EngineThread;
@@ -67,6 +72,10 @@ class EngineThread;
 // The consumer's end of one process's event stream, or of several processes' (see
 // EngineThread::SubmitTo). Dropping it before the end event cancels its processes.
 // Thread safety: Next may be called from one consumer thread at a time.
+//
+// Two ways to consume: block in Next(timeout) on a thread of one's own, or set a notifier
+// and read with Next(0ms) when it fires, so that no thread waits per stream (the daemon
+// posts to its Asio executor from the notifier).
 class Channel {
  public:
   Channel();
@@ -74,10 +83,18 @@ class Channel {
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
-  // The next event, waiting up to `timeout`. Unavailable when none came in time; OutOfRange
-  // once every process submitted into the channel has delivered its end event and nothing is
-  // left to read.
+  // The next event, waiting up to `timeout` (0: do not wait). Unavailable when none came in
+  // time; OutOfRange once every process submitted into the channel has delivered its end
+  // event and nothing is left to read.
   StatusOr<StreamEvent> Next(std::chrono::milliseconds timeout);
+
+  // `notify` is called by the engine thread after each event it pushes into this channel,
+  // with no lock held; it must not block (post a handler, write an eventfd) and must not call
+  // back into the EngineThread. One call may cover several events: on each call, read until
+  // Next(0ms) is Unavailable. It may still be called while (not after) the channel is being
+  // destroyed, so it should hold what it uses by shared or weak pointer.
+  // REQUIRES: called before the first submission into the channel.
+  void SetNotifier(std::function<void()> notify);
 
  private:
   friend class EngineThread;
@@ -87,6 +104,8 @@ class Channel {
     std::deque<StreamEvent> events;  // GUARDED_BY(mu)
     size_t num_open = 0;             // GUARDED_BY(mu): submitted processes without an end event
     std::atomic<bool> dropped{false};
+    // Set before the first submission (the submission's locking publishes it), read-only after.
+    std::function<void()> notify;
     void Push(StreamEvent event);
   };
   // Shared: the engine thread may still push after the consumer dropped its end (and the
@@ -139,22 +158,27 @@ class EngineThread {
     std::unique_ptr<Channel> channel;
   };
   // Queues a process and returns at once with its id and its channel; the stream ends early
-  // at the first of `stop` strings to appear in the text (which is cut before it). Errors as
-  // Engine::Submit, checked here on the caller's thread; FailedPrecondition after Shutdown.
-  // Thread-safe.
+  // at the first of spec.stop (and `stop`, appended to them) to appear in the text, which is
+  // cut before it. Errors as Engine::Validate, checked here on the caller's thread, once;
+  // FailedPrecondition after Shutdown. Thread-safe.
   StatusOr<Submission> Submit(ProcessSpec spec, std::vector<std::string> stop = {});
   // As Submit, streaming into `channel`, which may carry several processes (events name
   // their process), so one consumer can follow many. Thread-safe.
   StatusOr<ProcessId> SubmitTo(Channel& channel, ProcessSpec spec, std::vector<std::string> stop = {});
+  // n > 1: a group of n processes sharing one prefill (Engine::SubmitGroup), all streaming
+  // into `channel`; returns their ids in order (choice i is ids[i]). Errors as
+  // Engine::ValidateGroupSize and Submit. Thread-safe.
+  StatusOr<std::vector<ProcessId>> SubmitGroupTo(Channel& channel, ProcessSpec spec, size_t n);
 
-  // Asks for `id` to be cancelled; it ends before the next step, its memory released, and
-  // its channel gets the end event (kCancelled with `reason`). A process that already ended
-  // is left as it was. NotFound for an id never handed out. Thread-safe.
-  Status Cancel(ProcessId id, std::string reason = "cancelled");
+  // Asks for `id` to be ended with `reason` (kCancelled, kKilled, kShutdown, kDeadline or
+  // kError; InvalidArgument for the others); it ends before the next step, its memory
+  // released, and its channel gets the end event with `reason` and `message`. A process that
+  // already ended is left as it was. NotFound for an id never handed out. Thread-safe.
+  Status Cancel(ProcessId id, EndReason reason = EndReason::kCancelled, std::string message = "");
   // Switches the scheduling policy before the next step; InvalidArgument for an unknown name.
   // Thread-safe.
   Status SetPolicy(std::string_view name);
-  // Cancels every live and queued process (reason "shutdown"), delivers their end events and
+  // Cancels every live and queued process (EndReason::kShutdown), delivers their end events and
   // joins the thread. Idempotent. Thread-safe (not from a channel consumer that the call
   // would wait on: it never waits on consumers).
   void Shutdown();
@@ -164,29 +188,21 @@ class EngineThread {
 
  private:
   struct Queued {
-    ProcessId id = 0;
+    std::vector<ProcessId> ids;  // one, or a group's
     TimePoint submitted_at;
     ProcessSpec spec;
-    std::vector<std::string> stop;
     std::shared_ptr<Channel::State> channel;
   };
-  // A live process's stream, owned by the engine thread.
-  struct Stream {
-    std::shared_ptr<Channel::State> channel;
-    std::unique_ptr<tokenizer::IncrementalDecoder> decoder;
-    std::unique_ptr<sampling::StopMatcher> stops;
-  };
-
   EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer, const Clock* clock,
                size_t history_steps);
-  StatusOr<ProcessId> Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
-                              std::vector<std::string> stop);
+  StatusOr<std::vector<ProcessId>> Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
+                                           size_t n);
   void Loop();
   // Engine-thread helpers.
   void Admit(std::vector<Queued>& queued);
-  void OnToken(ProcessId id, TokenId token);
+  void OnOutput(ProcessId id, const TokenOutput& out);
   void DeliverEnded();
-  void CancelAll(const std::string& reason);
+  void EndAll(EndReason reason, const std::string& message);
   void Publish(const std::optional<StepReport>& step);
 
   const std::unique_ptr<Engine> engine_;  // engine thread only (Validate excepted)
@@ -194,17 +210,21 @@ class EngineThread {
   const Clock* clock_;
   const size_t history_steps_;
 
-  // Engine thread only.
-  std::unordered_map<ProcessId, Stream> streams_;
-  std::vector<ProcessId> to_finish_;  // matched a stop string in this step
+  // Engine thread only: the channel of each live process.
+  std::unordered_map<ProcessId, std::shared_ptr<Channel::State>> streams_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Queued> inbox_;                                // GUARDED_BY(mu_)
-  std::vector<std::pair<ProcessId, std::string>> cancels_;  // GUARDED_BY(mu_)
+  struct CancelRequest {
+    ProcessId id;
+    EndReason reason;
+    std::string message;
+  };
+  std::vector<CancelRequest> cancels_;                       // GUARDED_BY(mu_)
   std::optional<std::string> policy_;                        // GUARDED_BY(mu_)
   bool stopping_ = false;                                    // GUARDED_BY(mu_)
-  ProcessId next_id_ = 1;                                    // GUARDED_BY(mu_)
+  ProcessId last_id_ = 0;                                    // GUARDED_BY(mu_): highest id queued
   EngineThreadStats stats_;                                  // GUARDED_BY(mu_)
   std::deque<StepTiming> recent_;                            // GUARDED_BY(mu_)
   std::thread thread_;

@@ -61,8 +61,11 @@ StatusOr<size_t> KvMemoryModel::Grow(const Process& process, size_t num_tokens) 
   if (it == sequences_.end()) {
     const SequenceId seq = kv_->CreateSequence(SaltOf(process.tenant()));
     it = sequences_.emplace(process.id(), seq).first;
-    // All tokens but the last: at least one must be computed to get logits.
-    ASSIGN_OR_RETURN(num_cached, kv_->MatchPrefix(seq, process.tokens().first(process.num_tokens() - 1)));
+    // All tokens but the last: at least one must be computed to get logits. An embedding
+    // pools every token's hidden state, so it reuses nothing.
+    if (process.kind() != ProcessKind::kEmbed) {
+      ASSIGN_OR_RETURN(num_cached, kv_->MatchPrefix(seq, process.tokens().first(process.num_tokens() - 1)));
+    }
   }
   const SequenceId seq = it->second;
   ASSIGN_OR_RETURN(const bool swapped, kv_->IsSwappedOut(seq));
@@ -78,6 +81,17 @@ void KvMemoryModel::Release(const Process& process) {
   Status st = kv_->Free(it->second);
   CHECK(st.ok()) << st.ToString();
   sequences_.erase(it);
+}
+
+Status KvMemoryModel::Fork(const Process& parent, const Process& child) {
+  auto it = sequences_.find(parent.id());
+  if (it == sequences_.end()) return FailedPreconditionError("process " + std::to_string(parent.id()) + " holds no KV");
+  if (sequences_.contains(child.id())) {
+    return FailedPreconditionError("process " + std::to_string(child.id()) + " already holds KV");
+  }
+  ASSIGN_OR_RETURN(const SequenceId seq, kv_->Fork(it->second));
+  sequences_.emplace(child.id(), seq);
+  return OkStatus();
 }
 
 size_t KvMemoryModel::SwapOutBytes(const Process& process) const {

@@ -38,6 +38,7 @@ class KvMemoryModel : public MemoryModel {
   size_t SwapOutBytes(const Process& process) const override;
   size_t NumFreeSwapBytes() const override;
   Status SwapOut(const Process& process) override;
+  Status Fork(const Process& parent, const Process& child) override;
 
  private:
   uint64_t SaltOf(const std::string& tenant) const;

@@ -38,6 +38,15 @@ class MemoryModel {
   // Frees every block of `process`, on the device and in swap. Full blocks may stay cached.
   virtual void Release(const Process& process) = 0;
 
+  // Gives `child` (which holds nothing) the KV of `parent` (resident), shared copy-on-write:
+  // what an n > 1 group's followers get from their leader. Unimplemented where the memory
+  // cannot share.
+  virtual Status Fork(const Process& parent, const Process& child) {
+    (void)parent;
+    (void)child;
+    return UnimplementedError("this memory model cannot fork");
+  }
+
   // Bytes swapping `process` out would move (its resident KV).
   virtual size_t SwapOutBytes(const Process& process) const = 0;
   virtual size_t NumFreeSwapBytes() const = 0;

@@ -22,6 +22,37 @@ std::string_view ProcessStateName(ProcessState state) {
   return "unknown";
 }
 
+std::string_view EndReasonName(EndReason reason) {
+  switch (reason) {
+    case EndReason::kNone: return "none";
+    case EndReason::kEndOfGeneration: return "end_of_generation";
+    case EndReason::kStopString: return "stop_string";
+    case EndReason::kLength: return "length";
+    case EndReason::kDeadline: return "deadline";
+    case EndReason::kCancelled: return "cancelled";
+    case EndReason::kKilled: return "killed";
+    case EndReason::kShutdown: return "shutdown";
+    case EndReason::kError: return "error";
+  }
+  return "unknown";
+}
+
+ProcessState TerminalStateOf(EndReason reason) {
+  switch (reason) {
+    case EndReason::kEndOfGeneration:
+    case EndReason::kStopString:
+    case EndReason::kLength: return ProcessState::kFinished;
+    case EndReason::kCancelled:
+    case EndReason::kKilled:
+    case EndReason::kShutdown: return ProcessState::kCancelled;
+    case EndReason::kDeadline:
+    case EndReason::kError: return ProcessState::kFailed;
+    case EndReason::kNone: break;
+  }
+  CHECK(false) << "TerminalStateOf(kNone)";
+  return ProcessState::kFailed;
+}
+
 bool IsLegalTransition(ProcessState from, ProcessState to) {
   using S = ProcessState;
   switch (from) {
@@ -38,6 +69,11 @@ bool IsLegalTransition(ProcessState from, ProcessState to) {
 
 StatusOr<std::unique_ptr<Process>> Process::Create(ProcessId id, ProcessSpec spec, TimePoint now) {
   RETURN_IF_ERROR(Validate(spec, now));
+  return CreateValidated(id, std::move(spec), now);
+}
+
+std::unique_ptr<Process> Process::CreateValidated(ProcessId id, ProcessSpec spec, TimePoint now) {
+  spec.stop.clear();
   return std::unique_ptr<Process>(new Process(id, std::move(spec), now));
 }
 
@@ -50,11 +86,26 @@ Status Process::Validate(const ProcessSpec& spec, TimePoint now) {
     return InvalidArgumentError("process max_tokens must be >= 1, got " +
                                 std::to_string(spec.limits.max_tokens));
   }
+  if (spec.kind == ProcessKind::kEmbed && spec.limits.max_tokens != 1) {
+    return InvalidArgumentError("an embedding process generates no tokens: its max_tokens must be 1, got " +
+                                std::to_string(spec.limits.max_tokens));
+  }
   if (spec.prompt.empty()) return InvalidArgumentError("process prompt is empty");
   for (size_t i = 0; i < spec.prompt.size(); ++i) {
     if (spec.prompt[i] < 0) {
       return InvalidArgumentError("process prompt token " + std::to_string(i) + " is negative (" +
                                   std::to_string(spec.prompt[i]) + ")");
+    }
+  }
+  if (spec.stop.size() > kMaxStopStrings) {
+    return InvalidArgumentError("process has " + std::to_string(spec.stop.size()) + " stop strings; at most " +
+                                std::to_string(kMaxStopStrings) + " are allowed");
+  }
+  for (size_t i = 0; i < spec.stop.size(); ++i) {
+    if (spec.stop[i].size() > kMaxStopStringBytes) {
+      return InvalidArgumentError("process stop string " + std::to_string(i) + " is " +
+                                  std::to_string(spec.stop[i].size()) + " bytes; at most " +
+                                  std::to_string(kMaxStopStringBytes) + " are allowed");
     }
   }
   if (spec.limits.deadline && *spec.limits.deadline <= now) {
@@ -91,12 +142,33 @@ Duration Process::TimeRunning(TimePoint now) const {
   return d;
 }
 
-Status Process::TransitionTo(ProcessState next, TimePoint now, std::string reason) {
-  if (!IsLegalTransition(state_, next)) {
+Status Process::TransitionTo(ProcessState next, TimePoint now) {
+  if (IsTerminal(next) || !IsLegalTransition(state_, next)) {
     return FailedPreconditionError("process " + std::to_string(id_) + ": illegal transition " +
                                    std::string(ProcessStateName(state_)) + " -> " +
                                    std::string(ProcessStateName(next)));
   }
+  Enter(next, now);
+  return OkStatus();
+}
+
+Status Process::End(EndReason reason, TimePoint now, std::string message) {
+  if (reason == EndReason::kNone) return FailedPreconditionError("process " + std::to_string(id_) + ": End without a reason");
+  const ProcessState next = TerminalStateOf(reason);
+  if (!IsLegalTransition(state_, next)) {
+    return FailedPreconditionError("process " + std::to_string(id_) + ": illegal transition " +
+                                   std::string(ProcessStateName(state_)) + " -> " +
+                                   std::string(ProcessStateName(next)) + " (" +
+                                   std::string(EndReasonName(reason)) + ")");
+  }
+  Enter(next, now);
+  accounting_.ended_at = now;
+  end_reason_ = reason;
+  end_message_ = std::move(message);
+  return OkStatus();
+}
+
+void Process::Enter(ProcessState next, TimePoint now) {
   CHECK(now >= state_entered_at_) << "process clock ran backwards";
   const Duration spent = now - state_entered_at_;
   if (state_ == ProcessState::kRunning) {
@@ -105,11 +177,8 @@ Status Process::TransitionTo(ProcessState next, TimePoint now, std::string reaso
     accounting_.time_queued += spent;
   }
   if (next == ProcessState::kRunning) num_tokens_since_admitted_ = 0;
-  if (IsTerminal(next)) accounting_.ended_at = now;
-  if (IsTerminal(next) || next == ProcessState::kPreempted) reason_ = std::move(reason);
   state_ = next;
   state_entered_at_ = now;
-  return OkStatus();
 }
 
 size_t Process::MarkComputed(size_t num_tokens) {
@@ -130,6 +199,13 @@ void Process::MarkPrefixCached(size_t num_tokens) {
   accounting_.num_prefix_cached_tokens += static_cast<int64_t>(num_tokens - num_computed_tokens_);
   num_computed_tokens_ = num_tokens;
   num_computed_high_water_ = std::max(num_computed_high_water_, num_computed_tokens_);
+}
+
+void Process::MarkForked() {
+  CHECK_EQ(num_computed_tokens_, 0u);
+  num_computed_tokens_ = tokens_.size();
+  num_computed_high_water_ = num_computed_tokens_;
+  accounting_.num_prefix_cached_tokens += static_cast<int64_t>(num_computed_tokens_);
 }
 
 void Process::AppendToken(TokenId token, TimePoint now) {

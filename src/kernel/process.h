@@ -7,8 +7,8 @@
 // State machine (every other transition is an error, see TransitionTo):
 //
 //   kQueued --admit--> kRunning --preempt--> kPreempted --requeue--> kQueued ...
-//   kQueued | kRunning | kPreempted --> kCancelled | kFailed        (with a reason)
-//   kRunning --> kFinished                                          (with a reason)
+//   kQueued | kRunning | kPreempted --> kCancelled | kFailed        (with an EndReason)
+//   kRunning --> kFinished                                          (with an EndReason)
 //
 // kPreempted lasts from the step that evicted the process until the next capacity step puts it
 // back in line; in between, the engine completes the swap-out, and the process cannot be
@@ -48,19 +48,50 @@ inline bool IsTerminal(ProcessState s) {
 // Whether `from -> to` is an edge of the state machine above.
 bool IsLegalTransition(ProcessState from, ProcessState to);
 
+// Why a process ended. The terminal state follows from it (TerminalStateOf).
+enum class EndReason {
+  kNone,             // still live
+  kEndOfGeneration,  // the model produced an end-of-generation token     -> kFinished
+  kStopString,       // the text reached one of the process's stop strings -> kFinished
+  kLength,           // max_tokens generated                               -> kFinished
+  kDeadline,         // ProcessLimits::deadline passed                     -> kFailed
+  kCancelled,        // its submitter cancelled it or went away            -> kCancelled
+  kKilled,           // an operator killed it                              -> kCancelled
+  kShutdown,         // the engine shut down                               -> kCancelled
+  kError,            // a step failed; Process::end_message() says how     -> kFailed
+};
+// "none", "end_of_generation", "stop_string", "length", "deadline", "cancelled", "killed",
+// "shutdown", "error": for display and JSON.
+std::string_view EndReasonName(EndReason reason);
+// The terminal state a process enters for `reason`. REQUIRES: reason != kNone.
+ProcessState TerminalStateOf(EndReason reason);
+
 struct ProcessLimits {
   int32_t max_tokens = 256;           // generated tokens; >= 1
   std::optional<TimePoint> deadline;  // none: no deadline
 };
 
+// What a process computes.
+enum class ProcessKind {
+  kGenerate,  // prefill, then sample tokens until an end reason
+  kEmbed,     // prefill only: ends (kEndOfGeneration) with the pooled, L2-normalised final
+              // hidden state of its prompt (Engine, EndedProcess::embedding); max_tokens must be 1
+};
+
 // What a submitter asks for. Validated by Process::Create.
 struct ProcessSpec {
+  ProcessKind kind = ProcessKind::kGenerate;
   std::string tenant = "default";  // 1..128 bytes
   int32_t priority = 0;            // higher runs first under the Priority policy
   sampling::SamplingParams sampling;
   ProcessLimits limits;
   std::vector<TokenId> prompt;     // >= 1 token, none negative
+  // The text ends before the first of these to appear (OutputPipeline); at most
+  // kMaxStopStrings, each at most kMaxStopStringBytes. Empty strings are ignored.
+  std::vector<std::string> stop;
 };
+inline constexpr size_t kMaxStopStrings = 64;
+inline constexpr size_t kMaxStopStringBytes = 1024;
 
 struct ProcessAccounting {
   TimePoint submitted_at{};
@@ -74,7 +105,7 @@ struct ProcessAccounting {
   int64_t num_preemptions = 0;
   int64_t num_swap_preemptions = 0;
   int64_t num_recompute_preemptions = 0;
-  int64_t num_prefix_cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  int64_t num_prefix_cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache or a fork
 };
 
 class Process {
@@ -82,6 +113,9 @@ class Process {
   // Validates `spec` (InvalidArgument naming the field) and starts the process in kQueued at
   // `now`.
   static StatusOr<std::unique_ptr<Process>> Create(ProcessId id, ProcessSpec spec, TimePoint now);
+  // As Create, for a spec that already passed Validate (the engine validates a request once,
+  // on the submitter's thread). The stop strings are dropped: the OutputPipeline holds them.
+  static std::unique_ptr<Process> CreateValidated(ProcessId id, ProcessSpec spec, TimePoint now);
   // The checks of Create alone. Thread-safe (a pure function).
   static Status Validate(const ProcessSpec& spec, TimePoint now);
 
@@ -93,10 +127,13 @@ class Process {
   int32_t priority() const { return spec_.priority; }
   const sampling::SamplingParams& sampling() const { return spec_.sampling; }
   const ProcessLimits& limits() const { return spec_.limits; }
+  ProcessKind kind() const { return spec_.kind; }
 
   ProcessState state() const { return state_; }
-  // Why the process ended (or was preempted last); empty while nothing happened.
-  const std::string& reason() const { return reason_; }
+  // Why the process ended; kNone while it is live.
+  EndReason end_reason() const { return end_reason_; }
+  // What went wrong, for kError (and whatever detail a canceller gave); often empty.
+  const std::string& end_message() const { return end_message_; }
   TimePoint state_entered_at() const { return state_entered_at_; }
   const ProcessAccounting& accounting() const { return accounting_; }
   // Time spent queued / running up to `now`, the open interval included.
@@ -121,10 +158,14 @@ class Process {
   // process whose whole turn is recompute cannot be sent to the back forever).
   size_t num_tokens_since_admitted() const { return num_tokens_since_admitted_; }
 
-  // Moves along the state machine at `now`, closing the accounting interval of the old state.
-  // FailedPrecondition naming both states for an illegal transition (the process is unchanged).
-  // `reason` is kept for terminal states and kPreempted.
-  Status TransitionTo(ProcessState next, TimePoint now, std::string reason = "");
+  // Moves along the (non-terminal) state machine at `now`, closing the accounting interval of
+  // the old state. FailedPrecondition naming both states for an illegal transition, or for a
+  // terminal `next` (use End); the process is unchanged then.
+  Status TransitionTo(ProcessState next, TimePoint now);
+  // Ends the process at `now` in TerminalStateOf(reason), keeping `message`.
+  // FailedPrecondition as TransitionTo (kNone, an ended process, kFinished from a state other
+  // than kRunning).
+  Status End(EndReason reason, TimePoint now, std::string message = "");
 
   // --- Used by the scheduler. ---
   // Records `num_tokens` more tokens fed through the model; returns how many of them are new
@@ -135,6 +176,9 @@ class Process {
   void ResetComputed() { num_computed_tokens_ = 0; }
   // `num_tokens` leading tokens were found in the prefix cache. REQUIRES: < this->num_tokens().
   void MarkPrefixCached(size_t num_tokens);
+  // Every token's KV was shared from the leader of its group (a fork, see Engine::SubmitGroup):
+  // counted as prefix-cached. REQUIRES: nothing computed yet.
+  void MarkForked();
   // Appends a sampled token at `now`. REQUIRES: kRunning, num_pending_tokens() == 0.
   void AppendToken(TokenId token, TimePoint now);
   // Records the mode of a preemption (called with the transition to kPreempted).
@@ -142,6 +186,8 @@ class Process {
 
  private:
   Process(ProcessId id, ProcessSpec spec, TimePoint now);
+  // Closes the accounting interval of the current state and enters `next`.
+  void Enter(ProcessState next, TimePoint now);
 
   ProcessId id_;
   ProcessSpec spec_;  // spec_.prompt is moved into tokens_
@@ -152,7 +198,8 @@ class Process {
   size_t num_tokens_since_admitted_ = 0;
   ProcessState state_ = ProcessState::kQueued;
   TimePoint state_entered_at_;
-  std::string reason_;
+  EndReason end_reason_ = EndReason::kNone;
+  std::string end_message_;
   ProcessAccounting accounting_;
 };
 

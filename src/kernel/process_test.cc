@@ -1,6 +1,7 @@
 #include "kernel/process.h"
 
 #include <chrono>
+#include <set>
 
 #include "gtest/gtest.h"
 
@@ -80,15 +81,20 @@ TEST(ProcessTest, LegalTransitionsAreExactlyTheStateMachine) {
 TEST(ProcessTest, IllegalTransitionIsAnErrorAndChangesNothing) {
   SimulatedClock clock;
   auto p = std::move(Process::Create(7, ValidSpec(), clock.Now())).value();
-  Status st = p->TransitionTo(S::kFinished, clock.Now(), "done");
+  Status st = p->End(EndReason::kLength, clock.Now());
   EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(st.message().find("queued -> finished"), std::string::npos) << st.message();
   EXPECT_EQ(p->state(), S::kQueued);
-  EXPECT_TRUE(p->reason().empty());
+  EXPECT_EQ(p->end_reason(), EndReason::kNone);
+  // Terminal states are entered through End only, with a reason.
+  EXPECT_EQ(p->TransitionTo(S::kCancelled, clock.Now()).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(p->End(EndReason::kNone, clock.Now()).code(), StatusCode::kFailedPrecondition);
 
   ASSERT_TRUE(p->TransitionTo(S::kRunning, clock.Now()).ok());
-  ASSERT_TRUE(p->TransitionTo(S::kCancelled, clock.Now(), "client went away").ok());
-  EXPECT_EQ(p->reason(), "client went away");
+  ASSERT_TRUE(p->End(EndReason::kCancelled, clock.Now(), "client went away").ok());
+  EXPECT_EQ(p->state(), S::kCancelled);
+  EXPECT_EQ(p->end_reason(), EndReason::kCancelled);
+  EXPECT_EQ(p->end_message(), "client went away");
   EXPECT_EQ(p->TransitionTo(S::kRunning, clock.Now()).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(p->state(), S::kCancelled);
 }
@@ -101,14 +107,14 @@ TEST(ProcessTest, AccountsQueuedAndRunningTimeOnTheInjectedClock) {
   ASSERT_TRUE(p->TransitionTo(S::kRunning, clock.Now()).ok());
   clock.Advance(milliseconds(50));
   EXPECT_EQ(p->TimeRunning(clock.Now()), milliseconds(50));
-  ASSERT_TRUE(p->TransitionTo(S::kPreempted, clock.Now(), "preempted (swap)").ok());
+  ASSERT_TRUE(p->TransitionTo(S::kPreempted, clock.Now()).ok());
   p->CountPreemption(/*swapped=*/true);
   clock.Advance(milliseconds(20));
   ASSERT_TRUE(p->TransitionTo(S::kQueued, clock.Now()).ok());
   clock.Advance(milliseconds(5));
   ASSERT_TRUE(p->TransitionTo(S::kRunning, clock.Now()).ok());
   clock.Advance(milliseconds(7));
-  ASSERT_TRUE(p->TransitionTo(S::kFinished, clock.Now(), "max_tokens reached").ok());
+  ASSERT_TRUE(p->End(EndReason::kLength, clock.Now()).ok());
   clock.Advance(milliseconds(1000));  // after the end nothing accrues
   EXPECT_EQ(p->TimeQueued(clock.Now()), milliseconds(55));
   EXPECT_EQ(p->TimeRunning(clock.Now()), milliseconds(57));
@@ -141,4 +147,20 @@ TEST(ProcessTest, TracksComputedGeneratedAndPrefixCachedTokens) {
 }
 
 }  // namespace
+TEST(ProcessTest, EachEndReasonHasANameAndATerminalState) {
+  const EndReason all[] = {EndReason::kEndOfGeneration, EndReason::kStopString, EndReason::kLength,
+                           EndReason::kDeadline,        EndReason::kCancelled,  EndReason::kKilled,
+                           EndReason::kShutdown,        EndReason::kError};
+  std::set<std::string_view> names;
+  for (EndReason r : all) {
+    names.insert(EndReasonName(r));
+    EXPECT_TRUE(IsTerminal(TerminalStateOf(r))) << EndReasonName(r);
+  }
+  EXPECT_EQ(names.size(), std::size(all));
+  EXPECT_EQ(TerminalStateOf(EndReason::kStopString), S::kFinished);
+  EXPECT_EQ(TerminalStateOf(EndReason::kKilled), S::kCancelled);
+  EXPECT_EQ(TerminalStateOf(EndReason::kError), S::kFailed);
+  EXPECT_EQ(EndReasonName(EndReason::kEndOfGeneration), "end_of_generation");
+}
+
 }  // namespace llmasos::kernel

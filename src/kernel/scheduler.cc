@@ -45,7 +45,12 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<SchedulerPolicy> 
     : options_(options), policy_(std::move(policy)), memory_(memory), clock_(clock) {}
 
 StatusOr<ProcessId> Scheduler::Submit(ProcessSpec spec) {
-  return SubmitAs(std::move(spec), next_id_, clock_->Now());
+  const TimePoint now = clock_->Now();
+  RETURN_IF_ERROR(Process::Validate(spec, now));
+  RETURN_IF_ERROR(CheckCapacity(spec));
+  const ProcessId id = NewId();
+  RETURN_IF_ERROR(Enter(Process::CreateValidated(id, std::move(spec), now)));
+  return id;
 }
 
 Status Scheduler::CheckCapacity(const ProcessSpec& spec) const {
@@ -58,51 +63,90 @@ Status Scheduler::CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) co
   const size_t max_kv_tokens = num_prompt_tokens + static_cast<size_t>(max_tokens) - 1;
   const size_t need = memory_->BlocksForTokens(max_kv_tokens);
   if (need > memory_->NumTotalBlocks()) {
-    return ResourceExhaustedError("process needs " + std::to_string(need) + " KV blocks (" +
-                                  std::to_string(num_prompt_tokens) + " prompt tokens + max_tokens " +
-                                  std::to_string(max_tokens) + ") but the pool has " +
-                                  std::to_string(memory_->NumTotalBlocks()));
+    // Permanent: no amount of waiting makes it fit, so it is the request that is wrong.
+    return InvalidArgumentError("process needs " + std::to_string(need) + " KV blocks (" +
+                                std::to_string(num_prompt_tokens) + " prompt tokens + max_tokens " +
+                                std::to_string(max_tokens) + ") but the whole KV pool has " +
+                                std::to_string(memory_->NumTotalBlocks()) + "; it could never run");
   }
   return OkStatus();
 }
 
 StatusOr<ProcessId> Scheduler::SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at) {
-  if (id < next_id_) {
-    return InvalidArgumentError("process id " + std::to_string(id) + " is not above the last id (" +
-                                std::to_string(next_id_ - 1) + ")");
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<Process> p, Process::Create(id, std::move(spec), submitted_at));
-  RETURN_IF_ERROR(CheckCapacity(p->num_prompt_tokens(), p->limits().max_tokens));
-  next_id_ = id + 1;
-  policy_->OnSubmitted(*p);
-  live_.emplace(id, std::move(p));
+  RETURN_IF_ERROR(Process::Validate(spec, submitted_at));
+  RETURN_IF_ERROR(CheckCapacity(spec));
+  RETURN_IF_ERROR(Enter(Process::CreateValidated(id, std::move(spec), submitted_at)));
   return id;
 }
 
-Status Scheduler::Cancel(ProcessId id, std::string reason) {
+Status Scheduler::Enter(std::unique_ptr<Process> p) {
+  const ProcessId id = p->id();
+  if (id == 0 || id >= next_id_.load(std::memory_order_relaxed)) {
+    return InvalidArgumentError("process id " + std::to_string(id) + " was not handed out by NewId");
+  }
+  if (id <= last_entered_id_) {
+    return InvalidArgumentError("process id " + std::to_string(id) + " is not above the last id (" +
+                                std::to_string(last_entered_id_) + ")");
+  }
+  last_entered_id_ = id;
+  policy_->OnSubmitted(*p);
+  live_.emplace(id, std::move(p));
+  return OkStatus();
+}
+
+Status Scheduler::EnterFork(ProcessId parent_id, std::unique_ptr<Process> child, TokenId first, EndReason end) {
+  auto it = live_.find(parent_id);
+  if (it == live_.end() || it->second->state() != ProcessState::kRunning) {
+    return FailedPreconditionError("fork: process " + std::to_string(parent_id) + " is not running");
+  }
+  const Process& parent = *it->second;
+  const ProcessId id = child->id();
+  if (id == 0 || id >= next_id_.load(std::memory_order_relaxed) || live_.contains(id)) {
+    return InvalidArgumentError("fork: process id " + std::to_string(id) + " was not handed out by NewId");
+  }
+  if (child->num_tokens() != parent.num_prompt_tokens() || child->num_computed_tokens() != 0 ||
+      !std::equal(child->tokens().begin(), child->tokens().end(), parent.prompt().begin())) {
+    return InvalidArgumentError("fork: process " + std::to_string(id) + " does not have the prompt of " +
+                                std::to_string(parent_id));
+  }
+  if (end != EndReason::kNone && TerminalStateOf(end) != ProcessState::kFinished) {
+    return InvalidArgumentError("fork: a sampled token cannot end its process with " +
+                                std::string(EndReasonName(end)));
+  }
+  RETURN_IF_ERROR(memory_->Fork(parent, *child));
+  const TimePoint now = clock_->Now();
+  Process& p = *child;
+  CHECK(p.TransitionTo(ProcessState::kRunning, now).ok());
+  p.MarkForked();
+  p.AppendToken(first, now);
+  policy_->OnSubmitted(p);
+  live_.emplace(id, std::move(child));
+  if (end != EndReason::kNone) {
+    EndProcess(p, end);
+  } else if (p.num_remaining_tokens() == 0) {
+    EndProcess(p, EndReason::kLength);
+  }
+  return OkStatus();
+}
+
+Status Scheduler::End(ProcessId id, EndReason reason, std::string message) {
+  if (reason == EndReason::kNone) return InvalidArgumentError("ending process " + std::to_string(id) + " needs a reason");
   auto it = live_.find(id);
   if (it == live_.end()) {
     if (Find(id) != nullptr) return FailedPreconditionError("process " + std::to_string(id) + " already ended");
     return NotFoundError("no process " + std::to_string(id));
   }
-  End(*it->second, ProcessState::kCancelled, std::move(reason));
-  return OkStatus();
-}
-
-Status Scheduler::Finish(ProcessId id, std::string reason) {
-  auto it = live_.find(id);
-  if (it == live_.end()) return NotFoundError("no live process " + std::to_string(id));
-  if (it->second->state() != ProcessState::kRunning) {
+  if (TerminalStateOf(reason) == ProcessState::kFinished && it->second->state() != ProcessState::kRunning) {
     return FailedPreconditionError("process " + std::to_string(id) + " is " +
                                    std::string(ProcessStateName(it->second->state())) + ", not running");
   }
-  End(*it->second, ProcessState::kFinished, std::move(reason));
+  EndProcess(*it->second, reason, std::move(message));
   return OkStatus();
 }
 
-void Scheduler::End(Process& p, ProcessState state, std::string reason) {
+void Scheduler::EndProcess(Process& p, EndReason reason, std::string message) {
   memory_->Release(p);
-  Status st = p.TransitionTo(state, clock_->Now(), std::move(reason));
+  Status st = p.End(reason, clock_->Now(), std::move(message));
   CHECK(st.ok()) << st.ToString();
   policy_->OnRemoved(p);
   auto it = live_.find(p.id());
@@ -135,7 +179,7 @@ StepPlan Scheduler::Schedule() {
   }
   for (Process* p : expired) {
     plan.ended.push_back(p->id());
-    End(*p, ProcessState::kFailed, "deadline exceeded");
+    EndProcess(*p, EndReason::kDeadline);
   }
   // Last step's victims rejoin the line (their swap-out is done by now).
   for (auto& [id, p] : live_) {
@@ -164,8 +208,7 @@ void Scheduler::Preempt(Process& victim, StepPlan& plan, size_t& num_running) {
     victim.ResetComputed();
   }
   victim.CountPreemption(mode == PreemptMode::kSwap);
-  Status st = victim.TransitionTo(ProcessState::kPreempted, clock_->Now(),
-                                  "preempted (" + std::string(PreemptModeName(mode)) + ")");
+  Status st = victim.TransitionTo(ProcessState::kPreempted, clock_->Now());
   CHECK(st.ok()) << st.ToString();
   CHECK_GT(num_running, 0u);
   --num_running;
@@ -311,7 +354,8 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, T
   plan.num_batch_tokens = options_.max_batch_tokens - budget;
 }
 
-Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled) {
+Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled,
+                               std::span<const EndReason> ends) {
   if (next_step_idx_ == 0 || plan.step_idx != next_step_idx_ - 1 || completed_step_idx_ == plan.step_idx) {
     return InvalidArgumentError("CompleteStep: plan " + std::to_string(plan.step_idx) +
                                 " is not the latest uncompleted plan");
@@ -321,7 +365,15 @@ Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sa
                                 " sampled tokens for a plan with " + std::to_string(plan.num_samples()) +
                                 " sampling entries");
   }
+  if (!ends.empty() && ends.size() != sampled.size()) {
+    return InvalidArgumentError("CompleteStep: got " + std::to_string(ends.size()) + " end reasons for " +
+                                std::to_string(sampled.size()) + " sampled tokens");
+  }
   for (size_t i = 0; i < sampled.size(); ++i) {
+    if (!ends.empty() && ends[i] != EndReason::kNone && TerminalStateOf(ends[i]) != ProcessState::kFinished) {
+      return InvalidArgumentError("CompleteStep: a sampled token cannot end its process with " +
+                                  std::string(EndReasonName(ends[i])));
+    }
     if (sampled[i] < 0) {
       return InvalidArgumentError("CompleteStep: sampled token " + std::to_string(i) + " is negative");
     }
@@ -330,6 +382,7 @@ Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sa
   const TimePoint now = clock_->Now();
   size_t sample_idx = 0;
   for (const BatchEntry& e : plan.batch) {
+    const EndReason end = e.samples && !ends.empty() ? ends[sample_idx] : EndReason::kNone;
     const TokenId token = e.samples ? sampled[sample_idx++] : -1;
     auto it = live_.find(e.id);
     if (it == live_.end() || it->second->state() != ProcessState::kRunning) continue;  // cancelled
@@ -340,8 +393,16 @@ Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sa
     const size_t num_new = p.MarkComputed(e.num_tokens);
     if (num_new > 0) policy_->OnServed(p, num_new);
     if (!e.samples) continue;
+    if (p.kind() == ProcessKind::kEmbed) {  // its prompt is computed: nothing to generate
+      EndProcess(p, EndReason::kEndOfGeneration);
+      continue;
+    }
     p.AppendToken(token, now);
-    if (p.num_remaining_tokens() == 0) End(p, ProcessState::kFinished, "max_tokens reached");
+    if (end != EndReason::kNone) {
+      EndProcess(p, end);
+    } else if (p.num_remaining_tokens() == 0) {
+      EndProcess(p, EndReason::kLength);
+    }
   }
   return OkStatus();
 }

@@ -1,8 +1,9 @@
 // Scheduler: decides, once per engine step, who holds KV memory and which tokens run.
 //
 // One step is split in two, as in TensorRT-LLM's batch manager:
-//   1. Capacity step (who holds memory). Ended processes have already left (Cancel, Finish)
-//      and expired ones leave now, their memory released. The policy ranks the live
+//   1. Capacity step (who holds memory). Ended processes have already left (End) and
+//      expired ones (past their deadline) leave now with EndReason::kDeadline, their memory
+//      released. The policy ranks the live
 //      processes; walking that ranking, running processes keep their memory and grow by one
 //      token, waiting ones are admitted while blocks (for their first prefill chunk) and batch
 //      slots allow. When a running
@@ -29,6 +30,7 @@
 #ifndef LLMASOS_KERNEL_SCHEDULER_H_
 #define LLMASOS_KERNEL_SCHEDULER_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <span>
@@ -92,23 +94,39 @@ class Scheduler {
                                                      std::unique_ptr<SchedulerPolicy> policy,
                                                      MemoryModel* memory, const Clock* clock);
 
-  // Validates and queues a new process. ResourceExhausted when the whole KV pool could not hold
-  // its prompt plus max_tokens, so that every admitted process can finish alone.
+  // Validates and queues a new process with a new id (NewId) arriving now. InvalidArgument
+  // when the whole KV pool could not hold its prompt plus max_tokens (so that every admitted
+  // process can finish alone); a pool that is only full for now is no error: the process
+  // waits in line.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
-  // As Submit, with the id and arrival time chosen by the caller: the engine thread hands out
-  // ids when a submission is queued, before its step loop takes it. InvalidArgument unless
-  // `id` is above every id used so far (ids stay in arrival order); later Submit calls
-  // continue after it.
+  // As Submit, with an id from NewId and the arrival time chosen by the caller: the engine
+  // thread takes an id when a submission is queued, before its step loop takes it.
+  // InvalidArgument unless `id` came from NewId and is above every id submitted so far (ids
+  // stay in arrival order).
   StatusOr<ProcessId> SubmitAs(ProcessSpec spec, ProcessId id, TimePoint submitted_at);
-  // The ResourceExhausted check of Submit alone. Reads only the memory model's fixed sizes
+  // As SubmitAs, for a process built from a spec that passed Process::Validate and
+  // CheckCapacity (the engine validates a request once). Errors as SubmitAs's id checks.
+  Status Enter(std::unique_ptr<Process> process);
+  // Enters `child`, a follower of running process `parent` in an n > 1 group (same prompt,
+  // id from NewId, nothing computed), as running: it shares parent's KV (MemoryModel::Fork;
+  // parent's prompt must be all in memory, i.e. in the step that computed its last prompt
+  // token, before CompleteStep), and `first` (sampled from parent's logits) is appended. It
+  // ends at once with `end` (kEndOfGeneration, kStopString) or at max_tokens. It may take a
+  // running slot beyond max_running until it ends or is preempted.
+  Status EnterFork(ProcessId parent, std::unique_ptr<Process> child, TokenId first, EndReason end);
+  // The one place process ids are minted: 1, 2, 3, ... Thread-safe.
+  ProcessId NewId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  // The capacity check of Submit alone. Reads only the memory model's fixed sizes
   // (BlocksForTokens, NumTotalBlocks), so it may run beside the scheduler's thread.
   Status CheckCapacity(const ProcessSpec& spec) const;
-  // Ends a live process now (kCancelled) and releases its memory. NotFound for an unknown id,
-  // FailedPrecondition for one that already ended.
-  Status Cancel(ProcessId id, std::string reason = "cancelled");
-  // Ends a running process now (kFinished), e.g. on an end-of-generation token or a stop
-  // string, and releases its memory.
-  Status Finish(ProcessId id, std::string reason);
+  // Ends a live process now, in TerminalStateOf(reason), and releases its memory (e.g.
+  // kCancelled for a client that went away, kStopString when its text reached a stop string).
+  // NotFound for an unknown id, FailedPrecondition for one that already ended or, for a
+  // reason that finishes (kEndOfGeneration, kStopString, kLength), one that is not running.
+  Status End(ProcessId id, EndReason reason, std::string message = "");
+  Status Cancel(ProcessId id, std::string message = "") {
+    return End(id, EndReason::kCancelled, std::move(message));
+  }
   // Replaces the policy between steps; live processes are re-announced in arrival order.
   void SetPolicy(std::unique_ptr<SchedulerPolicy> policy);
   const SchedulerPolicy& policy() const { return *policy_; }
@@ -116,10 +134,16 @@ class Scheduler {
   // The capacity step, then the batch step.
   StepPlan Schedule();
   // Records the forward pass of `plan`: `sampled` holds one token per entry with `samples`, in
-  // batch order. Processes that reach max_tokens finish and release their memory. Entries of
-  // processes cancelled since Schedule() are skipped. InvalidArgument if the count is wrong or
-  // `plan` is not the latest plan.
-  Status CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled);
+  // batch order, and `ends` (empty, or one per sampled token) whether that token ends its
+  // process (kEndOfGeneration, kStopString; kNone otherwise): the token is appended, then the
+  // process finishes with that reason. Processes that reach max_tokens otherwise finish with
+  // kLength. An embedding process (ProcessKind::kEmbed) ends with kEndOfGeneration at its
+  // sampling entry and gets no token (its sampled value is ignored). Either way their memory
+  // is released. Entries of processes cancelled since
+  // Schedule() are skipped. InvalidArgument if a count is wrong, an end reason is not a
+  // finishing one, or `plan` is not the latest plan.
+  Status CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled,
+                      std::span<const EndReason> ends = {});
 
   // A live or ended-but-not-taken process; nullptr if unknown.
   const Process* Find(ProcessId id) const;
@@ -138,7 +162,7 @@ class Scheduler {
   bool TryAdmit(Process& p, std::vector<Process*>& ranked, size_t rank_idx, size_t& num_running,
                 StepPlan& plan);
   void Preempt(Process& victim, StepPlan& plan, size_t& num_running);
-  void End(Process& p, ProcessState state, std::string reason);
+  void EndProcess(Process& p, EndReason reason, std::string message = "");
   Status CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) const;
   size_t NumRunning() const;
 
@@ -146,7 +170,8 @@ class Scheduler {
   std::unique_ptr<SchedulerPolicy> policy_;
   MemoryModel* memory_;
   const Clock* clock_;
-  ProcessId next_id_ = 1;
+  std::atomic<ProcessId> next_id_{1};  // the next id NewId hands out
+  ProcessId last_entered_id_ = 0;       // the highest id submitted
   uint64_t next_step_idx_ = 0;
   uint64_t completed_step_idx_ = UINT64_MAX;  // last plan passed to CompleteStep
   uint64_t num_preemptions_ = 0;

@@ -56,8 +56,9 @@ TEST(SchedulerTest, SubmitRejectsAProcessTheWholePoolCouldNotHold) {
   spec.prompt.assign(60, 1);
   spec.limits.max_tokens = 10;  // 69 KV tokens -> 5 blocks > 4
   auto id = sim.scheduler->Submit(spec);
-  EXPECT_EQ(id.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(id.status().code(), StatusCode::kInvalidArgument);  // permanent: it can never fit
   EXPECT_NE(id.status().message().find("5 KV blocks"), std::string::npos) << id.status().message();
+  EXPECT_NE(id.status().message().find("has 4"), std::string::npos) << id.status().message();
   spec.limits.max_tokens = 5;  // 64 -> 4 blocks
   EXPECT_TRUE(sim.scheduler->Submit(spec).ok());
 }
@@ -79,7 +80,7 @@ TEST(SchedulerTest, RunsAProcessToMaxTokensAndReleasesItsMemory) {
   }
   const Process& p = sim.Get(id);
   EXPECT_EQ(p.state(), ProcessState::kFinished);
-  EXPECT_EQ(p.reason(), "max_tokens reached");
+  EXPECT_EQ(p.end_reason(), EndReason::kLength);
   ASSERT_EQ(p.num_generated_tokens(), 5u);
   for (size_t i = 0; i < 5; ++i) EXPECT_EQ(p.generated()[i], FakeToken(id, 20 + i));
   EXPECT_EQ(sim.memory.num_used_blocks(), 0u);
@@ -306,7 +307,8 @@ TEST(SchedulerTest, CancellationReleasesMemoryAtOnceAndTheNextStepUsesIt) {
   EXPECT_FALSE(sim.memory.Holds(a));
   EXPECT_EQ(sim.memory.num_used_blocks(), 0u);
   EXPECT_EQ(sim.Get(a).state(), ProcessState::kCancelled);
-  EXPECT_EQ(sim.Get(a).reason(), "client disconnected");
+  EXPECT_EQ(sim.Get(a).end_reason(), EndReason::kCancelled);
+  EXPECT_EQ(sim.Get(a).end_message(), "client disconnected");
   StepPlan plan = sim.Step();
   EXPECT_EQ(plan.admitted, std::vector<ProcessId>{b});
   EXPECT_EQ(sim.scheduler->Cancel(a).code(), StatusCode::kNotFound);  // taken by TakeEnded
@@ -344,7 +346,7 @@ TEST(SchedulerTest, AnExpiredProcessLeavesInTheStepItExpiresAndFreesItsMemory) {
   EXPECT_EQ(plan.ended, std::vector<ProcessId>{a});
   EXPECT_FALSE(sim.memory.Holds(a));
   EXPECT_EQ(sim.Get(a).state(), ProcessState::kFailed);
-  EXPECT_EQ(sim.Get(a).reason(), "deadline exceeded");
+  EXPECT_EQ(sim.Get(a).end_reason(), EndReason::kDeadline);
   EXPECT_EQ(plan.admitted, std::vector<ProcessId>{b});  // its memory served the same step
   for (const BatchEntry& e : plan.batch) EXPECT_NE(e.id, a);
 }
@@ -353,10 +355,10 @@ TEST(SchedulerTest, FinishEndsARunningProcessAndReleasesItsMemory) {
   SimEngine sim(Options(512, 1), NewFcfsPolicy(), 10);
   const ProcessId a = sim.Submit(8, 20), b = sim.Submit(8, 20);
   sim.Step();
-  EXPECT_EQ(sim.scheduler->Finish(b, "eos").code(), StatusCode::kFailedPrecondition);  // queued
-  ASSERT_TRUE(sim.scheduler->Finish(a, "eos").ok());
+  EXPECT_EQ(sim.scheduler->End(b, EndReason::kEndOfGeneration).code(), StatusCode::kFailedPrecondition);  // queued
+  ASSERT_TRUE(sim.scheduler->End(a, EndReason::kEndOfGeneration).ok());
   EXPECT_FALSE(sim.memory.Holds(a));
-  EXPECT_EQ(sim.Get(a).reason(), "eos");
+  EXPECT_EQ(sim.Get(a).end_reason(), EndReason::kEndOfGeneration);
   EXPECT_EQ(sim.Step().admitted, std::vector<ProcessId>{b});
 }
 
@@ -624,7 +626,7 @@ TEST(SchedulerTest, NoPolicyStarvesAProcessOnARandomizedWorkload) {
       }
       ASSERT_TRUE(sim.scheduler->LiveProcesses().empty()) << name << " seed " << seed << " left processes after 20000 steps";
       for (const auto& p : sim.ended) {
-        ASSERT_EQ(p->state(), ProcessState::kFinished) << name << " " << p->reason();
+        ASSERT_EQ(p->state(), ProcessState::kFinished) << name << " " << EndReasonName(p->end_reason());
         ASSERT_EQ(p->num_generated_tokens(), static_cast<size_t>(p->limits().max_tokens));
         ExpectExactTokens(*p);
       }

@@ -104,7 +104,7 @@ StatusOr<std::vector<Job>> ReadJobs(const BatchFlags& f, const Session& s, const
   defaults.max_tokens = f.gen.max_tokens < 0 ? 256 : static_cast<int32_t>(std::min<int64_t>(f.gen.max_tokens, 1 << 20));
   defaults.context_tokens = BatchContextTokens(f, s);
   defaults.vocab_size = s.tokenizer().vocab_size();
-  defaults.random_seed = f.gen.sampling.seed;  // --seed (or its default) for every line without one
+  defaults.random_seed = f.gen.sampling.seed.value_or(kDefaultSeed);  // --seed (or its default) for lines without one
   std::vector<Job> jobs;
   std::set<std::string> ids;
   std::set<std::string> ignored;
@@ -167,6 +167,7 @@ void PrintProgress(size_t done, size_t total, size_t tokens, double seconds) {
 int BatchMain(BatchFlags& f) {
   auto done = DoneIds(f.output);
   if (!done.ok()) return ReportError(done.status());
+  f.load.with_context = false;  // the engine has its own paged KV memory
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   auto tmpl = chat::ChatTemplateFor(s->tokenizer(), f.chat_template);
@@ -247,13 +248,13 @@ int BatchMain(BatchFlags& f) {
       }
       // Ended by the scheduler at max_tokens: "length"; by an end-of-generation token or a
       // stop string: "stop".
-      const bool length = !event->stop_string && event->reason != "stop";
+      const bool length = event->reason == kernel::EndReason::kLength;
       nlohmann::json j = {{"id", r.id}, {"text", r.text}, {"finish_reason", length ? "length" : "stop"},
                           {"prompt_tokens", r.prompt_tokens},
                           {"completion_tokens", event->accounting.num_generated_tokens}};
       if (event->state == kernel::ProcessState::kFailed || event->state == kernel::ProcessState::kCancelled) {
         j["finish_reason"] = "error";
-        j["error"] = event->reason;
+        j["error"] = event->message.empty() ? std::string(kernel::EndReasonName(event->reason)) : event->message;
       }
       write_result(j);
       running.erase(it);

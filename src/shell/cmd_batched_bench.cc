@@ -60,7 +60,7 @@ StatusOr<Row> RunOne(Session& s, const BatchedBenchFlags& f, size_t parallel) {
   // Prompt phase: until every process has produced its first token.
   size_t first_tokens = 0;
   std::vector<bool> seen;
-  engine->SetTokenCallback([&](kernel::ProcessId id, kernel::TokenId) {
+  engine->SetOutputCallback([&](kernel::ProcessId id, const kernel::TokenOutput&) {
     if (seen.size() <= id) seen.resize(id + 1, false);
     if (!seen[id]) {
       seen[id] = true;
@@ -87,6 +87,7 @@ int BatchedBenchMain(BatchedBenchFlags& f) {
   auto counts = ParseIntList(f.npl, "--npl", 1, 4096);
   if (!counts.ok()) return ReportError(counts.status());
   if (f.npp == 0 || f.ntg < 2) return ReportError(InvalidArgumentError("--npp must be >= 1 and --ntg >= 2"));
+  f.load.with_context = false;  // the engine has its own paged KV memory
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   std::vector<Row> rows;

@@ -66,6 +66,7 @@ int RunMain(GenerateFlags& f) {
     f.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   if (f.prompt.empty()) return ReportError(InvalidArgumentError("no prompt: pass -p PROMPT or pipe text on stdin"));
+  f.load.with_context = false;  // generation runs on the session's one-process engine
   std::unique_ptr<Session> session = LoadSessionOrReport(f.load);
   if (!session) return 1;
   std::vector<TokenId> prompt;
@@ -97,6 +98,7 @@ const char kChatHelp[] =
     "          /exit or /bye (leave). Ctrl-C stops a reply; Ctrl-D leaves.\n";
 
 int ChatMain(GenerateFlags& f) {
+  f.load.with_context = false;  // generation runs on the session's one-process engine
   std::unique_ptr<Session> session = LoadSessionOrReport(f.load);
   if (!session) return 1;
   auto tmpl = chat::ChatTemplateFor(session->tokenizer(), f.chat_template);

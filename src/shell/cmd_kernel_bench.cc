@@ -297,6 +297,7 @@ int KernelBenchMain(KernelBenchFlags& f) {
     parts.push_back(part);
     pos = comma + 1;
   }
+  f.load.with_context = false;  // the engine has its own paged KV memory
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   Bench bench(*s, f);

@@ -41,7 +41,9 @@ void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options) {
       ->check(CLI::Range(-100.0, 100.0));
   cmd.add_option("--frequency-penalty", s.frequency_penalty, "subtracted per occurrence")
       ->check(CLI::Range(-100.0, 100.0));
-  cmd.add_option("-s,--seed", s.seed, "random seed (same seed, same output)");
+  cmd.add_option_function<uint64_t>(
+      "-s,--seed", [&s](const uint64_t& seed) { s.seed = seed; },
+      "random seed (same seed, same output; default " + std::to_string(kDefaultSeed) + ")");
   cmd.add_option("-n,--max-tokens", options->max_tokens, "tokens to generate; -1 = until done")
       ->check(CLI::Range(static_cast<int64_t>(-1), static_cast<int64_t>(1) << 30));
   cmd.add_option("--stop", options->stop, "stop when this text is generated (repeatable)");

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddRunCommand(app, &exit_code);
   llmasos::shell::AddChatCommand(app, &exit_code);
   llmasos::shell::AddServeCommand(app, &exit_code);
+  llmasos::shell::AddEmbedCommand(app, &exit_code);
   llmasos::shell::AddBenchCommand(app, &exit_code);
   llmasos::shell::AddPerplexityCommand(app, &exit_code);
   llmasos::shell::AddInspectCommand(app, &exit_code);

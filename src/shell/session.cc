@@ -14,14 +14,6 @@
 #include "services/registry/registry.h"
 
 namespace llmasos::shell {
-namespace {
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-}  // namespace
-
 std::string DefaultModelPath() {
   std::string home;
   if (const char* env = std::getenv("LLMASOS_HOME"); env != nullptr && *env != '\0') {
@@ -99,6 +91,7 @@ Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {
 
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   std::unique_ptr<Session> s(new Session());
+  s->options_ = options;
   ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_));
   ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(path, "'" + s->model_label_ + "'"));
   s->model_ = std::move(files.model);
@@ -118,92 +111,125 @@ StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   }
   size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
   s->pool_ = std::make_unique<ThreadPool>(threads);
-  arch::ContextOptions copt;
-  copt.max_tokens = options.context_tokens;
-  copt.max_batch_tokens = options.batch_tokens;
-  copt.float_activations = options.float_activations;
-  ASSIGN_OR_RETURN(s->context_, arch::Context::Create(*s->model_, *s->pool_, copt));
+  if (options.with_context) {
+    arch::ContextOptions copt;
+    copt.max_tokens = options.context_tokens;
+    copt.max_batch_tokens = options.batch_tokens;
+    copt.float_activations = options.float_activations;
+    ASSIGN_OR_RETURN(s->context_, arch::Context::Create(*s->model_, *s->pool_, copt));
+  }
   return s;
 }
 
-StatusOr<size_t> Session::Prefill(const std::vector<TokenId>& prompt, std::vector<float>* logits) {
-  if (prompt.empty()) return InvalidArgumentError("the prompt is empty");
-  size_t common = 0;
-  while (common < cached_.size() && common < prompt.size() && cached_[common] == prompt[common]) {
-    ++common;
-  }
-  // At least the last prompt token is evaluated: its logits are needed.
-  common = std::min(common, prompt.size() - 1);
-  context_->Truncate(common);
-  cached_.resize(common);
-  logits->resize(model_->config().vocab_size);
-  std::span<const TokenId> rest(prompt.data() + common, prompt.size() - common);
-  RETURN_IF_ERROR(context_->Forward(rest, /*all_logits=*/false, logits->data()));
-  cached_.insert(cached_.end(), rest.begin(), rest.end());
-  return common;
-}
-
-Status Session::Append(TokenId token, std::vector<float>* logits) {
-  logits->resize(model_->config().vocab_size);
-  RETURN_IF_ERROR(context_->Forward(std::span<const TokenId>(&token, 1), false, logits->data()));
-  cached_.push_back(token);
-  return OkStatus();
+StatusOr<kernel::Engine*> Session::OneProcessEngine() {
+  if (engine_ != nullptr) return engine_.get();
+  const arch::ModelConfig& c = model_->config();
+  kernel::EngineOptions o;
+  o.max_context = std::min(options_.context_tokens, c.context_length);
+  o.scheduler.max_running = 1;
+  o.scheduler.max_batch_tokens = options_.batch_tokens;
+  o.scheduler.max_prefill_chunk_tokens = options_.batch_tokens;
+  o.float_activations = options_.float_activations;
+  // Room for one whole context, as the Context of the direct commands has.
+  const size_t num_blocks = (o.max_context + o.kv_block_tokens - 1) / o.kv_block_tokens;
+  o.kv_budget_bytes = num_blocks * o.kv_block_tokens * c.num_layers * 2 * c.kv_dim() * sizeof(float);
+  ASSIGN_OR_RETURN(engine_, kernel::Engine::Create(*model_, *tokenizer_, *pool_, o, kernel::RealClock()));
+  return engine_.get();
 }
 
 StatusOr<GenerateResult> Generate(Session& session, const std::vector<TokenId>& prompt,
                                   const GenerateOptions& options,
                                   const std::function<bool(std::string_view)>& on_text) {
-  RETURN_IF_ERROR(sampling::ValidateSamplingParams(options.sampling));
+  ASSIGN_OR_RETURN(kernel::Engine* engine, session.OneProcessEngine());
   GenerateResult result;
   result.prompt_tokens = prompt.size();
-  std::vector<float> logits;
-  auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(result.reused_tokens, session.Prefill(prompt, &logits));
-  result.prompt_seconds = SecondsSince(start);
+  if (options.max_tokens == 0) {
+    result.finish_reason = "length";
+    return result;
+  }
+  const size_t context = std::min(session.options().context_tokens, session.model().config().context_length);
+  if (prompt.size() >= context) {
+    return InvalidArgumentError("the prompt (" + std::to_string(prompt.size()) +
+                                " tokens) leaves no room to generate in the context of " +
+                                std::to_string(context) + " tokens");
+  }
+  // Without -n, or with more than fits, generation runs until the context is full.
+  const size_t room = context - prompt.size();
+  const bool until_full = options.max_tokens < 0 || static_cast<size_t>(options.max_tokens) > room;
+  kernel::ProcessSpec spec;
+  spec.prompt = prompt;
+  spec.sampling = options.sampling;
+  spec.stop = options.stop;
+  spec.limits.max_tokens = static_cast<int32_t>(until_full ? room : static_cast<size_t>(options.max_tokens));
+  ASSIGN_OR_RETURN(const kernel::ProcessId id, engine->Submit(std::move(spec)));
 
-  sampling::Sampler sampler(options.sampling);
-  for (TokenId t : prompt) sampler.Accept(t);
-  tokenizer::IncrementalDecoder decoder(session.tokenizer());
-  sampling::StopMatcher stops(options.stop);
-  const arch::Context& ctx = session.context();
   bool keep_going = true;
   auto emit = [&](const std::string& text) {
     if (text.empty() || !keep_going) return;
     result.text += text;
     keep_going = on_text(text);
   };
-
-  start = std::chrono::steady_clock::now();
-  for (;;) {
-    if (options.max_tokens >= 0 && static_cast<int64_t>(result.tokens.size()) >= options.max_tokens) {
-      result.finish_reason = "length";
+  engine->SetOutputCallback([&](kernel::ProcessId from, const kernel::TokenOutput& out) {
+    if (from == id) emit(out.text);
+  });
+  Status failed;
+  while (engine->HasWork()) {
+    StatusOr<kernel::StepReport> step = engine->Step();
+    if (!step.ok()) {
+      failed = step.status();
+      (void)engine->End(id, kernel::EndReason::kError, failed.ToString());
       break;
     }
-    TokenId token = sampler.Sample(logits);
-    sampler.Accept(token);
-    if (session.tokenizer().IsEog(token)) {
-      result.finish_reason = "stop";
-      break;
-    }
-    result.tokens.push_back(token);
-    emit(stops.Push(decoder.Push(token)));
-    if (stops.stopped()) {
-      result.finish_reason = "stop";
-      break;
-    }
-    if (!keep_going) {
-      result.finish_reason = "cancelled";
-      break;
-    }
-    if (ctx.num_tokens() >= ctx.max_tokens()) {
-      result.finish_reason = "context";
-      break;
-    }
-    RETURN_IF_ERROR(session.Append(token, &logits));
+    if (!keep_going) (void)engine->Cancel(id);  // ended already if that token was its last
   }
-  if (!stops.stopped()) emit(stops.Push(decoder.Flush()) + stops.Flush());
-  result.generate_seconds = SecondsSince(start);
+  engine->SetOutputCallback(nullptr);
+  std::vector<kernel::EndedProcess> ended = engine->TakeEnded();
+  if (!failed.ok()) return failed;
+  CHECK_EQ(ended.size(), 1u);
+  const kernel::Process& p = *ended[0].process;
+  emit(ended[0].text);
+
+  // As the user counts them: an end-of-generation token is not part of the answer.
+  std::span<const TokenId> generated = p.generated();
+  if (p.end_reason() == kernel::EndReason::kEndOfGeneration) generated = generated.first(generated.size() - 1);
+  result.tokens.assign(generated.begin(), generated.end());
+  result.reused_tokens = static_cast<size_t>(p.accounting().num_prefix_cached_tokens);
+  const kernel::ProcessAccounting& a = p.accounting();
+  const kernel::TimePoint first = a.first_token_at.value_or(*a.ended_at);
+  result.prompt_seconds = kernel::ToSeconds(first - a.submitted_at);
+  result.generate_seconds = kernel::ToSeconds(*a.ended_at - first);
+  switch (p.end_reason()) {
+    case kernel::EndReason::kEndOfGeneration:
+    case kernel::EndReason::kStopString: result.finish_reason = "stop"; break;
+    case kernel::EndReason::kLength: result.finish_reason = until_full ? "context" : "length"; break;
+    case kernel::EndReason::kCancelled: result.finish_reason = "cancelled"; break;
+    default: result.finish_reason = std::string(kernel::EndReasonName(p.end_reason())); break;
+  }
   return result;
+}
+
+StatusOr<EmbedResult> Embed(Session& session, const std::vector<TokenId>& tokens) {
+  ASSIGN_OR_RETURN(kernel::Engine* engine, session.OneProcessEngine());
+  kernel::ProcessSpec spec;
+  spec.kind = kernel::ProcessKind::kEmbed;
+  spec.prompt = tokens;
+  spec.limits.max_tokens = 1;
+  ASSIGN_OR_RETURN(const kernel::ProcessId id, engine->Submit(std::move(spec)));
+  while (engine->HasWork()) {
+    StatusOr<kernel::StepReport> step = engine->Step();
+    if (!step.ok()) {
+      (void)engine->End(id, kernel::EndReason::kError, step.status().ToString());
+      (void)engine->TakeEnded();
+      return step.status();
+    }
+  }
+  std::vector<kernel::EndedProcess> ended = engine->TakeEnded();
+  CHECK_EQ(ended.size(), 1u);
+  if (ended[0].embedding.empty()) {
+    return InternalError("the embedding process ended (" +
+                         std::string(kernel::EndReasonName(ended[0].process->end_reason())) + ") without a vector");
+  }
+  return EmbedResult{std::move(ended[0].embedding), session.model().config().pooling};
 }
 
 }  // namespace llmasos::shell

@@ -1,7 +1,8 @@
-// What the shell's commands share: a loaded model with its tokenizer, a thread pool, and a
-// single-sequence generation loop over a Context (prompt-prefix reuse, sampling, incremental
-// detokenization, stop strings). The daemon will run generation through the kernel's
-// scheduler instead; this is the one-process path used by run, chat, perplexity and bench.
+// What the shell's commands share: a loaded model with its tokenizer, a thread pool, a
+// single-sequence Context for direct forward passes (perplexity, bench, eval), and Generate:
+// one process through a one-process kernel Engine (the same output pipeline, scheduler and
+// paged KV memory as the daemon and `llmasos batch`; its prefix cache reuses a chat's earlier
+// turns), as `run` and `chat` use it.
 #ifndef LLMASOS_SHELL_SESSION_H_
 #define LLMASOS_SHELL_SESSION_H_
 
@@ -11,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kernel/engine.h"
 #include "model/arch/llama_context.h"
 #include "model/arch/llama_model.h"
 #include "model/sampling/sampler.h"
@@ -44,13 +46,16 @@ struct LoadOptions {
   bool float_activations = false;  // see arch::ContextOptions
   // LoRA adapters merged into the weights at load: "FILE|REF[:scale]" each (scale default 1).
   std::vector<std::string> loras;
+  // Allocate the Context (its KV cache holds context_tokens). Commands that generate through
+  // an engine (run, chat, batch) do without.
+  bool with_context = true;
 };
 
 // Parses "FILE|REF[:scale]": the text after the last ':' is the scale when it is a number
 // (so "name:tag" stays a reference). InvalidArgument for a scale that is not finite.
 Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale);
 
-// A model, its tokenizer, a thread pool and one Context, ready to generate.
+// A model, its tokenizer, a thread pool and (with_context) one Context.
 class Session {
  public:
   static StatusOr<std::unique_ptr<Session>> Load(const LoadOptions& options);
@@ -59,30 +64,36 @@ class Session {
   // The model as the user named it, with the registry version when it came from there.
   const std::string& model_label() const { return model_label_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
-  arch::Context& context() { return *context_; }
+  // REQUIRES: loaded with_context.
+  arch::Context& context() {
+    CHECK(context_ != nullptr) << "the session was loaded without a Context";
+    return *context_;
+  }
   ThreadPool& pool() { return *pool_; }
+  const LoadOptions& options() const { return options_; }
 
-  // Makes the cache hold exactly `prompt` and returns the logits [vocab] of its last token.
-  // Reuses the longest common prefix already in the cache, evaluates only the rest, and
-  // returns how many prompt tokens were reused.
-  StatusOr<size_t> Prefill(const std::vector<TokenId>& prompt, std::vector<float>* logits);
-  // Appends one token and returns the logits after it.
-  Status Append(TokenId token, std::vector<float>* logits);
-  // Tokens currently in the cache.
-  const std::vector<TokenId>& cached_tokens() const { return cached_; }
+  // The one-process engine Generate runs on, created on first use: context_tokens of KV
+  // (the model's trained context at most), batch_tokens per forward pass. It keeps the KV of
+  // finished processes in its prefix cache, so a chat's next turn reuses the earlier ones.
+  StatusOr<kernel::Engine*> OneProcessEngine();
 
  private:
   Session() = default;
 
+  LoadOptions options_;
   std::string model_label_;
   std::unique_ptr<arch::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<arch::Context> context_;
-  std::vector<TokenId> cached_;
+  std::unique_ptr<kernel::Engine> engine_;
 };
 
+// The shell's seed when none is given: the same command gives the same output.
+inline constexpr uint64_t kDefaultSeed = 0xC0FFEE;
+
 struct GenerateOptions {
+  GenerateOptions() { sampling.seed = kDefaultSeed; }
   sampling::SamplingParams sampling;
   int64_t max_tokens = -1;  // -1: until an end-of-generation token or the context is full
   std::vector<std::string> stop;
@@ -92,17 +103,30 @@ struct GenerateResult {
   std::string text;
   std::vector<TokenId> tokens;
   size_t prompt_tokens = 0;
-  size_t reused_tokens = 0;  // prompt tokens whose KV was already cached
+  size_t reused_tokens = 0;  // prompt tokens whose KV came from the prefix cache
   double prompt_seconds = 0;
   double generate_seconds = 0;
-  std::string finish_reason;  // "stop" (EOG token or stop string), "length" (max_tokens), "context"
+  // "stop" (EOG token or stop string), "length" (max_tokens), "context" (the context is
+  // full), "cancelled" (on_text returned false).
+  std::string finish_reason;
 };
 
-// Generates a continuation of `prompt`. on_text receives text as it becomes final (never a
-// partial UTF-8 character, never part of a stop string); returning false stops generation.
+// Generates a continuation of `prompt` as one process on session.OneProcessEngine(). on_text
+// receives text as it becomes final (never a partial UTF-8 character, never part of a stop
+// string); returning false cancels the process. InvalidArgument for a prompt that leaves no
+// room in the context, or bad sampling parameters.
 StatusOr<GenerateResult> Generate(Session& session, const std::vector<TokenId>& prompt,
                                   const GenerateOptions& options,
                                   const std::function<bool(std::string_view)>& on_text);
+
+struct EmbedResult {
+  std::vector<float> embedding;  // [embd], L2-normalised
+  arch::Pooling pooling = arch::Pooling::kMean;
+};
+
+// The embedding of `tokens`: one embedding process (kernel::ProcessKind::kEmbed) on
+// session.OneProcessEngine(). InvalidArgument for an empty or too long input.
+StatusOr<EmbedResult> Embed(Session& session, const std::vector<TokenId>& tokens);
 
 }  // namespace llmasos::shell
 

@@ -367,6 +367,18 @@ class LlamaRef:
 
     def forward(self, tokens: Sequence[int], cache: KvCache | None = None) -> np.ndarray:
         """Logits [len(tokens), vocab] (float64) of tokens appended after cache's positions."""
+        return self.matmul(self.weights.output, self.hidden(tokens, cache))
+
+    def embed(self, tokens: Sequence[int], pooling: str = "mean") -> np.ndarray:
+        """The embedding of tokens: final hidden states pooled ("mean", "cls": the first
+        token's, "last") and L2-normalised."""
+        h = self.hidden(tokens)
+        v = {"mean": lambda: h.mean(axis=0), "cls": lambda: h[0], "last": lambda: h[-1]}[pooling]()
+        return v / np.linalg.norm(v)
+
+    def hidden(self, tokens: Sequence[int], cache: KvCache | None = None) -> np.ndarray:
+        """Final hidden states [len(tokens), embd] (after the output norm) of tokens appended
+        after cache's positions."""
         c, w = self.config, self.weights
         ids = np.asarray(tokens, dtype=np.int64)
         if ids.ndim != 1 or ids.size == 0:
@@ -396,7 +408,7 @@ class LlamaRef:
             h = rms_norm(x, l.ffn_norm, c.rms_eps)
             x = x + self.matmul(l.down, silu(self.matmul(l.gate, h)) * self.matmul(l.up, h))
         cache.num_tokens += n
-        return self.matmul(w.output, rms_norm(x, w.output_norm, c.rms_eps))
+        return rms_norm(x, w.output_norm, c.rms_eps)
 
     def greedy(self, tokens: Sequence[int], num_new: int) -> tuple[list[int], list[np.ndarray]]:
         """Greedy continuation (ties to the lowest id, as argmax does) and each step's logits."""

@@ -36,6 +36,7 @@ class TinySpec:
     rms_eps: float = 1e-5
     qkv_bias: bool | None = None  # None: only for qwen2
     seed: int = 0
+    pooling: int | None = None  # "<arch>.pooling_type" (1 mean, 2 cls, 3 last); None: not written
 
     @property
     def head_dim(self) -> int:
@@ -115,6 +116,8 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     w.add_float32(f"{a}.rope.freq_base", s.rope_theta)
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", s.rms_eps)
     w.add_uint32(f"{a}.rope.dimension_count", s.rope_dims or s.head_dim)
+    if s.pooling is not None:
+        w.add_uint32(f"{a}.pooling_type", s.pooling)
     tokens, types, merges = vocabulary(s.vocab)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "qwen2" if a == "qwen2" else "gpt2")

@@ -187,6 +187,18 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
   }
 
+  // Final hidden states, for embeddings: every token of the segments that want them.
+  t = 0;
+  for (const BatchSegment& seg : segments) {
+    if (seg.hidden_out != nullptr) {
+      for (size_t i = 0; i < seg.tokens.size(); ++i) {
+        cpu::RmsNorm(&x_[(t + i) * c.embd], model_.output_norm().data(), c.embd, c.rms_eps,
+                     seg.hidden_out + i * c.embd);
+      }
+    }
+    t += seg.tokens.size();
+  }
+
   // Logits: the wanted rows, normalised and gathered, through the output matrix in one
   // product (the output matrix is the largest one; it is read once for the whole batch).
   size_t rows = 0;

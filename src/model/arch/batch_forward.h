@@ -53,6 +53,9 @@ struct BatchSegment {
   std::span<const BlockId> block_table;
   LogitsMode logits = LogitsMode::kLast;
   float* logits_out = nullptr;  // [tokens.size(), vocab] for kAll, [vocab] for kLast
+  // If set: [tokens.size(), embd] receives every token's final hidden state, after the final
+  // RMSNorm (what embeddings pool).
+  float* hidden_out = nullptr;
 };
 
 class BatchForward {

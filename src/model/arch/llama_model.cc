@@ -26,6 +26,19 @@ constexpr ArchInfo kArchitectures[] = {
     {"qwen2", RopeMode::kNeox},
 };
 
+}  // namespace
+
+std::string_view PoolingName(Pooling pooling) {
+  switch (pooling) {
+    case Pooling::kMean: return "mean";
+    case Pooling::kCls: return "cls";
+    case Pooling::kLast: return "last";
+  }
+  return "unknown";
+}
+
+namespace {
+
 StatusOr<uint64_t> GetBounded(const gguf::GgufFile& file, const std::string& key, uint64_t lo,
                               uint64_t hi) {
   ASSIGN_OR_RETURN(uint64_t v, file.GetUint(key));
@@ -171,6 +184,9 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
       return UnimplementedError("RoPE scaling '" + std::string(scaling) + "' is not supported yet");
     }
   }
+  // 4 (rank) is a reranker's head, which this forward pass does not have.
+  ASSIGN_OR_RETURN(const uint64_t pooling, GetBoundedOr(file, p + "pooling_type", 0, 3, 1));
+  c.pooling = pooling == 2 ? Pooling::kCls : pooling == 3 ? Pooling::kLast : Pooling::kMean;
   ASSIGN_OR_RETURN(double eps, file.GetFloat(p + "attention.layer_norm_rms_epsilon"));
   if (!(eps > 0 && eps < 1)) {
     return DataLossError("attention.layer_norm_rms_epsilon " + std::to_string(eps) +

@@ -27,6 +27,11 @@ enum class RopeMode {
   kNeox,    // rotate pairs (x[i], x[i + rope_dims/2]): qwen2 and other NeoX-style models
 };
 
+// How an embedding pools a prompt's final hidden states (GGUF "<arch>.pooling_type", with
+// llama.cpp's numbering: 1 mean, 2 cls, 3 last; absent or 0 (none) pools by mean).
+enum class Pooling { kMean, kCls, kLast };
+std::string_view PoolingName(Pooling pooling);
+
 struct ModelConfig {
   std::string architecture;  // general.architecture
   size_t num_layers = 0;
@@ -41,6 +46,7 @@ struct ModelConfig {
   size_t context_length = 0;  // trained context
   size_t vocab_size = 0;
   RopeMode rope_mode = RopeMode::kNormal;
+  Pooling pooling = Pooling::kMean;
 
   size_t q_dim() const { return num_heads * head_dim; }
   size_t kv_dim() const { return num_kv_heads * head_dim; }

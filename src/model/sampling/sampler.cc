@@ -56,47 +56,129 @@ Status ValidateSamplingParams(const SamplingParams& p) {
   if (p.penalty_last_n < 0) {
     return InvalidArgumentError("penalty_last_n must be >= 0, got " + std::to_string(p.penalty_last_n));
   }
+  if (p.logit_bias.size() > kMaxLogitBias) {
+    return InvalidArgumentError("logit_bias has " + std::to_string(p.logit_bias.size()) + " entries; at most " +
+                                std::to_string(kMaxLogitBias) + " are allowed");
+  }
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0) return InvalidArgumentError("logit_bias token id " + std::to_string(token) + " is negative");
+    if (!(bias >= -kMaxAbsLogitBias && bias <= kMaxAbsLogitBias)) {
+      return InvalidArgumentError("logit_bias for token " + std::to_string(token) + " must be in [-100, 100], got " +
+                                  Num(bias));
+    }
+  }
+  if (p.top_logprobs < 0 || p.top_logprobs > kMaxTopLogprobs) {
+    return InvalidArgumentError("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "], got " +
+                                std::to_string(p.top_logprobs));
+  }
+  if (p.top_logprobs > 0 && !p.logprobs) {
+    return InvalidArgumentError("top_logprobs needs logprobs");
+  }
   return OkStatus();
 }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
+uint64_t RandomSeed() {
+  std::random_device device;
+  return (static_cast<uint64_t>(device()) << 32) ^ static_cast<uint64_t>(device());
+}
+
+Sampler::Sampler(const SamplingParams& params)
+    : params_(params), seed_(params.seed ? *params.seed : RandomSeed()), rng_(seed_) {
   CHECK(ValidateSamplingParams(params).ok()) << ValidateSamplingParams(params).ToString();
 }
 
+void Sampler::AcceptPrompt(TokenId token) {
+  if (params_.penalty_mode == PenaltyMode::kLlamaCpp) Accept(token);
+}
+
 void Sampler::Accept(TokenId token) {
+  if (params_.penalty_mode == PenaltyMode::kOpenAi) {
+    ++counts_[token];
+    return;
+  }
   if (params_.penalty_last_n == 0) return;
   recent_.push_back(token);
   while (recent_.size() > static_cast<size_t>(params_.penalty_last_n)) recent_.pop_front();
 }
 
-TokenId Sampler::Sample(std::span<float> logits) {
-  CHECK(!logits.empty()) << "Sample needs at least one logit";
-  const size_t vocab = logits.size();
-
-  // Penalties over the window, one adjustment per distinct token (llama.cpp's rule):
-  // repetition divides a positive logit and multiplies a negative one, so it always lowers it;
-  // presence subtracts once; frequency subtracts once per occurrence.
+void Sampler::ApplyPenalties(std::span<float> logits) {
   const bool penalize = params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f ||
                         params_.frequency_penalty != 0.0f;
-  if (penalize && !recent_.empty()) {
-    std::vector<TokenId> window(recent_.begin(), recent_.end());
-    std::sort(window.begin(), window.end());
-    for (size_t i = 0; i < window.size();) {
-      size_t j = i;
-      while (j < window.size() && window[j] == window[i]) ++j;
-      const TokenId token = window[i];
-      const float count = static_cast<float>(j - i);
-      i = j;
-      if (token < 0 || static_cast<size_t>(token) >= vocab) continue;
-      float& l = logits[token];
-      if (l > 0.0f) {
-        l /= params_.repeat_penalty;
-      } else {
-        l *= params_.repeat_penalty;
-      }
-      l -= count * params_.frequency_penalty + params_.presence_penalty;
+  if (!penalize) return;
+  // One adjustment per distinct token: repetition divides a positive logit and multiplies a
+  // negative one, so it always lowers it; presence subtracts once; frequency subtracts once
+  // per occurrence.
+  auto adjust = [&](TokenId token, float count) {
+    if (token < 0 || static_cast<size_t>(token) >= logits.size()) return;
+    float& l = logits[token];
+    if (l > 0.0f) {
+      l /= params_.repeat_penalty;
+    } else {
+      l *= params_.repeat_penalty;
+    }
+    l -= count * params_.frequency_penalty + params_.presence_penalty;
+  };
+  if (params_.penalty_mode == PenaltyMode::kOpenAi) {
+    for (const auto& [token, count] : counts_) adjust(token, static_cast<float>(count));
+    return;
+  }
+  if (recent_.empty()) return;
+  std::vector<TokenId> window(recent_.begin(), recent_.end());
+  std::sort(window.begin(), window.end());
+  for (size_t i = 0; i < window.size();) {
+    size_t j = i;
+    while (j < window.size() && window[j] == window[i]) ++j;
+    adjust(window[i], static_cast<float>(j - i));
+    i = j;
+  }
+}
+
+void Sampler::FillLogprobs(std::span<const float> raw, TokenId chosen, TokenLogprobs* out) {
+  // log p_i = l_i - (max + log sum_j exp(l_j - max)); NaN logits carry no mass.
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float l : raw) {
+    if (l > max_logit) max_logit = l;
+  }
+  double sum = 0.0;
+  if (std::isfinite(max_logit)) {
+    for (float l : raw) {
+      if (!std::isnan(l)) sum += std::exp(static_cast<double>(l) - max_logit);
     }
   }
+  const double log_z = std::isfinite(max_logit) ? max_logit + std::log(sum) : max_logit;
+  auto logprob = [&](TokenId t) {
+    const float l = raw[static_cast<size_t>(t)];
+    if (std::isnan(l) || !std::isfinite(log_z)) return -std::numeric_limits<float>::infinity();
+    return static_cast<float>(static_cast<double>(l) - log_z);
+  };
+  out->chosen = TokenLogprob{chosen, logprob(chosen)};
+  out->top.clear();
+  const size_t n = std::min(static_cast<size_t>(params_.top_logprobs), raw.size());
+  if (n == 0) return;
+  std::vector<std::pair<float, TokenId>> all;
+  all.reserve(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    all.emplace_back(std::isnan(raw[i]) ? -std::numeric_limits<float>::infinity() : raw[i], static_cast<TokenId>(i));
+  }
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), Before);
+  for (size_t i = 0; i < n; ++i) out->top.push_back(TokenLogprob{all[i].second, logprob(all[i].second)});
+}
+
+TokenId Sampler::Sample(std::span<float> logits, TokenLogprobs* logprobs) {
+  CHECK(!logits.empty()) << "Sample needs at least one logit";
+  const bool want_logprobs = params_.logprobs && logprobs != nullptr;
+  if (want_logprobs) raw_.assign(logits.begin(), logits.end());
+  const TokenId token = Choose(logits);
+  if (want_logprobs) FillLogprobs(raw_, token, logprobs);
+  return token;
+}
+
+TokenId Sampler::Choose(std::span<float> logits) {
+  const size_t vocab = logits.size();
+  for (const auto& [token, bias] : params_.logit_bias) {
+    if (static_cast<size_t>(token) < vocab) logits[token] += bias;
+  }
+  ApplyPenalties(logits);
 
   if (params_.temperature <= 0.0f) {
     // Argmax; NaN never wins, and the lowest id wins a tie.

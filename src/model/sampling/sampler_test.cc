@@ -319,6 +319,99 @@ TEST(SamplingParamsTest, ErrorsNameTheField) {
   ExpectInvalid(with([&](SamplingParams& p) { p.presence_penalty = nan; }), "presence_penalty");
   ExpectInvalid(with([&](SamplingParams& p) { p.frequency_penalty = inf; }), "frequency_penalty");
   ExpectInvalid(with([](SamplingParams& p) { p.penalty_last_n = -1; }), "penalty_last_n");
+  ExpectInvalid(with([](SamplingParams& p) { p.logit_bias = {{3, 100.5f}}; }), "logit_bias");
+  ExpectInvalid(with([&](SamplingParams& p) { p.logit_bias = {{3, nan}}; }), "logit_bias");
+  ExpectInvalid(with([](SamplingParams& p) { p.logit_bias = {{-1, 1.0f}}; }), "logit_bias");
+  ExpectInvalid(with([](SamplingParams& p) { p.logit_bias.assign(kMaxLogitBias + 1, {1, 1.0f}); }), "logit_bias");
+  ExpectInvalid(with([](SamplingParams& p) { p.logprobs = true, p.top_logprobs = 21; }), "top_logprobs");
+  ExpectInvalid(with([](SamplingParams& p) { p.logprobs = true, p.top_logprobs = -1; }), "top_logprobs");
+  ExpectInvalid(with([](SamplingParams& p) { p.top_logprobs = 2; }), "top_logprobs");
+}
+
+TEST(SamplerTest, LogitBiasIsAddedBeforeEverythingElse) {
+  SamplingParams p = Plain(0.0f);
+  p.logit_bias = {{2, 5.0f}, {0, -100.0f}, {99, 1.0f}};  // 99: outside this vocabulary, ignored
+  Sampler s(p);
+  std::vector<float> logits = {3.0f, 1.0f, -1.0f};
+  EXPECT_EQ(s.Sample(logits), 2);
+  EXPECT_FLOAT_EQ(logits[2], 4.0f);
+  EXPECT_FLOAT_EQ(logits[0], -97.0f);
+  // -100 bans a token even at temperature 1.
+  p = Plain(1.0f);
+  p.seed = 3;
+  p.logit_bias = {{0, -100.0f}};
+  Sampler banned(p);
+  for (TokenId t : Draw(banned, {5.0f, 0.0f, 0.0f}, 200)) EXPECT_NE(t, 0);
+}
+
+TEST(SamplerTest, LogprobsAreTheModelsDistributionBeforeBiasAndPenalties) {
+  SamplingParams p = Plain(0.7f);
+  p.seed = 11;
+  p.logprobs = true;
+  p.top_logprobs = 3;
+  p.repeat_penalty = 3.0f;
+  p.frequency_penalty = 1.0f;
+  p.logit_bias = {{4, 2.0f}};
+  Sampler s(p);
+  s.Accept(1);
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.5f, 0.0f};
+  double z = 0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  auto expected = [&](TokenId t) { return static_cast<float>(logits[t] - std::log(z)); };
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> scratch = logits;
+    TokenLogprobs lp;
+    const TokenId t = s.Sample(scratch, &lp);
+    EXPECT_EQ(lp.chosen.token, t);
+    EXPECT_NEAR(lp.chosen.logprob, expected(t), 1e-5);
+    ASSERT_EQ(lp.top.size(), 3u);
+    const TokenId order[] = {1, 3, 0};  // by the raw logits, not the penalised or biased ones
+    for (size_t k = 0; k < 3; ++k) {
+      EXPECT_EQ(lp.top[k].token, order[k]);
+      EXPECT_NEAR(lp.top[k].logprob, expected(order[k]), 1e-5);
+    }
+  }
+  // Without logprobs nothing is filled in.
+  Sampler quiet(Plain(0.0f));
+  std::vector<float> scratch = logits;
+  TokenLogprobs lp;
+  quiet.Sample(scratch, &lp);
+  EXPECT_EQ(lp.chosen.token, -1);
+}
+
+TEST(SamplerTest, AnUnseededSamplerDrawsItsOwnSeed) {
+  SamplingParams p = Plain(1.0f);
+  Sampler a(p), b(p);
+  EXPECT_NE(a.seed(), b.seed());  // 64 random bits twice: equal only by a 2^-64 accident
+  p.seed = a.seed();
+  Sampler again(p);
+  const std::vector<float> flat(1000, 0.0f);
+  EXPECT_EQ(Draw(a, flat, 30), Draw(again, flat, 30));
+}
+
+TEST(SamplerTest, OpenAiPenaltiesCountGeneratedTokensOnlyAndSubtract) {
+  SamplingParams p = Plain(0.0f);
+  p.penalty_mode = PenaltyMode::kOpenAi;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  p.penalty_last_n = 1;  // ignored: every generated token counts
+  Sampler s(p);
+  for (TokenId t : {0, 0, 1}) s.AcceptPrompt(t);  // not counted
+  for (TokenId t : {2, 2, 2, 3}) s.Accept(t);
+  std::vector<float> logits = {1.0f, -1.0f, 1.0f, -2.0f};
+  s.Sample(logits);
+  EXPECT_FLOAT_EQ(logits[0], 1.0f);
+  EXPECT_FLOAT_EQ(logits[1], -1.0f);
+  EXPECT_FLOAT_EQ(logits[2], 1.0f - 0.5f - 3 * 0.25f);
+  EXPECT_FLOAT_EQ(logits[3], -2.0f - 0.5f - 0.25f);  // additive for negative logits too
+  // llama.cpp's mode counts the prompt's tokens in its window.
+  p.penalty_mode = PenaltyMode::kLlamaCpp;
+  p.penalty_last_n = 64;
+  Sampler llama(p);
+  for (TokenId t : {0, 0, 1}) llama.AcceptPrompt(t);
+  logits = {1.0f, -1.0f, 1.0f, -2.0f};
+  llama.Sample(logits);
+  EXPECT_FLOAT_EQ(logits[0], 1.0f - 0.5f - 2 * 0.25f);
 }
 
 }  // namespace

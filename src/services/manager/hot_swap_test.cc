@@ -42,9 +42,9 @@ StatusOr<std::vector<kernel::TokenId>> Generate(const arch::Model& model, const 
   for (int guard = 0; engine->HasWork() && guard < 1000; ++guard) {
     ASSIGN_OR_RETURN(kernel::StepReport r, engine->Step());
     (void)r;
-    for (auto& p : engine->TakeEnded()) ended.push_back(std::move(p));
+    for (auto& p : engine->TakeEnded()) ended.push_back(std::move(p.process));
   }
-  for (auto& p : engine->TakeEnded()) ended.push_back(std::move(p));
+  for (auto& p : engine->TakeEnded()) ended.push_back(std::move(p.process));
   if (ended.size() != 1 || ended[0]->id() != id || ended[0]->state() != kernel::ProcessState::kFinished) {
     return InternalError("the process did not finish");
   }
