@@ -41,25 +41,33 @@ StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, cons
 
 StatusOr<std::vector<kernel::ProcessId>> StartProcesses(const manager::LoadedModel& model, kernel::Channel& channel,
                                                         PreparedProcess process, int32_t n) {
-  std::vector<kernel::ProcessId> ids;
-  for (int32_t i = 0; i < n; ++i) {
-    kernel::ProcessSpec spec = process.spec;
-    spec.sampling.seed += static_cast<uint64_t>(i);
-    ASSIGN_OR_RETURN(kernel::ProcessId id, model.engine->SubmitTo(channel, std::move(spec), process.stop));
-    ids.push_back(id);
-  }
-  return ids;
+  // n > 1: one group sharing one prefill; member i runs with seed + i.
+  kernel::ProcessSpec spec = std::move(process.spec);
+  for (std::string& s : process.stop) spec.stop.push_back(std::move(s));
+  if (n < 1) return InvalidArgumentError("n must be at least 1");
+  return model.engine->SubmitGroupTo(channel, std::move(spec), static_cast<size_t>(n));
 }
 
 std::string FinishReason(const kernel::StreamEvent& end) {
-  switch (end.state) {
-    case kernel::ProcessState::kFinished:
-      return end.stop_string || end.reason == "stop" ? "stop" : "length";
-    case kernel::ProcessState::kCancelled:
+  switch (end.reason) {
+    case kernel::EndReason::kEndOfGeneration:
+    case kernel::EndReason::kStopString:
+      return "stop";
+    case kernel::EndReason::kLength:
+      return "length";
+    case kernel::EndReason::kCancelled:
+    case kernel::EndReason::kKilled:
+    case kernel::EndReason::kShutdown:
       return "cancelled";
     default:
       return "error";
   }
+}
+
+std::string EndDescription(const kernel::StreamEvent& end) {
+  std::string out(kernel::EndReasonName(end.reason));
+  if (!end.message.empty()) out += ": " + end.message;
+  return out;
 }
 
 namespace {

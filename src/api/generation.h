@@ -69,6 +69,8 @@ void StartPump(ExchangePtr exchange, manager::Lease lease, std::unique_ptr<kerne
 // The finish reason of an ended process as OpenAI names it: "stop" (end of generation or a
 // stop string), "length" (max_tokens), "cancelled", "error".
 std::string FinishReason(const kernel::StreamEvent& end);
+// Why an ended process ended, for an error message: the EndReason's name and its message.
+std::string EndDescription(const kernel::StreamEvent& end);
 
 }  // namespace llmasos::api
 

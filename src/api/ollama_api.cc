@@ -34,7 +34,7 @@ class OllamaWriter : public ResponseWriter {
     std::string out = Text(e.text);
     const std::string reason = FinishReason(e);
     if (reason == "error" || reason == "cancelled") {
-      error_ = "the generation ended early: " + e.reason;
+      error_ = "the generation ended early: " + EndDescription(e);
       if (stream_) out += Dump(json{{"error", error_}}) + "\n";
       return out;
     }

@@ -49,7 +49,7 @@ class OpenAiWriter : public ResponseWriter {
     completion_tokens_ += e.accounting.num_generated_tokens;
     c.finish_reason = FinishReason(e);
     if (c.finish_reason == "error" || c.finish_reason == "cancelled") {
-      error_ = "the generation ended early: " + e.reason;
+      error_ = "the generation ended early: " + EndDescription(e);
       if (stream_) out += Event(json{{"error", {{"message", error_}, {"type", "server_error"}}}});
       return out;
     }
