@@ -113,7 +113,7 @@ TEST_F(EngineTest, PreemptedProcessesResumeExactlyUnderEveryPolicy) {
         const Process& p = *ended.at(ids[i]);
         EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want[i])
             << "process " << i;
-        EXPECT_EQ(p.state(), ProcessState::kFinished) << p.reason();
+        EXPECT_EQ(p.state(), ProcessState::kFinished) << EndReasonName(p.end_reason());
         preemptions += p.accounting().num_preemptions;
         swaps += p.accounting().num_swap_preemptions;
       }
