@@ -73,8 +73,8 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
     }
   }
   s.logit_bias = r.logit_bias;
-  s.logprobs = r.logprobs;
-  s.top_logprobs = r.top_logprobs;
+  // The kernel delivers them (StreamEvent::logprobs); refused until the responses carry them.
+  if (r.logprobs) return Fail(error_param, "logprobs", "is not supported yet");
 
   if (Status valid = sampling::ValidateSamplingParams(s); !valid.ok()) {
     return Fail(error_param, "sampling", valid.message());  // a default the caller passed is out of range

@@ -545,18 +545,18 @@ TEST(ToProcessSpecTest, PenaltiesFollowTheirApi) {
   EXPECT_EQ(spec->sampling.penalty_mode, sampling::PenaltyMode::kLlamaCpp);
 }
 
-TEST(ToProcessSpecTest, LogitBiasAndLogprobsReachTheKernel) {
+TEST(ToProcessSpecTest, LogitBiasReachesTheKernelAndLogprobsAreNamed) {
   std::string param;
   auto spec = ToProcessSpec(Chat(R"("logit_bias": {"5000": 1})"), {1}, Defaults(), &param);
   ASSERT_FALSE(spec.ok());
   EXPECT_EQ(param, "logit_bias");
   EXPECT_THAT(spec.status().message(), HasSubstr("outside the vocabulary"));
-  spec = ToProcessSpec(Chat(R"("logit_bias": {"5": 1}, "logprobs": true, "top_logprobs": 3)"), {1}, Defaults());
+  spec = ToProcessSpec(Chat(R"("logit_bias": {"5": 1})"), {1}, Defaults());
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   ASSERT_EQ(spec->sampling.logit_bias.size(), 1u);
   EXPECT_EQ(spec->sampling.logit_bias[0].first, 5);
-  EXPECT_TRUE(spec->sampling.logprobs);
-  EXPECT_EQ(spec->sampling.top_logprobs, 3);
+  EXPECT_FALSE(ToProcessSpec(Chat(R"("logprobs": true)"), {1}, Defaults(), &param).ok());
+  EXPECT_EQ(param, "logprobs");
 }
 
 TEST(ToProcessSpecTest, BatchTenantIsKept) {
