@@ -170,6 +170,32 @@ void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
   const DF df;
   const size_t lanes = hn::Lanes(df);
   size_t d = 0;
+  // Two vectors of the head dimension at a time: each broadcast p feeds two FMAs, so the
+  // loop is less bound by loads (the training pass's products run through this kernel with
+  // long rows; attention's 64-wide heads are whole pairs on AVX2).
+  for (; d + 2 * lanes <= head_dim; d += 2 * lanes) {
+    VF acc0[kHeads], acc1[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) {
+      acc0[g] = hn::LoadU(df, out + g * out_stride + d);
+      acc1[g] = hn::LoadU(df, out + g * out_stride + d + lanes);
+    }
+    for (size_t j = 0; j < n; ++j) {
+      const VF val0 = hn::LoadU(df, v + j * v_stride + d);
+      const VF val1 = hn::LoadU(df, v + j * v_stride + d + lanes);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) {
+        const VF pg = hn::Set(df, p[g * p_stride + j]);
+        acc0[g] = hn::MulAdd(pg, val0, acc0[g]);
+        acc1[g] = hn::MulAdd(pg, val1, acc1[g]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) {
+      hn::StoreU(acc0[g], df, out + g * out_stride + d);
+      hn::StoreU(acc1[g], df, out + g * out_stride + d + lanes);
+    }
+  }
   for (; d + lanes <= head_dim; d += lanes) {
     VF acc[kHeads];
     LLMASOS_UNROLL
