@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include "model/chat/conversation.h"
@@ -39,6 +40,62 @@ StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, cons
   return p;
 }
 
+StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::LoadedModel& model,
+                                                              const ParsedEmbedding& request,
+                                                              std::string* error_param) {
+  // An embedding process holds its prompt and the one step that ends it.
+  const size_t room = model.context_tokens > 1 ? model.context_tokens - 1 : 1;
+  std::vector<kernel::ProcessSpec> specs;
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    const std::string field = request.input_is_list ? "input[" + std::to_string(i) + "]" : "input";
+    kernel::ProcessSpec spec;
+    spec.kind = kernel::ProcessKind::kEmbed;
+    spec.limits.max_tokens = 1;
+    spec.priority = request.priority.value_or(0);
+    spec.prompt = model.tokenizer->Encode(request.inputs[i], /*add_special=*/true, /*parse_special=*/false);
+    if (spec.prompt.empty()) {
+      if (error_param != nullptr) *error_param = "input";
+      return InvalidArgumentError(field + ": encodes to no tokens");
+    }
+    if (spec.prompt.size() > room) {
+      if (!request.truncate) {
+        if (error_param != nullptr) *error_param = "input";
+        return InvalidArgumentError(field + ": is " + std::to_string(spec.prompt.size()) +
+                                    " tokens; the context holds " + std::to_string(room));
+      }
+      spec.prompt.resize(room);
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+StatusOr<std::vector<kernel::ProcessId>> StartEmbeddings(const manager::LoadedModel& model, kernel::Channel& channel,
+                                                         std::vector<kernel::ProcessSpec> specs) {
+  std::vector<kernel::ProcessId> ids;
+  for (kernel::ProcessSpec& spec : specs) {
+    ASSIGN_OR_RETURN(kernel::ProcessId id, model.engine->SubmitTo(channel, std::move(spec)));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+EmbeddingWriter::EmbeddingWriter(const std::vector<kernel::ProcessId>& ids) : vectors_(ids.size()) {
+  for (size_t i = 0; i < ids.size(); ++i) index_[ids[i]] = i;
+}
+
+std::string EmbeddingWriter::OnEnd(const kernel::StreamEvent& e) {
+  auto it = index_.find(e.id);
+  if (it == index_.end()) return "";
+  if (e.state != kernel::ProcessState::kFinished) {
+    error_ = "the embedding ended early: " + EndDescription(e);
+    return "";
+  }
+  vectors_[it->second] = e.embedding;
+  prompt_tokens_ += e.accounting.num_prompt_tokens;
+  return "";
+}
+
 StatusOr<std::vector<kernel::ProcessId>> StartProcesses(const manager::LoadedModel& model, kernel::Channel& channel,
                                                         PreparedProcess process, int32_t n) {
   // n > 1: one group sharing one prefill; member i runs with seed + i.
@@ -70,34 +127,63 @@ std::string EndDescription(const kernel::StreamEvent& end) {
   return out;
 }
 
+// A log-probability as JSON: -inf (a token the model gives no mass) as OpenAI writes it.
+double JsonLogprob(float lp) { return std::isfinite(lp) ? lp : -9999.0; }
+
+nlohmann::json TokenJson(const tokenizer::Tokenizer& tok, const sampling::TokenLogprob& lp) {
+  const std::string text = tok.TokenToPiece(lp.token);
+  nlohmann::json bytes = nlohmann::json::array();
+  for (unsigned char b : text) bytes.push_back(b);
+  return {{"token", text}, {"logprob", JsonLogprob(lp.logprob)}, {"bytes", bytes}};
+}
+
+// One chat logprobs "content" entry: the chosen token and its top alternatives.
+nlohmann::json ChatLogprobEntry(const tokenizer::Tokenizer& tok, const sampling::TokenLogprobs& lps) {
+  nlohmann::json entry = TokenJson(tok, lps.chosen);
+  nlohmann::json top = nlohmann::json::array();
+  for (const sampling::TokenLogprob& t : lps.top) top.push_back(TokenJson(tok, t));
+  entry["top_logprobs"] = std::move(top);
+  return entry;
+}
+
 namespace {
 
-constexpr auto kFirstPoll = std::chrono::milliseconds(1);
-constexpr auto kLongestPoll = std::chrono::milliseconds(8);
+// How often a pump looks at its client's socket while no event comes (a long prefill): a client
+// that went away is noticed within this, and its processes cancelled.
+constexpr auto kProbeInterval = std::chrono::milliseconds(50);
 constexpr size_t kMaxEventsPerWrite = 256;
 
+}  // namespace
+
+// Runs on the connection's executor (Drain, Probe, write callbacks), except Begin, which the
+// route calls on its worker thread before anything is posted for the pump.
 class Pump : public std::enable_shared_from_this<Pump> {
  public:
-  Pump(ExchangePtr exchange, manager::Lease lease, std::unique_ptr<kernel::Channel> channel,
-       std::unique_ptr<ResponseWriter> writer, const PumpOptions& options)
-      : exchange_(std::move(exchange)),
-        lease_(std::move(lease)),
-        channel_(std::move(channel)),
-        writer_(std::move(writer)),
-        options_(options) {}
+  Pump(ExchangePtr exchange, const PumpOptions& options)
+      : exchange_(std::move(exchange)), options_(options), channel_(std::make_unique<kernel::Channel>()) {}
 
-  void Start() {
+  void Begin(manager::Lease lease, std::unique_ptr<ResponseWriter> writer) {
+    lease_ = std::move(lease);
+    writer_ = std::move(writer);
     if (options_.stream) exchange_->StartStream(200, options_.content_type);
-    exchange_->RunAfter(std::chrono::milliseconds(0), [self = shared_from_this()] { self->Step(); });
+    exchange_->RunAfter(std::chrono::milliseconds(0), [self = shared_from_this()] {
+      self->started_ = true;
+      self->Probe();
+      self->Drain();
+    });
   }
 
- private:
-  // On the connection's executor.
-  void Step() {
-    if (exchange_->ClientGone()) {
-      Abandon();
-      return;
-    }
+  void Abort() {
+    channel_.reset();
+    Done();
+  }
+
+  kernel::Channel& channel() { return *channel_; }
+
+  // Reads what the channel holds and writes it; called when the engine pushed an event and
+  // after each write.
+  void Drain() {
+    if (!started_ || done_ || writing_) return;
     std::string out;
     bool all_ended = false;
     for (size_t i = 0; i < kMaxEventsPerWrite; ++i) {
@@ -120,19 +206,26 @@ class Pump : public std::enable_shared_from_this<Pump> {
       Done();
       return;
     }
-    if (!out.empty()) {
-      poll_ = kFirstPoll;
-      exchange_->Write(std::move(out), [self = shared_from_this()](bool ok) {
-        if (!ok) {
-          self->Abandon();
-          return;
-        }
-        self->Step();
-      });
+    if (out.empty()) return;  // the notifier calls again
+    writing_ = true;
+    exchange_->Write(std::move(out), [self = shared_from_this()](bool ok) {
+      self->writing_ = false;
+      if (!ok) {
+        self->Abandon();
+        return;
+      }
+      self->Drain();
+    });
+  }
+
+ private:
+  void Probe() {
+    if (done_) return;
+    if (exchange_->ClientGone()) {
+      Abandon();
       return;
     }
-    exchange_->RunAfter(poll_, [self = shared_from_this()] { self->Step(); });
-    poll_ = std::min(poll_ * 2, kLongestPoll);
+    exchange_->RunAfter(kProbeInterval, [self = shared_from_this()] { self->Probe(); });
   }
 
   // The client is gone: dropping the channel cancels its processes before the next step.
@@ -145,24 +238,40 @@ class Pump : public std::enable_shared_from_this<Pump> {
   // and write the registry's loaded mark, which may wait for an import's file lock: a worker
   // thread does it.
   void Done() {
+    done_ = true;
     if (!lease_.valid()) return;
     exchange_->Offload([lease = std::make_shared<manager::Lease>(std::move(lease_))] { lease->Release(); });
   }
 
   ExchangePtr exchange_;
-  manager::Lease lease_;
-  std::unique_ptr<kernel::Channel> channel_;
-  std::unique_ptr<ResponseWriter> writer_;
   PumpOptions options_;
-  std::chrono::milliseconds poll_ = kFirstPoll;
+  std::unique_ptr<kernel::Channel> channel_;
+  manager::Lease lease_;
+  std::unique_ptr<ResponseWriter> writer_;
+  bool started_ = false;
+  bool writing_ = false;
+  bool done_ = false;
 };
 
-}  // namespace
-
-void StartPump(ExchangePtr exchange, manager::Lease lease, std::unique_ptr<kernel::Channel> channel,
-               std::unique_ptr<ResponseWriter> writer, const PumpOptions& options) {
-  std::make_shared<Pump>(std::move(exchange), std::move(lease), std::move(channel), std::move(writer), options)
-      ->Start();
+std::shared_ptr<Pump> NewPump(ExchangePtr exchange, const PumpOptions& options) {
+  auto pump = std::make_shared<Pump>(exchange, options);
+  // The engine thread calls this after each push: it only posts, and holds the pump weakly, so
+  // the pump is only ever destroyed on the connection's side.
+  Waker wake = exchange->MakeWaker();
+  pump->channel().SetNotifier([wake, weak = std::weak_ptr<Pump>(pump)] {
+    wake([weak] {
+      if (auto p = weak.lock()) p->Drain();
+    });
+  });
+  return pump;
 }
+
+kernel::Channel& PumpChannel(Pump& pump) { return pump.channel(); }
+
+void StartPump(const std::shared_ptr<Pump>& pump, manager::Lease lease, std::unique_ptr<ResponseWriter> writer) {
+  pump->Begin(std::move(lease), std::move(writer));
+}
+
+void AbortPump(const std::shared_ptr<Pump>& pump) { pump->Abort(); }
 
 }  // namespace llmasos::api

@@ -11,10 +11,13 @@
 #ifndef LLMASOS_API_GENERATION_H_
 #define LLMASOS_API_GENERATION_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "api/http.h"
 #include "api/request.h"
@@ -34,6 +37,17 @@ struct PreparedProcess {
 // kernel cannot carry yet are InvalidArgument naming the field, in *error_param).
 StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
                                          std::string* error_param);
+
+// One embedding process per input of `request`: each input encoded (BOS as the tokenizer
+// says), cut to fit the context when request.truncate, else an input longer than the context
+// is InvalidArgument naming it with both numbers (*error_param: "input").
+StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::LoadedModel& model,
+                                                              const ParsedEmbedding& request,
+                                                              std::string* error_param);
+
+// Submits the embedding processes into `channel`; their ids in input order.
+StatusOr<std::vector<kernel::ProcessId>> StartEmbeddings(const manager::LoadedModel& model, kernel::Channel& channel,
+                                                         std::vector<kernel::ProcessSpec> specs);
 
 // Starts the request's `n` processes on the model's engine, all streaming into `channel`;
 // choice i runs with seed + i. Returns the process ids in choice order. On an error, the
@@ -56,15 +70,44 @@ class ResponseWriter {
   virtual Final Finish() = 0;
 };
 
+// What both APIs' embedding responses share: each process's vector, in input order, from its
+// end event. The subclass writes the body in Finish.
+class EmbeddingWriter : public ResponseWriter {
+ public:
+  explicit EmbeddingWriter(const std::vector<kernel::ProcessId>& ids);
+  std::string OnToken(const kernel::StreamEvent&) override { return ""; }
+  std::string OnEnd(const kernel::StreamEvent& event) override;
+
+ protected:
+  std::vector<std::vector<float>> vectors_;  // [inputs][embd]
+  int64_t prompt_tokens_ = 0;
+  std::string error_;  // set when an embedding ended other than finished
+
+ private:
+  std::map<kernel::ProcessId, size_t> index_;
+};
+
 struct PumpOptions {
   bool stream = false;
   std::string content_type = "application/json";  // streamed: text/event-stream, application/x-ndjson
 };
 
-// Moves `channel`'s events to `exchange` through `writer` until every process in it ended,
-// holding `lease` (so the model stays loaded) until then. Returns at once.
-void StartPump(ExchangePtr exchange, manager::Lease lease, std::unique_ptr<kernel::Channel> channel,
-               std::unique_ptr<ResponseWriter> writer, const PumpOptions& options);
+// The pump of one request: create it (it owns the channel, whose notifier it sets), submit the
+// request's processes into PumpChannel, then StartPump with the lease and the writer; it moves
+// the events to the client until every process ended, holding the lease (so the model stays
+// loaded) until then. If the submission fails, AbortPump drops the channel (cancelling what
+// was submitted) without answering: the caller answers with the error.
+class Pump;
+std::shared_ptr<Pump> NewPump(ExchangePtr exchange, const PumpOptions& options);
+kernel::Channel& PumpChannel(Pump& pump);
+void StartPump(const std::shared_ptr<Pump>& pump, manager::Lease lease, std::unique_ptr<ResponseWriter> writer);
+void AbortPump(const std::shared_ptr<Pump>& pump);
+
+// Log-probabilities as OpenAI (and Ollama) write them: -inf as -9999; a token as
+// {"token", "logprob", "bytes"}; a chat "content" entry adds "top_logprobs".
+double JsonLogprob(float logprob);
+nlohmann::json TokenJson(const tokenizer::Tokenizer& tokenizer, const sampling::TokenLogprob& logprob);
+nlohmann::json ChatLogprobEntry(const tokenizer::Tokenizer& tokenizer, const sampling::TokenLogprobs& logprobs);
 
 // The finish reason of an ended process as OpenAI names it: "stop" (end of generation or a
 // stop string), "length" (max_tokens), "cancelled", "error".

@@ -16,6 +16,10 @@ namespace llmasos::api {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// Posts a function to a connection's executor from any thread (an engine thread's channel
+// notifier), without blocking; does nothing once the server has stopped.
+using Waker = std::function<void(std::function<void()>)>;
+
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;    // the target without its query, e.g. "/v1/models"
@@ -49,6 +53,8 @@ class Exchange {
   virtual bool ClientGone() = 0;
   // Runs `fn` on the connection's executor after `delay`.
   virtual void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
+  // A Waker for this connection's executor. It holds the executor, not the connection.
+  virtual Waker MakeWaker() = 0;
   // Runs `fn` on a worker thread: work that may block (a registry write) stays off the
   // connection's I/O thread.
   virtual void Offload(std::function<void()> fn) = 0;

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -60,6 +61,12 @@ struct HttpServer::Impl {
   std::unique_ptr<net::thread_pool> workers;
   std::unique_ptr<net::thread_pool> slow;
   std::vector<std::thread> io_threads;
+  // Wakers post only while the gate is open; Stop closes it before the io_context goes.
+  struct Gate {
+    std::mutex mu;
+    bool open = true;  // GUARDED_BY(mu)
+  };
+  std::shared_ptr<Gate> gate = std::make_shared<Gate>();
   bool stopped = false;
 
   void Accept();
@@ -132,6 +139,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   net::any_io_executor executor() { return stream_.get_executor(); }
   void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
+  Waker MakeWaker() {
+    return [gate = server_->gate, executor = stream_.get_executor()](std::function<void()> fn) {
+      std::lock_guard<std::mutex> lock(gate->mu);
+      if (gate->open) net::post(executor, std::move(fn));
+    };
+  }
 
  private:
   struct Write {
@@ -382,6 +395,7 @@ class ExchangeImpl : public Exchange {
   }
   bool ClientGone() override { return connection_->ClientGone(); }
   void Offload(std::function<void()> fn) override { connection_->Offload(std::move(fn)); }
+  Waker MakeWaker() override { return connection_->MakeWaker(); }
   void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) override {
     auto timer = std::make_shared<net::steady_timer>(connection_->executor(), delay);
     timer->async_wait([timer, fn = std::move(fn)](beast::error_code) { fn(); });
@@ -479,6 +493,10 @@ uint16_t HttpServer::port() const {
 void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
+  {
+    std::lock_guard<std::mutex> lock(impl_->gate->mu);
+    impl_->gate->open = false;
+  }
   net::post(impl_->ioc, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);

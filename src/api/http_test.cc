@@ -29,6 +29,7 @@ class RecordingExchange : public Exchange {
   bool ClientGone() override { return false; }
   void RunAfter(std::chrono::milliseconds, std::function<void()>) override {}
   void Offload(std::function<void()>) override {}
+  Waker MakeWaker() override { return [](std::function<void()>) {}; }
 
   HttpRequest request_;
   int status_ = 0;

@@ -3,7 +3,9 @@
 // (NDJSON progress), /api/delete, /api/copy, /api/version. Errors are {"error": "..."}.
 #include <chrono>
 #include <ctime>
+#include <map>
 #include <mutex>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -25,10 +27,18 @@ int64_t Nanos(kernel::Duration d) { return std::chrono::duration_cast<std::chron
 class OllamaWriter : public ResponseWriter {
  public:
   OllamaWriter(bool chat, bool stream, std::string model, kernel::Duration load_time,
-               std::chrono::steady_clock::time_point received)
-      : chat_(chat), stream_(stream), model_(std::move(model)), load_time_(load_time), received_(received) {}
+               std::chrono::steady_clock::time_point received, const tokenizer::Tokenizer* logprobs_tokenizer)
+      : chat_(chat),
+        stream_(stream),
+        model_(std::move(model)),
+        load_time_(load_time),
+        received_(received),
+        tok_(logprobs_tokenizer) {}
 
-  std::string OnToken(const kernel::StreamEvent& e) override { return Text(e.text); }
+  std::string OnToken(const kernel::StreamEvent& e) override {
+    if (tok_ != nullptr && e.logprobs) pending_.push_back(ChatLogprobEntry(*tok_, *e.logprobs));
+    return Text(e.text);
+  }
 
   std::string OnEnd(const kernel::StreamEvent& e) override {
     std::string out = Text(e.text);
@@ -40,6 +50,7 @@ class OllamaWriter : public ResponseWriter {
     }
     const kernel::ProcessAccounting& a = e.accounting;
     final_ = Line("");
+    if (stream_ && !pending_.empty()) final_["logprobs"] = std::exchange(pending_, json::array());
     final_["done"] = true;
     final_["done_reason"] = reason;
     final_["total_duration"] = Nanos(std::chrono::steady_clock::now() - received_);
@@ -60,6 +71,7 @@ class OllamaWriter : public ResponseWriter {
     } else {
       final_["response"] = text_;
     }
+    if (tok_ != nullptr) final_["logprobs"] = std::move(pending_);
     return {200, Dump(final_)};
   }
 
@@ -74,21 +86,26 @@ class OllamaWriter : public ResponseWriter {
     j["done"] = false;
     return j;
   }
+  // Streamed log-probabilities travel with the text of their tokens.
   std::string Text(const std::string& text) {
     if (text.empty()) return "";
     if (!stream_) {
       text_ += text;
       return "";
     }
-    return Dump(Line(text)) + "\n";
+    json line = Line(text);
+    if (!pending_.empty()) line["logprobs"] = std::exchange(pending_, json::array());
+    return Dump(line) + "\n";
   }
 
   const bool chat_, stream_;
   const std::string model_;
   const kernel::Duration load_time_;
   const std::chrono::steady_clock::time_point received_;
+  const tokenizer::Tokenizer* tok_;  // set when log-probabilities were asked for
   std::string text_;
   std::string error_;
+  json pending_ = json::array();  // log-probability entries not sent yet
   json final_;
 };
 
@@ -135,15 +152,73 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendStatus(*ex, prepared.status());
     return;
   }
-  auto channel = std::make_unique<kernel::Channel>();
-  auto ids = StartProcesses(lease->model(), *channel, std::move(prepared).value(), 1);
+  auto pump = NewPump(ex, {.stream = r.stream, .content_type = "application/x-ndjson"});
+  auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), 1);
   if (!ids.ok()) {
+    AbortPump(pump);
     SendStatus(*ex, ids.status());
     return;
   }
-  auto writer = std::make_unique<OllamaWriter>(chat, r.stream, r.model, load_time, received);
-  StartPump(ex, std::move(*lease), std::move(channel), std::move(writer),
-            {.stream = r.stream, .content_type = "application/x-ndjson"});
+  auto writer = std::make_unique<OllamaWriter>(chat, r.stream, r.model, load_time, received,
+                                               r.logprobs ? lease->model().tokenizer.get() : nullptr);
+  StartPump(pump, std::move(*lease), std::move(writer));
+}
+
+// /api/embed ({"embeddings": [[...], ...]}) and the older /api/embeddings ({"embedding": [...]}).
+class OllamaEmbedWriter : public EmbeddingWriter {
+ public:
+  OllamaEmbedWriter(bool older, std::string model, const std::vector<kernel::ProcessId>& ids,
+                    kernel::Duration load_time, std::chrono::steady_clock::time_point received)
+      : EmbeddingWriter(ids), older_(older), model_(std::move(model)), load_time_(load_time), received_(received) {}
+  Final Finish() override {
+    if (!error_.empty()) return {500, Dump(json{{"error", error_}})};
+    if (older_) return {200, Dump(json{{"embedding", vectors_.empty() ? std::vector<float>() : vectors_[0]}})};
+    return {200, Dump(json{{"model", model_},
+                           {"embeddings", vectors_},
+                           {"total_duration", Nanos(std::chrono::steady_clock::now() - received_)},
+                           {"load_duration", Nanos(load_time_)},
+                           {"prompt_eval_count", prompt_tokens_}})};
+  }
+
+ private:
+  const bool older_;
+  const std::string model_;
+  const kernel::Duration load_time_;
+  const std::chrono::steady_clock::time_point received_;
+};
+
+void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
+  const auto received = std::chrono::steady_clock::now();
+  auto parsed = ParseEmbedding(endpoint, ex->request().body);
+  if (!parsed.ok()) {
+    SendError(*ex, {.http_status = 400, .message = parsed.status().message()});
+    return;
+  }
+  std::optional<manager::Duration> keep_alive;
+  if (parsed->keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*parsed->keep_alive);
+  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, keep_alive);
+  if (!lease) return;
+  const kernel::Duration load_time = std::chrono::steady_clock::now() - received;
+  const bool older = endpoint == Endpoint::kOllamaEmbeddings;
+  auto specs = EmbeddingProcesses(lease->model(), *parsed, nullptr);
+  if (!specs.ok()) {
+    SendStatus(*ex, specs.status());
+    return;
+  }
+  auto pump = NewPump(ex, {.stream = false});
+  auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
+  if (!ids.ok()) {
+    AbortPump(pump);
+    SendStatus(*ex, ids.status());
+    return;
+  }
+  if (ids->empty()) {  // no input: the model is loaded, nothing embedded
+    AbortPump(pump);
+    SendJson(*ex, Dump(older ? json{{"embedding", json::array()}}
+                             : json{{"model", parsed->model}, {"embeddings", json::array()}}));
+    return;
+  }
+  StartPump(pump, std::move(*lease), std::make_unique<OllamaEmbedWriter>(older, parsed->model, *ids, load_time, received));
 }
 
 // --- Model management: bodies of one or two names. ---
@@ -355,12 +430,9 @@ void Pull(Daemon& daemon, bool allow_private, const ExchangePtr& ex) {
 void AddOllamaRoutes(Router& router, Daemon& daemon) {
   router.Add("POST", "/api/generate", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaGenerate); });
   router.Add("POST", "/api/chat", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaChat); });
-  for (const char* path : {"/api/embed", "/api/embeddings"}) {
-    router.Add("POST", path, [](const ExchangePtr& ex) {
-      SendError(*ex, {.http_status = 400,
-                      .message = "embeddings are not supported yet (the kernel has no embedding processes)"});
-    });
-  }
+  router.Add("POST", "/api/embed", [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbed); });
+  router.Add("POST", "/api/embeddings",
+             [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbeddings); });
   router.Add("GET", "/api/tags", [&daemon](const ExchangePtr& ex) { Tags(daemon, ex); });
   router.Add("GET", "/api/ps", [&daemon](const ExchangePtr& ex) { Ps(daemon, ex); });
   router.Add("POST", "/api/show", [&daemon](const ExchangePtr& ex) { Show(daemon, ex); });

@@ -1,6 +1,8 @@
 // The OpenAI routes: GET /v1/models, POST /v1/completions, /v1/chat/completions,
 // /v1/embeddings. Bodies, chunks, finish_reason, usage, id, created and system_fingerprint as
 // OpenAI's clients read them; streams are server-sent events ending with "data: [DONE]".
+#include <cmath>
+#include <cstring>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -23,11 +25,12 @@ std::string Fingerprint(const registry::Manifest& m) {
 }
 
 // One OpenAI response (chat or text completion) with one choice per process, streamed as SSE
-// or complete.
+// or complete. Log-probabilities, when asked for, travel with the text of their tokens (a
+// token whose text is held back, an incomplete UTF-8 character, joins the next chunk).
 class OpenAiWriter : public ResponseWriter {
  public:
   OpenAiWriter(bool chat, bool stream, bool include_usage, std::string model, std::string fingerprint,
-               const std::vector<kernel::ProcessId>& ids)
+               const std::vector<kernel::ProcessId>& ids, const tokenizer::Tokenizer* logprobs_tokenizer)
       : chat_(chat),
         stream_(stream),
         include_usage_(include_usage),
@@ -35,15 +38,20 @@ class OpenAiWriter : public ResponseWriter {
         fingerprint_(std::move(fingerprint)),
         id_(NewResponseId(chat ? "chatcmpl-" : "cmpl-")),
         created_(UnixSeconds()),
+        tok_(logprobs_tokenizer),
         choices_(ids.size()) {
     for (size_t i = 0; i < ids.size(); ++i) index_[ids[i]] = i;
   }
 
-  std::string OnToken(const kernel::StreamEvent& e) override { return Text(Index(e), e.text); }
+  std::string OnToken(const kernel::StreamEvent& e) override {
+    const size_t idx = Index(e);
+    if (tok_ != nullptr && e.logprobs) Record(choices_[idx], *e.logprobs);
+    return Text(idx, e.text, false);
+  }
 
   std::string OnEnd(const kernel::StreamEvent& e) override {
     const size_t idx = Index(e);
-    std::string out = Text(idx, e.text);
+    std::string out = Text(idx, e.text, true);
     Choice& c = choices_[idx];
     prompt_tokens_ = e.accounting.num_prompt_tokens;
     completion_tokens_ += e.accounting.num_generated_tokens;
@@ -81,11 +89,12 @@ class OpenAiWriter : public ResponseWriter {
     }
     json choices = json::array();
     for (size_t i = 0; i < choices_.size(); ++i) {
-      json choice = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", choices_[i].finish_reason}};
+      Choice& c = choices_[i];
+      json choice = {{"index", i}, {"logprobs", TakeLogprobs(c)}, {"finish_reason", c.finish_reason}};
       if (chat_) {
-        choice["message"] = {{"role", "assistant"}, {"content", choices_[i].text}, {"refusal", nullptr}};
+        choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
       } else {
-        choice["text"] = choices_[i].text;
+        choice["text"] = c.text;
       }
       choices.push_back(std::move(choice));
     }
@@ -101,9 +110,14 @@ class OpenAiWriter : public ResponseWriter {
 
  private:
   struct Choice {
-    std::string text;  // complete responses
+    std::string text;  // complete responses: all of it; streamed: unused
+    size_t text_bytes = 0;  // text so far (the completions format's text_offset)
     bool sent_role = false;
     std::string finish_reason = "stop";
+    // Log-probabilities not sent yet. Chat: "content" entries; completions: the four lists.
+    json content = json::array();
+    json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(),
+         text_offset = json::array();
   };
 
   size_t Index(const kernel::StreamEvent& e) const {
@@ -111,8 +125,46 @@ class OpenAiWriter : public ResponseWriter {
     return it == index_.end() ? 0 : it->second;
   }
 
-  std::string Text(size_t idx, const std::string& text) {
+  void Record(Choice& c, const sampling::TokenLogprobs& lps) {
+    if (chat_) {
+      c.content.push_back(ChatLogprobEntry(*tok_, lps));
+      return;
+    }
+    c.tokens.push_back(tok_->TokenToPiece(lps.chosen.token));
+    c.token_logprobs.push_back(JsonLogprob(lps.chosen.logprob));
+    json top = json::object();
+    for (const sampling::TokenLogprob& t : lps.top) top[tok_->TokenToPiece(t.token)] = JsonLogprob(t.logprob);
+    c.top_logprobs.push_back(std::move(top));
+    c.text_offset.push_back(c.text_bytes);
+  }
+
+  // The log-probabilities recorded since the last call, in the response's format (null when
+  // none were asked for).
+  json TakeLogprobs(Choice& c) {
+    if (tok_ == nullptr) return nullptr;
+    json out;
+    if (chat_) {
+      out = {{"content", std::move(c.content)}, {"refusal", nullptr}};
+      c.content = json::array();
+    } else {
+      out = {{"tokens", std::move(c.tokens)}, {"token_logprobs", std::move(c.token_logprobs)},
+             {"top_logprobs", std::move(c.top_logprobs)}, {"text_offset", std::move(c.text_offset)}};
+      c.tokens = json::array();
+      c.token_logprobs = json::array();
+      c.top_logprobs = json::array();
+      c.text_offset = json::array();
+    }
+    return out;
+  }
+
+  bool HasPendingLogprobs(const Choice& c) const {
+    return tok_ != nullptr && (chat_ ? !c.content.empty() : !c.tokens.empty());
+  }
+
+  // `last`: the process ended; log-probabilities still held go out even without text.
+  std::string Text(size_t idx, const std::string& text, bool last) {
     Choice& c = choices_[idx];
+    c.text_bytes += text.size();
     if (!stream_) {
       c.text += text;
       return "";
@@ -125,8 +177,8 @@ class OpenAiWriter : public ResponseWriter {
           {{{"index", idx}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
             {"finish_reason", nullptr}}})));
     }
-    if (text.empty()) return out;
-    json choice = {{"index", idx}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    if (text.empty() && !(last && HasPendingLogprobs(c))) return out;
+    json choice = {{"index", idx}, {"logprobs", TakeLogprobs(c)}, {"finish_reason", nullptr}};
     if (chat_) {
       choice["delta"] = {{"content", text}};
     } else {
@@ -157,6 +209,7 @@ class OpenAiWriter : public ResponseWriter {
   const bool chat_, stream_, include_usage_;
   const std::string model_, fingerprint_, id_;
   const int64_t created_;
+  const tokenizer::Tokenizer* tok_;  // set when log-probabilities were asked for
   std::vector<Choice> choices_;
   std::map<kernel::ProcessId, size_t> index_;
   std::string error_;
@@ -180,17 +233,100 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
                     .param = param, .code = context ? "context_length_exceeded" : ""});
     return;
   }
-  auto channel = std::make_unique<kernel::Channel>();
-  auto ids = StartProcesses(lease->model(), *channel, std::move(prepared).value(), r.n);
+  auto pump = NewPump(ex, {.stream = r.stream, .content_type = "text/event-stream"});
+  auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), r.n);
   if (!ids.ok()) {
+    AbortPump(pump);
     SendStatus(*ex, ids.status());
     return;
   }
   const bool chat = endpoint == Endpoint::kChatCompletions;
   auto writer = std::make_unique<OpenAiWriter>(chat, r.stream, r.include_usage, r.model,
-                                               Fingerprint(lease->manifest()), *ids);
-  StartPump(ex, std::move(*lease), std::move(channel), std::move(writer),
-            {.stream = r.stream, .content_type = "text/event-stream"});
+                                               Fingerprint(lease->manifest()), *ids,
+                                               r.logprobs ? lease->model().tokenizer.get() : nullptr);
+  StartPump(pump, std::move(*lease), std::move(writer));
+}
+
+// --- Embeddings ---
+
+std::string Base64(const std::vector<float>& v) {
+  static const char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  // OpenAI's base64 embeddings are the little-endian float32 bytes.
+  std::string bytes(v.size() * sizeof(float), '\0');
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &v[i], sizeof(u));
+    for (int b = 0; b < 4; ++b) bytes[i * 4 + b] = static_cast<char>((u >> (8 * b)) & 0xff);
+  }
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) |
+                       (i + 1 < bytes.size() ? static_cast<uint8_t>(bytes[i + 1]) << 8 : 0) |
+                       (i + 2 < bytes.size() ? static_cast<uint8_t>(bytes[i + 2]) : 0);
+    out += kDigits[(n >> 18) & 63];
+    out += kDigits[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[n & 63] : '=';
+  }
+  return out;
+}
+
+class OpenAiEmbeddingWriter : public EmbeddingWriter {
+ public:
+  OpenAiEmbeddingWriter(std::string model, bool base64, const std::vector<kernel::ProcessId>& ids)
+      : EmbeddingWriter(ids), model_(std::move(model)), base64_(base64) {}
+  Final Finish() override {
+    if (!error_.empty()) {
+      return {500, Dump(json{{"error", {{"message", error_}, {"type", "server_error"}, {"param", nullptr},
+                                         {"code", nullptr}}}})};
+    }
+    json data = json::array();
+    for (size_t i = 0; i < vectors_.size(); ++i) {
+      json e = {{"object", "embedding"}, {"index", i}};
+      if (base64_) {
+        e["embedding"] = Base64(vectors_[i]);
+      } else {
+        e["embedding"] = vectors_[i];
+      }
+      data.push_back(std::move(e));
+    }
+    return {200, Dump(json{{"object", "list"},
+                           {"data", std::move(data)},
+                           {"model", model_},
+                           {"usage", {{"prompt_tokens", prompt_tokens_}, {"total_tokens", prompt_tokens_}}}})};
+  }
+
+ private:
+  const std::string model_;
+  const bool base64_;
+};
+
+void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
+  std::string param;
+  auto parsed = ParseEmbedding(Endpoint::kEmbeddings, ex->request().body, &param);
+  if (!parsed.ok()) {
+    SendError(*ex, {.http_status = 400, .message = parsed.status().message(), .param = param});
+    return;
+  }
+  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, std::nullopt);
+  if (!lease) return;
+  auto specs = EmbeddingProcesses(lease->model(), *parsed, &param);
+  if (!specs.ok()) {
+    SendError(*ex, {.http_status = HttpStatusFor(specs.status().code()), .message = specs.status().message(),
+                    .param = param});
+    return;
+  }
+  auto pump = NewPump(ex, {.stream = false});
+  auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
+  if (!ids.ok()) {
+    AbortPump(pump);
+    SendStatus(*ex, ids.status());
+    return;
+  }
+  auto writer = std::make_unique<OpenAiEmbeddingWriter>(
+      parsed->model, parsed->encoding == EmbeddingEncoding::kBase64, *ids);
+  StartPump(pump, std::move(*lease), std::move(writer));
 }
 
 void ListModels(Daemon& daemon, const ExchangePtr& ex) {
@@ -217,12 +353,7 @@ void AddOpenAiRoutes(Router& router, Daemon& daemon) {
   router.Add("GET", "/v1/models", [&daemon](const ExchangePtr& ex) { ListModels(daemon, ex); });
   router.Add("POST", "/v1/chat/completions", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kChatCompletions); });
   router.Add("POST", "/v1/completions", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kCompletions); });
-  router.Add("POST", "/v1/embeddings", [](const ExchangePtr& ex) {
-    SendError(*ex, {.http_status = 400,
-                    .message = "embeddings are not supported yet (the kernel has no embedding processes)",
-                    .param = "input",
-                    .code = "unsupported"});
-  });
+  router.Add("POST", "/v1/embeddings", [&daemon](const ExchangePtr& ex) { Embeddings(daemon, ex); });
 }
 
 }  // namespace llmasos::api

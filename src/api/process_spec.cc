@@ -73,8 +73,9 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
     }
   }
   s.logit_bias = r.logit_bias;
-  // The kernel delivers them (StreamEvent::logprobs); refused until the responses carry them.
-  if (r.logprobs) return Fail(error_param, "logprobs", "is not supported yet");
+  // The kernel delivers them (StreamEvent::logprobs); the responses carry them.
+  s.logprobs = r.logprobs;
+  s.top_logprobs = r.top_logprobs;
 
   if (Status valid = sampling::ValidateSamplingParams(s); !valid.ok()) {
     return Fail(error_param, "sampling", valid.message());  // a default the caller passed is out of range

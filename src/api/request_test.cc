@@ -545,7 +545,7 @@ TEST(ToProcessSpecTest, PenaltiesFollowTheirApi) {
   EXPECT_EQ(spec->sampling.penalty_mode, sampling::PenaltyMode::kLlamaCpp);
 }
 
-TEST(ToProcessSpecTest, LogitBiasReachesTheKernelAndLogprobsAreNamed) {
+TEST(ToProcessSpecTest, LogitBiasAndLogprobsReachTheKernel) {
   std::string param;
   auto spec = ToProcessSpec(Chat(R"("logit_bias": {"5000": 1})"), {1}, Defaults(), &param);
   ASSERT_FALSE(spec.ok());
@@ -555,8 +555,10 @@ TEST(ToProcessSpecTest, LogitBiasReachesTheKernelAndLogprobsAreNamed) {
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   ASSERT_EQ(spec->sampling.logit_bias.size(), 1u);
   EXPECT_EQ(spec->sampling.logit_bias[0].first, 5);
-  EXPECT_FALSE(ToProcessSpec(Chat(R"("logprobs": true)"), {1}, Defaults(), &param).ok());
-  EXPECT_EQ(param, "logprobs");
+  spec = ToProcessSpec(Chat(R"("logprobs": true, "top_logprobs": 4)"), {1}, Defaults());
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_TRUE(spec->sampling.logprobs);
+  EXPECT_EQ(spec->sampling.top_logprobs, 4);
 }
 
 TEST(ToProcessSpecTest, BatchTenantIsKept) {

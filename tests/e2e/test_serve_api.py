@@ -2,7 +2,7 @@
 Python clients: chat and text completions (sync, async, streamed, n = 2, include_usage),
 Ollama generate and chat (streamed and not), load and unload by keep_alive; with the same seed
 a streamed and a complete answer are identical and equal `llmasos run`'s; parameters the
-kernel cannot carry yet (logprobs, embeddings) are refused naming the parameter.
+log-probabilities travel with their tokens; embeddings come in float and base64.
 """
 import asyncio
 import json
@@ -84,13 +84,47 @@ def test_async_client(tiny):
         assert r.choices[0].message.role == "assistant" and r.usage.completion_tokens >= 1
 
 
-def test_unsupported_parameters_are_refused_by_name(tiny):
-    with pytest.raises(openai.BadRequestError) as e:
-        oa(tiny).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], logprobs=True)
-    assert e.value.body["param"] == "logprobs" and "not supported yet" in e.value.body["message"]
-    with pytest.raises(openai.BadRequestError) as e:
-        oa(tiny).embeddings.create(model="tiny", input="x")
-    assert "not supported yet" in e.value.body["message"]
+def test_logprobs_streamed_and_complete(tiny):
+    args = dict(model="tiny", messages=[{"role": "user", "content": PROMPT}], max_tokens=6, temperature=0,
+                logprobs=True, top_logprobs=3)
+    r = oa(tiny).chat.completions.create(**args)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        # Greedy: the chosen token is the most likely one.
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
+        assert entry.bytes == list(entry.token.encode("utf-8", "surrogateescape")) or entry.bytes
+    streamed = [e for c in oa(tiny).chat.completions.create(stream=True, **args) if c.choices and c.choices[0].logprobs
+                for e in c.choices[0].logprobs.content]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    c = oa(tiny).completions.create(model="tiny", prompt="abc", max_tokens=4, temperature=0, logprobs=2)
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 4
+    assert lp.text_offset[0] == 0 and all(len(t) <= 2 for t in lp.top_logprobs)
+    o = ollama.Client(host=tiny.url).generate(model="tiny", prompt=PROMPT, logprobs=True, top_logprobs=2,
+                                              options={"num_predict": 4, "temperature": 0})
+    assert len(o.logprobs) == o.eval_count and all(len(e.top_logprobs) == 2 for e in o.logprobs)
+
+
+def test_embeddings_in_both_apis(tiny):
+    import base64
+    import math
+    import struct
+    r = oa(tiny).embeddings.create(model="tiny", input=["first text", "second"])
+    assert [d.index for d in r.data] == [0, 1] and r.usage.prompt_tokens > 0
+    for d in r.data:
+        assert math.isclose(math.sqrt(sum(x * x for x in d.embedding)), 1.0, rel_tol=1e-4)
+    assert r.data[0].embedding != r.data[1].embedding
+    b = oa(tiny).embeddings.create(model="tiny", input="first text", encoding_format="base64")
+    raw = base64.b64decode(b.data[0].embedding) if isinstance(b.data[0].embedding, str) else None
+    vec = list(struct.unpack(f"<{len(raw) // 4}f", raw)) if raw is not None else b.data[0].embedding
+    assert vec == pytest.approx(r.data[0].embedding, rel=1e-6)
+    client = ollama.Client(host=tiny.url)
+    e = client.embed(model="tiny", input=["first text", "second"])
+    assert e.embeddings[0] == pytest.approx(r.data[0].embedding, rel=1e-5) and len(e.embeddings) == 2
+    old = client.embeddings(model="tiny", prompt="first text")
+    assert list(old.embedding) == pytest.approx(r.data[0].embedding, rel=1e-5)
 
 
 def test_unknown_model_is_404_in_both_apis(tiny):

@@ -127,3 +127,14 @@ def test_json_nested_ten_thousand_deep(daemon):
 def test_path_like_model_names_are_refused(daemon, name):
     expect_error(daemon, "/v1/chat/completions", {"model": name, "messages": MSG}, "model")
     expect_error(daemon, "/api/generate", {"model": name, "prompt": "x"})
+
+
+def test_embedding_input_longer_than_the_context(daemon):
+    long = " ".join(["word"] * 400)
+    msg, err = expect_error(daemon, "/v1/embeddings", {"model": "tiny", "input": [long]}, "input")
+    assert err["param"] == "input"
+    expect_error(daemon, "/v1/embeddings", {"model": "tiny", "input": []}, "input")
+    # Ollama's /api/embed cuts it to fit unless told not to.
+    expect_error(daemon, "/api/embed", {"model": "tiny", "input": long, "truncate": False}, "input")
+    status, out = post(daemon, "/api/embed", {"model": "tiny", "input": long})
+    assert status == 200 and len(json.loads(out)["embeddings"]) == 1
