@@ -17,6 +17,7 @@
 //  * Exp-based kernels (Softmax, SwiGlu): Highway's Exp is within a few ULP of std::exp;
 //    we allow a relative 2e-6 per element (about 16 ULP) plus the sum's rounding.
 #include <cfloat>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -27,6 +28,7 @@
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/ops.h"
+#include "drivers/cpu/quant_unpack.h"
 #include "drivers/cpu/scalar_ops.h"
 #include "hwy/targets.h"
 #include "util/fp16.h"
@@ -50,8 +52,62 @@ struct Weights {
   MatView view;
 };
 
+// The formats QuantizeRow does not write: random blocks (every bit pattern of the integer
+// fields is valid) with their float scales set to finite values of either sign.
+const TensorType kRandomBlockTypes[] = {
+    TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K, TensorType::kQ3_K,
+    TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kQ8_K,
+    TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+
+bool IsRandomBlockType(TensorType type) {
+  return std::find(std::begin(kRandomBlockTypes), std::end(kRandomBlockTypes), type) !=
+         std::end(kRandomBlockTypes);
+}
+
+// Byte offsets of a block's fp16 scales (d first, then dmin or m where the format has one).
+std::vector<size_t> HalfScaleOffsets(TensorType type) {
+  switch (type) {
+    case TensorType::kQ5_1: case TensorType::kQ4_K: case TensorType::kQ5_K:
+      return {0, 2};
+    case TensorType::kQ2_K: return {80, 82};
+    case TensorType::kQ3_K: return {108};
+    case TensorType::kQ6_K: return {208};
+    case TensorType::kQ8_K: return {};  // an f32 scale, set separately
+    default: return {0};
+  }
+}
+
+void RandomizeBlocks(TensorType type, uint8_t* data, size_t num_blocks, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
+  const size_t block_bytes = Traits(type).block_bytes;
+  for (size_t b = 0; b < num_blocks; ++b) {
+    uint8_t* blk = data + b * block_bytes;
+    for (size_t i = 0; i < block_bytes; ++i) blk[i] = static_cast<uint8_t>(byte(rng));
+    const std::vector<size_t> offsets = HalfScaleOffsets(type);
+    for (size_t k = 0; k < offsets.size(); ++k) {
+      // d of either sign; a minimum (dmin of the K-quants, Q5_1's m) positive.
+      const float v = scale(rng) * (k == 0 && byte(rng) % 2 ? -1.0f : 1.0f);
+      const uint16_t h = F32ToF16(v);
+      std::memcpy(blk + offsets[k], &h, 2);
+    }
+    if (type == TensorType::kQ8_K) {
+      const float d = scale(rng);
+      std::memcpy(blk, &d, 4);
+    }
+  }
+}
+
 Weights MakeWeights(TensorType type, size_t rows, size_t cols, uint32_t seed) {
   Weights w;
+  if (IsRandomBlockType(type)) {
+    const size_t row_bytes = RowBytes(type, cols);
+    w.bytes.resize(rows * row_bytes);
+    RandomizeBlocks(type, w.bytes.data(), rows * cols / Traits(type).block_elems, seed);
+    w.view = MatView{type, w.bytes.data(), rows, cols, row_bytes};
+    return w;
+  }
   const size_t row_bytes = RowBytes(type, cols);
   w.bytes.resize(rows * row_bytes);
   std::mt19937 rng(seed);
@@ -67,26 +123,55 @@ Weights MakeWeights(TensorType type, size_t rows, size_t cols, uint32_t seed) {
   return w;
 }
 
-bool IsQuantized(TensorType type) {
-  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
+bool IsQuantized(TensorType type) { return IsBlockQuantized(type); }
+
+const TensorType kAllTypes[] = {
+    TensorType::kF32,  TensorType::kF16,  TensorType::kBF16, TensorType::kQ8_0,
+    TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1,
+    TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+    TensorType::kQ6_K, TensorType::kQ8_K, TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+
+// The smallest row length of a type (its block), and a multiple of it near `cols`.
+size_t RoundCols(TensorType type, size_t cols) {
+  const size_t block = Traits(type).block_elems;
+  return std::max(block, cols / block * block);
 }
 
-const TensorType kAllTypes[] = {TensorType::kF32,  TensorType::kF16,  TensorType::kBF16,
-                                TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1};
-
-// sum_c |W[r, c] * x[t, c]| on the dequantized weights, the scale of the summation error.
+// sum_c |W[r, c] * x[t, c]|, the scale of the summation error. For the formats with a
+// minimum, the scaled part and the minimum count separately (the kernels add them apart).
 std::vector<double> AbsProductSums(const MatView& w, const float* x, size_t num_tokens) {
   std::vector<double> mag(num_tokens * w.rows);
-  std::vector<float> row(w.cols);
+  std::vector<float> row(w.cols), row_min(w.cols, 0.0f);
   for (size_t r = 0; r < w.rows; ++r) {
     scalar::DequantizeRow(w, r, row.data());
+    if (IsRandomBlockType(w.type)) {
+      const auto* bytes = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+      Unpacked32 u;
+      for (size_t b = 0; b < w.cols / 32; ++b) {
+        UnpackBlock32(w.type, bytes, b, u);
+        for (size_t e = 0; e < 32; ++e) {
+          row[32 * b + e] = u.scale[e / 16] * u.q[e];
+          row_min[32 * b + e] = u.min[e / 16];
+        }
+      }
+    }
     for (size_t t = 0; t < num_tokens; ++t) {
       double sum = 0;
-      for (size_t c = 0; c < w.cols; ++c) sum += std::fabs(double{row[c]} * x[t * w.cols + c]);
+      for (size_t c = 0; c < w.cols; ++c) {
+        sum += (std::fabs(double{row[c]}) + std::fabs(double{row_min[c]})) * std::fabs(x[t * w.cols + c]);
+      }
       mag[t * w.rows + r] = sum;
     }
   }
   return mag;
+}
+
+// Float terms the kernels sum per row and token: one per block for the 32-element formats
+// with dedicated kernels, one per 4-element lane (and one more for a minimum) otherwise.
+double NumSumTerms(TensorType type, size_t cols) {
+  if (!IsQuantized(type)) return static_cast<double>(cols);
+  if (IsRandomBlockType(type)) return cols / 2.0;
+  return 2.0 * cols / 32;
 }
 
 // Runs each test once per SIMD target compiled in and supported here.
@@ -159,15 +244,18 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
     ThreadPool pool(num_threads);
     for (TensorType type : kAllTypes) {
       for (const MatMulShape& shape : kShapes) {
-        // Float types also get a column count that is no multiple of any vector width.
-        const size_t cols = IsQuantized(type) ? shape.cols : shape.cols + 5;
+        // Float types also get a column count that is no multiple of any vector width;
+        // 256-element formats get whole super-blocks.
+        const size_t cols = !IsQuantized(type) ? shape.cols + 5
+                            : Traits(type).block_elems > 32 ? RoundCols(type, shape.cols * 4)
+                                                            : shape.cols;
         Weights w = MakeWeights(type, shape.rows, cols, static_cast<uint32_t>(shape.rows * 31 + cols));
         std::vector<float> x = RandomFloats(shape.tokens * cols, static_cast<uint32_t>(cols));
         std::vector<float> out(shape.tokens * shape.rows, -1.0f), ref(out.size());
         MatMul(w.view, x.data(), shape.tokens, out.data(), pool);
         scalar::MatMul(w.view, x.data(), shape.tokens, ref.data());
         const std::vector<double> mag = AbsProductSums(w.view, x.data(), shape.tokens);
-        const double num_terms = IsQuantized(type) ? 2.0 * cols / 32 : cols;
+        const double num_terms = NumSumTerms(type, cols);
         for (size_t i = 0; i < out.size(); ++i) {
           const double tol = 2 * (num_terms + 2) * FLT_EPSILON * mag[i] * 1.05 + 1e-30;
           ASSERT_NEAR(out[i], ref[i], tol)
@@ -238,7 +326,8 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
 
 TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {
   ThreadPool pool(2);
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1}) {
+  for (TensorType type : kAllTypes) {
+    if (!IsQuantized(type)) continue;
     const size_t rows = 37, cols = 256, tokens = 6;
     Weights w = MakeWeights(type, rows, cols, 99);
     std::vector<float> x = RandomFloats(tokens * cols, 5);
@@ -276,7 +365,7 @@ TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizati
 
 TEST_P(CpuKernelsTest, DequantizeRowIsBitIdenticalToScalar) {
   for (TensorType type : kAllTypes) {
-    const size_t cols = IsQuantized(type) ? 96 : 101;
+    const size_t cols = !IsQuantized(type) ? 101 : RoundCols(type, 512);
     Weights w = MakeWeights(type, 5, cols, 3);
     std::vector<float> out(cols), ref(cols);
     for (size_t r = 0; r < 5; ++r) {

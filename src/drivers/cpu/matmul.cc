@@ -1,6 +1,6 @@
 // MatMul's entry point: checks the shapes, quantizes the activations once per call for
 // quantized weights, and hands over to the per-type SIMD kernels (matmul_q4.cc, matmul_q8.cc,
-// matmul_float.cc).
+// matmul_unpacked.cc for the other block formats, matmul_float.cc).
 #include <cstring>
 #include <vector>
 
@@ -81,10 +81,6 @@ HWY_AFTER_NAMESPACE();
 namespace llmasos::cpu {
 namespace {
 
-bool IsQuantized(TensorType type) {
-  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
-}
-
 // Scratch for one call's quantized activations, reused across calls on a thread so the
 // forward pass does not allocate per matrix multiply.
 struct ActivationScratch {
@@ -114,7 +110,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
     CHECK(w.packed->type == w.type && w.packed->rows == w.rows && w.packed->cols == w.cols)
         << "MatView's packed matrix does not match it";
   }
-  if (!IsQuantized(w.type)) {
+  if (!IsBlockQuantized(w.type)) {
     if (w.packed == nullptr || !MatMulPackedFloat(*w.packed, x, num_tokens, out, pool)) {
       MatMulFloat(w, x, num_tokens, out, pool);
     }
@@ -149,8 +145,11 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);
-  } else {
+  } else if (w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
+             w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1) {
     MatMulQ4(w, acts, out, pool);
+  } else {
+    MatMulUnpacked(w, acts, out, pool);
   }
 }
 

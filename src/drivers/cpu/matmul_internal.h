@@ -33,8 +33,13 @@ void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, flo
 
 // The per-type halves of MatMul, each dispatched to the best SIMD target.
 //   out: [num_tokens, w.rows]
+// Q4_0, Q4_1, Q5_0, Q5_1.
 void MatMulQ4(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
 void MatMulQ8(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
+// Every other block-quantized type (the K-quants, IQ4_NL, IQ4_XS), through
+// quant_unpack.h's common form.
+void MatMulUnpacked(const MatView& w, const QuantizedActivations& x, float* out,
+                    ThreadPool& pool);
 void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool);
 

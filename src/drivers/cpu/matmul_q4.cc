@@ -1,4 +1,4 @@
-// MatMul for Q4_0 and Q4_1 weights, compiled once per SIMD target.
+// MatMul for Q4_0, Q4_1, Q5_0 and Q5_1 weights, compiled once per SIMD target.
 #include "drivers/cpu/matmul_internal.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -12,10 +12,12 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 
 void MatMulQ4Target(const MatView& w, const QuantizedActivations& x, float* out,
                     ThreadPool& pool) {
-  if (w.type == TensorType::kQ4_0) {
-    QuantMatMul<TensorType::kQ4_0>(w, x, out, pool);
-  } else {
-    QuantMatMul<TensorType::kQ4_1>(w, x, out, pool);
+  switch (w.type) {
+    case TensorType::kQ4_0: return QuantMatMul<TensorType::kQ4_0>(w, x, out, pool);
+    case TensorType::kQ4_1: return QuantMatMul<TensorType::kQ4_1>(w, x, out, pool);
+    case TensorType::kQ5_0: return QuantMatMul<TensorType::kQ5_0>(w, x, out, pool);
+    case TensorType::kQ5_1: return QuantMatMul<TensorType::kQ5_1>(w, x, out, pool);
+    default: CHECK(false) << "MatMulQ4: not a 4- or 5-bit 32-element type";
   }
 }
 
@@ -29,7 +31,8 @@ namespace llmasos::cpu {
 HWY_EXPORT(MatMulQ4Target);
 
 void MatMulQ4(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool) {
-  CHECK(w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1);
+  CHECK(w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
+        w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1);
   HWY_DYNAMIC_DISPATCH(MatMulQ4Target)(w, x, out, pool);
 }
 

@@ -9,8 +9,9 @@
 //
 // Per block b of row r and token t (see scalar_ops.h for the activation format):
 //   sum_j w[j] x[j] ~= (d_w d_x) * sum_j q_w[j] q_x[j]  +  m_w * s_x
-// where Q8_0 has m_w = 0, Q4_1 stores m_w, and Q4_0 (w = d (q - 8)) is Q4_1 with m_w = -8 d_w,
-// so both 4-bit types multiply unsigned nibbles and never subtract 8 per element.
+// where Q8_0 has m_w = 0, Q4_1 and Q5_1 store m_w, and Q4_0 (w = d (q - 8)) is Q4_1 with
+// m_w = -8 d_w (Q5_0: -16 d_w), so the 4- and 5-bit types multiply unsigned values and never
+// subtract the offset per element.
 #if defined(LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_
 #undef LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_
@@ -75,6 +76,38 @@ struct QuantBlockTraits<TensorType::kQ8_0> {
   using Block = BlockQ8_0;
   static constexpr bool kHasMin = false;
 };
+// Q5_0 (w = d (q - 16)) is Q5_1 with m_w = -16 d_w, as Q4_0 is Q4_1 with -8 d_w.
+template <>
+struct QuantBlockTraits<TensorType::kQ5_0> {
+  using Block = BlockQ5_0;
+  static constexpr bool kHasMin = true;
+};
+template <>
+struct QuantBlockTraits<TensorType::kQ5_1> {
+  using Block = BlockQ5_1;
+  static constexpr bool kHasMin = true;
+};
+
+// Q5: sets bit 4 of the 32 unpacked nibbles from the block's 32-bit qh (bit j for element j).
+// Each byte lane looks up byte j / 8 of qh (replicated in every 4 bytes, so the lookup stays
+// within its 128-bit block) and tests bit j % 8.
+HWY_INLINE void AddFifthBits(const uint8_t* HWY_RESTRICT qh_bytes, VU8 (&w)[kVecsPerBlock]) {
+  HWY_ALIGN static constexpr uint8_t kByteOf[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+  HWY_ALIGN static constexpr uint8_t kBitOf[32] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128,
+                                                   1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, sizeof(qh));
+  const VU8 bytes = hn::BitCast(DU8(), hn::Set(DI32(), static_cast<int32_t>(qh)));
+  const VU8 sixteen = hn::Set(DU8(), uint8_t{0x10});
+  LLMASOS_UNROLL
+  for (size_t v = 0; v < kVecsPerBlock; ++v) {
+    const size_t at = v * hn::MaxLanes(DU8());
+    const VU8 picked = hn::TableLookupBytes(bytes, hn::Load(DU8(), kByteOf + at));
+    const auto set = hn::TestBit(picked, hn::Load(DU8(), kBitOf + at));
+    w[v] = hn::Or(w[v], hn::IfThenElseZero(set, sixteen));
+  }
+}
 
 // One weight block made ready for dot products: its lanes, scale and (Q4) minimum.
 template <TensorType kType>
@@ -94,6 +127,15 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
     }
     out.d = HalfToFloat(blk->d);
     out.m = 0.0f;
+  } else if constexpr (kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1) {
+    UnpackNibbles(blk->qs, out.w);
+    AddFifthBits(blk->qh, out.w);
+    out.d = HalfToFloat(blk->d);
+    if constexpr (kType == TensorType::kQ5_1) {
+      out.m = HalfToFloat(blk->m);
+    } else {
+      out.m = -16.0f * out.d;
+    }
   } else {
     UnpackNibbles(blk->qs, out.w);
     if constexpr (kType == TensorType::kQ4_1) {
@@ -208,6 +250,7 @@ inline constexpr size_t kLanesPerBlock = kBlockBytes / sizeof(int32_t);  // int3
 
 template <TensorType kType>
 inline constexpr bool kUsesPanel = kType == TensorType::kQ4_0 || kType == TensorType::kQ4_1 ||
+                                   kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1 ||
                                    (kType == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
 
 // Scratch of one row tile, reused by a thread across tiles and calls.
@@ -229,7 +272,17 @@ void PackPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_
     const auto* blocks = reinterpret_cast<const Block*>(w_rows + r * row_bytes);
     for (size_t b = 0; b < num_blocks; ++b) {
       uint8_t* dst = pw + (r * num_blocks + b) * kBlockBytes;
-      if constexpr (kType == TensorType::kQ8_0) {
+      if constexpr (kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1) {
+        LoadedBlock<kType> lb;
+        LoadBlock<kType>(blocks + b, lb);
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecsPerBlock; ++v) hn::StoreU(lb.w[v], DU8(), dst + v * hn::MaxLanes(DU8()));
+        float* d_lanes = pd + (r * num_blocks + b) * kLanesPerBlock;
+        hn::StoreU(hn::Set(d4, lb.d), d4, d_lanes);
+        hn::StoreU(hn::Set(d4, lb.d), d4, d_lanes + 4);
+        pm[r * num_blocks + b] = lb.m;
+        continue;
+      } else if constexpr (kType == TensorType::kQ8_0) {
         const auto bias = hn::Set(d16, uint8_t{0x80});  // q + 128 == q ^ 0x80 as bytes
         const auto* qs = reinterpret_cast<const uint8_t*>(blocks[b].qs);
         hn::StoreU(hn::Xor(hn::LoadU(d16, qs), bias), d16, dst);

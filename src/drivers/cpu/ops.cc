@@ -398,8 +398,11 @@ void DequantizeRowTarget(const MatView& w, size_t row_idx, float* HWY_RESTRICT o
       }
       return;
     }
+    default:
+      // The other formats: one scalar decoder (quant_unpack.h), bit-identical to the twin.
+      scalar::DequantizeRow(w, row_idx, out);
+      return;
   }
-  CHECK(false) << "unsupported tensor type " << static_cast<uint32_t>(w.type);
 }
 
 #endif  // HWY_TARGET != HWY_SCALAR

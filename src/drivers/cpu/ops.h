@@ -109,10 +109,15 @@ void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float*
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);
 
-// Quantizes n floats (n % 32 == 0) into `type`'s blocks, rounding as llama.cpp's reference
-// quantizers do. Used by the GGUF writer and the quantize tool; not a hot path.
-// REQUIRES: type is F32, F16, BF16, Q4_0, Q4_1 or Q8_0.
+// Quantizes n floats (a whole number of `type`'s blocks) into its blocks; Q4_0, Q4_1, Q5_0,
+// Q5_1 and Q8_0 round as llama.cpp's reference quantizers do, the K-quants fit their sub-block
+// scales by a search of their own. Used by the GGUF writer and the quantize tool; not a hot
+// path.
+// REQUIRES: CanQuantizeRow(type).
 void QuantizeRow(TensorType type, const float* x, size_t n, void* out);
+// Whether QuantizeRow writes `type` (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+// Q6_K).
+bool CanQuantizeRow(TensorType type);
 
 // Name of the SIMD target the dispatcher chose on this machine, e.g. "AVX3", "AVX2".
 const char* ChosenTarget();

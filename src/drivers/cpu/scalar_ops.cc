@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "drivers/cpu/quant_unpack.h"
 #include "util/fp16.h"
 #include "util/logging.h"
 
@@ -62,15 +63,38 @@ float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const floa
         acc += (dw * xd[b]) * static_cast<float>(BlockDot(q, x)) + mw * xs[b * xs_stride];
         break;
       }
-      default:
-        CHECK(false) << "not a quantized type";
+      case TensorType::kQ5_0:
+      case TensorType::kQ5_1: {
+        // As the SIMD kernel: unsigned 5-bit q, Q5_0's offset as the minimum -16 d.
+        Unpacked32 u;
+        UnpackBlock32(w.type, row_ptr, b, u);
+        const bool q5_0 = w.type == TensorType::kQ5_0;
+        int32_t dot = 0;
+        for (size_t j = 0; j < kQBlock; ++j) dot += (int32_t{u.q[j]} + (q5_0 ? 16 : 0)) * x[j];
+        const float dw = u.scale[0];
+        const float mw = q5_0 ? -16.0f * dw : u.min[0];
+        acc += (dw * xd[b]) * static_cast<float>(dot) + mw * xs[b * xs_stride];
+        break;
+      }
+      default: {
+        // The other formats through their common form (quant_unpack.h), per half of 16:
+        // (scale d_x) * sum q_w q_x + (min d_x) * sum q_x.
+        Unpacked32 u;
+        UnpackBlock32(w.type, row_ptr, b, u);
+        for (size_t h = 0; h < 2; ++h) {
+          int32_t dot = 0, sum = 0;
+          for (size_t j = 16 * h; j < 16 * h + 16; ++j) {
+            dot += int32_t{u.q[j]} * x[j];
+            sum += x[j];
+          }
+          acc += (u.scale[h] * xd[b]) * static_cast<float>(dot) +
+                 (u.min[h] * xd[b]) * static_cast<float>(sum);
+        }
+        break;
+      }
     }
   }
   return acc;
-}
-
-bool IsQuantized(TensorType type) {
-  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ8_0;
 }
 
 }  // namespace
@@ -111,7 +135,7 @@ void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_b
 }
 
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
-  if (IsQuantized(w.type)) {
+  if (IsBlockQuantized(w.type)) {
     const size_t num_blocks = w.cols / kQBlock;
     std::vector<int8_t> xq(num_tokens * w.cols);
     std::vector<float> xd(num_tokens * num_blocks), xs(num_tokens * num_blocks);
@@ -171,8 +195,11 @@ void DequantizeRow(const MatView& w, size_t row_idx, float* out) {
         for (size_t j = 0; j < kQBlock; ++j) out[b * kQBlock + j] = d * q[j] + m;
       }
       return;
+    default:
+      CHECK(IsBlockQuantized(w.type)) << "unsupported tensor type " << static_cast<uint32_t>(w.type);
+      DequantizeQuantRow(w.type, row, w.cols, out);
+      return;
   }
-  CHECK(false) << "unsupported tensor type " << static_cast<uint32_t>(w.type);
 }
 
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out) {

@@ -23,7 +23,7 @@ void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* 
                          size_t s_stride);
 
 // Rows [row_begin, row_end) of the product of quantized weights w with activations x already
-// quantized: out[t * w.rows + r]. REQUIRES: w.type is Q4_0, Q4_1 or Q8_0.
+// quantized: out[t * w.rows + r]. REQUIRES: IsBlockQuantized(w.type).
 void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
                    size_t row_end, float* out);
 

@@ -61,17 +61,9 @@ std::string Shape(const std::vector<uint64_t>& dims) {
   return s + "]";
 }
 
+// Every type the GGUF reader accepts has a MatMul (ops.h).
 bool IsMatrixType(cpu::TensorType t) {
-  switch (t) {
-    case cpu::TensorType::kF32:
-    case cpu::TensorType::kF16:
-    case cpu::TensorType::kBF16:
-    case cpu::TensorType::kQ4_0:
-    case cpu::TensorType::kQ4_1:
-    case cpu::TensorType::kQ8_0:
-      return true;
-  }
-  return false;
+  return cpu::GetTensorTypeTraits(static_cast<uint32_t>(t)).has_value();
 }
 
 class WeightLoader {

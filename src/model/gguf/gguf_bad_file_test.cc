@@ -390,8 +390,8 @@ TEST(BadFileTest, DimensionProductsThatOverflow) {
 
 TEST(BadFileTest, UnknownOrUnsupportedTensorTypes) {
   Raw known;
-  known.Header(1, 0).Tensor("w", {256}, 12, 0).PadTo(32).Zeros(256);
-  ExpectDataLoss(known, {"tensor #0 ('w')", "type id 12 (Q4_K) is not supported"});
+  known.Header(1, 0).Tensor("w", {256}, 16, 0).PadTo(32).Zeros(256);
+  ExpectDataLoss(known, {"tensor #0 ('w')", "type id 16 (IQ2_XXS) is not supported"});
   Raw unknown;
   unknown.Header(1, 0).Tensor("w", {32}, 1000, 0).PadTo(32).Zeros(256);
   ExpectDataLoss(unknown, {"tensor #0 ('w')", "type id 1000 is unknown"});
@@ -401,6 +401,30 @@ TEST(BadFileTest, RowLengthNotAMultipleOfTheBlockSize) {
   Raw r;
   r.Header(1, 0).Tensor("q", {48, 2}, kQ4_1, 0).PadTo(32).Zeros(256);
   ExpectDataLoss(r, {"tensor #0 ('q')", "dims[0] = 48", "Q4_1 block size 32"});
+}
+
+// Every block format added for real files (the K-quants, Q5_0/Q5_1, IQ4_NL/IQ4_XS): a whole
+// number of blocks parses; a row that is not (for a K-quant 128, or 384: whole 32-blocks)
+// and data one byte short of the declared blocks are clear errors.
+TEST(BadFileTest, EveryBlockFormatChecksRowLengthAndBlockCount) {
+  for (uint32_t id : {6u, 7u, 10u, 11u, 12u, 13u, 14u, 15u, 20u, 23u}) {
+    const std::optional<cpu::TensorTypeTraits> t = cpu::GetTensorTypeTraits(id);
+    ASSERT_TRUE(t.has_value()) << id;
+    SCOPED_TRACE(std::string(t->name));
+    const size_t data_bytes = 2 * t->block_bytes;
+    Raw ok;
+    ok.Header(1, 0).Tensor("w", {t->block_elems, 2}, id, 0).PadTo(32).Zeros(data_bytes);
+    EXPECT_TRUE(ParseTracked(ok).status.ok()) << ParseTracked(ok).status.ToString();
+    for (uint64_t bad_row : {t->block_elems / 2, t->block_elems * 3 / 2}) {
+      Raw r;
+      r.Header(1, 0).Tensor("w", {bad_row, 2}, id, 0).PadTo(32).Zeros(data_bytes * 2);
+      ExpectDataLoss(r, {"tensor #0 ('w')", "dims[0] = " + std::to_string(bad_row),
+                         std::string(t->name) + " block size " + std::to_string(t->block_elems)});
+    }
+    Raw short_data;
+    short_data.Header(1, 0).Tensor("w", {t->block_elems, 2}, id, 0).PadTo(32).Zeros(data_bytes - 1);
+    ExpectDataLoss(short_data, {"tensor #0 ('w')", "runs past the end of the file"});
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

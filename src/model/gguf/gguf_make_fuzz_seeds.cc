@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "drivers/cpu/ops.h"
 #include "model/gguf/gguf_writer.h"
 
 namespace llmasos::gguf {
@@ -45,6 +46,27 @@ Status WriteSeeds(const std::string& dir) {
       RETURN_IF_ERROR(w.AddTensorFromFloats(std::string(cpu::Traits(type).name), type, {32, 2}, ramp));
     }
     RETURN_IF_ERROR(w.WriteFile(dir + "/tensors_v2.gguf", 2));
+  }
+  {  // One tensor of every 256-element and 5-bit block format (two rows each), version 3:
+     // quantized from a ramp where a quantizer exists, a byte pattern otherwise.
+    GgufWriter w;
+    w.SetString("general.architecture", "llama");
+    std::vector<float> ramp512(512);
+    for (size_t i = 0; i < ramp512.size(); ++i) ramp512[i] = static_cast<float>(i % 97) * 0.1f - 4.0f;
+    for (TensorType type : {TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kQ2_K,
+                            TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                            TensorType::kQ6_K, TensorType::kQ8_K, TensorType::kIQ4_NL,
+                            TensorType::kIQ4_XS}) {
+      const std::string name(cpu::Traits(type).name);
+      if (cpu::CanQuantizeRow(type)) {
+        RETURN_IF_ERROR(w.AddTensorFromFloats(name, type, {256, 2}, ramp512));
+      } else {
+        std::vector<uint8_t> bytes(cpu::RowBytes(type, 256) * 2);
+        for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 37 + 11);
+        RETURN_IF_ERROR(w.AddTensor(name, type, {256, 2}, bytes));
+      }
+    }
+    RETURN_IF_ERROR(w.WriteFile(dir + "/block_formats_v3.gguf", 3));
   }
   for (uint32_t alignment : {1u, 64u}) {  // Non-default alignments.
     GgufWriter w;

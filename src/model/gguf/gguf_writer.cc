@@ -211,6 +211,10 @@ Status GgufWriter::AddTensor(std::string_view name, cpu::TensorType type,
 Status GgufWriter::AddTensorFromFloats(std::string_view name, cpu::TensorType type,
                                        std::vector<uint64_t> dims, std::span<const float> values) {
   ASSIGN_OR_RETURN(Shape shape, CheckShape(name, type, dims));
+  if (!cpu::CanQuantizeRow(type)) {
+    return InvalidArgumentError("tensor '" + std::string(name) + "': cannot quantize to " +
+                                std::string(cpu::Traits(type).name) + " (no quantizer)");
+  }
   if (values.size() != shape.num_elements) {
     return InvalidArgumentError("tensor '" + std::string(name) + "': " +
                                 std::to_string(values.size()) + " values given, its dims need " +
