@@ -6,17 +6,14 @@ signs) are written with gguf-py's writer, dequantised by `gguf_dequantize` (the 
 DequantizeRow, what the forward pass reads) and compared value for value. Both sides evaluate
 each formula in the same float32 operations, so they must agree exactly.
 """
-import os
-import pathlib
 import subprocess
 
+import gguf
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+from oracle_inputs import require_built
 
-BUILD = pathlib.Path(os.environ.get("LLMASOS_BUILD_DIR", "build"))
-DEQUANT_TOOL = BUILD / "src" / "model" / "gguf" / "gguf_dequantize"
 Q = gguf.GGMLQuantizationType
 
 # Byte offsets of each block's fp16 scales: d first, then dmin / m where the format has one.
@@ -42,8 +39,6 @@ def random_blocks(qtype, rows, cols, rng):
 
 @pytest.fixture(scope="module")
 def random_file(tmp_path_factory):
-    if not DEQUANT_TOOL.exists():
-        pytest.skip(f"{DEQUANT_TOOL} not built")
     rng = np.random.default_rng(1234)
     path = tmp_path_factory.mktemp("quant") / "random_blocks.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
@@ -61,8 +56,12 @@ def random_file(tmp_path_factory):
     return path, expected
 
 
+def dequant_tool():
+    return require_built("src/model/gguf/gguf_dequantize")
+
+
 def dequantize(path, names, out):
-    subprocess.run([str(DEQUANT_TOOL), str(path), str(out), *names], check=True)
+    subprocess.run([str(dequant_tool()), str(path), str(out), *names], check=True)
     return np.fromfile(out, dtype=np.float32)
 
 
@@ -83,6 +82,6 @@ def test_random_blocks_dequantize_like_gguf_py(random_file, qtype, tmp_path):
 
 def test_tool_refuses_an_unknown_tensor(random_file, tmp_path):
     path, _ = random_file
-    r = subprocess.run([str(DEQUANT_TOOL), str(path), str(tmp_path / "o"), "nope"],
+    r = subprocess.run([str(dequant_tool()), str(path), str(tmp_path / "o"), "nope"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "no tensor 'nope'" in r.stderr

@@ -2,18 +2,14 @@
 back with gguf-py), the fallback for rows that are no multiple of 256 applies, and the file
 runs, with logits close to the unquantized model's."""
 import json
-import os
-import pathlib
 import subprocess
 
+import gguf
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+from oracle_inputs import require_built
 
-BUILD = pathlib.Path(os.environ.get("LLMASOS_BUILD_DIR", "build"))
-LLMASOS = BUILD / "llmasos"
-TINY = BUILD / "make_tiny_model"
 LAYERS = 8
 # llama.cpp's use_more_bits for 8 layers: the first and last eighth, every third between.
 MORE_BITS = {0, 3, 6, 7}
@@ -21,18 +17,16 @@ MORE_BITS = {0, 3, 6, 7}
 
 @pytest.fixture(scope="module")
 def f32_model(tmp_path_factory):
-    if not LLMASOS.exists() or not TINY.exists():
-        pytest.skip("llmasos or make_tiny_model not built")
     d = tmp_path_factory.mktemp("mix")
     path = d / "f32.gguf"
-    subprocess.run([str(TINY), "--type", "f32", "--layers", str(LAYERS), "--embd", "256",
+    subprocess.run([str(require_built("make_tiny_model")), "--type", "f32", "--layers", str(LAYERS), "--embd", "256",
                     "--heads", "4", "--kv-heads", "2", "--ff", "512", "--out", str(path)],
                    check=True)
     return path
 
 
 def quantize(src, dst, qtype):
-    r = subprocess.run([str(LLMASOS), "quantize", str(src), str(dst), "--type", qtype],
+    r = subprocess.run([str(require_built("llmasos")), "quantize", str(src), str(dst), "--type", qtype],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return {t.name: t.tensor_type.name for t in gguf.GGUFReader(dst).tensors}
@@ -65,10 +59,8 @@ def test_q6_k_everywhere(f32_model, tmp_path):
 
 
 def test_rows_not_a_multiple_of_256_fall_back(tmp_path):
-    if not LLMASOS.exists() or not TINY.exists():
-        pytest.skip("llmasos or make_tiny_model not built")
     src = tmp_path / "f32.gguf"
-    subprocess.run([str(TINY), "--type", "f32", "--layers", "2", "--embd", "96", "--ff", "256",
+    subprocess.run([str(require_built("make_tiny_model")), "--type", "f32", "--layers", "2", "--embd", "96", "--ff", "256",
                     "--out", str(src)], check=True)
     for qtype, base, wide in [("q4_k_m", "Q5_0", "Q8_0"), ("q5_k_m", "Q5_1", "Q8_0")]:
         types = quantize(src, tmp_path / f"{qtype}.gguf", qtype)
@@ -81,7 +73,7 @@ def test_rows_not_a_multiple_of_256_fall_back(tmp_path):
 
 def logits(model, tmp_path, tag):
     out = tmp_path / f"{tag}.f32"
-    r = subprocess.run([str(LLMASOS), "eval", str(model), "--tokens", "5,70,71,300,12,99",
+    r = subprocess.run([str(require_built("llmasos")), "eval", str(model), "--tokens", "5,70,71,300,12,99",
                         "--logits-out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     vocab = json.loads(r.stdout)["vocab_size"]
