@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <random>
 
 #include "model/chat/conversation.h"
 
@@ -34,8 +33,6 @@ StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, cons
   SpecDefaults defaults;  // sampling as the command line's defaults, so `llmasos run` agrees
   defaults.context_tokens = model.context_tokens;
   defaults.vocab_size = model.model->config().vocab_size;
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  defaults.random_seed = rng();
   ASSIGN_OR_RETURN(p.spec, ToProcessSpec(request, std::move(prompt), defaults, error_param));
   return p;
 }

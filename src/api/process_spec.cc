@@ -60,11 +60,11 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
     s.penalty_last_n = *r.repeat_last_n < 0 ? static_cast<int32_t>(context) : *r.repeat_last_n;
   }
   // OpenAI counts generated tokens only and subtracts; llama.cpp's window includes the prompt.
-  s.penalty_mode = r.penalty_mode == PenaltyMode::kOpenAi ? sampling::PenaltyMode::kOpenAi
-                                                          : sampling::PenaltyMode::kLlamaCpp;
+  s.penalty_mode = r.penalty_mode;
   if (r.presence_penalty) s.presence_penalty = *r.presence_penalty;
   if (r.frequency_penalty) s.frequency_penalty = *r.frequency_penalty;
-  s.seed = r.seed.value_or(d.random_seed);
+  // Without one, the default's seed; none there either: the kernel draws a fresh one.
+  if (r.seed) s.seed = r.seed;
 
   for (const auto& [token, bias] : r.logit_bias) {
     if (static_cast<size_t>(token) >= d.vocab_size) {

@@ -245,7 +245,7 @@ Status ReadOpenAiCommon(Fields& f, ParsedGeneration* r) {
   RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
   RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
   RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
-  r->penalty_mode = PenaltyMode::kOpenAi;
+  r->penalty_mode = sampling::PenaltyMode::kOpenAi;
   if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
   RETURN_IF_ERROR(ReadStop(f, "stop", &r->stop));
   std::optional<int32_t> n;

@@ -63,12 +63,6 @@ inline constexpr size_t kMaxStopBytes = 1024;
 // Most inputs in one embedding request (OpenAI's limit).
 inline constexpr size_t kMaxEmbeddingInputs = 2048;
 
-// How presence and frequency penalties count earlier tokens.
-enum class PenaltyMode {
-  kLlamaCpp,  // the last `repeat_last_n` tokens, prompt included (Ollama, the CLI, batch)
-  kOpenAi,    // every generated token, the prompt excluded (OpenAI's /v1 endpoints)
-};
-
 struct ParsedGeneration {
   Endpoint endpoint = Endpoint::kChatCompletions;
   std::string model;  // the model reference as sent, 1..256 bytes; empty only for kBatchLine
@@ -96,8 +90,10 @@ struct ParsedGeneration {
   std::optional<int32_t> repeat_last_n;    // Ollama: -1 (the whole context) .. 1000000
   std::optional<float> presence_penalty;   // -2..2
   std::optional<float> frequency_penalty;  // -2..2
-  PenaltyMode penalty_mode = PenaltyMode::kLlamaCpp;
-  std::optional<uint64_t> seed;  // left out or -1: a fresh random seed
+  // How presence and frequency penalties count earlier tokens: kOpenAi on OpenAI's /v1
+  // endpoints, kLlamaCpp (Ollama, the CLI, batch) elsewhere.
+  sampling::PenaltyMode penalty_mode = sampling::PenaltyMode::kLlamaCpp;
+  std::optional<uint64_t> seed;  // left out or -1: SpecDefaults::sampling.seed
   std::vector<std::string> stop;  // at most kMaxStopStrings, each 1..kMaxStopBytes bytes
   int32_t n = 1;                  // 1..kMaxChoices
   std::vector<std::pair<sampling::TokenId, float>> logit_bias;  // sorted by token, unique; -100..100
@@ -157,8 +153,6 @@ struct SpecDefaults {
   size_t context_tokens = 0;  // tokens one process may hold, prompt included; > 0
   size_t vocab_size = 0;      // logit_bias token ids must be below it; > 0
   std::string tenant = "default";
-  // Fills a request without a seed (or with -1); the server passes a fresh random value.
-  uint64_t random_seed = 0;
 };
 
 // The kernel's ProcessSpec for `request` with its tokenized `prompt` (the caller renders the

@@ -314,7 +314,7 @@ TEST(CompletionTest, PromptForms) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_FALSE(r->use_chat_template);
   EXPECT_EQ(r->prompt, "once");
-  EXPECT_EQ(r->penalty_mode, PenaltyMode::kOpenAi);
+  EXPECT_EQ(r->penalty_mode, sampling::PenaltyMode::kOpenAi);
   std::string param;
   EXPECT_FALSE(ParseGeneration(Endpoint::kCompletions, R"({"model": "m", "prompt": ["a", "b"]})", &param).ok());
   EXPECT_EQ(param, "prompt");
@@ -334,7 +334,7 @@ TEST(OllamaTest, GenerateForms) {
   ASSERT_EQ(r->messages.size(), 2u);
   EXPECT_EQ(r->messages[0].role, "system");
   EXPECT_EQ(r->messages[1].content, "hi");
-  EXPECT_EQ(r->penalty_mode, PenaltyMode::kLlamaCpp);
+  EXPECT_EQ(r->penalty_mode, sampling::PenaltyMode::kLlamaCpp);
 
   r = Ollama(Endpoint::kOllamaGenerate, R"({"model": "m", "prompt": "hi", "raw": true, "stream": false})");
   ASSERT_TRUE(r.ok());
@@ -479,7 +479,7 @@ SpecDefaults Defaults() {
   d.context_tokens = 100;
   d.vocab_size = 1000;
   d.max_tokens = 50;
-  d.random_seed = 99;
+  d.sampling.seed = 99;
   return d;
 }
 

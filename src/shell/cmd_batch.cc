@@ -101,10 +101,10 @@ StatusOr<std::vector<Job>> ReadJobs(const BatchFlags& f, const Session& s, const
   if (!in) return NotFoundError("cannot open prompts file '" + f.input + "'");
   api::SpecDefaults defaults;
   defaults.sampling = f.gen.sampling;
+  defaults.sampling.seed = f.gen.sampling.seed.value_or(kDefaultSeed);  // --seed (or its default) for lines without one
   defaults.max_tokens = f.gen.max_tokens < 0 ? 256 : static_cast<int32_t>(std::min<int64_t>(f.gen.max_tokens, 1 << 20));
   defaults.context_tokens = BatchContextTokens(f, s);
   defaults.vocab_size = s.tokenizer().vocab_size();
-  defaults.random_seed = f.gen.sampling.seed.value_or(kDefaultSeed);  // --seed (or its default) for lines without one
   std::vector<Job> jobs;
   std::set<std::string> ids;
   std::set<std::string> ignored;
