@@ -310,6 +310,28 @@ TINY_SPECS = [
     TinySpec(arch="qwen2", wtype="q4_1", heads=4, kv_heads=1, tied=True, seed=8),  # MQA, tied
     TinySpec(arch="qwen2", wtype="f16", heads=4, kv_heads=4, rope_dims=8, seed=9),
     TinySpec(arch="mistral", wtype="q4_0", heads=4, kv_heads=2, layers=3, seed=10),
+    # qwen3: per-head Q/K RMSNorm, key_length 32 != embd / heads = 16 (q_dim 128 != embd 64).
+    TinySpec(arch="qwen3", wtype="f32", heads=4, kv_heads=2, key_length=32, seed=13),
+    TinySpec(arch="qwen3", wtype="q8_0", heads=4, kv_heads=1, key_length=32, tied=True, seed=14),
+    TinySpec(arch="qwen3", wtype="bf16", heads=4, kv_heads=4, seed=15),
+    # Llama 3.x rotary scaling (rope_freqs factors), and linear RoPE scaling.
+    TinySpec(arch="llama", wtype="f32", heads=4, kv_heads=2, rope_freqs=True, rope_theta=500000.0, seed=16),
+    TinySpec(arch="llama", wtype="q8_0", heads=4, kv_heads=2, rope_freqs=True, rope_dims=8, seed=17),
+    TinySpec(arch="llama", wtype="f16", heads=4, kv_heads=1, rope_linear=4.0, seed=18),
+    # gemma2: embedding scale, GeGLU, post-norms, soft-capped scores and logits, layer 0
+    # sliding (window 6 of the 24-token prompt), layer 1 global.
+    TinySpec(arch="gemma2", wtype="f32", heads=4, kv_heads=2, sliding_window=6, seed=19),
+    TinySpec(arch="gemma2", wtype="q8_0", heads=4, kv_heads=2, key_length=32, layers=3,
+             sliding_window=8, attn_softcap=5.0, final_softcap=3.0, seed=20),
+    # gemma3: Q/K norm, layers 0-4 and 6 sliding (window 5, base 10000), layer 5 global
+    # (base 1e6).
+    TinySpec(arch="gemma3", wtype="f32", heads=4, kv_heads=1, key_length=32, layers=7,
+             sliding_window=5, rope_theta=1e6, seed=21),
+    # ... every 2nd layer global (pattern from the metadata), linear scaling on global layers.
+    TinySpec(arch="gemma3", wtype="f16", heads=4, kv_heads=2, layers=3, sliding_window=7,
+             swa_pattern=2, rope_linear=8.0, tied=True, seed=22),
+    # ... no sliding layers (converted with sliding_window_pattern 1: no window in the file).
+    TinySpec(arch="gemma3", wtype="q4_0", heads=4, kv_heads=2, tied=True, seed=23),
 ]
 
 
@@ -346,6 +368,9 @@ LONG_SPECS = {
     "f16": TinySpec(arch="qwen2", wtype="f16", heads=4, kv_heads=2, context=1024, seed=11),
     # Quantized weights: the looser quantized criteria (600 tokens give rounding flips time).
     "q4_0": TinySpec(arch="llama", wtype="q4_0", heads=4, kv_heads=1, context=1024, seed=12),
+    # Sliding windows (50) across prefill chunks: layers 0, 1, 3, 4 sliding, 2 and 5 global.
+    "gemma3-swa": TinySpec(arch="gemma3", wtype="f16", heads=4, kv_heads=2, layers=6,
+                           sliding_window=50, swa_pattern=3, context=1024, seed=24),
 }
 
 
@@ -357,3 +382,40 @@ def test_prompt_longer_than_a_prefill_batch_matches_reference(tiny_dir, kind, ba
     tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 600)]
     # 600 tokens: two chunks with the default 512-token batch, six with -b 100.
     check_tiny(path, spec, tokens, extra=() if batch is None else ("-b", batch))
+
+
+# ------------------------------------------------------------------------------ bad files
+
+BAD_FILES = {
+    # A qwen3 file without its Q norm.
+    "qwen3-no-q-norm": (TinySpec(arch="qwen3", wtype="f32", drop=("blk.1.attn_q_norm.weight",)),
+                        "model has no tensor 'blk.1.attn_q_norm.weight'"),
+    # key_length says 32 but the tensors are built for embd / heads = 16.
+    "qwen3-key-length": (TinySpec(arch="qwen3", wtype="f32",
+                                  extra_kv=(("qwen3.attention.key_length", 32),)),
+                         "tensor 'blk.0.attn_q.weight' has shape [64, 64], expected [64, 128]"),
+    # A tensor the architecture does not have (a gemma post-norm in a llama file).
+    "llama-stray-tensor": (TinySpec(arch="llama", wtype="f32", extra_tensor="blk.0.post_ffw_norm.weight"),
+                           "tensor 'blk.0.post_ffw_norm.weight' is not part of a 'llama' model"),
+    "gemma2-no-post-norm": (TinySpec(arch="gemma2", wtype="f32", drop=("blk.0.post_ffw_norm.weight",)),
+                            "model has no tensor 'blk.0.post_ffw_norm.weight'"),
+    "gemma2-no-softcap": (TinySpec(arch="gemma2", wtype="f32", attn_softcap=0.0),
+                          "metadata 'gemma2.attn_logit_softcapping' is missing"),
+    "llama-sliding-window": (TinySpec(arch="llama", wtype="f32",
+                                      extra_kv=(("llama.attention.sliding_window", 4),)),
+                             "has no sliding-window layers"),
+    "llama-yarn": (TinySpec(arch="llama", wtype="f32", extra_kv=(("llama.rope.scaling.type", "yarn"),)),
+                   "RoPE scaling 'yarn' is not supported"),
+    "gemma3-bad-pattern": (TinySpec(arch="gemma3", wtype="f32", sliding_window=4, swa_pattern=0),
+                           "'gemma3.attention.sliding_window_pattern' = 0 is outside"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_file_disagreeing_with_its_architecture_is_refused(tiny_dir, name):
+    spec, message = BAD_FILES[name]
+    path = write_tiny_model(str(tiny_dir / f"bad-{name}.gguf"), spec)
+    proc = subprocess.run([str(llmasos_binary()), "eval", path, "--tokens", "1,2,3"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc.stdout
+    assert message in proc.stderr, proc.stderr

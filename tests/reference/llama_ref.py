@@ -1,4 +1,5 @@
-"""An independent numpy reference of the llama-family forward pass (llama, mistral, qwen2).
+"""An independent numpy reference of the llama-family forward pass (llama, mistral, qwen2,
+qwen3, gemma2, gemma3).
 
 It is a test oracle for the C++ engine, so it is written for clarity, not speed, and shares
 no code with it: GGUF files are read with the `gguf` package (GGUFReader) and every weight is
@@ -20,6 +21,20 @@ What the reference assumes about the file (the llama.cpp conventions):
   * attn_{q,k,v}.bias are added when present (qwen2). output.weight absent: tied embeddings.
   * Attention scale 1/sqrt(head_dim); SwiGLU MLP down(silu(gate x) * up x); RMSNorm
     x / sqrt(mean(x^2) + eps) * w.
+  * RoPE scaling: rope.scaling.type "linear" divides positions by rope.scaling.factor; a
+    rope_freqs.weight tensor (Llama 3.x) divides pair i's frequency by its factor f_i.
+  * qwen3: attn_q_norm / attn_k_norm, an RMSNorm over each head of Q and K before RoPE;
+    attention.key_length may differ from embd / heads (attn_q is [heads * key_length, embd]).
+  * gemma2 / gemma3 (HF's Gemma2/Gemma3 modelling, in llama.cpp's GGUF layout):
+    embeddings times sqrt(embd); GeGLU down(gelu_tanh(gate x) * up x); the attention and
+    FFN outputs pass through post_attention_norm / post_ffw_norm before the residual add;
+    RMSNorm weights are used as stored, because the converter already stored HF's (1 + w);
+    NeoX RoPE. gemma2: scores soft-capped cap * tanh(s / cap) by attn_logit_softcapping and
+    the logits by final_logit_softcapping; layer i is a sliding-window layer when i % 2 == 0.
+    gemma3: Q/K norm as qwen3, layer i slides when i % 6 < 5, sliding layers rotate with base
+    10000 and no scaling, global ones with rope.freq_base. A sliding layer's query at
+    position p sees positions p - window + 1 .. p. Query scale 1/sqrt(head_dim), or
+    1/sqrt(embd / heads) for the 27B sizes (46 gemma2 / 62 gemma3 layers).
 
 Activation modes:
   activations="float": the exact maths in float64.
@@ -58,7 +73,12 @@ from gguf import GGMLQuantizationType as QT
 
 SUPPORTED_TYPES = {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1}
 QUANTIZED_TYPES = {QT.Q8_0, QT.Q4_0, QT.Q4_1}
-ROPE_MODES = {"llama": "normal", "mistral": "normal", "qwen2": "neox"}
+ROPE_MODES = {"llama": "normal", "mistral": "normal", "qwen2": "neox", "qwen3": "neox",
+              "gemma2": "neox", "gemma3": "neox"}
+GEMMA = {"gemma2", "gemma3"}
+QK_NORM = {"qwen3", "gemma3"}
+SWA_PATTERN = {"gemma2": 2, "gemma3": 6}
+LAYERS_27B = {"gemma2": 46, "gemma3": 62}
 Q8_BLOCK = 32
 
 
@@ -81,10 +101,24 @@ class LlamaConfig:
     context_length: int
     vocab_size: int
     rope_mode: str  # "normal" or "neox"
+    rope_linear_factor: float = 1.0
+    query_scale: float = 0.0
+    attn_softcap: float = 0.0
+    final_softcap: float = 0.0
+    sliding_window: int = 0
+    swa_pattern: int = 0
+    rope_theta_swa: float = 10000.0
 
     @property
     def group(self) -> int:
         return self.num_heads // self.num_kv_heads
+
+    @property
+    def gemma(self) -> bool:
+        return self.arch in GEMMA
+
+    def sliding(self, layer: int) -> bool:
+        return self.sliding_window > 0 and layer % self.swa_pattern < self.swa_pattern - 1
 
 
 def _field(reader: gguf.GGUFReader, key: str, default=None, required: bool = True):
@@ -99,7 +133,7 @@ def _field(reader: gguf.GGUFReader, key: str, default=None, required: bool = Tru
 def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
     arch = _field(reader, "general.architecture")
     if arch not in ROPE_MODES:
-        raise ModelFormatError(f"architecture '{arch}' is not llama, mistral or qwen2")
+        raise ModelFormatError(f"architecture '{arch}' is not one of {sorted(ROPE_MODES)}")
     p = arch + "."
     num_layers = int(_field(reader, p + "block_count"))
     embd = int(_field(reader, p + "embedding_length"))
@@ -116,8 +150,12 @@ def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
     if rope_dims % 2 or rope_dims > head_dim:
         raise ModelFormatError(f"rope.dimension_count {rope_dims} must be even and <= {head_dim}")
     scaling = _field(reader, p + "rope.scaling.type", "none")
-    if scaling != "none":
+    if scaling not in ("none", "linear"):
         raise ModelFormatError(f"RoPE scaling '{scaling}' is not modelled by the reference")
+    linear = float(_field(reader, p + "rope.scaling.factor")) if scaling == "linear" else 1.0
+    theta = float(_field(reader, p + "rope.freq_base", 10000.0))
+    window = int(_field(reader, p + "attention.sliding_window", 0)) if arch in SWA_PATTERN else 0
+    scale_dim = embd / num_heads if num_layers == LAYERS_27B.get(arch) else head_dim
     emb = _tensor(reader, "token_embd.weight")
     if len(emb.shape) != 2 or int(emb.shape[0]) != embd:
         raise ModelFormatError(f"token_embd.weight has dims {list(emb.shape)}, expected [{embd}, vocab]")
@@ -130,11 +168,19 @@ def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
         num_kv_heads=num_kv_heads,
         head_dim=head_dim,
         rope_dims=rope_dims,
-        rope_theta=float(_field(reader, p + "rope.freq_base", 10000.0)),
+        rope_theta=theta,
         rms_eps=float(_field(reader, p + "attention.layer_norm_rms_epsilon")),
         context_length=int(_field(reader, p + "context_length")),
         vocab_size=int(emb.shape[1]),
         rope_mode=ROPE_MODES[arch],
+        rope_linear_factor=linear,
+        query_scale=1.0 / math.sqrt(scale_dim),
+        attn_softcap=float(_field(reader, p + "attn_logit_softcapping", 0.0, required=False) or 0.0),
+        final_softcap=float(_field(reader, p + "final_logit_softcapping", 0.0, required=False) or 0.0),
+        sliding_window=window,
+        swa_pattern=int(_field(reader, p + "attention.sliding_window_pattern", SWA_PATTERN.get(arch, 0),
+                               required=False)),
+        rope_theta_swa=10000.0 if arch == "gemma3" else theta,
     )
 
 
@@ -208,6 +254,10 @@ class Layer:
     gate: Matrix
     up: Matrix
     down: Matrix
+    q_norm: np.ndarray | None = None
+    k_norm: np.ndarray | None = None
+    post_attn_norm: np.ndarray | None = None
+    post_ffn_norm: np.ndarray | None = None
 
 
 class LlamaWeights:
@@ -244,6 +294,7 @@ class LlamaWeights:
         self.tied = "output.weight" not in by_name
         self.output = self.token_embd if self.tied else matrix("output.weight", c.vocab_size, c.embd)
         self.output_norm = vector("output_norm.weight", c.embd)
+        self.rope_freqs = vector("rope_freqs.weight", c.rope_dims // 2, optional=True)
         self.layers = []
         for i in range(c.num_layers):
             b = f"blk.{i}."
@@ -260,6 +311,10 @@ class LlamaWeights:
                 gate=matrix(b + "ffn_gate.weight", c.ffn, c.embd),
                 up=matrix(b + "ffn_up.weight", c.ffn, c.embd),
                 down=matrix(b + "ffn_down.weight", c.embd, c.ffn),
+                q_norm=vector(b + "attn_q_norm.weight", c.head_dim) if c.arch in QK_NORM else None,
+                k_norm=vector(b + "attn_k_norm.weight", c.head_dim) if c.arch in QK_NORM else None,
+                post_attn_norm=vector(b + "post_attention_norm.weight", c.embd) if c.gemma else None,
+                post_ffn_norm=vector(b + "post_ffw_norm.weight", c.embd) if c.gemma else None,
             ))
 
     def metadata_value(self, key: str, default=None):
@@ -290,14 +345,18 @@ class KvCache:
         return self.k[layer_idx], self.v[layer_idx]
 
 
-def rope_inv_freq(rope_dims: int, theta: float) -> np.ndarray:
-    return theta ** (-2.0 * np.arange(rope_dims // 2, dtype=np.float64) / rope_dims)
+def rope_inv_freq(rope_dims: int, theta: float, linear: float = 1.0,
+                  factors: np.ndarray | None = None) -> np.ndarray:
+    f = theta ** (-2.0 * np.arange(rope_dims // 2, dtype=np.float64) / rope_dims) / linear
+    return f if factors is None else f / factors
 
 
-def apply_rope(x: np.ndarray, positions: np.ndarray, rope_dims: int, theta: float, mode: str) -> np.ndarray:
+def apply_rope(x: np.ndarray, positions: np.ndarray, rope_dims: int, theta: float, mode: str,
+               linear: float = 1.0, factors: np.ndarray | None = None) -> np.ndarray:
     """x [n, heads, head_dim] rotated by position; returns a new array."""
     half = rope_dims // 2
-    angles = positions.astype(np.float64)[:, None] * rope_inv_freq(rope_dims, theta)[None, :]
+    inv_freq = rope_inv_freq(rope_dims, theta, linear, factors)
+    angles = positions.astype(np.float64)[:, None] * inv_freq[None, :]
     cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]  # [n, 1, half]
     out = x.astype(np.float64, copy=True)
     if mode == "normal":
@@ -326,20 +385,34 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def causal_gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int, group: int) -> np.ndarray:
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def causal_gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int, group: int,
+                         scale: float | None = None, softcap: float = 0.0,
+                         window: int = 0) -> np.ndarray:
     """q [n, H, D] at positions pos0..pos0+n-1; k, v [T, KV, D] at positions 0..T-1, T = pos0+n.
 
-    Query head h attends with KV head h // group to positions <= its own. Returns [n, H, D].
+    Query head h attends with KV head h // group to positions <= its own (and, with a
+    window, > its own - window). Scores are scaled by `scale` (default 1/sqrt(D)) and, with
+    softcap, soft-capped before masking. Returns [n, H, D].
     """
     n, num_heads, head_dim = q.shape
     total = k.shape[0]
     kv_of_head = np.arange(num_heads) // group
     kh = k[:, kv_of_head, :]  # [T, H, D]
     vh = v[:, kv_of_head, :]
-    scores = np.einsum("nhd,thd->hnt", q, kh) / math.sqrt(head_dim)  # [H, n, T]
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+    scores = np.einsum("nhd,thd->hnt", q, kh) * scale  # [H, n, T]
+    if softcap:
+        scores = softcap * np.tanh(scores / softcap)
     query_pos = pos0 + np.arange(n)[:, None]
     key_pos = np.arange(total)[None, :]
-    scores = np.where(key_pos <= query_pos, scores, -np.inf)
+    visible = key_pos <= query_pos
+    if window:
+        visible &= key_pos > query_pos - window
+    scores = np.where(visible, scores, -np.inf)
     probs = softmax(scores, axis=-1)
     return np.einsum("hnt,thd->nhd", probs, vh)
 
@@ -367,7 +440,10 @@ class LlamaRef:
 
     def forward(self, tokens: Sequence[int], cache: KvCache | None = None) -> np.ndarray:
         """Logits [len(tokens), vocab] (float64) of tokens appended after cache's positions."""
-        return self.matmul(self.weights.output, self.hidden(tokens, cache))
+        logits = self.matmul(self.weights.output, self.hidden(tokens, cache))
+        if self.config.final_softcap:
+            logits = self.config.final_softcap * np.tanh(logits / self.config.final_softcap)
+        return logits
 
     def embed(self, tokens: Sequence[int], pooling: str = "mean") -> np.ndarray:
         """The embedding of tokens: final hidden states pooled ("mean", "cls": the first
@@ -389,7 +465,15 @@ class LlamaRef:
         n, pos0 = ids.size, cache.num_tokens
         positions = np.arange(pos0, pos0 + n)
         x = w.token_embd.w[ids].copy()  # [n, embd] residual stream
+        if c.gemma:
+            x = x * math.sqrt(c.embd)
+        act = gelu_tanh if c.gemma else silu
         for layer_idx, l in enumerate(w.layers):
+            sliding = c.sliding(layer_idx)
+            if sliding:
+                rope = dict(theta=c.rope_theta_swa, linear=1.0 if c.arch == "gemma3" else c.rope_linear_factor)
+            else:
+                rope = dict(theta=c.rope_theta, linear=c.rope_linear_factor, factors=w.rope_freqs)
             h = rms_norm(x, l.attn_norm, c.rms_eps)
             q, k, v = self.matmul(l.wq, h), self.matmul(l.wk, h), self.matmul(l.wv, h)
             if l.bq is not None:
@@ -398,15 +482,24 @@ class LlamaRef:
                 k = k + l.bk
             if l.bv is not None:
                 v = v + l.bv
-            q = apply_rope(q.reshape(n, c.num_heads, c.head_dim), positions, c.rope_dims,
-                           c.rope_theta, c.rope_mode)
-            k = apply_rope(k.reshape(n, c.num_kv_heads, c.head_dim), positions, c.rope_dims,
-                           c.rope_theta, c.rope_mode)
+            q = q.reshape(n, c.num_heads, c.head_dim)
+            k = k.reshape(n, c.num_kv_heads, c.head_dim)
+            if l.q_norm is not None:
+                q, k = rms_norm(q, l.q_norm, c.rms_eps), rms_norm(k, l.k_norm, c.rms_eps)
+            q = apply_rope(q, positions, c.rope_dims, mode=c.rope_mode, **rope)
+            k = apply_rope(k, positions, c.rope_dims, mode=c.rope_mode, **rope)
             k_all, v_all = cache.append(layer_idx, k, v.reshape(n, c.num_kv_heads, c.head_dim))
-            att = causal_gqa_attention(q, k_all, v_all, pos0, c.group)
-            x = x + self.matmul(l.wo, att.reshape(n, c.num_heads * c.head_dim))
+            att = causal_gqa_attention(q, k_all, v_all, pos0, c.group, c.query_scale, c.attn_softcap,
+                                       c.sliding_window if sliding else 0)
+            out = self.matmul(l.wo, att.reshape(n, c.num_heads * c.head_dim))
+            if l.post_attn_norm is not None:
+                out = rms_norm(out, l.post_attn_norm, c.rms_eps)
+            x = x + out
             h = rms_norm(x, l.ffn_norm, c.rms_eps)
-            x = x + self.matmul(l.down, silu(self.matmul(l.gate, h)) * self.matmul(l.up, h))
+            out = self.matmul(l.down, act(self.matmul(l.gate, h)) * self.matmul(l.up, h))
+            if l.post_ffn_norm is not None:
+                out = rms_norm(out, l.post_ffn_norm, c.rms_eps)
+            x = x + out
         cache.num_tokens += n
         return rms_norm(x, w.output_norm, c.rms_eps)
 

@@ -19,9 +19,13 @@ TYPE_NAMES = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q
               "q4_1": QT.Q4_1}
 
 
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3")
+
+
 @dataclasses.dataclass(frozen=True)
 class TinySpec:
-    arch: str = "llama"      # llama (normal RoPE) or qwen2 (NeoX RoPE, QKV biases)
+    arch: str = "llama"      # one of ARCHS; qwen2 gets QKV biases, qwen3/gemma3 Q/K norms,
+                             # gemma2/gemma3 post-norms (and gemma2 soft-caps by default)
     wtype: str = "q8_0"      # type of every 2-D weight: one of TYPE_NAMES
     layers: int = 2
     embd: int = 64
@@ -37,10 +41,20 @@ class TinySpec:
     qkv_bias: bool | None = None  # None: only for qwen2
     seed: int = 0
     pooling: int | None = None  # "<arch>.pooling_type" (1 mean, 2 cls, 3 last); None: not written
+    key_length: int | None = None  # per-head width; None: embd / heads (written when set)
+    rope_freqs: bool = False       # write a Llama 3 style rope_freqs.weight factor tensor
+    rope_linear: float | None = None  # rope.scaling.type linear with this factor
+    sliding_window: int | None = None  # gemma: attention.sliding_window (gemma2 default 16)
+    swa_pattern: int | None = None     # gemma: attention.sliding_window_pattern (None: unset)
+    attn_softcap: float | None = None  # gemma2 default 50
+    final_softcap: float | None = None  # gemma2 default 30
+    extra_tensor: str | None = None     # a stray [embd] tensor of this name (bad-file tests)
+    drop: tuple[str, ...] = ()          # tensors left out (bad-file tests)
+    extra_kv: tuple[tuple[str, int | str], ...] = ()  # more metadata, uint32 or string
 
     @property
     def head_dim(self) -> int:
-        return self.embd // self.heads
+        return self.key_length or self.embd // self.heads
 
     def name(self) -> str:
         parts = [self.arch, self.wtype, f"h{self.heads}kv{self.kv_heads}"]
@@ -48,6 +62,14 @@ class TinySpec:
             parts.append("tied")
         if self.rope_dims is not None:
             parts.append(f"rope{self.rope_dims}")
+        if self.key_length:
+            parts.append(f"kl{self.key_length}")
+        if self.rope_freqs:
+            parts.append("ropefreqs")
+        if self.rope_linear:
+            parts.append(f"linear{self.rope_linear:g}")
+        if self.sliding_window:
+            parts.append(f"swa{self.sliding_window}")
         return "-".join(parts)
 
 
@@ -93,16 +115,19 @@ def _encode(values: np.ndarray, qtype: QT) -> np.ndarray:
 
 def write_tiny_model(path: str, spec: TinySpec) -> str:
     s = spec
-    if s.arch not in ("llama", "qwen2", "mistral"):
+    if s.arch not in ARCHS:
         raise ValueError(f"unknown arch {s.arch}")
-    if s.embd % s.heads or s.heads % s.kv_heads or s.head_dim % 2:
+    if (s.key_length is None and s.embd % s.heads) or s.heads % s.kv_heads or s.head_dim % 2:
         raise ValueError("embd must split into heads of even size, heads into kv heads")
     qtype = TYPE_NAMES[s.wtype]
-    if qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1) and (s.embd % 32 or s.ffn % 32):
-        raise ValueError("quantized weights need embd and ffn to be multiples of 32")
+    if qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1) and (s.embd % 32 or s.ffn % 32 or (s.heads * s.head_dim) % 32):
+        raise ValueError("quantized weights need embd, ffn and heads * head_dim to be multiples of 32")
     rng = np.random.default_rng(s.seed)
     kv_dim = s.kv_heads * s.head_dim
+    q_dim = s.heads * s.head_dim
     qkv_bias = s.qkv_bias if s.qkv_bias is not None else s.arch == "qwen2"
+    gemma = s.arch in ("gemma2", "gemma3")
+    qk_norm = s.arch in ("qwen3", "gemma3")
 
     w = gguf.GGUFWriter(path, s.arch)
     a = s.arch
@@ -118,6 +143,27 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     w.add_uint32(f"{a}.rope.dimension_count", s.rope_dims or s.head_dim)
     if s.pooling is not None:
         w.add_uint32(f"{a}.pooling_type", s.pooling)
+    if s.key_length:
+        w.add_uint32(f"{a}.attention.key_length", s.key_length)
+        w.add_uint32(f"{a}.attention.value_length", s.key_length)
+    if s.rope_linear:
+        w.add_string(f"{a}.rope.scaling.type", "linear")
+        w.add_float32(f"{a}.rope.scaling.factor", s.rope_linear)
+    window = s.sliding_window if s.sliding_window is not None else (16 if a == "gemma2" else None)
+    if window:
+        w.add_uint32(f"{a}.attention.sliding_window", window)
+    if s.swa_pattern is not None:
+        w.add_uint32(f"{a}.attention.sliding_window_pattern", s.swa_pattern)
+    for key, value, default in (("attn_logit_softcapping", s.attn_softcap, 50.0),
+                                ("final_logit_softcapping", s.final_softcap, 30.0)):
+        value = value if value is not None else (default if a == "gemma2" else None)
+        if value:
+            w.add_float32(f"{a}.{key}", value)
+    for key, value in s.extra_kv:
+        if isinstance(value, str):
+            w.add_string(key, value)
+        else:
+            w.add_uint32(key, value)
     tokens, types, merges = vocabulary(s.vocab)
     w.add_string("tokenizer.ggml.model", "gpt2")
     w.add_string("tokenizer.ggml.pre", "qwen2" if a == "qwen2" else "gpt2")
@@ -128,33 +174,52 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     w.add_uint32("tokenizer.ggml.eos_token_id", tokens.index("<|im_end|>"))
     w.add_bool("tokenizer.ggml.add_bos_token", False)
 
-    def matrix(name: str, rows: int, cols: int) -> None:
+    def matrix(name: str, rows: int, cols: int, scale: float = 1.0) -> None:
         # 1/sqrt(cols) keeps activations O(1) through the layers.
-        v = rng.standard_normal((rows, cols)).astype(np.float32) / np.float32(np.sqrt(cols))
+        v = rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(scale / np.sqrt(cols))
+        if name in s.drop:
+            return
         w.add_tensor(name, _encode(v, qtype), raw_dtype=None if qtype in (QT.F32, QT.F16) else qtype)
 
     def vector(name: str, n: int, scale: float, offset: float) -> None:
+        if name in s.drop:
+            return
         w.add_tensor(name, (offset + scale * rng.standard_normal(n)).astype(np.float32))
 
-    matrix("token_embd.weight", s.vocab, s.embd)
+    # Gemma scales embeddings by sqrt(embd): keep the stream O(1) with smaller embeddings.
+    embd_scale = 1.0 / np.sqrt(s.embd) if gemma else 1.0
+    matrix("token_embd.weight", s.vocab, s.embd, embd_scale)
     vector("output_norm.weight", s.embd, 0.1, 1.0)
     if not s.tied:
         matrix("output.weight", s.vocab, s.embd)
+    if s.rope_freqs:
+        # Llama 3's shape of factors: 1 for the fast pairs, up to 8 for the slow ones.
+        half = (s.rope_dims or s.head_dim) // 2
+        w.add_tensor("rope_freqs.weight", np.linspace(1.0, 8.0, half).astype(np.float32))
+    if s.extra_tensor:
+        vector(s.extra_tensor, s.embd, 0.1, 1.0)
     for i in range(s.layers):
         b = f"blk.{i}."
         vector(b + "attn_norm.weight", s.embd, 0.1, 1.0)
-        matrix(b + "attn_q.weight", s.embd, s.embd)
+        matrix(b + "attn_q.weight", q_dim, s.embd)
         matrix(b + "attn_k.weight", kv_dim, s.embd)
         matrix(b + "attn_v.weight", kv_dim, s.embd)
         if qkv_bias:
-            vector(b + "attn_q.bias", s.embd, 0.1, 0.0)
+            vector(b + "attn_q.bias", q_dim, 0.1, 0.0)
             vector(b + "attn_k.bias", kv_dim, 0.1, 0.0)
             vector(b + "attn_v.bias", kv_dim, 0.1, 0.0)
-        matrix(b + "attn_output.weight", s.embd, s.embd)
+        if qk_norm:
+            vector(b + "attn_q_norm.weight", s.head_dim, 0.1, 1.0)
+            vector(b + "attn_k_norm.weight", s.head_dim, 0.1, 1.0)
+        matrix(b + "attn_output.weight", s.embd, q_dim)
+        if gemma:
+            vector(b + "post_attention_norm.weight", s.embd, 0.1, 1.0)
         vector(b + "ffn_norm.weight", s.embd, 0.1, 1.0)
         matrix(b + "ffn_gate.weight", s.ffn, s.embd)
         matrix(b + "ffn_up.weight", s.ffn, s.embd)
         matrix(b + "ffn_down.weight", s.embd, s.ffn)
+        if gemma:
+            vector(b + "post_ffw_norm.weight", s.embd, 0.1, 1.0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -32,6 +32,34 @@ void AddBias(const std::vector<float>& bias, size_t n, float* rows) {
   for (size_t t = 0; t < n; ++t) cpu::AddInPlace(bias.data(), bias.size(), rows + t * bias.size());
 }
 
+// x = cap * tanh(x / cap), i < n (soft-capping).
+void SoftCap(float cap, size_t n, float* x) {
+  const float inv = 1.0f / cap;
+  for (size_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+}
+
+// out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (Gemma's GeGLU).
+void GeGlu(const float* gate, const float* up, size_t n, float* out) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+// theta^(-2i / rope_dims) / (linear_factor * factors[i]), i < rope_dims / 2.
+std::vector<float> InverseFrequencies(size_t rope_dims, float theta, float linear_factor,
+                                      const std::vector<float>& factors) {
+  std::vector<float> out(rope_dims / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    double f = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / rope_dims);
+    f /= linear_factor;
+    if (!factors.empty()) f /= factors[i];
+    out[i] = static_cast<float>(f);
+  }
+  return out;
+}
+
 size_t LogitRows(const BatchSegment& s) {
   switch (s.logits) {
     case LogitsMode::kNone:
@@ -66,13 +94,28 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batc
   proj_.resize(n * c.embd);
   gate_.resize(n * c.ffn);
   up_.resize(n * c.ffn);
-  rope_cos_.resize(n * c.rope_dims / 2);
-  rope_sin_.resize(n * c.rope_dims / 2);
   scores_.resize(pool.num_threads() * (c.num_heads / c.num_kv_heads) * max_context_);
-  inv_freq_.resize(c.rope_dims / 2);
-  for (size_t i = 0; i < c.rope_dims / 2; ++i) {
-    inv_freq_[i] = static_cast<float>(
-        std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / c.rope_dims));
+  ropes_.resize(1);
+  ropes_[0].inv_freq = InverseFrequencies(c.rope_dims, c.rope_theta, c.rope_linear_factor,
+                                          model.rope_freq_factors());
+  if (c.sliding_window > 0) {
+    // Sliding layers may rotate with their own base and scaling (gemma3).
+    std::vector<float> local =
+        InverseFrequencies(c.rope_dims, c.rope_theta_swa, c.rope_linear_factor_swa, {});
+    if (local != ropes_[0].inv_freq) ropes_.push_back(Rope{std::move(local), {}, {}});
+  }
+  for (Rope& r : ropes_) {
+    r.cos.resize(n * c.rope_dims / 2);
+    r.sin.resize(n * c.rope_dims / 2);
+  }
+}
+
+void BatchForward::HeadNorm(const std::vector<float>& weight, size_t n, size_t heads,
+                            float* rows) const {
+  if (weight.empty()) return;
+  const ModelConfig& c = model_.config();
+  for (size_t r = 0; r < n * heads; ++r) {
+    cpu::RmsNorm(rows + r * c.head_dim, weight.data(), c.head_dim, c.rms_eps, rows + r * c.head_dim);
   }
 }
 
@@ -134,12 +177,18 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       token_pos_[t] = segments[s].pos0 + i;
       cpu::DequantizeRow(model_.token_embd(), segments[s].tokens[i], &x_[t * c.embd]);
       const float pos = static_cast<float>(token_pos_[t]);
-      for (size_t j = 0; j < half; ++j) {
-        const float angle = pos * inv_freq_[j];
-        rope_cos_[t * half + j] = std::cos(angle);
-        rope_sin_[t * half + j] = std::sin(angle);
+      for (Rope& r : ropes_) {
+        for (size_t j = 0; j < half; ++j) {
+          const float angle = pos * r.inv_freq[j];
+          r.cos[t * half + j] = std::cos(angle);
+          r.sin[t * half + j] = std::sin(angle);
+        }
       }
     }
+  }
+  if (c.embd_scale) {
+    const float scale = std::sqrt(static_cast<float>(c.embd));
+    for (size_t i = 0; i < n * c.embd; ++i) x_[i] *= scale;
   }
 
   for (size_t layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
@@ -154,9 +203,12 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     AddBias(w.bq, n, q_.data());
     AddBias(w.bk, n, k_.data());
     AddBias(w.bv, n, v_.data());
+    HeadNorm(w.q_norm, n, c.num_heads, q_.data());
+    HeadNorm(w.k_norm, n, c.num_kv_heads, k_.data());
+    const Rope& rope = ropes_[c.IsSlidingLayer(layer_idx) && ropes_.size() > 1 ? 1 : 0];
     for (size_t i = 0; i < n; ++i) {
-      const float* cos = &rope_cos_[i * half];
-      const float* sin = &rope_sin_[i * half];
+      const float* cos = &rope.cos[i * half];
+      const float* sin = &rope.sin[i * half];
       for (size_t h = 0; h < c.num_heads; ++h) {
         ApplyRope(c.rope_mode, cos, sin, c.rope_dims, &q_[i * c.q_dim() + h * c.head_dim]);
       }
@@ -174,6 +226,11 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     }
     Attention(layer_idx, segments, kv);
     MatMul(w.wo, att_.data(), n, proj_.data());
+    if (!w.post_attn_norm.empty()) {
+      for (size_t i = 0; i < n; ++i) {
+        cpu::RmsNorm(&proj_[i * c.embd], w.post_attn_norm.data(), c.embd, c.rms_eps, &proj_[i * c.embd]);
+      }
+    }
     cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
 
     // MLP block.
@@ -182,8 +239,17 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     }
     MatMul(w.gate, xn_.data(), n, gate_.data());
     MatMul(w.up, xn_.data(), n, up_.data());
-    cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
+    if (c.ffn_activation == FfnActivation::kGeluTanh) {
+      GeGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
+    } else {
+      cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
+    }
     MatMul(w.down, gate_.data(), n, proj_.data());
+    if (!w.post_ffn_norm.empty()) {
+      for (size_t i = 0; i < n; ++i) {
+        cpu::RmsNorm(&proj_[i * c.embd], w.post_ffn_norm.data(), c.embd, c.rms_eps, &proj_[i * c.embd]);
+      }
+    }
     cpu::AddInPlace(proj_.data(), n * c.embd, x_.data());
   }
 
@@ -217,12 +283,15 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   if (rows == 0) return OkStatus();
   if (wanting == 1) {  // one segment: straight into its buffer
     for (const BatchSegment& seg : segments) {
-      if (LogitRows(seg) > 0) MatMul(model_.output(), xn_.data(), rows, seg.logits_out);
+      if (LogitRows(seg) == 0) continue;
+      MatMul(model_.output(), xn_.data(), rows, seg.logits_out);
+      if (c.final_softcap > 0) SoftCap(c.final_softcap, rows * c.vocab_size, seg.logits_out);
     }
     return OkStatus();
   }
   logits_.resize(rows * c.vocab_size);
   MatMul(model_.output(), xn_.data(), rows, logits_.data());
+  if (c.final_softcap > 0) SoftCap(c.final_softcap, rows * c.vocab_size, logits_.data());
   rows = 0;
   for (const BatchSegment& seg : segments) {
     const size_t want = LogitRows(seg);
@@ -234,8 +303,9 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
 }
 
 // Causal grouped-query attention for every token of the batch: token i of a segment sees its
-// own sequence's positions 0 .. pos(i), read through the segment's block table (the new
-// positions' K/V were stored before this is called). One task per (token, query head).
+// own sequence's positions 0 .. pos(i) (on a sliding-window layer only the last
+// sliding_window of them), read through the segment's block table (the new positions' K/V
+// were stored before this is called).
 void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> segments,
                              const KvLayout& kv) {
   const ModelConfig& c = model_.config();
@@ -244,15 +314,19 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
   // One task per (token, KV head): the group of query heads sharing that KV head reads each
   // cached key and value once.
   const size_t group = c.num_heads / c.num_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const float scale = c.query_scale;
+  const size_t window = c.IsSlidingLayer(layer_idx) ? c.sliding_window : 0;
   pool_.Run(num_tokens * c.num_kv_heads, [&](size_t task_idx, size_t thread_idx) {
     const size_t i = task_idx / c.num_kv_heads;
     const size_t kvh = task_idx % c.num_kv_heads;
     const BatchSegment& seg = segments[token_segment_[i]];
-    const size_t num_visible = token_pos_[i] + 1;  // causal: positions 0 .. pos
+    const size_t num_visible = token_pos_[i] + 1;  // causal: positions first .. pos
+    const size_t first = window > 0 && num_visible > window ? num_visible - window : 0;
     const float* q = &q_[i * c.q_dim() + kvh * group * c.head_dim];
     float* scores = &scores_[thread_idx * group * max_context_];
-    for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
+    // Scores of whole blocks from the one holding `first`; those before `first` are unused.
+    const size_t first_block = first - first % kv.block_tokens;
+    for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
       // Keys are stored transposed per block: element d of this head's keys is a row.
       const float* kt = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx) +
                         kvh * c.head_dim * kv.block_tokens;
@@ -260,13 +334,19 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
       cpu::AttentionScores(q, c.head_dim, group, kt, kv.block_tokens, rows, c.head_dim, scale,
                            scores + j0, max_context_);
     }
-    for (size_t g = 0; g < group; ++g) cpu::Softmax(scores + g * max_context_, num_visible);
+    for (size_t g = 0; g < group; ++g) {
+      float* row = scores + g * max_context_ + first;
+      if (c.attn_softcap > 0) SoftCap(c.attn_softcap, num_visible - first, row);
+      cpu::Softmax(row, num_visible - first);
+    }
     float* out = &att_[i * c.q_dim() + kvh * group * c.head_dim];
     std::fill(out, out + group * c.head_dim, 0.0f);
-    for (size_t j0 = 0; j0 < num_visible; j0 += kv.block_tokens) {
-      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + kvh * c.head_dim;
-      const size_t rows = std::min(kv.block_tokens, num_visible - j0);
-      cpu::AttentionValues(scores + j0, max_context_, group, v_rows, c.kv_dim(), rows, c.head_dim,
+    for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
+      const size_t j = std::max(j0, first);  // the block's first visible position
+      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) +
+                            (j - j0) * c.kv_dim() + kvh * c.head_dim;
+      const size_t rows = std::min(j0 + kv.block_tokens, num_visible) - j;
+      cpu::AttentionValues(scores + j, max_context_, group, v_rows, c.kv_dim(), rows, c.head_dim,
                            out, c.head_dim);
     }
   });

@@ -77,6 +77,15 @@ class BatchForward {
  private:
   void MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out);
   void Attention(size_t layer_idx, std::span<const BatchSegment> segments, const KvLayout& kv);
+  // Per-head RMSNorm of n tokens' rows of `heads` heads (Q/K norm).
+  void HeadNorm(const std::vector<float>& weight, size_t n, size_t heads, float* rows) const;
+
+  // A rotary table: the global layers' and, for models with sliding-window layers that rotate
+  // differently (gemma3), the sliding layers'.
+  struct Rope {
+    std::vector<float> inv_freq;  // [rope_dims / 2]: theta^(-2i / rope_dims) / factors
+    std::vector<float> cos, sin;  // [n, rope_dims / 2] for the current batch
+  };
 
   const Model& model_;
   ThreadPool& pool_;
@@ -97,10 +106,8 @@ class BatchForward {
   std::vector<float> proj_;      // [n, embd]
   std::vector<float> gate_;      // [n, ffn]
   std::vector<float> up_;        // [n, ffn]
-  std::vector<float> rope_cos_;  // [n, rope_dims / 2]
-  std::vector<float> rope_sin_;  // [n, rope_dims / 2]
+  std::vector<Rope> ropes_;      // [0] global layers, [1] sliding layers when they differ
   std::vector<float> scores_;    // [num_threads, max_context] attention scores per thread
-  std::vector<float> inv_freq_;  // [rope_dims / 2]: theta^(-2i / rope_dims)
   std::vector<float> logits_;    // [rows wanted, vocab] before they are copied out
 };
 

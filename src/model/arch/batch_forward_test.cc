@@ -9,6 +9,8 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
+#include <tuple>
 
 #include "model/arch/llama_context.h"
 #include "model/arch/tiny_model.h"
@@ -16,10 +18,12 @@
 namespace llmasos::arch {
 namespace {
 
-LoadedTinyModel LoadTiny(cpu::TensorType type) {
+// qwen2: NeoX RoPE and QKV biases. gemma3: sliding-window layers (window 5, every 2nd layer)
+// whose windows start inside a block and cross block boundaries of the paged pool.
+LoadedTinyModel LoadTiny(cpu::TensorType type, const std::string& arch = "qwen2") {
   TinyModelSpec spec;
   spec.type = type;
-  spec.arch = "qwen2";  // NeoX RoPE and QKV biases: the most arithmetic per token
+  spec.arch = arch;
   auto l = LoadTinyModel(spec);
   EXPECT_TRUE(l.ok()) << l.status().ToString();
   return *std::move(l);
@@ -71,10 +75,11 @@ float RelDiff(const std::vector<float>& a, const float* b) {
   return m / scale;
 }
 
-class BatchForwardTest : public testing::TestWithParam<cpu::TensorType> {};
+class BatchForwardTest : public testing::TestWithParam<std::tuple<cpu::TensorType, std::string>> {};
 
 TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
-  LoadedTinyModel l = LoadTiny(GetParam());
+  const cpu::TensorType type = std::get<0>(GetParam());
+  LoadedTinyModel l = LoadTiny(type, std::get<1>(GetParam()));
   const ModelConfig& c = l.model->config();
   ThreadPool pool(2);
   const size_t block_tokens = 4;
@@ -134,14 +139,15 @@ TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
       // runs other kernels (panels for >= 8 tokens) whose float rounding may flip an 8-bit
       // rounding of a later activation; 2e-2 of the largest logit bounds that, and a wrong
       // position, block or sequence gives errors of order 1.
-      const float tol = GetParam() == cpu::TensorType::kF32 ? 1e-4f : 2e-2f;
+      const float tol = type == cpu::TensorType::kF32 ? 1e-4f : 2e-2f;
       EXPECT_LE(RelDiff(want[p], &got[s][p * c.vocab_size]), tol) << "sequence " << s << " position " << p;
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, BatchForwardTest,
-                         testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1));
+                         testing::Combine(testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1),
+                                          testing::Values("qwen2", "gemma3")));
 
 TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
   LoadedTinyModel l = LoadTiny(cpu::TensorType::kF32);

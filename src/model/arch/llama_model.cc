@@ -1,6 +1,8 @@
 #include "model/arch/llama_model.h"
 
+#include <cmath>
 #include <cstdlib>
+#include <set>
 #include <string_view>
 
 #include "util/checked_math.h"
@@ -15,15 +17,31 @@ constexpr uint64_t kMaxLayers = 1024;
 constexpr uint64_t kMaxWidth = 1 << 20;
 constexpr uint64_t kMaxContext = 1 << 24;
 
+// What each architecture adds to the llama forward pass (facts from the models' reference
+// implementations and the llama.cpp GGUF conventions their files follow).
 struct ArchInfo {
   std::string_view name;
   RopeMode rope_mode;
+  bool qk_norm = false;       // attn_q_norm / attn_k_norm, [head_dim], before RoPE
+  bool gemma = false;         // embedding scale, GeGLU, post-attention and post-FFN norms
+  size_t swa_pattern = 0;     // default sliding-window pattern (0: no sliding layers)
+  bool gemma2_metadata = false;  // soft-caps and attention.sliding_window must be given
+  bool swa_own_rope = false;  // sliding layers: base 10000 (or rope.freq_base_swa), no scaling
+  size_t layers_27b = 0;      // block count of the 27B size, whose query scale is
+                              // 1/sqrt(embd / heads) rather than 1/sqrt(head_dim)
 };
 
 constexpr ArchInfo kArchitectures[] = {
     {"llama", RopeMode::kNormal},
     {"mistral", RopeMode::kNormal},
     {"qwen2", RopeMode::kNeox},
+    {"qwen3", RopeMode::kNeox, /*qk_norm=*/true},
+    // Gemma 2: every 2nd layer global (layers 1, 3, ...), soft-capped attention and logits.
+    {"gemma2", RopeMode::kNeox, false, /*gemma=*/true, /*swa_pattern=*/2,
+     /*gemma2_metadata=*/true, false, /*layers_27b=*/46},
+    // Gemma 3: every 6th layer global (5, 11, ...), local layers with their own RoPE base.
+    {"gemma3", RopeMode::kNeox, /*qk_norm=*/true, /*gemma=*/true, /*swa_pattern=*/6, false,
+     /*swa_own_rope=*/true, /*layers_27b=*/62},
 };
 
 }  // namespace
@@ -38,6 +56,26 @@ std::string_view PoolingName(Pooling pooling) {
 }
 
 namespace {
+constexpr std::string_view kSupported = "llama, mistral, qwen2, qwen3, gemma2, gemma3";
+
+const ArchInfo* FindArch(std::string_view name) {
+  for (const ArchInfo& a : kArchitectures) {
+    if (a.name == name) return &a;
+  }
+  return nullptr;
+}
+
+// A float in (lo, hi] read from `key`, or `fallback` when the key is absent.
+StatusOr<float> GetFloatInOr(const gguf::GgufFile& file, const std::string& key, double lo,
+                             double hi, float fallback) {
+  if (file.Find(key) == nullptr) return fallback;
+  ASSIGN_OR_RETURN(double v, file.GetFloat(key));
+  if (!(v > lo && v <= hi)) {
+    return DataLossError("metadata '" + key + "' = " + std::to_string(v) + " is outside (" +
+                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<float>(v);
+}
 
 StatusOr<uint64_t> GetBounded(const gguf::GgufFile& file, const std::string& key, uint64_t lo,
                               uint64_t hi) {
@@ -83,6 +121,7 @@ class WeightLoader {
     }
     cpu::MatView view{t->type, t->data, rows, cols, cpu::RowBytes(t->type, cols)};
     bytes_ += t->num_bytes;
+    used_.insert(name);
     return view;
   }
 
@@ -98,6 +137,7 @@ class WeightLoader {
     cpu::MatView view{t->type, t->data, 1, n, cpu::RowBytes(t->type, n)};
     cpu::DequantizeRow(view, 0, out.data());
     bytes_ += t->num_bytes;
+    used_.insert(name);
     return out;
   }
 
@@ -109,9 +149,22 @@ class WeightLoader {
 
   size_t bytes() const { return bytes_; }
 
+  // DataLoss naming the first tensor of the file that no weight was read from: a tensor the
+  // architecture does not use means the file is not what its metadata says.
+  Status CheckAllUsed(const std::string& arch) const {
+    for (const gguf::TensorInfo& t : file_.tensors()) {
+      if (used_.count(t.name) == 0) {
+        return DataLossError("tensor '" + std::string(t.name) + "' is not part of a '" + arch +
+                             "' model (the file's tensors disagree with its architecture)");
+      }
+    }
+    return OkStatus();
+  }
+
  private:
   const gguf::GgufFile& file_;
   size_t bytes_ = 0;
+  std::set<std::string, std::less<>> used_;
 };
 
 }  // namespace
@@ -120,13 +173,10 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   ModelConfig c;
   ASSIGN_OR_RETURN(std::string_view arch, file.GetString("general.architecture"));
   c.architecture = std::string(arch);
-  const ArchInfo* info = nullptr;
-  for (const ArchInfo& a : kArchitectures) {
-    if (a.name == arch) info = &a;
-  }
+  const ArchInfo* info = FindArch(arch);
   if (info == nullptr) {
-    return UnimplementedError("architecture '" + c.architecture +
-                              "' is not supported (supported: llama, mistral, qwen2)");
+    return UnimplementedError("architecture '" + c.architecture + "' is not supported (supported: " +
+                              std::string(kSupported) + ")");
   }
   c.rope_mode = info->rope_mode;
   const std::string p = c.architecture + ".";
@@ -172,10 +222,21 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   }
   if (file.Find(p + "rope.scaling.type") != nullptr) {
     ASSIGN_OR_RETURN(std::string_view scaling, file.GetString(p + "rope.scaling.type"));
-    if (scaling != "none") {
-      return UnimplementedError("RoPE scaling '" + std::string(scaling) + "' is not supported yet");
+    if (scaling == "linear") {
+      if (file.Find(p + "rope.scaling.factor") == nullptr) {
+        return DataLossError("rope.scaling.type is 'linear' but rope.scaling.factor is missing");
+      }
+      ASSIGN_OR_RETURN(c.rope_linear_factor,
+                       GetFloatInOr(file, p + "rope.scaling.factor", 0.0, 1e4, 1.0f));
+    } else if (scaling != "none") {
+      return UnimplementedError("RoPE scaling '" + std::string(scaling) +
+                                "' is not supported (supported: none, linear, and Llama 3's "
+                                "rope_freqs factors)");
     }
   }
+  // Llama 3.x rotary scaling has no metadata of its own: the converter writes the per-pair
+  // frequency factors as the tensor rope_freqs.weight (read in Model::FromGguf).
+  c.rope_freq_factors = file.FindTensor("rope_freqs.weight") != nullptr;
   // 4 (rank) is a reranker's head, which this forward pass does not have.
   ASSIGN_OR_RETURN(const uint64_t pooling, GetBoundedOr(file, p + "pooling_type", 0, 3, 1));
   c.pooling = pooling == 2 ? Pooling::kCls : pooling == 3 ? Pooling::kLast : Pooling::kMean;
@@ -185,6 +246,47 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
                          " is outside (0, 1)");
   }
   c.rms_eps = static_cast<float>(eps);
+
+  c.qk_norm = info->qk_norm;
+  c.query_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (info->gemma) {
+    c.post_norms = true;
+    c.embd_scale = true;
+    c.ffn_activation = FfnActivation::kGeluTanh;
+    // Gemma's query_pre_attn_scalar is not in the file: it is head_dim for every size but
+    // 27B, where it is embd / heads (llama.cpp identifies that size by its block count).
+    if (c.num_layers == info->layers_27b) {
+      c.query_scale = 1.0f / std::sqrt(static_cast<float>(c.embd) / static_cast<float>(c.num_heads));
+    }
+    for (auto [key, out] : {std::pair{"attn_logit_softcapping", &c.attn_softcap},
+                            std::pair{"final_logit_softcapping", &c.final_softcap}}) {
+      if (info->gemma2_metadata && file.Find(p + key) == nullptr) {
+        return DataLossError("metadata '" + p + key + "' is missing (" + c.architecture +
+                             " soft-caps its attention scores and logits)");
+      }
+      ASSIGN_OR_RETURN(*out, GetFloatInOr(file, p + key, 0.0, 1e4, 0.0f));
+    }
+  }
+  if (info->swa_pattern > 0) {
+    // Gemma 3 files converted with sliding_window_pattern 1 (no local layers) omit the key.
+    if (info->gemma2_metadata && file.Find(p + "attention.sliding_window") == nullptr) {
+      return DataLossError("metadata '" + p + "attention.sliding_window' is missing");
+    }
+    ASSIGN_OR_RETURN(c.sliding_window,
+                     GetBoundedOr(file, p + "attention.sliding_window", 1, kMaxContext, 0));
+    ASSIGN_OR_RETURN(c.swa_pattern, GetBoundedOr(file, p + "attention.sliding_window_pattern", 1,
+                                                 kMaxLayers, info->swa_pattern));
+    c.rope_theta_swa = c.rope_theta;
+    c.rope_linear_factor_swa = c.rope_linear_factor;
+    if (info->swa_own_rope) {
+      c.rope_linear_factor_swa = 1.0f;
+      ASSIGN_OR_RETURN(c.rope_theta_swa, GetFloatInOr(file, p + "rope.freq_base_swa", 1.0, 1e12,
+                                                      10000.0f));
+    }
+  } else if (file.Find(p + "attention.sliding_window") != nullptr) {
+    return UnimplementedError("metadata '" + p + "attention.sliding_window' is set, but a " +
+                              c.architecture + " model has no sliding-window layers");
+  }
 
   const gguf::TensorInfo* embd = file.FindTensor("token_embd.weight");
   if (embd == nullptr) return NotFoundError("model has no tensor 'token_embd.weight'");
@@ -209,6 +311,15 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
     m->output_ = m->token_embd_;  // tied embeddings
   }
   ASSIGN_OR_RETURN(m->output_norm_, load.Vector("output_norm.weight", c.embd));
+  if (c.rope_freq_factors) {
+    ASSIGN_OR_RETURN(m->rope_freq_factors_, load.Vector("rope_freqs.weight", c.rope_dims / 2));
+    for (float f : m->rope_freq_factors_) {
+      if (!(f > 0.0f && f < 1e6f)) {
+        return DataLossError("tensor 'rope_freqs.weight' holds " + std::to_string(f) +
+                             ": frequency factors must be in (0, 1e6)");
+      }
+    }
+  }
   m->layers_.resize(c.num_layers);
   for (size_t i = 0; i < c.num_layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
@@ -220,12 +331,23 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
     ASSIGN_OR_RETURN(l.bq, load.OptionalVector(b + "attn_q.bias", c.q_dim()));
     ASSIGN_OR_RETURN(l.bk, load.OptionalVector(b + "attn_k.bias", c.kv_dim()));
     ASSIGN_OR_RETURN(l.bv, load.OptionalVector(b + "attn_v.bias", c.kv_dim()));
+    if (c.qk_norm) {
+      ASSIGN_OR_RETURN(l.q_norm, load.Vector(b + "attn_q_norm.weight", c.head_dim));
+      ASSIGN_OR_RETURN(l.k_norm, load.Vector(b + "attn_k_norm.weight", c.head_dim));
+    }
     ASSIGN_OR_RETURN(l.wo, load.Matrix(b + "attn_output.weight", c.embd, c.q_dim()));
     ASSIGN_OR_RETURN(l.ffn_norm, load.Vector(b + "ffn_norm.weight", c.embd));
     ASSIGN_OR_RETURN(l.gate, load.Matrix(b + "ffn_gate.weight", c.ffn, c.embd));
     ASSIGN_OR_RETURN(l.up, load.Matrix(b + "ffn_up.weight", c.ffn, c.embd));
     ASSIGN_OR_RETURN(l.down, load.Matrix(b + "ffn_down.weight", c.embd, c.ffn));
+    if (c.post_norms) {
+      // Gemma's RMSNorm scales by (1 + w); the GGUF converter stores the norm weights with
+      // the 1 already added (HF w + 1), so every norm here multiplies by the stored weight.
+      ASSIGN_OR_RETURN(l.post_attn_norm, load.Vector(b + "post_attention_norm.weight", c.embd));
+      ASSIGN_OR_RETURN(l.post_ffn_norm, load.Vector(b + "post_ffw_norm.weight", c.embd));
+    }
   }
+  RETURN_IF_ERROR(load.CheckAllUsed(c.architecture));
   // The embedding table is read one row per token, not whole, unless it doubles as output.
   const gguf::TensorInfo* embd = file->FindTensor("token_embd.weight");
   m->weight_bytes_ = load.bytes() - (m->output_.data == m->token_embd_.data ? 0 : embd->num_bytes);

@@ -1,5 +1,8 @@
-// The llama family of decoder-only transformers (llama, mistral, qwen2, smollm): the
-// configuration and the weights as read from a GGUF file.
+// The llama family of decoder-only transformers (llama, mistral, qwen2, qwen3, gemma2, gemma3,
+// smollm): the configuration and the weights as read from a GGUF file. The variants differ by
+// the features in ModelConfig (Q/K norms, post-norms, GeGLU, soft-capping, sliding windows,
+// rotary frequency factors); each architecture's table entry says which it has, and the
+// loader refuses a file whose tensors or metadata disagree with its architecture.
 //
 // Weights stay in the memory-mapped file in their stored type; only the small 1-D tensors
 // (norm weights, biases) are converted to float at load. Where the CPU driver has faster
@@ -31,6 +34,10 @@ enum class RopeMode {
 // llama.cpp's numbering: 1 mean, 2 cls, 3 last; absent or 0 (none) pools by mean).
 enum class Pooling { kMean, kCls, kLast };
 std::string_view PoolingName(Pooling pooling);
+enum class FfnActivation {
+  kSilu,      // down(silu(gate x) * up x): llama, qwen
+  kGeluTanh,  // down(gelu_tanh(gate x) * up x) (GeGLU): gemma
+};
 
 struct ModelConfig {
   std::string architecture;  // general.architecture
@@ -47,7 +54,31 @@ struct ModelConfig {
   size_t vocab_size = 0;
   RopeMode rope_mode = RopeMode::kNormal;
   Pooling pooling = Pooling::kMean;
+  // Linear RoPE scaling (rope.scaling.type "linear"): positions are divided by this factor.
+  // Gemma 3 applies it to its global layers only.
+  float rope_linear_factor = 1.0f;
+  bool rope_freq_factors = false;  // the file has rope_freqs.weight (Llama 3.x rotary scaling)
 
+  // Architecture features beyond plain llama.
+  bool qk_norm = false;          // per-head RMSNorm of Q and K before RoPE (qwen3, gemma3)
+  bool post_norms = false;       // RMSNorm of the attention and FFN outputs (gemma2, gemma3)
+  bool embd_scale = false;       // token embeddings multiplied by sqrt(embd) (gemma)
+  FfnActivation ffn_activation = FfnActivation::kSilu;
+  float query_scale = 0.0f;      // multiplies q.k; 1/sqrt(head_dim) unless the model says
+  float attn_softcap = 0.0f;     // > 0: scores become cap * tanh(score / cap) (gemma2)
+  float final_softcap = 0.0f;    // > 0: the same on the output logits (gemma2)
+  // Sliding-window attention: 0 = none. Otherwise layer i attends to the `sliding_window`
+  // latest positions (its own included) when i % swa_pattern < swa_pattern - 1; the other
+  // layers are global. Sliding layers rotate with base rope_theta_swa, linear factor
+  // rope_linear_factor_swa and no rope_freqs factors.
+  size_t sliding_window = 0;
+  size_t swa_pattern = 0;
+  float rope_theta_swa = 10000.0f;
+  float rope_linear_factor_swa = 1.0f;
+
+  bool IsSlidingLayer(size_t layer) const {
+    return sliding_window > 0 && layer % swa_pattern < swa_pattern - 1;
+  }
   size_t q_dim() const { return num_heads * head_dim; }
   size_t kv_dim() const { return num_kv_heads * head_dim; }
 };
@@ -60,9 +91,12 @@ struct LayerWeights {
   cpu::MatView wq, wk, wv;       // [q_dim, embd], [kv_dim, embd], [kv_dim, embd]
   std::vector<float> bq, bk, bv; // [q_dim], [kv_dim], [kv_dim]; empty when the model has none
   cpu::MatView wo;               // [embd, q_dim]
+  std::vector<float> q_norm, k_norm;  // [head_dim] each, when config.qk_norm
+  std::vector<float> post_attn_norm;  // [embd], when config.post_norms
   std::vector<float> ffn_norm;   // [embd]
   cpu::MatView gate, up;         // [ffn, embd]
   cpu::MatView down;             // [embd, ffn]
+  std::vector<float> post_ffn_norm;   // [embd], when config.post_norms
 };
 
 class Model {
@@ -77,6 +111,9 @@ class Model {
   const cpu::MatView& output() const { return output_; }          // [vocab, embd]; may be token_embd
   const std::vector<float>& output_norm() const { return output_norm_; }
   const LayerWeights& layer(size_t idx) const { return layers_[idx]; }
+  // Llama 3.x rotary frequency factors, [rope_dims / 2]: pair i turns at inv_freq_i / f_i.
+  // Empty when the file has none.
+  const std::vector<float>& rope_freq_factors() const { return rope_freq_factors_; }
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
 
@@ -96,6 +133,7 @@ class Model {
   cpu::MatView output_{};
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
+  std::vector<float> rope_freq_factors_;
   std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
   std::vector<std::vector<float>> kept_;  // merged matrices (KeepMatrix)
   size_t weight_bytes_ = 0;

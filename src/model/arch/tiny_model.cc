@@ -43,9 +43,11 @@ StatusOr<cpu::TensorType> ParseWeightType(const std::string& name) {
 }
 
 StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
-  if (s.arch != "llama" && s.arch != "qwen2") {
-    return InvalidArgumentError("unknown arch '" + s.arch + "' (llama, qwen2)");
+  if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "qwen3" && s.arch != "gemma3") {
+    return InvalidArgumentError("unknown arch '" + s.arch + "' (llama, qwen2, qwen3, gemma3)");
   }
+  const bool qk_norm = s.arch == "qwen3" || s.arch == "gemma3";
+  const bool gemma = s.arch == "gemma3";
   if (s.heads == 0 || s.kv_heads == 0 || s.embd % s.heads != 0 || s.heads % s.kv_heads != 0 ||
       (s.embd / s.heads) % 2 != 0) {
     return InvalidArgumentError("embd must split into heads of even size, and heads into kv heads");
@@ -97,6 +99,10 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   w.SetFloat32(a + ".rope.freq_base", 10000.0f);
   w.SetFloat32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
   w.SetUint32(a + ".rope.dimension_count", head_dim);
+  if (gemma) {
+    w.SetUint32(a + ".attention.sliding_window", s.sliding_window);
+    w.SetUint32(a + ".attention.sliding_window_pattern", 2);
+  }
   w.SetString("tokenizer.ggml.model", "gpt2");
   w.SetString("tokenizer.ggml.pre", a == "qwen2" ? "qwen2" : "gpt2");
   w.SetStringArray("tokenizer.ggml.tokens", tokens);
@@ -143,11 +149,17 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
       vector(b + "attn_k.bias", kv_dim, 0.1f, 0.0f);
       vector(b + "attn_v.bias", kv_dim, 0.1f, 0.0f);
     }
+    if (qk_norm) {
+      vector(b + "attn_q_norm.weight", head_dim, 0.1f, 1.0f);
+      vector(b + "attn_k_norm.weight", head_dim, 0.1f, 1.0f);
+    }
     matrix(b + "attn_output.weight", s.embd, s.embd);
+    if (gemma) vector(b + "post_attention_norm.weight", s.embd, 0.1f, 1.0f);
     vector(b + "ffn_norm.weight", s.embd, 0.1f, 1.0f);
     matrix(b + "ffn_gate.weight", s.ff, s.embd);
     matrix(b + "ffn_up.weight", s.ff, s.embd);
     matrix(b + "ffn_down.weight", s.embd, s.ff);
+    if (gemma) vector(b + "post_ffw_norm.weight", s.embd, 0.1f, 1.0f);
   }
   RETURN_IF_ERROR(st);
   return w.Serialize();

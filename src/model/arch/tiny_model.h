@@ -16,7 +16,9 @@
 namespace llmasos::arch {
 
 struct TinyModelSpec {
-  std::string arch = "llama";  // "llama" (normal RoPE) or "qwen2" (NeoX RoPE, QKV bias)
+  // "llama" (normal RoPE), "qwen2" (NeoX RoPE, QKV bias), "qwen3" (NeoX, Q/K norm) or
+  // "gemma3" (Q/K norm, post-norms, GeGLU, every 2nd layer sliding with `sliding_window`).
+  std::string arch = "llama";
   cpu::TensorType type = cpu::TensorType::kQ8_0;  // type of every 2-D weight
   uint64_t seed = 1;
   uint32_t layers = 2;
@@ -27,6 +29,7 @@ struct TinyModelSpec {
   uint32_t vocab = 320;  // at least 264: 256 bytes, 5 merges, 3 control tokens
   uint32_t context = 256;
   bool tied = false;  // output shares token_embd
+  uint32_t sliding_window = 5;  // gemma3 only
 };
 
 // Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
