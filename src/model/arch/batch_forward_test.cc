@@ -147,7 +147,11 @@ TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Types, BatchForwardTest,
                          testing::Combine(testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1),
-                                          testing::Values("qwen2", "gemma3")));
+                                          testing::Values("qwen2", "gemma3")),
+                         [](const auto& info) {
+                           return std::string(cpu::Traits(std::get<0>(info.param)).name) + "_" +
+                                  std::get<1>(info.param);
+                         });
 
 TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
   LoadedTinyModel l = LoadTiny(cpu::TensorType::kF32);
