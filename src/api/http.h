@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/status.h"
+
 namespace llmasos::api {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -26,9 +28,21 @@ struct HttpRequest {
   std::string query;   // after '?', undecoded; "" when none
   HeaderList headers;  // names as sent
   std::string body;
+  // The values of the route's `{name}` segments (router.h), percent-decoded; set by the
+  // router before the handler runs.
+  HeaderList path_params;
   // The first header named `name` (case-insensitive); "" when absent.
   std::string_view Header(std::string_view name) const;
+  // The path parameter `name` of the matched route; "" when the route has none of that name.
+  std::string_view PathParam(std::string_view name) const;
 };
+
+// %XX escapes decoded (and '+' as a space when `plus_is_space`, as in a query).
+// InvalidArgument for a '%' not followed by two hex digits.
+StatusOr<std::string> PercentDecode(std::string_view text, bool plus_is_space = false);
+// A query string ("a=1&b=x%20y", without the '?') as decoded (name, value) pairs in order; a
+// name without '=' has the value "". InvalidArgument naming the parameter for a bad escape.
+StatusOr<HeaderList> ParseQuery(std::string_view query);
 
 // One request and its response. The response is either complete (Respond) or streamed
 // (StartStream, Write..., EndStream; chunked transfer encoding). Exactly one of Respond or

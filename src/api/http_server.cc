@@ -407,9 +407,12 @@ class ExchangeImpl : public Exchange {
 };
 
 void Connection::Dispatch(HttpRequest request) {
+  const Router::Route route = server_->router->Match(request);
   auto exchange = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(request));
-  Router::Route route = server_->router->Find(exchange);
-  if (route.handler == nullptr) return;  // answered (404, 405)
+  if (route.handler == nullptr) {
+    Router::SendMiss(*exchange, route);
+    return;
+  }
   net::thread_pool& pool = route.pool == Pool::kSlow ? *server_->slow : *server_->workers;
   net::post(pool, [handler = route.handler, exchange] {
     // No exception may leave a handler: it would take a worker thread down with it.

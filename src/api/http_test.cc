@@ -1,5 +1,6 @@
 // The HTTP layer's pure parts: error bodies in each API's shape, path scrubbing, the status
-// mapping, and the router's 404 / 405 answers (through a recording Exchange).
+// mapping, query strings, and the router's matching (path parameters) and 404 / 405 answers
+// (through a recording Exchange).
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -70,6 +71,13 @@ TEST(ErrorsTest, SendStatusMapsCodesScrubsAndSetsRetryAfter) {
   EXPECT_EQ(HttpStatusFor(StatusCode::kInternal), 500);
 }
 
+// Match, then what the server does with a miss.
+Router::Route MatchOrAnswer(const Router& router, RecordingExchange& ex) {
+  Router::Route route = router.Match(ex.request_);
+  if (route.handler == nullptr) Router::SendMiss(ex, route);
+  return route;
+}
+
 TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
   Router router;
   int calls = 0;
@@ -77,7 +85,7 @@ TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
   router.Add("POST", "/api/pull", [&](const ExchangePtr&) { ++calls; }, Pool::kSlow);
 
   auto found = std::make_shared<RecordingExchange>("POST", "/api/pull");
-  Router::Route route = router.Find(found);
+  Router::Route route = MatchOrAnswer(router, *found);
   ASSERT_NE(route.handler, nullptr);
   EXPECT_EQ(route.pool, Pool::kSlow);
   (*route.handler)(found);
@@ -85,15 +93,95 @@ TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
   EXPECT_EQ(found->status_, 0);  // the router itself answered nothing
 
   auto missing = std::make_shared<RecordingExchange>("GET", "/v1/nothing");
-  EXPECT_EQ(router.Find(missing).handler, nullptr);
+  EXPECT_EQ(MatchOrAnswer(router, *missing).handler, nullptr);
   EXPECT_EQ(missing->status_, 404);
   EXPECT_NE(missing->body_.find("/v1/nothing"), std::string::npos);
 
   auto wrong = std::make_shared<RecordingExchange>("DELETE", "/v1/models");
-  EXPECT_EQ(router.Find(wrong).handler, nullptr);
+  EXPECT_EQ(MatchOrAnswer(router, *wrong).handler, nullptr);
   EXPECT_EQ(wrong->status_, 405);
   ASSERT_EQ(wrong->headers_.size(), 1u);
   EXPECT_EQ(wrong->headers_[0].second, "GET");
+}
+
+TEST(RouterTest, PathParametersMatchOneSegmentAndArePercentDecoded) {
+  Router router;
+  std::string seen;
+  router.Add("GET", "/os/processes/{id}", [&](const ExchangePtr& ex) { seen = ex->request().PathParam("id"); });
+  router.Add("DELETE", "/os/processes/{id}", [](const ExchangePtr&) {});
+
+  auto ex = std::make_shared<RecordingExchange>("GET", "/os/processes/3-17");
+  Router::Route route = MatchOrAnswer(router, *ex);
+  ASSERT_NE(route.handler, nullptr);
+  (*route.handler)(ex);
+  EXPECT_EQ(seen, "3-17");
+  EXPECT_EQ(ex->request().PathParam("other"), "");
+
+  auto escaped = std::make_shared<RecordingExchange>("GET", "/os/processes/a%20b");
+  ASSERT_NE(MatchOrAnswer(router, *escaped).handler, nullptr);
+  EXPECT_EQ(escaped->request().PathParam("id"), "a b");
+
+  // A parameter is one non-empty, well-escaped segment: anything else names nothing.
+  for (const char* path : {"/os/processes/", "/os/processes", "/os/processes/1/2", "/os/processes/%zz"}) {
+    auto miss = std::make_shared<RecordingExchange>("GET", path);
+    EXPECT_EQ(MatchOrAnswer(router, *miss).handler, nullptr) << path;
+    EXPECT_EQ(miss->status_, 404) << path;
+  }
+
+  auto wrong = std::make_shared<RecordingExchange>("PUT", "/os/processes/4");
+  EXPECT_EQ(MatchOrAnswer(router, *wrong).handler, nullptr);
+  EXPECT_EQ(wrong->status_, 405);
+  ASSERT_EQ(wrong->headers_.size(), 1u);
+  EXPECT_EQ(wrong->headers_[0].second, "DELETE, GET");
+}
+
+TEST(RouterTest, LiteralSegmentsWinOverParametersWhateverTheOrderOfAdding) {
+  Router router;
+  std::string which;
+  router.Add("GET", "/os/models/{name}", [&](const ExchangePtr&) { which = "param"; });
+  router.Add("POST", "/os/models/{name}", [&](const ExchangePtr&) { which = "param-post"; });
+  router.Add("GET", "/os/models/pins", [&](const ExchangePtr&) { which = "literal"; });
+  router.Add("GET", "/{a}/models/{b}", [&](const ExchangePtr&) { which = "two-params"; });
+
+  auto pins = std::make_shared<RecordingExchange>("GET", "/os/models/pins");
+  (*MatchOrAnswer(router, *pins).handler)(pins);
+  EXPECT_EQ(which, "literal");
+  EXPECT_TRUE(pins->request().path_params.empty());
+
+  auto named = std::make_shared<RecordingExchange>("GET", "/os/models/smollm2");
+  (*MatchOrAnswer(router, *named).handler)(named);
+  EXPECT_EQ(which, "param");
+  EXPECT_EQ(named->request().PathParam("name"), "smollm2");
+
+  // The literal route has no POST: the next pattern that matches and takes POST does.
+  auto post = std::make_shared<RecordingExchange>("POST", "/os/models/pins");
+  (*MatchOrAnswer(router, *post).handler)(post);
+  EXPECT_EQ(which, "param-post");
+
+  auto other = std::make_shared<RecordingExchange>("GET", "/v9/models/x");
+  (*MatchOrAnswer(router, *other).handler)(other);
+  EXPECT_EQ(which, "two-params");
+  EXPECT_EQ(other->request().PathParam("a"), "v9");
+  EXPECT_EQ(other->request().PathParam("b"), "x");
+}
+
+TEST(RouterTest, AddingARouteTwiceIsABug) {
+  Router router;
+  router.Add("GET", "/x/{id}", [](const ExchangePtr&) {});
+  EXPECT_DEATH(router.Add("GET", "/x/{id}", [](const ExchangePtr&) {}), "added twice");
+  EXPECT_DEATH(router.Add("GET", "/y/{id}/{id}", [](const ExchangePtr&) {}), "repeated parameter");
+}
+
+TEST(HttpTest, QueryStringsAreSplitAndDecoded) {
+  auto q = ParseQuery("state=running&tenant=a%2Bb&model=x+y&flag&&empty=");
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_EQ(*q, (HeaderList{{"state", "running"}, {"tenant", "a+b"}, {"model", "x y"}, {"flag", ""}, {"empty", ""}}));
+  EXPECT_TRUE(ParseQuery("")->empty());
+  auto bad = ParseQuery("tenant=%4");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tenant"), std::string::npos);
+  EXPECT_FALSE(PercentDecode("%g0").ok());
+  EXPECT_EQ(*PercentDecode("a+b%2f"), "a+b/");
 }
 
 }  // namespace
