@@ -55,6 +55,59 @@ struct UnpackedPanel {
   std::vector<float> min;     // [rows][cols / 16]
 };
 
+// The formats real Q4_K_M / Q5_K_M files carry in their large matrices decode q with vectors
+// here (the same values as Unpack32); the others use Unpack32 as it is.
+template <TensorType kType>
+inline constexpr bool kSimdDecode = kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
+                                    kType == TensorType::kQ6_K;
+
+template <size_t kShift>
+HWY_INLINE VU8 ShiftedBits(VU8 v, uint8_t mask) {
+  return hn::And(hn::ShiftRight<kShift>(v), hn::Set(DU8(), mask));
+}
+
+// q of unit u of a Q4_K, Q5_K or Q6_K row into dst[0..32), as Unpack32 computes them.
+template <TensorType kType>
+HWY_INLINE void DecodeQ(const uint8_t* HWY_RESTRICT row, size_t u, int8_t* HWY_RESTRICT dst) {
+  constexpr size_t kL = hn::MaxLanes(DU8());
+  if constexpr (kType == TensorType::kQ6_K) {
+    const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[u / 8];
+    const size_t h = (u % 8) / 4, k = u % 4;
+    const uint8_t* ql = b.ql + 64 * h + 32 * (k % 2);
+    const uint8_t* qh = b.qh + 32 * h;
+    LLMASOS_UNROLL
+    for (size_t v = 0; v < kVecsPerBlock; ++v) {
+      const VU8 lo_bytes = hn::LoadU(DU8(), ql + v * kL);
+      const VU8 lo = k < 2 ? ShiftedBits<0>(lo_bytes, 0x0F) : ShiftedBits<4>(lo_bytes, 0x0F);
+      const VU8 hi_bytes = hn::LoadU(DU8(), qh + v * kL);
+      VU8 hi;
+      switch (k) {
+        case 0: hi = ShiftedBits<0>(hi_bytes, 3); break;
+        case 1: hi = ShiftedBits<2>(hi_bytes, 3); break;
+        case 2: hi = ShiftedBits<4>(hi_bytes, 3); break;
+        default: hi = ShiftedBits<6>(hi_bytes, 3); break;
+      }
+      const VU8 q = hn::Or(lo, hn::ShiftLeft<4>(hi));
+      hn::StoreU(hn::Sub(hn::BitCast(DI8(), q), hn::Set(DI8(), int8_t{32})), DI8(), dst + v * kL);
+    }
+  } else {
+    using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K, BlockQ5_K>;
+    const auto& b = reinterpret_cast<const Block*>(row)[u / 8];
+    const size_t j = u % 8;
+    const uint8_t* qs = b.qs + 32 * (j / 2);
+    LLMASOS_UNROLL
+    for (size_t v = 0; v < kVecsPerBlock; ++v) {
+      const VU8 bytes = hn::LoadU(DU8(), qs + v * kL);
+      VU8 q = j % 2 == 0 ? ShiftedBits<0>(bytes, 0x0F) : ShiftedBits<4>(bytes, 0x0F);
+      if constexpr (kType == TensorType::kQ5_K) {
+        const VU8 bit = hn::And(hn::LoadU(DU8(), b.qh + v * kL), hn::Set(DU8(), static_cast<uint8_t>(1u << j)));
+        q = hn::Or(q, hn::IfThenElseZero(hn::Ne(bit, hn::Zero(DU8())), hn::Set(DU8(), uint8_t{16})));
+      }
+      hn::StoreU(hn::BitCast(DI8(), q), DI8(), dst + v * kL);
+    }
+  }
+}
+
 template <TensorType kType>
 void FillPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_rows,
                size_t cols, UnpackedPanel& p) {
@@ -63,8 +116,13 @@ void FillPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_
   for (size_t r = 0; r < num_rows; ++r) {
     const uint8_t* row = w_rows + r * row_bytes;
     for (size_t b = 0; b < cols / 32; ++b) {
-      Unpack32<kType>(row, b, u);
-      std::memcpy(&p.q[r * cols + 32 * b], u.q, 32);
+      if constexpr (kSimdDecode<kType>) {
+        DecodeQ<kType>(row, b, &p.q[r * cols + 32 * b]);
+        UnpackScales<kType>(row, b, u);
+      } else {
+        Unpack32<kType>(row, b, u);
+        std::memcpy(&p.q[r * cols + 32 * b], u.q, 32);
+      }
       p.scale[r * halves + 2 * b] = u.scale[0];
       p.scale[r * halves + 2 * b + 1] = u.scale[1];
       p.min[r * halves + 2 * b] = u.min[0];

@@ -55,6 +55,29 @@ inline void SetScales(Unpacked32& u, float s0, float s1, float m0, float m1) {
 
 }  // namespace unpack_internal
 
+// Only the scales and minimums of unit `u` (for the SIMD kernels that decode q themselves).
+// REQUIRES: kType is Q4_K, Q5_K or Q6_K.
+template <TensorType kType>
+inline void UnpackScales(const uint8_t* row, size_t u, Unpacked32& o) {
+  using namespace unpack_internal;
+  if constexpr (kType == TensorType::kQ6_K) {
+    const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[u / 8];
+    const size_t i = 8 * ((u % 8) / 4) + 2 * (u % 4);
+    const float d = F16ToF32(b.d);
+    SetScales(o, d * static_cast<float>(b.scales[i]), d * static_cast<float>(b.scales[i + 1]),
+              0.0f, 0.0f);
+  } else {
+    static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ5_K);
+    using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K, BlockQ5_K>;
+    const auto& b = reinterpret_cast<const Block*>(row)[u / 8];
+    int sc, m;
+    ScaleMinK4(b.scales, u % 8, sc, m);
+    const float scale = F16ToF32(b.d) * static_cast<float>(sc);
+    const float min = -(F16ToF32(b.dmin) * static_cast<float>(m));
+    SetScales(o, scale, scale, min, min);
+  }
+}
+
 // Unit `u` (elements 32 u .. 32 u + 31) of a row of kType. REQUIRES: kType is block-quantized.
 template <TensorType kType>
 inline void Unpack32(const uint8_t* row, size_t u, Unpacked32& o) {
@@ -132,11 +155,7 @@ inline void Unpack32(const uint8_t* row, size_t u, Unpacked32& o) {
       if constexpr (kType == TensorType::kQ5_K) q |= ((b.qh[l] >> j) & 1) << 4;
       o.q[l] = static_cast<int8_t>(q);
     }
-    int sc, m;
-    ScaleMinK4(b.scales, j, sc, m);
-    const float scale = F16ToF32(b.d) * static_cast<float>(sc);
-    const float min = -(F16ToF32(b.dmin) * static_cast<float>(m));
-    SetScales(o, scale, scale, min, min);
+    UnpackScales<kType>(row, u, o);
   } else if constexpr (kType == TensorType::kQ6_K) {
     const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[u / 8];
     const size_t h = (u % 8) / 4, k = u % 4;  // element 128 h + 32 k + l
@@ -147,10 +166,7 @@ inline void Unpack32(const uint8_t* row, size_t u, Unpacked32& o) {
       const int q = ((ql[l] >> shift) & 0x0F) | (((qh[l] >> (2 * k)) & 3) << 4);
       o.q[l] = static_cast<int8_t>(q - 32);
     }
-    const float d = F16ToF32(b.d);
-    const size_t i = 8 * h + 2 * k;
-    SetScales(o, d * static_cast<float>(b.scales[i]), d * static_cast<float>(b.scales[i + 1]),
-              0.0f, 0.0f);
+    UnpackScales<kType>(row, u, o);
   } else if constexpr (kType == TensorType::kQ8_K) {
     const auto& b = reinterpret_cast<const BlockQ8_K*>(row)[u / 8];
     std::memcpy(o.q, b.qs + 32 * (u % 8), 32);
