@@ -12,28 +12,28 @@ Channel::~Channel() { state_->dropped.store(true, std::memory_order_release); }
 
 void Channel::State::Push(StreamEvent event) {
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (event.kind == StreamEvent::Kind::kEnd) --num_open;
     // Nobody will read a dropped channel's events; keeping them would only hold memory.
     if (!dropped.load(std::memory_order_acquire)) events.push_back(std::move(event));
   }
-  cv.notify_all();
+  cv.NotifyAll();
   if (notify && !dropped.load(std::memory_order_acquire)) notify();
 }
 
 void Channel::SetNotifier(std::function<void()> notify) {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  MutexLock lock(state_->mu);
   CHECK_EQ(state_->num_open, 0u) << "Channel::SetNotifier after a submission";
   state_->notify = std::move(notify);
 }
 
 StatusOr<StreamEvent> Channel::Next(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(state_->mu);
-  const bool ready =
-      state_->cv.wait_for(lock, timeout, [&] { return !state_->events.empty() || state_->num_open == 0; });
-  if (!state_->events.empty()) {
-    StreamEvent event = std::move(state_->events.front());
-    state_->events.pop_front();
+  State& st = *state_;
+  MutexLock lock(st.mu);
+  const bool ready = st.cv.WaitFor(st.mu, timeout, [&]() REQUIRES(st.mu) { return !st.events.empty() || st.num_open == 0; });
+  if (!st.events.empty()) {
+    StreamEvent event = std::move(st.events.front());
+    st.events.pop_front();
     return event;
   }
   if (ready) return OutOfRangeError("channel closed: every process in it has ended");
@@ -85,12 +85,12 @@ StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Cha
   // Counted open before the engine thread can see the processes, so each end event always
   // finds the count it closes.
   {
-    std::lock_guard<std::mutex> lock(channel->mu);
+    MutexLock lock(channel->mu);
     channel->num_open += n;
   }
   std::vector<ProcessId> ids;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!stopping_) {
       // Minted under mu_, so the inbox holds ids in increasing order.
       for (size_t i = 0; i < n; ++i) ids.push_back(engine_->NewProcessId());
@@ -100,11 +100,11 @@ StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Cha
     }
   }
   if (ids.empty()) {
-    std::lock_guard<std::mutex> lock(channel->mu);
+    MutexLock lock(channel->mu);
     channel->num_open -= n;
     return FailedPreconditionError("the engine thread is shut down");
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
   return ids;
 }
 
@@ -113,39 +113,39 @@ Status EngineThread::Cancel(ProcessId id, EndReason reason, std::string message)
     return InvalidArgumentError("a process cannot be cancelled with reason " + std::string(EndReasonName(reason)));
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (id == 0 || id > last_id_) return NotFoundError("no process " + std::to_string(id));
     if (stopping_) return FailedPreconditionError("the engine thread is shut down");
     cancels_.push_back(CancelRequest{id, reason, std::move(message)});
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
   return OkStatus();
 }
 
 Status EngineThread::SetPolicy(std::string_view name) {
   RETURN_IF_ERROR(NewPolicyByName(name).status());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return FailedPreconditionError("the engine thread is shut down");
     policy_ = std::string(name);
   }
-  cv_.notify_one();
+  cv_.NotifyOne();
   return OkStatus();
 }
 
 void EngineThread::Shutdown() {
   std::call_once(joined_, [this] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
-    cv_.notify_one();
+    cv_.NotifyOne();
     thread_.join();
   });
 }
 
 EngineThreadStats EngineThread::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   EngineThreadStats s = stats_;
   s.recent.assign(recent_.begin(), recent_.end());
   return s;
@@ -161,8 +161,8 @@ void EngineThread::Loop() {
     bool stopping = false;
     {
       const bool has_work = engine_->HasWork();
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
+      MutexLock lock(mu_);
+      cv_.Wait(mu_, [&]() REQUIRES(mu_) {
         return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || policy_.has_value();
       });
       queued.swap(inbox_);
@@ -199,7 +199,7 @@ void EngineThread::Loop() {
     StatusOr<StepReport> step = engine_->Step();
     if (!step.ok()) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (stats_.error.ok()) stats_.error = step.status();
       }
       EndAll(EndReason::kError, "engine step failed: " + step.status().ToString());
@@ -217,7 +217,7 @@ void EngineThread::Admit(std::vector<Queued>& queued) {
     Status st = engine_->SubmitValidated(std::move(q.spec), q.ids, q.submitted_at);
     if (!st.ok()) {  // Validate passed and ids are in order: a bug, reported on the stream
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         stats_.num_ended += q.ids.size();
       }
       for (ProcessId id : q.ids) {
@@ -251,7 +251,7 @@ void EngineThread::DeliverEnded() {
   if (ended.empty()) return;
   {
     // Counted before the events go out, so a consumer that saw an end sees it counted.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stats_.num_ended += ended.size();
   }
   for (EndedProcess& e : ended) {
@@ -280,7 +280,7 @@ void EngineThread::Publish(const std::optional<StepReport>& step) {
   const KvStats kv = engine_->kv().Stats();
   const SchedulerStats sched = engine_->scheduler().stats();
   const size_t num_live = sched.num_queued + sched.num_running;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stats_.kv = kv;
   stats_.num_live = num_live;
   if (!step || step->num_tokens == 0) return;

@@ -30,11 +30,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -42,6 +40,8 @@
 #include <vector>
 
 #include "kernel/engine.h"
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::kernel {
 
@@ -99,10 +99,10 @@ class Channel {
  private:
   friend class EngineThread;
   struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<StreamEvent> events;  // GUARDED_BY(mu)
-    size_t num_open = 0;             // GUARDED_BY(mu): submitted processes without an end event
+    Mutex mu;
+    CondVar cv;
+    std::deque<StreamEvent> events GUARDED_BY(mu);
+    size_t num_open GUARDED_BY(mu) = 0;  // submitted processes without an end event
     std::atomic<bool> dropped{false};
     // Set before the first submission (the submission's locking publishes it), read-only after.
     std::function<void()> notify;
@@ -197,7 +197,7 @@ class EngineThread {
                size_t history_steps);
   StatusOr<std::vector<ProcessId>> Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
                                            size_t n);
-  void Loop();
+  void Loop() EXCLUDES(mu_);
   // Engine-thread helpers.
   void Admit(std::vector<Queued>& queued);
   void OnOutput(ProcessId id, const TokenOutput& out);
@@ -213,20 +213,20 @@ class EngineThread {
   // Engine thread only: the channel of each live process.
   std::unordered_map<ProcessId, std::shared_ptr<Channel::State>> streams_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<Queued> inbox_;                                // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::vector<Queued> inbox_ GUARDED_BY(mu_);
   struct CancelRequest {
     ProcessId id;
     EndReason reason;
     std::string message;
   };
-  std::vector<CancelRequest> cancels_;                       // GUARDED_BY(mu_)
-  std::optional<std::string> policy_;                        // GUARDED_BY(mu_)
-  bool stopping_ = false;                                    // GUARDED_BY(mu_)
-  ProcessId last_id_ = 0;                                    // GUARDED_BY(mu_): highest id queued
-  EngineThreadStats stats_;                                  // GUARDED_BY(mu_)
-  std::deque<StepTiming> recent_;                            // GUARDED_BY(mu_)
+  std::vector<CancelRequest> cancels_ GUARDED_BY(mu_);
+  std::optional<std::string> policy_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  ProcessId last_id_ GUARDED_BY(mu_) = 0;  // highest id queued
+  EngineThreadStats stats_ GUARDED_BY(mu_);
+  std::deque<StepTiming> recent_ GUARDED_BY(mu_);
   std::thread thread_;
   std::once_flag joined_;
 };

@@ -1,0 +1,72 @@
+// Mutex, MutexLock and CondVar: std::mutex and std::condition_variable_any with clang's
+// thread-safety annotations (util/thread_annotations.h), so -Wthread-safety can check what a
+// mutex guards.
+//
+//   Mutex mu_;
+//   CondVar cv_;
+//   bool ready_ GUARDED_BY(mu_) = false;
+//   ...
+//   MutexLock lock(mu_);
+//   cv_.Wait(mu_, [&]() REQUIRES(mu_) { return ready_; });
+#ifndef LLMASOS_UTIL_MUTEX_H_
+#define LLMASOS_UTIL_MUTEX_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "util/thread_annotations.h"
+
+namespace llmasos {
+
+class CAPABILITY("mutex") Mutex {
+ public:
+  Mutex() = default;
+  Mutex(const Mutex&) = delete;
+  Mutex& operator=(const Mutex&) = delete;
+
+  void Lock() ACQUIRE() { mu_.lock(); }
+  void Unlock() RELEASE() { mu_.unlock(); }
+  // For std::condition_variable_any (BasicLockable); prefer MutexLock.
+  void lock() ACQUIRE() { mu_.lock(); }
+  void unlock() RELEASE() { mu_.unlock(); }
+
+ private:
+  std::mutex mu_;
+};
+
+// Holds a Mutex for its scope.
+class SCOPED_CAPABILITY MutexLock {
+ public:
+  explicit MutexLock(Mutex& mu) ACQUIRE(mu) : mu_(mu) { mu_.Lock(); }
+  ~MutexLock() RELEASE() { mu_.Unlock(); }
+  MutexLock(const MutexLock&) = delete;
+  MutexLock& operator=(const MutexLock&) = delete;
+
+ private:
+  Mutex& mu_;
+};
+
+// A condition variable over a Mutex the caller holds.
+class CondVar {
+ public:
+  // Waits until `pred()` holds (checked with `mu` held).
+  template <typename Pred>
+  void Wait(Mutex& mu, Pred pred) REQUIRES(mu) {
+    cv_.wait(mu, pred);
+  }
+  // As Wait, giving up after `timeout`; returns pred().
+  template <typename Pred>
+  bool WaitFor(Mutex& mu, std::chrono::milliseconds timeout, Pred pred) REQUIRES(mu) {
+    return cv_.wait_for(mu, timeout, pred);
+  }
+  void NotifyOne() { cv_.notify_one(); }
+  void NotifyAll() { cv_.notify_all(); }
+
+ private:
+  std::condition_variable_any cv_;
+};
+
+}  // namespace llmasos
+
+#endif  // LLMASOS_UTIL_MUTEX_H_
