@@ -34,7 +34,35 @@ size_t PeakRssBytes() {
   return static_cast<size_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+// The training graph (train_graph.cc) computes the plain llama block: RMSNorm, RoPE with one
+// base and no scaling, softmax attention over the whole causal context, SwiGLU. A model that
+// needs more would get a forward that differs from inference and gradients of the wrong
+// function, so it is refused by name until the graph learns the feature.
+namespace {
+
+Status CheckTrainableArchitecture(const arch::ModelConfig& c) {
+  const char* feature = nullptr;
+  if (c.qk_norm) feature = "per-head Q/K RMSNorm (qwen3, gemma3)";
+  else if (c.post_norms) feature = "post-attention and post-FFN norms (gemma2, gemma3)";
+  else if (c.embd_scale) feature = "scaled token embeddings (gemma)";
+  else if (c.ffn_activation != arch::FfnActivation::kSilu) feature = "a GELU feed-forward (gemma)";
+  else if (c.attn_softcap > 0.0f || c.final_softcap > 0.0f) feature = "logit soft-capping (gemma2)";
+  else if (c.sliding_window > 0) feature = "sliding-window attention (gemma2, gemma3)";
+  else if (c.rope_freq_factors || c.rope_linear_factor != 1.0f) feature = "scaled RoPE (Llama 3.x)";
+  else if (c.query_scale > 0.0f &&
+           std::abs(c.query_scale * std::sqrt(static_cast<float>(c.head_dim)) - 1.0f) > 1e-6f) {
+    feature = "a query scale other than 1/sqrt(head_dim)";
+  }
+  if (feature == nullptr) return OkStatus();
+  return UnimplementedError("fine-tuning a '" + c.architecture +
+                            "' model is not supported yet: the training pass does not implement " +
+                            feature);
+}
+
+}  // namespace
+
 Status ValidateTrainOptions(const TrainOptions& o, const arch::ModelConfig& model) {
+  RETURN_IF_ERROR(CheckTrainableArchitecture(model));
   RETURN_IF_ERROR(ValidateLoraConfig(o.lora, model));
   if (o.batch == 0 || o.batch > 4096) return InvalidArgumentError("--batch must be in [1, 4096]");
   if (o.max_len < 2 || o.max_len > model.context_length) {

@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -216,6 +220,32 @@ TEST_F(TrainerTest, RefusesToStartAboveTheMemoryBound) {
   o.max_memory_bytes = 1 << 10;
   auto r = Train(o, 1);
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+}
+
+TEST_F(TrainerTest, RefusesArchitectureFeaturesTheTrainingPassLacks) {
+  EXPECT_TRUE(ValidateTrainOptions(options_, tiny_.model->config()).ok());
+  const std::vector<std::pair<std::string, std::function<void(arch::ModelConfig&)>>> features = {
+      {"Q/K RMSNorm", [](arch::ModelConfig& c) { c.qk_norm = true; }},
+      {"post-attention", [](arch::ModelConfig& c) { c.post_norms = true; }},
+      {"scaled token embeddings", [](arch::ModelConfig& c) { c.embd_scale = true; }},
+      {"GELU", [](arch::ModelConfig& c) { c.ffn_activation = arch::FfnActivation::kGeluTanh; }},
+      {"soft-capping", [](arch::ModelConfig& c) { c.final_softcap = 30.0f; }},
+      {"sliding-window", [](arch::ModelConfig& c) { c.sliding_window = 4;
+                           c.swa_pattern = 2; }},
+      {"scaled RoPE", [](arch::ModelConfig& c) { c.rope_linear_factor = 2.0f; }},
+      {"query scale", [](arch::ModelConfig& c) { c.query_scale = 0.5f; }},
+  };
+  for (const auto& [name, apply] : features) {
+    arch::ModelConfig c = tiny_.model->config();
+    apply(c);
+    const Status s = ValidateTrainOptions(options_, c);
+    EXPECT_EQ(s.code(), StatusCode::kUnimplemented) << name;
+    EXPECT_NE(s.message().find(name), std::string::npos) << s.message();
+  }
+  // The default query scale, written out, is the plain model.
+  arch::ModelConfig c = tiny_.model->config();
+  c.query_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  EXPECT_TRUE(ValidateTrainOptions(options_, c).ok());
 }
 
 TEST_F(TrainerTest, AdapterFileRoundTrips) {
