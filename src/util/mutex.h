@@ -35,16 +35,31 @@ class CAPABILITY("mutex") Mutex {
   std::mutex mu_;
 };
 
-// Holds a Mutex for its scope.
+// Holds a Mutex for its scope. Unlock and Lock let go of it for a stretch of slow work
+// inside the scope (the analysis follows them); the destructor unlocks only if it is held.
 class SCOPED_CAPABILITY MutexLock {
  public:
   explicit MutexLock(Mutex& mu) ACQUIRE(mu) : mu_(mu) { mu_.Lock(); }
-  ~MutexLock() RELEASE() { mu_.Unlock(); }
+  ~MutexLock() RELEASE() {
+    if (held_) mu_.Unlock();
+  }
   MutexLock(const MutexLock&) = delete;
   MutexLock& operator=(const MutexLock&) = delete;
 
+  // REQUIRES: held.
+  void Unlock() RELEASE() {
+    held_ = false;
+    mu_.Unlock();
+  }
+  // REQUIRES: not held.
+  void Lock() ACQUIRE() {
+    mu_.Lock();
+    held_ = true;
+  }
+
  private:
   Mutex& mu_;
+  bool held_ = true;
 };
 
 // A condition variable over a Mutex the caller holds.
@@ -56,9 +71,14 @@ class CondVar {
     cv_.wait(mu, pred);
   }
   // As Wait, giving up after `timeout`; returns pred().
-  template <typename Pred>
-  bool WaitFor(Mutex& mu, std::chrono::milliseconds timeout, Pred pred) REQUIRES(mu) {
+  template <typename Rep, typename Period, typename Pred>
+  bool WaitFor(Mutex& mu, std::chrono::duration<Rep, Period> timeout, Pred pred) REQUIRES(mu) {
     return cv_.wait_for(mu, timeout, pred);
+  }
+  // As Wait, giving up at `deadline` (any clock); returns pred().
+  template <typename Clock, typename Duration, typename Pred>
+  bool WaitUntil(Mutex& mu, std::chrono::time_point<Clock, Duration> deadline, Pred pred) REQUIRES(mu) {
+    return cv_.wait_until(mu, deadline, pred);
   }
   void NotifyOne() { cv_.notify_one(); }
   void NotifyAll() { cv_.notify_all(); }

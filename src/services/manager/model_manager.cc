@@ -8,7 +8,9 @@
 
 namespace llmasos::manager {
 
-// Invariants (under ModelManager::mu_):
+// Invariants (under ModelManager::mu_, which guards every field below but key, resolved and
+// model: those are set before the instance is shared and read-only after, model once its
+// load ends; the analysis cannot name another object's mutex, so these are not annotated):
 //   - an instance in the table is kLoading or kReady; a failed load leaves the table at once;
 //   - leases > 0 implies kReady and in the table (nothing erases a leased instance);
 //   - used_bytes_ is the sum of `bytes` over the table;
@@ -107,23 +109,23 @@ ModelManager::ModelManager(registry::Registry* registry, std::unique_ptr<Loader>
 ModelManager::~ModelManager() {
   if (reaper_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(reaper_mu_);
+      MutexLock lock(reaper_mu_);
       stopping_ = true;
     }
-    reaper_cv_.notify_all();
+    reaper_cv_.NotifyAll();
     reaper_.join();
   }
   if (unloader_.joinable()) {
     {
-      std::lock_guard<std::mutex> lock(unload_mu_);
+      MutexLock lock(unload_mu_);
       unloader_stopping_ = true;
     }
-    unload_cv_.notify_all();
+    unload_cv_.NotifyAll();
     unloader_.join();  // destroys what was queued first
   }
   Unloads unloads;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     // A load in flight belongs to an Acquire still running: a caller bug, as is a live lease.
     for (auto& [key, inst] : instances_) {
       CHECK(inst->leases == 0 && inst->state == Instance::State::kReady)
@@ -140,13 +142,13 @@ ModelManager::~ModelManager() {
 }
 
 void ModelManager::ReaperLoop() {
-  std::unique_lock<std::mutex> lock(reaper_mu_);
+  MutexLock lock(reaper_mu_);
   while (!stopping_) {
-    reaper_cv_.wait_for(lock, options_.reap_interval, [this] { return stopping_; });
+    reaper_cv_.WaitFor(reaper_mu_, options_.reap_interval, [this]() REQUIRES(reaper_mu_) { return stopping_; });
     if (stopping_) break;
-    lock.unlock();
+    lock.Unlock();
     ReapExpired();
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -160,20 +162,20 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   if (max_wait < Duration::zero()) return InvalidArgumentError("max_wait must not be negative");
   uint64_t generation;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     generation = generation_[parsed.name];
   }
   ASSIGN_OR_RETURN(registry::ResolvedModel resolved, registry_->Resolve(ref));
   Key key{resolved.manifest.name, resolved.manifest.version, resolved.manifest.digest};
   // A Refresh since we resolved means the answer may be stale: serve it, but do not let it
   // take the reference back from the instance the registry now names.
-  auto stale = [&] { return generation_[parsed.name] != generation; };
+  auto stale = [&]() REQUIRES(mu_) { return generation_[parsed.name] != generation; };
   const uint64_t estimate = loader_->EstimateBytes(resolved);
   // Waiting is in real time whatever clock_ is: it bounds how long a caller is blocked.
   const auto wait_until = std::chrono::steady_clock::now() + max_wait;
 
   Unloads unloads;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     auto it = instances_.find(key);
     if (it == instances_.end()) break;  // not loaded: load it below
@@ -185,12 +187,12 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
         inst->superseded = false;  // a reference reaches it again (e.g. rolled back to)
         AttachReferenceLocked(inst.get(), ref, &unloads);
       }
-      lock.unlock();
+      lock.Unlock();
       FinishUnloads(std::move(unloads));
       return Lease(this, inst.get());
     }
     // Another request is loading it: wait for that load, up to max_wait.
-    bool ended = load_done_.wait_until(lock, wait_until, [&] { return inst->state != Instance::State::kLoading; });
+    bool ended = load_done_.WaitUntil(mu_, wait_until, [&] { return inst->state != Instance::State::kLoading; });
     if (!ended) {
       const int64_t n = RetryAfterSecondsLocked(*inst, clock_->Now());
       if (info != nullptr) info->retry_after_seconds = n;
@@ -206,25 +208,25 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   inst->resolved = resolved;
   inst->bytes = estimate;
   if (Status s = MakeRoomLocked(inst->Label(), estimate, &unloads); !s.ok()) {
-    lock.unlock();
+    lock.Unlock();
     FinishUnloads(std::move(unloads));
     return s;
   }
   inst->load_started = clock_->Now();
   instances_[key] = inst;
   used_bytes_ += estimate;
-  lock.unlock();
+  lock.Unlock();
   FinishUnloads(std::move(unloads));  // evicted models go before the new one comes in
 
   auto loaded = loader_->Load(resolved);
 
-  lock.lock();
+  lock.Lock();
   if (!loaded.ok()) {
     inst->state = Instance::State::kFailed;
     inst->load_status = loaded.status();
     used_bytes_ -= inst->bytes;
     instances_.erase(key);  // the next request tries again
-    load_done_.notify_all();
+    load_done_.NotifyAll();
     return loaded.status();
   }
   const TimePoint now = clock_->Now();
@@ -246,8 +248,8 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   } else {
     AttachReferenceLocked(inst.get(), ref, &unloads);
   }
-  load_done_.notify_all();
-  lock.unlock();
+  load_done_.NotifyAll();
+  lock.Unlock();
   FinishUnloads(std::move(unloads));
   SyncMark(std::get<0>(key), std::get<1>(key));
   return Lease(this, inst.get());
@@ -256,7 +258,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
 void ModelManager::ReleaseLease(Instance* instance) {
   Unloads unloads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     CHECK(instance->leases > 0);
     instance->leases--;
     instance->last_used = clock_->Now();
@@ -280,7 +282,7 @@ StatusOr<UnloadResult> ModelManager::Unload(std::string_view ref, const UnloadOp
   UnloadResult result;
   Unloads unloads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = instances_.find(key);
     if (it == instances_.end()) return result;
     Instance* inst = it->second.get();
@@ -312,7 +314,7 @@ StatusOr<registry::Manifest> ModelManager::Pin(std::string_view ref_text) {
   const std::string ref = parsed.ToString();
   ASSIGN_OR_RETURN(Lease lease, Acquire(ref));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pins_.insert(ref);  // before the lease ends, so keep_alive 0 cannot unload it first
   }
   return lease.manifest();
@@ -322,7 +324,7 @@ Status ModelManager::Unpin(std::string_view ref_text) {
   ASSIGN_OR_RETURN(registry::Reference parsed, registry::ParseReference(ref_text));
   const std::string ref = parsed.ToString();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (pins_.erase(ref) == 0) return NotFoundError(ref + " is not pinned");
     // Its keep_alive runs from now, not from its last request.
     const TimePoint now = clock_->Now();
@@ -339,7 +341,7 @@ Status ModelManager::Refresh(std::string_view name) {
   std::set<std::string> refs;
   std::vector<std::string> pinned;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     generation_[std::string(name)]++;
     for (auto& [key, inst] : instances_) {
       if (std::get<0>(key) == name) refs.insert(inst->refs.begin(), inst->refs.end());
@@ -358,7 +360,7 @@ Status ModelManager::Refresh(std::string_view name) {
   }
   Unloads unloads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [key, inst] : instances_) {
       if (std::get<0>(key) != name || inst->state != Instance::State::kReady) continue;
       for (auto r = inst->refs.begin(); r != inst->refs.end();) {
@@ -385,7 +387,7 @@ Status ModelManager::Refresh(std::string_view name) {
 void ModelManager::ReapExpired() {
   Unloads unloads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const TimePoint now = clock_->Now();
     std::vector<Instance*> expired;
     for (auto& [key, inst] : instances_) {
@@ -398,7 +400,7 @@ void ModelManager::ReapExpired() {
 
 std::vector<InstanceInfo> ModelManager::Loaded() {
   ReapExpired();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const TimePoint now = clock_->Now();
   std::vector<InstanceInfo> out;
   for (auto& [key, inst] : instances_) out.push_back(InfoLocked(*inst, now));
@@ -406,12 +408,12 @@ std::vector<InstanceInfo> ModelManager::Loaded() {
 }
 
 std::vector<std::string> ModelManager::Pins() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return {pins_.begin(), pins_.end()};
 }
 
 uint64_t ModelManager::used_bytes() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return used_bytes_;
 }
 
@@ -439,7 +441,7 @@ Status ModelManager::MakeRoomLocked(const std::string& what, uint64_t bytes, Unl
     return ResourceExhaustedError("cannot load " + what + ": it needs " + std::to_string(bytes) +
                                   " bytes, more than the whole memory budget of " + std::to_string(budget));
   }
-  auto fits = [&] {
+  auto fits = [&]() REQUIRES(mu_) {
     return (budget == 0 || used_bytes_ + bytes <= budget) && (max_models == 0 || instances_.size() < max_models);
   };
   while (!fits()) {
@@ -519,7 +521,7 @@ InstanceInfo ModelManager::InfoLocked(const Instance& inst, TimePoint now) const
 }
 
 void ModelManager::ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [key, inst] : instances_) {
     if (inst->state == Instance::State::kReady && inst->model != nullptr) fn(inst->resolved.manifest, *inst->model);
   }
@@ -532,32 +534,32 @@ void ModelManager::FinishUnloads(Unloads unloads) {
   std::vector<std::pair<std::string, std::string>> versions;
   for (const auto& inst : unloads) versions.emplace_back(std::get<0>(inst->key), std::get<1>(inst->key));
   if (unloader_.joinable()) {
-    std::lock_guard<std::mutex> lock(unload_mu_);
+    MutexLock lock(unload_mu_);
     for (auto& inst : unloads) to_destroy_.push_back(std::move(inst));
-    unload_cv_.notify_all();
+    unload_cv_.NotifyAll();
   }
   unloads.clear();  // unmaps the models, without mu_ (unless queued above)
   for (const auto& [name, version] : versions) SyncMark(name, version);
 }
 
 void ModelManager::UnloaderLoop() {
-  std::unique_lock<std::mutex> lock(unload_mu_);
+  MutexLock lock(unload_mu_);
   for (;;) {
-    unload_cv_.wait(lock, [this] { return unloader_stopping_ || !to_destroy_.empty(); });
+    unload_cv_.Wait(unload_mu_, [this]() REQUIRES(unload_mu_) { return unloader_stopping_ || !to_destroy_.empty(); });
     Unloads batch = std::move(to_destroy_);
     to_destroy_.clear();
-    lock.unlock();
+    lock.Unlock();
     batch.clear();  // joins engine threads, unmaps files
-    lock.lock();
+    lock.Lock();
     if (unloader_stopping_ && to_destroy_.empty()) return;
   }
 }
 
 void ModelManager::SyncMark(const std::string& name, const std::string& version) {
-  std::lock_guard<std::mutex> marks_lock(marks_mu_);
+  MutexLock marks_lock(marks_mu_);
   bool loaded = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [key, inst] : instances_) {
       if (std::get<0>(key) == name && std::get<1>(key) == version && inst->state == Instance::State::kReady) {
         loaded = true;

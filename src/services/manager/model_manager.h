@@ -21,8 +21,9 @@
 //   - The registry's loaded marks (Registry::SetLoaded) follow the instances; stale marks are
 //     cleared when the manager starts.
 //
-// Locking: one mutex (mu_) guards the instance table, the pins, the budget accounting and the
-// load-speed estimate. Loading (Loader::Load), unloading (destroying a LoadedModel) and every
+// Locking: one mutex (mu_) guards the instance table, the pins, the budget accounting, the
+// load-speed estimate and every Instance's mutable fields (the annotations name the manager's
+// fields; Instance's own say so in model_manager.cc, where the analysis cannot follow them). Loading (Loader::Load), unloading (destroying a LoadedModel) and every
 // registry call run without mu_, so a slow load never blocks requests for other models.
 // Registry mark writes are ordered by marks_mu_, taken before mu_ and never while holding it;
 // each write reads the current state under mu_, so the last write always matches it.
@@ -33,12 +34,10 @@
 #define LLMASOS_SERVICES_MANAGER_MODEL_MANAGER_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -49,7 +48,9 @@
 #include "kernel/clock.h"
 #include "services/manager/loader.h"
 #include "services/registry/registry.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::manager {
 
@@ -158,33 +159,33 @@ class ModelManager {
   // when the budget or the model limit cannot be met, kUnavailable with
   // info->retry_after_seconds when another request's load outlasts max_wait.
   StatusOr<Lease> Acquire(std::string_view ref, const AcquireOptions& options = {},
-                          AcquireInfo* info = nullptr);
+                          AcquireInfo* info = nullptr) EXCLUDES(mu_);
   // Loads `ref` (if needed) and sets its keep_alive, without holding it.
   StatusOr<registry::Manifest> Load(std::string_view ref, const AcquireOptions& options = {},
-                                    AcquireInfo* info = nullptr);
+                                    AcquireInfo* info = nullptr) EXCLUDES(mu_);
   // Unloads the instance of the version `ref` resolves to: now if idle, else as `options`
   // say. kFailedPrecondition for a pinned one (unless options.unpin) or one still loading;
   // was_loaded is false when the version is not loaded.
-  StatusOr<UnloadResult> Unload(std::string_view ref, const UnloadOptions& options = {});
+  StatusOr<UnloadResult> Unload(std::string_view ref, const UnloadOptions& options = {}) EXCLUDES(mu_);
   // Pins `ref` (its instance is never evicted or expired), loading it if needed; Unpin lets
   // its keep_alive run from now.
-  StatusOr<registry::Manifest> Pin(std::string_view ref);
-  Status Unpin(std::string_view ref);
+  StatusOr<registry::Manifest> Pin(std::string_view ref) EXCLUDES(mu_);
+  Status Unpin(std::string_view ref) EXCLUDES(mu_);
   // After the registry changed `name` (tag, rollback, copy, delete, pull): references that
   // now resolve elsewhere leave their old instance (unloaded now if idle and superseded), and
   // pinned references of `name` are loaded at their new target. Errors are those of loading
   // a pinned target; the swap itself has happened by then.
-  Status Refresh(std::string_view name);
+  Status Refresh(std::string_view name) EXCLUDES(mu_);
   // Unloads idle instances whose keep_alive has run out.
-  void ReapExpired();
+  void ReapExpired() EXCLUDES(mu_);
 
-  std::vector<InstanceInfo> Loaded();
+  std::vector<InstanceInfo> Loaded() EXCLUDES(mu_);
   // Calls `fn` for each instance that is loaded (not loading), under the manager's lock: `fn`
   // must be quick and must not call the manager.
-  void ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn);
+  void ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn) EXCLUDES(mu_);
   // The canonical references pinned now.
-  std::vector<std::string> Pins();
-  uint64_t used_bytes();
+  std::vector<std::string> Pins() EXCLUDES(mu_);
+  uint64_t used_bytes() EXCLUDES(mu_);
   const ManagerOptions& options() const { return options_; }
 
  private:
@@ -195,54 +196,54 @@ class ModelManager {
   using Key = std::tuple<std::string, std::string, std::string>;  // name, version, digest
   using Unloads = std::vector<std::shared_ptr<Instance>>;
 
-  void ReleaseLease(Instance* instance);
+  void ReleaseLease(Instance* instance) EXCLUDES(mu_);
   // Adds `ref` to `inst`'s references, taking it from any other instance; instances left
   // with no reference become superseded (idle ones go to *unloads).
-  void AttachReferenceLocked(Instance* inst, const std::string& ref, Unloads* unloads);
-  void SupersedeIfUnreachedLocked(Instance* inst, Unloads* unloads);
+  void AttachReferenceLocked(Instance* inst, const std::string& ref, Unloads* unloads) REQUIRES(mu_);
+  void SupersedeIfUnreachedLocked(Instance* inst, Unloads* unloads) REQUIRES(mu_);
   // Makes room for `bytes` more and one more instance by evicting idle unpinned instances
   // in LRU order. kResourceExhausted naming `what` when it cannot.
-  Status MakeRoomLocked(const std::string& what, uint64_t bytes, Unloads* unloads);
+  Status MakeRoomLocked(const std::string& what, uint64_t bytes, Unloads* unloads) REQUIRES(mu_);
   // Removes `inst` from the table and the accounting; the caller destroys it unlocked.
-  void EraseLocked(Instance* inst, Unloads* unloads);
-  bool PinnedLocked(const Instance& inst) const;
-  bool ExpiredLocked(const Instance& inst, TimePoint now) const;
-  int64_t RetryAfterSecondsLocked(const Instance& inst, TimePoint now) const;
-  InstanceInfo InfoLocked(const Instance& inst, TimePoint now) const;
+  void EraseLocked(Instance* inst, Unloads* unloads) REQUIRES(mu_);
+  bool PinnedLocked(const Instance& inst) const REQUIRES(mu_);
+  bool ExpiredLocked(const Instance& inst, TimePoint now) const REQUIRES(mu_);
+  int64_t RetryAfterSecondsLocked(const Instance& inst, TimePoint now) const REQUIRES(mu_);
+  InstanceInfo InfoLocked(const Instance& inst, TimePoint now) const REQUIRES(mu_);
   // Destroys `unloads` (unlocked) and brings the registry's marks in line.
-  void FinishUnloads(Unloads unloads);
-  void SyncMark(const std::string& name, const std::string& version);
-  void ReaperLoop();
+  void FinishUnloads(Unloads unloads) EXCLUDES(mu_, unload_mu_);
+  void SyncMark(const std::string& name, const std::string& version) EXCLUDES(mu_, marks_mu_);
+  void ReaperLoop() EXCLUDES(reaper_mu_);
 
   registry::Registry* const registry_;
   const std::unique_ptr<Loader> loader_;
   const ManagerOptions options_;
   const kernel::Clock* const clock_;
 
-  std::mutex mu_;
-  std::condition_variable load_done_;  // signalled (with mu_) when a load ends
-  std::map<Key, std::shared_ptr<Instance>> instances_;  // GUARDED_BY(mu_)
-  std::set<std::string> pins_;                          // GUARDED_BY(mu_) canonical refs
-  uint64_t used_bytes_ = 0;                             // GUARDED_BY(mu_) incl. loads running
-  double load_bytes_per_second_ = 0;                    // GUARDED_BY(mu_) 0: none timed yet
+  Mutex marks_mu_ ACQUIRED_BEFORE(mu_);  // orders registry mark writes
+  std::map<std::pair<std::string, std::string>, bool> marks_ GUARDED_BY(marks_mu_);
+
+  Mutex mu_;
+  CondVar load_done_;  // signalled (with mu_) when a load ends
+  std::map<Key, std::shared_ptr<Instance>> instances_ GUARDED_BY(mu_);
+  std::set<std::string> pins_ GUARDED_BY(mu_);  // canonical refs
+  uint64_t used_bytes_ GUARDED_BY(mu_) = 0;      // incl. loads running
+  double load_bytes_per_second_ GUARDED_BY(mu_) = 0;  // 0: none timed yet
   // Bumped by Refresh(name): an Acquire that resolved before it may hold a stale answer.
-  std::map<std::string, uint64_t, std::less<>> generation_;  // GUARDED_BY(mu_) by name
+  std::map<std::string, uint64_t, std::less<>> generation_ GUARDED_BY(mu_);  // by name
 
-  std::mutex marks_mu_;  // orders registry mark writes; taken before mu_
-  std::map<std::pair<std::string, std::string>, bool> marks_;  // GUARDED_BY(marks_mu_)
-
-  std::mutex reaper_mu_;
-  std::condition_variable reaper_cv_;
-  bool stopping_ = false;  // GUARDED_BY(reaper_mu_)
-  std::thread reaper_;
+  Mutex reaper_mu_;
+  CondVar reaper_cv_;
+  bool stopping_ GUARDED_BY(reaper_mu_) = false;
+  std::thread reaper_;  // set in Create, read-only after
 
   // unload_in_background: instances waiting to be destroyed by unloader_.
-  void UnloaderLoop();
-  std::mutex unload_mu_;
-  std::condition_variable unload_cv_;
-  Unloads to_destroy_;           // GUARDED_BY(unload_mu_)
-  bool unloader_stopping_ = false;  // GUARDED_BY(unload_mu_)
-  std::thread unloader_;
+  void UnloaderLoop() EXCLUDES(unload_mu_);
+  Mutex unload_mu_;
+  CondVar unload_cv_;
+  Unloads to_destroy_ GUARDED_BY(unload_mu_);
+  bool unloader_stopping_ GUARDED_BY(unload_mu_) = false;
+  std::thread unloader_;  // set in Create, read-only after
 };
 
 }  // namespace llmasos::manager
