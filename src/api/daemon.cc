@@ -33,6 +33,7 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
     SendStatus(exchange, lease.status(), info.retry_after_seconds);
     return std::nullopt;
   }
+  exchange.record().model = lease->manifest().name + "@" + lease->manifest().version;
   if (lease->model().engine == nullptr) {
     SendError(exchange, {.http_status = 500, .message = "model " + std::string(model) + " has no engine"});
     return std::nullopt;
@@ -80,6 +81,9 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
     }
     SendJson(*ex, R"({"status":"ready"})");
   });
+  router.Add("GET", "/metrics", [&daemon](const ExchangePtr& ex) {
+    ex->Respond(200, "text/plain; version=0.0.4; charset=utf-8", daemon.metrics.Render(*daemon.manager));
+  });
   router.Add("GET", "/debug/engines", [&daemon](const ExchangePtr& ex) {
     // What the tests of cancellation read: live processes and KV blocks per instance.
     json out = json::array();
@@ -99,6 +103,11 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
 }
 
 }  // namespace
+
+void OnRequestEnd(Daemon& daemon, const HttpRequest& request, const RequestRecord& record) {
+  (void)request;
+  daemon.metrics.OnRequestEnd(record);
+}
 
 void AddRoutes(Router& router, Daemon& daemon) {
   AddDaemonRoutes(router, daemon);

@@ -3,7 +3,7 @@
 //   OpenAI   GET /v1/models  POST /v1/completions  /v1/chat/completions  /v1/embeddings
 //   Ollama   /api/generate /api/chat /api/embed /api/embeddings /api/tags /api/ps /api/show
 //            /api/pull /api/delete /api/copy /api/version
-//   daemon   GET /health  GET /ready  GET /debug/engines (per loaded instance: live processes
+//   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded instance: live processes
 //            and KV blocks; part 2's /os/* replaces it)
 //
 // Thread safety: the routes run on the server's worker threads; everything they share is the
@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "api/http.h"
+#include "api/metrics.h"
 #include "api/router.h"
 #include "services/manager/model_service.h"
 
@@ -35,7 +36,12 @@ struct Daemon {
   bool allow_private_pull = false;
   // false until the --models preloads are done (/ready answers 503 until then).
   std::atomic<bool> ready{false};
+  DaemonMetrics metrics;
 };
+
+// What the server calls at the end of each request (HttpServerOptions::on_request_end): the
+// metrics count it.
+void OnRequestEnd(Daemon& daemon, const HttpRequest& request, const RequestRecord& record);
 
 void AddRoutes(Router& router, Daemon& daemon);
 

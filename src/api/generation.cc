@@ -189,7 +189,12 @@ class Pump : public std::enable_shared_from_this<Pump> {
         all_ended = event.status().code() == StatusCode::kOutOfRange;
         break;
       }
-      out += event->kind == kernel::StreamEvent::Kind::kToken ? writer_->OnToken(*event) : writer_->OnEnd(*event);
+      if (event->kind == kernel::StreamEvent::Kind::kToken) {
+        out += writer_->OnToken(*event);
+      } else {
+        Record(*event);
+        out += writer_->OnEnd(*event);
+      }
     }
     if (all_ended) {
       ResponseWriter::Final final = writer_->Finish();
@@ -223,6 +228,25 @@ class Pump : public std::enable_shared_from_this<Pump> {
       return;
     }
     exchange_->RunAfter(kProbeInterval, [self = shared_from_this()] { self->Probe(); });
+  }
+
+  // What the request log and the metrics keep of an ended process.
+  void Record(const kernel::StreamEvent& end) {
+    const kernel::ProcessAccounting& a = end.accounting;
+    ProcessRecord p;
+    p.prompt_tokens = a.num_prompt_tokens;
+    p.generated_tokens = a.num_generated_tokens;
+    p.cached_prompt_tokens = a.num_prefix_cached_tokens;
+    p.preemptions = a.num_preemptions;
+    p.queue_seconds = kernel::ToSeconds(a.time_queued);
+    const kernel::TimePoint ended = a.ended_at.value_or(a.submitted_at);
+    if (a.first_token_at) {
+      p.ttft_seconds = kernel::ToSeconds(*a.first_token_at - a.submitted_at);
+      p.decode_seconds = kernel::ToSeconds(ended - *a.first_token_at);
+    }
+    p.seconds = kernel::ToSeconds(ended - a.submitted_at);
+    p.end_reason = std::string(kernel::EndReasonName(end.reason));
+    exchange_->record().processes.push_back(std::move(p));
   }
 
   // The client is gone: dropping the channel cancels its processes before the next step.

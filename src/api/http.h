@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <functional>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -44,6 +46,36 @@ StatusOr<std::string> PercentDecode(std::string_view text, bool plus_is_space = 
 // name without '=' has the value "". InvalidArgument naming the parameter for a bad escape.
 StatusOr<HeaderList> ParseQuery(std::string_view query);
 
+// One process a request ran, as the request log and the metrics see it (from the kernel's
+// accounting at its end).
+struct ProcessRecord {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  int64_t preemptions = 0;
+  double queue_seconds = 0;                 // waiting (queued or preempted)
+  std::optional<double> ttft_seconds;       // submitted -> first generated token
+  double decode_seconds = 0;                // first generated token -> end
+  double seconds = 0;                       // submitted -> end
+  std::string end_reason;                   // kernel::EndReasonName
+};
+
+// What the request log and the metrics learn of one exchange. The server fills the request's
+// method and path, the status, the times; the router the route; the handler (and the pump
+// that streams its processes) the rest.
+struct RequestRecord {
+  std::string method;
+  std::string path;
+  std::string route;           // the pattern the router matched; "" when none did
+  int status = 0;              // the response's status; 0 when none was started
+  bool streamed = false;
+  bool client_gone = false;    // the exchange was dropped before its response ended
+  std::string model;           // "name@version" once a model was leased
+  std::string tenant = "default";
+  std::vector<ProcessRecord> processes;  // the processes that ended while the client was there
+  double seconds = 0;          // request read -> response complete (or dropped)
+};
+
 // One request and its response. The response is either complete (Respond) or streamed
 // (StartStream, Write..., EndStream; chunked transfer encoding). Exactly one of Respond or
 // StartStream is called per exchange.
@@ -55,6 +87,10 @@ class Exchange {
  public:
   virtual ~Exchange() = default;
   virtual const HttpRequest& request() const = 0;
+  // The exchange's record, for the request log and the metrics. The handler and its pump
+  // write it before the response ends (Respond, EndStream), never concurrently; the server
+  // reads it after. REQUIRES: not called after the response ended.
+  virtual RequestRecord& record() = 0;
 
   virtual void Respond(int status, std::string content_type, std::string body, HeaderList headers = {}) = 0;
   virtual void StartStream(int status, std::string content_type, HeaderList headers = {}) = 0;

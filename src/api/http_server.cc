@@ -138,6 +138,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return true;
   }
   net::any_io_executor executor() { return stream_.get_executor(); }
+  const HttpServerOptions& options() const { return server_->options; }
   void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
   Waker MakeWaker() {
     return [gate = server_->gate, executor = stream_.get_executor()](std::function<void()> fn) {
@@ -267,9 +268,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     keep_alive_ = false;
     failed_ = true;
     std::string path = "/";
+    HttpRequest request;
     if (parser_ && parser_->is_header_done()) {
       const std::string_view target = Std(parser_->get().target());
       path = std::string(target.substr(0, target.find('?')));
+      request.method = std::string(Std(parser_->get().method_string()));
+    }
+    request.path = path;
+    if (server_->options.on_request_end) {
+      RequestRecord record;
+      record.method = request.method;
+      record.path = path;
+      record.status = status;
+      server_->options.on_request_end(request, record);
     }
     std::string body = ErrorBody(path, {.http_status = status, .message = message});
     const size_t length = body.size();
@@ -361,24 +372,42 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool failed_ = false;  // answered with an error before any handler ran
 };
 
-class ExchangeImpl : public Exchange {
+class ExchangeImpl : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
  public:
   ExchangeImpl(std::shared_ptr<Connection> connection, HttpRequest request)
-      : connection_(std::move(connection)), request_(std::move(request)) {}
+      : connection_(std::move(connection)),
+        request_(std::move(request)),
+        received_at_(std::chrono::steady_clock::now()) {
+    record_.method = request_.method;
+    record_.path = request_.path;
+  }
+  // An exchange dropped before its response ended: the client went away (or the handler
+  // never answered, a bug logged by nobody else).
+  ~ExchangeImpl() override {
+    if (finished_) return;
+    record_.client_gone = true;
+    Report();
+  }
 
   const HttpRequest& request() const override { return request_; }
+  RequestRecord& record() override { return record_; }
 
   void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
-    net::dispatch(connection_->executor(), [c = connection_, status, content_type = std::move(content_type),
+    net::dispatch(connection_->executor(), [self = shared_from_this(), status, content_type = std::move(content_type),
                                             body = std::move(body), headers = std::move(headers)]() mutable {
       const size_t length = body.size();
-      c->SendHead(status, content_type, headers, length, std::move(body));
+      self->connection_->SendHead(status, content_type, headers, length, std::move(body));
+      self->Finish(status);
     });
   }
   void StartStream(int status, std::string content_type, HeaderList headers) override {
     net::dispatch(connection_->executor(),
-                  [c = connection_, status, content_type = std::move(content_type), headers = std::move(headers)] {
-                    c->SendHead(status, content_type, headers, std::nullopt, "");
+                  [self = shared_from_this(), status, content_type = std::move(content_type), headers = std::move(headers)] {
+                    self->connection_->SendHead(status, content_type, headers, std::nullopt, "");
+                    if (self->record_.status == 0) {
+                      self->record_.status = status;
+                      self->record_.streamed = true;
+                    }
                   });
   }
   void Write(std::string data, std::function<void(bool)> written) override {
@@ -391,7 +420,10 @@ class ExchangeImpl : public Exchange {
     });
   }
   void EndStream() override {
-    net::dispatch(connection_->executor(), [c = connection_] { c->Queue("0\r\n\r\n", nullptr, true); });
+    net::dispatch(connection_->executor(), [self = shared_from_this()] {
+      self->connection_->Queue("0\r\n\r\n", nullptr, true);
+      self->Finish(self->record_.status);
+    });
   }
   bool ClientGone() override { return connection_->ClientGone(); }
   void Offload(std::function<void()> fn) override { connection_->Offload(std::move(fn)); }
@@ -402,13 +434,30 @@ class ExchangeImpl : public Exchange {
   }
 
  private:
+  // On the connection's executor, once the response is queued in full. The first answer
+  // counts (a second one is dropped by SendHead).
+  void Finish(int status) {
+    if (finished_) return;
+    finished_ = true;
+    if (record_.status == 0) record_.status = status;
+    Report();
+  }
+  void Report() {
+    record_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - received_at_).count();
+    if (const auto& hook = connection_->options().on_request_end) hook(request_, record_);
+  }
+
   std::shared_ptr<Connection> connection_;
   HttpRequest request_;
+  const std::chrono::steady_clock::time_point received_at_;
+  RequestRecord record_;   // see Exchange::record
+  bool finished_ = false;  // on the executor; the destructor runs after every other use
 };
 
 void Connection::Dispatch(HttpRequest request) {
   const Router::Route route = server_->router->Match(request);
   auto exchange = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(request));
+  exchange->record().route = std::string(route.pattern);
   if (route.handler == nullptr) {
     Router::SendMiss(*exchange, route);
     return;

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,11 @@ struct HttpServerOptions {
   size_t max_connections = 1024;
   std::chrono::milliseconds request_timeout{30000};
   std::chrono::milliseconds idle_timeout{120000};
+  // Called once per request: when its response has been queued in full, when its exchange is
+  // dropped without one (the client went away), or, with an empty route, when the server
+  // answered an error itself (400, 413, 431). Runs on a connection's executor or the thread
+  // that drops the exchange: it must be thread-safe and quick. May be empty.
+  std::function<void(const HttpRequest&, const RequestRecord&)> on_request_end;
 };
 
 class HttpServer {

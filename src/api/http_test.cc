@@ -18,6 +18,7 @@ class RecordingExchange : public Exchange {
     request_.path = std::move(path);
   }
   const HttpRequest& request() const override { return request_; }
+  RequestRecord& record() override { return record_; }
   void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
     status_ = status;
     content_type_ = std::move(content_type);
@@ -33,6 +34,7 @@ class RecordingExchange : public Exchange {
   Waker MakeWaker() override { return [](std::function<void()>) {}; }
 
   HttpRequest request_;
+  RequestRecord record_;
   int status_ = 0;
   std::string content_type_, body_;
   HeaderList headers_;
@@ -113,6 +115,7 @@ TEST(RouterTest, PathParametersMatchOneSegmentAndArePercentDecoded) {
   auto ex = std::make_shared<RecordingExchange>("GET", "/os/processes/3-17");
   Router::Route route = MatchOrAnswer(router, *ex);
   ASSERT_NE(route.handler, nullptr);
+  EXPECT_EQ(route.pattern, "/os/processes/{id}");  // what metrics label the request by
   (*route.handler)(ex);
   EXPECT_EQ(seen, "3-17");
   EXPECT_EQ(ex->request().PathParam("other"), "");

@@ -76,7 +76,7 @@ Router::Route Router::Match(HttpRequest& request) const {
     auto m = p.methods.find(request.method);
     if (m != p.methods.end()) {
       request.path_params = std::move(params);
-      return {&m->second.handler, m->second.pool, ""};
+      return {&m->second.handler, m->second.pool, "", p.text};
     }
     for (const auto& [name, entry] : p.methods) allowed.insert(name);
   }

@@ -38,6 +38,8 @@ class Router {
     Pool pool = Pool::kWorker;
     // No match: the methods the path takes ("GET, POST"), "" when no pattern matches it.
     std::string allow;
+    // A match: the pattern as given to Add ("/os/processes/{id}"), for metrics and logs.
+    std::string_view pattern;
   };
   // The route for `request`'s method and path; on a match, fills request.path_params.
   Route Match(HttpRequest& request) const;

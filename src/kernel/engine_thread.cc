@@ -282,6 +282,7 @@ void EngineThread::Publish(const std::optional<StepReport>& step) {
   const size_t num_live = sched.num_queued + sched.num_running;
   MutexLock lock(mu_);
   stats_.kv = kv;
+  stats_.scheduler = sched;
   stats_.num_live = num_live;
   if (!step || step->num_tokens == 0) return;
   ++stats_.num_steps;

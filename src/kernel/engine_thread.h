@@ -136,6 +136,7 @@ struct EngineThreadStats {
   uint64_t num_submitted = 0;
   uint64_t num_ended = 0;
   size_t num_live = 0;
+  SchedulerStats scheduler;        // after the latest loop iteration: queued, running, preempted
   KvStats kv;                      // after the latest loop iteration
   std::vector<StepTiming> recent;  // the latest steps, oldest first
   Status error;                    // the first failed Step, if any

@@ -683,6 +683,7 @@ BlockState KvMemory::StateOf(BlockId block) const {
 
 KvStats KvMemory::Stats() const {
   KvStats st;
+  st.block_tokens = options_.block_tokens;
   st.total_blocks = num_blocks_;
   st.free_blocks = free_.size;
   st.used_blocks = num_used_;

@@ -85,6 +85,7 @@ struct KvSlot {
 enum class BlockState { kFree, kUsed, kCached };
 
 struct KvStats {
+  size_t block_tokens = 0;  // tokens per block (the pool's page size)
   size_t total_blocks = 0;
   size_t free_blocks = 0;    // on the free list
   size_t used_blocks = 0;    // referenced by at least one block table

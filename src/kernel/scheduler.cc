@@ -433,6 +433,11 @@ SchedulerStats Scheduler::stats() const {
   SchedulerStats s;
   s.num_running = NumRunning();
   s.num_queued = live_.size() - s.num_running;
+  for (const auto& [id, p] : live_) {
+    if (p->state() == ProcessState::kRunning || p->accounting().num_preemptions == 0) continue;
+    ++s.num_preempted;
+    if (p->num_computed_tokens() > 0) ++s.num_swapped;
+  }
   s.num_steps = next_step_idx_;
   s.num_preemptions = num_preemptions_;
   s.num_swap_preemptions = num_swap_preemptions_;

@@ -81,6 +81,10 @@ struct StepPlan {
 struct SchedulerStats {
   size_t num_queued = 0;     // kQueued + kPreempted
   size_t num_running = 0;
+  // Of the queued: those preempted at least once, waiting to resume, and of those the ones
+  // whose KV is swapped out (they kept their computed tokens; a recomputed one starts over).
+  size_t num_preempted = 0;
+  size_t num_swapped = 0;
   uint64_t num_steps = 0;
   uint64_t num_preemptions = 0;
   uint64_t num_swap_preemptions = 0;

@@ -199,9 +199,13 @@ TEST(SchedulerTest, PreemptionSwapsWhenCheaperAndResumesWithoutRecomputing) {
   EXPECT_EQ(sim.memory.SwappedBlocks(low), 3u);  // 35 tokens
   EXPECT_EQ(sim.memory.ResidentBlocks(low), 0u);
   EXPECT_EQ(sim.Get(low).num_computed_tokens(), 34u);  // kept: the KV is in swap
+  EXPECT_EQ(sim.scheduler->stats().num_preempted, 1u);
+  EXPECT_EQ(sim.scheduler->stats().num_swapped, 1u);
   while (sim.Get(high).state() != ProcessState::kFinished) sim.Step();
   plan = sim.Step();
   EXPECT_EQ(plan.admitted, std::vector<ProcessId>{low});
+  EXPECT_EQ(sim.scheduler->stats().num_preempted, 0u);
+  EXPECT_EQ(sim.scheduler->stats().num_swapped, 0u);
   ASSERT_EQ(plan.batch.size(), 1u);
   EXPECT_FALSE(plan.batch[0].is_prefill);  // straight back to decoding
   EXPECT_EQ(sim.memory.num_used_swap_blocks(), 0u);
@@ -227,6 +231,8 @@ TEST(SchedulerTest, PreemptionRecomputesWhenCheaperOrSwapIsFullAndResumesExactly
     EXPECT_EQ(plan.preempted[0].mode, PreemptMode::kRecompute) << swap_full;
     EXPECT_FALSE(sim.memory.Holds(low));
     EXPECT_EQ(sim.Get(low).num_computed_tokens(), 0u);
+    EXPECT_EQ(sim.scheduler->stats().num_preempted, 1u);
+    EXPECT_EQ(sim.scheduler->stats().num_swapped, 0u);  // dropped, to be recomputed
     while (sim.Get(high).state() != ProcessState::kFinished) sim.Step();
     plan = sim.Step();
     EXPECT_EQ(plan.admitted, std::vector<ProcessId>{low});

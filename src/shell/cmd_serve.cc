@@ -92,6 +92,9 @@ int ServeMain(const ServeFlags& f) {
   so.io_threads = f.io_threads;
   so.max_body_bytes = f.max_body_mib << 20;
   so.request_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.request_timeout_s * 1000));
+  so.on_request_end = [&daemon](const api::HttpRequest& request, const api::RequestRecord& record) {
+    api::OnRequestEnd(daemon, request, record);
+  };
   auto server = api::HttpServer::Start(so, &router);
   if (!server.ok()) return ReportError(server.status());
   std::fprintf(stderr, "llmasos serve: listening on http://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",

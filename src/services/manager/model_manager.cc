@@ -224,6 +224,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   if (!loaded.ok()) {
     inst->state = Instance::State::kFailed;
     inst->load_status = loaded.status();
+    ++load_counts_[inst->Label()].failed_loads;
     used_bytes_ -= inst->bytes;
     instances_.erase(key);  // the next request tries again
     load_done_.NotifyAll();
@@ -240,6 +241,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
     load_bytes_per_second_ = load_bytes_per_second_ == 0 ? speed : 0.5 * load_bytes_per_second_ + 0.5 * speed;
   }
   inst->state = Instance::State::kReady;
+  ++load_counts_[inst->Label()].loads;
   inst->last_used = now;
   inst->leases = 1;
   inst->keep_alive = keep_alive;
@@ -417,6 +419,11 @@ uint64_t ModelManager::used_bytes() {
   return used_bytes_;
 }
 
+std::map<std::string, LoadCounts> ModelManager::LoadCounters() {
+  MutexLock lock(mu_);
+  return load_counts_;
+}
+
 // --- helpers, called with mu_ held ---
 
 void ModelManager::AttachReferenceLocked(Instance* inst, const std::string& ref, Unloads* unloads) {
@@ -479,6 +486,7 @@ void ModelManager::EraseLocked(Instance* inst, Unloads* unloads) {
   auto it = instances_.find(inst->key);
   CHECK(it != instances_.end() && it->second.get() == inst);
   used_bytes_ -= inst->bytes;
+  if (inst->state == Instance::State::kReady) ++load_counts_[inst->Label()].unloads;
   unloads->push_back(std::move(it->second));
   instances_.erase(it);
 }

@@ -128,6 +128,13 @@ struct InstanceInfo {
   std::vector<std::string> references;  // canonical references it was acquired by
 };
 
+// Loads and unloads of one version ("name@version") since the manager started (/metrics).
+struct LoadCounts {
+  uint64_t loads = 0;
+  uint64_t failed_loads = 0;
+  uint64_t unloads = 0;
+};
+
 struct UnloadOptions {
   // A busy instance: false unloads it when its last lease ends; true refuses
   // (kFailedPrecondition naming the number of requests).
@@ -186,6 +193,8 @@ class ModelManager {
   // The canonical references pinned now.
   std::vector<std::string> Pins() EXCLUDES(mu_);
   uint64_t used_bytes() EXCLUDES(mu_);
+  // Per "name@version": what it has been loaded, failed to load and unloaded so far.
+  std::map<std::string, LoadCounts> LoadCounters() EXCLUDES(mu_);
   const ManagerOptions& options() const { return options_; }
 
  private:
@@ -229,6 +238,7 @@ class ModelManager {
   std::set<std::string> pins_ GUARDED_BY(mu_);  // canonical refs
   uint64_t used_bytes_ GUARDED_BY(mu_) = 0;      // incl. loads running
   double load_bytes_per_second_ GUARDED_BY(mu_) = 0;  // 0: none timed yet
+  std::map<std::string, LoadCounts> load_counts_ GUARDED_BY(mu_);  // by Instance::Label
   // Bumped by Refresh(name): an Acquire that resolved before it may hold a stale answer.
   std::map<std::string, uint64_t, std::less<>> generation_ GUARDED_BY(mu_);  // by name
 

@@ -319,6 +319,21 @@ TEST_F(ModelManagerTest, LoadFailureIsReportedAndRetriedNextTime) {
   EXPECT_EQ(loader_->loads("a@1.0.0"), 2);
 }
 
+TEST_F(ModelManagerTest, CountsLoadsFailedLoadsAndUnloadsPerVersion) {
+  auto m = NewManager();
+  loader_->Set("a@1.0.0", {.failures = 1});
+  EXPECT_FALSE(m->Acquire("a").ok());
+  ASSERT_TRUE(m->Acquire("a", {.keep_alive = Duration::zero()}).ok());  // loads, then unloads
+  ASSERT_TRUE(m->Load("b").ok());
+  auto counts = m->LoadCounters();
+  EXPECT_EQ(counts["a@1.0.0"].failed_loads, 1u);
+  EXPECT_EQ(counts["a@1.0.0"].loads, 1u);
+  EXPECT_EQ(counts["a@1.0.0"].unloads, 1u);
+  EXPECT_EQ(counts["b@1.0.0"].loads, 1u);
+  EXPECT_EQ(counts["b@1.0.0"].unloads, 0u);
+  EXPECT_EQ(counts.count("c@1.0.0"), 0u);
+}
+
 TEST_F(ModelManagerTest, WaitersOfAFailedLoadGetItsError) {
   auto m = NewManager();
   loader_->Set("a@1.0.0", {.failures = 1, .gated = true});
