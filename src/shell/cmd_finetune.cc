@@ -42,45 +42,7 @@ struct FinetuneFlags {
   train::TrainOptions train;
 };
 
-// The base model: its file, what lineage calls it, its digest, and a name to derive from.
-struct BaseModel {
-  std::string path;
-  std::string ref;     // "name@version" or the absolute path
-  std::string digest;  // "sha256:<hex>"
-  std::string stem;    // "smollm2-135m-instruct"
-};
-
-StatusOr<BaseModel> ResolveBase(const std::string& model) {
-  BaseModel b;
-  std::error_code ec;
-  if (!model.empty() && std::filesystem::is_regular_file(model, ec)) {
-    b.path = std::filesystem::absolute(model).lexically_normal().string();
-    b.ref = b.path;
-    ASSIGN_OR_RETURN(registry::BlobInfo info, registry::HashFile(b.path));
-    b.digest = info.digest;
-    std::string stem = std::filesystem::path(model).stem().string();
-    for (char& c : stem) c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '-';
-    b.stem = stem;
-    return b;
-  }
-  registry::OpenOptions open;
-  open.create = false;
-  open.recover = false;
-  ASSIGN_OR_RETURN(auto reg, registry::Registry::Open(registry::DefaultHome(), open));
-  const std::string ref = model.empty() ? std::string(kDefaultModelReference) : model;
-  auto resolved = reg->Resolve(ref);
-  if (!resolved.ok()) {
-    return Status(resolved.status().code(), "'" + ref + "' is neither an existing file nor a registry reference: " +
-                                                resolved.status().message());
-  }
-  b.path = resolved->blob_path;
-  b.ref = resolved->manifest.name + "@" + resolved->manifest.version;
-  b.digest = resolved->manifest.digest;
-  b.stem = resolved->manifest.name;
-  return b;
-}
-
-std::string Fingerprint(const BaseModel& base, const std::string& data_digest,
+std::string Fingerprint(const ModelSource& base, const std::string& data_digest,
                         const nlohmann::json& params) {
   registry::Sha256 h;
   const std::string text = base.digest + "\n" + data_digest + "\n" + params.dump();
@@ -102,7 +64,7 @@ nlohmann::json Hyperparameters(const FinetuneFlags& f) {
 }
 
 int FinetuneMain(FinetuneFlags& f) {
-  auto base = ResolveBase(f.model);
+  auto base = ResolveModelSource(f.model);
   if (!base.ok()) return ReportError(base.status());
   if (!(f.eval_split >= 0.0f && f.eval_split < 1.0f)) {
     return ReportError(InvalidArgumentError("--eval-split must be in [0, 1)"));

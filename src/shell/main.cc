@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddBatchCommand(app, &exit_code);
   llmasos::shell::AddKernelBenchCommand(app, &exit_code);
   llmasos::shell::AddFinetuneCommand(app, &exit_code);
+  llmasos::shell::AddMergeCommand(app, &exit_code);
   llmasos::shell::AddRegistryCommands(app, &exit_code);
   try {
     app.parse(argc, argv);

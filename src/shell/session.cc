@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
 
 #include <sys/stat.h>
 
 #include "services/manager/loader.h"
 #include "model/gguf/gguf.h"
 #include "model/train/adapter.h"
+#include "services/registry/blob_store.h"
 #include "services/registry/reference.h"
 #include "services/registry/registry.h"
 
@@ -72,6 +75,36 @@ StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* la
   return Status(resolved.status().code(),
                 "'" + ref + "' is not an existing file, and as a registry reference: " +
                     resolved.status().message());
+}
+
+StatusOr<ModelSource> ResolveModelSource(const std::string& model) {
+  ModelSource b;
+  std::error_code ec;
+  if (!model.empty() && std::filesystem::is_regular_file(model, ec)) {
+    b.path = std::filesystem::absolute(model).lexically_normal().string();
+    b.ref = b.path;
+    ASSIGN_OR_RETURN(registry::BlobInfo info, registry::HashFile(b.path));
+    b.digest = info.digest;
+    std::string stem = std::filesystem::path(model).stem().string();
+    for (char& c : stem) c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '-';
+    b.stem = stem;
+    return b;
+  }
+  registry::OpenOptions open;
+  open.create = false;
+  open.recover = false;
+  ASSIGN_OR_RETURN(auto reg, registry::Registry::Open(registry::DefaultHome(), open));
+  const std::string ref = model.empty() ? std::string(kDefaultModelReference) : model;
+  auto resolved = reg->Resolve(ref);
+  if (!resolved.ok()) {
+    return Status(resolved.status().code(), "'" + ref + "' is neither an existing file nor a registry reference: " +
+                                                resolved.status().message());
+  }
+  b.path = resolved->blob_path;
+  b.ref = resolved->manifest.name + "@" + resolved->manifest.version;
+  b.digest = resolved->manifest.digest;
+  b.stem = resolved->manifest.name;
+  return b;
 }
 
 Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {

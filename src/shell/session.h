@@ -38,6 +38,18 @@ inline constexpr std::string_view kDefaultModelReference = "smollm2-135m-instruc
 // user: the path, or "reference (name@version)".
 StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label = nullptr);
 
+// A model argument with what lineage records of it, for commands that make a new model from
+// it (finetune, merge): its file, what lineage calls it ("name@version", or the file's
+// absolute path), its digest, and a name to derive new names from. Empty means
+// kDefaultModelReference; the file is hashed when it is not a registry blob.
+struct ModelSource {
+  std::string path;
+  std::string ref;
+  std::string digest;  // "sha256:<hex>"
+  std::string stem;    // "smollm2-135m-instruct"
+};
+StatusOr<ModelSource> ResolveModelSource(const std::string& model);
+
 struct LoadOptions {
   std::string model_path;  // a .gguf path or a registry reference; "" = the default model
   size_t num_threads = 0;     // 0: all hardware threads

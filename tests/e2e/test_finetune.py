@@ -178,3 +178,60 @@ def test_a_run_killed_with_sigkill_resumes_and_ends_with_the_same_adapter(tmp_pa
     assert "step 1/12" not in again.stderr
     assert open(resumed, "rb").read() == open(whole, "rb").read()
     assert not os.path.exists(resumed + ".ckpt")  # removed once the adapter is written
+
+
+def test_merge_folds_the_adapter_into_a_new_registered_version(tmp_path):
+    home = str(tmp_path / "home")
+    model = tiny(tmp_path)
+    cli(home, "import", model, "--name", "base", "--version", "1.0.0")
+    data = write_data(tmp_path / "data.jsonl")
+    adapter = str(tmp_path / "a.gguf")
+    cli(home, "finetune", "base", "--data", data, "--out", adapter, "--name", "tuned", "--rank", "4",
+        "--targets", "q,o,up", "--steps", "4", "--batch", "2", "--max-len", "96", "--lr", "1e-2", "-t", "2")
+
+    def logits(ref, *extra):
+        path = str(tmp_path / f"logits{len(os.listdir(tmp_path))}.bin")
+        cli(home, "eval", ref, *extra, "--float-activations", "--tokens", "1,40,77,200", "--logits-out", path)
+        return np.fromfile(path, dtype=np.float32)
+
+    # Merged in float32, the new model computes what --lora computes at load.
+    exact = str(tmp_path / "exact.gguf")
+    proc = cli(home, "merge", "base", "tuned:0.5", "--type", "f32", "--out", exact, "--name", "base-exact")
+    assert "merged       6 matrices (6 F32)" in proc.stdout
+    assert "registered   base-exact@1.0.0" in proc.stdout
+    with_lora = logits("base", "--lora", "tuned:0.5")
+    assert not np.allclose(with_lora, logits("base"), atol=1e-4)
+    np.testing.assert_allclose(logits("base-exact"), with_lora, rtol=0, atol=1e-5)
+
+    # Every other tensor and the metadata are the base's, byte for byte.
+    merged, plain = gguf.GGUFReader(exact), gguf.GGUFReader(model)
+    adapted = {f"blk.{l}.{t}.weight" for l in range(2) for t in ("attn_q", "attn_output", "ffn_up")}
+    base_tensors = {t.name: t for t in plain.tensors}
+    assert {t.name for t in merged.tensors} == set(base_tensors)
+    for t in merged.tensors:
+        if t.name not in adapted:
+            assert t.tensor_type == base_tensors[t.name].tensor_type, t.name
+            assert np.array_equal(np.asarray(t.data), np.asarray(base_tensors[t.name].data)), t.name
+    assert merged.fields["general.architecture"].contents() == "llama"
+
+    # By default a merged matrix keeps its base tensor's type; lineage names base and adapter.
+    proc = cli(home, "merge", "base", "tuned:0.5", "--out", str(tmp_path / "q.gguf"))
+    assert "registered   tuned-merged@1.0.0" in proc.stdout
+    q = {t.name: t.tensor_type for t in gguf.GGUFReader(str(tmp_path / "q.gguf")).tensors}
+    assert all(q[n] == base_tensors[n].tensor_type for n in adapted)
+    m = json.loads(cli(home, "show", "tuned-merged", "--json").stdout)
+    lin = m.get("manifest", m)["lineage"]
+    assert lin["command"] == "merge"
+    assert lin["training"]["base"] == "base@1.0.0" and lin["training"]["base_digest"] == sha256(model)
+    p = lin["training"]["parameters"]
+    assert p["adapter"] == "tuned@1.0.0" and p["adapter_digest"] == sha256(adapter) and p["scale"] == 0.5
+
+    # Bad input: an adapter for another shape, a model as the adapter, an unknown type.
+    other = tiny(tmp_path, "other.gguf", "--embd", "64", "--ff", "96")
+    proc = cli(home, "merge", other, "tuned", "--no-register", "--out", str(tmp_path / "x.gguf"), check=False)
+    assert proc.returncode != 0 and "another base model" in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "x.gguf")
+    proc = cli(home, "merge", "base", model, "--no-register", check=False)
+    assert proc.returncode != 0 and "not an adapter file" in proc.stderr
+    proc = cli(home, "merge", "base", "tuned", "--type", "q9", check=False)
+    assert proc.returncode != 0 and "--type 'q9'" in proc.stderr

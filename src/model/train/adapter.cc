@@ -8,10 +8,7 @@
 namespace llmasos::train {
 namespace {
 
-std::string TensorName(const LoraSlot& s, bool b) {
-  return "blk." + std::to_string(s.layer) + "." + std::string(LoraTargetTensor(s.target)) +
-         ".weight.lora_" + (b ? "b" : "a");
-}
+std::string TensorName(const LoraSlot& s, bool b) { return AdaptedTensorName(s) + ".lora_" + (b ? "b" : "a"); }
 
 // Parses "blk.N.<stem>.weight.lora_a|b" into (layer, target, is_b).
 bool ParseTensorName(std::string_view name, size_t* layer, LoraTarget* target, bool* is_b) {
@@ -146,22 +143,31 @@ StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::
   return out;
 }
 
-void MergeLoraAdapter(const LoadedAdapter& adapter, float scale, arch::Model* model) {
+std::vector<float> MergedMatrix(const LoadedAdapter& adapter, const LoraSlot& slot, float scale,
+                                const cpu::MatView& w) {
   const LoraConfig& c = adapter.layout.config();
   const float s = scale * c.scale();
+  std::vector<float> merged(w.rows * w.cols);
+  const float* a = &adapter.params[slot.a_offset];  // [rank, in]
+  const float* b = &adapter.params[slot.b_offset];  // [out, rank]
+  for (size_t r = 0; r < w.rows; ++r) {
+    float* row = &merged[r * w.cols];
+    cpu::DequantizeRow(w, r, row);
+    for (size_t j = 0; j < c.rank; ++j) cpu::Axpy(s * b[r * c.rank + j], a + j * w.cols, w.cols, row);
+  }
+  return merged;
+}
+
+std::string AdaptedTensorName(const LoraSlot& slot) {
+  return "blk." + std::to_string(slot.layer) + "." + std::string(LoraTargetTensor(slot.target)) + ".weight";
+}
+
+void MergeLoraAdapter(const LoadedAdapter& adapter, float scale, arch::Model* model) {
   for (const LoraSlot& slot : adapter.layout.slots()) {
     arch::LayerWeights& lw = model->mutable_layer(slot.layer);
     cpu::MatView* views[kNumLoraTargets] = {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.gate, &lw.up, &lw.down};
     cpu::MatView* w = views[static_cast<size_t>(slot.target)];
-    std::vector<float> merged(w->rows * w->cols);
-    const float* a = &adapter.params[slot.a_offset];  // [rank, in]
-    const float* b = &adapter.params[slot.b_offset];  // [out, rank]
-    for (size_t r = 0; r < w->rows; ++r) {
-      float* row = &merged[r * w->cols];
-      cpu::DequantizeRow(*w, r, row);
-      for (size_t j = 0; j < c.rank; ++j) cpu::Axpy(s * b[r * c.rank + j], a + j * w->cols, w->cols, row);
-    }
-    *w = model->KeepMatrix(std::move(merged), w->rows, w->cols);
+    *w = model->KeepMatrix(MergedMatrix(adapter, slot, scale, *w), w->rows, w->cols);
   }
 }
 

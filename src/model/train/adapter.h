@@ -45,6 +45,15 @@ struct LoadedAdapter {
 // does not match it, unequal ranks, a non-F32/F16 type, lora_a without lora_b.
 StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::ModelConfig& model);
 
+// The float32 rows of one adapted matrix: W + scale * (alpha / rank) * B A, where W is the
+// stored matrix of `slot` (dequantized). REQUIRES: w is that matrix of the model the adapter
+// was read for.
+std::vector<float> MergedMatrix(const LoadedAdapter& adapter, const LoraSlot& slot, float scale,
+                                const cpu::MatView& w);
+
+// The GGUF tensor name of the matrix a slot adapts: "blk.N.attn_q.weight".
+std::string AdaptedTensorName(const LoraSlot& slot);
+
 // Folds `scale` x the adapter into the model's weights: each adapted matrix W becomes the
 // float32 matrix W + scale * (alpha / rank) * B A (dequantized, then kept by the model), so
 // every forward path runs the adapted model unchanged. Several adapters may be merged in turn.
