@@ -1,11 +1,14 @@
 #include "api/daemon.h"
 
+#include <cerrno>
+#include <cstdlib>
 #include <ctime>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
 #include "api/errors.h"
+#include "api/request.h"
 #include "services/registry/reference.h"
 
 namespace llmasos::api {
@@ -39,6 +42,35 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
     return std::nullopt;
   }
   return std::move(lease).value();
+}
+
+StatusOr<std::optional<kernel::TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout) {
+  std::optional<double> seconds;
+  if (timeout) seconds = *timeout;
+  const std::string header(exchange.request().Header("X-Request-Timeout"));
+  if (!header.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(header.c_str(), &end);
+    if (errno != 0 || end != header.c_str() + header.size() || !(v >= kMinTimeoutSeconds && v <= kMaxTimeoutSeconds)) {
+      return InvalidArgumentError("X-Request-Timeout: must be seconds from 0.001 to 86400, got \"" +
+                                  header.substr(0, 64) + "\"");
+    }
+    seconds = seconds ? std::min(*seconds, v) : v;
+  }
+  if (!seconds) return std::optional<kernel::TimePoint>();
+  return std::optional<kernel::TimePoint>(kernel::RealClock()->Now() +
+                                          std::chrono::duration_cast<kernel::Duration>(std::chrono::duration<double>(*seconds)));
+}
+
+bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<kernel::TimePoint>* deadline) {
+  auto d = RequestDeadline(exchange, timeout);
+  if (!d.ok()) {
+    SendError(exchange, {.http_status = 400, .message = d.status().message()});
+    return false;
+  }
+  *deadline = *d;
+  return true;
 }
 
 void SendJson(Exchange& exchange, std::string body, int status) {
@@ -75,6 +107,10 @@ namespace {
 void AddDaemonRoutes(Router& router, Daemon& daemon) {
   router.Add("GET", "/health", [](const ExchangePtr& ex) { SendJson(*ex, R"({"status":"ok"})"); });
   router.Add("GET", "/ready", [&daemon](const ExchangePtr& ex) {
+    if (daemon.draining.load()) {
+      ex->Respond(503, "application/json", R"({"status":"draining"})");
+      return;
+    }
     if (!daemon.ready.load()) {
       ex->Respond(503, "application/json", R"({"status":"loading"})", {{"Retry-After", "1"}});
       return;
@@ -105,8 +141,8 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
 }  // namespace
 
 void OnRequestEnd(Daemon& daemon, const HttpRequest& request, const RequestRecord& record) {
-  (void)request;
   daemon.metrics.OnRequestEnd(record);
+  if (daemon.request_log != nullptr) daemon.request_log->Write(request, record);
 }
 
 void AddRoutes(Router& router, Daemon& daemon) {

@@ -19,6 +19,7 @@
 
 #include "api/http.h"
 #include "api/metrics.h"
+#include "api/request_log.h"
 #include "api/router.h"
 #include "services/manager/model_service.h"
 
@@ -36,11 +37,14 @@ struct Daemon {
   bool allow_private_pull = false;
   // false until the --models preloads are done (/ready answers 503 until then).
   std::atomic<bool> ready{false};
+  // true once a signal asked the daemon to stop: /ready answers 503 while streams finish.
+  std::atomic<bool> draining{false};
   DaemonMetrics metrics;
+  RequestLog* request_log = nullptr;  // null: no request log
 };
 
 // What the server calls at the end of each request (HttpServerOptions::on_request_end): the
-// metrics count it.
+// metrics count it and the request log writes its line.
 void OnRequestEnd(Daemon& daemon, const HttpRequest& request, const RequestRecord& record);
 
 void AddRoutes(Router& router, Daemon& daemon);
@@ -51,6 +55,12 @@ void AddRoutes(Router& router, Daemon& daemon);
 // is not a registry reference, 404 unknown, 503 with Retry-After while it loads, ...).
 std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchange, std::string_view model,
                                                 std::optional<manager::Duration> keep_alive);
+// The deadline of a request from its body's `timeout` and its X-Request-Timeout header
+// (seconds; the sooner wins), counted from now on the kernel's clock; nullopt when it has
+// neither. InvalidArgument naming the header when it is not a number in range.
+StatusOr<std::optional<kernel::TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout);
+// RequestDeadline into *deadline; false after answering 400 for a bad header.
+bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<kernel::TimePoint>* deadline);
 // Responds 200 with `json` (already serialized).
 void SendJson(Exchange& exchange, std::string json, int status = 200);
 // Seconds since the Unix epoch, and the same as RFC 3339 UTC with nanoseconds (Ollama).

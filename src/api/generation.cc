@@ -120,9 +120,15 @@ std::string FinishReason(const kernel::StreamEvent& end) {
 
 std::string EndDescription(const kernel::StreamEvent& end) {
   std::string out(kernel::EndReasonName(end.reason));
-  if (!end.message.empty()) out += ": " + end.message;
+  if (!end.message.empty()) {
+    out += ": " + end.message;
+  } else if (end.reason == kernel::EndReason::kDeadline) {
+    out += ": the request's timeout passed before it finished";
+  }
   return out;
 }
+
+int EndHttpStatus(const kernel::StreamEvent& end) { return end.reason == kernel::EndReason::kDeadline ? 504 : 500; }
 
 // A log-probability as JSON: -inf (a token the model gives no mass) as OpenAI writes it.
 double JsonLogprob(float lp) { return std::isfinite(lp) ? lp : -9999.0; }

@@ -114,6 +114,9 @@ nlohmann::json ChatLogprobEntry(const tokenizer::Tokenizer& tokenizer, const sam
 std::string FinishReason(const kernel::StreamEvent& end);
 // Why an ended process ended, for an error message: the EndReason's name and its message.
 std::string EndDescription(const kernel::StreamEvent& end);
+// The HTTP status of a complete response whose process ended early: 504 when its deadline
+// passed, 500 otherwise.
+int EndHttpStatus(const kernel::StreamEvent& end);
 
 }  // namespace llmasos::api
 

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -56,6 +57,8 @@ struct HttpServer::Impl {
   const Router* router = nullptr;
   // Before ioc: connections still queued in ioc count down as it is destroyed.
   std::atomic<size_t> num_connections{0};
+  std::atomic<size_t> num_active{0};  // live exchanges
+  std::atomic<bool> draining{false};
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::unique_ptr<net::thread_pool> workers;
@@ -68,6 +71,10 @@ struct HttpServer::Impl {
   };
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
   bool stopped = false;
+  // Open connections, so that Stop can close each on its strand (pruned at each accept).
+  std::mutex connections_mu;
+  std::vector<std::weak_ptr<Connection>> connections;  // GUARDED_BY(connections_mu)
+  std::atomic<size_t> num_io_running{0};  // I/O threads still in ioc.run()
 
   void Accept();
 };
@@ -139,6 +146,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   net::any_io_executor executor() { return stream_.get_executor(); }
   const HttpServerOptions& options() const { return server_->options; }
+  // Closes the connection (on its strand): a write in flight fails, so a stream on it lets
+  // go of its processes.
+  void Shutdown() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+  std::atomic<size_t>& num_active() { return server_->num_active; }
   void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
   Waker MakeWaker() {
     return [gate = server_->gate, executor = stream_.get_executor()](std::function<void()> fn) {
@@ -380,13 +393,16 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
         received_at_(std::chrono::steady_clock::now()) {
     record_.method = request_.method;
     record_.path = request_.path;
+    connection_->num_active().fetch_add(1);
   }
   // An exchange dropped before its response ended: the client went away (or the handler
   // never answered, a bug logged by nobody else).
   ~ExchangeImpl() override {
-    if (finished_) return;
-    record_.client_gone = true;
-    Report();
+    if (!finished_) {
+      record_.client_gone = true;
+      Report();
+    }
+    connection_->num_active().fetch_sub(1);
   }
 
   const HttpRequest& request() const override { return request_; }
@@ -458,6 +474,14 @@ void Connection::Dispatch(HttpRequest request) {
   const Router::Route route = server_->router->Match(request);
   auto exchange = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(request));
   exchange->record().route = std::string(route.pattern);
+  if (server_->draining.load()) {
+    const auto& exempt = server_->options.drain_exempt_paths;
+    if (std::find(exempt.begin(), exempt.end(), exchange->request().path) == exempt.end()) {
+      keep_alive_ = false;
+      SendError(*exchange, {.http_status = 503, .message = "the server is shutting down", .retry_after_seconds = 1});
+      return;
+    }
+  }
   if (route.handler == nullptr) {
     Router::SendMiss(*exchange, route);
     return;
@@ -485,7 +509,13 @@ void HttpServer::Impl::Accept() {
       beast::error_code ignored;
       socket.close(ignored);
     } else {
-      std::make_shared<Connection>(std::move(socket), this)->Begin();
+      auto connection = std::make_shared<Connection>(std::move(socket), this);
+      {
+        std::lock_guard<std::mutex> lock(connections_mu);
+        std::erase_if(connections, [](const std::weak_ptr<Connection>& c) { return c.expired(); });
+        connections.push_back(connection);
+      }
+      connection->Begin();
     }
     Accept();
   });
@@ -516,8 +546,13 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
   impl->workers = std::make_unique<net::thread_pool>(options.worker_threads);
   impl->slow = std::make_unique<net::thread_pool>(options.slow_threads);
   impl->Accept();
+  impl->num_io_running.store(options.io_threads);
   for (size_t i = 0; i < options.io_threads; ++i) {
-    impl->io_threads.emplace_back([ioc = &impl->ioc] {
+    impl->io_threads.emplace_back([ioc = &impl->ioc, running = &impl->num_io_running] {
+      struct Done {
+        std::atomic<size_t>* running;
+        ~Done() { running->fetch_sub(1); }
+      } done{running};
       // A completion handler that throws is a bug; it is logged and the thread serves on.
       for (;;) {
         try {
@@ -542,17 +577,38 @@ uint16_t HttpServer::port() const {
   return ec ? 0 : endpoint.port();
 }
 
+void HttpServer::BeginDrain() { impl_->draining.store(true); }
+
+size_t HttpServer::num_active() const { return impl_->num_active.load(); }
+
 void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
+  // Stop accepting and close every connection; streams on them see their writes fail or their
+  // client gone, cancel their processes and end their model leases. Once nothing is left to
+  // run the I/O threads return; a handler that never lets go is cut off after kStopGrace.
+  net::post(impl_->ioc, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+    std::vector<std::shared_ptr<Connection>> open;
+    {
+      std::lock_guard<std::mutex> lock(impl->connections_mu);
+      for (const auto& weak : impl->connections) {
+        if (auto c = weak.lock()) open.push_back(std::move(c));
+      }
+      impl->connections.clear();
+    }
+    for (const auto& c : open) c->Shutdown();
+  });
+  constexpr auto kStopGrace = std::chrono::seconds(2);
+  const auto give_up = std::chrono::steady_clock::now() + kStopGrace;
+  while (impl_->num_io_running.load() > 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   {
     std::lock_guard<std::mutex> lock(impl_->gate->mu);
     impl_->gate->open = false;
   }
-  net::post(impl_->ioc, [impl = impl_.get()] {
-    beast::error_code ignored;
-    impl->acceptor.close(ignored);
-  });
   impl_->ioc.stop();
   for (std::thread& t : impl_->io_threads) t.join();
   // Handlers already running finish (one may be loading a model); queued ones are dropped.

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/router.h"
 #include "util/status.h"
@@ -44,6 +45,8 @@ struct HttpServerOptions {
   // answered an error itself (400, 413, 431). Runs on a connection's executor or the thread
   // that drops the exchange: it must be thread-safe and quick. May be empty.
   std::function<void(const HttpRequest&, const RequestRecord&)> on_request_end;
+  // Paths still served while draining (/health, /ready, /metrics).
+  std::vector<std::string> drain_exempt_paths;
 };
 
 class HttpServer {
@@ -56,6 +59,13 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const;
+  // Starts draining: from now on a new request, except on drain_exempt_paths, is answered 503
+  // ("the server is shutting down", Retry-After) and its connection closed; requests in
+  // flight go on. Thread-safe.
+  void BeginDrain();
+  // Requests in flight now: handlers running or queued, responses not yet complete.
+  // Thread-safe.
+  size_t num_active() const;
   // Stops accepting, closes every connection, waits for the handlers queued on the worker
   // pools and joins every thread. Idempotent.
   void Stop();

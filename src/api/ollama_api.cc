@@ -45,6 +45,7 @@ class OllamaWriter : public ResponseWriter {
     const std::string reason = FinishReason(e);
     if (reason == "error" || reason == "cancelled") {
       error_ = "the generation ended early: " + EndDescription(e);
+      error_status_ = EndHttpStatus(e);
       if (stream_) out += Dump(json{{"error", error_}}) + "\n";
       return out;
     }
@@ -64,7 +65,7 @@ class OllamaWriter : public ResponseWriter {
   }
 
   Final Finish() override {
-    if (!error_.empty()) return {500, stream_ ? "" : Dump(json{{"error", error_}})};
+    if (!error_.empty()) return {error_status_, stream_ ? "" : Dump(json{{"error", error_}})};
     if (stream_) return {200, Dump(final_) + "\n"};
     if (chat_) {
       final_["message"]["content"] = text_;
@@ -105,6 +106,7 @@ class OllamaWriter : public ResponseWriter {
   const tokenizer::Tokenizer* tok_;  // set when log-probabilities were asked for
   std::string text_;
   std::string error_;
+  int error_status_ = 500;
   json pending_ = json::array();  // log-probability entries not sent yet
   json final_;
 };
@@ -124,6 +126,8 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   const ParsedGeneration& r = *parsed;
+  std::optional<kernel::TimePoint> deadline;
+  if (!ReadDeadlineOrAnswer(*ex, r.timeout, &deadline)) return;
   std::optional<manager::Duration> keep_alive;
   if (r.keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*r.keep_alive);
   if (r.load_only && keep_alive && *keep_alive == manager::Duration::zero()) {
@@ -152,6 +156,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendStatus(*ex, prepared.status());
     return;
   }
+  prepared->spec.limits.deadline = deadline;
   auto pump = NewPump(ex, {.stream = r.stream, .content_type = "application/x-ndjson"});
   auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), 1);
   if (!ids.ok()) {
@@ -194,6 +199,8 @@ void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendError(*ex, {.http_status = 400, .message = parsed.status().message()});
     return;
   }
+  std::optional<kernel::TimePoint> deadline;
+  if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
   std::optional<manager::Duration> keep_alive;
   if (parsed->keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*parsed->keep_alive);
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, keep_alive);
@@ -205,6 +212,7 @@ void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendStatus(*ex, specs.status());
     return;
   }
+  for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
   auto pump = NewPump(ex, {.stream = false});
   auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
   if (!ids.ok()) {

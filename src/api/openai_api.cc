@@ -58,6 +58,7 @@ class OpenAiWriter : public ResponseWriter {
     c.finish_reason = FinishReason(e);
     if (c.finish_reason == "error" || c.finish_reason == "cancelled") {
       error_ = "the generation ended early: " + EndDescription(e);
+      error_status_ = EndHttpStatus(e);
       if (stream_) out += Event(json{{"error", {{"message", error_}, {"type", "server_error"}}}});
       return out;
     }
@@ -84,8 +85,8 @@ class OpenAiWriter : public ResponseWriter {
       return {200, out + "data: [DONE]\n\n"};
     }
     if (!error_.empty()) {
-      return {500, Dump(json{{"error", {{"message", error_}, {"type", "server_error"}, {"param", nullptr},
-                                         {"code", nullptr}}}})};
+      return {error_status_, Dump(json{{"error", {{"message", error_}, {"type", "server_error"}, {"param", nullptr},
+                                                  {"code", error_status_ == 504 ? json("timeout") : json(nullptr)}}}})};
     }
     json choices = json::array();
     for (size_t i = 0; i < choices_.size(); ++i) {
@@ -213,6 +214,7 @@ class OpenAiWriter : public ResponseWriter {
   std::vector<Choice> choices_;
   std::map<kernel::ProcessId, size_t> index_;
   std::string error_;
+  int error_status_ = 500;
   int64_t prompt_tokens_ = 0, completion_tokens_ = 0;
 };
 
@@ -224,6 +226,8 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   const ParsedGeneration& r = *parsed;
+  std::optional<kernel::TimePoint> deadline;
+  if (!ReadDeadlineOrAnswer(*ex, r.timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.model, std::nullopt);
   if (!lease) return;
   auto prepared = PrepareProcess(lease->model(), r, &param);
@@ -233,6 +237,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
                     .param = param, .code = context ? "context_length_exceeded" : ""});
     return;
   }
+  prepared->spec.limits.deadline = deadline;
   auto pump = NewPump(ex, {.stream = r.stream, .content_type = "text/event-stream"});
   auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), r.n);
   if (!ids.ok()) {
@@ -309,6 +314,8 @@ void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
     SendError(*ex, {.http_status = 400, .message = parsed.status().message(), .param = param});
     return;
   }
+  std::optional<kernel::TimePoint> deadline;
+  if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, std::nullopt);
   if (!lease) return;
   auto specs = EmbeddingProcesses(lease->model(), *parsed, &param);
@@ -317,6 +324,7 @@ void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
                     .param = param});
     return;
   }
+  for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
   auto pump = NewPump(ex, {.stream = false});
   auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
   if (!ids.ok()) {

@@ -254,6 +254,7 @@ Status ReadOpenAiCommon(Fields& f, ParsedGeneration* r) {
   RETURN_IF_ERROR(ReadLogitBias(f, &r->logit_bias));
   RETURN_IF_ERROR(f.String("user", kMaxUserBytes, &r->user));
   RETURN_IF_ERROR(f.Int("priority", -kMaxPriority, kMaxPriority, &r->priority));
+  RETURN_IF_ERROR(f.Float("timeout", kMinTimeoutSeconds, kMaxTimeoutSeconds, &r->timeout));
   const json* rf;
   RETURN_IF_ERROR(f.Object("response_format", &rf));
   if (rf != nullptr) {
@@ -325,6 +326,7 @@ Status ReadOllamaCommon(Fields& f, ParsedGeneration* r) {
   if (top && *top > 0 && !r->logprobs) return f.Fail("top_logprobs", "needs \"logprobs\": true");
   r->top_logprobs = top.value_or(0);
   RETURN_IF_ERROR(f.Int("priority", -kMaxPriority, kMaxPriority, &r->priority));
+  RETURN_IF_ERROR(f.Float("timeout", kMinTimeoutSeconds, kMaxTimeoutSeconds, &r->timeout));
   RETURN_IF_ERROR(f.Unsupported("format"));
   RETURN_IF_ERROR(f.Unsupported("think"));
   RETURN_IF_ERROR(f.Unsupported("tools"));
@@ -523,6 +525,7 @@ StatusOr<ParsedEmbedding> ParseEmbedding(Endpoint endpoint, std::string_view bod
     RETURN_IF_ERROR(ReadEmbeddingOptions(f, &r));
   }
   RETURN_IF_ERROR(f.Int("priority", -kMaxPriority, kMaxPriority, &r.priority));
+  RETURN_IF_ERROR(f.Float("timeout", kMinTimeoutSeconds, kMaxTimeoutSeconds, &r.timeout));
   RETURN_IF_ERROR(f.Unsupported("dimensions"));
   f.IgnoreRest();
   return r;

@@ -102,6 +102,9 @@ struct ParsedGeneration {
   std::string user;          // OpenAI `user`, up to 256 bytes
   std::optional<int32_t> priority;  // extension: -1000..1000, higher runs first
   std::optional<std::string> tenant;  // kBatchLine only ("tenant")
+  // Extension: seconds (0, 86400] the request may take; past it its processes end with
+  // EndReason::kDeadline (the daemon also reads X-Request-Timeout). Not on batch lines.
+  std::optional<float> timeout;
   // Ollama keep_alive: how long the model stays loaded after this request; negative: forever.
   std::optional<std::chrono::milliseconds> keep_alive;
   std::optional<int32_t> num_ctx;  // Ollama options.num_ctx: 1..1048576 tokens
@@ -112,6 +115,10 @@ struct ParsedGeneration {
 };
 
 enum class EmbeddingEncoding { kFloat, kBase64 };
+
+// The range of a request's timeout, in seconds (the "timeout" field, X-Request-Timeout).
+inline constexpr double kMinTimeoutSeconds = 0.001;
+inline constexpr double kMaxTimeoutSeconds = 86400;
 
 struct ParsedEmbedding {
   Endpoint endpoint = Endpoint::kEmbeddings;
@@ -128,6 +135,7 @@ struct ParsedEmbedding {
   bool truncate = false;
   std::string user;
   std::optional<int32_t> priority;
+  std::optional<float> timeout;  // as ParsedGeneration::timeout
   std::optional<std::chrono::milliseconds> keep_alive;
   std::optional<int32_t> num_ctx;
   std::vector<std::string> ignored_fields;

@@ -48,12 +48,17 @@ StatusOr<std::unique_ptr<EngineThread>> EngineThread::Start(const arch::Model& m
                                                             const Clock* clock) {
   ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, tokenizer, pool, options.engine, clock));
   return std::unique_ptr<EngineThread>(
-      new EngineThread(std::move(engine), tokenizer, clock, std::max<size_t>(options.history_steps, 1)));
+      new EngineThread(std::move(engine), tokenizer, clock, std::max<size_t>(options.history_steps, 1),
+                       options.max_live));
 }
 
 EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer,
-                           const Clock* clock, size_t history_steps)
-    : engine_(std::move(engine)), tokenizer_(tokenizer), clock_(clock), history_steps_(history_steps) {
+                           const Clock* clock, size_t history_steps, size_t max_live)
+    : engine_(std::move(engine)),
+      tokenizer_(tokenizer),
+      clock_(clock),
+      history_steps_(history_steps),
+      max_live_(max_live) {
   engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
   thread_ = std::thread([this] { Loop(); });
 }
@@ -89,9 +94,13 @@ StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Cha
     channel->num_open += n;
   }
   std::vector<ProcessId> ids;
+  size_t num_live = 0;  // when refused for max_live
   {
     MutexLock lock(mu_);
-    if (!stopping_) {
+    num_live = stats_.num_submitted - stats_.num_ended;
+    if (max_live_ > 0 && num_live + n > max_live_) {
+      // Refused below, with the channel's count given back.
+    } else if (!stopping_) {
       // Minted under mu_, so the inbox holds ids in increasing order.
       for (size_t i = 0; i < n; ++i) ids.push_back(engine_->NewProcessId());
       last_id_ = ids.back();
@@ -100,8 +109,14 @@ StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Cha
     }
   }
   if (ids.empty()) {
-    MutexLock lock(channel->mu);
-    channel->num_open -= n;
+    {
+      MutexLock lock(channel->mu);
+      channel->num_open -= n;
+    }
+    if (max_live_ > 0 && num_live + n > max_live_) {
+      return UnavailableError("the model's queue is full (" + std::to_string(num_live) + " processes, at most " +
+                              std::to_string(max_live_) + "); retry later");
+    }
     return FailedPreconditionError("the engine thread is shut down");
   }
   cv_.NotifyOne();

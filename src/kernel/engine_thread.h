@@ -116,6 +116,10 @@ class Channel {
 struct EngineThreadOptions {
   EngineOptions engine;
   size_t history_steps = 256;  // steps kept in EngineThreadStats::recent
+  // The admission bound: processes live at once (queued, running, preempted, and submitted
+  // but not yet taken in); a submission that would exceed it is refused with kUnavailable.
+  // 0: no bound.
+  size_t max_live = 0;
 };
 
 // One step, as the engine thread saw it.
@@ -161,7 +165,8 @@ class EngineThread {
   // Queues a process and returns at once with its id and its channel; the stream ends early
   // at the first of spec.stop (and `stop`, appended to them) to appear in the text, which is
   // cut before it. Errors as Engine::Validate, checked here on the caller's thread, once;
-  // FailedPrecondition after Shutdown. Thread-safe.
+  // FailedPrecondition after Shutdown; Unavailable when the options' max_live would be
+  // exceeded. Thread-safe.
   StatusOr<Submission> Submit(ProcessSpec spec, std::vector<std::string> stop = {});
   // As Submit, streaming into `channel`, which may carry several processes (events name
   // their process), so one consumer can follow many. Thread-safe.
@@ -195,7 +200,7 @@ class EngineThread {
     std::shared_ptr<Channel::State> channel;
   };
   EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer, const Clock* clock,
-               size_t history_steps);
+               size_t history_steps, size_t max_live);
   StatusOr<std::vector<ProcessId>> Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
                                            size_t n);
   void Loop() EXCLUDES(mu_);
@@ -210,6 +215,7 @@ class EngineThread {
   const tokenizer::Tokenizer& tokenizer_;
   const Clock* clock_;
   const size_t history_steps_;
+  const size_t max_live_;
 
   // Engine thread only: the channel of each live process.
   std::unordered_map<ProcessId, std::shared_ptr<Channel::State>> streams_;

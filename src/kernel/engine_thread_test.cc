@@ -229,6 +229,27 @@ TEST_F(EngineThreadTest, ShutdownWithLiveProcessesEndsEveryStream) {
   engine->Shutdown();  // idempotent
 }
 
+TEST_F(EngineThreadTest, AdmissionBoundRefusesSubmissionsPastMaxLiveUntilOneEnds) {
+  EngineThreadOptions o = NeverStopsEarly();
+  o.engine.scheduler.max_running = 1;
+  o.max_live = 2;  // one running, one waiting
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  auto first = engine->Submit(Greedy(Prompt(10, 1), 900));
+  auto second = engine->Submit(Greedy(Prompt(10, 2), 900));
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto third = engine->Submit(Greedy(Prompt(10, 3), 4));
+  EXPECT_EQ(third.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(third.status().message().find("queue is full"), std::string::npos) << third.status().ToString();
+  Channel group;
+  EXPECT_EQ(engine->SubmitGroupTo(group, Greedy(Prompt(10, 4), 4), 2).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(engine->Stats().num_submitted, 2u);
+  ASSERT_TRUE(engine->Cancel(first->id).ok());
+  EXPECT_EQ(Drain(*first->channel).end.reason, EndReason::kCancelled);  // delivered: counted as ended
+  auto fourth = engine->Submit(Greedy(Prompt(10, 5), 4));
+  EXPECT_TRUE(fourth.ok()) << fourth.status().ToString();
+}
+
 TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {
   auto engine = Start();
   ASSERT_NE(engine, nullptr);

@@ -32,6 +32,10 @@ struct ServeFlags {
   size_t io_threads = 2;
   bool allow_private_pull = false;
   std::string policy = "fcfs";
+  std::string log_file;  // "": the request log goes to stderr
+  bool log_prompts = false;
+  double drain_timeout_s = 30;
+  size_t max_queue = 64;
 };
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -42,6 +46,37 @@ std::vector<std::string> SplitList(const std::string& text) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// The first SIGTERM or SIGINT drains: /ready turns 503, new requests get 503, and the requests
+// in flight have `timeout_s` to finish (the rest are cancelled as the engines stop). A second
+// signal stops at once. 0 when the drain ended by itself or by its timeout, 1 when a second
+// signal cut it short.
+int Drain(api::HttpServer& server, api::Daemon& daemon, const sigset_t& signals, double timeout_s) {
+  daemon.draining.store(true);
+  server.BeginDrain();
+  std::fprintf(stderr, "llmasos serve: draining (%zu requests in flight, at most %g s; a second signal stops at once)\n",
+               server.num_active(), timeout_s);
+  std::fflush(stderr);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                               std::chrono::duration<double>(timeout_s));
+  while (server.num_active() > 0) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      std::fprintf(stderr, "llmasos serve: drain timeout; stopping %zu requests\n", server.num_active());
+      break;
+    }
+    const std::chrono::steady_clock::duration wait = std::min<std::chrono::steady_clock::duration>(
+        left, std::chrono::milliseconds(20));
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+      std::fprintf(stderr, "llmasos serve: second signal; stopping now\n");
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "llmasos serve: stopping\n");
+  return 0;
 }
 
 int ServeMain(const ServeFlags& f) {
@@ -65,6 +100,7 @@ int ServeMain(const ServeFlags& f) {
   engine.batch_tokens = f.batch_size;
   engine.kv_budget_bytes = uint64_t{f.kv_mib} << 20;
   engine.policy = f.policy;
+  engine.max_queued = f.max_queue;
   manager::GgufLoaderOptions loader;
   loader.engine = engine;
   manager::ManagerOptions mo;
@@ -78,7 +114,11 @@ int ServeMain(const ServeFlags& f) {
   if (!manager.ok()) return ReportError(manager.status());
   manager::ModelService service(reg->get(), manager->get());
 
+  auto request_log = api::RequestLog::Open(f.log_file, f.log_prompts);
+  if (!request_log.ok()) return ReportError(request_log.status());
+
   api::Daemon daemon;
+  daemon.request_log = request_log->get();
   daemon.registry = reg->get();
   daemon.manager = manager->get();
   daemon.service = &service;
@@ -95,6 +135,7 @@ int ServeMain(const ServeFlags& f) {
   so.on_request_end = [&daemon](const api::HttpRequest& request, const api::RequestRecord& record) {
     api::OnRequestEnd(daemon, request, record);
   };
+  so.drain_exempt_paths = {"/health", "/ready", "/metrics"};
   auto server = api::HttpServer::Start(so, &router);
   if (!server.ok()) return ReportError(server.status());
   std::fprintf(stderr, "llmasos serve: listening on http://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",
@@ -119,7 +160,7 @@ int ServeMain(const ServeFlags& f) {
     daemon.ready.store(true);
     int sig = 0;
     sigwait(&signals, &sig);
-    std::fprintf(stderr, "llmasos serve: stopping\n");
+    exit_code = Drain(**server, daemon, signals, f.drain_timeout_s);
   }
   (*server)->Stop();
   server->reset();
@@ -157,6 +198,14 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--io-threads", f->io_threads, "threads doing network I/O (default 2)")->check(CLI::Range(1, 64));
   cmd->add_flag("--allow-private-pull", f->allow_private_pull,
                 "let /api/pull fetch from loopback, private and link-local addresses");
+  cmd->add_option("--max-queue", f->max_queue,
+                  "processes each model keeps waiting beyond --parallel; more get 503 with Retry-After (default 64)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--log-file", f->log_file, "append the request log (one JSON line per request) here instead of stderr");
+  cmd->add_flag("--log-prompts", f->log_prompts, "write the prompt text in the request log (off: it may be private)");
+  cmd->add_option("--drain-timeout", f->drain_timeout_s,
+                  "seconds requests in flight have to finish after SIGTERM/SIGINT (default 30)")
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->callback([f, exit_code] { *exit_code = ServeMain(*f); });
 }
 

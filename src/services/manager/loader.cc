@@ -79,6 +79,7 @@ class GgufLoader : public Loader {
       o.engine.kv_block_tokens = kKvBlockTokens;
       o.engine.max_context = loaded->context_tokens;
       o.engine.scheduler.max_running = e.parallel;
+      o.max_live = e.parallel + e.max_queued;
       o.engine.scheduler.max_batch_tokens = std::max(e.batch_tokens, e.parallel);
       o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
       auto engine = kernel::EngineThread::Start(*loaded->model, *loaded->tokenizer, *loaded->pool, o,

@@ -76,6 +76,9 @@ struct InstanceEngineOptions {
   // KV pool; 0: enough for `parallel` processes of `context_tokens` each.
   uint64_t kv_budget_bytes = 0;
   std::string policy = "fcfs";
+  // Processes that may wait beyond the `parallel` running ones; a submission past
+  // parallel + max_queued is refused (kUnavailable: the daemon's 503 with Retry-After).
+  size_t max_queued = 64;
 };
 
 struct GgufLoaderOptions {
