@@ -1,6 +1,8 @@
 """Starts the real daemon for the test_serve_* suites: a temporary LLMASOS_HOME with a tiny
 generated model (and, where asked, the default model) imported, `llmasos serve --port 0` on
 127.0.0.1, and the address it reports once it is ready."""
+import contextlib
+import http.server
 import json
 import os
 import re
@@ -128,3 +130,25 @@ def default_home(tmp_path):
     cli(home, "import", DEFAULT_MODEL_FILE, "--name", name)
     cli(home, "tag", name, tag)
     return home
+
+
+@contextlib.contextmanager
+def file_server(directory):
+    """Serves `directory` over HTTP on 127.0.0.1 (for /api/pull, which needs
+    --allow-private-pull to reach it); yields the base URL, http://127.0.0.1:PORT."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -4,17 +4,15 @@ protocol limits (413 before the body is read, 431, a client that never finishes 
 malformed HTTP, unknown routes and methods), after each of which the daemon still answers.
 """
 import http.client
-import http.server
 import json
 import os
 import socket
-import threading
 
 import ollama
 import openai
 import pytest
 
-from serve_util import Daemon, cli, make_tiny, tiny_home
+from serve_util import Daemon, cli, file_server, make_tiny, tiny_home
 
 
 @pytest.fixture(scope="module")
@@ -125,18 +123,8 @@ def test_pull_from_a_local_server_streams_progress(daemon):
     served = daemon.tmp / "served"
     served.mkdir()
     make_tiny(str(served / "pulled.gguf"), seed=9)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/pulled.gguf"
+    with file_server(served) as base:
+        url = f"{base}/pulled.gguf"
         client = ollama.Client(host=daemon.url)
         statuses = [p.status for p in client.pull(url, stream=True)]
         assert statuses[-1] == "success" and "downloading" in statuses or "verifying sha256 digest" in statuses
@@ -147,11 +135,8 @@ def test_pull_from_a_local_server_streams_progress(daemon):
         assert status == 200 and json.loads(body) == {"status": "success"}
         # A URL that does not answer: the error comes in the stream, without a path.
         with pytest.raises(ollama.ResponseError) as e:
-            list(client.pull(f"http://127.0.0.1:{server.server_address[1]}/missing.gguf", stream=True))
+            list(client.pull(f"{base}/missing.gguf", stream=True))
         assert "404" in str(e.value) or "not found" in str(e.value).lower()
-    finally:
-        server.shutdown()
-
 
 def test_model_names_are_validated_before_any_lookup(daemon):
     for body in ({"model": "../../etc/passwd"}, {"model": "a/../b"}, {"model": ""}, {"model": 7}, {}):
