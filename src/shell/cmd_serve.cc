@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "api/daemon.h"
@@ -12,6 +14,7 @@
 #include "services/manager/loader.h"
 #include "services/manager/model_service.h"
 #include "shell/commands.h"
+#include "shell/config_file.h"
 
 namespace llmasos::shell {
 namespace {
@@ -36,7 +39,12 @@ struct ServeFlags {
   bool log_prompts = false;
   double drain_timeout_s = 30;
   size_t max_queue = 64;
+  std::string config;  // "": $LLMASOS_HOME/config.toml when it exists
+  bool print_config = false;
 };
+
+// Options that are not configuration keys.
+const std::set<std::string> kNotKeys = {"help", "config", "print-config"};
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -172,6 +180,7 @@ int ServeMain(const ServeFlags& f) {
 void AddServeCommand(CLI::App& app, int* exit_code) {
   auto f = std::make_shared<ServeFlags>();
   CLI::App* cmd = app.add_subcommand("serve", "the daemon: OpenAI- and Ollama-compatible HTTP API");
+  cmd->option_defaults()->always_capture_default();  // --print-config shows the defaults
   cmd->add_option("--host", f->host, "address to listen on (default 127.0.0.1)");
   cmd->add_option("--port", f->port, "port to listen on (default 8080; 0: any free port)");
   cmd->add_option("--models", f->models, "models to load at start, comma-separated references");
@@ -179,8 +188,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("-c,--ctx-size", f->ctx_size, "context per process in tokens (default 4096, clamped to the model's)")
       ->check(CLI::Range(2, 1 << 24));
-  cmd->add_option("-t,--threads", f->threads, "CPU threads, shared by the loaded models (default: all cores)")
-      ->check(CLI::Range(1, 1024));
+  cmd->add_option("-t,--threads", f->threads, "CPU threads, shared by the loaded models (default 0: all cores)")
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("-b,--batch-size", f->batch_size, "tokens per forward pass (default 512)")
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--kv-mib", f->kv_mib, "KV memory per model in MiB (default: parallel x ctx-size)")
@@ -206,7 +215,30 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--drain-timeout", f->drain_timeout_s,
                   "seconds requests in flight have to finish after SIGTERM/SIGINT (default 30)")
       ->check(CLI::Range(0.0, 3600.0));
-  cmd->callback([f, exit_code] { *exit_code = ServeMain(*f); });
+  cmd->add_option("--config", f->config,
+                  "TOML file of flags (key = flag without dashes; flags given here win; default "
+                  "$LLMASOS_HOME/config.toml when it exists)");
+  cmd->add_flag("--print-config", f->print_config, "print the effective configuration as TOML and exit");
+  cmd->callback([f, cmd, exit_code] {
+    std::string path = f->config;
+    if (path.empty()) {
+      std::error_code ec;
+      const std::string home_config = registry::DefaultHome() + "/config.toml";
+      if (std::filesystem::exists(home_config, ec)) path = home_config;
+    }
+    if (!path.empty()) {
+      if (Status s = ApplyConfigFile(*cmd, path, kNotKeys); !s.ok()) {
+        *exit_code = ReportError(s);
+        return;
+      }
+    }
+    if (f->print_config) {
+      std::fputs(EffectiveConfigToml(*cmd, kNotKeys).c_str(), stdout);
+      *exit_code = 0;
+      return;
+    }
+    *exit_code = ServeMain(*f);
+  });
 }
 
 }  // namespace llmasos::shell
