@@ -13,6 +13,15 @@ const std::vector<double> kRequestBounds = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 
 std::string Label(const registry::Manifest& m) { return m.name + "@" + m.version; }
 
+// A client may send any method token: the label keeps HTTP's own and folds the rest, so no
+// client can make series without end.
+std::string MethodLabel(const std::string& method) {
+  for (const char* known : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}) {
+    if (method == known) return method;
+  }
+  return "other";
+}
+
 }  // namespace
 
 DaemonMetrics::DaemonMetrics()
@@ -37,7 +46,7 @@ DaemonMetrics::DaemonMetrics()
 
 void DaemonMetrics::OnRequestEnd(const RequestRecord& r) {
   const std::string route = r.route.empty() ? "none" : r.route;
-  requests_.Add({route, r.method, std::to_string(r.status), r.model, r.tenant});
+  requests_.Add({route, MethodLabel(r.method), std::to_string(r.status), r.model, r.tenant});
   if (r.processes.empty()) return;
   const std::vector<std::string> who = {r.model, r.tenant};
   for (const ProcessRecord& p : r.processes) {

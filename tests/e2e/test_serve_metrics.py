@@ -82,6 +82,7 @@ def test_requests_tokens_and_histograms_move_by_what_the_requests_did(daemon):
     _, before = scrape(daemon)
     usage = [complete(daemon, 6), complete(daemon, 5, stream=True)]
     assert request(daemon, "GET", "/v1/nothing")[0] == 404
+    assert request(daemon, "BREW", "/v1/nothing")[0] == 404
     _, after = scrape(daemon)
 
     def delta(name, **labels):
@@ -90,6 +91,9 @@ def test_requests_tokens_and_histograms_move_by_what_the_requests_did(daemon):
     ok = dict(route="/v1/completions", method="POST", status="200", model=MODEL, tenant="default")
     assert delta("llmasos_http_requests_total", **ok) == 2
     assert delta("llmasos_http_requests_total", route="none", method="GET", status="404", model="",
+                 tenant="default") == 1
+    # Methods outside HTTP's own fold into one label value.
+    assert delta("llmasos_http_requests_total", route="none", method="other", status="404", model="",
                  tenant="default") == 1
     who = dict(model=MODEL, tenant="default")
     assert delta("llmasos_prompt_tokens_total", **who) == sum(u["prompt_tokens"] for u in usage)
