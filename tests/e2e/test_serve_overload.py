@@ -11,10 +11,12 @@ import http.client
 import json
 import signal
 import socket
+import subprocess
+import time
 
 import pytest
 
-from serve_util import Daemon, cli, make_tiny
+from serve_util import MAKE_TINY, Daemon, cli
 
 EOS = 263  # make_tiny_model's end-of-sequence token
 MODEL = "slow@1.0.0"
@@ -23,8 +25,6 @@ MODEL = "slow@1.0.0"
 def slow_home(tmp_path):
     home = str(tmp_path / "home")
     path = str(tmp_path / "slow.gguf")
-    import subprocess
-    from serve_util import MAKE_TINY
     subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "4096", "--embd", "256", "--layers", "4",
                     "--ff", "1024", "--heads", "4", "--kv-heads", "4"], check=True, capture_output=True)
     cli(home, "import", path, "--name", "slow")
@@ -109,9 +109,11 @@ def test_admission_queue_full_is_503_with_retry_after(queued):
     running = Stream(queued, body(3500, stream=True))
     assert running.read_until(b"data: ")
     waiting = Stream(queued, body(3500, stream=True))
-    # Until the second is submitted (queued behind the first).
+    # Until the second is submitted (queued behind the first); the first runs for many seconds.
+    give_up = time.time() + 60
     while num_live(queued) < 2:
-        pass
+        assert time.time() < give_up, "the second stream was never submitted"
+        time.sleep(0.01)
     status, headers, data = post(queued, "/v1/completions", body(4))
     assert status == 503, data
     assert int(headers["Retry-After"]) >= 1
@@ -169,6 +171,7 @@ def test_sigterm_drains_streams_in_flight_then_exits_0(tmp_path):
         status, _, data = get(d, "/ready")
         if status == 503:
             break
+        time.sleep(0.01)
     assert json.loads(data) == {"status": "draining"}
     assert get(d, "/health")[0] == 200
     status, headers, data = post(d, "/v1/completions", body(4))
@@ -187,7 +190,7 @@ def test_second_signal_stops_at_once(tmp_path):
     assert s.read_until(b"data: ")
     d.proc.send_signal(signal.SIGTERM)
     while get(d, "/ready")[0] != 503:
-        pass
+        time.sleep(0.01)
     d.proc.send_signal(signal.SIGINT)
     assert d.proc.wait(timeout=60) == 1
     out = s.read_all()
