@@ -71,6 +71,9 @@ constexpr int64_t kQ4_1 = static_cast<int64_t>(TensorType::kQ4_1);
 constexpr int64_t kQ4_0 = static_cast<int64_t>(TensorType::kQ4_0);
 constexpr int64_t kQ8_0 = static_cast<int64_t>(TensorType::kQ8_0);
 constexpr int64_t kF16 = static_cast<int64_t>(TensorType::kF16);
+constexpr int64_t kQ4_K = static_cast<int64_t>(TensorType::kQ4_K);
+constexpr int64_t kQ5_K = static_cast<int64_t>(TensorType::kQ5_K);
+constexpr int64_t kQ6_K = static_cast<int64_t>(TensorType::kQ6_K);
 
 void DecodeShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
@@ -82,6 +85,14 @@ void DecodeShapes(benchmark::internal::Benchmark* b) {
   b->Args({49152, 576, 1, 2, kQ4_0});
   b->Args({49152, 576, 1, 2, kQ8_0});
   b->Args({1536, 576, 1, 2, kF16});
+  // K-quants: Qwen2.5-0.5B's ffn_down (the only matrices with 256-multiple rows there) and
+  // Llama 3.2 1B's ffn_up (every matrix of a 1B Q4_K_M is a K-quant), one and 4 tokens.
+  // Q4_0 beside them for reference.
+  for (int64_t threads : {1, 2}) {
+    for (int64_t type : {kQ4_K, kQ5_K, kQ6_K}) b->Args({896, 4864, 1, threads, type});
+    for (int64_t type : {kQ4_0, kQ4_K}) b->Args({8192, 2048, 1, threads, type});
+    b->Args({8192, 2048, 4, threads, kQ4_K});
+  }
 }
 
 void PrefillShapes(benchmark::internal::Benchmark* b) {
@@ -93,6 +104,8 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
   b->Args({1536, 576, 512, 2, kQ8_0});
   b->Args({1536, 576, 512, 2, kQ4_0});
   b->Args({1536, 576, 512, 2, kF16});
+  b->Args({896, 4864, 512, 2, kQ4_K});
+  b->Args({896, 4864, 512, 2, kQ6_K});
 }
 
 // The thread pool's hand-off: Run of two tiny tasks per thread, back to back (workers spinning)

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "drivers/cpu/ops.h"
 #include "util/thread_pool.h"
@@ -30,6 +31,31 @@ struct QuantizedActivations {
 // s[b * s_stride] receives block b's sum, isums[b] the integer sum of its qs.
 void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
                              size_t s_stride, int32_t* isums);
+
+// The register-tile walk every quantized kernel shares: rows [row_begin, row_end) in tiles of
+// kRows, then single rows; per row tile first row_tile(rows_tag, r) (to fill a panel), then
+// tokens [0, num_tokens) in tiles of kTokens, then single tokens: tile(rows_tag, tokens_tag, r, t).
+// The tags are std::integral_constant<size_t, n>, so the kernels see tile sizes at compile time.
+template <size_t kRows, size_t kTokens, class RowTile, class Tile>
+inline void ForEachTile(size_t row_begin, size_t row_end, size_t num_tokens, RowTile&& row_tile,
+                        Tile&& tile) {
+  using One = std::integral_constant<size_t, 1>;
+  auto all_tokens = [&](auto rows_tag, size_t r) {
+    row_tile(rows_tag, r);
+    size_t t = 0;
+    for (; t + kTokens <= num_tokens; t += kTokens) {
+      tile(rows_tag, std::integral_constant<size_t, kTokens>(), r, t);
+    }
+    for (; t < num_tokens; ++t) tile(rows_tag, One(), r, t);
+  };
+  size_t r = row_begin;
+  for (; r + kRows <= row_end; r += kRows) all_tokens(std::integral_constant<size_t, kRows>(), r);
+  for (; r < row_end; ++r) all_tokens(One(), r);
+}
+template <size_t kRows, size_t kTokens, class Tile>
+inline void ForEachTile(size_t row_begin, size_t row_end, size_t num_tokens, Tile&& tile) {
+  ForEachTile<kRows, kTokens>(row_begin, row_end, num_tokens, [](auto, size_t) {}, tile);
+}
 
 // The per-type halves of MatMul, each dispatched to the best SIMD target.
 //   out: [num_tokens, w.rows]

@@ -420,21 +420,11 @@ void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
                       x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens, x.cols,
                       out + t * w.rows + r, w.rows);
   };
-  auto all_tokens = [&](auto rows_tag, size_t r) {
-    constexpr size_t kR = decltype(rows_tag)::value;
-    PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, kR, num_blocks, scratch.w.data(),
-                     scratch.d.data(), scratch.m.data());
-    using Tokens = std::integral_constant<size_t, kPrefillTokens>;
-    using One = std::integral_constant<size_t, 1>;
-    size_t t = 0;
-    for (; t + kPrefillTokens <= x.num_tokens; t += kPrefillTokens) tile(rows_tag, Tokens(), r, t);
-    for (; t < x.num_tokens; ++t) tile(rows_tag, One(), r, t);
+  auto pack = [&](auto rows_tag, size_t r) {
+    PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, decltype(rows_tag)::value, num_blocks,
+                     scratch.w.data(), scratch.d.data(), scratch.m.data());
   };
-  size_t r = row_begin;
-  for (; r + kPrefillRows <= row_end; r += kPrefillRows) {
-    all_tokens(std::integral_constant<size_t, kPrefillRows>(), r);
-  }
-  for (; r < row_end; ++r) all_tokens(std::integral_constant<size_t, 1>(), r);
+  ForEachTile<kPrefillRows, kPrefillTokens>(row_begin, row_end, x.num_tokens, pack, tile);
 }
 
 // Rows [row_begin, row_end) of the product, every token.
@@ -450,28 +440,12 @@ void QuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
                              x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
                              x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
   };
-  using One = std::integral_constant<size_t, 1>;
-  if (x.num_tokens == 1) {
-    using Rows = std::integral_constant<size_t, kDecodeRows>;
-    size_t r = row_begin;
-    for (; r + kDecodeRows <= row_end; r += kDecodeRows) tile(Rows(), One(), r, 0);
-    for (; r < row_end; ++r) tile(One(), One(), r, 0);
-    return;
-  }
+  if (x.num_tokens == 1) return ForEachTile<kDecodeRows, 1>(row_begin, row_end, 1, tile);
   if constexpr (kUsesPanel<kType>) {
     if (x.num_tokens >= kPanelMinTokens) return PanelRows<kType>(w, x, row_begin, row_end, out);
   }
   // Each weight tile stays in L1 while every token passes over it.
-  using Rows = std::integral_constant<size_t, kPrefillRows>;
-  using Tokens = std::integral_constant<size_t, kPrefillTokens>;
-  auto all_tokens = [&](auto rows_tag, size_t r) {
-    size_t t = 0;
-    for (; t + kPrefillTokens <= x.num_tokens; t += kPrefillTokens) tile(rows_tag, Tokens(), r, t);
-    for (; t < x.num_tokens; ++t) tile(rows_tag, One(), r, t);
-  };
-  size_t r = row_begin;
-  for (; r + kPrefillRows <= row_end; r += kPrefillRows) all_tokens(Rows(), r);
-  for (; r < row_end; ++r) all_tokens(One(), r);
+  ForEachTile<kPrefillRows, kPrefillTokens>(row_begin, row_end, x.num_tokens, tile);
 }
 
 template <TensorType kType>

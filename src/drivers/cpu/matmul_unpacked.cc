@@ -10,6 +10,7 @@
 // which is what the scalar twin (scalar::QuantizedRows) computes, up to summation order.
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "drivers/cpu/matmul_internal.h"
@@ -56,56 +57,61 @@ struct UnpackedPanel {
 };
 
 // The formats real Q4_K_M / Q5_K_M files carry in their large matrices decode q with vectors
-// here (the same values as Unpack32); the others use Unpack32 as it is.
+// (the same values as Unpack32) and have a direct kernel for small token counts (KQuantTile);
+// the others use Unpack32 as it is.
 template <TensorType kType>
 inline constexpr bool kSimdDecode = kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
                                     kType == TensorType::kQ6_K;
 
-template <size_t kShift>
-HWY_INLINE VU8 ShiftedBits(VU8 v, uint8_t mask) {
-  return hn::And(hn::ShiftRight<kShift>(v), hn::Set(DU8(), mask));
+template <TensorType kType>
+using KBlock = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
+                                  std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>;
+
+// (v << kShift) & mask for kShift > 0, (v >> -kShift) & mask for kShift < 0, shifting 16-bit
+// lanes (one instruction on x86, where 8-bit shifts need a mask of their own). REQUIRES: mask
+// keeps only bits that stay within their byte under the shift.
+template <int kShift>
+HWY_INLINE VU8 ShiftMask(VU8 v, uint8_t mask) {
+  const hn::Repartition<uint16_t, DU8> d16;
+  const auto w = hn::BitCast(d16, v);
+  hn::Vec<decltype(d16)> shifted = w;
+  if constexpr (kShift > 0) shifted = hn::ShiftLeft<kShift>(w);
+  if constexpr (kShift < 0) shifted = hn::ShiftRight<-kShift>(w);
+  return hn::And(hn::BitCast(DU8(), shifted), hn::Set(DU8(), mask));
 }
 
-// q of unit u of a Q4_K, Q5_K or Q6_K row into dst[0..32), as Unpack32 computes them.
-template <TensorType kType>
-HWY_INLINE void DecodeQ(const uint8_t* HWY_RESTRICT row, size_t u, int8_t* HWY_RESTRICT dst) {
+// Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, as Unpack32 computes q:
+// Q4_K and Q5_K unsigned, Q6_K signed (q - 32).
+template <TensorType kType, size_t kJ>
+HWY_INLINE auto DecodeQVec(const KBlock<kType>& b, size_t v) {
   constexpr size_t kL = hn::MaxLanes(DU8());
   if constexpr (kType == TensorType::kQ6_K) {
-    const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[u / 8];
-    const size_t h = (u % 8) / 4, k = u % 4;
-    const uint8_t* ql = b.ql + 64 * h + 32 * (k % 2);
-    const uint8_t* qh = b.qh + 32 * h;
-    LLMASOS_UNROLL
-    for (size_t v = 0; v < kVecsPerBlock; ++v) {
-      const VU8 lo_bytes = hn::LoadU(DU8(), ql + v * kL);
-      const VU8 lo = k < 2 ? ShiftedBits<0>(lo_bytes, 0x0F) : ShiftedBits<4>(lo_bytes, 0x0F);
-      const VU8 hi_bytes = hn::LoadU(DU8(), qh + v * kL);
-      VU8 hi;
-      switch (k) {
-        case 0: hi = ShiftedBits<0>(hi_bytes, 3); break;
-        case 1: hi = ShiftedBits<2>(hi_bytes, 3); break;
-        case 2: hi = ShiftedBits<4>(hi_bytes, 3); break;
-        default: hi = ShiftedBits<6>(hi_bytes, 3); break;
-      }
-      const VU8 q = hn::Or(lo, hn::ShiftLeft<4>(hi));
-      hn::StoreU(hn::Sub(hn::BitCast(DI8(), q), hn::Set(DI8(), int8_t{32})), DI8(), dst + v * kL);
-    }
+    constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
+    const VU8 lo_bytes = hn::LoadU(DU8(), b.ql + 64 * kH + 32 * (kK % 2) + v * kL);
+    const VU8 lo = ShiftMask<kK < 2 ? 0 : -4>(lo_bytes, 0x0F);
+    // Bits 2 kK, 2 kK + 1 of qh become bits 4, 5 of q.
+    const VU8 hi = ShiftMask<4 - 2 * static_cast<int>(kK)>(
+        hn::LoadU(DU8(), b.qh + 32 * kH + v * kL), 0x30);
+    return hn::Sub(hn::BitCast(DI8(), hn::Or(lo, hi)), hn::Set(DI8(), int8_t{32}));
   } else {
-    using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K, BlockQ5_K>;
-    const auto& b = reinterpret_cast<const Block*>(row)[u / 8];
-    const size_t j = u % 8;
-    const uint8_t* qs = b.qs + 32 * (j / 2);
-    LLMASOS_UNROLL
-    for (size_t v = 0; v < kVecsPerBlock; ++v) {
-      const VU8 bytes = hn::LoadU(DU8(), qs + v * kL);
-      VU8 q = j % 2 == 0 ? ShiftedBits<0>(bytes, 0x0F) : ShiftedBits<4>(bytes, 0x0F);
-      if constexpr (kType == TensorType::kQ5_K) {
-        const VU8 bit = hn::And(hn::LoadU(DU8(), b.qh + v * kL), hn::Set(DU8(), static_cast<uint8_t>(1u << j)));
-        q = hn::Or(q, hn::IfThenElseZero(hn::Ne(bit, hn::Zero(DU8())), hn::Set(DU8(), uint8_t{16})));
-      }
-      hn::StoreU(hn::BitCast(DI8(), q), DI8(), dst + v * kL);
+    const VU8 bytes = hn::LoadU(DU8(), b.qs + 32 * (kJ / 2) + v * kL);
+    VU8 q = ShiftMask<kJ % 2 == 0 ? 0 : -4>(bytes, 0x0F);
+    if constexpr (kType == TensorType::kQ5_K) {
+      // Bit kJ of qh becomes bit 4 of q.
+      q = hn::Or(q, ShiftMask<4 - static_cast<int>(kJ)>(hn::LoadU(DU8(), b.qh + v * kL), 0x10));
     }
+    return q;
   }
+}
+
+// f(std::integral_constant<size_t, j>) for each unit j of a super-block, unrolled.
+template <class F, size_t... kJ>
+HWY_INLINE void ForEachUnit(F&& f, std::index_sequence<kJ...>) {
+  (f(std::integral_constant<size_t, kJ>()), ...);
+}
+template <class F>
+HWY_INLINE void ForEachUnit(F&& f) {
+  ForEachUnit(f, std::make_index_sequence<8>());
 }
 
 template <TensorType kType>
@@ -113,20 +119,35 @@ void FillPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_
                size_t cols, UnpackedPanel& p) {
   Unpacked32 u;
   const size_t halves = cols / 16;
+  auto scales = [&](size_t r, size_t b) {
+    p.scale[r * halves + 2 * b] = u.scale[0];
+    p.scale[r * halves + 2 * b + 1] = u.scale[1];
+    p.min[r * halves + 2 * b] = u.min[0];
+    p.min[r * halves + 2 * b + 1] = u.min[1];
+  };
   for (size_t r = 0; r < num_rows; ++r) {
     const uint8_t* row = w_rows + r * row_bytes;
-    for (size_t b = 0; b < cols / 32; ++b) {
-      if constexpr (kSimdDecode<kType>) {
-        DecodeQ<kType>(row, b, &p.q[r * cols + 32 * b]);
-        UnpackScales<kType>(row, b, u);
-      } else {
+    if constexpr (kSimdDecode<kType>) {
+      for (size_t sb = 0; sb < cols / 256; ++sb) {
+        const auto& blk = reinterpret_cast<const KBlock<kType>*>(row)[sb];
+        ForEachUnit([&](auto j_tag) {
+          constexpr size_t kJ = decltype(j_tag)::value;
+          const size_t b = 8 * sb + kJ;
+          LLMASOS_UNROLL
+          for (size_t v = 0; v < kVecsPerBlock; ++v) {
+            hn::StoreU(hn::BitCast(DI8(), DecodeQVec<kType, kJ>(blk, v)), DI8(),
+                       &p.q[r * cols + 32 * b + v * hn::MaxLanes(DI8())]);
+          }
+          UnpackScales<kType>(row, b, u);
+          scales(r, b);
+        });
+      }
+    } else {
+      for (size_t b = 0; b < cols / 32; ++b) {
         Unpack32<kType>(row, b, u);
         std::memcpy(&p.q[r * cols + 32 * b], u.q, 32);
+        scales(r, b);
       }
-      p.scale[r * halves + 2 * b] = u.scale[0];
-      p.scale[r * halves + 2 * b + 1] = u.scale[1];
-      p.min[r * halves + 2 * b] = u.min[0];
-      p.min[r * halves + 2 * b + 1] = u.min[1];
     }
   }
 }
@@ -208,24 +229,226 @@ void UnpackedRows(const MatView& w, const QuantizedActivations& x, size_t row_be
   panel.q.resize(kPanelRows * w.cols);
   panel.scale.resize(kPanelRows * w.cols / 16);
   panel.min.resize(kPanelRows * w.cols / 16);
-  auto all_tokens = [&](auto rows_tag, size_t r) {
-    constexpr size_t kR = decltype(rows_tag)::value;
-    FillPanel<kType>(base + r * w.row_bytes, w.row_bytes, kR, w.cols, panel);
-    size_t t = 0;
-    for (; t + kTileTokens <= x.num_tokens; t += kTileTokens) {
-      UnpackedTile<kType, kR, kTileTokens>(panel, w.cols, x.qs + t * x.cols, x.d + t * num_blocks,
-                                           num_blocks, out + t * w.rows + r, w.rows);
-    }
-    for (; t < x.num_tokens; ++t) {
-      UnpackedTile<kType, kR, 1>(panel, w.cols, x.qs + t * x.cols, x.d + t * num_blocks,
-                                 num_blocks, out + t * w.rows + r, w.rows);
-    }
+  auto fill = [&](auto rows_tag, size_t r) {
+    FillPanel<kType>(base + r * w.row_bytes, w.row_bytes, decltype(rows_tag)::value, w.cols, panel);
   };
-  size_t r = row_begin;
-  for (; r + kPanelRows <= row_end; r += kPanelRows) {
-    all_tokens(std::integral_constant<size_t, kPanelRows>(), r);
+  auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
+    UnpackedTile<kType, decltype(rows_tag)::value, decltype(tokens_tag)::value>(
+        panel, w.cols, x.qs + t * x.cols, x.d + t * num_blocks, num_blocks, out + t * w.rows + r,
+        w.rows);
+  };
+  ForEachTile<kPanelRows, kTileTokens>(row_begin, row_end, x.num_tokens, fill, tile);
+}
+
+// ---- Direct K-quant kernel (decode and small batches) ---------------------------------------
+// Q4_K, Q5_K and Q6_K straight from the file's blocks, without a panel. Per super-block a row's
+// integer sub-block scales sc are read once; per 32 elements its q are decoded in registers and
+//   idot = sum_pairs (q_w q_x) * sc    (pmaddubsw, then pmaddwd by sc instead of by 1)
+// is exact in int32 (Q6_K: two sc per 32, one per 16-element half of the int16 lanes). Then
+//   acc_sb += idot * d_x  (per 32 elements),   acc += acc_sb * d_w  (per super-block),
+// and Q4_K/Q5_K's minimums come from the activations' block sums s_x = d_x sum(q_x):
+//   min term = -dmin * sum_j m_j s_x[j].
+// The scalar twin computes the same products with float scales per 32 (QuantizedRows).
+inline constexpr size_t kDirectMaxTokens = 8;  // from here on the panel path is faster
+inline constexpr size_t kDirectDecodeRows = 4;
+inline constexpr size_t kDirectRows = 2;
+inline constexpr size_t kDirectTokens = 2;
+
+// Unit sums of a token's activations over one super-block, s_x[j] = d_x[j] * sum(q_x) for its
+// 8 units as float lanes (one vector on 256-bit targets, two elsewhere), computed from d and
+// the integer sums exactly as the quantizer computes s.
+inline constexpr size_t kUnitVecs = 8 / hn::MaxLanes(DF32());
+
+HWY_INLINE void UnitSums(const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT isums,
+                         VF32 (&s)[kUnitVecs]) {
+  LLMASOS_UNROLL
+  for (size_t i = 0; i < kUnitVecs; ++i) {
+    const size_t at = i * hn::MaxLanes(DF32());
+    s[i] = hn::Mul(hn::LoadU(DF32(), xd + at), hn::ConvertTo(DF32(), hn::LoadU(DI32(), isums + at)));
   }
-  for (; r < row_end; ++r) all_tokens(std::integral_constant<size_t, 1>(), r);
+}
+
+// A super-block row's scales: d, the integer sub-block scales as int16 (Q4_K/Q5_K one per unit
+// of 32, Q6_K one per 16), and Q4_K/Q5_K's minimums dmin * m_j as float lanes, one per unit.
+struct KScales {
+  HWY_ALIGN int16_t sc[16];
+  VF32 dmin_m[kUnitVecs];
+  float d;
+#if LLMASOS_X86_256
+  __m256i sc_vec;  // Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
+#endif
+};
+
+template <TensorType kType>
+HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
+  s.d = HalfToFloat(b.d);
+  if constexpr (kType == TensorType::kQ6_K) {
+#if LLMASOS_X86_256
+    s.sc_vec = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+#else
+    for (size_t i = 0; i < 16; ++i) s.sc[i] = b.scales[i];
+#endif
+  } else {
+    // The 12 bytes hold 6-bit sc and m per unit j (see unpack_internal::ScaleMinK4): units
+    // 0..3 in the low 6 bits of bytes 0..3 (sc) and 4..7 (m); units 4..7 in the nibbles of
+    // bytes 8..11, with their top 2 bits in the top 2 bits of bytes 0..3 (sc) and 4..7 (m).
+    // Four units at a time in 32-bit words.
+    uint32_t w[3];
+    std::memcpy(w, b.scales, sizeof(w));
+    constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+    const uint32_t sc_m[4] = {w[0] & kLow6, (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4),
+                              w[1] & kLow6, ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4)};
+    uint8_t bytes[16];
+    std::memcpy(bytes, sc_m, sizeof(bytes));  // sc[0..7], then m[0..7]
+    const hn::Rebind<uint8_t, DF32> du8_f;
+    const hn::Rebind<int32_t, DF32> di32_f;
+    const VF32 dmin = hn::Set(DF32(), HalfToFloat(b.dmin));
+    LLMASOS_UNROLL
+    for (size_t i = 0; i < kUnitVecs; ++i) {
+      const auto m = hn::PromoteTo(di32_f, hn::LoadU(du8_f, bytes + 8 + i * hn::MaxLanes(DF32())));
+      s.dmin_m[i] = hn::Mul(dmin, hn::ConvertTo(DF32(), m));
+    }
+    const hn::Rebind<uint8_t, hn::FixedTag<int16_t, 8>> du8_8;
+    hn::Store(hn::PromoteTo(hn::FixedTag<int16_t, 8>(), hn::LoadU(du8_8, bytes)),
+              hn::FixedTag<int16_t, 8>(), s.sc);
+  }
+}
+
+// The int16 multipliers of vector v of unit j: one scale for Q4_K/Q5_K; for Q6_K sc[2j] on
+// the lanes of elements 0..15 and sc[2j + 1] on those of 16..31 (the two halves of a 256-bit
+// vector, or the two 128-bit vectors).
+template <TensorType kType, size_t kJ>
+HWY_INLINE hn::Vec<DI16> UnitScales(const KScales& s, size_t v) {
+  if constexpr (kType != TensorType::kQ6_K) {
+    return hn::Set(DI16(), s.sc[kJ]);
+  } else {
+#if LLMASOS_X86_256
+    // 32-bit lane kJ is the pair (sc[2 kJ], sc[2 kJ + 1]): broadcast it, then take its low
+    // half in the low 128 bits and its high half in the high 128 bits.
+    const __m256i pair = _mm256_permutevar8x32_epi32(s.sc_vec, _mm256_set1_epi32(kJ));
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    (void)v;
+    return hn::Vec<DI16>{_mm256_shuffle_epi8(pair, pick)};
+#else
+    return hn::Set(DI16(), s.sc[2 * kJ + v]);
+#endif
+  }
+}
+
+// out[t * out_stride + r] for kR rows from w_rows (row_bytes apart) and kT tokens; xq, xd and
+// isums are the tile's first token's activations, scales and block sums (cols and num_blocks
+// apart per token).
+template <TensorType kType, size_t kR, size_t kT>
+HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes,
+                             size_t num_blocks, const int8_t* HWY_RESTRICT xq,
+                             const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT isums,
+                             size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
+  using Block = KBlock<kType>;
+  constexpr size_t kL = hn::MaxLanes(DU8());
+  const DF32 df;
+  // Lanes summed at the end: element products and (Q4_K/Q5_K) the minimum terms.
+  VF32 acc[kR][kT];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
+  }
+  for (size_t sb = 0; sb < cols / 256; ++sb) {
+    const Block* blk[kR];
+    KScales ks[kR];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      blk[r] = reinterpret_cast<const Block*>(w_rows + r * row_bytes) + sb;
+      ReadKScales<kType>(*blk[r], ks[r]);
+    }
+    if constexpr (kType != TensorType::kQ6_K) {
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        VF32 sx[kUnitVecs];
+        UnitSums(xd + t * num_blocks + 8 * sb, isums + t * num_blocks + 8 * sb, sx);
+        LLMASOS_UNROLL
+        for (size_t r = 0; r < kR; ++r) {
+          LLMASOS_UNROLL
+          for (size_t i = 0; i < kUnitVecs; ++i) {
+            acc[r][t] = hn::NegMulAdd(ks[r].dmin_m[i], sx[i], acc[r][t]);
+          }
+        }
+      }
+    }
+    VF32 acc_sb[kR][kT];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) acc_sb[r][t] = hn::Zero(df);
+    }
+    ForEachUnit([&](auto j_tag) {
+      constexpr size_t kJ = decltype(j_tag)::value;
+      const size_t b = 8 * sb + kJ;
+      VI8 x[kT][kVecsPerBlock];
+      VF32 dx[kT];
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecsPerBlock; ++v) {
+          x[t][v] = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
+        }
+        dx[t] = hn::Set(df, xd[t * num_blocks + b]);
+      }
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kR; ++r) {
+        VI32 idot[kT];
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecsPerBlock; ++v) {
+          const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
+          const auto sc = UnitScales<kType, kJ>(ks[r], v);
+          LLMASOS_UNROLL
+          for (size_t t = 0; t < kT; ++t) {
+            VI32 d;
+            if constexpr (kType == TensorType::kQ6_K) {
+              d = DotS8S8Scaled(w, x[t][v], sc);
+            } else {
+              d = DotU8S8Scaled(w, x[t][v], sc);
+            }
+            idot[t] = v == 0 ? d : hn::Add(idot[t], d);
+          }
+        }
+        LLMASOS_UNROLL
+        for (size_t t = 0; t < kT; ++t) {
+          acc_sb[r][t] = hn::MulAdd(hn::ConvertTo(df, idot[t]), dx[t], acc_sb[r][t]);
+        }
+      }
+    });
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      const VF32 dw = hn::Set(df, ks[r].d);
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(df, acc[r][t]);
+  }
+}
+
+// Rows [row_begin, row_end) of the product through KQuantTile. REQUIRES: kSimdDecode<kType>,
+// x.isums set.
+template <TensorType kType>
+void KQuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
+                size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
+    constexpr size_t kR = decltype(rows_tag)::value;
+    constexpr size_t kT = decltype(tokens_tag)::value;
+    KQuantTile<kType, kR, kT>(base + r * w.row_bytes, w.row_bytes, num_blocks, x.qs + t * x.cols,
+                              x.d + t * num_blocks, x.isums + t * num_blocks, x.cols,
+                              out + t * w.rows + r, w.rows);
+  };
+  if (x.num_tokens == 1) return ForEachTile<kDirectDecodeRows, 1>(row_begin, row_end, 1, tile);
+  ForEachTile<kDirectRows, kDirectTokens>(row_begin, row_end, x.num_tokens, tile);
 }
 
 void MatMulUnpackedTarget(const MatView& w, const QuantizedActivations& x, float* out,
@@ -235,6 +458,15 @@ void MatMulUnpackedTarget(const MatView& w, const QuantizedActivations& x, float
     if constexpr (kType == TensorType::kF32) {
       CHECK(false) << "MatMulUnpacked: not a block-quantized type";
     } else {
+      if constexpr (kSimdDecode<kType>) {
+        if (x.num_tokens < kDirectMaxTokens) {
+          DCHECK(x.isums != nullptr);
+          pool.ParallelFor(w.rows, kDirectDecodeRows, [&](size_t begin, size_t end, size_t) {
+            KQuantRows<kType>(w, x, begin, end, out);
+          }, /*chunks_per_thread=*/4);
+          return;
+        }
+      }
       pool.ParallelFor(w.rows, kPanelRows, [&](size_t begin, size_t end, size_t) {
         UnpackedRows<kType>(w, x, begin, end, out);
       }, /*chunks_per_thread=*/4);

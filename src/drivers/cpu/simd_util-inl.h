@@ -126,6 +126,52 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
 #endif
 }
 
+#if !LLMASOS_X86_SIMD
+// DotU8S8Scaled / DotS8S8Scaled lane by lane, for targets without pmaddubsw.
+template <class DA>
+HWY_INLINE VI32 ScaledDotFallback(DA da, hn::Vec<DA> a, VI8 b, hn::Vec<DI16> s) {
+  HWY_ALIGN hn::TFromD<DA> av[hn::MaxLanes(DU8())];
+  HWY_ALIGN int8_t bv[hn::MaxLanes(DU8())];
+  HWY_ALIGN int16_t sv[hn::MaxLanes(DI16())];
+  HWY_ALIGN int32_t sums[hn::MaxLanes(DI32())];
+  hn::Store(a, da, av);
+  hn::Store(b, DI8(), bv);
+  hn::Store(s, DI16(), sv);
+  for (size_t i = 0; i < hn::MaxLanes(DI32()); ++i) {
+    sums[i] = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      sums[i] += static_cast<int32_t>(av[4 * i + k]) * bv[4 * i + k] * sv[2 * i + k / 2];
+    }
+  }
+  return hn::Load(DI32(), sums);
+}
+#endif
+
+// Per int32 lane i: sum_{k<4} a[4i+k] b[4i+k] s[2i + k/2], a unsigned and b signed 8-bit, s a
+// 16-bit multiplier per pair of products (DotU8S8 multiplies the pairs by 1): K-quant sub-block
+// scales applied in the integer domain. REQUIRES: as DotU8S8, and 2 * |pair * s| fits int32
+// (pairs are below 2^15 and s below 2^15, so this always holds).
+HWY_INLINE VI32 DotU8S8Scaled(VU8 a, VI8 b, hn::Vec<DI16> s) {
+#if LLMASOS_X86_256
+  return VI32{_mm256_madd_epi16(_mm256_maddubs_epi16(a.raw, b.raw), s.raw)};
+#elif LLMASOS_X86_SIMD
+  return VI32{_mm_madd_epi16(_mm_maddubs_epi16(a.raw, b.raw), s.raw)};
+#else
+  return ScaledDotFallback(DU8(), a, b, s);
+#endif
+}
+
+// The same for signed a, by DotS8S8's identity (|a| times b with a's sign).
+HWY_INLINE VI32 DotS8S8Scaled(VI8 a, VI8 b, hn::Vec<DI16> s) {
+#if LLMASOS_X86_256
+  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), VI8{_mm256_sign_epi8(b.raw, a.raw)}, s);
+#elif LLMASOS_X86_SIMD
+  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), VI8{_mm_sign_epi8(b.raw, a.raw)}, s);
+#else
+  return ScaledDotFallback(DI8(), a, b, s);
+#endif
+}
+
 // Unpacks a Q4 block's 16 bytes (element j in the low nibble of byte j, j + 16 in the high
 // nibble) into 32 unsigned lanes in element order.
 HWY_INLINE void UnpackNibbles(const uint8_t* HWY_RESTRICT qs, VU8 (&w)[kVecsPerBlock]) {
