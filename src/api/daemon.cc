@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/console.h"
 #include "api/errors.h"
 #include "api/request.h"
 #include "services/registry/reference.h"
@@ -149,6 +150,7 @@ void AddRoutes(Router& router, Daemon& daemon) {
   AddDaemonRoutes(router, daemon);
   AddOpenAiRoutes(router, daemon);
   AddOllamaRoutes(router, daemon);
+  AddConsoleRoutes(router);
 }
 
 }  // namespace llmasos::api

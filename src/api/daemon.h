@@ -5,6 +5,7 @@
 //            /api/pull /api/delete /api/copy /api/version
 //   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded instance: live processes
 //            and KV blocks; part 2's /os/* replaces it)
+//   console  GET / and GET /console/* (console.h)
 //
 // Thread safety: the routes run on the server's worker threads; everything they share is the
 // manager's and the registry's, which are thread-safe.

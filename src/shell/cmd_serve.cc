@@ -148,6 +148,9 @@ int ServeMain(const ServeFlags& f) {
   if (!server.ok()) return ReportError(server.status());
   std::fprintf(stderr, "llmasos serve: listening on http://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",
                f.host.c_str(), static_cast<unsigned>((*server)->port()), engine.num_threads, f.parallel, f.ctx_size);
+  // The web console (api/console.h); an IPv6 address goes in brackets in a URL.
+  const std::string url_host = f.host.find(':') == std::string::npos ? f.host : "[" + f.host + "]";
+  std::fprintf(stderr, "console: http://%s:%u/\n", url_host.c_str(), static_cast<unsigned>((*server)->port()));
   std::fflush(stderr);
 
   int exit_code = 0;

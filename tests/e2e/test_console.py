@@ -1,0 +1,104 @@
+"""The web console at `/` in headless Chromium (Debian `chromium` and `chromium-driver`, driven
+by selenium): the page loads from the binary, lists the installed models, and a chat message
+gets a streamed reply from the real daemon with the default model. A screenshot is kept as a
+test artifact (under $LLMASOS_TEST_ARTIFACTS when set, else pytest's tmp dir; its path is
+printed)."""
+import os
+import re
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from serve_util import DEFAULT_REF, Daemon, default_home
+
+WAIT_S = 60  # an upper bound for the page to show what it is waiting for, not a timing
+
+
+def find_binary(*names):
+    for name in names:
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+        if path:
+            return path
+    pytest.fail(f"none of {names} is installed: scripts/setup installs chromium and chromium-driver")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    home = default_home(tmp_path_factory.mktemp("console"))
+    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "2", "--parallel", "2")
+    yield d
+    assert d.stop() == 0, "".join(d.log)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = find_binary("chromium", "chromium-browser")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(find_binary("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+    where = os.environ.get("LLMASOS_TEST_ARTIFACTS")
+    path = os.path.join(where, "console") if where else str(tmp_path)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def script_errors(driver):
+    """The page's JavaScript errors so far (failed fetches of a missing route are not)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+
+
+def test_serve_prints_the_console_address(daemon):
+    printed = [m.group(1) for line in daemon.log for m in [re.search(r"^console: (\S+)$", line)] if m]
+    assert printed == [daemon.url + "/"]
+
+
+def test_chat_round_trip_streams_a_reply(daemon, browser, artifacts):
+    browser.get(daemon.url + "/")
+    assert browser.title == "LLMasOS console"
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: DEFAULT_REF in [o.get_attribute("value") for o in Select(d.find_element(By.ID, "model")).options])
+    Select(browser.find_element(By.ID, "model")).select_by_value(DEFAULT_REF)
+    max_tokens = browser.find_element(By.ID, "max-tokens")
+    max_tokens.clear()
+    max_tokens.send_keys("24")
+    browser.find_element(By.ID, "prompt").send_keys("What is the capital of France?")
+    # Counts the reply's updates: a streamed reply grows piece by piece, not in one go.
+    browser.execute_script("""
+      window.replyUpdates = 0;
+      new MutationObserver((records) => {
+        for (const r of records) {
+          if (r.target.matches && r.target.matches('.msg.assistant .content') && r.addedNodes.length) window.replyUpdates++;
+        }
+      }).observe(document.getElementById('transcript'), {childList: true, subtree: true});""")
+    browser.find_element(By.ID, "send").click()
+
+    user = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".msg.user .content")))
+    assert user.text == "What is the capital of France?"
+    # The reply is marked done when its stream ends; an error would be its own message.
+    reply = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".msg.assistant.done .content")))
+    assert browser.find_elements(By.CSS_SELECTOR, ".msg.error") == []
+    assert reply.text.strip(), "the streamed reply is empty"
+    assert browser.execute_script("return window.replyUpdates") >= 2, "the reply did not stream"
+    assert browser.find_element(By.ID, "send").is_enabled()
+    assert script_errors(browser) == []
+
+    shot = os.path.join(artifacts, "console-chat.png")
+    assert browser.save_screenshot(shot)
+    with open(shot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    print(f"console screenshot: {shot}")
