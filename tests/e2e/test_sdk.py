@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from oracle_inputs import REPO
-from serve_util import DEFAULT_REF, Daemon, default_home, file_server, make_tiny, tiny_home
+from serve_util import DEFAULT_REF, Daemon, cli, default_home, file_server, make_tiny, tiny_home
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import llmasos  # noqa: E402
@@ -272,6 +272,36 @@ def test_an_error_inside_a_stream_and_a_cut_stream_raise():
     with pytest.raises(StreamError, match=r"\[DONE\]"):
         list(c.chat([{"role": "user", "content": "x"}], stream=True))
 
+
+
+def test_keys_401_403_and_429_from_the_daemon(tmp_path, monkeypatch):
+    home = tiny_home(tmp_path)
+    if "unknown command 'keys'" in cli(home, "keys", "list", check=False).stderr:
+        pytest.skip("this llmasos has no API keys yet (llmasos keys)")
+
+    def create_key(*args):
+        return json.loads(cli(home, "keys", "create", "--json", *args).stdout)["key"]
+    infer = create_key("--tenant", "beta", "--scopes", "infer")
+    limited = create_key("--scopes", "infer", "--rpm", "1")
+    d = Daemon(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "2")
+    try:
+        with Client(d.url, model="tiny") as c:
+            with pytest.raises(llmasos.AuthenticationError) as e:
+                c.generate_text(PROMPT, max_tokens=2)
+            assert e.value.status == 401 and e.value.message
+        with Client(d.url, api_key=infer, model="tiny") as c:
+            assert c.generate_text(PROMPT, max_tokens=2).usage.completion_tokens >= 1
+            with pytest.raises(llmasos.PermissionDenied) as e:  # pulls need the 'models' scope
+                c.pull("x", url="http://127.0.0.1:9/x.gguf")
+            assert e.value.status == 403 and "models" in e.value.message
+        monkeypatch.setenv("LLMASOS_API_KEY", limited)
+        with Client(d.url, model="tiny") as c:
+            c.generate_text(PROMPT, max_tokens=2)
+            with pytest.raises(llmasos.RateLimited) as e:
+                c.generate_text(PROMPT, max_tokens=2)
+            assert e.value.status == 429 and e.value.retry_after is not None and e.value.retry_after > 0
+    finally:
+        assert d.stop() == 0, "".join(d.log)
 
 # --- Processes --------------------------------------------------------------------------------------
 
