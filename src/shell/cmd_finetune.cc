@@ -156,22 +156,14 @@ int FinetuneMain(FinetuneFlags& f) {
               result->estimated_bytes / 1048576.0);
   if (f.no_register) return 0;
 
-  auto reg = registry::Registry::Open(registry::DefaultHome(), {});
-  if (!reg.ok()) return ReportError(reg.status().Annotate("registering the adapter (--no-register skips it)"));
-  registry::ImportOptions imp;
-  imp.file = f.out;
-  imp.name = info.name;
-  if (!f.version.empty()) imp.version = f.version;
-  imp.command = "finetune";
-  imp.training.base = base->ref;
-  imp.training.base_digest = base->digest;
-  imp.training.data_digest = data_digest;
-  imp.training.data = std::filesystem::absolute(f.data).lexically_normal().string();
-  imp.training.parameters = lineage_params.dump();
-  auto m = (*reg)->Import(imp);
-  if (!m.ok()) return ReportError(m.status().Annotate("registering the adapter"));
-  std::printf("registered   %s@%s %s\n", m->name.c_str(), m->version.c_str(), m->digest.c_str());
-  return 0;
+  registry::TrainingLineage training;
+  training.base = base->ref;
+  training.base_digest = base->digest;
+  training.data_digest = data_digest;
+  training.data = std::filesystem::absolute(f.data).lexically_normal().string();
+  training.parameters = lineage_params.dump();
+  Status registered = RegisterMadeModel(f.out, info.name, f.version, "finetune", training, "the adapter");
+  return registered.ok() ? 0 : ReportError(registered);
 }
 
 }  // namespace

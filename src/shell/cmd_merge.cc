@@ -122,24 +122,16 @@ int MergeMain(const MergeFlags& f) {
   std::printf("model        %s\n", out.c_str());
   if (f.no_register) return 0;
 
-  auto reg = registry::Registry::Open(registry::DefaultHome(), {});
-  if (!reg.ok()) return ReportError(reg.status().Annotate("registering the model (--no-register skips it)"));
-  registry::ImportOptions imp;
-  imp.file = out;
-  imp.name = name;
-  if (!f.version.empty()) imp.version = f.version;
-  imp.command = "merge";
-  imp.training.base = base->ref;
-  imp.training.base_digest = base->digest;
-  imp.training.parameters = nlohmann::json{{"adapter", adapter->ref},
-                                           {"adapter_digest", adapter->digest},
-                                           {"scale", scale},
-                                           {"type", f.type.empty() ? "as the base" : f.type}}
-                                .dump();
-  auto m = (*reg)->Import(imp);
-  if (!m.ok()) return ReportError(m.status().Annotate("registering the merged model"));
-  std::printf("registered   %s@%s %s\n", m->name.c_str(), m->version.c_str(), m->digest.c_str());
-  return 0;
+  registry::TrainingLineage training;
+  training.base = base->ref;
+  training.base_digest = base->digest;
+  training.parameters = nlohmann::json{{"adapter", adapter->ref},
+                                       {"adapter_digest", adapter->digest},
+                                       {"scale", scale},
+                                       {"type", f.type.empty() ? "as the base" : f.type}}
+                            .dump();
+  Status registered = RegisterMadeModel(out, name, f.version, "merge", training, "the merged model");
+  return registered.ok() ? 0 : ReportError(registered);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <chrono>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -105,6 +106,23 @@ StatusOr<ModelSource> ResolveModelSource(const std::string& model) {
   b.digest = resolved->manifest.digest;
   b.stem = resolved->manifest.name;
   return b;
+}
+
+Status RegisterMadeModel(const std::string& file, const std::string& name, const std::string& version,
+                         const std::string& command, const registry::TrainingLineage& training,
+                         const std::string& what) {
+  auto reg = registry::Registry::Open(registry::DefaultHome(), {});
+  if (!reg.ok()) return reg.status().Annotate("registering " + what + " (--no-register skips it)");
+  registry::ImportOptions imp;
+  imp.file = file;
+  imp.name = name;
+  if (!version.empty()) imp.version = version;
+  imp.command = command;
+  imp.training = training;
+  auto m = (*reg)->Import(imp);
+  if (!m.ok()) return m.status().Annotate("registering " + what);
+  std::printf("registered   %s@%s %s\n", m->name.c_str(), m->version.c_str(), m->digest.c_str());
+  return OkStatus();
 }
 
 Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {

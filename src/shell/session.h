@@ -17,6 +17,7 @@
 #include "model/arch/llama_model.h"
 #include "model/sampling/sampler.h"
 #include "model/tokenizer/tokenizer.h"
+#include "services/registry/manifest.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -49,6 +50,13 @@ struct ModelSource {
   std::string stem;    // "smollm2-135m-instruct"
 };
 StatusOr<ModelSource> ResolveModelSource(const std::string& model);
+
+// Registers `file`, a model made from another (finetune, merge), as a new version of `name`
+// (`version` "" = the next one) with `command` and `training` as its lineage, and prints the
+// "registered   name@version digest" line. `what` names the file in errors ("the adapter").
+Status RegisterMadeModel(const std::string& file, const std::string& name, const std::string& version,
+                         const std::string& command, const registry::TrainingLineage& training,
+                         const std::string& what);
 
 struct LoadOptions {
   std::string model_path;  // a .gguf path or a registry reference; "" = the default model
