@@ -268,6 +268,45 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
   }
 }
 
+// The K-quant kernels multiply sub-block scales inside 16-bit pair sums (pmaddubsw, then
+// pmaddwd by the scale): blocks at the largest q and scales (every byte 0xFF; Q6_K also at
+// q - 32 = -32 with scale -128) against activations that all quantize to +127 or -127 must
+// neither saturate nor overflow, on every target, for 1 to 9 tokens (direct kernel and panel).
+TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
+  ThreadPool pool(1);
+  const size_t rows = 5, cols = 512;
+  for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    for (int pattern = 0; pattern < 2; ++pattern) {
+      if (pattern == 1 && type != TensorType::kQ6_K) continue;
+      const size_t row_bytes = RowBytes(type, cols);
+      const size_t block_bytes = Traits(type).block_bytes;
+      std::vector<uint8_t> bytes(rows * row_bytes, pattern == 0 ? 0xFF : 0x00);
+      for (size_t b = 0; b < bytes.size() / block_bytes; ++b) {
+        uint8_t* blk = bytes.data() + b * block_bytes;
+        if (type == TensorType::kQ6_K && pattern == 1) {
+          std::memset(blk + 192, 0x80, 16);  // scales = -128 (ql, qh stay 0: q - 32 = -32)
+        }
+        const uint16_t one = F32ToF16(1.0f);
+        for (size_t offset : HalfScaleOffsets(type)) std::memcpy(blk + offset, &one, 2);
+      }
+      const MatView w{type, bytes.data(), rows, cols, row_bytes};
+      for (size_t tokens : {1u, 2u, 3u, 9u}) {
+        std::vector<float> x(tokens * cols);
+        for (size_t i = 0; i < x.size(); ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
+        std::vector<float> out(tokens * rows), ref(tokens * rows);
+        MatMul(w, x.data(), tokens, out.data(), pool);
+        scalar::MatMul(w, x.data(), tokens, ref.data());
+        const std::vector<double> mag = AbsProductSums(w, x.data(), tokens);
+        for (size_t i = 0; i < out.size(); ++i) {
+          const double tol = 2 * (NumSumTerms(type, cols) + 2) * FLT_EPSILON * mag[i] * 1.05;
+          ASSERT_NEAR(out[i], ref[i], tol) << Traits(type).name << " pattern " << pattern
+                                           << " tokens " << tokens << " output " << i;
+        }
+      }
+    }
+  }
+}
+
 // Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
 // counts on both sides of the kernel's tile (up to 8 tokens, then 8 + the rest), on every
 // target; targets without packed kernels must say so and fall back.
