@@ -160,7 +160,7 @@ const PROCESS_COLUMNS = [
   null,  // priority: an input and a renice button
   (p) => p.prompt_tokens,
   (p) => p.generated_tokens,
-  (p) => p.kv_blocks ? `${p.kv_blocks.resident} + ${p.kv_blocks.swapped} swapped` : "",
+  (p) => p.kv_blocks ? `${p.kv_blocks.resident} + ${p.kv_blocks.swapped}` : "",
   (p) => (p.age_seconds || 0).toFixed(1),
   null,  // the kill button
 ];
