@@ -124,7 +124,7 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
   router.Add("GET", "/debug/engines", [&daemon](const ExchangePtr& ex) {
     // What the tests of cancellation read: live processes and KV blocks per instance.
     json out = json::array();
-    daemon.manager->ForEachLoaded([&](const registry::Manifest& m, const manager::LoadedModel& loaded) {
+    daemon.manager->ForEachLoaded([&](uint64_t, const registry::Manifest& m, const manager::LoadedModel& loaded) {
       if (loaded.engine == nullptr) return;
       kernel::EngineThreadStats s = loaded.engine->Stats();
       out.push_back({{"model", m.name + "@" + m.version},
@@ -151,6 +151,7 @@ void AddRoutes(Router& router, Daemon& daemon) {
   AddOpenAiRoutes(router, daemon);
   AddOllamaRoutes(router, daemon);
   AddConsoleRoutes(router);
+  AddOsRoutes(router, daemon);
 }
 
 }  // namespace llmasos::api

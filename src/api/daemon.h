@@ -3,9 +3,10 @@
 //   OpenAI   GET /v1/models  POST /v1/completions  /v1/chat/completions  /v1/embeddings
 //   Ollama   /api/generate /api/chat /api/embed /api/embeddings /api/tags /api/ps /api/show
 //            /api/pull /api/delete /api/copy /api/version
-//   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded instance: live processes
-//            and KV blocks; part 2's /os/* replaces it)
+//   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded
+//            instance: live processes and KV blocks; /os/memory replaces it)
 //   console  GET / and GET /console/* (console.h)
+//   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id} (os_api.cc)
 //
 // Thread safety: the routes run on the server's worker threads; everything they share is the
 // manager's and the registry's, which are thread-safe.
@@ -72,6 +73,7 @@ std::string NewResponseId(std::string_view prefix);
 
 void AddOpenAiRoutes(Router& router, Daemon& daemon);
 void AddOllamaRoutes(Router& router, Daemon& daemon);
+void AddOsRoutes(Router& router, Daemon& daemon);
 
 }  // namespace llmasos::api
 

@@ -85,7 +85,7 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
     kernel::EngineThreadStats stats;
   };
   std::vector<Instance> instances;
-  manager.ForEachLoaded([&](const registry::Manifest& m, const manager::LoadedModel& loaded) {
+  manager.ForEachLoaded([&](uint64_t, const registry::Manifest& m, const manager::LoadedModel& loaded) {
     if (loaded.engine != nullptr) instances.push_back({Label(m), loaded.engine->Stats()});
   });
 

@@ -30,7 +30,6 @@ constexpr size_t kMaxLogitBias = 1024;
 constexpr int64_t kMaxTokensLimit = 1 << 20;
 constexpr int64_t kMaxContextLimit = 1 << 20;
 constexpr int64_t kMaxTopK = 1000000;
-constexpr int64_t kMaxPriority = 1000;
 
 Status ReadModel(Fields& f, std::string* model) {
   bool present = false;

@@ -39,6 +39,9 @@
 
 namespace llmasos::api {
 
+// A process's priority, in requests and in a renice: -kMaxPriority..kMaxPriority.
+inline constexpr int64_t kMaxPriority = 1000;
+
 enum class Endpoint {
   kCompletions,        // POST /v1/completions
   kChatCompletions,    // POST /v1/chat/completions

@@ -166,6 +166,48 @@ Status Engine::End(ProcessId id, EndReason reason, std::string message) {
   return OkStatus();
 }
 
+Status Engine::Renice(ProcessId id, int32_t priority) {
+  for (auto& [leader, waiting] : followers_) {
+    for (std::unique_ptr<Process>& p : waiting) {
+      if (p->id() != id) continue;
+      p->set_priority(priority);
+      return OkStatus();
+    }
+  }
+  return scheduler_->Renice(id, priority);
+}
+
+std::vector<ProcessSnapshot> Engine::ProcessTable(TimePoint now) const {
+  std::vector<const Process*> live = scheduler_->LiveProcesses();
+  for (const auto& [leader, waiting] : followers_) {
+    for (const std::unique_ptr<Process>& p : waiting) live.push_back(p.get());
+  }
+  std::sort(live.begin(), live.end(), [](const Process* a, const Process* b) { return a->id() < b->id(); });
+  std::vector<ProcessSnapshot> out;
+  out.reserve(live.size());
+  for (const Process* p : live) {
+    ProcessSnapshot s;
+    s.id = p->id();
+    s.tenant = p->tenant();
+    s.kind = p->kind();
+    s.state = p->state();
+    s.priority = p->priority();
+    s.batch_class = scheduler_->policy().BatchClass(*p, now);
+    s.num_prompt_tokens = p->num_prompt_tokens();
+    s.num_generated_tokens = p->num_generated_tokens();
+    s.max_tokens = p->limits().max_tokens;
+    const KvMemoryModel::Holding h = memory_->HoldingOf(p->id());
+    s.kv_resident_blocks = h.resident_blocks;
+    s.kv_swapped_blocks = h.swapped_blocks;
+    s.num_preemptions = p->accounting().num_preemptions;
+    s.time_queued = p->TimeQueued(now);
+    s.time_running = p->TimeRunning(now);
+    s.age = now - p->accounting().submitted_at;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 void Engine::EndFollowers(ProcessId leader, EndReason reason, const std::string& message) {
   auto it = followers_.find(leader);
   if (it == followers_.end()) return;

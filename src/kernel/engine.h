@@ -63,6 +63,25 @@ struct EndedProcess {
   std::vector<float> embedding;
 };
 
+// One live process as the process table shows it (/os/processes, `llmasos ps`).
+struct ProcessSnapshot {
+  ProcessId id = 0;
+  std::string tenant;
+  ProcessKind kind = ProcessKind::kGenerate;
+  ProcessState state = ProcessState::kQueued;
+  int32_t priority = 0;
+  int64_t batch_class = 0;  // SchedulerPolicy::BatchClass now (the priority policy's level)
+  size_t num_prompt_tokens = 0;
+  size_t num_generated_tokens = 0;
+  int32_t max_tokens = 0;
+  size_t kv_resident_blocks = 0;  // KvMemoryModel::HoldingOf
+  size_t kv_swapped_blocks = 0;
+  int64_t num_preemptions = 0;
+  Duration time_queued{};   // up to the snapshot, the open interval included
+  Duration time_running{};
+  Duration age{};           // since submission
+};
+
 // Accumulates one embedding process's final hidden states across its prefill chunks.
 class EmbeddingPooler {
  public:
@@ -125,6 +144,12 @@ class Engine {
   Status End(ProcessId id, EndReason reason, std::string message = "");
   Status Cancel(ProcessId id, std::string message = "") { return End(id, EndReason::kCancelled, std::move(message)); }
   Status SetPolicy(std::string_view name);
+  // Gives a live process (or a group member waiting for its leader) a new priority, ranked by
+  // from the next step. Errors as Scheduler::Renice.
+  Status Renice(ProcessId id, int32_t priority);
+  // Every live process at `now`, in arrival order (group members waiting for their leader's
+  // prefill included, as queued).
+  std::vector<ProcessSnapshot> ProcessTable(TimePoint now) const;
 
   // One scheduler step and its forward pass. A process ends with kEndOfGeneration on an
   // end-of-generation token (kept as its last generated token), kLength at max_tokens.

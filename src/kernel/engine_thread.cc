@@ -60,6 +60,7 @@ EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Toke
       history_steps_(history_steps),
       max_live_(max_live) {
   engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
+  stats_.policy = engine_->scheduler().policy().name();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -137,6 +138,17 @@ Status EngineThread::Cancel(ProcessId id, EndReason reason, std::string message)
   return OkStatus();
 }
 
+Status EngineThread::Renice(ProcessId id, int32_t priority) {
+  {
+    MutexLock lock(mu_);
+    if (id == 0 || id > last_id_) return NotFoundError("no process " + std::to_string(id));
+    if (stopping_) return FailedPreconditionError("the engine thread is shut down");
+    renices_.push_back(ReniceRequest{id, priority});
+  }
+  cv_.NotifyOne();
+  return OkStatus();
+}
+
 Status EngineThread::SetPolicy(std::string_view name) {
   RETURN_IF_ERROR(NewPolicyByName(name).status());
   {
@@ -166,28 +178,38 @@ EngineThreadStats EngineThread::Stats() const {
   return s;
 }
 
+std::vector<ProcessSnapshot> EngineThread::Processes() const {
+  MutexLock lock(mu_);
+  return table_;
+}
+
 // ---- EngineThread: the engine thread ----------------------------------------------------------
 
 void EngineThread::Loop() {
   for (;;) {
     std::vector<Queued> queued;
     std::vector<CancelRequest> cancels;
+    std::vector<ReniceRequest> renices;
     std::optional<std::string> policy;
     bool stopping = false;
     {
       const bool has_work = engine_->HasWork();
       MutexLock lock(mu_);
       cv_.Wait(mu_, [&]() REQUIRES(mu_) {
-        return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || policy_.has_value();
+        return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || !renices_.empty() ||
+               policy_.has_value();
       });
       queued.swap(inbox_);
       cancels.swap(cancels_);
+      renices.swap(renices_);
       policy.swap(policy_);
       stopping = stopping_;
     }
     Admit(queued);
     // SetPolicy checked the name; a failure here would be a bug in NewPolicyByName.
     if (policy) CHECK(engine_->SetPolicy(*policy).ok());
+    // An ended process keeps the priority it ended with.
+    for (const ReniceRequest& r : renices) (void)engine_->Renice(r.id, r.priority);
     // A process may have ended meanwhile: then there is nothing to cancel.
     bool cancelled = false;
     for (CancelRequest& c : cancels) cancelled |= engine_->End(c.id, c.reason, std::move(c.message)).ok();
@@ -295,10 +317,14 @@ void EngineThread::Publish(const std::optional<StepReport>& step) {
   const KvStats kv = engine_->kv().Stats();
   const SchedulerStats sched = engine_->scheduler().stats();
   const size_t num_live = sched.num_queued + sched.num_running;
+  std::vector<ProcessSnapshot> table = engine_->ProcessTable(clock_->Now());
+  const std::string_view policy = engine_->scheduler().policy().name();
   MutexLock lock(mu_);
   stats_.kv = kv;
   stats_.scheduler = sched;
   stats_.num_live = num_live;
+  if (stats_.policy != policy) stats_.policy = policy;
+  table_.swap(table);
   if (!step || step->num_tokens == 0) return;
   ++stats_.num_steps;
   stats_.num_tokens += step->num_tokens;

@@ -2,15 +2,17 @@
 // thread-safe front: Submit, Cancel, SetPolicy, Shutdown from any thread, and one Channel per
 // process through which its tokens stream to the submitter.
 //
-// The loop: take what other threads queued (submissions, cancellations, a policy change),
+// The loop: take what other threads queued (submissions, cancellations, renices, a policy
+// change),
 // cancel processes whose channel was dropped, run one Engine::Step while there is work, push
 // a token event for each token the engine's output pipelines produced (token, text, see
-// OutputPipeline) and, for ended processes, the end event. With no work it sleeps on a
-// condition variable.
+// OutputPipeline) and, for ended processes, the end event; then publish the statistics and
+// the process table (what Stats and Processes copy). With no work it sleeps on a condition
+// variable. A kill (Cancel) or a renice takes effect before the next step.
 //
 // Locking (no lock is ever held while taking another, so there is no lock order to break):
-//   - mu_ guards the inbox (queued submissions, cancellations, a policy name), the stopping
-//     flag, the next id and the statistics. Callers hold it only to queue or copy; the engine
+//   - mu_ guards the inbox (queued submissions, cancellations, renices, a policy name), the
+//     stopping flag, the next id, the statistics and the published process table. Callers hold it only to queue or copy; the engine
 //     thread holds it only to drain the inbox and to publish statistics, never across a Step.
 //   - The Engine, its KvMemory, scheduler and output pipelines are touched only by the engine
 //     thread, so they need no lock (the exceptions are Engine::Validate, which Submit calls on
@@ -142,6 +144,7 @@ struct EngineThreadStats {
   size_t num_live = 0;
   SchedulerStats scheduler;        // after the latest loop iteration: queued, running, preempted
   KvStats kv;                      // after the latest loop iteration
+  std::string policy;              // the scheduling policy's name, after the latest iteration
   std::vector<StepTiming> recent;  // the latest steps, oldest first
   Status error;                    // the first failed Step, if any
 };
@@ -181,6 +184,10 @@ class EngineThread {
   // released, and its channel gets the end event with `reason` and `message`. A process that
   // already ended is left as it was. NotFound for an id never handed out. Thread-safe.
   Status Cancel(ProcessId id, EndReason reason = EndReason::kCancelled, std::string message = "");
+  // Gives process `id` a new priority before the next step (also a running one: the policy
+  // ranks by it from then on). A process that already ended is left as it was. NotFound for
+  // an id never handed out, FailedPrecondition after Shutdown. Thread-safe.
+  Status Renice(ProcessId id, int32_t priority);
   // Switches the scheduling policy before the next step; InvalidArgument for an unknown name.
   // Thread-safe.
   Status SetPolicy(std::string_view name);
@@ -191,6 +198,9 @@ class EngineThread {
 
   // A copy of the counters and the recent-step history. Thread-safe.
   EngineThreadStats Stats() const;
+  // The live processes as of the latest loop iteration (Engine::ProcessTable), in arrival
+  // order. Thread-safe.
+  std::vector<ProcessSnapshot> Processes() const;
 
  private:
   struct Queued {
@@ -229,11 +239,17 @@ class EngineThread {
     std::string message;
   };
   std::vector<CancelRequest> cancels_ GUARDED_BY(mu_);
+  struct ReniceRequest {
+    ProcessId id;
+    int32_t priority;
+  };
+  std::vector<ReniceRequest> renices_ GUARDED_BY(mu_);
   std::optional<std::string> policy_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   ProcessId last_id_ GUARDED_BY(mu_) = 0;  // highest id queued
   EngineThreadStats stats_ GUARDED_BY(mu_);
   std::deque<StepTiming> recent_ GUARDED_BY(mu_);
+  std::vector<ProcessSnapshot> table_ GUARDED_BY(mu_);
   std::thread thread_;
   std::once_flag joined_;
 };

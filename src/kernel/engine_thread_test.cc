@@ -186,6 +186,47 @@ TEST_F(EngineThreadTest, CancelFromAnotherThreadFreesEveryBlockWithinOneStep) {
   EXPECT_TRUE(engine->Cancel(s->id).ok());  // already ended: nothing happens
 }
 
+TEST_F(EngineThreadTest, TheProcessTableShowsLiveProcessesAndFollowsARenice) {
+  auto engine = Start(NeverStopsEarly());
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->Stats().policy, "fcfs");
+  auto s = engine->Submit(Greedy(Prompt(40, 5), 900, /*priority=*/2, "tenant-a"));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // Running; the table is published after the step that pushed the first token, before the
+  // next step pushes the second.
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(s->channel->Next(kPatience).ok());
+  std::vector<ProcessSnapshot> table = engine->Processes();
+  ASSERT_EQ(table.size(), 1u);
+  EXPECT_EQ(table[0].id, s->id);
+  EXPECT_EQ(table[0].tenant, "tenant-a");
+  EXPECT_EQ(table[0].priority, 2);
+  EXPECT_EQ(table[0].state, ProcessState::kRunning);
+  EXPECT_EQ(table[0].num_prompt_tokens, 40u);
+  EXPECT_EQ(table[0].max_tokens, 900);
+  EXPECT_GE(table[0].kv_resident_blocks, 40u / 4);  // 4-token blocks
+  EXPECT_EQ(table[0].kv_swapped_blocks, 0u);
+
+  ASSERT_TRUE(engine->Renice(s->id, 7).ok());
+  // The renice lands at the top of the loop iteration after the one running at the call;
+  // that iteration publishes its step count and the table together. (Tokens queued in the
+  // channel cannot tell: the engine runs ahead of the reader.)
+  const uint64_t steps_at_renice = engine->Stats().num_steps;
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (engine->Stats().num_steps < steps_at_renice + 2 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  table = engine->Processes();
+  ASSERT_EQ(table.size(), 1u);
+  EXPECT_EQ(table[0].priority, 7);
+  EXPECT_GT(table[0].num_generated_tokens, 3u);
+  EXPECT_EQ(engine->Renice(999, 1).code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(engine->Cancel(s->id, EndReason::kKilled, "killed").ok());
+  EXPECT_EQ(Drain(*s->channel).end.reason, EndReason::kKilled);
+  EXPECT_TRUE(engine->Processes().empty());  // published before the end event
+  EXPECT_TRUE(engine->Renice(s->id, 1).ok());  // ended: nothing happens
+}
+
 TEST_F(EngineThreadTest, DroppingTheChannelCancelsTheProcess) {
   auto engine = Start(NeverStopsEarly());
   ASSERT_NE(engine, nullptr);

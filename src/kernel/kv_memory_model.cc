@@ -26,6 +26,18 @@ StatusOr<SequenceId> KvMemoryModel::SequenceOf(ProcessId id) const {
   return it->second;
 }
 
+KvMemoryModel::Holding KvMemoryModel::HoldingOf(ProcessId id) const {
+  Holding h;
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return h;
+  if (*kv_->IsSwappedOut(it->second)) {
+    h.swapped_blocks = BlocksForTokens(*kv_->Length(it->second));
+  } else {
+    h.resident_blocks = kv_->BlockTable(it->second)->size();
+  }
+  return h;
+}
+
 size_t KvMemoryModel::BlocksForTokens(size_t num_tokens) const {
   return (num_tokens + kv_->block_tokens() - 1) / kv_->block_tokens();
 }

@@ -27,6 +27,13 @@ class KvMemoryModel : public MemoryModel {
   // The KvMemory sequence holding a process's KV (for block tables in the forward pass);
   // NotFound if the process holds none now.
   StatusOr<SequenceId> SequenceOf(ProcessId id) const;
+  // The blocks of a process's block table (a block shared with others counts for each): on
+  // the device, or swapped out. Both 0 when it holds no KV.
+  struct Holding {
+    size_t resident_blocks = 0;
+    size_t swapped_blocks = 0;
+  };
+  Holding HoldingOf(ProcessId id) const;
 
   size_t NumTotalBlocks() const override { return kv_->num_blocks(); }
   size_t NumFreeBlocks() const override { return kv_->available_blocks(); }

@@ -150,16 +150,23 @@ TEST(KvMemoryModelTest, SwapPreemptionOnRealKvMemoryResumesWithoutRecompute) {
   KvSim sim(16, 16, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), o);
   const ProcessId low = sim.Submit(Prompt(30, 1), 20, 0);
   for (int i = 0; i < 5; ++i) sim.Step();
+  const KvMemoryModel::Holding before = sim.model->HoldingOf(low);
+  EXPECT_GT(before.resident_blocks, 0u);
+  EXPECT_EQ(before.swapped_blocks, 0u);
   sim.Submit(Prompt(10, 500), 5, 5);
   StepPlan plan = sim.Step();
   ASSERT_EQ(plan.preempted.size(), 1u);
   EXPECT_EQ(plan.preempted[0].mode, PreemptMode::kSwap);
   EXPECT_TRUE(*sim.kv->IsSwappedOut(*sim.model->SequenceOf(low)));
+  const KvMemoryModel::Holding swapped = sim.model->HoldingOf(low);  // what the process table shows
+  EXPECT_EQ(swapped.resident_blocks, 0u);
+  EXPECT_EQ(swapped.swapped_blocks, before.resident_blocks);
   while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
   const Process* p = sim.Ended(low);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->accounting().num_computed_tokens, 30 + 20 - 1);
   EXPECT_EQ(sim.kv->Stats().swapped_blocks, 0u);
+  EXPECT_EQ(sim.model->HoldingOf(low).resident_blocks + sim.model->HoldingOf(low).swapped_blocks, 0u);
 }
 
 }  // namespace

@@ -125,6 +125,8 @@ class Process {
   ProcessId id() const { return id_; }
   const std::string& tenant() const { return spec_.tenant; }
   int32_t priority() const { return spec_.priority; }
+  // Renice: policies rank by the new priority from the next step on.
+  void set_priority(int32_t priority) { spec_.priority = priority; }
   const sampling::SamplingParams& sampling() const { return spec_.sampling; }
   const ProcessLimits& limits() const { return spec_.limits; }
   ProcessKind kind() const { return spec_.kind; }

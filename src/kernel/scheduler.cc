@@ -155,6 +155,16 @@ void Scheduler::EndProcess(Process& p, EndReason reason, std::string message) {
   live_.erase(it);
 }
 
+Status Scheduler::Renice(ProcessId id, int32_t priority) {
+  auto it = live_.find(id);
+  if (it == live_.end()) {
+    if (Find(id) != nullptr) return FailedPreconditionError("process " + std::to_string(id) + " already ended");
+    return NotFoundError("no process " + std::to_string(id));
+  }
+  it->second->set_priority(priority);
+  return OkStatus();
+}
+
 void Scheduler::SetPolicy(std::unique_ptr<SchedulerPolicy> policy) {
   CHECK(policy != nullptr);
   policy_ = std::move(policy);

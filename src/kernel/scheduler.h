@@ -131,6 +131,10 @@ class Scheduler {
   Status Cancel(ProcessId id, std::string message = "") {
     return End(id, EndReason::kCancelled, std::move(message));
   }
+  // Gives a live process a new priority (renice); the policy ranks by it from the next step
+  // on, whatever the process's state. NotFound for an unknown id, FailedPrecondition for one
+  // that ended.
+  Status Renice(ProcessId id, int32_t priority);
   // Replaces the policy between steps; live processes are re-announced in arrival order.
   void SetPolicy(std::unique_ptr<SchedulerPolicy> policy);
   const SchedulerPolicy& policy() const { return *policy_; }

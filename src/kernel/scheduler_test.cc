@@ -145,6 +145,35 @@ TEST(SchedulerTest, PriorityArrivalPreemptsTheLowestPriorityRunningProcessWhenMe
   EXPECT_LT(*sim.Get(high).accounting().ended_at, *sim.Get(low0).accounting().ended_at);
 }
 
+TEST(SchedulerTest, ReniceTakesEffectAtTheNextStepForWaitingAndRunningProcesses) {
+  SimEngine sim(Options(512, /*max_running=*/1), NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100);
+  const ProcessId a = sim.Submit(8, 50, 5), b = sim.Submit(8, 50, 0);
+  sim.Step();
+  ASSERT_EQ(sim.Get(a).state(), ProcessState::kRunning);
+  ASSERT_EQ(sim.Get(b).state(), ProcessState::kQueued);
+  // Raising the waiting one: it preempts the running one in the very next step.
+  ASSERT_TRUE(sim.scheduler->Renice(b, 9).ok());
+  EXPECT_EQ(sim.Get(b).priority(), 9);
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.preempted.size(), 1u);
+  EXPECT_EQ(plan.preempted[0].id, a);
+  EXPECT_EQ(plan.admitted, std::vector<ProcessId>{b});
+  // Raising the one that waits now above the running one: it takes the slot back.
+  sim.Step();
+  ASSERT_TRUE(sim.scheduler->Renice(a, 10).ok());
+  plan = sim.Step();
+  ASSERT_EQ(plan.preempted.size(), 1u);
+  EXPECT_EQ(plan.preempted[0].id, b);
+  EXPECT_EQ(plan.admitted, std::vector<ProcessId>{a});
+  // Lowering the running one below the waiting one works the same way.
+  ASSERT_TRUE(sim.scheduler->Renice(a, -1).ok());
+  plan = sim.Step();
+  EXPECT_EQ(plan.admitted, std::vector<ProcessId>{b});
+  EXPECT_EQ(sim.scheduler->Renice(999, 1).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(sim.scheduler->End(b, EndReason::kKilled).ok());
+  EXPECT_EQ(sim.scheduler->Renice(b, 1).code(), StatusCode::kFailedPrecondition);
+}
+
 TEST(SchedulerTest, FcfsDoesNotPreemptForAnArrival) {
   SimEngine sim(Options(512, 8), NewFcfsPolicy(), 8);
   for (int i = 0; i < 3; ++i) sim.Submit(20, 50, i);

@@ -19,6 +19,7 @@ struct Instance {
   enum class State { kLoading, kReady, kFailed };
 
   std::tuple<std::string, std::string, std::string> key;  // name, version, digest
+  uint64_t id = 0;  // 1, 2, ... in load order; never reused by this manager
   registry::ResolvedModel resolved;
   State state = State::kLoading;
   Status load_status;                  // kFailed: why
@@ -205,6 +206,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   // Load it here, outside the lock; requests arriving meanwhile wait on load_done_.
   auto inst = std::make_shared<Instance>();
   inst->key = key;
+  inst->id = ++last_instance_id_;
   inst->resolved = resolved;
   inst->bytes = estimate;
   if (Status s = MakeRoomLocked(inst->Label(), estimate, &unloads); !s.ok()) {
@@ -514,6 +516,7 @@ int64_t ModelManager::RetryAfterSecondsLocked(const Instance& inst, TimePoint no
 
 InstanceInfo ModelManager::InfoLocked(const Instance& inst, TimePoint now) const {
   InstanceInfo info;
+  info.instance_id = inst.id;
   info.manifest = inst.resolved.manifest;
   info.loading = inst.state == Instance::State::kLoading;
   info.resident_bytes = inst.bytes;
@@ -528,10 +531,13 @@ InstanceInfo ModelManager::InfoLocked(const Instance& inst, TimePoint now) const
   return info;
 }
 
-void ModelManager::ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn) {
+void ModelManager::ForEachLoaded(
+    const std::function<void(uint64_t instance_id, const registry::Manifest&, const LoadedModel&)>& fn) {
   MutexLock lock(mu_);
   for (const auto& [key, inst] : instances_) {
-    if (inst->state == Instance::State::kReady && inst->model != nullptr) fn(inst->resolved.manifest, *inst->model);
+    if (inst->state == Instance::State::kReady && inst->model != nullptr) {
+      fn(inst->id, inst->resolved.manifest, *inst->model);
+    }
   }
 }
 

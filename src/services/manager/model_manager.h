@@ -117,6 +117,7 @@ class Lease {
 
 // What Loaded() reports for one instance (what `ps` and /api/ps show).
 struct InstanceInfo {
+  uint64_t instance_id = 0;      // 1, 2, ... in load order, never reused (process ids are per instance)
   registry::Manifest manifest;
   bool loading = false;          // still loading (resident_bytes is the estimate)
   uint64_t resident_bytes = 0;
@@ -187,9 +188,11 @@ class ModelManager {
   void ReapExpired() EXCLUDES(mu_);
 
   std::vector<InstanceInfo> Loaded() EXCLUDES(mu_);
-  // Calls `fn` for each instance that is loaded (not loading), under the manager's lock: `fn`
-  // must be quick and must not call the manager.
-  void ForEachLoaded(const std::function<void(const registry::Manifest&, const LoadedModel&)>& fn) EXCLUDES(mu_);
+  // Calls `fn` for each instance that is loaded (not loading), with its instance_id, under the
+  // manager's lock: `fn` must be quick and must not call the manager.
+  void ForEachLoaded(
+      const std::function<void(uint64_t instance_id, const registry::Manifest&, const LoadedModel&)>& fn)
+      EXCLUDES(mu_);
   // The canonical references pinned now.
   std::vector<std::string> Pins() EXCLUDES(mu_);
   uint64_t used_bytes() EXCLUDES(mu_);
@@ -237,6 +240,7 @@ class ModelManager {
   std::map<Key, std::shared_ptr<Instance>> instances_ GUARDED_BY(mu_);
   std::set<std::string> pins_ GUARDED_BY(mu_);  // canonical refs
   uint64_t used_bytes_ GUARDED_BY(mu_) = 0;      // incl. loads running
+  uint64_t last_instance_id_ GUARDED_BY(mu_) = 0;
   double load_bytes_per_second_ GUARDED_BY(mu_) = 0;  // 0: none timed yet
   std::map<std::string, LoadCounts> load_counts_ GUARDED_BY(mu_);  // by Instance::Label
   // Bumped by Refresh(name): an Acquire that resolved before it may hold a stale answer.

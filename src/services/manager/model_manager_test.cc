@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -201,6 +202,20 @@ TEST_F(ModelManagerTest, ZeroKeepAliveUnloadsWhenTheLastLeaseEnds) {
   two->Release();
   EXPECT_TRUE(m->Loaded().empty());
   EXPECT_FALSE(reg_.Marked("a"));
+}
+
+TEST_F(ModelManagerTest, InstanceIdsFollowLoadOrderAndAreNeverReused) {
+  auto m = NewManager();
+  ASSERT_TRUE(m->Load("a", {.keep_alive = Duration::zero()}).ok());  // loads, then unloads
+  ASSERT_TRUE(m->Load("b").ok());
+  auto a = m->Acquire("a");
+  ASSERT_TRUE(a.ok());
+  std::map<std::string, uint64_t> ids;
+  for (const InstanceInfo& i : m->Loaded()) ids[i.manifest.name] = i.instance_id;
+  EXPECT_EQ(ids, (std::map<std::string, uint64_t>{{"a", 3}, {"b", 2}}));
+  std::map<std::string, uint64_t> walked;
+  m->ForEachLoaded([&](uint64_t id, const registry::Manifest& manifest, const LoadedModel&) { walked[manifest.name] = id; });
+  EXPECT_EQ(walked, ids);
 }
 
 TEST_F(ModelManagerTest, NegativeKeepAliveKeepsTheModelForever) {

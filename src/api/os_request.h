@@ -1,0 +1,52 @@
+// The inputs of the /os/* admin surface, validated: global process ids, the process table's
+// filters, and the bodies of a renice. Errors are kInvalidArgument naming the field or the
+// query parameter (in *error_param when given), as request.h's.
+//
+// Thread safety: pure functions over values.
+#ifndef LLMASOS_API_OS_REQUEST_H_
+#define LLMASOS_API_OS_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kernel/process.h"
+#include "util/status.h"
+
+namespace llmasos::api {
+
+// A process across the daemon: the model instance it runs on (ModelManager's instance_id)
+// and its id there. Written "INSTANCE-PID", e.g. "3-17".
+struct GlobalProcessId {
+  uint64_t instance = 0;
+  kernel::ProcessId pid = 0;
+  bool operator==(const GlobalProcessId&) const = default;
+};
+std::string FormatProcessId(GlobalProcessId id);
+// InvalidArgument unless `text` is two positive decimal integers joined by '-'.
+StatusOr<GlobalProcessId> ParseProcessId(std::string_view text);
+
+// GET /os/processes?state=&tenant=&model=: each given filter must match.
+struct ProcessFilter {
+  std::optional<kernel::ProcessState> state;  // queued, running or preempted
+  std::optional<std::string> tenant;
+  std::optional<std::string> model;  // a name (any version) or NAME@VERSION
+  // Whether a process of `tenant` in `state` on version `name`@`version` passes.
+  bool Matches(kernel::ProcessState state, std::string_view tenant, std::string_view name,
+               std::string_view version) const;
+};
+// From decoded query parameters (api/http.h's ParseQuery). An unknown parameter, a repeated
+// one, an empty value or a state that is not live is InvalidArgument naming it.
+StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::string, std::string>>& query,
+                                           std::string* error_param = nullptr);
+
+// PATCH /os/processes/{id}: {"priority": N}, N in -kMaxPriority..kMaxPriority. Any other
+// field is an error (an admin call that asks for something it would not get must not pass).
+StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param = nullptr);
+
+}  // namespace llmasos::api
+
+#endif  // LLMASOS_API_OS_REQUEST_H_

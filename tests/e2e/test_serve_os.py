@@ -1,0 +1,152 @@
+"""The /os/* admin surface of `llmasos serve`: the process table (columns, filters, one
+process by id), renice of a running process and kill (the client's stream ends with an error
+that says it was killed, and its KV blocks are freed); bad ids, filters and bodies are 400s.
+
+A process must stay alive while the test looks at it: the default model generates up to 4000
+tokens with its end-of-generation tokens banned (logit_bias), which takes far longer than the
+test needs; the test kills it."""
+import http.client
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from serve_util import DEFAULT_REF, Daemon, default_home
+
+MODEL_NAME = DEFAULT_REF.split(":")[0]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    home = default_home(tmp_path_factory.mktemp("serve_os"))
+    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "1", "--ctx-size", "4096", "--parallel", "2")
+    yield d
+    assert d.stop() == 0, "".join(d.log)
+
+
+def call(d, method, path, body=None):
+    """(status, parsed JSON body, headers) of one request."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(d.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read()), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), e.headers
+
+
+class LongStream:
+    """A streamed completion that would run for minutes, read on a thread of its own."""
+
+    def __init__(self, d, prompt):
+        host, port = d.host_port
+        self.conn = http.client.HTTPConnection(host, port, timeout=300)
+        body = {"model": DEFAULT_REF, "prompt": prompt, "stream": True, "max_tokens": 4000,
+                "temperature": 0.7, "seed": 3, "logit_bias": {"0": -100, "1": -100, "2": -100}}
+        self.conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        self.events = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        r = self.conn.getresponse()
+        assert r.status == 200, r.read()
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data: ") and line != "data: [DONE]":
+                self.events.append(json.loads(line[len("data: "):]))
+
+    def finish(self, timeout=120):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the stream did not end"
+        self.conn.close()
+        return self.events
+
+
+def wait_for(fn, what, timeout=120):
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.time() < deadline, "timed out waiting for " + what
+        time.sleep(0.05)
+
+
+def table(d, query=""):
+    status, body, _ = call(d, "GET", "/os/processes" + query)
+    assert status == 200, body
+    return body["processes"]
+
+
+def test_the_table_is_empty_when_idle_and_bad_requests_are_400(daemon):
+    daemon.wait_idle()
+    assert table(daemon) == []
+    for query, param in [("?state=finished", "state"), ("?state=running&state=queued", "state"),
+                         ("?colour=red", "colour"), ("?tenant=%zz", "")]:
+        status, body, _ = call(daemon, "GET", "/os/processes" + query)
+        assert status == 400, query
+        assert body["error"]["param"] == (param or None), body
+    for bad in ["abc", "1", "0-1", "1-x"]:
+        status, body, _ = call(daemon, "GET", "/os/processes/" + bad)
+        assert status == 400 and "INSTANCE-PID" in body["error"]["message"], body
+    status, body, _ = call(daemon, "GET", "/os/processes/1-999999")
+    assert status == 404 and "no live process 1-999999" in body["error"]["message"]
+    status, body, _ = call(daemon, "DELETE", "/os/processes/999-1")
+    assert status == 404
+    status, body, headers = call(daemon, "PUT", "/os/processes/1-1", {})
+    assert status == 405 and headers["Allow"] == "DELETE, GET, PATCH"
+
+
+def test_a_running_process_is_listed_filtered_reniced_and_killed(daemon):
+    stream = LongStream(daemon, "Once upon a time")
+    rows = wait_for(lambda: [r for r in table(daemon) if r["state"] == "running" and r["generated_tokens"] > 0],
+                    "the process to run")
+    assert len(rows) == 1
+    row = rows[0]
+    assert re.fullmatch(r"\d+-\d+", row["id"]) and row["id"] == f'{row["instance"]}-{row["pid"]}'
+    assert row["model"] == MODEL_NAME and row["version"]
+    assert row["tenant"] == "default" and row["priority"] == 0 and row["policy"] == "fcfs"
+    assert row["kind"] == "generate" and row["max_tokens"] == 4000
+    assert row["prompt_tokens"] > 0 and row["kv_blocks"]["resident"] > 0 and row["kv_blocks"]["swapped"] == 0
+    assert row["preemptions"] == 0 and row["age_seconds"] >= row["running_seconds"] > 0
+    pid = row["id"]
+
+    # Filters.
+    ids = lambda q: [r["id"] for r in table(daemon, q)]
+    assert pid in ids("?state=running") and pid in ids("?tenant=default") and pid in ids("?model=" + MODEL_NAME)
+    assert pid in ids(f'?model={MODEL_NAME}@{row["version"]}&state=running&tenant=default')
+    assert ids("?state=queued") == [] and ids("?tenant=nobody") == [] and ids("?model=other") == []
+    assert ids(f"?model={MODEL_NAME}@0.0.0-none") == []
+
+    status, one, _ = call(daemon, "GET", "/os/processes/" + pid)
+    assert status == 200 and one["id"] == pid and one["state"] == "running"
+
+    # Renice, while it runs: bad bodies first.
+    for body, param in [({"priority": 5000}, "priority"), ({}, "priority"), ({"priority": 1, "x": 1}, "x"),
+                        (b"{", None)]:
+        status, err, _ = call(daemon, "PATCH", "/os/processes/" + pid, body)
+        assert status == 400 and err["error"]["param"] == param, err
+    status, reniced, _ = call(daemon, "PATCH", "/os/processes/" + pid, {"priority": 7})
+    assert status == 200 and reniced["priority"] == 7 and reniced["id"] == pid
+    wait_for(lambda: call(daemon, "GET", "/os/processes/" + pid)[1].get("priority") == 7, "the renice")
+    status, one, _ = call(daemon, "GET", "/os/processes/" + pid)
+    assert one["state"] == "running" and one["generated_tokens"] < 4000
+
+    # Kill: the stream ends with an error that says so; the process and its blocks are gone.
+    status, killed, _ = call(daemon, "DELETE", "/os/processes/" + pid)
+    assert status == 200 and killed == {"id": pid, "killed": True}
+    events = stream.finish()
+    assert "error" in events[-1], events[-1]
+    assert "killed" in events[-1]["error"]["message"], events[-1]
+    assert sum(len(e["choices"][0]["text"]) for e in events[:-1] if e.get("choices")) > 0
+    engines = daemon.wait_idle()
+    assert all(e["num_live"] == 0 and e["kv_used_blocks"] == 0 for e in engines), engines
+    assert call(daemon, "GET", "/os/processes/" + pid)[0] == 404
+    assert call(daemon, "DELETE", "/os/processes/" + pid)[0] == 404
+    assert table(daemon) == []
