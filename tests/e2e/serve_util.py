@@ -2,6 +2,7 @@
 generated model (and, where asked, the default model) imported, `llmasos serve --port 0` on
 127.0.0.1, and the address it reports once it is ready."""
 import contextlib
+import http.client
 import http.server
 import json
 import os
@@ -111,6 +112,36 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class LongStream:
+    """A streamed completion of the default model that would run for minutes (up to 4000 tokens
+    with its end-of-generation tokens banned by logit_bias), read on a thread of its own; the
+    test kills it. .events: the parsed SSE events so far."""
+
+    def __init__(self, d, prompt):
+        host, port = d.host_port
+        self.conn = http.client.HTTPConnection(host, port, timeout=300)
+        body = {"model": DEFAULT_REF, "prompt": prompt, "stream": True, "max_tokens": 4000,
+                "temperature": 0.7, "seed": 3, "logit_bias": {"0": -100, "1": -100, "2": -100}}
+        self.conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        self.events = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        r = self.conn.getresponse()
+        assert r.status == 200, r.read()
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data: ") and line != "data: [DONE]":
+                self.events.append(json.loads(line[len("data: "):]))
+
+    def finish(self, timeout=120):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the stream did not end"
+        self.conn.close()
+        return self.events
 
 
 def tiny_home(tmp_path, name="tiny", seed=1):

@@ -1,7 +1,8 @@
 """The web console at `/` in headless Chromium (Debian `chromium` and `chromium-driver`, driven
 by selenium): the page loads from the binary, lists the installed models, and a chat message
-gets a streamed reply from the real daemon with the default model. A screenshot is kept as a
-test artifact (under $LLMASOS_TEST_ARTIFACTS when set, else pytest's tmp dir; its path is
+gets a streamed reply from the real daemon with the default model, and a long streaming
+request started from Python shows up in the process table and is killed from its button (the
+Python stream ends with the killed error). A screenshot is kept as a test artifact (under $LLMASOS_TEST_ARTIFACTS when set, else pytest's tmp dir; its path is
 printed)."""
 import os
 import re
@@ -14,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from serve_util import DEFAULT_REF, Daemon, default_home
+from serve_util import DEFAULT_REF, Daemon, LongStream, default_home
 
 WAIT_S = 60  # an upper bound for the page to show what it is waiting for, not a timing
 
@@ -102,3 +103,37 @@ def test_chat_round_trip_streams_a_reply(daemon, browser, artifacts):
     with open(shot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     print(f"console screenshot: {shot}")
+
+
+def test_a_process_appears_in_the_table_and_its_kill_button_ends_it(daemon, browser, artifacts):
+    browser.get(daemon.url + "/")
+    wait = WebDriverWait(browser, WAIT_S)
+    stream = LongStream(daemon, "Once upon a time")
+    try:
+        # The page polls the table every second; the row is the one running process.
+        row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#processes tbody tr[data-state=running]")))
+        pid = row.get_attribute("data-id")
+        assert re.fullmatch(r"\d+-\d+", pid), pid
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        assert cells[0] == pid and cells[1].startswith(DEFAULT_REF.split(":")[0] + "@") and cells[3] == "running"
+        assert wait.until(lambda d: stream.events), "no token streamed before the kill"
+
+        shot = os.path.join(artifacts, "console-processes.png")
+        assert browser.save_screenshot(shot)
+        print(f"console screenshot: {shot}")
+
+        # Renice from the row: the daemon's table carries the new priority.
+        priority = row.find_element(By.CSS_SELECTOR, "input.priority")
+        priority.clear()
+        priority.send_keys("5")
+        row.find_element(By.CSS_SELECTOR, "button.renice").click()
+        wait.until(lambda d: daemon.get("/os/processes/" + pid)["priority"] == 5)
+
+        row.find_element(By.CSS_SELECTOR, "button.kill").click()
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#processes tbody tr[data-id="{pid}"]'))
+        events = stream.finish()
+    finally:
+        stream.conn.close()
+    assert "error" in events[-1] and "killed" in events[-1]["error"]["message"], events[-1]
+    assert browser.find_element(By.ID, "status").text == ""
+    assert script_errors(browser) == []

@@ -5,17 +5,15 @@ that says it was killed, and its KV blocks are freed); bad ids, filters and bodi
 A process must stay alive while the test looks at it: the default model generates up to 4000
 tokens with its end-of-generation tokens banned (logit_bias), which takes far longer than the
 test needs; the test kills it."""
-import http.client
 import json
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from serve_util import DEFAULT_REF, Daemon, default_home
+from serve_util import DEFAULT_REF, Daemon, LongStream, default_home
 
 MODEL_NAME = DEFAULT_REF.split(":")[0]
 
@@ -38,34 +36,6 @@ def call(d, method, path, body=None):
             return r.status, json.loads(r.read()), r.headers
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read()), e.headers
-
-
-class LongStream:
-    """A streamed completion that would run for minutes, read on a thread of its own."""
-
-    def __init__(self, d, prompt):
-        host, port = d.host_port
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        body = {"model": DEFAULT_REF, "prompt": prompt, "stream": True, "max_tokens": 4000,
-                "temperature": 0.7, "seed": 3, "logit_bias": {"0": -100, "1": -100, "2": -100}}
-        self.conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
-        self.events = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        r = self.conn.getresponse()
-        assert r.status == 200, r.read()
-        for line in r:
-            line = line.decode().strip()
-            if line.startswith("data: ") and line != "data: [DONE]":
-                self.events.append(json.loads(line[len("data: "):]))
-
-    def finish(self, timeout=120):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the stream did not end"
-        self.conn.close()
-        return self.events
 
 
 def wait_for(fn, what, timeout=120):
