@@ -6,7 +6,9 @@
 //   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded
 //            instance: live processes and KV blocks; /os/memory replaces it)
 //   console  GET / and GET /console/* (console.h)
-//   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id} (os_api.cc)
+//   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id}  GET /os/memory
+//            GET|PUT /os/scheduler  GET /os/models  POST /os/models/{load,unload,pin,unpin}
+//            (os_api.cc)
 //
 // Thread safety: the routes run on the server's worker threads; everything they share is the
 // manager's and the registry's, which are thread-safe.

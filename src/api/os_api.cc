@@ -1,5 +1,6 @@
-// The /os/* admin surface: the process table across every loaded model instance, and kill and
-// renice of one process (docs/api.md). Rows come from each engine's published table
+// The /os/* admin surface: the process table across every loaded model instance, kill and
+// renice of one process, memory per instance, the scheduling policy per instance, and the
+// models with load, unload, pin and unpin (docs/api.md). Rows come from each engine's published table
 // (EngineThread::Processes), so a read never waits for a step; kill and renice go through the
 // engine's queue and take effect before its next step.
 #include <nlohmann/json.hpp>
@@ -86,6 +87,128 @@ void ListProcesses(Daemon& daemon, Exchange& ex) {
   SendJson(ex, json{{"processes", rows}}.dump());
 }
 
+void GetScheduler(Daemon& daemon, Exchange& ex) {
+  json rows = json::array();
+  daemon.manager->ForEachLoaded([&](uint64_t instance, const registry::Manifest& m, const manager::LoadedModel& loaded) {
+    if (loaded.engine == nullptr) return;
+    rows.push_back({{"instance", instance}, {"model", m.name}, {"version", m.version},
+                    {"policy", loaded.engine->Stats().policy}});
+  });
+  SendJson(ex, json{{"instances", rows}}.dump());
+}
+
+void PutScheduler(Daemon& daemon, Exchange& ex) {
+  std::string param;
+  StatusOr<SchedulerUpdate> update = ParseSchedulerUpdate(ex.request().body, &param);
+  if (!update.ok()) {
+    SendError(ex, {.http_status = 400, .message = update.status().message(), .param = param});
+    return;
+  }
+  Status error;
+  json rows = json::array();
+  daemon.manager->ForEachLoaded([&](uint64_t instance, const registry::Manifest& m, const manager::LoadedModel& loaded) {
+    if (loaded.engine == nullptr || (update->instance && *update->instance != instance)) return;
+    if (Status s = loaded.engine->SetPolicy(update->policy); !s.ok() && error.ok()) error = s;
+    rows.push_back({{"instance", instance}, {"model", m.name}, {"version", m.version}, {"policy", update->policy}});
+  });
+  if (!error.ok()) {
+    SendStatus(ex, error);
+    return;
+  }
+  if (update->instance && rows.empty()) {
+    SendError(ex, {.http_status = 404, .message = "no loaded model instance " + std::to_string(*update->instance),
+                   .param = "instance", .code = "not_found"});
+    return;
+  }
+  SendJson(ex, json{{"instances", rows}}.dump());
+}
+
+void GetMemory(Daemon& daemon, Exchange& ex) {
+  json rows = json::array();
+  daemon.manager->ForEachLoaded([&](uint64_t instance, const registry::Manifest& m, const manager::LoadedModel& loaded) {
+    json row = {{"instance", instance}, {"model", m.name}, {"version", m.version},
+                {"resident_bytes", loaded.resident_bytes}, {"kv_pool_bytes", loaded.kv_bytes}};
+    if (loaded.engine != nullptr) {
+      const kernel::KvStats kv = loaded.engine->Stats().kv;
+      row["kv"] = {{"total_blocks", kv.total_blocks},   {"used_blocks", kv.used_blocks},
+                   {"cached_blocks", kv.cached_blocks}, {"free_blocks", kv.free_blocks},
+                   {"stored_tokens", kv.stored_tokens}, {"utilisation", kv.utilisation},
+                   {"num_sequences", kv.num_sequences}};
+      row["prefix_cache"] = {{"entries", kv.cache_entries}, {"lookups", kv.prefix_lookups},
+                             {"hits", kv.prefix_hits},       {"hit_rate", kv.prefix_hit_rate},
+                             {"evicted_blocks", kv.evicted_blocks}};
+      row["swap"] = {{"used_blocks", kv.swapped_blocks}, {"capacity_blocks", kv.swap_capacity_blocks}};
+    }
+    rows.push_back(std::move(row));
+  });
+  SendJson(ex, json{{"budget_bytes", daemon.manager->options().memory_budget_bytes},
+                    {"used_bytes", daemon.manager->used_bytes()},
+                    {"instances", rows}}
+                   .dump());
+}
+
+json ModelJson(const manager::ModelStatus& s) {
+  json j = {{"name", s.manifest.name},       {"version", s.manifest.version}, {"digest", s.manifest.digest},
+            {"size_bytes", s.manifest.size_bytes}, {"tags", s.tags},       {"loaded", s.loaded},
+            {"loading", s.loading},          {"pinned", s.pinned},           {"num_requests", s.num_requests},
+            {"resident_bytes", s.resident_bytes}};
+  if (s.keep_alive) j["keep_alive_seconds"] = Seconds(*s.keep_alive);
+  if (s.expires_in) j["expires_in_seconds"] = Seconds(*s.expires_in);
+  return j;
+}
+
+void ListModels(Daemon& daemon, Exchange& ex) {
+  auto models = daemon.service->List();
+  if (!models.ok()) {
+    SendStatus(ex, models.status());
+    return;
+  }
+  json rows = json::array();
+  for (const manager::ModelStatus& s : *models) rows.push_back(ModelJson(s));
+  SendJson(ex, json{{"models", rows}}.dump());
+}
+
+void ModelActionRoute(Daemon& daemon, Exchange& ex, ModelAction action) {
+  std::string param;
+  StatusOr<ModelActionRequest> r = ParseModelAction(action, ex.request().body, &param);
+  if (!r.ok()) {
+    SendError(ex, {.http_status = 400, .message = r.status().message(), .param = param});
+    return;
+  }
+  json out = {{"model", r->model}};
+  Status st;
+  manager::AcquireInfo info;
+  switch (action) {
+    case ModelAction::kLoad: {
+      auto m = daemon.service->Load({.model = r->model, .keep_alive = r->keep_alive, .max_wait = daemon.load_wait}, &info);
+      st = m.status();
+      if (m.ok()) out["loaded"] = m->name + "@" + m->version;
+      break;
+    }
+    case ModelAction::kUnload: {
+      auto u = daemon.service->Unload({.model = r->model, .unpin = r->unpin});
+      st = u.status();
+      if (u.ok()) out.update({{"was_loaded", u->was_loaded}, {"unloaded_now", u->unloaded_now}});
+      break;
+    }
+    case ModelAction::kPin: {
+      auto m = daemon.service->Pin(r->model);
+      st = m.status();
+      if (m.ok()) out["pinned"] = m->name + "@" + m->version;
+      break;
+    }
+    case ModelAction::kUnpin:
+      st = daemon.service->Unpin(r->model);
+      if (st.ok()) out["unpinned"] = true;
+      break;
+  }
+  if (!st.ok()) {
+    SendStatus(ex, st, info.retry_after_seconds);
+    return;
+  }
+  SendJson(ex, out.dump());
+}
+
 }  // namespace
 
 void AddOsRoutes(Router& router, Daemon& daemon) {
@@ -131,6 +254,19 @@ void AddOsRoutes(Router& router, Daemon& daemon) {
     }
     SendJson(*ex, out.dump());
   });
+  router.Add("GET", "/os/memory", [&daemon](const ExchangePtr& ex) { GetMemory(daemon, *ex); });
+  router.Add("GET", "/os/scheduler", [&daemon](const ExchangePtr& ex) { GetScheduler(daemon, *ex); });
+  router.Add("PUT", "/os/scheduler", [&daemon](const ExchangePtr& ex) { PutScheduler(daemon, *ex); });
+  router.Add("GET", "/os/models", [&daemon](const ExchangePtr& ex) { ListModels(daemon, *ex); });
+  // Loading (and pinning, which loads) may take long: the slow pool.
+  router.Add("POST", "/os/models/load", [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kLoad); },
+             Pool::kSlow);
+  router.Add("POST", "/os/models/unload",
+             [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kUnload); });
+  router.Add("POST", "/os/models/pin", [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kPin); },
+             Pool::kSlow);
+  router.Add("POST", "/os/models/unpin",
+             [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kUnpin); });
 }
 
 }  // namespace llmasos::api

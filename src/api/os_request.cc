@@ -5,6 +5,7 @@
 #include "api/json_body.h"
 #include "api/json_fields.h"
 #include "api/request.h"
+#include "kernel/policy.h"
 
 namespace llmasos::api {
 
@@ -110,6 +111,40 @@ StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param) {
   RETURN_IF_ERROR(f.Int("priority", -kMaxPriority, kMaxPriority, &priority));
   if (!priority) return f.Fail("priority", "is required");
   return *priority;
+}
+
+StatusOr<SchedulerUpdate> ParseSchedulerUpdate(std::string_view body, std::string* error_param) {
+  ASSIGN_OR_RETURN(nlohmann::json j, ParseJsonObject(body));
+  std::vector<std::string> ignored;
+  const Context ctx{error_param, &ignored};
+  RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"instance", "policy"}));
+  Fields f(j, "", ctx);
+  SchedulerUpdate u;
+  RETURN_IF_ERROR(f.Int("instance", 1, INT64_MAX, &u.instance));
+  bool has_policy = false;
+  RETURN_IF_ERROR(f.String("policy", 32, &u.policy, &has_policy));
+  if (!has_policy) return f.Fail("policy", "is required");
+  if (auto p = kernel::NewPolicyByName(u.policy); !p.ok()) return f.Fail("policy", p.status().message());
+  return u;
+}
+
+StatusOr<ModelActionRequest> ParseModelAction(ModelAction action, std::string_view body, std::string* error_param) {
+  ASSIGN_OR_RETURN(nlohmann::json j, ParseJsonObject(body));
+  std::vector<std::string> ignored;
+  const Context ctx{error_param, &ignored};
+  switch (action) {
+    case ModelAction::kLoad: RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"model", "keep_alive"})); break;
+    case ModelAction::kUnload: RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"model", "unpin"})); break;
+    default: RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"model"})); break;
+  }
+  Fields f(j, "", ctx);
+  ModelActionRequest r;
+  bool has_model = false;
+  RETURN_IF_ERROR(f.String("model", 256, &r.model, &has_model));
+  if (!has_model || r.model.empty()) return f.Fail("model", "is required");
+  if (const nlohmann::json* ka = f.Find("keep_alive")) RETURN_IF_ERROR(json_fields::ReadKeepAlive(ctx, *ka, &r.keep_alive));
+  RETURN_IF_ERROR(f.Bool("unpin", &r.unpin));
+  return r;
 }
 
 }  // namespace llmasos::api

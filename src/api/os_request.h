@@ -6,6 +6,7 @@
 #ifndef LLMASOS_API_OS_REQUEST_H_
 #define LLMASOS_API_OS_REQUEST_H_
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -46,6 +47,25 @@ StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::stri
 // PATCH /os/processes/{id}: {"priority": N}, N in -kMaxPriority..kMaxPriority. Any other
 // field is an error (an admin call that asks for something it would not get must not pass).
 StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param = nullptr);
+
+// PUT /os/scheduler: {"policy": "fcfs" | "sjf" | "rr" | "priority" | "fair"}, for one model
+// instance ("instance": N) or, without it, every loaded one. Unknown fields are errors.
+struct SchedulerUpdate {
+  std::optional<uint64_t> instance;
+  std::string policy;
+};
+StatusOr<SchedulerUpdate> ParseSchedulerUpdate(std::string_view body, std::string* error_param = nullptr);
+
+// POST /os/models/load|unload|pin|unpin: {"model": REF}, plus "keep_alive" (load: a duration
+// or seconds, negative = forever) and "unpin" (unload: also drop its pins).
+enum class ModelAction { kLoad, kUnload, kPin, kUnpin };
+struct ModelActionRequest {
+  std::string model;
+  std::optional<std::chrono::milliseconds> keep_alive;
+  bool unpin = false;
+};
+StatusOr<ModelActionRequest> ParseModelAction(ModelAction action, std::string_view body,
+                                              std::string* error_param = nullptr);
 
 }  // namespace llmasos::api
 

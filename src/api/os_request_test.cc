@@ -85,5 +85,47 @@ TEST(OsRequestTest, ReniceTakesOnePriorityInRange) {
   }
 }
 
+TEST(OsRequestTest, SchedulerUpdatesNameAKnownPolicy) {
+  auto all = ParseSchedulerUpdate(R"({"policy": "fair"})");
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->policy, "fair");
+  EXPECT_FALSE(all->instance.has_value());
+  auto one = ParseSchedulerUpdate(R"({"policy": "rr", "instance": 2})");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->instance, 2u);
+  std::string param;
+  for (auto [body, want_param, want] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {R"({})", "policy", "policy: is required"},
+           {R"({"policy": "lottery"})", "policy", "expected fcfs, sjf, rr, priority or fair"},
+           {R"({"policy": "rr", "instance": 0})", "instance", "instance: must be an integer"},
+           {R"({"policy": "rr", "slice": 4})", "slice", "slice: is not a field of this request"},
+       }) {
+    param.clear();
+    auto r = ParseSchedulerUpdate(body, &param);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_EQ(param, want_param) << body;
+    EXPECT_THAT(r.status().message(), HasSubstr(want)) << body << " -> " << r.status().message();
+  }
+}
+
+TEST(OsRequestTest, ModelActionsTakeAModelAndOnlyTheirOwnOptions) {
+  auto load = ParseModelAction(ModelAction::kLoad, R"({"model": "tiny", "keep_alive": "5m"})");
+  ASSERT_TRUE(load.ok()) << load.status().ToString();
+  EXPECT_EQ(load->model, "tiny");
+  EXPECT_EQ(load->keep_alive, std::chrono::minutes(5));
+  auto unload = ParseModelAction(ModelAction::kUnload, R"({"model": "tiny", "unpin": true})");
+  ASSERT_TRUE(unload.ok());
+  EXPECT_TRUE(unload->unpin);
+  std::string param;
+  EXPECT_FALSE(ParseModelAction(ModelAction::kPin, R"({"model": "tiny", "unpin": true})", &param).ok());
+  EXPECT_EQ(param, "unpin");
+  EXPECT_FALSE(ParseModelAction(ModelAction::kUnload, R"({"model": "tiny", "keep_alive": 1})", &param).ok());
+  EXPECT_EQ(param, "keep_alive");
+  EXPECT_FALSE(ParseModelAction(ModelAction::kUnpin, R"({"model": ""})", &param).ok());
+  EXPECT_EQ(param, "model");
+  EXPECT_FALSE(ParseModelAction(ModelAction::kLoad, R"({"model": "tiny", "keep_alive": "soon"})", &param).ok());
+  EXPECT_EQ(param, "keep_alive");
+}
+
 }  // namespace
 }  // namespace llmasos::api

@@ -1,6 +1,7 @@
 """The /os/* admin surface of `llmasos serve`: the process table (columns, filters, one
 process by id), renice of a running process and kill (the client's stream ends with an error
-that says it was killed, and its KV blocks are freed); bad ids, filters and bodies are 400s.
+that says it was killed, and its KV blocks are freed); bad ids, filters and bodies are 400s;
+memory per instance, the scheduling policy switched at run time, models pinned and unpinned.
 
 A process must stay alive while the test looks at it: the default model generates up to 4000
 tokens with its end-of-generation tokens banned (logit_bias), which takes far longer than the
@@ -120,3 +121,52 @@ def test_a_running_process_is_listed_filtered_reniced_and_killed(daemon):
     assert call(daemon, "GET", "/os/processes/" + pid)[0] == 404
     assert call(daemon, "DELETE", "/os/processes/" + pid)[0] == 404
     assert table(daemon) == []
+
+
+def test_memory_lists_each_instance_against_the_budget(daemon):
+    status, mem, _ = call(daemon, "GET", "/os/memory")
+    assert status == 200
+    assert mem["used_bytes"] > 0 and "budget_bytes" in mem
+    [inst] = [i for i in mem["instances"] if i["model"] == MODEL_NAME]
+    assert inst["resident_bytes"] > inst["kv_pool_bytes"] > 0
+    assert inst["kv"]["total_blocks"] > 0 and 0 <= inst["kv"]["used_blocks"] <= inst["kv"]["total_blocks"]
+    assert set(inst["prefix_cache"]) == {"entries", "lookups", "hits", "hit_rate", "evicted_blocks"}
+    assert set(inst["swap"]) == {"used_blocks", "capacity_blocks"}
+
+
+def test_the_scheduling_policy_changes_at_run_time(daemon):
+    status, sched, _ = call(daemon, "GET", "/os/scheduler")
+    assert status == 200
+    [inst] = sched["instances"]
+    assert inst["policy"] == "fcfs" and inst["model"] == MODEL_NAME
+    for body, param in [({"policy": "lottery"}, "policy"), ({}, "policy"), ({"policy": "rr", "x": 1}, "x")]:
+        status, err, _ = call(daemon, "PUT", "/os/scheduler", body)
+        assert status == 400 and err["error"]["param"] == param, err
+    status, err, _ = call(daemon, "PUT", "/os/scheduler", {"policy": "rr", "instance": 999})
+    assert status == 404
+    status, changed, _ = call(daemon, "PUT", "/os/scheduler", {"policy": "priority", "instance": inst["instance"]})
+    assert status == 200 and changed["instances"][0]["policy"] == "priority"
+    # The engine switches before its next step; with no work it wakes for the change alone.
+    wait_for(lambda: call(daemon, "GET", "/os/scheduler")[1]["instances"][0]["policy"] == "priority", "the switch")
+    assert call(daemon, "PUT", "/os/scheduler", {"policy": "fcfs"})[0] == 200
+    wait_for(lambda: call(daemon, "GET", "/os/scheduler")[1]["instances"][0]["policy"] == "fcfs", "the switch back")
+
+
+def test_models_are_listed_pinned_and_unpinned(daemon):
+    status, models, _ = call(daemon, "GET", "/os/models")
+    assert status == 200
+    [m] = [m for m in models["models"] if m["name"] == MODEL_NAME]
+    assert m["loaded"] and not m["pinned"] and DEFAULT_REF.split(":")[1] in m["tags"]
+    status, pinned, _ = call(daemon, "POST", "/os/models/pin", {"model": DEFAULT_REF})
+    assert status == 200 and pinned["pinned"] == f'{MODEL_NAME}@{m["version"]}', pinned
+    assert [x for x in call(daemon, "GET", "/os/models")[1]["models"] if x["name"] == MODEL_NAME][0]["pinned"]
+    status, body, _ = call(daemon, "POST", "/os/models/unload", {"model": DEFAULT_REF})
+    assert status == 409, body  # pinned: refused unless unpin is asked for
+    assert call(daemon, "POST", "/os/models/unpin", {"model": DEFAULT_REF})[0] == 200
+    assert not [x for x in call(daemon, "GET", "/os/models")[1]["models"] if x["name"] == MODEL_NAME][0]["pinned"]
+    status, body, _ = call(daemon, "POST", "/os/models/load", {"model": "nope"})
+    assert status == 404, body
+    status, body, _ = call(daemon, "POST", "/os/models/load", {"model": DEFAULT_REF, "unpin": True})
+    assert status == 400 and body["error"]["param"] == "unpin"
+    status, loaded, _ = call(daemon, "POST", "/os/models/load", {"model": DEFAULT_REF, "keep_alive": -1})
+    assert status == 200 and loaded["loaded"] == f'{MODEL_NAME}@{m["version"]}'
