@@ -7,7 +7,8 @@ namespace llmasos::api {
 void AddConsoleRoutes(Router& router) {
   for (const ConsoleFile& file : ConsoleFiles()) {
     std::string path = file.name == "index.html" ? "/" : "/console/" + std::string(file.name);
-    router.Add("GET", path, [&file](const ExchangePtr& ex) {
+    // Public: the page and its scripts hold no data; the page asks for a key and sends it.
+    router.Add("GET", path, RouteScope::kPublic, [&file](const ExchangePtr& ex) {
       // no-cache: a browser revalidates, so a new binary's page is never mixed with an old
       // script. The policy keeps the page to its own origin (no CDN, no inline script).
       ex->Respond(200, std::string(file.content_type), std::string(file.body),

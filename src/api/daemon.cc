@@ -106,8 +106,8 @@ std::string NewResponseId(std::string_view prefix) {
 namespace {
 
 void AddDaemonRoutes(Router& router, Daemon& daemon) {
-  router.Add("GET", "/health", [](const ExchangePtr& ex) { SendJson(*ex, R"({"status":"ok"})"); });
-  router.Add("GET", "/ready", [&daemon](const ExchangePtr& ex) {
+  router.Add("GET", "/health", RouteScope::kPublic, [](const ExchangePtr& ex) { SendJson(*ex, R"({"status":"ok"})"); });
+  router.Add("GET", "/ready", RouteScope::kPublic, [&daemon](const ExchangePtr& ex) {
     if (daemon.draining.load()) {
       ex->Respond(503, "application/json", R"({"status":"draining"})");
       return;
@@ -118,10 +118,10 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
     }
     SendJson(*ex, R"({"status":"ready"})");
   });
-  router.Add("GET", "/metrics", [&daemon](const ExchangePtr& ex) {
+  router.Add("GET", "/metrics", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     ex->Respond(200, "text/plain; version=0.0.4; charset=utf-8", daemon.metrics.Render(*daemon.manager));
   });
-  router.Add("GET", "/debug/engines", [&daemon](const ExchangePtr& ex) {
+  router.Add("GET", "/debug/engines", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     // What the tests of cancellation read: live processes and KV blocks per instance.
     json out = json::array();
     daemon.manager->ForEachLoaded([&](uint64_t, const registry::Manifest& m, const manager::LoadedModel& loaded) {

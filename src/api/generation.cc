@@ -8,8 +8,14 @@
 
 namespace llmasos::api {
 
+void ApplyCaller(const auth::Caller* caller, std::optional<int32_t> requested_priority, kernel::ProcessSpec& spec) {
+  if (caller == nullptr) return;
+  spec.tenant = caller->tenant();
+  spec.priority = caller->Priority(requested_priority);
+}
+
 StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
-                                         std::string* error_param) {
+                                         const auth::Caller* caller, std::string* error_param) {
   const tokenizer::Tokenizer& tok = *model.tokenizer;
   PreparedProcess p;
   p.stop = request.stop;
@@ -34,11 +40,13 @@ StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, cons
   defaults.context_tokens = model.context_tokens;
   defaults.vocab_size = model.model->config().vocab_size;
   ASSIGN_OR_RETURN(p.spec, ToProcessSpec(request, std::move(prompt), defaults, error_param));
+  ApplyCaller(caller, request.priority, p.spec);
   return p;
 }
 
 StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::LoadedModel& model,
                                                               const ParsedEmbedding& request,
+                                                              const auth::Caller* caller,
                                                               std::string* error_param) {
   // An embedding process holds its prompt and the one step that ends it.
   const size_t room = model.context_tokens > 1 ? model.context_tokens - 1 : 1;
@@ -49,6 +57,7 @@ StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::Loa
     spec.kind = kernel::ProcessKind::kEmbed;
     spec.limits.max_tokens = 1;
     spec.priority = request.priority.value_or(0);
+    ApplyCaller(caller, request.priority, spec);
     spec.prompt = model.tokenizer->Encode(request.inputs[i], /*add_special=*/true, /*parse_special=*/false);
     if (spec.prompt.empty()) {
       if (error_param != nullptr) *error_param = "input";
@@ -65,6 +74,12 @@ StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::Loa
     specs.push_back(std::move(spec));
   }
   return specs;
+}
+
+int64_t PromptTokens(const std::vector<kernel::ProcessSpec>& specs) {
+  int64_t n = 0;
+  for (const kernel::ProcessSpec& spec : specs) n += static_cast<int64_t>(spec.prompt.size());
+  return n;
 }
 
 StatusOr<std::vector<kernel::ProcessId>> StartEmbeddings(const manager::LoadedModel& model, kernel::Channel& channel,
@@ -196,6 +211,7 @@ class Pump : public std::enable_shared_from_this<Pump> {
         break;
       }
       if (event->kind == kernel::StreamEvent::Kind::kToken) {
+        ++num_generated_;
         out += writer_->OnToken(*event);
       } else {
         Record(*event);
@@ -204,14 +220,25 @@ class Pump : public std::enable_shared_from_this<Pump> {
     }
     if (all_ended) {
       ResponseWriter::Final final = writer_->Finish();
-      if (options_.stream) {
-        out += final.body;
-        exchange_->Write(std::move(out), nullptr);
-        exchange_->EndStream();
-      } else {
-        exchange_->Respond(final.http_status, "application/json", std::move(final.body));
-      }
       Done();
+      // The last bytes go once the usage is committed: a client that saw its answer end
+      // finds it in the key's usage, even if the daemon is killed right after.
+      auto finish = [self = shared_from_this(), out = std::move(out), final = std::move(final)]() mutable {
+        if (self->options_.stream) {
+          out += final.body;
+          self->exchange_->Write(std::move(out), nullptr);
+          self->exchange_->EndStream();
+        } else {
+          self->exchange_->Respond(final.http_status, "application/json", std::move(final.body));
+        }
+      };
+      if (exchange_->caller() == nullptr) {
+        finish();
+        return;
+      }
+      Waker wake = exchange_->MakeWaker();
+      auto pending = std::make_shared<decltype(finish)>(std::move(finish));
+      Charge([wake, pending] { wake([pending] { (*pending)(); }); });
       return;
     }
     if (out.empty()) return;  // the notifier calls again
@@ -259,6 +286,14 @@ class Pump : public std::enable_shared_from_this<Pump> {
   void Abandon() {
     channel_.reset();
     Done();
+    if (exchange_->caller() != nullptr) Charge(nullptr);
+  }
+
+  // Charges the caller once (REQUIRES: it has one) with the prompt and the tokens generated.
+  void Charge(std::function<void()> recorded) {
+    if (charged_) return;
+    charged_ = true;
+    exchange_->caller()->Charge(options_.prompt_tokens, num_generated_, std::move(recorded));
   }
 
   // Ending the lease may unload the model (the manager stops its engine on a thread of its own)
@@ -278,6 +313,8 @@ class Pump : public std::enable_shared_from_this<Pump> {
   bool started_ = false;
   bool writing_ = false;
   bool done_ = false;
+  bool charged_ = false;
+  int64_t num_generated_ = 0;  // token events seen: the tokens generated so far
 };
 
 std::shared_ptr<Pump> NewPump(ExchangePtr exchange, const PumpOptions& options) {

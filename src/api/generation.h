@@ -22,6 +22,7 @@
 #include "api/http.h"
 #include "api/request.h"
 #include "kernel/engine_thread.h"
+#include "services/auth/authenticator.h"
 #include "services/manager/model_manager.h"
 
 namespace llmasos::api {
@@ -31,19 +32,30 @@ struct PreparedProcess {
   std::vector<std::string> stop;  // the request's, plus the template's end-of-turn strings
 };
 
+// The caller's rules on a process: its key's tenant, and `requested_priority` (or the key's
+// default) clamped to the key's maximum. No caller (a router without a gate): unchanged.
+void ApplyCaller(const auth::Caller* caller, std::optional<int32_t> requested_priority, kernel::ProcessSpec& spec);
+
 // Renders and encodes the prompt (through the model's chat template when the request has
 // messages) and makes the process spec with the server's defaults (api/request.h's
 // ToProcessSpec: a prompt that cannot fit, max_tokens beyond the context, a parameter the
-// kernel cannot carry yet are InvalidArgument naming the field, in *error_param).
+// kernel cannot carry yet are InvalidArgument naming the field, in *error_param). With a
+// caller (the request's key), the process runs as the key's tenant, at the request's priority
+// (or the key's default) clamped to the key's maximum.
 StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
-                                         std::string* error_param);
+                                         const auth::Caller* caller, std::string* error_param);
 
 // One embedding process per input of `request`: each input encoded (BOS as the tokenizer
 // says), cut to fit the context when request.truncate, else an input longer than the context
-// is InvalidArgument naming it with both numbers (*error_param: "input").
+// is InvalidArgument naming it with both numbers (*error_param: "input"). The caller as for
+// PrepareProcess.
 StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::LoadedModel& model,
                                                               const ParsedEmbedding& request,
+                                                              const auth::Caller* caller,
                                                               std::string* error_param);
+
+// The prompt tokens of all of `specs`.
+int64_t PromptTokens(const std::vector<kernel::ProcessSpec>& specs);
 
 // Submits the embedding processes into `channel`; their ids in input order.
 StatusOr<std::vector<kernel::ProcessId>> StartEmbeddings(const manager::LoadedModel& model, kernel::Channel& channel,
@@ -90,6 +102,9 @@ class EmbeddingWriter : public ResponseWriter {
 struct PumpOptions {
   bool stream = false;
   std::string content_type = "application/json";  // streamed: text/event-stream, application/x-ndjson
+  // The request's prompt tokens (all inputs of an embedding request; one prompt for the n
+  // choices of a generation), charged to the caller's key with the tokens generated.
+  int64_t prompt_tokens = 0;
 };
 
 // The pump of one request: create it (it owns the channel, whose notifier it sets), submit the
@@ -97,6 +112,11 @@ struct PumpOptions {
 // the events to the client until every process ended, holding the lease (so the model stays
 // loaded) until then. If the submission fails, AbortPump drops the channel (cancelling what
 // was submitted) without answering: the caller answers with the error.
+//
+// Usage: when the processes end, the pump charges the exchange's caller (auth::Caller) with
+// the prompt tokens and the tokens generated, and sends the response's last bytes only once
+// that usage is committed; a client that went away is charged for what was generated until
+// then.
 class Pump;
 std::shared_ptr<Pump> NewPump(ExchangePtr exchange, const PumpOptions& options);
 kernel::Channel& PumpChannel(Pump& pump);

@@ -16,6 +16,10 @@
 
 #include "util/status.h"
 
+namespace llmasos::auth {
+class Caller;  // services/auth/authenticator.h
+}  // namespace llmasos::auth
+
 namespace llmasos::api {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -108,6 +112,15 @@ class Exchange {
   // Runs `fn` on a worker thread: work that may block (a registry write) stays off the
   // connection's I/O thread.
   virtual void Offload(std::function<void()> fn) = 0;
+
+  // Who sent the request (key, tenant, scopes, priority range, limits): set by the router's
+  // gate before the handler runs, and held until the exchange goes (which ends the request for
+  // its key's concurrency limit). Null on public routes and under a router without a gate.
+  const std::shared_ptr<auth::Caller>& caller() const { return caller_; }
+  void set_caller(std::shared_ptr<auth::Caller> caller) { caller_ = std::move(caller); }
+
+ private:
+  std::shared_ptr<auth::Caller> caller_;
 };
 
 using ExchangePtr = std::shared_ptr<Exchange>;

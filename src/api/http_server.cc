@@ -487,10 +487,12 @@ void Connection::Dispatch(HttpRequest request) {
     return;
   }
   net::thread_pool& pool = route.pool == Pool::kSlow ? *server_->slow : *server_->workers;
-  net::post(pool, [handler = route.handler, exchange] {
+  net::post(pool, [router = server_->router, route, exchange] {
     // No exception may leave a handler: it would take a worker thread down with it.
     try {
-      (*handler)(exchange);
+      // The gate reads the key store: on the worker, never on an I/O thread.
+      if (!router->Admit(*exchange, route)) return;
+      (*route.handler)(exchange);
     } catch (const std::exception& e) {
       LOG(kError) << exchange->request().method << " " << exchange->request().path << ": " << e.what();
       SendError(*exchange, {.http_status = 500, .message = "internal error"});

@@ -55,8 +55,8 @@ Router::Route MatchOrAnswer(const Router& router, RecordingExchange& ex) {
 TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
   Router router;
   int calls = 0;
-  router.Add("GET", "/v1/models", [&](const ExchangePtr&) { ++calls; });
-  router.Add("POST", "/api/pull", [&](const ExchangePtr&) { ++calls; }, Pool::kSlow);
+  router.Add("GET", "/v1/models", RouteScope::kInfer, [&](const ExchangePtr&) { ++calls; });
+  router.Add("POST", "/api/pull", RouteScope::kModels, [&](const ExchangePtr&) { ++calls; }, Pool::kSlow);
 
   auto found = std::make_shared<RecordingExchange>("POST", "/api/pull");
   Router::Route route = MatchOrAnswer(router, *found);
@@ -81,8 +81,8 @@ TEST(RouterTest, FindsTheHandlerAndAnswersUnknownPathsAndMethods) {
 TEST(RouterTest, PathParametersMatchOneSegmentAndArePercentDecoded) {
   Router router;
   std::string seen;
-  router.Add("GET", "/os/processes/{id}", [&](const ExchangePtr& ex) { seen = ex->request().PathParam("id"); });
-  router.Add("DELETE", "/os/processes/{id}", [](const ExchangePtr&) {});
+  router.Add("GET", "/os/processes/{id}", RouteScope::kAdmin, [&](const ExchangePtr& ex) { seen = ex->request().PathParam("id"); });
+  router.Add("DELETE", "/os/processes/{id}", RouteScope::kAdmin, [](const ExchangePtr&) {});
 
   auto ex = std::make_shared<RecordingExchange>("GET", "/os/processes/3-17");
   Router::Route route = MatchOrAnswer(router, *ex);
@@ -113,10 +113,10 @@ TEST(RouterTest, PathParametersMatchOneSegmentAndArePercentDecoded) {
 TEST(RouterTest, LiteralSegmentsWinOverParametersWhateverTheOrderOfAdding) {
   Router router;
   std::string which;
-  router.Add("GET", "/os/models/{name}", [&](const ExchangePtr&) { which = "param"; });
-  router.Add("POST", "/os/models/{name}", [&](const ExchangePtr&) { which = "param-post"; });
-  router.Add("GET", "/os/models/pins", [&](const ExchangePtr&) { which = "literal"; });
-  router.Add("GET", "/{a}/models/{b}", [&](const ExchangePtr&) { which = "two-params"; });
+  router.Add("GET", "/os/models/{name}", RouteScope::kAdmin, [&](const ExchangePtr&) { which = "param"; });
+  router.Add("POST", "/os/models/{name}", RouteScope::kAdmin, [&](const ExchangePtr&) { which = "param-post"; });
+  router.Add("GET", "/os/models/pins", RouteScope::kAdmin, [&](const ExchangePtr&) { which = "literal"; });
+  router.Add("GET", "/{a}/models/{b}", RouteScope::kAdmin, [&](const ExchangePtr&) { which = "two-params"; });
 
   auto pins = std::make_shared<RecordingExchange>("GET", "/os/models/pins");
   (*MatchOrAnswer(router, *pins).handler)(pins);
@@ -142,9 +142,9 @@ TEST(RouterTest, LiteralSegmentsWinOverParametersWhateverTheOrderOfAdding) {
 
 TEST(RouterTest, AddingARouteTwiceIsABug) {
   Router router;
-  router.Add("GET", "/x/{id}", [](const ExchangePtr&) {});
-  EXPECT_DEATH(router.Add("GET", "/x/{id}", [](const ExchangePtr&) {}), "added twice");
-  EXPECT_DEATH(router.Add("GET", "/y/{id}/{id}", [](const ExchangePtr&) {}), "repeated parameter");
+  router.Add("GET", "/x/{id}", RouteScope::kAdmin, [](const ExchangePtr&) {});
+  EXPECT_DEATH(router.Add("GET", "/x/{id}", RouteScope::kAdmin, [](const ExchangePtr&) {}), "added twice");
+  EXPECT_DEATH(router.Add("GET", "/y/{id}/{id}", RouteScope::kAdmin, [](const ExchangePtr&) {}), "repeated parameter");
 }
 
 TEST(HttpTest, QueryStringsAreSplitAndDecoded) {

@@ -151,13 +151,15 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendJson(*ex, Dump(Done(r.model, chat, "load")));
     return;
   }
-  auto prepared = PrepareProcess(lease->model(), r, nullptr);
+  auto prepared = PrepareProcess(lease->model(), r, ex->caller().get(), nullptr);
   if (!prepared.ok()) {
     SendStatus(*ex, prepared.status());
     return;
   }
   prepared->spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = r.stream, .content_type = "application/x-ndjson"});
+  auto pump = NewPump(ex, {.stream = r.stream,
+                           .content_type = "application/x-ndjson",
+                           .prompt_tokens = static_cast<int64_t>(prepared->spec.prompt.size())});
   auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), 1);
   if (!ids.ok()) {
     AbortPump(pump);
@@ -207,13 +209,13 @@ void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
   if (!lease) return;
   const kernel::Duration load_time = std::chrono::steady_clock::now() - received;
   const bool older = endpoint == Endpoint::kOllamaEmbeddings;
-  auto specs = EmbeddingProcesses(lease->model(), *parsed, nullptr);
+  auto specs = EmbeddingProcesses(lease->model(), *parsed, ex->caller().get(), nullptr);
   if (!specs.ok()) {
     SendStatus(*ex, specs.status());
     return;
   }
   for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = false});
+  auto pump = NewPump(ex, {.stream = false, .prompt_tokens = PromptTokens(*specs)});
   auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
   if (!ids.ok()) {
     AbortPump(pump);
@@ -436,19 +438,18 @@ void Pull(Daemon& daemon, bool allow_private, const ExchangePtr& ex) {
 }  // namespace
 
 void AddOllamaRoutes(Router& router, Daemon& daemon) {
-  router.Add("POST", "/api/generate", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaGenerate); });
-  router.Add("POST", "/api/chat", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaChat); });
-  router.Add("POST", "/api/embed", [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbed); });
-  router.Add("POST", "/api/embeddings",
-             [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbeddings); });
-  router.Add("GET", "/api/tags", [&daemon](const ExchangePtr& ex) { Tags(daemon, ex); });
-  router.Add("GET", "/api/ps", [&daemon](const ExchangePtr& ex) { Ps(daemon, ex); });
-  router.Add("POST", "/api/show", [&daemon](const ExchangePtr& ex) { Show(daemon, ex); });
-  router.Add("DELETE", "/api/delete", [&daemon](const ExchangePtr& ex) { Delete(daemon, ex); }, Pool::kSlow);
-  router.Add("POST", "/api/copy", [&daemon](const ExchangePtr& ex) { Copy(daemon, ex); }, Pool::kSlow);
-  router.Add("POST", "/api/pull", [&daemon](const ExchangePtr& ex) { Pull(daemon, daemon.allow_private_pull, ex); },
+  router.Add("POST", "/api/generate", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaGenerate); });
+  router.Add("POST", "/api/chat", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kOllamaChat); });
+  router.Add("POST", "/api/embed", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbed); });
+  router.Add("POST", "/api/embeddings", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Embed(daemon, ex, Endpoint::kOllamaEmbeddings); });
+  router.Add("GET", "/api/tags", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Tags(daemon, ex); });
+  router.Add("GET", "/api/ps", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Ps(daemon, ex); });
+  router.Add("POST", "/api/show", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Show(daemon, ex); });
+  router.Add("DELETE", "/api/delete", RouteScope::kModels, [&daemon](const ExchangePtr& ex) { Delete(daemon, ex); }, Pool::kSlow);
+  router.Add("POST", "/api/copy", RouteScope::kModels, [&daemon](const ExchangePtr& ex) { Copy(daemon, ex); }, Pool::kSlow);
+  router.Add("POST", "/api/pull", RouteScope::kModels, [&daemon](const ExchangePtr& ex) { Pull(daemon, daemon.allow_private_pull, ex); },
              Pool::kSlow);
-  router.Add("GET", "/api/version", [](const ExchangePtr& ex) {
+  router.Add("GET", "/api/version", RouteScope::kInfer, [](const ExchangePtr& ex) {
     SendJson(*ex, Dump(json{{"version", std::string(kServerVersion)}}));
   });
 }

@@ -230,7 +230,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
   if (!ReadDeadlineOrAnswer(*ex, r.timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.model, std::nullopt);
   if (!lease) return;
-  auto prepared = PrepareProcess(lease->model(), r, &param);
+  auto prepared = PrepareProcess(lease->model(), r, ex->caller().get(), &param);
   if (!prepared.ok()) {
     const bool context = prepared.status().message().find("context") != std::string::npos;
     SendError(*ex, {.http_status = HttpStatusFor(prepared.status().code()), .message = prepared.status().message(),
@@ -238,7 +238,9 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   prepared->spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = r.stream, .content_type = "text/event-stream"});
+  auto pump = NewPump(ex, {.stream = r.stream,
+                           .content_type = "text/event-stream",
+                           .prompt_tokens = static_cast<int64_t>(prepared->spec.prompt.size())});
   auto ids = StartProcesses(lease->model(), PumpChannel(*pump), std::move(prepared).value(), r.n);
   if (!ids.ok()) {
     AbortPump(pump);
@@ -318,14 +320,14 @@ void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
   if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, std::nullopt);
   if (!lease) return;
-  auto specs = EmbeddingProcesses(lease->model(), *parsed, &param);
+  auto specs = EmbeddingProcesses(lease->model(), *parsed, ex->caller().get(), &param);
   if (!specs.ok()) {
     SendError(*ex, {.http_status = HttpStatusFor(specs.status().code()), .message = specs.status().message(),
                     .param = param});
     return;
   }
   for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = false});
+  auto pump = NewPump(ex, {.stream = false, .prompt_tokens = PromptTokens(*specs)});
   auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
   if (!ids.ok()) {
     AbortPump(pump);
@@ -358,10 +360,10 @@ void ListModels(Daemon& daemon, const ExchangePtr& ex) {
 }  // namespace
 
 void AddOpenAiRoutes(Router& router, Daemon& daemon) {
-  router.Add("GET", "/v1/models", [&daemon](const ExchangePtr& ex) { ListModels(daemon, ex); });
-  router.Add("POST", "/v1/chat/completions", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kChatCompletions); });
-  router.Add("POST", "/v1/completions", [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kCompletions); });
-  router.Add("POST", "/v1/embeddings", [&daemon](const ExchangePtr& ex) { Embeddings(daemon, ex); });
+  router.Add("GET", "/v1/models", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { ListModels(daemon, ex); });
+  router.Add("POST", "/v1/chat/completions", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kChatCompletions); });
+  router.Add("POST", "/v1/completions", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Generate(daemon, ex, Endpoint::kCompletions); });
+  router.Add("POST", "/v1/embeddings", RouteScope::kInfer, [&daemon](const ExchangePtr& ex) { Embeddings(daemon, ex); });
 }
 
 }  // namespace llmasos::api

@@ -212,14 +212,14 @@ void ModelActionRoute(Daemon& daemon, Exchange& ex, ModelAction action) {
 }  // namespace
 
 void AddOsRoutes(Router& router, Daemon& daemon) {
-  router.Add("GET", "/os/processes", [&daemon](const ExchangePtr& ex) { ListProcesses(daemon, *ex); });
-  router.Add("GET", "/os/processes/{id}", [&daemon](const ExchangePtr& ex) {
+  router.Add("GET", "/os/processes", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { ListProcesses(daemon, *ex); });
+  router.Add("GET", "/os/processes/{id}", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     json out;
     if (WithProcess(daemon, *ex, [&](kernel::EngineThread&, json row) { out = std::move(row); })) {
       SendJson(*ex, out.dump());
     }
   });
-  router.Add("DELETE", "/os/processes/{id}", [&daemon](const ExchangePtr& ex) {
+  router.Add("DELETE", "/os/processes/{id}", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     Status killed;
     json out;
     const bool found = WithProcess(daemon, *ex, [&](kernel::EngineThread& engine, json row) {
@@ -233,7 +233,7 @@ void AddOsRoutes(Router& router, Daemon& daemon) {
     }
     SendJson(*ex, out.dump());
   });
-  router.Add("PATCH", "/os/processes/{id}", [&daemon](const ExchangePtr& ex) {
+  router.Add("PATCH", "/os/processes/{id}", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     std::string param;
     StatusOr<int32_t> priority = ParseRenice(ex->request().body, &param);
     if (!priority.ok()) {
@@ -254,18 +254,18 @@ void AddOsRoutes(Router& router, Daemon& daemon) {
     }
     SendJson(*ex, out.dump());
   });
-  router.Add("GET", "/os/memory", [&daemon](const ExchangePtr& ex) { GetMemory(daemon, *ex); });
-  router.Add("GET", "/os/scheduler", [&daemon](const ExchangePtr& ex) { GetScheduler(daemon, *ex); });
-  router.Add("PUT", "/os/scheduler", [&daemon](const ExchangePtr& ex) { PutScheduler(daemon, *ex); });
-  router.Add("GET", "/os/models", [&daemon](const ExchangePtr& ex) { ListModels(daemon, *ex); });
+  router.Add("GET", "/os/memory", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { GetMemory(daemon, *ex); });
+  router.Add("GET", "/os/scheduler", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { GetScheduler(daemon, *ex); });
+  router.Add("PUT", "/os/scheduler", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { PutScheduler(daemon, *ex); });
+  router.Add("GET", "/os/models", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { ListModels(daemon, *ex); });
   // Loading (and pinning, which loads) may take long: the slow pool.
-  router.Add("POST", "/os/models/load", [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kLoad); },
+  router.Add("POST", "/os/models/load", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kLoad); },
              Pool::kSlow);
-  router.Add("POST", "/os/models/unload",
+  router.Add("POST", "/os/models/unload", RouteScope::kAdmin,
              [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kUnload); });
-  router.Add("POST", "/os/models/pin", [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kPin); },
+  router.Add("POST", "/os/models/pin", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kPin); },
              Pool::kSlow);
-  router.Add("POST", "/os/models/unpin",
+  router.Add("POST", "/os/models/unpin", RouteScope::kAdmin,
              [&daemon](const ExchangePtr& ex) { ModelActionRoute(daemon, *ex, ModelAction::kUnpin); });
 }
 

@@ -14,9 +14,10 @@ namespace llmasos::api {
 
 class RecordingExchange : public Exchange {
  public:
-  explicit RecordingExchange(std::string method, std::string path) {
+  RecordingExchange(std::string method, std::string path, HeaderList headers = {}) {
     request_.method = std::move(method);
     request_.path = std::move(path);
+    request_.headers = std::move(headers);
   }
   const HttpRequest& request() const override { return request_; }
   RequestRecord& record() override { return record_; }
@@ -33,6 +34,14 @@ class RecordingExchange : public Exchange {
   void RunAfter(std::chrono::milliseconds, std::function<void()>) override {}
   void Offload(std::function<void()>) override {}
   Waker MakeWaker() override { return [](std::function<void()>) {}; }
+
+  // The value of the first response header named `name` (exact case); "" if none.
+  std::string ResponseHeader(const std::string& name) const {
+    for (const auto& [k, v] : headers_) {
+      if (k == name) return v;
+    }
+    return "";
+  }
 
   HttpRequest request_;
   RequestRecord record_;

@@ -24,7 +24,21 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 }  // namespace
 
-void Router::Add(std::string method, std::string path, Handler handler, Pool pool) {
+std::string_view RouteScopeName(RouteScope scope) {
+  switch (scope) {
+    case RouteScope::kPublic:
+      return "public";
+    case RouteScope::kInfer:
+      return "infer";
+    case RouteScope::kModels:
+      return "models";
+    case RouteScope::kAdmin:
+      return "admin";
+  }
+  return "?";
+}
+
+void Router::Add(std::string method, std::string path, RouteScope scope, Handler handler, Pool pool) {
   CHECK(!path.empty() && path[0] == '/') << "route path must start with '/': " << path;
   auto it = std::find_if(patterns_.begin(), patterns_.end(), [&](const Pattern& p) { return p.text == path; });
   if (it == patterns_.end()) {
@@ -46,7 +60,20 @@ void Router::Add(std::string method, std::string path, Handler handler, Pool poo
     it = patterns_.insert(at, std::move(p));
   }
   CHECK(it->methods.count(method) == 0) << "route " << method << " " << path << " added twice";
-  it->methods.emplace(std::move(method), Entry{std::move(handler), pool});
+  it->methods.emplace(std::move(method), Entry{std::move(handler), pool, scope});
+}
+
+bool Router::Admit(Exchange& exchange, const Route& route) const {
+  if (route.scope == RouteScope::kPublic || gate_ == nullptr) return true;
+  return gate_->Admit(exchange, route.scope);
+}
+
+std::vector<Router::RouteInfo> Router::Table() const {
+  std::vector<RouteInfo> out;
+  for (const Pattern& p : patterns_) {
+    for (const auto& [method, entry] : p.methods) out.push_back({method, p.text, entry.scope});
+  }
+  return out;
 }
 
 bool Router::Matches(const Pattern& pattern, const std::vector<std::string_view>& segments, HeaderList* params) {
@@ -76,7 +103,7 @@ Router::Route Router::Match(HttpRequest& request) const {
     auto m = p.methods.find(request.method);
     if (m != p.methods.end()) {
       request.path_params = std::move(params);
-      return {&m->second.handler, m->second.pool, "", p.text};
+      return {&m->second.handler, m->second.pool, m->second.scope, "", p.text};
     }
     for (const auto& [name, entry] : p.methods) allowed.insert(name);
   }

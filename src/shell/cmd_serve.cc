@@ -9,8 +9,11 @@
 #include <set>
 #include <sstream>
 
+#include "api/auth_gate.h"
 #include "api/daemon.h"
 #include "api/http_server.h"
+#include "services/auth/authenticator.h"
+#include "services/registry/address_policy.h"
 #include "services/manager/loader.h"
 #include "services/manager/model_service.h"
 #include "shell/commands.h"
@@ -41,6 +44,7 @@ struct ServeFlags {
   size_t max_queue = 64;
   std::string config;  // "": $LLMASOS_HOME/config.toml when it exists
   bool print_config = false;
+  bool share_prefix_across_tenants = false;
 };
 
 // Options that are not configuration keys.
@@ -98,6 +102,26 @@ int ServeMain(const ServeFlags& f) {
   auto reg = registry::Registry::Open(registry::DefaultHome());
   if (!reg.ok()) return ReportError(reg.status());
 
+  // Keys: without any, only this machine may connect (the daemon then serves without
+  // authentication); any other address needs a key first.
+  auto keys = auth::KeyStore::OpenDefault();
+  if (!keys.ok()) return ReportError(keys.status());
+  auto address = registry::ClassifyAddressText(f.host);
+  const bool loopback = address.ok() && *address == registry::AddressClass::kLoopback;
+  auto any_keys = (*keys)->AnyActiveKeys(api::UnixSeconds());
+  if (!any_keys.ok()) return ReportError(any_keys.status());
+  if (!loopback && !*any_keys) {
+    return ReportError(FailedPreconditionError(
+        "--host " + f.host + " is reachable from other machines and no API key exists, so anyone could use "
+        "this daemon. Create a key first (llmasos keys create --tenant NAME --scopes infer), or serve on "
+        "127.0.0.1"));
+  }
+  auth::AuthenticatorOptions auth_options;
+  auth_options.open_without_keys = loopback;
+  std::unique_ptr<auth::Authenticator> authenticator =
+      auth::Authenticator::Create(std::move(keys).value(), auth_options);
+  api::AuthGate gate(authenticator.get());
+
   manager::InstanceEngineOptions engine;
   const size_t threads = f.threads == 0 ? ThreadPool::DefaultNumThreads() : f.threads;
   // Each instance's share of the CPU: the threads divided among the models that may be
@@ -109,6 +133,7 @@ int ServeMain(const ServeFlags& f) {
   engine.kv_budget_bytes = uint64_t{f.kv_mib} << 20;
   engine.policy = f.policy;
   engine.max_queued = f.max_queue;
+  engine.share_prefix_across_tenants = f.share_prefix_across_tenants;
   manager::GgufLoaderOptions loader;
   loader.engine = engine;
   manager::ManagerOptions mo;
@@ -133,6 +158,7 @@ int ServeMain(const ServeFlags& f) {
   daemon.allow_private_pull = f.allow_private_pull;
   api::Router router;
   api::AddRoutes(router, daemon);
+  router.SetGate(&gate);
 
   api::HttpServerOptions so;
   so.host = f.host;
@@ -151,6 +177,12 @@ int ServeMain(const ServeFlags& f) {
   // The web console (api/console.h); an IPv6 address goes in brackets in a URL.
   const std::string url_host = f.host.find(':') == std::string::npos ? f.host : "[" + f.host + "]";
   std::fprintf(stderr, "console: http://%s:%u/\n", url_host.c_str(), static_cast<unsigned>((*server)->port()));
+  auto keys_ever = authenticator->store().AnyKeys();  // once a key exists, one is always needed
+  const bool keys_required = !loopback || !keys_ever.ok() || *keys_ever;
+  std::fprintf(stderr, "llmasos serve: %s\n",
+               keys_required ? "API keys required (llmasos keys list)"
+                         : "no API keys: serving this machine's clients without authentication until one is "
+                           "created (llmasos keys create)");
   std::fflush(stderr);
 
   int exit_code = 0;
@@ -218,6 +250,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--drain-timeout", f->drain_timeout_s,
                   "seconds requests in flight have to finish after SIGTERM/SIGINT (default 30)")
       ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_flag("--share-prefix-across-tenants", f->share_prefix_across_tenants,
+                "let tenants share cached prompt prefixes (by default each tenant's are kept apart)");
   cmd->add_option("--config", f->config,
                   "TOML file of flags (key = flag without dashes; flags given here win; default "
                   "$LLMASOS_HOME/config.toml when it exists)");

@@ -23,6 +23,8 @@ void AddKernelBenchCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddFinetuneCommand(CLI::App& app, int* exit_code);
 void AddMergeCommand(CLI::App& app, int* exit_code);
+// keys create, list, revoke (cmd_keys.cc).
+void AddKeysCommand(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);
 

@@ -75,6 +75,7 @@ class GgufLoader : public Loader {
       loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(e.num_threads, 1));
       kernel::EngineThreadOptions o;
       o.engine.policy = e.policy;
+      o.engine.share_prefix_across_tenants = e.share_prefix_across_tenants;
       o.engine.kv_budget_bytes = kv;
       o.engine.kv_block_tokens = kKvBlockTokens;
       o.engine.max_context = loaded->context_tokens;

@@ -79,6 +79,9 @@ struct InstanceEngineOptions {
   // Processes that may wait beyond the `parallel` running ones; a submission past
   // parallel + max_queued is refused (kUnavailable: the daemon's 503 with Retry-After).
   size_t max_queued = 64;
+  // Let the prefix cache share KV blocks between tenants (by default each tenant's prompts
+  // are cached apart, so one tenant's timing cannot reveal another's prompts).
+  bool share_prefix_across_tenants = false;
 };
 
 struct GgufLoaderOptions {

@@ -1,8 +1,7 @@
 // The registry's tables in $LLMASOS_HOME/state.db (SQLite, WAL). Internal to the registry.
 //
-// Schema versions are kept per component in `schema_versions`, so the other services that
-// will share state.db (keys, usage, audit) migrate their own tables independently. A
-// database written by a newer build (a higher version than this one knows) is refused.
+// The connection, statements and per-component schema versions are store::Database's
+// (services/store/sqlite.h); the registry migrates its own tables.
 //
 //   registry_versions(name, version, digest, size_bytes, manifest JSON, loaded)
 //       PRIMARY KEY (name, version); index on digest (for garbage collection)
@@ -20,9 +19,8 @@
 #include <vector>
 
 #include "services/registry/manifest.h"
+#include "services/store/sqlite.h"
 #include "util/status.h"
-
-struct sqlite3;
 
 namespace llmasos::registry {
 
@@ -47,9 +45,9 @@ class RegistryDb {
   RegistryDb& operator=(const RegistryDb&) = delete;
 
   // BEGIN IMMEDIATE / COMMIT / ROLLBACK.
-  Status Begin();
-  Status Commit();
-  void Rollback();
+  Status Begin() { return db_->Begin(); }
+  Status Commit() { return db_->Commit(); }
+  void Rollback() { db_->Rollback(); }
 
   Status InsertVersion(const Manifest& manifest);
   Status DeleteVersion(const std::string& name, const std::string& version);
@@ -68,13 +66,10 @@ class RegistryDb {
   StatusOr<std::set<std::string>> ReferencedDigests();
 
  private:
-  explicit RegistryDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
-  Status Exec(const char* sql);
-  Status Migrate();
-  Status Error(const std::string& what) const;
+  explicit RegistryDb(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
+  Status Error(const std::string& what) const { return db_->Error(what); }
 
-  sqlite3* db_;
-  std::string path_;
+  std::unique_ptr<store::Database> db_;
 };
 
 }  // namespace llmasos::registry

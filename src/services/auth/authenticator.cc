@@ -1,0 +1,292 @@
+#include "services/auth/authenticator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "util/logging.h"
+
+namespace llmasos::auth {
+namespace {
+
+constexpr int64_t kWindowMs = 60000;  // the "per minute" of rpm and tpm
+constexpr auto kRetryWriteAfter = std::chrono::seconds(1);
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Whole seconds until `ms` from now, at least 1 (Retry-After is in seconds).
+int64_t SecondsUntil(int64_t at_ms, int64_t now_ms) { return std::max<int64_t>(1, (at_ms - now_ms + 999) / 1000); }
+
+}  // namespace
+
+// Invariants: pending holds the usage charged but not yet committed; keys[id].unpersisted_tokens
+// is the token part of pending[id] plus what the writer is committing now; attempted_seq <=
+// enqueued_seq.
+struct Ledger {
+  std::unique_ptr<KeyStore> store;
+  AuthenticatorOptions options;
+  // Once a key exists the daemon never serves without keys again: no need to ask the store.
+  std::atomic<bool> keys_seen{false};
+
+  struct KeyState {
+    std::deque<int64_t> admitted_ms;                     // admissions within the window (rpm only)
+    std::deque<std::pair<int64_t, int64_t>> tokens_ms;   // (time, tokens) within the window (tpm only)
+    int64_t tokens_in_window = 0;
+    int64_t in_flight = 0;
+    int64_t unpersisted_tokens = 0;
+  };
+
+  std::mutex mu;
+  std::condition_variable wake;     // the writer: something to write, or stop
+  std::condition_variable written;  // Flush: a batch was attempted
+  std::map<std::string, KeyState> keys;            // GUARDED_BY(mu)
+  std::map<std::string, KeyUsage> pending;         // GUARDED_BY(mu)
+  std::vector<std::function<void()>> waiters;      // GUARDED_BY(mu)
+  uint64_t enqueued_seq = 0;                       // GUARDED_BY(mu)
+  uint64_t attempted_seq = 0;                      // GUARDED_BY(mu)
+  bool writer_running = false;                     // GUARDED_BY(mu)
+  bool stop = false;                               // GUARDED_BY(mu)
+  std::thread writer;
+
+  int64_t Now() const { return options.now_ms ? options.now_ms() : SystemNowMs(); }
+
+  void Record(const std::string& key_id, const KeyUsage& usage, std::function<void()> recorded) {
+    std::unique_lock<std::mutex> lock(mu);
+    KeyUsage& p = pending[key_id];
+    p.requests += usage.requests;
+    p.prompt_tokens += usage.prompt_tokens;
+    p.generated_tokens += usage.generated_tokens;
+    KeyState& k = keys[key_id];
+    k.unpersisted_tokens += usage.tokens();
+    if (usage.tokens() > 0) {
+      k.tokens_ms.emplace_back(Now(), usage.tokens());
+      k.tokens_in_window += usage.tokens();
+    }
+    if (recorded) waiters.push_back(std::move(recorded));
+    ++enqueued_seq;
+    if (writer_running) {
+      wake.notify_one();
+      return;
+    }
+    // The writer has stopped (shutdown): write now, on this thread.
+    WriteBatch(lock);
+  }
+
+  // Takes what is pending, writes it with `lock` released, runs the waiters. REQUIRES: lock held.
+  // Returns whether the write succeeded (on failure the usage goes back into pending).
+  bool WriteBatch(std::unique_lock<std::mutex>& lock) {
+    std::map<std::string, KeyUsage> batch;
+    batch.swap(pending);
+    std::vector<std::function<void()>> callbacks;
+    callbacks.swap(waiters);
+    const uint64_t seq = enqueued_seq;
+    lock.unlock();
+    std::vector<KeyStore::UsageDelta> deltas;
+    deltas.reserve(batch.size());
+    for (const auto& [id, usage] : batch) deltas.push_back({id, usage});
+    const Status s = store->AddUsage(deltas);
+    if (!s.ok()) LOG(kError) << "recording usage of " << deltas.size() << " keys (retried): " << s.ToString();
+    for (auto& cb : callbacks) cb();
+    callbacks.clear();  // whatever they hold goes before the lock is taken again
+    lock.lock();
+    for (const auto& [id, usage] : batch) {
+      if (s.ok()) {
+        keys[id].unpersisted_tokens -= usage.tokens();
+      } else {
+        KeyUsage& p = pending[id];
+        p.requests += usage.requests;
+        p.prompt_tokens += usage.prompt_tokens;
+        p.generated_tokens += usage.generated_tokens;
+      }
+    }
+    attempted_seq = std::max(attempted_seq, seq);
+    written.notify_all();
+    return s.ok();
+  }
+
+  void WriterLoop() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      wake.wait(lock, [&] { return stop || !pending.empty() || !waiters.empty(); });
+      if (pending.empty() && waiters.empty()) break;  // stop, nothing left
+      if (!WriteBatch(lock) && !stop) wake.wait_for(lock, kRetryWriteAfter, [&] { return stop; });
+      if (stop && !pending.empty()) {
+        WriteBatch(lock);  // one last try; what still fails is logged
+        break;
+      }
+    }
+    writer_running = false;
+  }
+
+  void Flush() {
+    std::unique_lock<std::mutex> lock(mu);
+    const uint64_t target = enqueued_seq;
+    if (!writer_running) {
+      if (!pending.empty() || !waiters.empty()) WriteBatch(lock);
+      return;
+    }
+    written.wait(lock, [&] { return attempted_seq >= target || !writer_running; });
+  }
+
+  // Drops window entries older than a minute.
+  static void Prune(KeyState& k, int64_t now) {
+    while (!k.admitted_ms.empty() && k.admitted_ms.front() <= now - kWindowMs) k.admitted_ms.pop_front();
+    while (!k.tokens_ms.empty() && k.tokens_ms.front().first <= now - kWindowMs) {
+      k.tokens_in_window -= k.tokens_ms.front().second;
+      k.tokens_ms.pop_front();
+    }
+  }
+
+  // Checks the limits of `record` and, when they allow it, takes its place in them.
+  Decision CheckLimits(const KeyRecord& record) {
+    const KeyLimits& l = record.spec.limits;
+    Decision d;
+    std::lock_guard<std::mutex> lock(mu);
+    const int64_t now = Now();
+    KeyState& k = keys[record.id];
+    Prune(k, now);
+    if (l.token_budget > 0 && record.usage.tokens() + k.unpersisted_tokens >= l.token_budget) {
+      d.outcome = Decision::Outcome::kQuotaExhausted;
+      d.message = "this key's token budget of " + std::to_string(l.token_budget) + " tokens is spent";
+      return d;
+    }
+    d.outcome = Decision::Outcome::kLimited;
+    if (l.concurrent > 0 && k.in_flight >= l.concurrent) {
+      d.message = "this key has " + std::to_string(k.in_flight) + " requests in flight; its limit is " +
+                  std::to_string(l.concurrent);
+      d.retry_after_seconds = 1;
+      return d;
+    }
+    if (l.requests_per_minute > 0 && static_cast<int64_t>(k.admitted_ms.size()) >= l.requests_per_minute) {
+      // The request passes once all but rpm - 1 of the admissions in the window have left it.
+      const size_t idx = k.admitted_ms.size() - static_cast<size_t>(l.requests_per_minute);
+      d.message = "this key's limit of " + std::to_string(l.requests_per_minute) + " requests per minute is reached";
+      d.retry_after_seconds = SecondsUntil(k.admitted_ms[idx] + kWindowMs, now);
+      return d;
+    }
+    if (l.tokens_per_minute > 0 && k.tokens_in_window >= l.tokens_per_minute) {
+      // The request passes once the tokens in the window fall below the limit.
+      int64_t left = k.tokens_in_window;
+      int64_t at = now;
+      for (const auto& [t, n] : k.tokens_ms) {
+        left -= n;
+        at = t + kWindowMs;
+        if (left < l.tokens_per_minute) break;
+      }
+      d.message = "this key's limit of " + std::to_string(l.tokens_per_minute) + " tokens per minute is reached";
+      d.retry_after_seconds = SecondsUntil(at, now);
+      return d;
+    }
+    if (l.requests_per_minute > 0) k.admitted_ms.push_back(now);
+    ++k.in_flight;
+    d.outcome = Decision::Outcome::kAdmitted;
+    d.message.clear();
+    return d;
+  }
+
+  void EndRequest(const std::string& key_id) {
+    std::lock_guard<std::mutex> lock(mu);
+    --keys[key_id].in_flight;
+  }
+};
+
+int32_t Caller::Priority(std::optional<int32_t> requested) const {
+  return std::min(requested.value_or(default_priority_), max_priority_);
+}
+
+void Caller::Charge(int64_t prompt_tokens, int64_t generated_tokens, std::function<void()> recorded) {
+  if (ledger_ == nullptr) {
+    if (recorded) recorded();
+    return;
+  }
+  KeyUsage usage{.requests = counted_ ? 0 : 1, .prompt_tokens = prompt_tokens, .generated_tokens = generated_tokens};
+  counted_ = true;
+  ledger_->Record(key_id_, usage, std::move(recorded));
+}
+
+Caller::~Caller() {
+  if (ledger_ == nullptr) return;
+  if (!counted_) ledger_->Record(key_id_, KeyUsage{.requests = 1}, nullptr);
+  ledger_->EndRequest(key_id_);
+}
+
+std::unique_ptr<Authenticator> Authenticator::Create(std::unique_ptr<KeyStore> store, AuthenticatorOptions options) {
+  auto ledger = std::make_shared<Ledger>();
+  ledger->store = std::move(store);
+  ledger->options = std::move(options);
+  ledger->writer_running = true;
+  ledger->writer = std::thread([l = ledger.get()] { l->WriterLoop(); });
+  return std::unique_ptr<Authenticator>(new Authenticator(std::move(ledger)));
+}
+
+Authenticator::~Authenticator() {
+  {
+    std::lock_guard<std::mutex> lock(ledger_->mu);
+    ledger_->stop = true;
+  }
+  ledger_->wake.notify_one();
+  ledger_->writer.join();
+}
+
+void Authenticator::Flush() { ledger_->Flush(); }
+
+KeyStore& Authenticator::store() { return *ledger_->store; }
+
+Decision Authenticator::Admit(std::string_view presented, Scope needed) {
+  Decision d;
+  if (ledger_->options.open_without_keys && !ledger_->keys_seen.load()) {
+    StatusOr<bool> any = ledger_->store->AnyKeys();
+    if (!any.ok()) {
+      d.outcome = Decision::Outcome::kError;
+      d.message = "the key store cannot be read: " + any.status().message();
+      return d;
+    }
+    if (!*any) {
+      d.outcome = Decision::Outcome::kAdmitted;
+      d.caller = std::shared_ptr<Caller>(new Caller());
+      d.caller->scopes_ = static_cast<uint32_t>(Scope::kInfer) | static_cast<uint32_t>(Scope::kModels) |
+                          static_cast<uint32_t>(Scope::kAdmin);
+      return d;
+    }
+    ledger_->keys_seen.store(true);
+  }
+  d.outcome = Decision::Outcome::kUnauthenticated;
+  d.message = std::string(kInvalidKeyMessage);
+  if (presented.empty()) return d;
+  StatusOr<std::optional<KeyRecord>> found = ledger_->store->Find(presented);
+  if (!found.ok()) {
+    d.outcome = Decision::Outcome::kError;
+    d.message = "the key store cannot be read: " + found.status().message();
+    return d;
+  }
+  const int64_t now_s = ledger_->Now() / 1000;
+  if (!found->has_value() || !(*found)->ActiveAt(now_s)) return d;
+  const KeyRecord& record = **found;
+  if (!HasScope(record.spec.scopes, needed)) {
+    d.outcome = Decision::Outcome::kForbidden;
+    d.message = "this key (" + record.id + ") lacks the '" + std::string(ScopeName(needed)) +
+                "' scope this route needs (it has: " + ScopesToString(record.spec.scopes) + ")";
+    return d;
+  }
+  d = ledger_->CheckLimits(record);
+  if (d.outcome != Decision::Outcome::kAdmitted) return d;
+  d.caller = std::shared_ptr<Caller>(new Caller());
+  d.caller->ledger_ = ledger_;
+  d.caller->key_id_ = record.id;
+  d.caller->tenant_ = record.spec.tenant;
+  d.caller->scopes_ = record.spec.scopes;
+  d.caller->default_priority_ = record.spec.default_priority;
+  d.caller->max_priority_ = record.spec.max_priority;
+  return d;
+}
+
+}  // namespace llmasos::auth
