@@ -2,8 +2,11 @@
 by selenium): the page loads from the binary, lists the installed models, and a chat message
 gets a streamed reply from the real daemon with the default model, and a long streaming
 request started from Python shows up in the process table and is killed from its button (the
-Python stream ends with the killed error). A screenshot is kept as a test artifact (under $LLMASOS_TEST_ARTIFACTS when set, else pytest's tmp dir; its path is
+Python stream ends with the killed error). With API keys, the page gets nothing until a key is
+typed into its field, which then rides on every request and survives a reload of the tab. A
+screenshot is kept as a test artifact (under $LLMASOS_TEST_ARTIFACTS when set, else pytest's tmp dir; its path is
 printed)."""
+import json
 import os
 import re
 import shutil
@@ -15,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from serve_util import DEFAULT_REF, Daemon, LongStream, default_home
+from serve_util import DEFAULT_REF, Daemon, LongStream, cli, default_home, tiny_home
 
 WAIT_S = 60  # an upper bound for the page to show what it is waiting for, not a timing
 
@@ -137,3 +140,42 @@ def test_a_process_appears_in_the_table_and_its_kill_button_ends_it(daemon, brow
     assert "error" in events[-1] and "killed" in events[-1]["error"]["message"], events[-1]
     assert browser.find_element(By.ID, "status").text == ""
     assert script_errors(browser) == []
+
+
+def test_with_keys_the_page_sends_the_key_typed_into_its_field(tmp_path, browser):
+    home = tiny_home(tmp_path)
+    key = json.loads(cli(home, "keys", "create", "--json", "--scopes", "infer,models,admin").stdout)["key"]
+    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", "256")
+    try:
+        browser.get(d.url + "/")
+        browser.execute_script("sessionStorage.clear()")
+        browser.refresh()
+        wait = WebDriverWait(browser, WAIT_S)
+        # Without the key: the page loads (it is public) but every API call is refused.
+        wait.until(lambda b: b.find_element(By.ID, "status").text.startswith("models:"))
+        assert Select(browser.find_element(By.ID, "model")).options == []
+        wait.until(lambda b: "processes:" in b.find_element(By.ID, "processes-note").text)
+
+        field = browser.find_element(By.ID, "key")
+        field.send_keys(key)
+        browser.find_element(By.ID, "prompt").click()  # leaving the field commits it
+        wait.until(lambda b: "tiny:latest" in [o.get_attribute("value") for o in Select(b.find_element(By.ID, "model")).options])
+        assert browser.execute_script("return sessionStorage.getItem('llmasos.key')") == key
+        wait.until(lambda b: b.find_element(By.ID, "processes-note").text == "no live processes")
+
+        # The key survives a reload of the tab and carries a chat.
+        browser.refresh()
+        assert browser.find_element(By.ID, "key").get_attribute("value") == key
+        wait.until(lambda b: "tiny:latest" in [o.get_attribute("value") for o in Select(b.find_element(By.ID, "model")).options])
+        Select(browser.find_element(By.ID, "model")).select_by_value("tiny:latest")
+        max_tokens = browser.find_element(By.ID, "max-tokens")
+        max_tokens.clear()
+        max_tokens.send_keys("8")
+        browser.find_element(By.ID, "prompt").send_keys("Hello")
+        browser.find_element(By.ID, "send").click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".msg.assistant.done")))
+        assert browser.find_elements(By.CSS_SELECTOR, ".msg.error") == []
+        assert browser.find_element(By.ID, "status").text == ""
+    finally:
+        browser.execute_script("sessionStorage.clear()")
+        assert d.stop() == 0, "".join(d.log)
