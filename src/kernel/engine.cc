@@ -19,6 +19,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   const arch::ModelConfig& c = model.config();
   std::unique_ptr<Engine> e(new Engine(model, tokenizer, pool, clock));
   e->ignore_eog_ = options.ignore_eog;
+  e->inject_step_fault_ = options.inject_step_fault;
   e->max_context_ = options.max_context == 0 ? c.context_length
                                              : std::min(options.max_context, c.context_length);
   KvMemoryOptions kv;
@@ -225,11 +226,18 @@ Status Engine::ForkFollowers(ProcessId leader, std::span<const float> logits,
   std::vector<std::unique_ptr<Process>> waiting = std::move(it->second);
   followers_.erase(it);
   std::vector<float> scratch;
-  for (std::unique_ptr<Process>& p : waiting) {
-    const ProcessId id = p->id();
+  for (size_t i = 0; i < waiting.size(); ++i) {
+    const ProcessId id = waiting[i]->id();
     scratch.assign(logits.begin(), logits.end());
     TokenOutput out = pipelines_.at(id).Next(scratch);
-    RETURN_IF_ERROR(scheduler_->EnterFork(leader, std::move(p), out.token, out.ends));
+    if (Status st = scheduler_->EnterFork(leader, std::move(waiting[i]), out.token, out.ends); !st.ok()) {
+      // The members not forked yet still need their end events.
+      for (size_t j = i + 1; j < waiting.size(); ++j) {
+        CHECK(waiting[j]->End(EndReason::kError, clock_->Now(), "engine step failed: " + st.ToString()).ok());
+        ended_followers_.push_back(std::move(waiting[j]));
+      }
+      return st;
+    }
     outputs.emplace_back(id, std::move(out));
   }
   return OkStatus();
@@ -247,7 +255,30 @@ StatusOr<StepReport> Engine::Step() {
   const StepPlan plan = scheduler_->Schedule();
   report.num_ended = plan.ended.size();
   if (plan.batch.empty()) return report;
+  std::vector<std::pair<ProcessId, TokenOutput>> outputs;
+  if (Status st = RunBatch(plan, report, outputs); !st.ok()) {
+    FailStep(plan, outputs, st);
+    return st;
+  }
+  if (on_output_) {
+    for (const auto& [id, out] : outputs) on_output_(id, out);
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
 
+void Engine::FailStep(const StepPlan& plan, std::span<const std::pair<ProcessId, TokenOutput>> outputs,
+                      const Status& error) {
+  // Their KV may be half written and their pipelines a token ahead: they cannot go on. End
+  // refuses (harmlessly) those CompleteStep ended before the failure; a leader takes the
+  // followers still waiting for it along.
+  const std::string message = "engine step failed: " + error.ToString();
+  for (const BatchEntry& e : plan.batch) (void)End(e.id, EndReason::kError, message);
+  for (const auto& [id, out] : outputs) (void)End(id, EndReason::kError, message);
+}
+
+Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
+                        std::vector<std::pair<ProcessId, TokenOutput>>& outputs) {
   const size_t vocab = model_.config().vocab_size;
   logits_.resize(plan.num_samples() * vocab);
   std::vector<arch::BatchSegment> segments;
@@ -285,6 +316,7 @@ StatusOr<StepReport> Engine::Step() {
   for (size_t i = 0; i < segments.size(); ++i) {
     if (hidden_offsets[i] != SIZE_MAX) segments[i].hidden_out = &hidden_[hidden_offsets[i] * embd];
   }
+  if (inject_step_fault_) RETURN_IF_ERROR(inject_step_fault_(plan.batch));
   RETURN_IF_ERROR(forward_->Run(segments, KvLayoutOf(*kv_), kv_->num_blocks()));
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     if (hidden_offsets[i] == SIZE_MAX) continue;
@@ -303,7 +335,6 @@ StatusOr<StepReport> Engine::Step() {
 
   std::vector<TokenId> sampled;
   std::vector<EndReason> ends;
-  std::vector<std::pair<ProcessId, TokenOutput>> outputs;
   sample_idx = 0;
   for (const BatchEntry& e : plan.batch) {
     if (!e.samples) continue;
@@ -326,11 +357,7 @@ StatusOr<StepReport> Engine::Step() {
   }
   RETURN_IF_ERROR(scheduler_->CompleteStep(plan, sampled, ends));
   report.num_sampled = sampled.size();
-  if (on_output_) {
-    for (const auto& [id, out] : outputs) on_output_(id, out);
-  }
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return report;
+  return OkStatus();
 }
 
 std::vector<EndedProcess> Engine::TakeEnded() {

@@ -15,8 +15,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernel/clock.h"
@@ -44,6 +46,9 @@ struct EngineOptions {
   // Keep generating through end-of-generation tokens, to max_tokens (benchmarks only, as
   // llama-batched-bench does).
   bool ignore_eog = false;
+  // Fault injection, for tests: called on the engine's thread before each forward pass with
+  // the step's batch; an error fails that step as a failing forward pass would. Unset: none.
+  std::function<Status(std::span<const BatchEntry> batch)> inject_step_fault;
 };
 
 // What one Step did, for progress displays and benchmarks.
@@ -153,6 +158,10 @@ class Engine {
 
   // One scheduler step and its forward pass. A process ends with kEndOfGeneration on an
   // end-of-generation token (kept as its last generated token), kLength at max_tokens.
+  // A step that fails (the forward pass, the KV bookkeeping) returns its error after ending
+  // the processes in its batch with kError (with the group members waiting on, or forked
+  // from, a leader in it), their memory released: the engine stays usable, and the processes
+  // that were not in the step go on at the next one.
   StatusOr<StepReport> Step();
   // Whether any process is queued, running or preempted (group members waiting for their
   // leader's prefill have a live leader).
@@ -193,6 +202,14 @@ class Engine {
                        std::vector<std::pair<ProcessId, TokenOutput>>& outputs);
   // Ends the waiting followers of `leader` with `reason`.
   void EndFollowers(ProcessId leader, EndReason reason, const std::string& message);
+  // Step's work after Schedule: the forward pass over plan.batch, sampling, CompleteStep.
+  // `outputs` receives each token sampled (leaders' and forked followers').
+  Status RunBatch(const StepPlan& plan, StepReport& report,
+                  std::vector<std::pair<ProcessId, TokenOutput>>& outputs);
+  // Ends the processes of a failed step with kError (Step's contract).
+  void FailStep(const StepPlan& plan, std::span<const std::pair<ProcessId, TokenOutput>> outputs,
+                const Status& error);
+  std::function<Status(std::span<const BatchEntry>)> inject_step_fault_;
   std::function<void(ProcessId, const TokenOutput&)> on_output_;
   std::vector<float> logits_;  // [sampled entries, vocab]
   std::vector<float> hidden_;  // [tokens of embedding entries, embd]

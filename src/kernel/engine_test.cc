@@ -7,7 +7,10 @@
 
 #include <iostream>
 #include <map>
+#include <set>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "kernel/tiny_engine_test_util.h"
 
@@ -173,6 +176,66 @@ TEST_F(EngineTest, CancelEndsAProcessAndFreesItsMemory) {
   EXPECT_EQ(ended[0].process->end_reason(), EndReason::kCancelled);
   EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
   EXPECT_FALSE(e->HasWork());
+}
+
+// A step whose forward pass fails (injected) ends the processes in it as errors, group
+// followers included, and frees their blocks; a process that was not in the step, and one
+// submitted after, run as they would alone.
+TEST_F(EngineTest, AFailedStepEndsItsProcessesAsErrorsAndTheOthersGoOn) {
+  const std::vector<TokenId> running = Prompt(10, 1), grouped = Prompt(13, 2), waiting = Prompt(9, 3),
+                             later = Prompt(11, 4);
+  const std::vector<TokenId> want_waiting = Alone(waiting, 6), want_later = Alone(later, 5);
+  ProcessId poisoned = 0;
+  int num_faults = 0;
+  EngineOptions o;
+  o.kv_block_tokens = 4;
+  o.scheduler.max_running = 2;  // the step that fails holds `running` and the group's leader only
+  o.inject_step_fault = [&](std::span<const BatchEntry> batch) {
+    for (const BatchEntry& b : batch) {
+      if (b.id == poisoned) {
+        ++num_faults;
+        return InternalError("injected fault");
+      }
+    }
+    return OkStatus();
+  };
+  auto e = *Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+  const ProcessId running_id = *e->Submit(Greedy(running, 12));
+  ASSERT_TRUE(e->Step().ok());  // its prefill: it holds blocks and decodes in the next step
+  const std::vector<ProcessId> group = *e->SubmitGroup(Greedy(grouped, 8), 2);
+  poisoned = group[0];
+  const ProcessId waiting_id = *e->Submit(Greedy(waiting, 6));
+
+  StatusOr<StepReport> failed = e->Step();
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kInternal);
+  EXPECT_EQ(num_faults, 1);
+  std::vector<EndedProcess> ended = e->TakeEnded();
+  std::set<ProcessId> ended_ids;
+  for (const EndedProcess& x : ended) {
+    ended_ids.insert(x.process->id());
+    EXPECT_EQ(x.process->state(), ProcessState::kFailed) << x.process->id();
+    EXPECT_EQ(x.process->end_reason(), EndReason::kError) << x.process->id();
+    EXPECT_NE(x.process->end_message().find("injected fault"), std::string::npos) << x.process->end_message();
+  }
+  EXPECT_EQ(ended_ids, (std::set<ProcessId>{running_id, group[0], group[1]}));
+  // The waiting process was admitted to no step: nothing holds a block now.
+  EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
+  EXPECT_TRUE(e->kv().CheckInvariants().ok());
+  ASSERT_TRUE(e->HasWork());
+
+  const ProcessId later_id = *e->Submit(Greedy(later, 5));
+  auto rest = RunAll(*e);
+  ASSERT_EQ(rest.size(), 2u);
+  for (const auto& [id, want] : {std::pair{waiting_id, want_waiting}, std::pair{later_id, want_later}}) {
+    ASSERT_TRUE(rest.count(id)) << id;
+    const Process& p = *rest[id];
+    EXPECT_EQ(p.state(), ProcessState::kFinished) << EndReasonName(p.end_reason());
+    EXPECT_EQ(std::vector<TokenId>(p.generated().begin(), p.generated().end()), want) << id;
+  }
+  EXPECT_EQ(num_faults, 1);
+  EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
+  EXPECT_TRUE(e->kv().CheckInvariants().ok());
 }
 
 }  // namespace

@@ -235,11 +235,11 @@ void EngineThread::Loop() {
     }
     StatusOr<StepReport> step = engine_->Step();
     if (!step.ok()) {
+      // The engine ended the processes of that step with kError; the others go on.
       {
         MutexLock lock(mu_);
         if (stats_.error.ok()) stats_.error = step.status();
       }
-      EndAll(EndReason::kError, "engine step failed: " + step.status().ToString());
       Publish(std::nullopt);
       DeliverEnded();
       continue;

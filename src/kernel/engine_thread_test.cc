@@ -6,9 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
+#include <span>
 #include <thread>
 
 #include "kernel/tiny_engine_test_util.h"
@@ -289,6 +292,63 @@ TEST_F(EngineThreadTest, AdmissionBoundRefusesSubmissionsPastMaxLiveUntilOneEnds
   EXPECT_EQ(Drain(*first->channel).end.reason, EndReason::kCancelled);  // delivered: counted as ended
   auto fourth = engine->Submit(Greedy(Prompt(10, 5), 4));
   EXPECT_TRUE(fourth.ok()) << fourth.status().ToString();
+}
+
+// A step that fails (an injected fault in the forward pass) ends its processes' streams as
+// errors, not cancels, and frees their blocks; the engine thread goes on serving the process
+// that waited and one submitted after the failure.
+TEST_F(EngineThreadTest, AFailedStepEndsItsStreamsAsErrorsAndTheEngineGoesOn) {
+  constexpr size_t kPoisonTokens = 13;  // the prefill that fails is the only one this long
+  const std::vector<TokenId> poison = Prompt(kPoisonTokens, 21), waiting = Prompt(9, 22), later = Prompt(11, 23);
+  const std::vector<TokenId> want_waiting = Alone(waiting, 6), want_later = Alone(later, 5);
+  std::atomic<int> num_faults{0};
+  EngineThreadOptions o;
+  o.engine.scheduler.max_running = 1;  // the group's leader runs alone; the other waits
+  o.engine.inject_step_fault = [&num_faults](std::span<const BatchEntry> batch) {
+    for (const BatchEntry& b : batch) {
+      if (b.is_prefill && b.first_token_idx == 0 && b.num_tokens == kPoisonTokens) {
+        num_faults.fetch_add(1);
+        return InternalError("injected fault");
+      }
+    }
+    return OkStatus();
+  };
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  Channel group;
+  auto ids = engine->SubmitGroupTo(group, Greedy(poison, 8), 2);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  auto other = engine->Submit(Greedy(waiting, 6));
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+
+  std::set<ProcessId> ended;
+  for (size_t i = 0; i < 2; ++i) {
+    StatusOr<StreamEvent> e = group.Next(kPatience);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    ASSERT_EQ(e->kind, StreamEvent::Kind::kEnd) << "the failed group produced a token";
+    EXPECT_EQ(e->state, ProcessState::kFailed);
+    EXPECT_EQ(e->reason, EndReason::kError);
+    EXPECT_NE(e->message.find("injected fault"), std::string::npos) << e->message;
+    ended.insert(e->id);
+  }
+  EXPECT_EQ(ended, (std::set<ProcessId>(ids->begin(), ids->end())));
+  EXPECT_EQ(group.Next(milliseconds(0)).status().code(), StatusCode::kOutOfRange);
+
+  Collected c = Drain(*other->channel);
+  EXPECT_EQ(c.end.state, ProcessState::kFinished);
+  EXPECT_EQ(c.tokens, want_waiting);
+  auto after = engine->Submit(Greedy(later, 5));
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  c = Drain(*after->channel);
+  EXPECT_EQ(c.end.state, ProcessState::kFinished);
+  EXPECT_EQ(c.tokens, want_later);
+
+  const EngineThreadStats st = engine->Stats();
+  EXPECT_EQ(num_faults.load(), 1);
+  EXPECT_EQ(st.error.code(), StatusCode::kInternal);
+  EXPECT_EQ(st.num_ended, 4u);
+  EXPECT_EQ(st.num_live, 0u);
+  EXPECT_EQ(st.kv.used_blocks, 0u);
 }
 
 TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {
