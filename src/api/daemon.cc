@@ -45,7 +45,7 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
   return std::move(lease).value();
 }
 
-StatusOr<std::optional<kernel::TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout) {
+StatusOr<std::optional<TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout) {
   std::optional<double> seconds;
   if (timeout) seconds = *timeout;
   const std::string header(exchange.request().Header("X-Request-Timeout"));
@@ -59,12 +59,12 @@ StatusOr<std::optional<kernel::TimePoint>> RequestDeadline(const Exchange& excha
     }
     seconds = seconds ? std::min(*seconds, v) : v;
   }
-  if (!seconds) return std::optional<kernel::TimePoint>();
-  return std::optional<kernel::TimePoint>(kernel::RealClock()->Now() +
-                                          std::chrono::duration_cast<kernel::Duration>(std::chrono::duration<double>(*seconds)));
+  if (!seconds) return std::optional<TimePoint>();
+  return std::optional<TimePoint>(RealClock()->Now() +
+                                          std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*seconds)));
 }
 
-bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<kernel::TimePoint>* deadline) {
+bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<TimePoint>* deadline) {
   auto d = RequestDeadline(exchange, timeout);
   if (!d.ok()) {
     SendError(exchange, {.http_status = 400, .message = d.status().message()});

@@ -62,9 +62,9 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
 // The deadline of a request from its body's `timeout` and its X-Request-Timeout header
 // (seconds; the sooner wins), counted from now on the kernel's clock; nullopt when it has
 // neither. InvalidArgument naming the header when it is not a number in range.
-StatusOr<std::optional<kernel::TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout);
+StatusOr<std::optional<TimePoint>> RequestDeadline(const Exchange& exchange, std::optional<float> timeout);
 // RequestDeadline into *deadline; false after answering 400 for a bad header.
-bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<kernel::TimePoint>* deadline);
+bool ReadDeadlineOrAnswer(Exchange& exchange, std::optional<float> timeout, std::optional<TimePoint>* deadline);
 // Responds 200 with `json` (already serialized).
 void SendJson(Exchange& exchange, std::string json, int status = 200);
 // Seconds since the Unix epoch, and the same as RFC 3339 UTC with nanoseconds (Ollama).

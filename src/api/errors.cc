@@ -23,6 +23,7 @@ int HttpStatusFor(StatusCode code) {
       return 503;
     case StatusCode::kUnimplemented:
       return 501;
+    case StatusCode::kPermissionDenied:  // the daemon's own files refused it: not the client's doing
     default:
       return 500;
   }

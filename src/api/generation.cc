@@ -271,13 +271,13 @@ class Pump : public std::enable_shared_from_this<Pump> {
     p.generated_tokens = a.num_generated_tokens;
     p.cached_prompt_tokens = a.num_prefix_cached_tokens;
     p.preemptions = a.num_preemptions;
-    p.queue_seconds = kernel::ToSeconds(a.time_queued);
-    const kernel::TimePoint ended = a.ended_at.value_or(a.submitted_at);
+    p.queue_seconds = ToSeconds(a.time_queued);
+    const TimePoint ended = a.ended_at.value_or(a.submitted_at);
     if (a.first_token_at) {
-      p.ttft_seconds = kernel::ToSeconds(*a.first_token_at - a.submitted_at);
-      p.decode_seconds = kernel::ToSeconds(ended - *a.first_token_at);
+      p.ttft_seconds = ToSeconds(*a.first_token_at - a.submitted_at);
+      p.decode_seconds = ToSeconds(ended - *a.first_token_at);
     }
-    p.seconds = kernel::ToSeconds(ended - a.submitted_at);
+    p.seconds = ToSeconds(ended - a.submitted_at);
     p.end_reason = std::string(kernel::EndReasonName(end.reason));
     exchange_->record().processes.push_back(std::move(p));
   }

@@ -22,11 +22,11 @@ using nlohmann::json;
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-int64_t Nanos(kernel::Duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
+int64_t Nanos(Duration d) { return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count(); }
 
 class OllamaWriter : public ResponseWriter {
  public:
-  OllamaWriter(bool chat, bool stream, std::string model, kernel::Duration load_time,
+  OllamaWriter(bool chat, bool stream, std::string model, Duration load_time,
                std::chrono::steady_clock::time_point received, const tokenizer::Tokenizer* logprobs_tokenizer)
       : chat_(chat),
         stream_(stream),
@@ -57,7 +57,7 @@ class OllamaWriter : public ResponseWriter {
     final_["total_duration"] = Nanos(std::chrono::steady_clock::now() - received_);
     final_["load_duration"] = Nanos(load_time_);
     final_["prompt_eval_count"] = a.num_prompt_tokens;
-    const kernel::TimePoint first = a.first_token_at.value_or(a.ended_at.value_or(a.submitted_at));
+    const TimePoint first = a.first_token_at.value_or(a.ended_at.value_or(a.submitted_at));
     final_["prompt_eval_duration"] = Nanos(first - a.submitted_at - a.time_queued);
     final_["eval_count"] = a.num_generated_tokens;
     final_["eval_duration"] = Nanos(a.ended_at.value_or(first) - first);
@@ -101,7 +101,7 @@ class OllamaWriter : public ResponseWriter {
 
   const bool chat_, stream_;
   const std::string model_;
-  const kernel::Duration load_time_;
+  const Duration load_time_;
   const std::chrono::steady_clock::time_point received_;
   const tokenizer::Tokenizer* tok_;  // set when log-probabilities were asked for
   std::string text_;
@@ -126,7 +126,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   const ParsedGeneration& r = *parsed;
-  std::optional<kernel::TimePoint> deadline;
+  std::optional<TimePoint> deadline;
   if (!ReadDeadlineOrAnswer(*ex, r.timeout, &deadline)) return;
   std::optional<manager::Duration> keep_alive;
   if (r.keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*r.keep_alive);
@@ -146,7 +146,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
   }
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.model, keep_alive);
   if (!lease) return;
-  const kernel::Duration load_time = std::chrono::steady_clock::now() - received;
+  const Duration load_time = std::chrono::steady_clock::now() - received;
   if (r.load_only) {
     SendJson(*ex, Dump(Done(r.model, chat, "load")));
     return;
@@ -175,7 +175,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
 class OllamaEmbedWriter : public EmbeddingWriter {
  public:
   OllamaEmbedWriter(bool older, std::string model, const std::vector<kernel::ProcessId>& ids,
-                    kernel::Duration load_time, std::chrono::steady_clock::time_point received)
+                    Duration load_time, std::chrono::steady_clock::time_point received)
       : EmbeddingWriter(ids), older_(older), model_(std::move(model)), load_time_(load_time), received_(received) {}
   Final Finish() override {
     if (!error_.empty()) return {500, Dump(json{{"error", error_}})};
@@ -190,7 +190,7 @@ class OllamaEmbedWriter : public EmbeddingWriter {
  private:
   const bool older_;
   const std::string model_;
-  const kernel::Duration load_time_;
+  const Duration load_time_;
   const std::chrono::steady_clock::time_point received_;
 };
 
@@ -201,13 +201,13 @@ void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     SendError(*ex, {.http_status = 400, .message = parsed.status().message()});
     return;
   }
-  std::optional<kernel::TimePoint> deadline;
+  std::optional<TimePoint> deadline;
   if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
   std::optional<manager::Duration> keep_alive;
   if (parsed->keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*parsed->keep_alive);
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, keep_alive);
   if (!lease) return;
-  const kernel::Duration load_time = std::chrono::steady_clock::now() - received;
+  const Duration load_time = std::chrono::steady_clock::now() - received;
   const bool older = endpoint == Endpoint::kOllamaEmbeddings;
   auto specs = EmbeddingProcesses(lease->model(), *parsed, ex->caller().get(), nullptr);
   if (!specs.ok()) {

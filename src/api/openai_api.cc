@@ -226,7 +226,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   const ParsedGeneration& r = *parsed;
-  std::optional<kernel::TimePoint> deadline;
+  std::optional<TimePoint> deadline;
   if (!ReadDeadlineOrAnswer(*ex, r.timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, r.model, std::nullopt);
   if (!lease) return;
@@ -316,7 +316,7 @@ void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
     SendError(*ex, {.http_status = 400, .message = parsed.status().message(), .param = param});
     return;
   }
-  std::optional<kernel::TimePoint> deadline;
+  std::optional<TimePoint> deadline;
   if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
   std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, std::nullopt);
   if (!lease) return;

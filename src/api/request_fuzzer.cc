@@ -69,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   CHECK(spec->limits.max_tokens >= 1);
   CHECK(spec->prompt.size() + static_cast<size_t>(spec->limits.max_tokens) <= d.context_tokens);
-  const Status valid = llmasos::kernel::Process::Validate(*spec, llmasos::kernel::TimePoint{});
+  const Status valid = llmasos::kernel::Process::Validate(*spec, llmasos::TimePoint{});
   CHECK(valid.ok()) << valid.ToString();
   return 0;
 }

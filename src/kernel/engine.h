@@ -21,7 +21,6 @@
 #include <utility>
 #include <vector>
 
-#include "kernel/clock.h"
 #include "kernel/kv_memory.h"
 #include "kernel/kv_memory_model.h"
 #include "kernel/output_pipeline.h"
@@ -30,6 +29,7 @@
 #include "model/arch/llama_model.h"
 #include "model/sampling/sampler.h"
 #include "model/tokenizer/tokenizer.h"
+#include "util/clock.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::kernel {

@@ -5,12 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <new>
 #include <string>
 
 #include "util/checked_math.h"
+#include "util/file.h"
 
 namespace llmasos::kernel {
 namespace {
@@ -89,46 +89,33 @@ class KvMemory::HostSwap final : public SwapSpace {
 class KvMemory::FileSwap final : public SwapSpace {
  public:
   static StatusOr<std::unique_ptr<FileSwap>> Open(const std::string& path, size_t slot_bytes) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return IoError("KV swap file '" + path + "': " + std::strerror(errno));
+    auto opened = OpenFile(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (!opened.ok()) return opened.status().Annotate("KV swap file");
+    UniqueFd fd = std::move(opened).value();
     struct stat st;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) ::unlink(path.c_str());
-    return std::unique_ptr<FileSwap>(new FileSwap(path, fd, slot_bytes));
+    // Unlinked at once (a regular file only: a device stays), so it goes when we do.
+    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(path.c_str());
+    return std::unique_ptr<FileSwap>(new FileSwap(path, std::move(fd), slot_bytes));
   }
-  ~FileSwap() override { ::close(fd_); }
   Status Write(uint32_t slot, const std::byte* src) override {
-    size_t done = 0;
-    while (done < slot_bytes_) {
-      const ssize_t n = ::pwrite(fd_, src + done, slot_bytes_ - done, Offset(slot) + done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return IoError(Describe("writing", slot, n < 0 ? errno : ENOSPC));
-      done += static_cast<size_t>(n);
-    }
-    return OkStatus();
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(src), slot_bytes_);
+    Status s = PwriteAll(fd_.get(), bytes, Offset(slot), path_);
+    return s.ok() ? s : s.Annotate(Where(slot));
   }
   Status Read(uint32_t slot, std::byte* dst) override {
-    size_t done = 0;
-    while (done < slot_bytes_) {
-      const ssize_t n = ::pread(fd_, dst + done, slot_bytes_ - done, Offset(slot) + done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return IoError(Describe("reading", slot, errno));
-      if (n == 0) return DataLossError(Describe("reading", slot, 0) + "the file is truncated");
-      done += static_cast<size_t>(n);
-    }
-    return OkStatus();
+    const std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(dst), slot_bytes_);
+    Status s = PreadExact(fd_.get(), bytes, Offset(slot), path_);
+    return s.ok() ? s : s.Annotate(Where(slot));
   }
 
  private:
-  FileSwap(std::string path, int fd, size_t slot_bytes)
-      : path_(std::move(path)), fd_(fd), slot_bytes_(slot_bytes) {}
-  off_t Offset(uint32_t slot) const { return static_cast<off_t>(size_t{slot} * slot_bytes_); }
-  std::string Describe(const char* verb, uint32_t slot, int err) const {
-    return std::string(verb) + " KV swap file '" + path_ + "' at slot " + std::to_string(slot) +
-           ": " + (err != 0 ? std::strerror(err) : "");
-  }
+  FileSwap(std::string path, UniqueFd fd, size_t slot_bytes)
+      : path_(std::move(path)), fd_(std::move(fd)), slot_bytes_(slot_bytes) {}
+  uint64_t Offset(uint32_t slot) const { return uint64_t{slot} * slot_bytes_; }
+  static std::string Where(uint32_t slot) { return "KV swap slot " + std::to_string(slot); }
 
   const std::string path_;
-  const int fd_;
+  const UniqueFd fd_;
   const size_t slot_bytes_;
 };
 

@@ -579,12 +579,12 @@ TEST(KvMemoryTest, FileSwapRoundTripsAndLeavesNoFileBehind) {
   EXPECT_TRUE(kv.CheckInvariants().ok());
 }
 
-TEST(KvMemoryTest, UnopenableSwapFileIsAnIoErrorNamingThePath) {
+TEST(KvMemoryTest, UnopenableSwapFileIsNotFoundNamingThePath) {
   KvMemoryOptions o = TinyOptions(4, 4);
   o.swap_file_path = ::testing::TempDir() + "/no/such/dir/kv_swap";
   auto kv = KvMemory::Create(o);
   ASSERT_FALSE(kv.ok());
-  EXPECT_EQ(kv.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(kv.status().code(), StatusCode::kNotFound);  // util/file.h's errno rule
   EXPECT_NE(kv.status().message().find(o.swap_file_path), std::string::npos);
 }
 
@@ -598,8 +598,8 @@ TEST(KvMemoryTest, FullSwapDiskFailsSwapOutAndChangesNothing) {
   SequenceId a = kv.CreateSequence(0);
   AppendStamped(kv, a, 6, 3);
   Status st = kv.SwapOut(a);
-  EXPECT_EQ(st.code(), StatusCode::kIoError);
-  EXPECT_NE(st.message().find("/dev/full"), std::string::npos) << st.message();
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("disk full writing '/dev/full'"), std::string::npos) << st.message();
   EXPECT_FALSE(*kv.IsSwappedOut(a));
   EXPECT_EQ(kv.Stats().swapped_blocks, 0u);
   for (size_t p = 0; p < 6; ++p) EXPECT_TRUE(TokenIs(kv, *kv.Slot(a, p), 3 + p));

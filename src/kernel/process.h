@@ -31,8 +31,8 @@
 #include <string_view>
 #include <vector>
 
-#include "kernel/clock.h"
 #include "model/sampling/sampler.h"
+#include "util/clock.h"
 #include "util/status.h"
 
 namespace llmasos::kernel {

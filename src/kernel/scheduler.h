@@ -37,10 +37,10 @@
 #include <string>
 #include <vector>
 
-#include "kernel/clock.h"
 #include "kernel/memory_model.h"
 #include "kernel/policy.h"
 #include "kernel/process.h"
+#include "util/clock.h"
 #include "util/status.h"
 
 namespace llmasos::kernel {

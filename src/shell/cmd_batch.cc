@@ -186,7 +186,7 @@ int BatchMain(BatchFlags& f) {
   o.engine.kv_budget_bytes = f.kv_mib << 20;
   o.engine.max_context = BatchContextTokens(f, *s);
   o.engine.float_activations = f.load.float_activations;
-  auto engine_or = kernel::EngineThread::Start(s->model(), s->tokenizer(), s->pool(), o, kernel::RealClock());
+  auto engine_or = kernel::EngineThread::Start(s->model(), s->tokenizer(), s->pool(), o, RealClock());
   if (!engine_or.ok()) return ReportError(engine_or.status());
   kernel::EngineThread& engine = **engine_or;
 

@@ -45,7 +45,7 @@ StatusOr<Row> RunOne(Session& s, const BatchedBenchFlags& f, size_t parallel) {
   const size_t blocks = parallel * ((f.npp + f.ntg + o.kv_block_tokens - 1) / o.kv_block_tokens);
   o.kv_budget_bytes = blocks * c.num_layers * 2 * o.kv_block_tokens * c.kv_dim() * sizeof(float);
   ASSIGN_OR_RETURN(std::unique_ptr<kernel::Engine> engine,
-                   kernel::Engine::Create(s.model(), s.tokenizer(), s.pool(), o, kernel::RealClock()));
+                   kernel::Engine::Create(s.model(), s.tokenizer(), s.pool(), o, RealClock()));
   std::mt19937 rng(static_cast<uint32_t>(parallel));
   std::uniform_int_distribution<kernel::TokenId> pick(0, static_cast<kernel::TokenId>(c.vocab_size - 1));
   const auto start = std::chrono::steady_clock::now();

@@ -19,7 +19,7 @@
 #include "services/registry/registry.h"
 #include "shell/commands.h"
 #include "model/chat/conversation.h"
-#include "util/mapped_file.h"
+#include "util/file.h"
 
 namespace llmasos::shell {
 namespace {

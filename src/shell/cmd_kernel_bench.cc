@@ -96,7 +96,7 @@ class Bench {
     o.engine.scheduler.max_running = max_running;
     o.engine.scheduler.max_batch_tokens = std::max(step_tokens > 0 ? step_tokens : f_.load.batch_tokens, max_running);
     o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
-    return kernel::EngineThread::Start(s_.model(), s_.tokenizer(), s_.pool(), o, kernel::RealClock());
+    return kernel::EngineThread::Start(s_.model(), s_.tokenizer(), s_.pool(), o, RealClock());
   }
 
   static kernel::ProcessSpec Spec(std::vector<kernel::TokenId> prompt, size_t max_tokens, int32_t priority = 0) {

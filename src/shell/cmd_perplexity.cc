@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "shell/commands.h"
-#include "util/mapped_file.h"
+#include "util/file.h"
 
 namespace llmasos::shell {
 namespace {

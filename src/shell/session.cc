@@ -184,7 +184,7 @@ StatusOr<kernel::Engine*> Session::OneProcessEngine() {
   // Room for one whole context, as the Context of the direct commands has.
   const size_t num_blocks = (o.max_context + o.kv_block_tokens - 1) / o.kv_block_tokens;
   o.kv_budget_bytes = num_blocks * o.kv_block_tokens * c.num_layers * 2 * c.kv_dim() * sizeof(float);
-  ASSIGN_OR_RETURN(engine_, kernel::Engine::Create(*model_, *tokenizer_, *pool_, o, kernel::RealClock()));
+  ASSIGN_OR_RETURN(engine_, kernel::Engine::Create(*model_, *tokenizer_, *pool_, o, RealClock()));
   return engine_.get();
 }
 
@@ -246,9 +246,9 @@ StatusOr<GenerateResult> Generate(Session& session, const std::vector<TokenId>& 
   result.tokens.assign(generated.begin(), generated.end());
   result.reused_tokens = static_cast<size_t>(p.accounting().num_prefix_cached_tokens);
   const kernel::ProcessAccounting& a = p.accounting();
-  const kernel::TimePoint first = a.first_token_at.value_or(*a.ended_at);
-  result.prompt_seconds = kernel::ToSeconds(first - a.submitted_at);
-  result.generate_seconds = kernel::ToSeconds(*a.ended_at - first);
+  const TimePoint first = a.first_token_at.value_or(*a.ended_at);
+  result.prompt_seconds = ToSeconds(first - a.submitted_at);
+  result.generate_seconds = ToSeconds(*a.ended_at - first);
   switch (p.end_reason()) {
     case kernel::EndReason::kEndOfGeneration:
     case kernel::EndReason::kStopString: result.finish_reason = "stop"; break;

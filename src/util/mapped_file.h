@@ -40,13 +40,6 @@ class MappedFile {
   size_t size_bytes_;
 };
 
-// Reads a whole (small) file into a string; refuses files over `max_bytes`.
-StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes);
-
-// Writes `contents` to `path` through a temporary file, fsync and an atomic rename, so a
-// reader sees either the old file or the complete new one.
-Status WriteFileAtomically(const std::string& path, std::string_view contents);
-
 }  // namespace llmasos
 
 #endif  // LLMASOS_UTIL_MAPPED_FILE_H_

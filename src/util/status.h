@@ -25,6 +25,7 @@ enum class StatusCode {
   kFailedPrecondition,  // the system is not in a state that allows the operation
   kUnavailable,         // try again later (model loading, overloaded)
   kCancelled,
+  kPermissionDenied,    // the operating system refused access (a file's mode, a read-only disk)
   kIoError,
   kInternal,
 };
@@ -60,6 +61,7 @@ inline Status UnimplementedError(std::string m) { return {StatusCode::kUnimpleme
 inline Status FailedPreconditionError(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status UnavailableError(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status CancelledError(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status PermissionDeniedError(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
 inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
 inline Status InternalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 

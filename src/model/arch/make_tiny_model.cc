@@ -10,7 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "model/arch/tiny_model.h"
-#include "util/mapped_file.h"
+#include "util/file.h"
 
 int main(int argc, char** argv) {
   llmasos::arch::TinyModelSpec s;

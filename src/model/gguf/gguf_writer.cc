@@ -6,8 +6,8 @@
 
 #include "drivers/cpu/ops.h"
 #include "util/checked_math.h"
+#include "util/file.h"
 #include "util/fp16.h"
-#include "util/mapped_file.h"
 
 namespace llmasos::gguf {
 namespace {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/train/dataset.h"
-#include "util/mapped_file.h"
+#include "util/file.h"
 
 namespace llmasos::train {
 namespace {

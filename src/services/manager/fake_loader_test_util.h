@@ -11,26 +11,26 @@
 #include <mutex>
 #include <string>
 
-#include "kernel/clock.h"
 #include "model/arch/tiny_model.h"
 #include "services/manager/loader.h"
 #include "services/manager/model_manager.h"
 #include "services/registry/registry.h"
 #include "services/registry/test_home.h"
+#include "util/clock.h"
 #include "util/status.h"
 
 namespace llmasos::manager {
 
-// kernel::SimulatedClock, but safe to read from any thread while the test advances it.
-class ManualClock : public kernel::Clock {
+// SimulatedClock, but safe to read from any thread while the test advances it.
+class ManualClock : public Clock {
  public:
-  kernel::TimePoint Now() const override {
-    return kernel::TimePoint(kernel::Duration(ticks_.load(std::memory_order_acquire)));
+  TimePoint Now() const override {
+    return TimePoint(Duration(ticks_.load(std::memory_order_acquire)));
   }
-  void Advance(kernel::Duration d) { ticks_.fetch_add(d.count(), std::memory_order_acq_rel); }
+  void Advance(Duration d) { ticks_.fetch_add(d.count(), std::memory_order_acq_rel); }
 
  private:
-  std::atomic<kernel::Duration::rep> ticks_{std::chrono::duration_cast<kernel::Duration>(std::chrono::hours(1)).count()};
+  std::atomic<Duration::rep> ticks_{std::chrono::duration_cast<Duration>(std::chrono::hours(1)).count()};
 };
 
 // Loads nothing; each "name@version" behaves as set with Set (default: 100 bytes, instant).
@@ -39,7 +39,7 @@ class FakeLoader : public Loader {
   struct Behavior {
     uint64_t bytes = 100;
     int failures = 0;                 // the next N loads fail with kDataLoss
-    kernel::Duration load_time{};     // the clock advances this much during the load
+    Duration load_time{};     // the clock advances this much during the load
     bool gated = false;               // the load blocks until Open(label)
   };
 

@@ -32,7 +32,7 @@ StatusOr<std::vector<kernel::TokenId>> Generate(const arch::Model& model, const 
   kernel::EngineOptions o;
   o.kv_budget_bytes = size_t{1} << 20;
   o.kv_block_tokens = 8;
-  ASSIGN_OR_RETURN(auto engine, kernel::Engine::Create(model, tok, pool, o, kernel::RealClock()));
+  ASSIGN_OR_RETURN(auto engine, kernel::Engine::Create(model, tok, pool, o, RealClock()));
   kernel::ProcessSpec spec;
   spec.prompt = {40, 41, 42, 43, 44, 45, 46, 47};  // byte tokens
   spec.sampling.temperature = 0;

@@ -84,7 +84,7 @@ class GgufLoader : public Loader {
       o.engine.scheduler.max_batch_tokens = std::max(e.batch_tokens, e.parallel);
       o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
       auto engine = kernel::EngineThread::Start(*loaded->model, *loaded->tokenizer, *loaded->pool, o,
-                                                kernel::RealClock());
+                                                RealClock());
       if (!engine.ok()) return engine.status().Annotate("starting the engine of " + what);
       loaded->engine = std::move(engine).value();
     }

@@ -105,7 +105,7 @@ ModelManager::ModelManager(registry::Registry* registry, std::unique_ptr<Loader>
     : registry_(registry),
       loader_(std::move(loader)),
       options_(options),
-      clock_(options.clock != nullptr ? options.clock : kernel::RealClock()) {}
+      clock_(options.clock != nullptr ? options.clock : RealClock()) {}
 
 ModelManager::~ModelManager() {
   if (reaper_.joinable()) {
@@ -233,7 +233,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
     return loaded.status();
   }
   const TimePoint now = clock_->Now();
-  const double seconds = kernel::ToSeconds(now - inst->load_started);
+  const double seconds = ToSeconds(now - inst->load_started);
   inst->model = std::move(loaded).value();
   used_bytes_ = used_bytes_ - inst->bytes + inst->model->resident_bytes;
   inst->bytes = inst->model->resident_bytes;
@@ -509,7 +509,7 @@ bool ModelManager::ExpiredLocked(const Instance& inst, TimePoint now) const {
 int64_t ModelManager::RetryAfterSecondsLocked(const Instance& inst, TimePoint now) const {
   const double speed = load_bytes_per_second_ > 0 ? load_bytes_per_second_ : options_.assumed_load_bytes_per_second;
   const double expected = static_cast<double>(inst.bytes) / speed;
-  const double remaining = expected - kernel::ToSeconds(now - inst.load_started);
+  const double remaining = expected - ToSeconds(now - inst.load_started);
   // Slower than expected: it is nearly done, as far as we can tell; ask again soon.
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(remaining)));
 }

@@ -45,17 +45,17 @@
 #include <thread>
 #include <vector>
 
-#include "kernel/clock.h"
 #include "services/manager/loader.h"
 #include "services/registry/registry.h"
+#include "util/clock.h"
 #include "util/mutex.h"
 #include "util/status.h"
 #include "util/thread_annotations.h"
 
 namespace llmasos::manager {
 
-using kernel::Duration;
-using kernel::TimePoint;
+using ::llmasos::Duration;
+using ::llmasos::TimePoint;
 
 struct ManagerOptions {
   uint64_t memory_budget_bytes = 0;  // 0: no limit
@@ -74,7 +74,7 @@ struct ManagerOptions {
   bool unload_in_background = false;
   // Time for keep_alive and load timing; default the real steady clock. Must outlive the
   // manager and be safe to read from any thread.
-  const kernel::Clock* clock = nullptr;
+  const Clock* clock = nullptr;
 };
 
 struct AcquireOptions {
@@ -230,7 +230,7 @@ class ModelManager {
   registry::Registry* const registry_;
   const std::unique_ptr<Loader> loader_;
   const ManagerOptions options_;
-  const kernel::Clock* const clock_;
+  const Clock* const clock_;
 
   Mutex marks_mu_ ACQUIRED_BEFORE(mu_);  // orders registry mark writes
   std::map<std::pair<std::string, std::string>, bool> marks_ GUARDED_BY(marks_mu_);

@@ -8,36 +8,16 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <random>
 
 #include "services/registry/validate.h"
+#include "util/file.h"
 
 namespace llmasos::registry {
 namespace {
 
 constexpr std::string_view kTempPrefix = ".tmp-";
 constexpr size_t kCopyChunkBytes = 1 << 20;
-
-Status ErrnoError(const std::string& what, const std::string& path, int err) {
-  std::string m = what + " '" + path + "': " + std::strerror(err);
-  if (err == ENOENT) return NotFoundError(m);
-  if (err == ENOSPC || err == EDQUOT) return ResourceExhaustedError(m);
-  return IoError(m);
-}
-
-Status WriteAll(int fd, const uint8_t* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("writing", path, errno);
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return OkStatus();
-}
 
 std::string RandomSuffix() {
   static thread_local std::mt19937_64 rng(std::random_device{}() ^
@@ -81,24 +61,16 @@ std::string Sha256::FinishDigest() {
 }
 
 StatusOr<BlobInfo> HashFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("opening", path, errno);
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   Sha256 hasher;
   std::vector<uint8_t> buf(kCopyChunkBytes);
   BlobInfo info;
   while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = ErrnoError("reading", path, errno);
-      ::close(fd);
-      return s;
-    }
+    ASSIGN_OR_RETURN(size_t n, ReadSome(fd.get(), buf, path));
     if (n == 0) break;
-    hasher.Update({buf.data(), static_cast<size_t>(n)});
-    info.size_bytes += static_cast<uint64_t>(n);
+    hasher.Update({buf.data(), n});
+    info.size_bytes += n;
   }
-  ::close(fd);
   info.digest = hasher.FinishDigest();
   return info;
 }
@@ -110,7 +82,7 @@ BlobStore::Writer::~Writer() {
 
 Status BlobStore::Writer::Append(std::span<const uint8_t> bytes) {
   CHECK(!done_) << "Append after Commit";
-  RETURN_IF_ERROR(WriteAll(fd_, bytes.data(), bytes.size(), temp_path_));
+  RETURN_IF_ERROR(WriteAll(fd_, bytes, temp_path_));
   hasher_.Update(bytes);
   bytes_written_ += bytes.size();
   return OkStatus();
@@ -119,7 +91,7 @@ Status BlobStore::Writer::Append(std::span<const uint8_t> bytes) {
 StatusOr<BlobInfo> BlobStore::Writer::Commit(const std::optional<std::string>& expected_digest) {
   CHECK(!done_) << "Commit twice";
   if (expected_digest) RETURN_IF_ERROR(ValidateDigest(*expected_digest));
-  if (::fsync(fd_) != 0) return ErrnoError("syncing", temp_path_, errno);
+  RETURN_IF_ERROR(SyncFile(fd_, temp_path_));
   BlobInfo info{hasher_.FinishDigest(), bytes_written_};
   if (expected_digest && *expected_digest != info.digest) {
     return DataLossError("content does not match its digest: expected " + *expected_digest +
@@ -170,45 +142,25 @@ StatusOr<std::unique_ptr<BlobStore::Writer>> BlobStore::NewWriter() const {
 
 StatusOr<BlobInfo> BlobStore::ImportFile(const std::string& source,
                                          const std::optional<std::string>& expected_digest) const {
-  int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("opening", source, errno);
-  auto writer = NewWriter();
-  if (!writer.ok()) {
-    ::close(fd);
-    return writer.status();
-  }
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(source, O_RDONLY));
+  ASSIGN_OR_RETURN(auto writer, NewWriter());
   std::vector<uint8_t> buf(kCopyChunkBytes);
   while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = ErrnoError("reading", source, errno);
-      ::close(fd);
-      return s;
-    }
+    ASSIGN_OR_RETURN(size_t n, ReadSome(fd.get(), buf, source));
     if (n == 0) break;
-    if (Status s = (*writer)->Append({buf.data(), static_cast<size_t>(n)}); !s.ok()) {
-      ::close(fd);
-      return s;
-    }
+    RETURN_IF_ERROR(writer->Append({buf.data(), n}));
   }
-  ::close(fd);
-  return (*writer)->Commit(expected_digest);
+  return writer->Commit(expected_digest);
 }
 
 Status BlobStore::AdoptFile(const std::string& path, const BlobInfo& blob) const {
   ASSIGN_OR_RETURN(std::string final_path, PathFor(blob.digest));
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("opening", path, errno);
   struct stat st;
-  int rc = ::fstat(fd, &st);
-  int err = errno;
-  if (rc == 0 && ::fsync(fd) != 0) {
-    rc = -1;
-    err = errno;
+  {
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+    if (::fstat(fd.get(), &st) != 0) return ErrnoError("reading", path, errno);
+    RETURN_IF_ERROR(SyncFile(fd.get(), path));
   }
-  ::close(fd);
-  if (rc != 0) return ErrnoError("syncing", path, err);
   if (static_cast<uint64_t>(st.st_size) != blob.size_bytes) {
     return DataLossError("'" + path + "' holds " + std::to_string(st.st_size) + " bytes, expected " +
                          std::to_string(blob.size_bytes));
@@ -284,14 +236,6 @@ StatusOr<size_t> BlobStore::RemoveStaleTempFiles() const {
   return removed;
 }
 
-Status BlobStore::SyncDir() const {
-  int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("opening", root_, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return ErrnoError("syncing", root_, err);
-  return OkStatus();
-}
+Status BlobStore::SyncDir() const { return ::llmasos::SyncDir(root_); }
 
 }  // namespace llmasos::registry

@@ -8,7 +8,6 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "services/registry/http_fetch.h"
 #include "services/registry/semver.h"
 #include "services/registry/validate.h"
+#include "util/file.h"
 
 namespace llmasos::registry {
 namespace {
@@ -30,14 +30,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMaxRestarts = 3;
 constexpr size_t kHashChunkBytes = 1 << 20;
 constexpr auto kProgressInterval = std::chrono::milliseconds(100);
-
-Status FileError(const std::string& what, const std::string& path, int err) {
-  std::string m = what + " '" + path + "': " + std::strerror(err);
-  if (err == ENOSPC || err == EFBIG || err == EDQUOT) {
-    return ResourceExhaustedError("disk full " + m);
-  }
-  return IoError(m);
-}
 
 // What a download of one URL left behind: `<key>.json` next to `<key>.part`.
 struct Sidecar {
@@ -83,21 +75,7 @@ Status WriteSidecar(const std::string& path, const Sidecar& s) {
                       {"complete", s.complete},
                       {"digest", s.digest},
                       {"size_bytes", s.size_bytes}};
-  std::string text = j.dump() + "\n";
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return FileError("creating", tmp, errno);
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int err = errno;
-  bool ok = n == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  if (!ok && n >= 0) err = n == static_cast<ssize_t>(text.size()) ? errno : ENOSPC;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    return FileError("writing", tmp, err);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return FileError("renaming", path, errno);
-  return OkStatus();
+  return WriteFileAtomically(path, j.dump() + "\n");
 }
 
 // An exclusive flock on `<key>.lock`. The holder of a finished pull unlinks the file before
@@ -111,7 +89,7 @@ class DownloadLock {
     auto deadline = Clock::now() + std::chrono::seconds(wait_s);
     while (true) {
       int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (fd < 0) return FileError("opening", path, errno);
+      if (fd < 0) return ErrnoError("opening", path, errno);
       if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
         struct stat held, now;
         if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_ino == now.st_ino &&
@@ -123,7 +101,7 @@ class DownloadLock {
       }
       int err = errno;
       ::close(fd);
-      if (err != EWOULDBLOCK && err != EINTR) return FileError("locking", path, err);
+      if (err != EWOULDBLOCK && err != EINTR) return ErrnoError("locking", path, err);
       if (!*waited && on_wait) on_wait();
       *waited = true;
       if (Clock::now() >= deadline) {
@@ -164,9 +142,9 @@ class Download : public FetchSink {
   // URL and digest, has a validator for If-Range, and the file is no longer than it said.
   Status Open(const std::optional<Sidecar>& previous) {
     fd_ = ::open(part_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) return FileError("opening", part_path_, errno);
+    if (fd_ < 0) return ErrnoError("opening", part_path_, errno);
     struct stat st;
-    if (::fstat(fd_, &st) != 0) return FileError("reading", part_path_, errno);
+    if (::fstat(fd_, &st) != 0) return ErrnoError("reading", part_path_, errno);
     uint64_t size = static_cast<uint64_t>(st.st_size);
     bool resumable = previous && !previous->complete && previous->url == request_.url &&
                      previous->expected_digest == request_.expected_digest.value_or("") &&
@@ -179,19 +157,17 @@ class Download : public FetchSink {
     // The hash state is not saved; re-read what is there.
     std::vector<uint8_t> buf(kHashChunkBytes);
     while (written_ < size) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - written_));
-      ssize_t n = ::pread(fd_, buf.data(), want, static_cast<off_t>(written_));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return FileError("reading", part_path_, n < 0 ? errno : EIO);
-      hasher_->Update({buf.data(), static_cast<size_t>(n)});
-      written_ += static_cast<uint64_t>(n);
+      const std::span<uint8_t> chunk(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), size - written_)));
+      RETURN_IF_ERROR(PreadExact(fd_, chunk, written_, part_path_));
+      hasher_->Update(chunk);
+      written_ += chunk.size();
     }
     return OkStatus();
   }
 
   // Back to zero bytes, forgetting the server's validators.
   Status Reset() {
-    if (::ftruncate(fd_, 0) != 0) return FileError("truncating", part_path_, errno);
+    if (::ftruncate(fd_, 0) != 0) return ErrnoError("truncating", part_path_, errno);
     written_ = 0;
     total_.reset();
     hasher_ = std::make_unique<Sha256>();
@@ -262,20 +238,10 @@ class Download : public FetchSink {
       return DataLossError("'" + request_.url + "': the server sent more than the " +
                            std::to_string(*total_) + " bytes it announced");
     }
-    const uint8_t* p = bytes.data();
-    size_t left = bytes.size();
-    while (left > 0) {
-      ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(written_));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return FileError("writing", part_path_, errno);
-      }
-      hasher_->Update({p, static_cast<size_t>(n)});
-      p += n;
-      left -= static_cast<size_t>(n);
-      written_ += static_cast<uint64_t>(n);
-      downloaded_ += static_cast<uint64_t>(n);
-    }
+    RETURN_IF_ERROR(PwriteAll(fd_, bytes, written_, part_path_));
+    hasher_->Update(bytes);
+    written_ += bytes.size();
+    downloaded_ += bytes.size();
     Emit("downloading", false);
     return OkStatus();
   }
@@ -460,7 +426,7 @@ StatusOr<PullResult> Pull(Registry& registry, const PullRequest& request, const 
   }
 
   std::string dir = registry.home() + "/downloads";
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return FileError("creating", dir, errno);
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("creating", dir, errno);
   Sha256 key_hash;
   key_hash.Update({reinterpret_cast<const uint8_t*>(request.url.data()), request.url.size()});
   std::string base = dir + "/" + key_hash.FinishDigest().substr(kDigestPrefix.size(), 32);

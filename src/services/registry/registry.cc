@@ -8,13 +8,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "services/registry/registry_db.h"
 #include "services/registry/validate.h"
+#include "util/file.h"
 
 namespace llmasos::registry {
 namespace {
@@ -51,17 +51,11 @@ class Registry::MutationLock {
   static StatusOr<std::unique_ptr<MutationLock>> Acquire(Registry& r, bool exclusive_file) {
     int fd = -1;
     if (exclusive_file) {
-      fd = ::open(r.lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (fd < 0) {
-        return IoError("opening the registry lock '" + r.lock_path_ + "': " + std::strerror(errno));
+      ASSIGN_OR_RETURN(UniqueFd lock_fd, OpenFile(r.lock_path_, O_RDWR | O_CREAT));
+      while (::flock(lock_fd.get(), LOCK_EX) != 0) {
+        if (errno != EINTR) return ErrnoError("locking the registry lock", r.lock_path_, errno);
       }
-      while (::flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-          const int err = errno;
-          ::close(fd);
-          return IoError("locking '" + r.lock_path_ + "': " + std::strerror(err));
-        }
-      }
+      fd = lock_fd.Release();
     }
     return std::unique_ptr<MutationLock>(new MutationLock(r.mu_, fd));
   }
@@ -215,18 +209,11 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
     if (!v.ok()) return v.status();
   }
   struct stat st;
-  if (::stat(options.file.c_str(), &st) != 0) {
-    return NotFoundError("cannot import '" + options.file + "': " + std::strerror(errno));
-  }
+  if (::stat(options.file.c_str(), &st) != 0) return ErrnoError("cannot import", options.file, errno);
   if (!S_ISREG(st.st_mode)) {
     return InvalidArgumentError("cannot import '" + options.file + "': not a regular file");
   }
-  int fd = ::open(options.file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return IoError("cannot open '" + options.file + "': " + std::strerror(errno));
-  struct CloseFd {
-    int fd;
-    ~CloseFd() { ::close(fd); }
-  } close_fd{fd};
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(options.file, O_RDONLY));
 
   ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
   Manifest m;
@@ -247,13 +234,9 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   ASSIGN_OR_RETURN(auto writer, blobs_->NewWriter());
   std::vector<uint8_t> buf(kCopyChunkBytes);
   while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IoError("reading '" + options.file + "': " + std::strerror(errno));
-    }
+    ASSIGN_OR_RETURN(size_t n, ReadSome(fd.get(), buf, options.file));
     if (n == 0) break;
-    RETURN_IF_ERROR(writer->Append({buf.data(), static_cast<size_t>(n)}));
+    RETURN_IF_ERROR(writer->Append({buf.data(), n}));
   }
   if (options.during_copy) options.during_copy();
   if (Status s = ReadGgufFacts(writer->temp_path(), &m); !s.ok()) {
@@ -533,8 +516,11 @@ StatusOr<ResolvedModel> Registry::Resolve(std::string_view ref) {
   ASSIGN_OR_RETURN(out.blob_path, blobs_->PathFor(out.manifest.digest));
   struct stat st;
   if (::stat(out.blob_path.c_str(), &st) != 0) {
-    return DataLossError(out.manifest.name + "@" + out.manifest.version + ": blob '" +
-                         out.blob_path + "' is missing: " + std::strerror(errno));
+    const std::string label = out.manifest.name + "@" + out.manifest.version;
+    const Status s = ErrnoError("reading the blob", out.blob_path, errno);
+    // A blob the manifest names but the disk lacks is lost data, not an unknown model.
+    if (s.code() == StatusCode::kNotFound) return DataLossError(label + ": " + s.message());
+    return s.Annotate(label);
   }
   if (static_cast<uint64_t>(st.st_size) != out.manifest.size_bytes) {
     return DataLossError(out.manifest.name + "@" + out.manifest.version + ": blob '" +

@@ -1,14 +1,15 @@
-// The kernel's notion of time. Everything that ages, expires or is accounted reads a Clock,
-// so tests drive the scheduler with SimulatedClock and never sleep.
+// LLMasOS's notion of time. Everything that ages, expires or is accounted (the kernel's
+// scheduler, the model manager's keep_alive) reads a Clock, so tests drive it with
+// SimulatedClock and never sleep.
 //
 // Thread safety: RealClock is safe from any thread. SimulatedClock is not synchronised; the
 // test that owns it advances it between scheduler steps.
-#ifndef LLMASOS_KERNEL_CLOCK_H_
-#define LLMASOS_KERNEL_CLOCK_H_
+#ifndef LLMASOS_UTIL_CLOCK_H_
+#define LLMASOS_UTIL_CLOCK_H_
 
 #include <chrono>
 
-namespace llmasos::kernel {
+namespace llmasos {
 
 using Duration = std::chrono::steady_clock::duration;
 using TimePoint = std::chrono::steady_clock::time_point;
@@ -37,6 +38,6 @@ class SimulatedClock : public Clock {
 // Seconds as a double, for cost and aging formulas.
 inline double ToSeconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 
-}  // namespace llmasos::kernel
+}  // namespace llmasos
 
-#endif  // LLMASOS_KERNEL_CLOCK_H_
+#endif  // LLMASOS_UTIL_CLOCK_H_

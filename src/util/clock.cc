@@ -1,8 +1,8 @@
-#include "kernel/clock.h"
+#include "util/clock.h"
 
 #include "util/logging.h"
 
-namespace llmasos::kernel {
+namespace llmasos {
 namespace {
 
 class SteadyClock : public Clock {
@@ -22,4 +22,4 @@ void SimulatedClock::Advance(Duration d) {
   now_ += d;
 }
 
-}  // namespace llmasos::kernel
+}  // namespace llmasos
