@@ -3,11 +3,16 @@
 // server, preloads --models, and serves until SIGINT or SIGTERM.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "api/auth_gate.h"
 #include "api/daemon.h"
@@ -33,6 +38,7 @@ struct ServeFlags {
   size_t kv_mib = 0;
   size_t max_models = 1;
   double keep_alive_s = 300;
+  double load_wait_s = 2;
   size_t max_body_mib = 16;
   double request_timeout_s = 30;
   size_t io_threads = 2;
@@ -91,6 +97,29 @@ int Drain(api::HttpServer& server, api::Daemon& daemon, const sigset_t& signals,
   return 0;
 }
 
+// Test only (LLMASOS_TEST_LOAD_GATE=PATH): each load waits while PATH exists, at most
+// kMaxGateWait, so an e2e test can hold a model in the loading state for as long as it needs
+// without relying on how long a load takes. Unset (the default), the loader is not wrapped.
+constexpr auto kMaxGateWait = std::chrono::seconds(120);
+
+class GatedLoader : public manager::Loader {
+ public:
+  GatedLoader(std::unique_ptr<manager::Loader> inner, std::string gate)
+      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  uint64_t EstimateBytes(const registry::ResolvedModel& m) const override { return inner_->EstimateBytes(m); }
+  StatusOr<std::unique_ptr<manager::LoadedModel>> Load(const registry::ResolvedModel& m) override {
+    const auto deadline = std::chrono::steady_clock::now() + kMaxGateWait;
+    while (::access(gate_.c_str(), F_OK) == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return inner_->Load(m);
+  }
+
+ private:
+  const std::unique_ptr<manager::Loader> inner_;
+  const std::string gate_;
+};
+
 int ServeMain(const ServeFlags& f) {
   // Every thread started from here on inherits the mask: only the sigwait below sees them.
   sigset_t signals;
@@ -143,7 +172,12 @@ int ServeMain(const ServeFlags& f) {
                                                    std::chrono::duration<double>(f.keep_alive_s));
   mo.reap_interval = std::chrono::seconds(1);
   mo.unload_in_background = true;
-  auto manager = manager::ModelManager::Create(reg->get(), manager::NewGgufLoader(loader), mo);
+  std::unique_ptr<manager::Loader> gguf_loader = manager::NewGgufLoader(loader);
+  if (const char* gate = std::getenv("LLMASOS_TEST_LOAD_GATE"); gate != nullptr && *gate != '\0') {
+    std::fprintf(stderr, "llmasos serve: LLMASOS_TEST_LOAD_GATE is set: model loads wait while '%s' exists (for tests only)\n", gate);
+    gguf_loader = std::make_unique<GatedLoader>(std::move(gguf_loader), gate);
+  }
+  auto manager = manager::ModelManager::Create(reg->get(), std::move(gguf_loader), mo);
   if (!manager.ok()) return ReportError(manager.status());
   manager::ModelService service(reg->get(), manager->get());
 
@@ -156,6 +190,7 @@ int ServeMain(const ServeFlags& f) {
   daemon.manager = manager->get();
   daemon.service = &service;
   daemon.allow_private_pull = f.allow_private_pull;
+  daemon.load_wait = std::chrono::milliseconds(std::llround(f.load_wait_s * 1000));
   api::Router router;
   api::AddRoutes(router, daemon);
   router.SetGate(&gate);
@@ -233,6 +268,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--keep-alive", f->keep_alive_s,
                   "seconds a model stays loaded after its last request (default 300; negative: forever)");
+  cmd->add_option("--load-wait", f->load_wait_s,
+                  "seconds a request waits for a model another request is loading before its 503 with "
+                  "Retry-After (default 2; 0: answer at once)")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->check(CLI::Validator([](std::string& v) -> std::string {
+        return std::isfinite(std::strtod(v.c_str(), nullptr)) ? "" : "not a finite number: " + v;
+      }, "FINITE"));
   cmd->add_option("--policy", f->policy, "scheduling policy: fcfs, sjf, rr, priority, fair");
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body in MiB (default 16)")
       ->check(CLI::Range(1, 4096));

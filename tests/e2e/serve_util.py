@@ -39,9 +39,9 @@ def make_tiny(path, seed=1, wtype="q8_0", context=512):
 class Daemon:
     """`llmasos serve` in a home of its own; .url is http://127.0.0.1:PORT."""
 
-    def __init__(self, home, *args):
+    def __init__(self, home, *args, env=None):
         self.home = home
-        env = dict(os.environ, LLMASOS_HOME=home)
+        env = dict(os.environ, LLMASOS_HOME=home, **(env or {}))
         self.proc = subprocess.Popen([LLMASOS, "serve", "--port", "0", *args], stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, text=True, env=env)
         self.log = []
