@@ -195,7 +195,7 @@ void AddFinetuneCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--checkpoint", f->checkpoint, "checkpoint file (default: OUT.ckpt)");
   cmd->add_option("--checkpoint-every", f->train.checkpoint_every, "write the checkpoint every N steps (0: never)");
   cmd->add_option("--seed", f->train.seed, "seed: initialisation, shuffling, dropout, split");
-  cmd->add_option("-t,--threads", f->threads, "threads to use (default: all cores)");
+  AddEngineSizeFlags(*cmd, {.num_threads = &f->threads});
   cmd->add_option("--max-memory", f->max_memory_mib, "refuse to run above this many MiB (0: no bound)");
   cmd->add_option("--chat-template", f->chat_template, "use this template instead of the model's");
   cmd->callback([f, exit_code] { *exit_code = FinetuneMain(*f); });

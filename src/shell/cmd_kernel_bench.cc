@@ -355,7 +355,7 @@ void AddKernelBenchCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--prio-interval", flags->prio_interval_s,
                   "prio: seconds between high-priority arrivals (default: twice their median TTFT alone)")
-      ->check(CLI::Range(0.0, 60.0));
+      ->check(FiniteRange(0.0, 60.0));
   cmd->add_option("--prio-step-tokens", flags->prio_step_tokens, "prio: the scheduler's token budget per step")
       ->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--json", flags->json, "print JSON instead of a table");

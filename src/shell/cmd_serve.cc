@@ -256,31 +256,29 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--models", f->models, "models to load at start, comma-separated references");
   cmd->add_option("--parallel", f->parallel, "processes each model runs at once (default 4)")
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("-c,--ctx-size", f->ctx_size, "context per process in tokens (default 4096, clamped to the model's)")
-      ->check(CLI::Range(2, 1 << 24));
-  cmd->add_option("-t,--threads", f->threads, "CPU threads, shared by the loaded models (default 0: all cores)")
-      ->check(CLI::Range(0, 1024));
-  cmd->add_option("-b,--batch-size", f->batch_size, "tokens per forward pass (default 512)")
-      ->check(CLI::Range(1, 1 << 16));
+  AddEngineSizeFlags(*cmd, {.num_threads = &f->threads,
+                            .threads_help = "CPU threads, shared by the loaded models (default 0: all cores)",
+                            .context_tokens = &f->ctx_size,
+                            .context_help = "context per process in tokens (default 4096, clamped to the model's)",
+                            .batch_tokens = &f->batch_size,
+                            .batch_help = "tokens per forward pass (default 512)"});
   cmd->add_option("--kv-mib", f->kv_mib, "KV memory per model in MiB (default: parallel x ctx-size)")
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-models", f->max_models, "models loaded at once (default 1); each gets threads / max-models")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--keep-alive", f->keep_alive_s,
-                  "seconds a model stays loaded after its last request (default 300; negative: forever)");
+                  "seconds a model stays loaded after its last request (default 300; negative: forever)")
+      ->check(FiniteRange(-1e9, 1e9));
   cmd->add_option("--load-wait", f->load_wait_s,
                   "seconds a request waits for a model another request is loading before its 503 with "
                   "Retry-After (default 2; 0: answer at once)")
-      ->check(CLI::Range(0.0, 3600.0))
-      ->check(CLI::Validator([](std::string& v) -> std::string {
-        return std::isfinite(std::strtod(v.c_str(), nullptr)) ? "" : "not a finite number: " + v;
-      }, "FINITE"));
+      ->check(FiniteRange(0.0, 3600.0));
   cmd->add_option("--policy", f->policy, "scheduling policy: fcfs, sjf, rr, priority, fair");
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body in MiB (default 16)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--request-timeout", f->request_timeout_s,
                   "seconds a client has to send a whole request (default 30)")
-      ->check(CLI::Range(0.1, 3600.0));
+      ->check(FiniteRange(0.1, 3600.0));
   cmd->add_option("--io-threads", f->io_threads, "threads doing network I/O (default 2)")->check(CLI::Range(1, 64));
   cmd->add_flag("--allow-private-pull", f->allow_private_pull,
                 "let /api/pull fetch from loopback, private and link-local addresses");
@@ -291,7 +289,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--log-prompts", f->log_prompts, "write the prompt text in the request log (off: it may be private)");
   cmd->add_option("--drain-timeout", f->drain_timeout_s,
                   "seconds requests in flight have to finish after SIGTERM/SIGINT (default 30)")
-      ->check(CLI::Range(0.0, 3600.0));
+      ->check(FiniteRange(0.0, 3600.0));
   cmd->add_flag("--share-prefix-across-tenants", f->share_prefix_across_tenants,
                 "let tenants share cached prompt prefixes (by default each tenant's are kept apart)");
   cmd->add_option("--config", f->config,

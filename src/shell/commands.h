@@ -28,6 +28,22 @@ void AddKeysCommand(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);
 
+// A flag's check for a real number: finite (CLI::Range lets "nan" through, since no comparison
+// with NaN fails) and within [lo, hi].
+CLI::Validator FiniteRange(double lo, double hi);
+
+// -t/--threads, -c/--ctx-size and -b/--batch-size, range-checked alike in every command that
+// sizes an engine; a null pointer leaves that flag out. The help says what each means there.
+// --threads 0 means all cores everywhere (what --print-config writes for the default).
+struct EngineSizeFlags {
+  size_t* num_threads = nullptr;
+  std::string threads_help = "threads to use (default 0: all cores)";
+  size_t* context_tokens = nullptr;
+  std::string context_help = "context size in tokens (KV cache capacity; clamped to the model's)";
+  size_t* batch_tokens = nullptr;
+  std::string batch_help = "tokens per forward pass during prefill";
+};
+void AddEngineSizeFlags(CLI::App& cmd, const EngineSizeFlags& flags);
 // Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
 // Sampling flags: --temp, --top-k, --top-p, --min-p, penalties, --seed, -n, --stop.

@@ -1,9 +1,42 @@
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "shell/commands.h"
 
 namespace llmasos::shell {
+
+CLI::Validator FiniteRange(double lo, double hi) {
+  char desc[96];
+  std::snprintf(desc, sizeof(desc), "FLOAT in [%g, %g]", lo, hi);
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0' || !std::isfinite(v)) return "'" + text + "' is not a finite number";
+        if (v < lo || v > hi) {
+          char range[96];
+          std::snprintf(range, sizeof(range), "[%g, %g]", lo, hi);
+          return "'" + text + "' is not in " + range;
+        }
+        return "";
+      },
+      desc);
+}
+
+void AddEngineSizeFlags(CLI::App& cmd, const EngineSizeFlags& flags) {
+  if (flags.num_threads != nullptr) {
+    cmd.add_option("-t,--threads", *flags.num_threads, flags.threads_help)->check(CLI::Range(0, 1024));
+  }
+  if (flags.context_tokens != nullptr) {
+    // Two tokens at least: one of prompt and one generated (or an embedding's end step).
+    cmd.add_option("-c,--ctx-size", *flags.context_tokens, flags.context_help)->check(CLI::Range(2, 1 << 24));
+  }
+  if (flags.batch_tokens != nullptr) {
+    cmd.add_option("-b,--batch-size", *flags.batch_tokens, flags.batch_help)->check(CLI::Range(1, 1 << 16));
+  }
+}
 
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
   options->model_path.clear();
@@ -11,13 +44,9 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
                  "a .gguf file or a registry reference (name, name:tag, name@version, name@^1.2); "
                  "default: " + std::string(kDefaultModelReference) +
                      " from the registry, else the downloaded default model file");
-  cmd.add_option("-t,--threads", options->num_threads, "threads to use (default: all cores)")
-      ->check(CLI::Range(1, 1024));
-  cmd.add_option("-c,--ctx-size", options->context_tokens,
-                 "context size in tokens (KV cache capacity; clamped to the model's)")
-      ->check(CLI::Range(1, 1 << 24));
-  cmd.add_option("-b,--batch-size", options->batch_tokens, "tokens per forward pass during prefill")
-      ->check(CLI::Range(1, 1 << 16));
+  AddEngineSizeFlags(cmd, {.num_threads = &options->num_threads,
+                           .context_tokens = &options->context_tokens,
+                           .batch_tokens = &options->batch_tokens});
   cmd.add_option("--lora", options->loras,
                  "merge a LoRA adapter into the weights: FILE or registry reference, optionally "
                  ":scale (repeatable)")
@@ -28,19 +57,19 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
 
 void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options) {
   sampling::SamplingParams& s = options->sampling;
-  cmd.add_option("--temp", s.temperature, "temperature; 0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd.add_option("--temp", s.temperature, "temperature; 0 = greedy")->check(FiniteRange(0.0, 100.0));
   cmd.add_option("--top-k", s.top_k, "keep the k most likely tokens; 0 disables")->check(CLI::Range(0, 1 << 24));
-  cmd.add_option("--top-p", s.top_p, "nucleus sampling threshold; 1 disables")->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--top-p", s.top_p, "nucleus sampling threshold; 1 disables")->check(FiniteRange(0.0, 1.0));
   cmd.add_option("--min-p", s.min_p, "drop tokens below min-p x the top probability; 0 disables")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(FiniteRange(0.0, 1.0));
   cmd.add_option("--repeat-penalty", s.repeat_penalty, "penalty for repeated tokens; 1 disables")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(FiniteRange(0.0, 100.0));
   cmd.add_option("--repeat-last-n", s.penalty_last_n, "tokens the penalties look back over")
       ->check(CLI::Range(0, 1 << 20));
   cmd.add_option("--presence-penalty", s.presence_penalty, "subtracted once from seen tokens")
-      ->check(CLI::Range(-100.0, 100.0));
+      ->check(FiniteRange(-100.0, 100.0));
   cmd.add_option("--frequency-penalty", s.frequency_penalty, "subtracted per occurrence")
-      ->check(CLI::Range(-100.0, 100.0));
+      ->check(FiniteRange(-100.0, 100.0));
   cmd.add_option_function<uint64_t>(
       "-s,--seed", [&s](const uint64_t& seed) { s.seed = seed; },
       "random seed (same seed, same output; default " + std::to_string(kDefaultSeed) + ")");
