@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 
 #include <nlohmann/json.hpp>
 
 #include "api/daemon.h"
+#include "util/file.h"
 
 namespace llmasos::api {
 
@@ -15,7 +15,7 @@ using nlohmann::json;
 StatusOr<std::unique_ptr<RequestLog>> RequestLog::Open(const std::string& path, bool log_prompts) {
   if (path.empty()) return std::unique_ptr<RequestLog>(new RequestLog(stderr, false, log_prompts));
   std::FILE* f = std::fopen(path.c_str(), "a");
-  if (f == nullptr) return UnavailableError("cannot open the request log " + path + ": " + std::strerror(errno));
+  if (f == nullptr) return ErrnoError("opening the request log", path, errno);
   return std::unique_ptr<RequestLog>(new RequestLog(f, true, log_prompts));
 }
 
