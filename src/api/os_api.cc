@@ -15,8 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-double Seconds(kernel::Duration d) { return std::chrono::duration<double>(d).count(); }
-
 json ProcessJson(uint64_t instance, const registry::Manifest& m, std::string_view policy,
                  const kernel::ProcessSnapshot& p) {
   return {{"id", FormatProcessId({instance, p.id})},
@@ -35,9 +33,9 @@ json ProcessJson(uint64_t instance, const registry::Manifest& m, std::string_vie
           {"max_tokens", p.max_tokens},
           {"kv_blocks", {{"resident", p.kv_resident_blocks}, {"swapped", p.kv_swapped_blocks}}},
           {"preemptions", p.num_preemptions},
-          {"queued_seconds", Seconds(p.time_queued)},
-          {"running_seconds", Seconds(p.time_running)},
-          {"age_seconds", Seconds(p.age)}};
+          {"queued_seconds", ToSeconds(p.time_queued)},
+          {"running_seconds", ToSeconds(p.time_running)},
+          {"age_seconds", ToSeconds(p.age)}};
 }
 
 // Calls `fn` with the engine of instance `id.instance` and the row of `id.pid` in its table,
