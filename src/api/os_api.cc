@@ -150,8 +150,8 @@ json ModelJson(const manager::ModelStatus& s) {
             {"size_bytes", s.manifest.size_bytes}, {"tags", s.tags},       {"loaded", s.loaded},
             {"loading", s.loading},          {"pinned", s.pinned},           {"num_requests", s.num_requests},
             {"resident_bytes", s.resident_bytes}};
-  if (s.keep_alive) j["keep_alive_seconds"] = Seconds(*s.keep_alive);
-  if (s.expires_in) j["expires_in_seconds"] = Seconds(*s.expires_in);
+  if (s.keep_alive) j["keep_alive_seconds"] = ToSeconds(*s.keep_alive);
+  if (s.expires_in) j["expires_in_seconds"] = ToSeconds(*s.expires_in);
   return j;
 }
 
