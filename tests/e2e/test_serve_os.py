@@ -1,20 +1,23 @@
 """The /os/* admin surface of `llmasos serve`: the process table (columns, filters, one
 process by id), renice of a running process and kill (the client's stream ends with an error
 that says it was killed, and its KV blocks are freed); bad ids, filters and bodies are 400s;
-memory per instance, the scheduling policy switched at run time, models pinned and unpinned.
+memory per instance, the scheduling policy switched at run time, models pinned and unpinned;
+the shell's ps, kill, renice and sched against the daemon.
 
 A process must stay alive while the test looks at it: the default model generates up to 4000
 tokens with its end-of-generation tokens banned (logit_bias), which takes far longer than the
 test needs; the test kills it."""
 import json
+import os
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from serve_util import DEFAULT_REF, Daemon, LongStream, default_home
+from serve_util import DEFAULT_REF, LLMASOS, Daemon, LongStream, cli, default_home
 
 MODEL_NAME = DEFAULT_REF.split(":")[0]
 
@@ -170,3 +173,25 @@ def test_models_are_listed_pinned_and_unpinned(daemon):
     assert status == 400 and body["error"]["param"] == "unpin"
     status, loaded, _ = call(daemon, "POST", "/os/models/load", {"model": DEFAULT_REF, "keep_alive": -1})
     assert status == 200 and loaded["loaded"] == f'{MODEL_NAME}@{m["version"]}'
+
+
+def test_the_shell_talks_to_the_daemon(daemon):
+    host, port = daemon.host_port
+    at = ["--host", host, "--port", str(port)]
+    stream = LongStream(daemon, "In a land far away")
+    row = wait_for(lambda: [r for r in table(daemon) if r["generated_tokens"] > 0], "the process to run")[0]
+    ps = cli(daemon.home, "ps", *at).stdout
+    assert ps.splitlines()[0].split()[:4] == ["ID", "MODEL", "TENANT", "STATE"]
+    assert any(line.split()[0] == row["id"] for line in ps.splitlines()[1:]), ps
+    assert f'{row["id"]} priority 3' in cli(daemon.home, "renice", row["id"], "3", *at).stdout
+    assert MODEL_NAME in cli(daemon.home, "sched", *at).stdout
+    assert "killed " + row["id"] in cli(daemon.home, "kill", row["id"], *at).stdout
+    assert "killed" in stream.finish()[-1]["error"]["message"]
+    gone = cli(daemon.home, "kill", row["id"], *at, check=False)
+    assert gone.returncode == 1 and "no live process" in gone.stderr
+    # LLMASOS_HOST finds the daemon too; an address where nothing listens is a clear error.
+    env_ps = subprocess.run([LLMASOS, "ps"], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, LLMASOS_HOST=f"{host}:{port}"))
+    assert env_ps.returncode == 0 and env_ps.stdout.startswith("ID"), env_ps.stderr
+    down = cli(daemon.home, "ps", "--host", "127.0.0.1", "--port", "1", check=False)
+    assert down.returncode == 1 and "cannot reach the daemon at http://127.0.0.1:1" in down.stderr

@@ -261,15 +261,20 @@ FetchResult Fetch(const FetchOptions& options, FetchSink& sink) {
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnWrite);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  std::vector<std::string> headers = options.headers;
   if (options.range_from > 0) {
     range = std::to_string(options.range_from) + "-";
     curl_easy_setopt(curl, CURLOPT_RANGE, range.c_str());
-    if (!options.if_range.empty()) {
-      std::string h = "If-Range: " + options.if_range;
-      cleanup.headers = curl_slist_append(nullptr, h.c_str());
-      curl_easy_setopt(curl, CURLOPT_HTTPHEADER, cleanup.headers);
-    }
+    if (!options.if_range.empty()) headers.push_back("If-Range: " + options.if_range);
   }
+  if (options.method != "GET") curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, options.method.c_str());
+  if (!options.body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, options.body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(options.body.size()));
+    headers.push_back("Content-Type: application/json");
+  }
+  for (const std::string& h : headers) cleanup.headers = curl_slist_append(cleanup.headers, h.c_str());
+  if (cleanup.headers != nullptr) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, cleanup.headers);
 
   CURLcode rc = curl_easy_perform(curl);
   if (!t.sink_status.ok()) return {t.sink_status, FetchFailure::kPermanent};

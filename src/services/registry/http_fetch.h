@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/status.h"
 
@@ -40,6 +41,11 @@ struct FetchOptions {
   uint64_t range_from = 0;
   std::string if_range;
   bool allow_private = false;
+  // Another method than GET (the shell's calls to a daemon: DELETE, PATCH, PUT, POST), its
+  // body (sent as application/json when not empty) and extra "Name: value" headers.
+  std::string method = "GET";
+  std::string body;
+  std::vector<std::string> headers;
   long connect_timeout_s = 30;
   long stall_timeout_s = 60;
   long max_redirects = 8;

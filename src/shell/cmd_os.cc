@@ -1,0 +1,170 @@
+// llmasos ps | kill ID | renice ID PRIO | sched [POLICY]: the /os surface of a running daemon
+// (docs/api.md), over the project's one HTTP client (registry::Fetch, libcurl). The daemon is
+// found at --host/--port, else $LLMASOS_HOST (HOST:PORT), else 127.0.0.1:8080; one that cannot
+// be reached is a clear error naming the address.
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "services/registry/http_fetch.h"
+#include "shell/commands.h"
+
+namespace llmasos::shell {
+namespace {
+
+using nlohmann::json;
+
+struct DaemonFlags {
+  std::string host;  // "" = $LLMASOS_HOST or 127.0.0.1
+  int port = 0;      // 0 = $LLMASOS_HOST's or 8080
+};
+
+std::string BaseUrl(const DaemonFlags& f) {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  if (const char* env = std::getenv("LLMASOS_HOST"); env != nullptr && *env != '\0') {
+    std::string v = env;
+    const size_t colon = v.rfind(':');
+    if (colon != std::string::npos && colon + 1 < v.size()) {
+      host = v.substr(0, colon);
+      port = std::atoi(v.c_str() + colon + 1);
+    } else {
+      host = v;
+    }
+  }
+  if (!f.host.empty()) host = f.host;
+  if (f.port != 0) port = f.port;
+  return "http://" + host + ":" + std::to_string(port);
+}
+
+class Collect : public registry::FetchSink {
+ public:
+  Status OnResponse(const registry::FetchResponse& r) override {
+    status = r.status;
+    return OkStatus();
+  }
+  Status OnBody(std::span<const uint8_t> bytes) override {
+    if (body.size() + bytes.size() > (size_t{64} << 20)) return ResourceExhaustedError("answer over 64 MiB");
+    body.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return OkStatus();
+  }
+  long status = 0;
+  std::string body;
+};
+
+// The JSON answer of one call, or an error naming the daemon's address or its error message.
+StatusOr<json> Call(const DaemonFlags& f, const std::string& method, const std::string& path, const std::string& body = "") {
+  registry::FetchOptions o;
+  const std::string base = BaseUrl(f);
+  o.url = base + path;
+  o.method = method;
+  o.body = body;
+  o.allow_private = true;  // the daemon is usually on loopback
+  o.connect_timeout_s = 5;
+  o.stall_timeout_s = 30;
+  o.max_redirects = 0;
+  Collect sink;
+  registry::FetchResult r = registry::Fetch(o, sink);
+  if (!r.status.ok()) {
+    return UnavailableError("cannot reach the daemon at " + base + " (is `llmasos serve` running there? " +
+                            "--host/--port or LLMASOS_HOST=HOST:PORT say where): " + r.status.message());
+  }
+  json j = json::parse(sink.body, nullptr, false);
+  if (j.is_discarded()) return InternalError(method + " " + path + ": the daemon answered " + std::to_string(sink.status) + " without JSON");
+  if (sink.status >= 400) {
+    std::string message = j.contains("error") && j["error"].is_object() ? j["error"].value("message", "") : j.dump();
+    return UnavailableError(std::to_string(sink.status) + ": " + message);
+  }
+  return j;
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "error: %s\n", s.message().c_str());
+  return 1;
+}
+
+std::string Age(double seconds) {
+  char buf[32];
+  if (seconds < 60) std::snprintf(buf, sizeof(buf), "%.1fs", seconds);
+  else std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(seconds) / 60, static_cast<int>(seconds) % 60);
+  return buf;
+}
+
+int Ps(const DaemonFlags& f) {
+  auto j = Call(f, "GET", "/os/processes");
+  if (!j.ok()) return Fail(j.status());
+  std::printf("%-10s %-28s %-12s %-9s %5s %7s %7s %6s %8s\n", "ID", "MODEL", "TENANT", "STATE", "PRIO", "PROMPT",
+              "GEN", "KV", "AGE");
+  for (const json& p : (*j)["processes"]) {
+    const std::string model = p.value("model", "") + "@" + p.value("version", "");
+    std::printf("%-10s %-28s %-12s %-9s %5d %7lld %7lld %6lld %8s\n", p.value("id", "").c_str(), model.c_str(),
+                p.value("tenant", "").c_str(), p.value("state", "").c_str(), p.value("priority", 0),
+                p.value("prompt_tokens", 0LL), p.value("generated_tokens", 0LL),
+                p["kv_blocks"].value("resident", 0LL) + p["kv_blocks"].value("swapped", 0LL),
+                Age(p.value("age_seconds", 0.0)).c_str());
+  }
+  return 0;
+}
+
+int Kill(const DaemonFlags& f, const std::string& id) {
+  auto j = Call(f, "DELETE", "/os/processes/" + id);
+  if (!j.ok()) return Fail(j.status());
+  std::printf("killed %s\n", id.c_str());
+  return 0;
+}
+
+int Renice(const DaemonFlags& f, const std::string& id, int priority) {
+  auto j = Call(f, "PATCH", "/os/processes/" + id, json{{"priority", priority}}.dump());
+  if (!j.ok()) return Fail(j.status());
+  std::printf("%s priority %d\n", id.c_str(), priority);
+  return 0;
+}
+
+int Sched(const DaemonFlags& f, const std::string& policy) {
+  auto j = policy.empty() ? Call(f, "GET", "/os/scheduler")
+                          : Call(f, "PUT", "/os/scheduler", json{{"policy", policy}}.dump());
+  if (!j.ok()) return Fail(j.status());
+  for (const json& i : (*j)["instances"]) {
+    std::printf("%llu %s@%s %s\n", i.value("instance", 0ULL), i.value("model", "").c_str(),
+                i.value("version", "").c_str(), i.value("policy", "").c_str());
+  }
+  return 0;
+}
+
+void AddDaemonFlags(CLI::App* cmd, DaemonFlags* f) {
+  cmd->add_option("--host", f->host, "the daemon's address (default: $LLMASOS_HOST, else 127.0.0.1)");
+  cmd->add_option("--port", f->port, "the daemon's port (default: $LLMASOS_HOST's, else 8080)")->check(CLI::Range(1, 65535));
+}
+
+}  // namespace
+
+void AddOsCommands(CLI::App& app, int* exit_code) {
+  auto f = std::make_shared<DaemonFlags>();
+  CLI::App* ps = app.add_subcommand("ps", "list the running daemon's processes (GET /os/processes)");
+  AddDaemonFlags(ps, f.get());
+  ps->callback([f, exit_code] { *exit_code = Ps(*f); });
+
+  auto id = std::make_shared<std::string>();
+  CLI::App* kill = app.add_subcommand("kill", "kill a process of the running daemon (DELETE /os/processes/ID)");
+  kill->add_option("id", *id, "the process id, INSTANCE-PID as `llmasos ps` shows it")->required();
+  AddDaemonFlags(kill, f.get());
+  kill->callback([f, id, exit_code] { *exit_code = Kill(*f, *id); });
+
+  auto priority = std::make_shared<int>(0);
+  CLI::App* renice = app.add_subcommand("renice", "give a process a new priority (PATCH /os/processes/ID)");
+  renice->add_option("id", *id, "the process id, INSTANCE-PID")->required();
+  renice->add_option("priority", *priority, "the new priority, -1000..1000")->required()->check(CLI::Range(-1000, 1000));
+  AddDaemonFlags(renice, f.get());
+  renice->callback([f, id, priority, exit_code] { *exit_code = Renice(*f, *id, *priority); });
+
+  auto policy = std::make_shared<std::string>();
+  CLI::App* sched = app.add_subcommand("sched", "show, or set, the scheduling policy of every loaded model");
+  sched->add_option("policy", *policy, "fcfs, sjf, rr, priority or fair");
+  AddDaemonFlags(sched, f.get());
+  sched->callback([f, policy, exit_code] { *exit_code = Sched(*f, *policy); });
+}
+
+}  // namespace llmasos::shell
