@@ -1,7 +1,9 @@
 // llmasos ps | kill ID | renice ID PRIO | sched [POLICY]: the /os surface of a running daemon
 // (docs/api.md), over the project's one HTTP client (registry::Fetch, libcurl). The daemon is
 // found at --host/--port, else $LLMASOS_HOST (HOST:PORT), else 127.0.0.1:8080; one that cannot
-// be reached is a clear error naming the address.
+// be reached is a clear error naming the address. Every call carries the API key of --api-key,
+// else $LLMASOS_API_KEY, as "Authorization: Bearer KEY"; a 401 or 403 is an error that says
+// which (no key, a bad key, or a key without the admin scope) and how to give one.
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -20,7 +22,15 @@ using nlohmann::json;
 struct DaemonFlags {
   std::string host;  // "" = $LLMASOS_HOST or 127.0.0.1
   int port = 0;      // 0 = $LLMASOS_HOST's or 8080
+  std::string api_key;  // "" = $LLMASOS_API_KEY, else none
 };
+
+// The key the calls present: --api-key, else $LLMASOS_API_KEY, else "" (none).
+std::string ApiKey(const DaemonFlags& f) {
+  if (!f.api_key.empty()) return f.api_key;
+  const char* env = std::getenv("LLMASOS_API_KEY");
+  return env != nullptr ? env : "";
+}
 
 std::string BaseUrl(const DaemonFlags& f) {
   std::string host = "127.0.0.1";
@@ -66,6 +76,12 @@ StatusOr<json> Call(const DaemonFlags& f, const std::string& method, const std::
   o.connect_timeout_s = 5;
   o.stall_timeout_s = 30;
   o.max_redirects = 0;
+  const std::string key = ApiKey(f);
+  // A key is one header line: a CR or LF in it would smuggle another header.
+  if (key.find_first_of("\r\n") != std::string::npos) {
+    return InvalidArgumentError("the API key (--api-key or LLMASOS_API_KEY) contains a line break");
+  }
+  if (!key.empty()) o.headers.push_back("Authorization: Bearer " + key);
   Collect sink;
   registry::FetchResult r = registry::Fetch(o, sink);
   if (!r.status.ok()) {
@@ -76,6 +92,17 @@ StatusOr<json> Call(const DaemonFlags& f, const std::string& method, const std::
   if (j.is_discarded()) return InternalError(method + " " + path + ": the daemon answered " + std::to_string(sink.status) + " without JSON");
   if (sink.status >= 400) {
     std::string message = j.contains("error") && j["error"].is_object() ? j["error"].value("message", "") : j.dump();
+    if (sink.status == 401) {
+      return PermissionDeniedError(
+          "the daemon at " + base + " refused " +
+          (key.empty() ? std::string("the call without an API key") : std::string("the API key")) +
+          " (401: " + message + "); give an admin key with --api-key KEY or LLMASOS_API_KEY=KEY " +
+          "(`llmasos keys create --scopes admin` makes one)");
+    }
+    if (sink.status == 403) {
+      return PermissionDeniedError("the API key is not allowed " + method + " " + path + " (403: " + message +
+                                   "); the /os routes need a key with the admin scope");
+    }
     return UnavailableError(std::to_string(sink.status) + ": " + message);
   }
   return j;
@@ -137,6 +164,7 @@ int Sched(const DaemonFlags& f, const std::string& policy) {
 void AddDaemonFlags(CLI::App* cmd, DaemonFlags* f) {
   cmd->add_option("--host", f->host, "the daemon's address (default: $LLMASOS_HOST, else 127.0.0.1)");
   cmd->add_option("--port", f->port, "the daemon's port (default: $LLMASOS_HOST's, else 8080)")->check(CLI::Range(1, 65535));
+  cmd->add_option("--api-key", f->api_key, "the API key to send, with the admin scope (default: $LLMASOS_API_KEY)");
 }
 
 }  // namespace

@@ -2,10 +2,13 @@
 (a wider address is refused at start); with keys, the openai and ollama clients get in with
 theirs and get 401 without, a revoked key is refused by the running daemon, scopes give 403,
 per-key limits give 429 with Retry-After, and usage is on disk when a response ends, so it
-survives `kill -9` of the daemon.
+survives `kill -9` of the daemon; the shell's /os commands send --api-key or LLMASOS_API_KEY
+and name a 401 or 403.
 """
 import json
+import os
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -124,6 +127,32 @@ def test_a_key_without_the_routes_scope_gets_403(keyed):
     assert status == 403 and "'admin'" in body["error"]["message"]
     status, _, body = http(d.url + "/debug/engines", headers={"Authorization": "Bearer " + keys["all"]["key"]})
     assert status == 200 and body["engines"]
+
+
+def test_the_shell_sends_its_api_key_and_names_a_refusal(keyed):
+    d, keys = keyed
+    host, port = d.host_port
+    at = ["--host", host, "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "LLMASOS_API_KEY"}
+    env["LLMASOS_HOME"] = d.home
+
+    def shell(*args, key_env=None):
+        e = dict(env, **({"LLMASOS_API_KEY": key_env} if key_env is not None else {}))
+        return subprocess.run([LLMASOS, *args, *at], capture_output=True, text=True, timeout=60, env=e)
+
+    none = shell("ps")
+    assert none.returncode == 1 and "401" in none.stderr and "without an API key" in none.stderr, none.stderr
+    assert "--api-key" in none.stderr and "LLMASOS_API_KEY" in none.stderr
+    bad = shell("ps", "--api-key", "llmasos-nothing")
+    assert bad.returncode == 1 and "refused the API key (401" in bad.stderr, bad.stderr
+    infer = shell("sched", "--api-key", keys["infer"]["key"])
+    assert infer.returncode == 1 and "403" in infer.stderr and "admin scope" in infer.stderr, infer.stderr
+    by_flag = shell("ps", "--api-key", keys["all"]["key"])
+    assert by_flag.returncode == 0 and by_flag.stdout.startswith("ID"), by_flag.stderr
+    by_env = shell("sched", key_env=keys["all"]["key"])
+    assert by_env.returncode == 0 and "tiny" in by_env.stdout, by_env.stderr
+    # The flag wins over the environment.
+    assert shell("ps", "--api-key", keys["all"]["key"], key_env="llmasos-nothing").returncode == 0
 
 
 def test_per_key_limits_answer_429_with_retry_after(keyed):
