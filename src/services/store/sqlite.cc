@@ -89,7 +89,9 @@ Stmt::Stmt(const Database& db, const char* sql) : db_(db) {
 Stmt::~Stmt() { sqlite3_finalize(stmt_); }
 
 Stmt& Stmt::Bind(int idx, std::string_view text) {
-  if (stmt_ != nullptr) sqlite3_bind_text(stmt_, idx, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  // An empty view may have no data pointer, which SQLite would bind as NULL: bind '' instead.
+  const char* data = text.data() == nullptr ? "" : text.data();
+  if (stmt_ != nullptr) sqlite3_bind_text(stmt_, idx, data, static_cast<int>(text.size()), SQLITE_TRANSIENT);
   return *this;
 }
 
@@ -100,6 +102,11 @@ Stmt& Stmt::Bind(int idx, int64_t value) {
 
 Stmt& Stmt::BindNull(int idx) {
   if (stmt_ != nullptr) sqlite3_bind_null(stmt_, idx);
+  return *this;
+}
+
+Stmt& Stmt::BindDouble(int idx, double value) {
+  if (stmt_ != nullptr) sqlite3_bind_double(stmt_, idx, value);
   return *this;
 }
 
@@ -117,6 +124,8 @@ std::string Stmt::Text(int col) const {
 }
 
 int64_t Stmt::Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+double Stmt::Double(int col) const { return sqlite3_column_double(stmt_, col); }
 
 bool Stmt::IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 

@@ -74,6 +74,7 @@ class Stmt {
   Stmt& Bind(int idx, std::string_view text);
   Stmt& Bind(int idx, int64_t value);
   Stmt& BindNull(int idx);
+  Stmt& BindDouble(int idx, double value);
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step();
   // Step() for a statement that returns no rows: OK on SQLITE_DONE, else db.Error(what).
@@ -81,6 +82,7 @@ class Stmt {
 
   std::string Text(int col) const;
   int64_t Int(int col) const;
+  double Double(int col) const;
   bool IsNull(int col) const;
 
  private:
