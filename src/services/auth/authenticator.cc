@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "util/logging.h"
+#include "util/mutex.h"
 
 namespace llmasos::auth {
 namespace {
@@ -45,22 +44,22 @@ struct Ledger {
     int64_t unpersisted_tokens = 0;
   };
 
-  std::mutex mu;
-  std::condition_variable wake;     // the writer: something to write, or stop
-  std::condition_variable written;  // Flush: a batch was attempted
-  std::map<std::string, KeyState> keys;            // GUARDED_BY(mu)
-  std::map<std::string, KeyUsage> pending;         // GUARDED_BY(mu)
-  std::vector<std::function<void()>> waiters;      // GUARDED_BY(mu)
-  uint64_t enqueued_seq = 0;                       // GUARDED_BY(mu)
-  uint64_t attempted_seq = 0;                      // GUARDED_BY(mu)
-  bool writer_running = false;                     // GUARDED_BY(mu)
-  bool stop = false;                               // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar wake;     // the writer: something to write, or stop
+  CondVar written;  // Flush: a batch was attempted
+  std::map<std::string, KeyState> keys GUARDED_BY(mu);
+  std::map<std::string, KeyUsage> pending GUARDED_BY(mu);
+  std::vector<std::function<void()>> waiters GUARDED_BY(mu);
+  uint64_t enqueued_seq GUARDED_BY(mu) = 0;
+  uint64_t attempted_seq GUARDED_BY(mu) = 0;
+  bool writer_running GUARDED_BY(mu) = false;
+  bool stop GUARDED_BY(mu) = false;
   std::thread writer;
 
   int64_t Now() const { return options.now_ms ? options.now_ms() : SystemNowMs(); }
 
-  void Record(const std::string& key_id, const KeyUsage& usage, std::function<void()> recorded) {
-    std::unique_lock<std::mutex> lock(mu);
+  void Record(const std::string& key_id, const KeyUsage& usage, std::function<void()> recorded) EXCLUDES(mu) {
+    MutexLock lock(mu);
     KeyUsage& p = pending[key_id];
     p.requests += usage.requests;
     p.prompt_tokens += usage.prompt_tokens;
@@ -74,22 +73,22 @@ struct Ledger {
     if (recorded) waiters.push_back(std::move(recorded));
     ++enqueued_seq;
     if (writer_running) {
-      wake.notify_one();
+      wake.NotifyOne();
       return;
     }
     // The writer has stopped (shutdown): write now, on this thread.
-    WriteBatch(lock);
+    WriteBatch();
   }
 
-  // Takes what is pending, writes it with `lock` released, runs the waiters. REQUIRES: lock held.
-  // Returns whether the write succeeded (on failure the usage goes back into pending).
-  bool WriteBatch(std::unique_lock<std::mutex>& lock) {
+  // Takes what is pending, writes it with `mu` released, runs the waiters (`mu` is held again
+  // on return). Returns whether the write succeeded (on failure the usage goes back into pending).
+  bool WriteBatch() REQUIRES(mu) {
     std::map<std::string, KeyUsage> batch;
     batch.swap(pending);
     std::vector<std::function<void()>> callbacks;
     callbacks.swap(waiters);
     const uint64_t seq = enqueued_seq;
-    lock.unlock();
+    mu.Unlock();
     std::vector<KeyStore::UsageDelta> deltas;
     deltas.reserve(batch.size());
     for (const auto& [id, usage] : batch) deltas.push_back({id, usage});
@@ -97,7 +96,7 @@ struct Ledger {
     if (!s.ok()) LOG(kError) << "recording usage of " << deltas.size() << " keys (retried): " << s.ToString();
     for (auto& cb : callbacks) cb();
     callbacks.clear();  // whatever they hold goes before the lock is taken again
-    lock.lock();
+    mu.Lock();
     for (const auto& [id, usage] : batch) {
       if (s.ok()) {
         keys[id].unpersisted_tokens -= usage.tokens();
@@ -109,32 +108,32 @@ struct Ledger {
       }
     }
     attempted_seq = std::max(attempted_seq, seq);
-    written.notify_all();
+    written.NotifyAll();
     return s.ok();
   }
 
-  void WriterLoop() {
-    std::unique_lock<std::mutex> lock(mu);
+  void WriterLoop() EXCLUDES(mu) {
+    MutexLock lock(mu);
     for (;;) {
-      wake.wait(lock, [&] { return stop || !pending.empty() || !waiters.empty(); });
+      wake.Wait(mu, [&]() REQUIRES(mu) { return stop || !pending.empty() || !waiters.empty(); });
       if (pending.empty() && waiters.empty()) break;  // stop, nothing left
-      if (!WriteBatch(lock) && !stop) wake.wait_for(lock, kRetryWriteAfter, [&] { return stop; });
+      if (!WriteBatch() && !stop) wake.WaitFor(mu, kRetryWriteAfter, [&]() REQUIRES(mu) { return stop; });
       if (stop && !pending.empty()) {
-        WriteBatch(lock);  // one last try; what still fails is logged
+        WriteBatch();  // one last try; what still fails is logged
         break;
       }
     }
     writer_running = false;
   }
 
-  void Flush() {
-    std::unique_lock<std::mutex> lock(mu);
+  void Flush() EXCLUDES(mu) {
+    MutexLock lock(mu);
     const uint64_t target = enqueued_seq;
     if (!writer_running) {
-      if (!pending.empty() || !waiters.empty()) WriteBatch(lock);
+      if (!pending.empty() || !waiters.empty()) WriteBatch();
       return;
     }
-    written.wait(lock, [&] { return attempted_seq >= target || !writer_running; });
+    written.Wait(mu, [&]() REQUIRES(mu) { return attempted_seq >= target || !writer_running; });
   }
 
   // Drops window entries older than a minute.
@@ -147,10 +146,10 @@ struct Ledger {
   }
 
   // Checks the limits of `record` and, when they allow it, takes its place in them.
-  Decision CheckLimits(const KeyRecord& record) {
+  Decision CheckLimits(const KeyRecord& record) EXCLUDES(mu) {
     const KeyLimits& l = record.spec.limits;
     Decision d;
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     const int64_t now = Now();
     KeyState& k = keys[record.id];
     Prune(k, now);
@@ -193,8 +192,8 @@ struct Ledger {
     return d;
   }
 
-  void EndRequest(const std::string& key_id) {
-    std::lock_guard<std::mutex> lock(mu);
+  void EndRequest(const std::string& key_id) EXCLUDES(mu) {
+    MutexLock lock(mu);
     --keys[key_id].in_flight;
   }
 };
@@ -223,17 +222,20 @@ std::unique_ptr<Authenticator> Authenticator::Create(std::unique_ptr<KeyStore> s
   auto ledger = std::make_shared<Ledger>();
   ledger->store = std::move(store);
   ledger->options = std::move(options);
-  ledger->writer_running = true;
+  {
+    MutexLock lock(ledger->mu);  // the writer thread reads it
+    ledger->writer_running = true;
+  }
   ledger->writer = std::thread([l = ledger.get()] { l->WriterLoop(); });
   return std::unique_ptr<Authenticator>(new Authenticator(std::move(ledger)));
 }
 
 Authenticator::~Authenticator() {
   {
-    std::lock_guard<std::mutex> lock(ledger_->mu);
+    MutexLock lock(ledger_->mu);
     ledger_->stop = true;
   }
-  ledger_->wake.notify_one();
+  ledger_->wake.NotifyOne();
   ledger_->writer.join();
 }
 

@@ -237,7 +237,7 @@ StatusOr<CreatedKey> KeyStore::Create(const KeySpec& spec, int64_t now_unix) {
   out.key = std::string(kKeyPrefix) + out.record.id + "-" + Base64Url(secret);
   OPENSSL_cleanse(secret, sizeof(secret));
 
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stmt s(*db_,
          "INSERT INTO auth_keys(id, hash, name, tenant, scopes, created, expires, revoked, rpm, tpm, concurrent, "
          "token_budget, default_priority, max_priority) VALUES(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)");
@@ -256,7 +256,7 @@ StatusOr<CreatedKey> KeyStore::Create(const KeySpec& spec, int64_t now_unix) {
 }
 
 StatusOr<std::vector<KeyRecord>> KeyStore::List() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const std::string sql = std::string("SELECT ") + kColumns + " FROM auth_keys ORDER BY created, id";
   Stmt s(*db_, sql.c_str());
   std::vector<KeyRecord> out;
@@ -267,7 +267,7 @@ StatusOr<std::vector<KeyRecord>> KeyStore::List() {
 }
 
 Status KeyStore::Revoke(std::string_view id, int64_t now_unix) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stmt s(*db_, "UPDATE auth_keys SET revoked = COALESCE(revoked, ?) WHERE id = ?");
   s.Bind(1, now_unix).Bind(2, id);
   RETURN_IF_ERROR(s.Run("revoking a key"));
@@ -294,7 +294,7 @@ StatusOr<std::optional<KeyRecord>> KeyStore::Find(std::string_view key) {
   std::string stored;
   std::optional<KeyRecord> record;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ASSIGN_OR_RETURN(record, FindById(parsed->id, &stored));
   }
   if (!record) return record;
@@ -306,14 +306,14 @@ StatusOr<std::optional<KeyRecord>> KeyStore::Find(std::string_view key) {
 }
 
 StatusOr<bool> KeyStore::AnyKeys() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stmt s(*db_, "SELECT EXISTS(SELECT 1 FROM auth_keys)");
   if (s.Step() != SQLITE_ROW) return db_->Error("counting keys");
   return s.Int(0) != 0;
 }
 
 StatusOr<bool> KeyStore::AnyActiveKeys(int64_t now_unix) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Stmt s(*db_, "SELECT EXISTS(SELECT 1 FROM auth_keys WHERE revoked IS NULL AND (expires IS NULL OR expires > ?))");
   s.Bind(1, now_unix);
   if (s.Step() != SQLITE_ROW) return db_->Error("counting keys");
@@ -322,7 +322,7 @@ StatusOr<bool> KeyStore::AnyActiveKeys(int64_t now_unix) {
 
 Status KeyStore::AddUsage(const std::vector<UsageDelta>& deltas) {
   if (deltas.empty()) return OkStatus();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   RETURN_IF_ERROR(db_->Begin());
   for (const UsageDelta& d : deltas) {
     Stmt s(*db_,

@@ -19,13 +19,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "services/store/sqlite.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace llmasos::auth {
@@ -126,10 +126,10 @@ class KeyStore {
 
  private:
   explicit KeyStore(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
-  StatusOr<std::optional<KeyRecord>> FindById(std::string_view id, std::string* hash);
+  StatusOr<std::optional<KeyRecord>> FindById(std::string_view id, std::string* hash) REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::unique_ptr<store::Database> db_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unique_ptr<store::Database> db_ GUARDED_BY(mu_);
 };
 
 }  // namespace llmasos::auth
