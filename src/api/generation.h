@@ -11,7 +11,6 @@
 #ifndef LLMASOS_API_GENERATION_H_
 #define LLMASOS_API_GENERATION_H_
 
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,22 +44,6 @@ void ApplyCaller(const auth::Caller* caller, std::optional<int32_t> requested_pr
 StatusOr<PreparedProcess> PrepareProcess(const manager::LoadedModel& model, const ParsedGeneration& request,
                                          const auth::Caller* caller, std::string* error_param);
 
-// One embedding process per input of `request`: each input encoded (BOS as the tokenizer
-// says), cut to fit the context when request.truncate, else an input longer than the context
-// is InvalidArgument naming it with both numbers (*error_param: "input"). The caller as for
-// PrepareProcess.
-StatusOr<std::vector<kernel::ProcessSpec>> EmbeddingProcesses(const manager::LoadedModel& model,
-                                                              const ParsedEmbedding& request,
-                                                              const auth::Caller* caller,
-                                                              std::string* error_param);
-
-// The prompt tokens of all of `specs`.
-int64_t PromptTokens(const std::vector<kernel::ProcessSpec>& specs);
-
-// Submits the embedding processes into `channel`; their ids in input order.
-StatusOr<std::vector<kernel::ProcessId>> StartEmbeddings(const manager::LoadedModel& model, kernel::Channel& channel,
-                                                         std::vector<kernel::ProcessSpec> specs);
-
 // Starts the request's `n` processes on the model's engine, all streaming into `channel`;
 // choice i runs with seed + i. Returns the process ids in choice order. On an error, the
 // processes already started are cancelled when the caller drops the channel.
@@ -80,23 +63,6 @@ class ResponseWriter {
     std::string body;
   };
   virtual Final Finish() = 0;
-};
-
-// What both APIs' embedding responses share: each process's vector, in input order, from its
-// end event. The subclass writes the body in Finish.
-class EmbeddingWriter : public ResponseWriter {
- public:
-  explicit EmbeddingWriter(const std::vector<kernel::ProcessId>& ids);
-  std::string OnToken(const kernel::StreamEvent&) override { return ""; }
-  std::string OnEnd(const kernel::StreamEvent& event) override;
-
- protected:
-  std::vector<std::vector<float>> vectors_;  // [inputs][embd]
-  int64_t prompt_tokens_ = 0;
-  std::string error_;  // set when an embedding ended other than finished
-
- private:
-  std::map<kernel::ProcessId, size_t> index_;
 };
 
 struct PumpOptions {

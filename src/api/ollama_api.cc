@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/daemon.h"
+#include "api/embedding.h"
 #include "api/errors.h"
 #include "api/generation.h"
 #include "api/request.h"
@@ -196,39 +197,11 @@ class OllamaEmbedWriter : public EmbeddingWriter {
 
 void Embed(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
   const auto received = std::chrono::steady_clock::now();
-  auto parsed = ParseEmbedding(endpoint, ex->request().body);
-  if (!parsed.ok()) {
-    SendError(*ex, {.http_status = 400, .message = parsed.status().message()});
-    return;
-  }
-  std::optional<TimePoint> deadline;
-  if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
-  std::optional<manager::Duration> keep_alive;
-  if (parsed->keep_alive) keep_alive = std::chrono::duration_cast<manager::Duration>(*parsed->keep_alive);
-  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, keep_alive);
-  if (!lease) return;
-  const Duration load_time = std::chrono::steady_clock::now() - received;
-  const bool older = endpoint == Endpoint::kOllamaEmbeddings;
-  auto specs = EmbeddingProcesses(lease->model(), *parsed, ex->caller().get(), nullptr);
-  if (!specs.ok()) {
-    SendStatus(*ex, specs.status());
-    return;
-  }
-  for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = false, .prompt_tokens = PromptTokens(*specs)});
-  auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
-  if (!ids.ok()) {
-    AbortPump(pump);
-    SendStatus(*ex, ids.status());
-    return;
-  }
-  if (ids->empty()) {  // no input: the model is loaded, nothing embedded
-    AbortPump(pump);
-    SendJson(*ex, Dump(older ? json{{"embedding", json::array()}}
-                             : json{{"model", parsed->model}, {"embeddings", json::array()}}));
-    return;
-  }
-  StartPump(pump, std::move(*lease), std::make_unique<OllamaEmbedWriter>(older, parsed->model, *ids, load_time, received));
+  ServeEmbeddings(daemon, ex, endpoint,
+                  [&](const ParsedEmbedding& request, const std::vector<kernel::ProcessId>& ids, TimePoint leased_at) {
+                    return std::make_unique<OllamaEmbedWriter>(endpoint == Endpoint::kOllamaEmbeddings, request.model,
+                                                               ids, leased_at - received, received);
+                  });
 }
 
 // --- Model management: bodies of one or two names. ---

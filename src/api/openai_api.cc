@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/daemon.h"
+#include "api/embedding.h"
 #include "api/errors.h"
 #include "api/generation.h"
 #include "api/request.h"
@@ -310,33 +311,11 @@ class OpenAiEmbeddingWriter : public EmbeddingWriter {
 };
 
 void Embeddings(Daemon& daemon, const ExchangePtr& ex) {
-  std::string param;
-  auto parsed = ParseEmbedding(Endpoint::kEmbeddings, ex->request().body, &param);
-  if (!parsed.ok()) {
-    SendError(*ex, {.http_status = 400, .message = parsed.status().message(), .param = param});
-    return;
-  }
-  std::optional<TimePoint> deadline;
-  if (!ReadDeadlineOrAnswer(*ex, parsed->timeout, &deadline)) return;
-  std::optional<manager::Lease> lease = AcquireForRequest(daemon, *ex, parsed->model, std::nullopt);
-  if (!lease) return;
-  auto specs = EmbeddingProcesses(lease->model(), *parsed, ex->caller().get(), &param);
-  if (!specs.ok()) {
-    SendError(*ex, {.http_status = HttpStatusFor(specs.status().code()), .message = specs.status().message(),
-                    .param = param});
-    return;
-  }
-  for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
-  auto pump = NewPump(ex, {.stream = false, .prompt_tokens = PromptTokens(*specs)});
-  auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
-  if (!ids.ok()) {
-    AbortPump(pump);
-    SendStatus(*ex, ids.status());
-    return;
-  }
-  auto writer = std::make_unique<OpenAiEmbeddingWriter>(
-      parsed->model, parsed->encoding == EmbeddingEncoding::kBase64, *ids);
-  StartPump(pump, std::move(*lease), std::move(writer));
+  ServeEmbeddings(daemon, ex, Endpoint::kEmbeddings,
+                  [](const ParsedEmbedding& request, const std::vector<kernel::ProcessId>& ids, TimePoint) {
+                    return std::make_unique<OpenAiEmbeddingWriter>(
+                        request.model, request.encoding == EmbeddingEncoding::kBase64, ids);
+                  });
 }
 
 void ListModels(Daemon& daemon, const ExchangePtr& ex) {

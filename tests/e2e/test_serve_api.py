@@ -127,6 +127,18 @@ def test_embeddings_in_both_apis(tiny):
     assert list(old.embedding) == pytest.approx(r.data[0].embedding, rel=1e-5)
 
 
+def test_ollama_embed_without_input_loads_the_model_and_embeds_nothing(tiny):
+    client = ollama.Client(host=tiny.url)
+    client.generate(model="tiny", keep_alive=0)  # unloaded
+    e = client.embed(model="tiny", input=[])
+    assert e.model == "tiny" and list(e.embeddings) == []
+    assert [m.model for m in client.ps().models] == ["tiny:latest"]
+    req = urllib.request.Request(tiny.url + "/api/embeddings", data=json.dumps({"model": "tiny"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert json.loads(r.read()) == {"embedding": []}
+
+
 def test_unknown_model_is_404_in_both_apis(tiny):
     with pytest.raises(openai.NotFoundError):
         oa(tiny).chat.completions.create(model="absent", messages=[{"role": "user", "content": "x"}])
