@@ -13,10 +13,14 @@
 #include <vector>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "api/errors.h"
+#include "api/tls.h"
 #include "util/logging.h"
 
 namespace llmasos::api {
@@ -25,6 +29,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
+namespace ssl = net::ssl;
 
 namespace {
 
@@ -49,7 +54,14 @@ std::string_view HttpRequest::Header(std::string_view name) const {
 }
 
 namespace {
-class Connection;
+
+// What the server needs of a connection of either kind: to close it when it stops.
+class Closable {
+ public:
+  virtual ~Closable() = default;
+  virtual void Shutdown() = 0;
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -59,6 +71,9 @@ struct HttpServer::Impl {
   std::atomic<size_t> num_connections{0};
   std::atomic<size_t> num_active{0};  // live exchanges
   std::atomic<bool> draining{false};
+  // With --tls-cert and --tls-key: every connection speaks TLS. Before ioc, which may still
+  // hold connections when it is destroyed.
+  std::unique_ptr<ssl::context> tls;
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::unique_ptr<net::thread_pool> workers;
@@ -73,10 +88,12 @@ struct HttpServer::Impl {
   bool stopped = false;
   // Open connections, so that Stop can close each on its strand (pruned at each accept).
   std::mutex connections_mu;
-  std::vector<std::weak_ptr<Connection>> connections;  // GUARDED_BY(connections_mu)
+  std::vector<std::weak_ptr<Closable>> connections;  // GUARDED_BY(connections_mu)
   std::atomic<size_t> num_io_running{0};  // I/O threads still in ioc.run()
 
   void Accept();
+  template <class Conn>
+  void Open(std::shared_ptr<Conn> connection);
 };
 
 namespace {
@@ -95,17 +112,35 @@ std::string ChunkOf(std::string_view data) {
   return out;
 }
 
-// One client connection. Everything here runs on the connection's strand (the socket's
-// executor), except what ExchangeImpl posts to it.
-class Connection : public std::enable_shared_from_this<Connection> {
+// The streams a connection runs over: plain TCP, or TLS over TCP. Either way the TCP layer
+// (beast::get_lowest_layer) holds the socket and the timeouts.
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Bytes read at once while waiting for a request's first byte.
+constexpr size_t kFirstReadBytes = 16 << 10;
+
+// One client connection over `Stream` (PlainStream or TlsStream): the same HTTP code for both.
+// Everything here runs on the connection's strand (the socket's executor), except what
+// ExchangeImpl posts to it.
+template <class Stream>
+class Connection : public Closable, public std::enable_shared_from_this<Connection<Stream>> {
  public:
-  Connection(tcp::socket socket, HttpServer::Impl* server)
-      : stream_(std::move(socket)), server_(server), idle_timer_(stream_.get_executor()) {
+  // `stream_args`: the socket, then for TLS the server's context.
+  template <class... StreamArgs>
+  explicit Connection(HttpServer::Impl* server, StreamArgs&&... stream_args)
+      : stream_(std::forward<StreamArgs>(stream_args)...), server_(server) {
     server_->num_connections.fetch_add(1);
   }
-  ~Connection() { server_->num_connections.fetch_sub(1); }
+  ~Connection() override { server_->num_connections.fetch_sub(1); }
 
-  void Begin() { AwaitRequest(); }
+  void Begin() {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      Handshake();
+    } else {
+      AwaitRequest();
+    }
+  }
 
   // --- Used by ExchangeImpl, on the strand. ---
   void SendHead(int status, const std::string& content_type, const HeaderList& headers, std::optional<size_t> length,
@@ -136,10 +171,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     writes_.push_back(Write{std::move(data), std::move(done), last});
     if (!writing_) WriteNext();
   }
+  // Peeks at the TCP socket: end of stream or an error means the client went away. (Over TLS
+  // a client's close_notify alert is data here; its FIN or reset still shows.)
   bool ClientGone() {
     if (closed_) return true;
     char c;
-    const ssize_t n = ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    const ssize_t n = ::recv(Tcp().socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n > 0) return false;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
     return true;
@@ -148,8 +185,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HttpServerOptions& options() const { return server_->options; }
   // Closes the connection (on its strand): a write in flight fails, so a stream on it lets
   // go of its processes.
-  void Shutdown() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  void Shutdown() override {
+    net::dispatch(stream_.get_executor(), [self = Self()] { self->Close(); });
   }
   std::atomic<size_t>& num_active() { return server_->num_active; }
   void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
@@ -167,19 +204,66 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool last = false;  // ends the response
   };
 
+  std::shared_ptr<Connection> Self() { return this->shared_from_this(); }
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  // TLS only: the handshake, within request_timeout. A client that speaks plain HTTP to this
+  // port gets a plain 400 saying to use https; any other failure closes the connection.
+  void Handshake() {
+    Tcp().expires_after(server_->options.request_timeout);
+    beast::async_detect_ssl(Tcp(), buffer_, [self = Self()](beast::error_code ec, bool is_tls) {
+      if (ec) {
+        self->Close();
+        return;
+      }
+      if (!is_tls) {
+        self->RefusePlainHttp();
+        return;
+      }
+      self->stream_.async_handshake(ssl::stream_base::server, self->buffer_.data(),
+                                    [self](beast::error_code ec, size_t used) {
+                                      if (ec) {
+                                        LOG(kDebug) << "TLS handshake failed: " << ec.message();
+                                        self->Close();
+                                        return;
+                                      }
+                                      self->buffer_.consume(used);
+                                      self->Tcp().expires_never();
+                                      self->AwaitRequest();
+                                    });
+    });
+  }
+
+  // TLS only: the answer to a plain-HTTP client, written on the TCP layer in the clear.
+  void RefusePlainHttp() {
+    buffer_.consume(buffer_.size());
+    closed_ = true;  // no HTTP exchange on this connection
+    const std::string body = ErrorBody("/", {.http_status = 400,
+                                             .message = "this port serves HTTPS (TLS): use an https:// address"});
+    auto out = std::make_shared<std::string>(StatusLine(400) + "Content-Type: application/json\r\nContent-Length: " +
+                                             std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    Tcp().expires_after(server_->options.request_timeout);
+    net::async_write(Tcp(), net::buffer(*out), [self = Self(), out](beast::error_code ec, size_t) {
+      if (ec) {
+        self->Close();
+        return;
+      }
+      self->LingerThenClose();
+    });
+  }
+
   void AwaitRequest() {
     responded_ = false;
     if (buffer_.size() > 0) {
       ReadHead();
       return;
     }
-    // Idle until the next request's first byte; then request_timeout for the whole request.
-    idle_timer_.expires_after(server_->options.idle_timeout);
-    idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->Close();
-    });
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-      self->idle_timer_.cancel();
+    // Idle until the next request's first bytes; then request_timeout for the whole request.
+    // (Read through the stream, not by waiting on the socket: over TLS the next request may
+    // already sit decrypted-to-be in the TLS layer.)
+    Tcp().expires_after(server_->options.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(kFirstReadBytes), [self = Self()](beast::error_code ec, size_t n) {
+      self->buffer_.commit(n);
       if (ec || self->closed_) {
         self->Close();
         return;
@@ -192,9 +276,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     parser_->body_limit(server_->options.max_body_bytes);
-    stream_.expires_after(server_->options.request_timeout);
+    Tcp().expires_after(server_->options.request_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHead(ec); });
+                            [self = Self()](beast::error_code ec, size_t) { self->OnHead(ec); });
   }
 
   void OnHead(beast::error_code ec) {
@@ -233,7 +317,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     if (EqualsIgnoringCase(Std(head[http::field::expect]), "100-continue")) {
-      Queue("HTTP/1.1 100 Continue\r\n\r\n", [self = shared_from_this()](bool ok) {
+      Queue("HTTP/1.1 100 Continue\r\n\r\n", [self = Self()](bool ok) {
         if (ok) self->ReadBody();
       }, false);
       return;
@@ -243,7 +327,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void ReadBody() {
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+                     [self = Self()](beast::error_code ec, size_t) { self->OnBody(ec); });
   }
 
   void OnBody(beast::error_code ec) {
@@ -259,7 +343,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Fail(400, "malformed HTTP request: " + ec.message());
       return;
     }
-    stream_.expires_never();
+    Tcp().expires_never();
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();
     HttpRequest request;
@@ -307,9 +391,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     writing_ = true;
     // A client that stops reading for idle_timeout is dropped.
-    stream_.expires_after(server_->options.idle_timeout);
+    Tcp().expires_after(server_->options.idle_timeout);
     net::async_write(stream_, net::buffer(writes_.front().data),
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
+                     [self = Self()](beast::error_code ec, size_t) { self->OnWritten(ec); });
   }
 
   void OnWritten(beast::error_code ec) {
@@ -327,7 +411,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       Close();
       return;
     }
-    stream_.expires_never();
+    Tcp().expires_never();
     if (w.done) w.done(true);
     if (w.last) {
       if (keep_alive_ && !closed_) {
@@ -347,13 +431,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void LingerThenClose() {
     closed_ = true;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().expires_after(std::chrono::seconds(2));
     Drain();
   }
   void Drain() {
     drain_.consume(drain_.size());
-    stream_.async_read_some(drain_.prepare(64 << 10), [self = shared_from_this()](beast::error_code ec, size_t) {
+    // Raw bytes off the TCP layer: over TLS they need no decrypting to be dropped.
+    Tcp().async_read_some(drain_.prepare(64 << 10), [self = Self()](beast::error_code ec, size_t) {
       if (ec) {
         self->Close();
         return;
@@ -363,17 +448,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Close() {
-    if (closed_ && !stream_.socket().is_open()) return;
+    if (closed_ && !Tcp().socket().is_open()) return;
     closed_ = true;
-    idle_timer_.cancel();
+    // Over TLS without a close_notify: every response is delimited by its length or its
+    // last chunk, so a client cannot mistake the close for the end of one.
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   HttpServer::Impl* server_;
-  net::steady_timer idle_timer_;
   beast::flat_buffer buffer_;
   beast::flat_buffer drain_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -385,9 +470,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool failed_ = false;  // answered with an error before any handler ran
 };
 
-class ExchangeImpl : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
+// One request and its response on a connection of type Conn.
+template <class Conn>
+class ExchangeImpl : public Exchange, public std::enable_shared_from_this<ExchangeImpl<Conn>> {
  public:
-  ExchangeImpl(std::shared_ptr<Connection> connection, HttpRequest request)
+  ExchangeImpl(std::shared_ptr<Conn> connection, HttpRequest request)
       : connection_(std::move(connection)),
         request_(std::move(request)),
         received_at_(std::chrono::steady_clock::now()) {
@@ -409,7 +496,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   RequestRecord& record() override { return record_; }
 
   void Respond(int status, std::string content_type, std::string body, HeaderList headers) override {
-    net::dispatch(connection_->executor(), [self = shared_from_this(), status, content_type = std::move(content_type),
+    net::dispatch(connection_->executor(), [self = Self(), status, content_type = std::move(content_type),
                                             body = std::move(body), headers = std::move(headers)]() mutable {
       const size_t length = body.size();
       self->connection_->SendHead(status, content_type, headers, length, std::move(body));
@@ -418,7 +505,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
   }
   void StartStream(int status, std::string content_type, HeaderList headers) override {
     net::dispatch(connection_->executor(),
-                  [self = shared_from_this(), status, content_type = std::move(content_type), headers = std::move(headers)] {
+                  [self = Self(), status, content_type = std::move(content_type), headers = std::move(headers)] {
                     self->connection_->SendHead(status, content_type, headers, std::nullopt, "");
                     if (self->record_.status == 0) {
                       self->record_.status = status;
@@ -436,7 +523,7 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
     });
   }
   void EndStream() override {
-    net::dispatch(connection_->executor(), [self = shared_from_this()] {
+    net::dispatch(connection_->executor(), [self = Self()] {
       self->connection_->Queue("0\r\n\r\n", nullptr, true);
       self->Finish(self->record_.status);
     });
@@ -463,16 +550,19 @@ class ExchangeImpl : public Exchange, public std::enable_shared_from_this<Exchan
     if (const auto& hook = connection_->options().on_request_end) hook(request_, record_);
   }
 
-  std::shared_ptr<Connection> connection_;
+  std::shared_ptr<ExchangeImpl> Self() { return this->shared_from_this(); }
+
+  std::shared_ptr<Conn> connection_;
   HttpRequest request_;
   const std::chrono::steady_clock::time_point received_at_;
   RequestRecord record_;   // see Exchange::record
   bool finished_ = false;  // on the executor; the destructor runs after every other use
 };
 
-void Connection::Dispatch(HttpRequest request) {
+template <class Stream>
+void Connection<Stream>::Dispatch(HttpRequest request) {
   const Router::Route route = server_->router->Match(request);
-  auto exchange = std::make_shared<ExchangeImpl>(shared_from_this(), std::move(request));
+  auto exchange = std::make_shared<ExchangeImpl<Connection>>(Self(), std::move(request));
   exchange->record().route = std::string(route.pattern);
   if (server_->draining.load()) {
     const auto& exempt = server_->options.drain_exempt_paths;
@@ -510,17 +600,23 @@ void HttpServer::Impl::Accept() {
     } else if (num_connections.load() >= options.max_connections) {
       beast::error_code ignored;
       socket.close(ignored);
+    } else if (tls) {
+      Open(std::make_shared<Connection<TlsStream>>(this, std::move(socket), *tls));
     } else {
-      auto connection = std::make_shared<Connection>(std::move(socket), this);
-      {
-        std::lock_guard<std::mutex> lock(connections_mu);
-        std::erase_if(connections, [](const std::weak_ptr<Connection>& c) { return c.expired(); });
-        connections.push_back(connection);
-      }
-      connection->Begin();
+      Open(std::make_shared<Connection<PlainStream>>(this, std::move(socket)));
     }
     Accept();
   });
+}
+
+template <class Conn>
+void HttpServer::Impl::Open(std::shared_ptr<Conn> connection) {
+  {
+    std::lock_guard<std::mutex> lock(connections_mu);
+    std::erase_if(connections, [](const std::weak_ptr<Closable>& c) { return c.expired(); });
+    connections.push_back(connection);
+  }
+  connection->Begin();
 }
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options, const Router* router) {
@@ -530,9 +626,17 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions&
   if (options.max_body_bytes < 1 || options.max_header_bytes < 64 || options.max_connections < 1) {
     return InvalidArgumentError("server limits out of range");
   }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return InvalidArgumentError(options.tls_cert_file.empty()
+                                    ? "--tls-key needs --tls-cert (the certificate the key belongs to)"
+                                    : "--tls-cert needs --tls-key (the certificate's private key)");
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->router = router;
+  if (!options.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(impl->tls, NewTlsServerContext(options.tls_cert_file, options.tls_key_file));
+  }
   beast::error_code ec;
   const auto address = net::ip::make_address(options.host, ec);
   if (ec) return InvalidArgumentError("--host '" + options.host + "' is not an IP address");
@@ -583,6 +687,8 @@ void HttpServer::BeginDrain() { impl_->draining.store(true); }
 
 size_t HttpServer::num_active() const { return impl_->num_active.load(); }
 
+size_t HttpServer::num_connections() const { return impl_->num_connections.load(); }
+
 void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
@@ -592,7 +698,7 @@ void HttpServer::Stop() {
   net::post(impl_->ioc, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
-    std::vector<std::shared_ptr<Connection>> open;
+    std::vector<std::shared_ptr<Closable>> open;
     {
       std::lock_guard<std::mutex> lock(impl->connections_mu);
       for (const auto& weak : impl->connections) {

@@ -47,12 +47,19 @@ struct HttpServerOptions {
   std::function<void(const HttpRequest&, const RequestRecord&)> on_request_end;
   // Paths still served while draining (/health, /ready, /metrics).
   std::vector<std::string> drain_exempt_paths;
+  // HTTPS: both, or neither for plain HTTP. The certificate chain and its private key, PEM
+  // files (api/tls.h says what is checked). Over TLS each connection's handshake has
+  // request_timeout; a client that fails it is closed, one that speaks plain HTTP gets a plain
+  // 400 saying to use https.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
  public:
   // Binds and starts serving `router` (which must outlive the server). InvalidArgument for a
-  // bad host or options out of range; Unavailable when the address cannot be bound.
+  // bad host, options out of range, or one TLS file without the other; a TLS file's error
+  // (api/tls.h); Unavailable when the address cannot be bound.
   static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options, const Router* router);
   ~HttpServer();  // Stop()
   HttpServer(const HttpServer&) = delete;
@@ -66,6 +73,8 @@ class HttpServer {
   // Requests in flight now: handlers running or queued, responses not yet complete.
   // Thread-safe.
   size_t num_active() const;
+  // Connections open now (each counted until its last handler lets go of it). Thread-safe.
+  size_t num_connections() const;
   // Stops accepting, closes every connection, waits for the handlers queued on the worker
   // pools and joins every thread. Idempotent.
   void Stop();

@@ -51,6 +51,8 @@ struct ServeFlags {
   std::string config;  // "": $LLMASOS_HOME/config.toml when it exists
   bool print_config = false;
   bool share_prefix_across_tenants = false;
+  std::string tls_cert;  // both or neither: HTTPS
+  std::string tls_key;
 };
 
 // Options that are not configuration keys.
@@ -205,13 +207,17 @@ int ServeMain(const ServeFlags& f) {
     api::OnRequestEnd(daemon, request, record);
   };
   so.drain_exempt_paths = {"/health", "/ready", "/metrics"};
+  so.tls_cert_file = f.tls_cert;
+  so.tls_key_file = f.tls_key;
   auto server = api::HttpServer::Start(so, &router);
   if (!server.ok()) return ReportError(server.status());
-  std::fprintf(stderr, "llmasos serve: listening on http://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",
-               f.host.c_str(), static_cast<unsigned>((*server)->port()), engine.num_threads, f.parallel, f.ctx_size);
+  const char* scheme = f.tls_cert.empty() ? "http" : "https";
+  std::fprintf(stderr, "llmasos serve: listening on %s://%s:%u (%zu threads per model, %zu parallel, context %zu)\n",
+               scheme, f.host.c_str(), static_cast<unsigned>((*server)->port()), engine.num_threads, f.parallel,
+               f.ctx_size);
   // The web console (api/console.h); an IPv6 address goes in brackets in a URL.
   const std::string url_host = f.host.find(':') == std::string::npos ? f.host : "[" + f.host + "]";
-  std::fprintf(stderr, "console: http://%s:%u/\n", url_host.c_str(), static_cast<unsigned>((*server)->port()));
+  std::fprintf(stderr, "console: %s://%s:%u/\n", scheme, url_host.c_str(), static_cast<unsigned>((*server)->port()));
   auto keys_ever = authenticator->store().AnyKeys();  // once a key exists, one is always needed
   const bool keys_required = !loopback || !keys_ever.ok() || *keys_ever;
   std::fprintf(stderr, "llmasos serve: %s\n",
@@ -292,6 +298,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(FiniteRange(0.0, 3600.0));
   cmd->add_flag("--share-prefix-across-tenants", f->share_prefix_across_tenants,
                 "let tenants share cached prompt prefixes (by default each tenant's are kept apart)");
+  cmd->add_option("--tls-cert", f->tls_cert,
+                  "serve HTTPS with this PEM certificate chain (needs --tls-key; default: plain HTTP)");
+  cmd->add_option("--tls-key", f->tls_key, "the PEM private key of --tls-cert (unencrypted)");
   cmd->add_option("--config", f->config,
                   "TOML file of flags (key = flag without dashes; flags given here win; default "
                   "$LLMASOS_HOME/config.toml when it exists)");

@@ -37,10 +37,12 @@ def make_tiny(path, seed=1, wtype="q8_0", context=512):
 
 
 class Daemon:
-    """`llmasos serve` in a home of its own; .url is http://127.0.0.1:PORT."""
+    """`llmasos serve` in a home of its own; .url is http://127.0.0.1:PORT (https:// when it
+    serves TLS: pass `ssl_context`, which trusts its certificate's CA)."""
 
-    def __init__(self, home, *args, env=None):
+    def __init__(self, home, *args, env=None, ssl_context=None):
         self.home = home
+        self.ssl_context = ssl_context
         env = dict(os.environ, LLMASOS_HOME=home, **(env or {}))
         self.proc = subprocess.Popen([LLMASOS, "serve", "--port", "0", *args], stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, text=True, env=env)
@@ -52,7 +54,7 @@ class Daemon:
             if not line:
                 raise AssertionError(f"llmasos serve exited {self.proc.wait()}: {''.join(self.log)}")
             self.log.append(line)
-            m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+            m = re.search(r"listening on (https?://[\d.]+:\d+)", line)
             if m:
                 self.url = m.group(1)
             if time.time() > deadline:
@@ -62,7 +64,7 @@ class Daemon:
         self._reader.start()
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/ready", timeout=5) as r:
+                with urllib.request.urlopen(self.url + "/ready", timeout=5, context=self.ssl_context) as r:
                     if r.status == 200:
                         break
             except Exception:
@@ -79,11 +81,11 @@ class Daemon:
 
     @property
     def host_port(self):
-        h, p = self.url[len("http://"):].split(":")
+        h, p = self.url.split("://", 1)[1].split(":")
         return h, int(p)
 
     def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+        with urllib.request.urlopen(self.url + path, timeout=30, context=self.ssl_context) as r:
             return json.loads(r.read())
 
     def alive(self):
