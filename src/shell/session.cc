@@ -79,48 +79,14 @@ StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* la
 }
 
 StatusOr<ModelSource> ResolveModelSource(const std::string& model) {
-  ModelSource b;
-  std::error_code ec;
-  if (!model.empty() && std::filesystem::is_regular_file(model, ec)) {
-    b.path = std::filesystem::absolute(model).lexically_normal().string();
-    b.ref = b.path;
-    ASSIGN_OR_RETURN(registry::BlobInfo info, registry::HashFile(b.path));
-    b.digest = info.digest;
-    std::string stem = std::filesystem::path(model).stem().string();
-    for (char& c : stem) c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '-';
-    b.stem = stem;
-    return b;
-  }
-  registry::OpenOptions open;
-  open.create = false;
-  open.recover = false;
-  ASSIGN_OR_RETURN(auto reg, registry::Registry::Open(registry::DefaultHome(), open));
-  const std::string ref = model.empty() ? std::string(kDefaultModelReference) : model;
-  auto resolved = reg->Resolve(ref);
-  if (!resolved.ok()) {
-    return Status(resolved.status().code(), "'" + ref + "' is neither an existing file nor a registry reference: " +
-                                                resolved.status().message());
-  }
-  b.path = resolved->blob_path;
-  b.ref = resolved->manifest.name + "@" + resolved->manifest.version;
-  b.digest = resolved->manifest.digest;
-  b.stem = resolved->manifest.name;
-  return b;
+  return jobs::ResolveModelSource(model.empty() ? std::string(kDefaultModelReference) : model);
 }
 
 Status RegisterMadeModel(const std::string& file, const std::string& name, const std::string& version,
                          const std::string& command, const registry::TrainingLineage& training,
                          const std::string& what) {
-  auto reg = registry::Registry::Open(registry::DefaultHome(), {});
-  if (!reg.ok()) return reg.status().Annotate("registering " + what + " (--no-register skips it)");
-  registry::ImportOptions imp;
-  imp.file = file;
-  imp.name = name;
-  if (!version.empty()) imp.version = version;
-  imp.command = command;
-  imp.training = training;
-  auto m = (*reg)->Import(imp);
-  if (!m.ok()) return m.status().Annotate("registering " + what);
+  auto m = jobs::RegisterMadeModel(file, name, version, command, training, what);
+  if (!m.ok()) return m.status();
   std::printf("registered   %s@%s %s\n", m->name.c_str(), m->version.c_str(), m->digest.c_str());
   return OkStatus();
 }

@@ -17,6 +17,7 @@
 #include "model/arch/llama_model.h"
 #include "model/sampling/sampler.h"
 #include "model/tokenizer/tokenizer.h"
+#include "services/jobs/finetune.h"
 #include "services/registry/manifest.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
@@ -39,21 +40,12 @@ inline constexpr std::string_view kDefaultModelReference = "smollm2-135m-instruc
 // user: the path, or "reference (name@version)".
 StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label = nullptr);
 
-// A model argument with what lineage records of it, for commands that make a new model from
-// it (finetune, merge): its file, what lineage calls it ("name@version", or the file's
-// absolute path), its digest, and a name to derive new names from. Empty means
-// kDefaultModelReference; the file is hashed when it is not a registry blob.
-struct ModelSource {
-  std::string path;
-  std::string ref;
-  std::string digest;  // "sha256:<hex>"
-  std::string stem;    // "smollm2-135m-instruct"
-};
+// A model argument with what lineage records of it (jobs::ResolveModelSource), for commands
+// that make a new model from it (finetune, merge). Empty means kDefaultModelReference.
+using ModelSource = jobs::ModelSource;
 StatusOr<ModelSource> ResolveModelSource(const std::string& model);
 
-// Registers `file`, a model made from another (finetune, merge), as a new version of `name`
-// (`version` "" = the next one) with `command` and `training` as its lineage, and prints the
-// "registered   name@version digest" line. `what` names the file in errors ("the adapter").
+// jobs::RegisterMadeModel, then prints the "registered   name@version digest" line.
 Status RegisterMadeModel(const std::string& file, const std::string& name, const std::string& version,
                          const std::string& command, const registry::TrainingLineage& training,
                          const std::string& what);
