@@ -19,6 +19,7 @@
 #define LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_
 #endif
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -258,6 +259,7 @@ struct PanelScratch {
   std::vector<uint8_t> w;  // [rows, cols]
   std::vector<float> d;    // [rows, num_blocks * kLanesPerBlock]
   std::vector<float> m;    // [rows, num_blocks]
+  std::vector<float> mins;  // [rows, num_tokens]: sum_b m * s_x per row and token
 };
 
 template <TensorType kType>
@@ -360,15 +362,15 @@ HWY_INLINE void PanelStep(D8 d8, size_t offset, const uint8_t* HWY_RESTRICT pw,
 }
 
 // out[t * out_stride + r] for the panel's kRows rows and kTokens tokens (see QuantTile).
+//   mins: the tile's min terms (PanelMinTerms), mins[r * mins_stride + t]; null for Q8_0.
 template <TensorType kType, size_t kRows, size_t kTokens>
 HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RESTRICT pd,
-                            const float* HWY_RESTRICT pm, size_t num_blocks,
-                            const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                            const float* HWY_RESTRICT xs, size_t xs_stride, size_t cols,
+                            size_t num_blocks, const int8_t* HWY_RESTRICT xq,
+                            const float* HWY_RESTRICT xd, size_t cols,
+                            const float* HWY_RESTRICT mins, size_t mins_stride,
                             float* HWY_RESTRICT out, size_t out_stride) {
   const hn::ScalableTag<uint8_t> d8;
   const hn::Repartition<float, decltype(d8)> df;
-  const hn::FixedTag<float, kTokens> dt;
   hn::Vec<decltype(df)> acc[kRows][kTokens];
   LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
@@ -383,23 +385,68 @@ HWY_NOINLINE void PanelTile(const uint8_t* HWY_RESTRICT pw, const float* HWY_RES
   if (offset < cols) {  // one 32-byte block left over after 64-byte steps
     PanelStep<kType>(DU8(), offset, pw, pd, cols, num_blocks, xq, xd, acc);
   }
-  hn::Vec<decltype(dt)> min_acc[kRows];
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kRows; ++r) min_acc[r] = hn::Zero(dt);
-  for (size_t b = 0; kType != TensorType::kQ8_0 && b < num_blocks; ++b) {
-    const auto s = hn::LoadU(dt, xs + b * xs_stride);
-    LLMASOS_UNROLL
-    for (size_t r = 0; r < kRows; ++r) {
-      min_acc[r] = hn::MulAdd(hn::Set(dt, pm[r * num_blocks + b]), s, min_acc[r]);
-    }
-  }
   LLMASOS_UNROLL
   for (size_t r = 0; r < kRows; ++r) {
-    float min_terms[kTokens];
-    hn::StoreU(min_acc[r], dt, min_terms);
     LLMASOS_UNROLL
     for (size_t t = 0; t < kTokens; ++t) {
-      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_terms[t];
+      const float min_term = kType == TensorType::kQ8_0 ? 0.0f : mins[r * mins_stride + t];
+      out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_term;
+    }
+  }
+}
+
+// mins[r * num_tokens + t] = sum_b pm[r][b] * s_x[b][t] for the panel's kRows rows and every
+// token: the min terms of all the row tile's token tiles in one pass. Vectors run over tokens
+// (s_x is [num_blocks, num_tokens]), four of them at a time for all rows, so each loaded s_x
+// vector serves every row and the sums over blocks are 4 * kRows independent FMA chains,
+// instead of one chain per token tile that waits on the FMA latency at every block. Each lane
+// still adds the blocks in order from zero, as a per-tile sum would.
+template <size_t kRows>
+void PanelMinTerms(const float* HWY_RESTRICT pm, size_t num_blocks, const float* HWY_RESTRICT xs,
+                   size_t num_tokens, float* HWY_RESTRICT mins) {
+  const hn::ScalableTag<float> df;
+  constexpr size_t kVecs = 4;
+  const size_t lanes = hn::Lanes(df);
+  size_t t = 0;
+  for (; t + kVecs * lanes <= num_tokens; t += kVecs * lanes) {
+    hn::Vec<decltype(df)> acc[kRows][kVecs];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      LLMASOS_UNROLL
+      for (size_t v = 0; v < kVecs; ++v) acc[r][v] = hn::Zero(df);
+    }
+    for (size_t b = 0; b < num_blocks; ++b) {
+      hn::Vec<decltype(df)> sx[kVecs];
+      LLMASOS_UNROLL
+      for (size_t v = 0; v < kVecs; ++v) sx[v] = hn::LoadU(df, xs + b * num_tokens + t + v * lanes);
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kRows; ++r) {
+        const auto mb = hn::Set(df, pm[r * num_blocks + b]);
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecs; ++v) acc[r][v] = hn::MulAdd(mb, sx[v], acc[r][v]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kRows; ++r) {
+      LLMASOS_UNROLL
+      for (size_t v = 0; v < kVecs; ++v) hn::StoreU(acc[r][v], df, mins + r * num_tokens + t + v * lanes);
+    }
+  }
+  for (; t + lanes <= num_tokens; t += lanes) {
+    for (size_t r = 0; r < kRows; ++r) {
+      auto acc = hn::Zero(df);
+      for (size_t b = 0; b < num_blocks; ++b) {
+        acc = hn::MulAdd(hn::Set(df, pm[r * num_blocks + b]), hn::LoadU(df, xs + b * num_tokens + t), acc);
+      }
+      hn::StoreU(acc, df, mins + r * num_tokens + t);
+    }
+  }
+  for (; t < num_tokens; ++t) {
+    for (size_t r = 0; r < kRows; ++r) {
+      float acc = 0.0f;
+      // std::fma: the same single rounding per block as the vector lanes.
+      for (size_t b = 0; b < num_blocks; ++b) acc = std::fma(pm[r * num_blocks + b], xs[b * num_tokens + t], acc);
+      mins[r * num_tokens + t] = acc;
     }
   }
 }
@@ -413,16 +460,23 @@ void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
   scratch.w.resize(kPrefillRows * w.cols);
   scratch.d.resize(kPrefillRows * num_blocks * kLanesPerBlock);
   scratch.m.resize(kPrefillRows * num_blocks);
+  constexpr bool kHasMin = kType != TensorType::kQ8_0;
+  if (kHasMin) scratch.mins.resize(kPrefillRows * x.num_tokens);
+  const float* mins = kHasMin ? scratch.mins.data() : nullptr;
   auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
     constexpr size_t kR = decltype(rows_tag)::value;
     constexpr size_t kT = decltype(tokens_tag)::value;
-    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), scratch.m.data(), num_blocks,
-                      x.qs + t * x.cols, x.d + t * num_blocks, x.s + t, x.num_tokens, x.cols,
-                      out + t * w.rows + r, w.rows);
+    PanelTile<kType, kR, kT>(scratch.w.data(), scratch.d.data(), num_blocks, x.qs + t * x.cols,
+                             x.d + t * num_blocks, x.cols, kHasMin ? mins + t : nullptr,
+                             x.num_tokens, out + t * w.rows + r, w.rows);
   };
   auto pack = [&](auto rows_tag, size_t r) {
-    PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, decltype(rows_tag)::value, num_blocks,
-                     scratch.w.data(), scratch.d.data(), scratch.m.data());
+    constexpr size_t kR = decltype(rows_tag)::value;
+    PackPanel<kType>(base + r * w.row_bytes, w.row_bytes, kR, num_blocks, scratch.w.data(),
+                     scratch.d.data(), scratch.m.data());
+    if constexpr (kHasMin) {
+      PanelMinTerms<kR>(scratch.m.data(), num_blocks, x.s, x.num_tokens, scratch.mins.data());
+    }
   };
   ForEachTile<kPrefillRows, kPrefillTokens>(row_begin, row_end, x.num_tokens, pack, tile);
 }
