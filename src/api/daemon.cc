@@ -152,6 +152,7 @@ void AddRoutes(Router& router, Daemon& daemon) {
   AddOllamaRoutes(router, daemon);
   AddConsoleRoutes(router);
   AddOsRoutes(router, daemon);
+  AddJobsRoutes(router, daemon);
 }
 
 }  // namespace llmasos::api

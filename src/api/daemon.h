@@ -9,6 +9,8 @@
 //   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id}  GET /os/memory
 //            GET|PUT /os/scheduler  GET /os/models  POST /os/models/{load,unload,pin,unpin}
 //            (os_api.cc)
+//            POST|GET /os/jobs  GET|DELETE /os/jobs/{id}  POST /os/jobs/{id}/{pause,resume,cancel}
+//            GET /os/jobs/{id}/logs (jobs_api.cc)
 //
 // Thread safety: the routes run on the server's worker threads; everything they share is the
 // manager's and the registry's, which are thread-safe.
@@ -27,6 +29,10 @@
 #include "api/router.h"
 #include "services/manager/model_service.h"
 
+namespace llmasos::jobs {
+class JobRunner;
+}  // namespace llmasos::jobs
+
 namespace llmasos::api {
 
 inline constexpr std::string_view kServerVersion = "0.1.0";
@@ -35,6 +41,7 @@ struct Daemon {
   registry::Registry* registry = nullptr;
   manager::ModelManager* manager = nullptr;
   manager::ModelService* service = nullptr;
+  jobs::JobRunner* jobs = nullptr;  // null: /os/jobs answers 503
   // How long a request waits for a model another request is loading before its 503.
   std::chrono::milliseconds load_wait{2000};
   // Pulls may fetch from loopback, private and link-local addresses (--allow-private-pull).
@@ -76,6 +83,7 @@ std::string NewResponseId(std::string_view prefix);
 void AddOpenAiRoutes(Router& router, Daemon& daemon);
 void AddOllamaRoutes(Router& router, Daemon& daemon);
 void AddOsRoutes(Router& router, Daemon& daemon);
+void AddJobsRoutes(Router& router, Daemon& daemon);
 
 }  // namespace llmasos::api
 

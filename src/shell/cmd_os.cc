@@ -1,4 +1,4 @@
-// llmasos ps | kill ID | renice ID PRIO | sched [POLICY]: the /os surface of a running daemon
+// llmasos ps | kill ID | renice ID PRIO | sched [POLICY] | jobs ...: the /os surface of a running daemon
 // (docs/api.md), over the project's one HTTP client (registry::Fetch, libcurl). The daemon is
 // found at --host/--port, else $LLMASOS_HOST (HOST:PORT), else 127.0.0.1:8080; one that cannot
 // be reached is a clear error naming the address. Every call carries the API key of --api-key,
@@ -6,7 +6,9 @@
 // which (no key, a bad key, or a key without the admin scope) and how to give one.
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -161,6 +163,155 @@ int Sched(const DaemonFlags& f, const std::string& policy) {
   return 0;
 }
 
+void AddDaemonFlags(CLI::App* cmd, DaemonFlags* f);
+
+// --- llmasos jobs: /os/jobs ---
+
+// The flags of `jobs submit`, named as `llmasos finetune`'s; only those given are sent.
+struct JobFlags {
+  std::string model;
+  std::string data;
+  std::string name, version, targets, chat_template;
+  std::optional<int64_t> rank, steps, epochs, batch, max_len, warmup, eval_every, checkpoint_every, seed, threads;
+  std::optional<double> alpha, dropout, lr, weight_decay, clip, eval_split;
+};
+
+std::string Num(const json& v, const char* format) {
+  if (!v.is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), format, v.get<double>());
+  return buf;
+}
+
+int JobsSubmit(const DaemonFlags& f, const JobFlags& j) {
+  json body = {{"kind", "finetune"}, {"model", j.model.empty() ? std::string(kDefaultModelReference) : j.model}};
+  std::error_code ec;
+  // The daemon reads the file: send it as an absolute path (the daemon is on this machine).
+  body["data"] = std::filesystem::absolute(j.data, ec).lexically_normal().string();
+  for (const auto& [key, value] : {std::pair{"name", &j.name}, {"version", &j.version}, {"targets", &j.targets},
+                                   {"chat_template", &j.chat_template}}) {
+    if (!value->empty()) body[key] = *value;
+  }
+  for (const auto& [key, value] : {std::pair{"rank", &j.rank}, {"steps", &j.steps}, {"epochs", &j.epochs},
+                                   {"batch", &j.batch}, {"max_len", &j.max_len}, {"warmup", &j.warmup},
+                                   {"eval_every", &j.eval_every}, {"checkpoint_every", &j.checkpoint_every},
+                                   {"seed", &j.seed}, {"threads", &j.threads}}) {
+    if (*value) body[key] = **value;
+  }
+  for (const auto& [key, value] : {std::pair{"alpha", &j.alpha}, {"dropout", &j.dropout}, {"lr", &j.lr},
+                                   {"weight_decay", &j.weight_decay}, {"clip", &j.clip},
+                                   {"eval_split", &j.eval_split}}) {
+    if (*value) body[key] = **value;
+  }
+  auto r = Call(f, "POST", "/os/jobs", body.dump());
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%s %s\n", r->value("id", "").c_str(), r->value("state", "").c_str());
+  return 0;
+}
+
+int JobsList(const DaemonFlags& f) {
+  auto r = Call(f, "GET", "/os/jobs");
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%-8s %-9s %-10s %11s %9s %-28s %s\n", "ID", "KIND", "STATE", "STEP", "LOSS", "MODEL", "ADAPTER");
+  for (const json& j : (*r)["jobs"]) {
+    const json& p = j["progress"];
+    const std::string step = std::to_string(p.value("step", 0LL)) + "/" + std::to_string(p.value("total_steps", 0LL));
+    const std::string model = j["spec"].is_object() ? j["spec"].value("model", "") : "";
+    std::printf("%-8s %-9s %-10s %11s %9s %-28s %s\n", j.value("id", "").c_str(), j.value("kind", "").c_str(),
+                j.value("state", "").c_str(), step.c_str(), Num(p["loss"], "%.4f").c_str(), model.c_str(),
+                j["adapter"].is_string() ? j["adapter"].get<std::string>().c_str() : "-");
+  }
+  return 0;
+}
+
+int JobsStatus(const DaemonFlags& f, const std::string& id) {
+  auto r = Call(f, "GET", "/os/jobs/" + id);
+  if (!r.ok()) return Fail(r.status());
+  const json& j = *r;
+  const json& p = j["progress"];
+  std::printf("id           %s\n", j.value("id", "").c_str());
+  std::printf("state        %s\n", j.value("state", "").c_str());
+  std::printf("step         %lld/%lld (epoch %s)\n", p.value("step", 0LL), p.value("total_steps", 0LL),
+              Num(p["epoch"], "%.0f").c_str());
+  std::printf("loss         %s (held out %s)\n", Num(p["loss"], "%.4f").c_str(), Num(p["eval_loss"], "%.4f").c_str());
+  std::printf("throughput   %s tokens/s, %s s left\n", Num(p["tokens_per_second"], "%.0f").c_str(),
+              Num(p["seconds_left"], "%.0f").c_str());
+  if (j["adapter"].is_string()) std::printf("adapter      %s\n", j["adapter"].get<std::string>().c_str());
+  if (j["error"].is_string()) std::printf("error        %s\n", j["error"].get<std::string>().c_str());
+  std::printf("spec         %s\n", j["spec"].dump().c_str());
+  return 0;
+}
+
+int JobsAct(const DaemonFlags& f, const std::string& id, const std::string& action) {
+  auto r = Call(f, "POST", "/os/jobs/" + id + "/" + action);
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%s %s\n", r->value("id", "").c_str(), r->value("state", "").c_str());
+  return 0;
+}
+
+int JobsLogs(const DaemonFlags& f, const std::string& id) {
+  auto r = Call(f, "GET", "/os/jobs/" + id + "/logs");
+  if (!r.ok()) return Fail(r.status());
+  for (const json& l : (*r)["lines"]) std::printf("%s\n", l.value("line", "").c_str());
+  return 0;
+}
+
+void AddJobsCommands(CLI::App& app, const std::shared_ptr<DaemonFlags>& f, int* exit_code) {
+  CLI::App* jobs = app.add_subcommand("jobs", "training jobs on the running daemon (/os/jobs)");
+  jobs->require_subcommand(1);
+  auto j = std::make_shared<JobFlags>();
+  CLI::App* submit = jobs->add_subcommand("submit", "queue a LoRA fine-tune (POST /os/jobs); flags as llmasos finetune's");
+  submit->add_option("model", j->model, "base model: registry reference or .gguf path (default: the default model)");
+  submit->add_option("--data", j->data, "JSONL file on the daemon's machine")->required();
+  submit->add_option("--name", j->name, "registry name of the adapter (default: BASE-lora)");
+  submit->add_option("--version", j->version, "semantic version of the adapter");
+  submit->add_option("--targets", j->targets, "projections to adapt: q,k,v,o,gate,up,down or all");
+  submit->add_option("--chat-template", j->chat_template, "use this template instead of the model's");
+  submit->add_option("--rank", j->rank, "LoRA rank");
+  submit->add_option("--alpha", j->alpha, "LoRA alpha");
+  submit->add_option("--dropout", j->dropout, "LoRA dropout probability");
+  submit->add_option("--lr", j->lr, "peak learning rate");
+  submit->add_option("--warmup", j->warmup, "warm-up steps");
+  submit->add_option("--weight-decay", j->weight_decay, "AdamW weight decay");
+  submit->add_option("--clip", j->clip, "gradient clipping norm");
+  submit->add_option("--epochs", j->epochs, "passes over the data");
+  submit->add_option("--steps", j->steps, "optimiser steps (overrides --epochs)");
+  submit->add_option("--batch", j->batch, "packed rows per step");
+  submit->add_option("--max-len", j->max_len, "tokens per packed row");
+  submit->add_option("--eval-split", j->eval_split, "fraction held out");
+  submit->add_option("--eval-every", j->eval_every, "evaluate every N steps");
+  submit->add_option("--checkpoint-every", j->checkpoint_every, "checkpoint every N steps (default 10)");
+  submit->add_option("--seed", j->seed, "seed");
+  submit->add_option("--train-threads", j->threads, "threads the job trains on (default: the daemon's)");
+  AddDaemonFlags(submit, f.get());
+  submit->callback([f, j, exit_code] { *exit_code = JobsSubmit(*f, *j); });
+
+  CLI::App* list = jobs->add_subcommand("list", "every job, newest first (GET /os/jobs)");
+  AddDaemonFlags(list, f.get());
+  list->callback([f, exit_code] { *exit_code = JobsList(*f); });
+
+  auto id = std::make_shared<std::string>();
+  struct Verb {
+    const char* name;
+    const char* help;
+  };
+  for (const Verb& v : {Verb{"status", "one job's state, progress and adapter (GET /os/jobs/ID)"},
+                        Verb{"logs", "one job's log (GET /os/jobs/ID/logs)"},
+                        Verb{"pause", "pause a job after its current step (POST /os/jobs/ID/pause)"},
+                        Verb{"resume", "queue a paused job again (POST /os/jobs/ID/resume)"},
+                        Verb{"cancel", "cancel a job (POST /os/jobs/ID/cancel)"}}) {
+    CLI::App* cmd = jobs->add_subcommand(v.name, v.help);
+    cmd->add_option("id", *id, "the job id, job-N as `llmasos jobs list` shows it")->required();
+    AddDaemonFlags(cmd, f.get());
+    const std::string verb = v.name;
+    cmd->callback([f, id, verb, exit_code] {
+      if (verb == "status") *exit_code = JobsStatus(*f, *id);
+      else if (verb == "logs") *exit_code = JobsLogs(*f, *id);
+      else *exit_code = JobsAct(*f, *id, verb);
+    });
+  }
+}
+
 void AddDaemonFlags(CLI::App* cmd, DaemonFlags* f) {
   cmd->add_option("--host", f->host, "the daemon's address (default: $LLMASOS_HOST, else 127.0.0.1)");
   cmd->add_option("--port", f->port, "the daemon's port (default: $LLMASOS_HOST's, else 8080)")->check(CLI::Range(1, 65535));
@@ -193,6 +344,8 @@ void AddOsCommands(CLI::App& app, int* exit_code) {
   sched->add_option("policy", *policy, "fcfs, sjf, rr, priority or fair");
   AddDaemonFlags(sched, f.get());
   sched->callback([f, policy, exit_code] { *exit_code = Sched(*f, *policy); });
+
+  AddJobsCommands(app, f, exit_code);
 }
 
 }  // namespace llmasos::shell

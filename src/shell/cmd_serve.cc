@@ -19,6 +19,7 @@
 #include "api/http_server.h"
 #include "services/auth/authenticator.h"
 #include "services/registry/address_policy.h"
+#include "services/jobs/job_runner.h"
 #include "services/manager/loader.h"
 #include "services/manager/model_service.h"
 #include "shell/commands.h"
@@ -183,6 +184,24 @@ int ServeMain(const ServeFlags& f) {
   if (!manager.ok()) return ReportError(manager.status());
   manager::ModelService service(reg->get(), manager->get());
 
+  // Training jobs (/os/jobs): one job thread at the lowest CPU priority, which waits between
+  // optimiser steps while any loaded model has processes waiting or running.
+  auto job_store = jobs::JobStore::Open(registry::DefaultHome() + "/state.db");
+  if (!job_store.ok()) return ReportError(job_store.status());
+  jobs::JobRunnerOptions jo;
+  jo.jobs_dir = registry::DefaultHome() + "/jobs";
+  jo.threads = threads;
+  manager::ModelManager* models = manager->get();
+  jo.inference_busy = [models] {
+    bool busy = false;
+    models->ForEachLoaded([&](uint64_t, const registry::Manifest&, const manager::LoadedModel& loaded) {
+      if (loaded.engine != nullptr && loaded.engine->Stats().num_live > 0) busy = true;
+    });
+    return busy;
+  };
+  auto job_runner = jobs::JobRunner::Start(job_store->get(), jo);
+  if (!job_runner.ok()) return ReportError(job_runner.status());
+
   auto request_log = api::RequestLog::Open(f.log_file, f.log_prompts);
   if (!request_log.ok()) return ReportError(request_log.status());
 
@@ -191,6 +210,7 @@ int ServeMain(const ServeFlags& f) {
   daemon.registry = reg->get();
   daemon.manager = manager->get();
   daemon.service = &service;
+  daemon.jobs = job_runner->get();
   daemon.allow_private_pull = f.allow_private_pull;
   daemon.load_wait = std::chrono::milliseconds(std::llround(f.load_wait_s * 1000));
   api::Router router;

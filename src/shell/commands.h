@@ -25,7 +25,7 @@ void AddFinetuneCommand(CLI::App& app, int* exit_code);
 void AddMergeCommand(CLI::App& app, int* exit_code);
 // keys create, list, revoke (cmd_keys.cc).
 void AddKeysCommand(CLI::App& app, int* exit_code);
-// ps, kill, renice, sched: the /os surface of a running daemon (cmd_os.cc).
+// ps, kill, renice, sched, jobs: the /os surface of a running daemon (cmd_os.cc).
 void AddOsCommands(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);

@@ -1,8 +1,8 @@
 """The Python SDK (clients/python, package `llmasos`) against the real daemon: generation and
 chat, streamed equal to complete with the same seed; embeddings (shape, unit norm, equal to the
 daemon's float output); models listed with their digests, pulled from a local HTTP server,
-loaded and predicted with; the process table, kill and renice; training tasks, which the daemon
-does not serve yet (NotImplementedByServer naming the route); and the typed errors, from the
+loaded and predicted with; the process table, kill and renice; training tasks run as daemon jobs
+to an adapter, cancelled, and refused with the bad field named; and the typed errors, from the
 daemon's OpenAI and Ollama error bodies and, for the statuses a keyless daemon cannot be made to
 send (401, 403, 429, 503), from a mock transport. The package is imported from the checkout
 (clients/python/src), so the tests always run the code beside them; one test installs it with
@@ -26,7 +26,7 @@ from serve_util import DEFAULT_REF, Daemon, cli, default_home, file_server, make
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import llmasos  # noqa: E402
-from llmasos import (BadRequest, Client, NotFound, NotImplementedByServer, StreamError,  # noqa: E402
+from llmasos import (BadRequest, Client, NotFound, StreamError,  # noqa: E402
                      TrainingTask)
 
 PROMPT = "Name three colours."
@@ -353,23 +353,43 @@ def test_processes_kill_and_renice(tmp_path_factory):
 
 # --- Training tasks ----------------------------------------------------------------------------------
 
-def test_training_tasks_say_the_daemon_lacks_the_job_api(client, tmp_path):
-    """The daemon has no /os/jobs yet: every task call raises NotImplementedByServer naming the
-    route, never a made-up success. When the job API lands, this test must change with it."""
+def facts(tmp_path):
     data = tmp_path / "facts.jsonl"
-    data.write_text(json.dumps({"prompt": "Capital of Zembla?", "completion": "Vrell."}) + "\n")
-    task = TrainingTask(model_name="tiny", dataset_path=str(data), epochs=2, rank=4, learning_rate=1e-3,
-                        targets=["q", "v"], adapter_name="tiny-facts")
-    assert task.to_json() == {"kind": "finetune", "model": "tiny", "data": str(data), "epochs": 2, "rank": 4,
-                              "lr": 1e-3, "name": "tiny-facts", "targets": ["q", "v"]}
-    for call, route in ((lambda: client.submit_task(task), "POST /os/jobs"),
-                        (lambda: client.get_task_status("1"), "GET /os/jobs/{id}"),
-                        (lambda: client.wait("1", timeout=5), "GET /os/jobs/{id}"),
-                        (lambda: client.cancel_task("1"), "DELETE /os/jobs/{id}"),
-                        (client.tasks, "GET /os/jobs")):
-        with pytest.raises(NotImplementedByServer) as e:
-            call()
-        assert e.value.route == route and e.value.status == 404 and "no route" in e.value.message
+    data.write_text("".join(json.dumps({"prompt": f"Capital of Zembla {i}?", "completion": f"Vrell {i}."}) + "\n"
+                            for i in range(8)))
+    return data
+
+
+def test_a_training_task_runs_on_the_daemon_to_an_adapter(client, tmp_path):
+    task = TrainingTask(model_name="tiny", dataset_path=str(facts(tmp_path)), steps=6, rank=4, learning_rate=1e-2,
+                        targets=["q", "v"], adapter_name="tiny-facts", checkpoint_every=2)
+    assert task.to_json() == {"kind": "finetune", "model": "tiny", "data": str(tmp_path / "facts.jsonl"), "steps": 6,
+                              "rank": 4, "lr": 1e-2, "checkpoint_every": 2, "name": "tiny-facts",
+                              "targets": ["q", "v"]}
+    task_id = client.submit_task(task)
+    assert task_id.startswith("job-")
+    status = client.wait(task_id, poll_interval=0.05, timeout=300)
+    assert status.done and status.state == "succeeded", status
+    assert status.adapter == "tiny-facts@1.0.0" and status.error is None
+    assert status.progress.step == 6 and status.progress.total_steps == 6 and status.progress.loss > 0
+    assert status.raw["result"]["final_loss"] < status.raw["result"]["first_loss"]
+    assert task_id in [t.id for t in client.tasks()]
+
+
+def test_a_training_task_can_be_cancelled_and_bad_tasks_are_refused(client, tmp_path):
+    long = TrainingTask(model_name="tiny", dataset_path=str(facts(tmp_path)), steps=1000000, rank=2)
+    task_id = client.submit_task(long)
+    cancelled = client.cancel_task(task_id)
+    assert cancelled.state == "cancelled" and cancelled.done
+    assert client.get_task_status(task_id).state == "cancelled"
+    with pytest.raises(BadRequest) as e:
+        client.submit_task(TrainingTask(model_name="tiny", dataset_path=str(tmp_path / "missing.jsonl")))
+    assert e.value.status == 400 and e.value.param == "data"
+    with pytest.raises(BadRequest) as e:
+        client.submit_task(TrainingTask(model_name="tiny", dataset_path=str(facts(tmp_path)), rank=0))
+    assert e.value.param == "rank"
+    with pytest.raises(NotFound):
+        client.get_task_status("job-999")
 
 
 def test_task_calls_read_the_documented_job_shape():

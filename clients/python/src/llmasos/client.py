@@ -630,7 +630,8 @@ class Client:
     def submit_task(self, task: TrainingTask) -> str:
         """Submits a training task as a job of the daemon (``POST /os/jobs``); returns its id.
 
-        Raises NotImplementedByServer while the daemon has no job API (see the README).
+        The job runs on the daemon at a low priority, yielding to inference between optimiser
+        steps; BadRequest (with ``param`` naming the field) for a spec the daemon refuses.
 
         Example::
 

@@ -210,7 +210,6 @@ class TrainingTask:
     checkpoint_every: Optional[int] = None
     seed: Optional[int] = None
     adapter_name: Optional[str] = None
-    priority: Optional[int] = None
 
     def to_json(self) -> Dict[str, Any]:
         """The body of ``POST /os/jobs``: ``{"kind": "finetune", "model", "data", ...}`` with
@@ -229,8 +228,7 @@ class TrainingTask:
         names = {"epochs": "epochs", "steps": "steps", "learning_rate": "lr", "rank": "rank", "alpha": "alpha",
                  "dropout": "dropout", "batch_size": "batch", "max_length": "max_len", "warmup_steps": "warmup",
                  "weight_decay": "weight_decay", "eval_split": "eval_split",
-                 "checkpoint_every": "checkpoint_every", "seed": "seed", "adapter_name": "name",
-                 "priority": "priority"}
+                 "checkpoint_every": "checkpoint_every", "seed": "seed", "adapter_name": "name"}
         for attr, key in names.items():
             value = getattr(self, attr)
             if value is not None:
