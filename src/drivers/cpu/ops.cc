@@ -123,7 +123,32 @@ void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
   const DF df;
   const size_t lanes = hn::Lanes(df);
   HWY_ALIGN float padded[hn::MaxLanes(df)] = {};
-  for (size_t j = 0; j < n; j += lanes) {
+  size_t j = 0;
+  // Two vectors of keys at a time while both are whole (a 16-token KV block on AVX2): each
+  // accumulator is a chain of head_dim dependent FMAs, so one vector's kHeads chains leave the
+  // FMA units waiting on their latency; two vectors' chains interleave.
+  for (; j + 2 * lanes <= n; j += 2 * lanes) {
+    VF acc0[kHeads], acc1[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc0[g] = acc1[g] = hn::Zero(df);
+    for (size_t d = 0; d < head_dim; ++d) {
+      const float* row = kt + d * kt_stride + j;
+      const VF k0 = hn::LoadU(df, row);
+      const VF k1 = hn::LoadU(df, row + lanes);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) {
+        const VF qg = hn::Set(df, q[g * q_stride + d]);
+        acc0[g] = hn::MulAdd(qg, k0, acc0[g]);
+        acc1[g] = hn::MulAdd(qg, k1, acc1[g]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) {
+      hn::StoreU(hn::Mul(acc0[g], hn::Set(df, scale)), df, scores + g * scores_stride + j);
+      hn::StoreU(hn::Mul(acc1[g], hn::Set(df, scale)), df, scores + g * scores_stride + j + lanes);
+    }
+  }
+  for (; j < n; j += lanes) {
     const size_t count = std::min(lanes, n - j);
     const bool in_row = j + lanes <= kt_stride;
     VF acc[kHeads];
