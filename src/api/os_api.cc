@@ -85,16 +85,24 @@ void ListProcesses(Daemon& daemon, Exchange& ex) {
   SendJson(ex, json{{"processes", rows}}.dump());
 }
 
+// One row of /os/scheduler: the instance and its scheduler's parameters (os_request.h's schema).
+json SchedulerRow(uint64_t instance, const registry::Manifest& m, const kernel::SchedulingSettings& settings) {
+  json row = {{"instance", instance}, {"model", m.name}, {"version", m.version}};
+  row.update(SchedulingSettingsJson(settings));
+  return row;
+}
+
 void GetScheduler(Daemon& daemon, Exchange& ex) {
   json rows = json::array();
   daemon.manager->ForEachLoaded([&](uint64_t instance, const registry::Manifest& m, const manager::LoadedModel& loaded) {
     if (loaded.engine == nullptr) return;
-    rows.push_back({{"instance", instance}, {"model", m.name}, {"version", m.version},
-                    {"policy", loaded.engine->Stats().policy}});
+    rows.push_back(SchedulerRow(instance, m, loaded.engine->Scheduling()));
   });
   SendJson(ex, json{{"instances", rows}}.dump());
 }
 
+// Every field is range-checked on its own, so the merge with an instance's settings cannot
+// fail validation; UpdateScheduling fails only for an engine that is shutting down.
 void PutScheduler(Daemon& daemon, Exchange& ex) {
   std::string param;
   StatusOr<SchedulerUpdate> update = ParseSchedulerUpdate(ex.request().body, &param);
@@ -106,8 +114,12 @@ void PutScheduler(Daemon& daemon, Exchange& ex) {
   json rows = json::array();
   daemon.manager->ForEachLoaded([&](uint64_t instance, const registry::Manifest& m, const manager::LoadedModel& loaded) {
     if (loaded.engine == nullptr || (update->instance && *update->instance != instance)) return;
-    if (Status s = loaded.engine->SetPolicy(update->policy); !s.ok() && error.ok()) error = s;
-    rows.push_back({{"instance", instance}, {"model", m.name}, {"version", m.version}, {"policy", update->policy}});
+    StatusOr<kernel::SchedulingSettings> now = loaded.engine->UpdateScheduling(update->update);
+    if (!now.ok()) {
+      if (error.ok()) error = now.status();
+      return;
+    }
+    rows.push_back(SchedulerRow(instance, m, *now));
   });
   if (!error.ok()) {
     SendStatus(ex, error);

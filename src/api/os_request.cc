@@ -26,13 +26,36 @@ std::optional<uint64_t> ParsePositive(std::string_view text) {
   return v;
 }
 
-// Fails naming the first key of `body` that is not in `known`.
-Status RejectUnknownFields(const Context& ctx, const nlohmann::json& body, std::initializer_list<std::string_view> known) {
+// Fails naming the first key of `body` that is not in `known` (nor in `extra`), as
+// `prefix` + key.
+Status RejectUnknownFields(const Context& ctx, const nlohmann::json& body, std::initializer_list<std::string_view> known,
+                           std::string_view prefix = "", std::initializer_list<std::string_view> extra = {}) {
   for (const auto& [key, value] : body.items()) {
     bool ok = false;
     for (std::string_view k : known) ok |= key == k;
-    if (!ok) return ctx.Fail(key, "is not a field of this request");
+    for (std::string_view k : extra) ok |= key == k;
+    if (!ok) return ctx.Fail(std::string(prefix) + key.substr(0, 64), "is not a field of this request");
   }
+  return OkStatus();
+}
+
+// The object at `key` of `f` (an error unless it is one), with its unknown fields rejected;
+// nullptr when it is not given.
+StatusOr<const nlohmann::json*> SubObject(Fields& f, std::string_view key, std::initializer_list<std::string_view> known) {
+  const nlohmann::json* obj = nullptr;
+  RETURN_IF_ERROR(f.Object(key, &obj));
+  if (obj != nullptr) RETURN_IF_ERROR(RejectUnknownFields(f.ctx(), *obj, known, f.Path(key) + "."));
+  return obj;
+}
+
+// A number at `key` in (0, hi] (open_lo) or [0, hi].
+Status ReadBounded(Fields& f, std::string_view key, double hi, bool open_lo, std::optional<double>* out) {
+  const nlohmann::json* v = f.Find(key);
+  if (v == nullptr) return OkStatus();
+  double d = 0;
+  RETURN_IF_ERROR(json_fields::ReadNumber(f.ctx(), *v, f.Path(key), 0, hi, &d));
+  if (open_lo && d <= 0) return f.Fail(key, "must be > 0");
+  *out = d;
   return OkStatus();
 }
 
@@ -113,18 +136,114 @@ StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param) {
   return *priority;
 }
 
+nlohmann::json SchedulingSettingsJson(const kernel::SchedulingSettings& s) {
+  const kernel::PolicyOptions& p = s.policy_options;
+  nlohmann::json weights = nlohmann::json::object();
+  for (const auto& [tenant, weight] : p.fair.tenant_weights) weights[tenant] = weight;
+  const kernel::PreemptionOptions& o = s.preemption;
+  return {{"policy", s.policy},
+          {"fair", {{"weights", weights}, {"default_weight", p.fair.default_weight}}},
+          {"rr", {{"slice_tokens", p.rr.slice_tokens}}},
+          {"sjf", {{"aging_tokens_per_second", p.sjf.aging_tokens_per_second}}},
+          {"priority", {{"aging_per_second", p.priority.aging_per_second}}},
+          {"preemption",
+           {{"waiting_may_preempt", o.waiting_may_preempt},
+            {"min_tokens_before_preempt", o.min_tokens_before_preempt},
+            {"mode", kernel::PreemptChoiceName(o.mode)},
+            {"swap_seconds_per_byte", o.costs.swap_seconds_per_byte},
+            {"recompute_seconds_per_token", o.costs.recompute_seconds_per_token}}}};
+}
+
+StatusOr<kernel::SchedulingUpdate> ParseSchedulingUpdate(const nlohmann::json& j, std::string* error_param,
+                                                         std::initializer_list<std::string_view> extra) {
+  std::vector<std::string> ignored;
+  const Context ctx{error_param, &ignored};
+  if (!j.is_object()) return ctx.Fail("scheduler", "must be an object, got " + Show(j));
+  RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"policy", "fair", "rr", "sjf", "priority", "preemption"}, "", extra));
+  Fields f(j, "", ctx);
+  kernel::SchedulingUpdate u;
+  std::string policy;
+  bool has_policy = false;
+  RETURN_IF_ERROR(f.String("policy", 32, &policy, &has_policy));
+  if (has_policy) {
+    if (auto p = kernel::NewPolicyByName(policy); !p.ok()) return f.Fail("policy", p.status().message());
+    u.policy = policy;
+  }
+
+  ASSIGN_OR_RETURN(const nlohmann::json* fair, SubObject(f, "fair", {"weights", "default_weight"}));
+  if (fair != nullptr) {
+    Fields ff(*fair, "fair.", ctx);
+    const nlohmann::json* weights = nullptr;
+    RETURN_IF_ERROR(ff.Object("weights", &weights));
+    if (weights != nullptr) {
+      if (weights->size() > kernel::kMaxFairTenants) {
+        return ff.Fail("weights", "at most " + std::to_string(kernel::kMaxFairTenants) + " tenants");
+      }
+      Fields wf(*weights, "fair.weights.", ctx);
+      auto& table = u.fair_weights.emplace();
+      for (const auto& [tenant, value] : weights->items()) {
+        if (tenant.empty() || tenant.size() > kernel::kMaxTenantBytes) {
+          return ff.Fail("weights", "a tenant name must be 1.." + std::to_string(kernel::kMaxTenantBytes) + " bytes");
+        }
+        std::optional<double> w;
+        RETURN_IF_ERROR(ReadBounded(wf, tenant, kernel::kMaxFairWeight, true, &w));
+        if (!w) return wf.Fail(tenant, "must be a number, got null");
+        table[tenant] = *w;
+      }
+    }
+    RETURN_IF_ERROR(ReadBounded(ff, "default_weight", kernel::kMaxFairWeight, true, &u.fair_default_weight));
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* rr, SubObject(f, "rr", {"slice_tokens"}));
+  if (rr != nullptr) {
+    Fields rf(*rr, "rr.", ctx);
+    RETURN_IF_ERROR(rf.Int("slice_tokens", 1, kernel::kMaxSliceTokens, &u.rr_slice_tokens));
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* sjf, SubObject(f, "sjf", {"aging_tokens_per_second"}));
+  if (sjf != nullptr) {
+    Fields sf(*sjf, "sjf.", ctx);
+    RETURN_IF_ERROR(ReadBounded(sf, "aging_tokens_per_second", kernel::kMaxSjfAging, true, &u.sjf_aging_tokens_per_second));
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* prio, SubObject(f, "priority", {"aging_per_second"}));
+  if (prio != nullptr) {
+    Fields pf(*prio, "priority.", ctx);
+    RETURN_IF_ERROR(ReadBounded(pf, "aging_per_second", kernel::kMaxPriorityAging, false, &u.priority_aging_per_second));
+  }
+  ASSIGN_OR_RETURN(const nlohmann::json* pre,
+                   SubObject(f, "preemption", {"waiting_may_preempt", "min_tokens_before_preempt", "mode",
+                                               "swap_seconds_per_byte", "recompute_seconds_per_token"}));
+  if (pre != nullptr) {
+    Fields pf(*pre, "preemption.", ctx);
+    if (pf.Has("waiting_may_preempt")) {
+      bool b = false;
+      RETURN_IF_ERROR(pf.Bool("waiting_may_preempt", &b));
+      u.waiting_may_preempt = b;
+    }
+    RETURN_IF_ERROR(pf.Int("min_tokens_before_preempt", 0, kernel::kMaxMinTokensBeforePreempt,
+                           &u.min_tokens_before_preempt));
+    std::string mode;
+    bool has_mode = false;
+    RETURN_IF_ERROR(pf.String("mode", 16, &mode, &has_mode));
+    if (has_mode) {
+      u.preempt_mode = kernel::ParsePreemptChoice(mode);
+      if (!u.preempt_mode) return pf.Fail("mode", "must be auto, swap or recompute, got " + Show(nlohmann::json(mode)));
+    }
+    RETURN_IF_ERROR(ReadBounded(pf, "swap_seconds_per_byte", 1, false, &u.swap_seconds_per_byte));
+    RETURN_IF_ERROR(ReadBounded(pf, "recompute_seconds_per_token", 60, false, &u.recompute_seconds_per_token));
+  }
+  return u;
+}
+
 StatusOr<SchedulerUpdate> ParseSchedulerUpdate(std::string_view body, std::string* error_param) {
   ASSIGN_OR_RETURN(nlohmann::json j, ParseJsonObject(body));
   std::vector<std::string> ignored;
   const Context ctx{error_param, &ignored};
-  RETURN_IF_ERROR(RejectUnknownFields(ctx, j, {"instance", "policy"}));
-  Fields f(j, "", ctx);
   SchedulerUpdate u;
+  ASSIGN_OR_RETURN(u.update, ParseSchedulingUpdate(j, error_param, {"instance"}));
+  Fields f(j, "", ctx);
   RETURN_IF_ERROR(f.Int("instance", 1, INT64_MAX, &u.instance));
-  bool has_policy = false;
-  RETURN_IF_ERROR(f.String("policy", 32, &u.policy, &has_policy));
-  if (!has_policy) return f.Fail("policy", "is required");
-  if (auto p = kernel::NewPolicyByName(u.policy); !p.ok()) return f.Fail("policy", p.status().message());
+  if (u.update.empty()) {
+    return f.Fail("policy", "nothing to change: give policy, fair, rr, sjf, priority or preemption");
+  }
   return u;
 }
 

@@ -1,5 +1,5 @@
 // The inputs of the /os/* admin surface, validated: global process ids, the process table's
-// filters, and the bodies of a renice. Errors are kInvalidArgument naming the field or the
+// filters, the bodies of a renice and of a scheduler change. Errors are kInvalidArgument naming the field or the
 // query parameter (in *error_param when given), as request.h's.
 //
 // Thread safety: pure functions over values.
@@ -14,7 +14,10 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kernel/process.h"
+#include "kernel/scheduling.h"
 #include "util/status.h"
 
 namespace llmasos::api {
@@ -48,11 +51,30 @@ StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::stri
 // field is an error (an admin call that asks for something it would not get must not pass).
 StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param = nullptr);
 
-// PUT /os/scheduler: {"policy": "fcfs" | "sjf" | "rr" | "priority" | "fair"}, for one model
-// instance ("instance": N) or, without it, every loaded one. Unknown fields are errors.
+// The scheduler's parameters as JSON, one schema for GET /os/scheduler's rows, PUT
+// /os/scheduler's body, config.toml's [scheduler] table and `llmasos sched`'s flags
+// (docs/api.md):
+//   {"policy": "fcfs" | "sjf" | "rr" | "priority" | "fair",
+//    "fair": {"weights": {TENANT: W, ...}, "default_weight": W},
+//    "rr": {"slice_tokens": N},
+//    "sjf": {"aging_tokens_per_second": X},
+//    "priority": {"aging_per_second": X},
+//    "preemption": {"waiting_may_preempt": B, "min_tokens_before_preempt": N,
+//                   "mode": "auto" | "swap" | "recompute",
+//                   "swap_seconds_per_byte": X, "recompute_seconds_per_token": X}}
+nlohmann::json SchedulingSettingsJson(const kernel::SchedulingSettings& settings);
+// Reads that schema's fields from `object` (each optional; "weights" replaces the whole table)
+// into an update. An unknown field, a wrong type or a value out of range (kernel/policy.h's
+// bounds) is InvalidArgument naming the field by its path ("fair.weights.acme"), which also
+// goes to *error_param; fields named in `extra` are skipped (the caller reads them).
+StatusOr<kernel::SchedulingUpdate> ParseSchedulingUpdate(const nlohmann::json& object, std::string* error_param,
+                                                         std::initializer_list<std::string_view> extra = {});
+
+// PUT /os/scheduler: the schema above plus "instance": N for one model instance (without it,
+// every loaded one). At least one parameter must be given.
 struct SchedulerUpdate {
   std::optional<uint64_t> instance;
-  std::string policy;
+  kernel::SchedulingUpdate update;
 };
 StatusOr<SchedulerUpdate> ParseSchedulerUpdate(std::string_view body, std::string* error_param = nullptr);
 

@@ -30,7 +30,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   kv.swap_budget_bytes = options.swap_budget_bytes;
   ASSIGN_OR_RETURN(e->kv_, KvMemory::Create(kv));
   e->memory_ = std::make_unique<KvMemoryModel>(e->kv_.get(), options.share_prefix_across_tenants);
-  ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(options.policy));
+  ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(options.policy, options.policy_options));
+  e->policy_options_ = options.policy_options;
   ASSIGN_OR_RETURN(e->scheduler_, Scheduler::Create(options.scheduler, std::move(policy),
                                                     e->memory_.get(), clock));
   e->forward_ = std::make_unique<arch::BatchForward>(model, pool, options.scheduler.max_batch_tokens,
@@ -243,10 +244,21 @@ Status Engine::ForkFollowers(ProcessId leader, std::span<const float> logits,
   return OkStatus();
 }
 
-Status Engine::SetPolicy(std::string_view name) {
-  ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(name));
-  scheduler_->SetPolicy(std::move(policy));
-  return OkStatus();
+Status Engine::Configure(const SchedulingSettings& settings) {
+  RETURN_IF_ERROR(ValidateSchedulingSettings(settings));
+  if (settings.policy != scheduler_->policy().name() || !(settings.policy_options == policy_options_)) {
+    ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy,
+                     NewPolicyByName(settings.policy, settings.policy_options));
+    scheduler_->SetPolicy(std::move(policy));
+    policy_options_ = settings.policy_options;
+  }
+  return scheduler_->SetPreemptionOptions(settings.preemption);
+}
+
+SchedulingSettings Engine::scheduling() const {
+  return SchedulingSettings{.policy = std::string(scheduler_->policy().name()),
+                            .policy_options = policy_options_,
+                            .preemption = scheduler_->preemption_options()};
 }
 
 StatusOr<StepReport> Engine::Step() {

@@ -25,6 +25,7 @@
 #include "kernel/kv_memory_model.h"
 #include "kernel/output_pipeline.h"
 #include "kernel/scheduler.h"
+#include "kernel/scheduling.h"
 #include "model/arch/batch_forward.h"
 #include "model/arch/llama_model.h"
 #include "model/sampling/sampler.h"
@@ -35,8 +36,9 @@
 namespace llmasos::kernel {
 
 struct EngineOptions {
-  SchedulerOptions scheduler;
+  SchedulerOptions scheduler;   // its preemption options are the starting ones
   std::string policy = "fcfs";  // fcfs, sjf, rr, priority, fair
+  PolicyOptions policy_options;
   size_t kv_budget_bytes = size_t{256} << 20;
   size_t kv_block_tokens = 16;
   size_t swap_budget_bytes = 0;  // host swap space; 0: preemption recomputes
@@ -148,7 +150,13 @@ class Engine {
   // prefill ends too.
   Status End(ProcessId id, EndReason reason, std::string message = "");
   Status Cancel(ProcessId id, std::string message = "") { return End(id, EndReason::kCancelled, std::move(message)); }
-  Status SetPolicy(std::string_view name);
+  // Installs `settings` between steps: a new policy object when the policy or its options
+  // changed (its bookkeeping, e.g. fair share's service per tenant, starts over; live
+  // processes are re-announced), new preemption options either way. InvalidArgument as
+  // ValidateSchedulingSettings, and nothing changes then.
+  Status Configure(const SchedulingSettings& settings);
+  // The settings in force.
+  SchedulingSettings scheduling() const;
   // Gives a live process (or a group member waiting for its leader) a new priority, ranked by
   // from the next step. Errors as Scheduler::Renice.
   Status Renice(ProcessId id, int32_t priority);
@@ -191,6 +199,7 @@ class Engine {
   std::unique_ptr<KvMemory> kv_;
   std::unique_ptr<KvMemoryModel> memory_;
   std::unique_ptr<Scheduler> scheduler_;
+  PolicyOptions policy_options_;  // those of the installed policy (all five kinds)
   std::unique_ptr<arch::BatchForward> forward_;
   std::unordered_map<ProcessId, OutputPipeline> pipelines_;
   // n > 1 groups whose leader has not finished its prefill: leader id -> the other members,

@@ -98,9 +98,9 @@ TEST_F(EngineTest, PreemptedProcessesResumeExactlyUnderEveryPolicy) {
       o.kv_block_tokens = 4;
       o.kv_budget_bytes = 24 * block_bytes;
       o.swap_budget_bytes = swap ? 64 * block_bytes : 0;  // 0: every preemption recomputes
-      o.scheduler.costs.swap_seconds_per_byte = 0;        // swap whenever swap space allows
+      o.scheduler.preemption.costs.swap_seconds_per_byte = 0;        // swap whenever swap space allows
       o.scheduler.max_running = 3;
-      o.scheduler.min_tokens_before_preempt = 2;
+      o.scheduler.preemption.min_tokens_before_preempt = 2;
       auto e = Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
       ASSERT_TRUE(e.ok()) << e.status().ToString();
       std::vector<ProcessId> ids;

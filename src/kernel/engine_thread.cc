@@ -61,6 +61,8 @@ EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Toke
       max_live_(max_live) {
   engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
   stats_.policy = engine_->scheduler().policy().name();
+  stats_.scheduling = engine_->scheduling();
+  scheduling_ = stats_.scheduling;
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -149,15 +151,23 @@ Status EngineThread::Renice(ProcessId id, int32_t priority) {
   return OkStatus();
 }
 
-Status EngineThread::SetPolicy(std::string_view name) {
-  RETURN_IF_ERROR(NewPolicyByName(name).status());
+StatusOr<SchedulingSettings> EngineThread::UpdateScheduling(const SchedulingUpdate& update) {
+  SchedulingSettings merged;
   {
     MutexLock lock(mu_);
     if (stopping_) return FailedPreconditionError("the engine thread is shut down");
-    policy_ = std::string(name);
+    merged = update.AppliedTo(scheduling_);
+    RETURN_IF_ERROR(ValidateSchedulingSettings(merged));
+    scheduling_ = merged;
+    scheduling_changed_ = true;
   }
   cv_.NotifyOne();
-  return OkStatus();
+  return merged;
+}
+
+SchedulingSettings EngineThread::Scheduling() const {
+  MutexLock lock(mu_);
+  return scheduling_;
 }
 
 void EngineThread::Shutdown() {
@@ -190,24 +200,30 @@ void EngineThread::Loop() {
     std::vector<Queued> queued;
     std::vector<CancelRequest> cancels;
     std::vector<ReniceRequest> renices;
-    std::optional<std::string> policy;
+    std::optional<SchedulingSettings> scheduling;
     bool stopping = false;
     {
       const bool has_work = engine_->HasWork();
       MutexLock lock(mu_);
       cv_.Wait(mu_, [&]() REQUIRES(mu_) {
         return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || !renices_.empty() ||
-               policy_.has_value();
+               scheduling_changed_;
       });
       queued.swap(inbox_);
       cancels.swap(cancels_);
       renices.swap(renices_);
-      policy.swap(policy_);
+      if (scheduling_changed_) scheduling = scheduling_;
+      scheduling_changed_ = false;
       stopping = stopping_;
     }
     Admit(queued);
-    // SetPolicy checked the name; a failure here would be a bug in NewPolicyByName.
-    if (policy) CHECK(engine_->SetPolicy(*policy).ok());
+    if (scheduling) {
+      // UpdateScheduling validated them; a failure here would be a bug.
+      Status st = engine_->Configure(*scheduling);
+      CHECK(st.ok()) << st.ToString();
+      MutexLock lock(mu_);
+      stats_.scheduling = std::move(*scheduling);
+    }
     // An ended process keeps the priority it ended with.
     for (const ReniceRequest& r : renices) (void)engine_->Renice(r.id, r.priority);
     // A process may have ended meanwhile: then there is nothing to cancel.

@@ -1,9 +1,9 @@
 // EngineThread: one thread per loaded model instance that runs an Engine's step loop, with a
-// thread-safe front: Submit, Cancel, SetPolicy, Shutdown from any thread, and one Channel per
+// thread-safe front: Submit, Cancel, Renice, UpdateScheduling, Shutdown from any thread, and one Channel per
 // process through which its tokens stream to the submitter.
 //
-// The loop: take what other threads queued (submissions, cancellations, renices, a policy
-// change),
+// The loop: take what other threads queued (submissions, cancellations, renices, new
+// scheduling settings),
 // cancel processes whose channel was dropped, run one Engine::Step while there is work, push
 // a token event for each token the engine's output pipelines produced (token, text, see
 // OutputPipeline) and, for ended processes, the end event; then publish the statistics and
@@ -11,7 +11,7 @@
 // variable. A kill (Cancel) or a renice takes effect before the next step.
 //
 // Locking (no lock is ever held while taking another, so there is no lock order to break):
-//   - mu_ guards the inbox (queued submissions, cancellations, renices, a policy name), the
+//   - mu_ guards the inbox (queued submissions, cancellations, renices, scheduling settings), the
 //     stopping flag, the next id, the statistics and the published process table. Callers hold it only to queue or copy; the engine
 //     thread holds it only to drain the inbox and to publish statistics, never across a Step.
 //   - The Engine, its KvMemory, scheduler and output pipelines are touched only by the engine
@@ -145,6 +145,7 @@ struct EngineThreadStats {
   SchedulerStats scheduler;        // after the latest loop iteration: queued, running, preempted
   KvStats kv;                      // after the latest loop iteration
   std::string policy;              // the scheduling policy's name, after the latest iteration
+  SchedulingSettings scheduling;   // the scheduler's parameters in force (policy included)
   std::vector<StepTiming> recent;  // the latest steps, oldest first
   Status error;                    // the first failed Step, if any
 };
@@ -188,9 +189,15 @@ class EngineThread {
   // ranks by it from then on). A process that already ended is left as it was. NotFound for
   // an id never handed out, FailedPrecondition after Shutdown. Thread-safe.
   Status Renice(ProcessId id, int32_t priority);
-  // Switches the scheduling policy before the next step; InvalidArgument for an unknown name.
-  // Thread-safe.
-  Status SetPolicy(std::string_view name);
+  // Changes the scheduler's parameters (policy, policy options, preemption) before the next
+  // step: `update` is merged into the settings asked for so far (so concurrent updates of
+  // different fields both stay), and the result is returned. InvalidArgument naming the field
+  // as ValidateSchedulingSettings, and nothing changes then; FailedPrecondition after Shutdown.
+  // Stats().scheduling shows the settings once the engine thread installed them. Thread-safe.
+  StatusOr<SchedulingSettings> UpdateScheduling(const SchedulingUpdate& update);
+  // The settings the next step runs under: the latest UpdateScheduling's (installed before
+  // that step), else the ones the engine started with. Thread-safe.
+  SchedulingSettings Scheduling() const;
   // Cancels every live and queued process (EndReason::kShutdown), delivers their end events and
   // joins the thread. Idempotent. Thread-safe (not from a channel consumer that the call
   // would wait on: it never waits on consumers).
@@ -244,7 +251,8 @@ class EngineThread {
     int32_t priority;
   };
   std::vector<ReniceRequest> renices_ GUARDED_BY(mu_);
-  std::optional<std::string> policy_ GUARDED_BY(mu_);
+  SchedulingSettings scheduling_ GUARDED_BY(mu_);  // the latest asked for
+  bool scheduling_changed_ GUARDED_BY(mu_) = false;  // not yet installed
   bool stopping_ GUARDED_BY(mu_) = false;
   ProcessId last_id_ GUARDED_BY(mu_) = 0;  // highest id queued
   EngineThreadStats stats_ GUARDED_BY(mu_);

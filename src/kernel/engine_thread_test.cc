@@ -357,9 +357,37 @@ TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {
   EXPECT_EQ(engine->Submit(Greedy({1, 999999}, 4)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy({}, 4)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy(Prompt(1000, 1), 100)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine->SetPolicy("lottery").code(), StatusCode::kInvalidArgument);
-  EXPECT_TRUE(engine->SetPolicy("priority").ok());
+  EXPECT_EQ(engine->UpdateScheduling({.policy = "lottery"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine->UpdateScheduling({.policy = "priority"}).ok());
   EXPECT_EQ(engine->Stats().num_submitted, 0u);
+}
+
+TEST_F(EngineThreadTest, SchedulingUpdatesMergeAndAreInForceBeforeTheNextProcessRuns) {
+  auto engine = Start();
+  ASSERT_NE(engine, nullptr);
+  auto first = engine->UpdateScheduling({.policy = "fair", .fair_weights = {{{"acme", 1}, {"beta", 3}}}});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  // A second update of other fields keeps the first's.
+  auto second = engine->UpdateScheduling({.rr_slice_tokens = 5, .preempt_mode = PreemptChoice::kRecompute});
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->policy, "fair");
+  EXPECT_EQ(second->policy_options.fair.tenant_weights.at("beta"), 3);
+  EXPECT_EQ(second->policy_options.rr.slice_tokens, 5u);
+  // A bad value changes nothing.
+  auto bad = engine->UpdateScheduling({.policy = "rr", .rr_slice_tokens = 0});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message().rfind("rr.slice_tokens", 0), 0u) << bad.status().message();
+  // The engine thread installs what was asked before it takes the next submission in.
+  auto s = engine->Submit(Greedy(Prompt(6, 2), 3));
+  ASSERT_TRUE(s.ok());
+  Drain(*s->channel);
+  const EngineThreadStats st = engine->Stats();
+  EXPECT_EQ(st.policy, "fair");
+  EXPECT_EQ(st.scheduling.policy, "fair");
+  EXPECT_EQ(st.scheduling.policy_options, second->policy_options);
+  EXPECT_EQ(st.scheduling.preemption.mode, PreemptChoice::kRecompute);
+  engine->Shutdown();
+  EXPECT_EQ(engine->UpdateScheduling({.policy = "sjf"}).status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(EngineThreadTest, StatsKeepABoundedHistoryOfSteps) {

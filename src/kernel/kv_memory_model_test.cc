@@ -145,8 +145,8 @@ TEST(KvMemoryModelTest, ASharedPromptIsReusedWithinATenantOnly) {
 TEST(KvMemoryModelTest, SwapPreemptionOnRealKvMemoryResumesWithoutRecompute) {
   SchedulerOptions o;
   o.max_running = 1;
-  o.min_tokens_before_preempt = 0;
-  o.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+  o.preemption.min_tokens_before_preempt = 0;
+  o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
   KvSim sim(16, 16, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), o);
   const ProcessId low = sim.Submit(Prompt(30, 1), 20, 0);
   for (int i = 0; i < 5; ++i) sim.Step();

@@ -9,6 +9,8 @@
 #define LLMASOS_KERNEL_MEMORY_MODEL_H_
 
 #include <cstddef>
+#include <optional>
+#include <string_view>
 
 #include "kernel/process.h"
 #include "util/status.h"
@@ -66,10 +68,18 @@ struct PreemptionCosts {
   double recompute_seconds_per_token = 1.0 / 2000;  // prefill throughput of a small CPU model
 };
 
-// Swap when it fits in swap space and costs less: 2 * swap_bytes * swap_seconds_per_byte <
-// recompute_tokens * recompute_seconds_per_token. Recompute otherwise (always possible).
+// Which way preemption goes: the cheaper by PreemptionCosts ("auto"), swap whenever swap space
+// holds the victim ("swap"), or always recompute ("recompute").
+enum class PreemptChoice { kCheaper, kSwap, kRecompute };
+std::string_view PreemptChoiceName(PreemptChoice choice);
+// The choice named `name` (auto, swap, recompute); nullopt for anything else.
+std::optional<PreemptChoice> ParsePreemptChoice(std::string_view name);
+
+// Recompute when nothing is resident or swap space cannot hold it (always possible), or when
+// `choice` says so. Otherwise swap under kSwap, and under kCheaper when it costs less:
+// 2 * swap_bytes * swap_seconds_per_byte < recompute_tokens * recompute_seconds_per_token.
 PreemptMode ChoosePreemptMode(size_t swap_bytes, size_t free_swap_bytes, size_t recompute_tokens,
-                              const PreemptionCosts& costs);
+                              const PreemptionCosts& costs, PreemptChoice choice = PreemptChoice::kCheaper);
 
 }  // namespace llmasos::kernel
 

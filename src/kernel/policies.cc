@@ -188,12 +188,56 @@ std::unique_ptr<SchedulerPolicy> NewFairSharePolicy(FairShareOptions options) {
   return std::make_unique<FairSharePolicy>(std::move(options));
 }
 
-StatusOr<std::unique_ptr<SchedulerPolicy>> NewPolicyByName(std::string_view name) {
+namespace {
+
+// Whether `v` is a number in [lo, hi] (in (lo, hi] when `open_lo`); NaN is not.
+bool InRange(double v, double lo, double hi, bool open_lo) {
+  return (open_lo ? v > lo : v >= lo) && v <= hi;
+}
+
+std::string Bound(double v) {
+  std::string s = std::to_string(v);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+Status ValidatePolicyOptions(const PolicyOptions& o) {
+  if (o.rr.slice_tokens < 1 || o.rr.slice_tokens > kMaxSliceTokens) {
+    return InvalidArgumentError("rr.slice_tokens: must be in 1.." + std::to_string(kMaxSliceTokens));
+  }
+  if (!InRange(o.sjf.aging_tokens_per_second, 0, kMaxSjfAging, true)) {
+    return InvalidArgumentError("sjf.aging_tokens_per_second: must be a number in (0, " + Bound(kMaxSjfAging) + "]");
+  }
+  if (!InRange(o.priority.aging_per_second, 0, kMaxPriorityAging, false)) {
+    return InvalidArgumentError("priority.aging_per_second: must be a number in [0, " + Bound(kMaxPriorityAging) + "]");
+  }
+  if (!InRange(o.fair.default_weight, 0, kMaxFairWeight, true)) {
+    return InvalidArgumentError("fair.default_weight: must be a number in (0, " + Bound(kMaxFairWeight) + "]");
+  }
+  if (o.fair.tenant_weights.size() > kMaxFairTenants) {
+    return InvalidArgumentError("fair.weights: at most " + std::to_string(kMaxFairTenants) + " tenants");
+  }
+  for (const auto& [tenant, weight] : o.fair.tenant_weights) {
+    if (tenant.empty() || tenant.size() > kMaxTenantBytes) {
+      return InvalidArgumentError("fair.weights: a tenant name must be 1.." + std::to_string(kMaxTenantBytes) + " bytes");
+    }
+    if (!InRange(weight, 0, kMaxFairWeight, true)) {
+      return InvalidArgumentError("fair.weights." + tenant + ": must be a number in (0, " + Bound(kMaxFairWeight) + "]");
+    }
+  }
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<SchedulerPolicy>> NewPolicyByName(std::string_view name, const PolicyOptions& options) {
+  RETURN_IF_ERROR(ValidatePolicyOptions(options));
   if (name == "fcfs") return NewFcfsPolicy();
-  if (name == "sjf") return NewShortestJobFirstPolicy();
-  if (name == "rr") return NewRoundRobinPolicy();
-  if (name == "priority") return NewPriorityPolicy();
-  if (name == "fair") return NewFairSharePolicy();
+  if (name == "sjf") return NewShortestJobFirstPolicy(options.sjf);
+  if (name == "rr") return NewRoundRobinPolicy(options.rr);
+  if (name == "priority") return NewPriorityPolicy(options.priority);
+  if (name == "fair") return NewFairSharePolicy(options.fair);
   return InvalidArgumentError("unknown scheduler policy '" + std::string(name) +
                               "' (expected fcfs, sjf, rr, priority or fair)");
 }

@@ -1,5 +1,6 @@
 // Ranking tests for each policy on hand-built processes, and the preemption cost model.
 #include <chrono>
+#include <cmath>
 
 #include "gtest/gtest.h"
 #include "kernel/memory_model.h"
@@ -129,6 +130,73 @@ TEST(PreemptModeTest, SwapsWhenCheaperAndItFitsElseRecomputes) {
   // 1 token recomputed: 1 ms < 2 ms.
   EXPECT_EQ(ChoosePreemptMode(1'000'000, 10'000'000, 1, costs), PreemptMode::kRecompute);
   EXPECT_EQ(ChoosePreemptMode(0, 10'000'000, 100, costs), PreemptMode::kRecompute);
+}
+
+TEST(PreemptModeTest, AChoiceOverridesTheCostModelWhereSwapIsPossible) {
+  PreemptionCosts swap_cheaper{.swap_seconds_per_byte = 1e-9, .recompute_seconds_per_token = 1e-3};
+  EXPECT_EQ(ChoosePreemptMode(1'000'000, 10'000'000, 100, swap_cheaper, PreemptChoice::kRecompute),
+            PreemptMode::kRecompute);
+  PreemptionCosts recompute_cheaper{.swap_seconds_per_byte = 1e-3, .recompute_seconds_per_token = 1e-9};
+  EXPECT_EQ(ChoosePreemptMode(1'000'000, 10'000'000, 100, recompute_cheaper, PreemptChoice::kSwap), PreemptMode::kSwap);
+  // Swap needs room and something resident, whatever the choice.
+  EXPECT_EQ(ChoosePreemptMode(1'000'000, 999'999, 100, swap_cheaper, PreemptChoice::kSwap), PreemptMode::kRecompute);
+  EXPECT_EQ(ChoosePreemptMode(0, 10'000'000, 100, swap_cheaper, PreemptChoice::kSwap), PreemptMode::kRecompute);
+  for (PreemptChoice c : {PreemptChoice::kCheaper, PreemptChoice::kSwap, PreemptChoice::kRecompute}) {
+    EXPECT_EQ(ParsePreemptChoice(PreemptChoiceName(c)), c);
+  }
+  EXPECT_EQ(ParsePreemptChoice("lru"), std::nullopt);
+}
+
+TEST(PolicyOptionsTest, ValidationNamesTheFieldOutOfRange) {
+  struct Case {
+    void (*set)(PolicyOptions&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](PolicyOptions& o) { o.rr.slice_tokens = 0; }, "rr.slice_tokens"},
+      {[](PolicyOptions& o) { o.rr.slice_tokens = kMaxSliceTokens + 1; }, "rr.slice_tokens"},
+      {[](PolicyOptions& o) { o.sjf.aging_tokens_per_second = 0; }, "sjf.aging_tokens_per_second"},
+      {[](PolicyOptions& o) { o.sjf.aging_tokens_per_second = std::nan(""); }, "sjf.aging_tokens_per_second"},
+      {[](PolicyOptions& o) { o.priority.aging_per_second = -0.5; }, "priority.aging_per_second"},
+      {[](PolicyOptions& o) { o.priority.aging_per_second = INFINITY; }, "priority.aging_per_second"},
+      {[](PolicyOptions& o) { o.fair.default_weight = 0; }, "fair.default_weight"},
+      {[](PolicyOptions& o) { o.fair.tenant_weights["acme"] = -1; }, "fair.weights.acme"},
+      {[](PolicyOptions& o) { o.fair.tenant_weights["acme"] = kMaxFairWeight * 2; }, "fair.weights.acme"},
+      {[](PolicyOptions& o) { o.fair.tenant_weights[""] = 1; }, "fair.weights"},
+  };
+  EXPECT_TRUE(ValidatePolicyOptions({}).ok());
+  for (const Case& c : cases) {
+    PolicyOptions o;
+    c.set(o);
+    Status st = ValidatePolicyOptions(o);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << c.field;
+    EXPECT_EQ(st.message().rfind(c.field, 0), 0u) << st.message();
+    // The factory refuses them too, rather than CHECK-failing in a policy's constructor.
+    EXPECT_EQ(NewPolicyByName("fair", o).status().code(), StatusCode::kInvalidArgument) << c.field;
+  }
+}
+
+TEST_F(PolicyTest, NewPolicyByNameBuildsThePolicyWithItsOptions) {
+  PolicyOptions o;
+  o.fair.tenant_weights = {{"heavy", 4}};
+  auto fair = NewPolicyByName("fair", o);
+  ASSERT_TRUE(fair.ok());
+  Process* light = Make(100, 0, "light");
+  Process* heavy = Make(100, 0, "heavy");
+  (*fair)->OnSubmitted(*light);
+  (*fair)->OnSubmitted(*heavy);
+  // Both served 40 tokens: light is at 40 / 1, heavy at 40 / 4, so heavy goes first.
+  (*fair)->OnServed(*light, 40);
+  (*fair)->OnServed(*heavy, 40);
+  EXPECT_EQ(Ids(**fair), (std::vector<ProcessId>{heavy->id(), light->id()}));
+  // With default options they would be level, and arrival order decides.
+  auto plain = NewPolicyByName("fair");
+  ASSERT_TRUE(plain.ok());
+  (*plain)->OnSubmitted(*light);
+  (*plain)->OnSubmitted(*heavy);
+  (*plain)->OnServed(*light, 40);
+  (*plain)->OnServed(*heavy, 40);
+  EXPECT_EQ(Ids(**plain), (std::vector<ProcessId>{light->id(), heavy->id()}));
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ std::unique_ptr<SchedulerPolicy> NewFcfsPolicy();
 // (its remaining_tokens - 1) / aging_tokens_per_second, so nothing starves.
 struct SjfOptions {
   double aging_tokens_per_second = 50.0;  // > 0
+  bool operator==(const SjfOptions&) const = default;
 };
 std::unique_ptr<SchedulerPolicy> NewShortestJobFirstPolicy(SjfOptions options = {});
 
@@ -64,6 +65,7 @@ std::unique_ptr<SchedulerPolicy> NewShortestJobFirstPolicy(SjfOptions options = 
 // (a waiting process may take the place of one that used its slice).
 struct RoundRobinOptions {
   size_t slice_tokens = 16;  // >= 1
+  bool operator==(const RoundRobinOptions&) const = default;
 };
 std::unique_ptr<SchedulerPolicy> NewRoundRobinPolicy(RoundRobinOptions options = {});
 
@@ -74,6 +76,7 @@ std::unique_ptr<SchedulerPolicy> NewRoundRobinPolicy(RoundRobinOptions options =
 // strict priority (which can starve). Batch class: floor(effective priority).
 struct PriorityOptions {
   double aging_per_second = 0.1;  // >= 0
+  bool operator==(const PriorityOptions&) const = default;
 };
 std::unique_ptr<SchedulerPolicy> NewPriorityPolicy(PriorityOptions options = {});
 
@@ -84,12 +87,42 @@ std::unique_ptr<SchedulerPolicy> NewPriorityPolicy(PriorityOptions options = {})
 struct FairShareOptions {
   std::map<std::string, double, std::less<>> tenant_weights;  // missing tenant: default_weight
   double default_weight = 1.0;                                  // > 0
+  bool operator==(const FairShareOptions&) const = default;
 };
 std::unique_ptr<SchedulerPolicy> NewFairSharePolicy(FairShareOptions options = {});
 
-// Builds a policy by name ("fcfs", "sjf", "rr", "priority", "fair") with default options;
-// InvalidArgument listing the names for anything else.
-StatusOr<std::unique_ptr<SchedulerPolicy>> NewPolicyByName(std::string_view name);
+// Every policy's parameters, kept together so that switching policies keeps each one's
+// settings (what GET /os/scheduler shows beside the active policy).
+struct PolicyOptions {
+  SjfOptions sjf;
+  RoundRobinOptions rr;
+  PriorityOptions priority;
+  FairShareOptions fair;
+  bool operator==(const PolicyOptions&) const = default;
+};
+// The ranges ValidatePolicyOptions accepts; they bound what a caller may ask, not what would
+// make sense for one workload.
+inline constexpr size_t kMaxSliceTokens = 1'000'000;
+inline constexpr double kMaxSjfAging = 1e9;          // tokens per second
+inline constexpr double kMaxPriorityAging = 1e6;     // levels per second
+inline constexpr double kMaxFairWeight = 1e6;
+inline constexpr size_t kMaxFairTenants = 1024;      // entries in tenant_weights
+inline constexpr size_t kMaxTenantBytes = 128;
+// OK, or InvalidArgument naming the first parameter out of its range by its path in the
+// /os/scheduler body ("rr.slice_tokens: ...", "fair.weights.acme: ..."): slice_tokens in
+// 1..kMaxSliceTokens, SJF aging in (0, kMaxSjfAging], priority aging in [0, kMaxPriorityAging],
+// weights in (0, kMaxFairWeight], at most kMaxFairTenants tenants of 1..kMaxTenantBytes bytes;
+// NaN and infinities are out of every range.
+Status ValidatePolicyOptions(const PolicyOptions& options);
+
+// The policy names, in the order above.
+inline constexpr std::string_view kPolicyNames[] = {"fcfs", "sjf", "rr", "priority", "fair"};
+
+// Builds a policy by name ("fcfs", "sjf", "rr", "priority", "fair") with its options from
+// `options`; InvalidArgument listing the names for anything else, and as
+// ValidatePolicyOptions.
+StatusOr<std::unique_ptr<SchedulerPolicy>> NewPolicyByName(std::string_view name,
+                                                           const PolicyOptions& options = {});
 
 }  // namespace llmasos::kernel
 

@@ -9,13 +9,46 @@ std::string_view PreemptModeName(PreemptMode mode) {
   return mode == PreemptMode::kSwap ? "swap" : "recompute";
 }
 
+std::string_view PreemptChoiceName(PreemptChoice choice) {
+  switch (choice) {
+    case PreemptChoice::kCheaper: return "auto";
+    case PreemptChoice::kSwap: return "swap";
+    case PreemptChoice::kRecompute: return "recompute";
+  }
+  return "";
+}
+
+std::optional<PreemptChoice> ParsePreemptChoice(std::string_view name) {
+  for (PreemptChoice c : {PreemptChoice::kCheaper, PreemptChoice::kSwap, PreemptChoice::kRecompute}) {
+    if (name == PreemptChoiceName(c)) return c;
+  }
+  return std::nullopt;
+}
+
 PreemptMode ChoosePreemptMode(size_t swap_bytes, size_t free_swap_bytes, size_t recompute_tokens,
-                              const PreemptionCosts& costs) {
+                              const PreemptionCosts& costs, PreemptChoice choice) {
+  if (choice == PreemptChoice::kRecompute) return PreemptMode::kRecompute;
   if (swap_bytes == 0 || swap_bytes > free_swap_bytes) return PreemptMode::kRecompute;
+  if (choice == PreemptChoice::kSwap) return PreemptMode::kSwap;
   // Swap pays the copy twice: out now, back in on resume.
   const double swap_s = 2.0 * static_cast<double>(swap_bytes) * costs.swap_seconds_per_byte;
   const double recompute_s = static_cast<double>(recompute_tokens) * costs.recompute_seconds_per_token;
   return swap_s < recompute_s ? PreemptMode::kSwap : PreemptMode::kRecompute;
+}
+
+Status ValidatePreemptionOptions(const PreemptionOptions& o) {
+  if (o.min_tokens_before_preempt > kMaxMinTokensBeforePreempt) {
+    return InvalidArgumentError("preemption.min_tokens_before_preempt: must be at most " +
+                                std::to_string(kMaxMinTokensBeforePreempt));
+  }
+  // NaN fails both comparisons.
+  if (!(o.costs.swap_seconds_per_byte >= 0 && o.costs.swap_seconds_per_byte <= 1)) {
+    return InvalidArgumentError("preemption.swap_seconds_per_byte: must be a number in [0, 1]");
+  }
+  if (!(o.costs.recompute_seconds_per_token >= 0 && o.costs.recompute_seconds_per_token <= 60)) {
+    return InvalidArgumentError("preemption.recompute_seconds_per_token: must be a number in [0, 60]");
+  }
+  return OkStatus();
 }
 
 size_t StepPlan::num_samples() const {
@@ -31,9 +64,7 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
   if (options.max_prefill_chunk_tokens == 0) {
     return InvalidArgumentError("scheduler max_prefill_chunk_tokens must be >= 1");
   }
-  if (!(options.costs.swap_seconds_per_byte >= 0) || !(options.costs.recompute_seconds_per_token >= 0)) {
-    return InvalidArgumentError("scheduler preemption costs must be >= 0");
-  }
+  RETURN_IF_ERROR(ValidatePreemptionOptions(options.preemption));
   if (policy == nullptr) return InvalidArgumentError("scheduler needs a policy");
   CHECK(memory != nullptr);
   CHECK(clock != nullptr);
@@ -165,6 +196,12 @@ Status Scheduler::Renice(ProcessId id, int32_t priority) {
   return OkStatus();
 }
 
+Status Scheduler::SetPreemptionOptions(const PreemptionOptions& options) {
+  RETURN_IF_ERROR(ValidatePreemptionOptions(options));
+  options_.preemption = options;
+  return OkStatus();
+}
+
 void Scheduler::SetPolicy(std::unique_ptr<SchedulerPolicy> policy) {
   CHECK(policy != nullptr);
   policy_ = std::move(policy);
@@ -210,8 +247,9 @@ StepPlan Scheduler::Schedule() {
 }
 
 void Scheduler::Preempt(Process& victim, StepPlan& plan, size_t& num_running) {
+  const PreemptionOptions& o = options_.preemption;
   PreemptMode mode = ChoosePreemptMode(memory_->SwapOutBytes(victim), memory_->NumFreeSwapBytes(),
-                                       victim.num_computed_tokens(), options_.costs);
+                                       victim.num_computed_tokens(), o.costs, o.mode);
   if (mode == PreemptMode::kSwap && !memory_->SwapOut(victim).ok()) mode = PreemptMode::kRecompute;
   if (mode == PreemptMode::kRecompute) {
     memory_->Release(victim);
@@ -248,7 +286,7 @@ bool Scheduler::TryAdmit(Process& p, std::vector<Process*>& ranked, size_t rank_
   const size_t need = memory_->BlocksToGrow(p, target);
   auto fits = [&] { return need <= memory_->NumFreeBlocks() && num_running < options_.max_running; };
   if (!fits()) {
-    if (!policy_->preemptive()) return false;
+    if (!policy_->preemptive() || !options_.preemption.waiting_may_preempt) return false;
     // Pick victims from the bottom of the ranking until enough would be freed; preempt only
     // if that suffices.
     std::vector<Process*> victims;
@@ -256,7 +294,7 @@ bool Scheduler::TryAdmit(Process& p, std::vector<Process*>& ranked, size_t rank_
     for (size_t j = ranked.size(); j-- > rank_idx + 1;) {
       Process* q = ranked[j];
       if (q->state() != ProcessState::kRunning) continue;
-      if (q->num_tokens_since_admitted() < options_.min_tokens_before_preempt) continue;
+      if (q->num_tokens_since_admitted() < options_.preemption.min_tokens_before_preempt) continue;
       victims.push_back(q);
       freeable += memory_->NumBlocksHeld(*q);
       if (freeable >= need && num_running - victims.size() < options_.max_running) break;

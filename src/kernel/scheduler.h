@@ -10,7 +10,8 @@
 //      process cannot grow, the lowest-ranked running processes below it are preempted (or it
 //      is, if there are none). Under a preemptive policy a waiting process may also preempt
 //      running ones ranked below it, if that frees enough, and only victims that have been fed
-//      at least min_tokens_before_preempt tokens since admission (no thrash). Admission stops
+//      at least min_tokens_before_preempt tokens since admission (no thrash); PreemptionOptions
+//      can forbid this (waiting_may_preempt). Admission stops
 //      at the first waiting process that does not fit, so large requests are not overtaken
 //      forever. A victim is swapped out or dropped for recompute, whichever ChoosePreemptMode
 //      says is cheaper.
@@ -45,12 +46,27 @@
 
 namespace llmasos::kernel {
 
+// How preemption works; changeable between steps (Scheduler::SetPreemptionOptions).
+struct PreemptionOptions {
+  // Under a preemptive policy, whether a waiting process may evict running ones ranked below
+  // it. false: only a running process that cannot grow preempts (as under fcfs and sjf).
+  bool waiting_may_preempt = true;
+  size_t min_tokens_before_preempt = 8;  // a waiting process cannot evict one fed fewer since admission
+  PreemptChoice mode = PreemptChoice::kCheaper;
+  PreemptionCosts costs;
+};
+// Largest min_tokens_before_preempt accepted.
+inline constexpr size_t kMaxMinTokensBeforePreempt = 1'000'000;
+// InvalidArgument naming the field ("preemption.swap_seconds_per_byte ...") for costs that
+// are negative, not finite or absurd (a swap slower than 1 s per byte, a recompute slower than
+// 60 s per token), or min_tokens_before_preempt above kMaxMinTokensBeforePreempt.
+Status ValidatePreemptionOptions(const PreemptionOptions& options);
+
 struct SchedulerOptions {
   size_t max_batch_tokens = 512;          // tokens per forward pass; >= 1
   size_t max_running = 64;                // processes holding memory at once (batch slots); >= 1
   size_t max_prefill_chunk_tokens = 512;  // longest prefill piece per process per step; >= 1
-  size_t min_tokens_before_preempt = 8;   // a waiting process cannot evict one fed fewer since admission
-  PreemptionCosts costs;
+  PreemptionOptions preemption;
 };
 
 // One process's share of a forward pass: tokens [first_token_idx, first_token_idx +
@@ -138,6 +154,9 @@ class Scheduler {
   // Replaces the policy between steps; live processes are re-announced in arrival order.
   void SetPolicy(std::unique_ptr<SchedulerPolicy> policy);
   const SchedulerPolicy& policy() const { return *policy_; }
+  // Replaces the preemption options between steps. Errors as ValidatePreemptionOptions.
+  Status SetPreemptionOptions(const PreemptionOptions& options);
+  const PreemptionOptions& preemption_options() const { return options_.preemption; }
 
   // The capacity step, then the batch step.
   StepPlan Schedule();

@@ -3,6 +3,7 @@
 #include "kernel/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -23,7 +24,7 @@ SchedulerOptions Options(size_t max_batch_tokens, size_t max_running, size_t min
   o.max_batch_tokens = max_batch_tokens;
   o.max_running = max_running;
   o.max_prefill_chunk_tokens = max_batch_tokens;
-  o.min_tokens_before_preempt = min_tokens_before_preempt;
+  o.preemption.min_tokens_before_preempt = min_tokens_before_preempt;
   return o;
 }
 
@@ -217,7 +218,7 @@ TEST(SchedulerTest, AnArrivalDoesNotEvictAProcessBeforeItRanMinTokens) {
 
 TEST(SchedulerTest, PreemptionSwapsWhenCheaperAndResumesWithoutRecomputing) {
   SchedulerOptions o = Options(512, 1);
-  o.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+  o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
   SimEngine sim(o, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100, 16, /*swap blocks=*/50);
   const ProcessId low = sim.Submit(30, 20, 0);
   for (int i = 0; i < 5; ++i) sim.Step();
@@ -249,7 +250,7 @@ TEST(SchedulerTest, PreemptionSwapsWhenCheaperAndResumesWithoutRecomputing) {
 TEST(SchedulerTest, PreemptionRecomputesWhenCheaperOrSwapIsFullAndResumesExactly) {
   for (bool swap_full : {false, true}) {
     SchedulerOptions o = Options(512, 1);
-    o.costs = swap_full ? PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3}
+    o.preemption.costs = swap_full ? PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3}
                         : PreemptionCosts{.swap_seconds_per_byte = 1e-3, .recompute_seconds_per_token = 1e-9};
     SimEngine sim(o, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100, 16, swap_full ? 2 : 50);
     const ProcessId low = sim.Submit(30, 20, 0);
@@ -465,6 +466,54 @@ TEST(SchedulerTest, SetPolicySwitchesBehaviourAtRunTime) {
   EXPECT_EQ(plan.preempted.size(), 1u);
 }
 
+TEST(SchedulerTest, WaitingProcessesDoNotPreemptWhenPreemptionOptionsForbidIt) {
+  for (bool may : {true, false}) {
+    SimEngine sim(Options(512, 1), NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100);
+    PreemptionOptions o = sim.scheduler->preemption_options();
+    o.waiting_may_preempt = may;
+    ASSERT_TRUE(sim.scheduler->SetPreemptionOptions(o).ok());
+    const ProcessId low = sim.Submit(4, 50, 0);
+    for (int i = 0; i < 4; ++i) sim.Step();
+    const ProcessId high = sim.Submit(4, 5, 9);
+    StepPlan plan = sim.Step();
+    EXPECT_EQ(plan.preempted.size(), may ? 1u : 0u) << may;
+    EXPECT_EQ(sim.Get(low).state(), may ? ProcessState::kPreempted : ProcessState::kRunning) << may;
+    EXPECT_EQ(sim.Get(high).state(), may ? ProcessState::kRunning : ProcessState::kQueued) << may;
+  }
+}
+
+TEST(SchedulerTest, PreemptModeRecomputeOverridesACheaperSwapAndSwapACheaperRecompute) {
+  for (PreemptChoice choice : {PreemptChoice::kRecompute, PreemptChoice::kSwap}) {
+    SchedulerOptions o = Options(512, 1);
+    // Costs that favour the other mode.
+    o.preemption.costs = choice == PreemptChoice::kRecompute
+                             ? PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3}
+                             : PreemptionCosts{.swap_seconds_per_byte = 1e-3, .recompute_seconds_per_token = 1e-9};
+    o.preemption.mode = choice;
+    SimEngine sim(o, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100, 16, /*swap blocks=*/50);
+    sim.Submit(30, 20, 0);
+    for (int i = 0; i < 5; ++i) sim.Step();
+    sim.Submit(10, 5, 5);
+    StepPlan plan = sim.Step();
+    ASSERT_EQ(plan.preempted.size(), 1u);
+    EXPECT_EQ(plan.preempted[0].mode,
+              choice == PreemptChoice::kSwap ? PreemptMode::kSwap : PreemptMode::kRecompute);
+  }
+}
+
+TEST(SchedulerTest, SetPreemptionOptionsRefusesOutOfRangeValuesAndKeepsTheOldOnes) {
+  SimEngine sim(Options(512, 1, /*min_tokens_before_preempt=*/3), NewFcfsPolicy(), 100);
+  PreemptionOptions o;
+  o.costs.swap_seconds_per_byte = std::nan("");
+  Status st = sim.scheduler->SetPreemptionOptions(o);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("preemption.swap_seconds_per_byte"), std::string::npos) << st.message();
+  o = PreemptionOptions{};
+  o.min_tokens_before_preempt = kMaxMinTokensBeforePreempt + 1;
+  EXPECT_EQ(sim.scheduler->SetPreemptionOptions(o).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sim.scheduler->preemption_options().min_tokens_before_preempt, 3u);
+}
+
 TEST(SchedulerTest, RecomputationDoesNotUseUpARoundRobinSlice) {
   // Regression: one slot, no swap space, prompts longer than a slice and prefilled in chunks.
   // When recomputed tokens counted against the slice, each turn ended inside the recompute and
@@ -500,7 +549,7 @@ TEST(SchedulerTest, RoundRobinSharesBatchSlotsFairly) {
   constexpr size_t kSlice = 8;
   for (bool rr : {true, false}) {
     SchedulerOptions o = Options(512, /*max_running=*/2);
-    o.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+    o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
     auto policy = rr ? NewRoundRobinPolicy(RoundRobinOptions{.slice_tokens = kSlice}) : NewFcfsPolicy();
     SimEngine sim(o, std::move(policy), 200, 16, 200);
     std::vector<ProcessId> ids;
@@ -568,7 +617,7 @@ TEST(SchedulerTest, FairShareConvergesToTheTenantWeights) {
     FairShareOptions fair;
     fair.tenant_weights = {{"a", 1.0}, {"b", 3.0}};
     SchedulerOptions o = Options(/*max_batch_tokens=*/4, max_running, /*min_tokens_before_preempt=*/8);
-    o.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+    o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
     SimEngine sim(o, NewFairSharePolicy(fair), 4000, 16, 4000);
     std::vector<ProcessId> ids;
     for (int i = 0; i < 4; ++i) {
@@ -692,7 +741,7 @@ TEST(SchedulerTest, NoPolicyStarvesAProcessOnARandomizedWorkload) {
       for (const auto& p : sim.ended) {
         const double a_p = ToSeconds(p->accounting().submitted_at.time_since_epoch());
         const double e_p = ToSeconds(p->accounting().ended_at->time_since_epoch());
-        size_t bound = work(*p) + static_cast<size_t>(1 + p->accounting().num_preemptions) * o.min_tokens_before_preempt;
+        size_t bound = work(*p) + static_cast<size_t>(1 + p->accounting().num_preemptions) * o.preemption.min_tokens_before_preempt;
         for (const auto& q : sim.ended) {
           const double a_q = ToSeconds(q->accounting().submitted_at.time_since_epoch());
           const double e_q = ToSeconds(q->accounting().ended_at->time_since_epoch());

@@ -1,4 +1,4 @@
-// llmasos ps | kill ID | renice ID PRIO | sched [POLICY] | jobs ...: the /os surface of a running daemon
+// llmasos ps | kill ID | renice ID PRIO | sched [POLICY] [parameters] | jobs ...: the /os surface of a running daemon
 // (docs/api.md), over the project's one HTTP client (registry::Fetch, libcurl). The daemon is
 // found at --host/--port, else $LLMASOS_HOST (HOST:PORT), else 127.0.0.1:8080; one that cannot
 // be reached is a clear error naming the address. Every call carries the API key of --api-key,
@@ -15,6 +15,7 @@
 
 #include "services/registry/http_fetch.h"
 #include "shell/commands.h"
+#include "shell/sched_flags.h"
 
 namespace llmasos::shell {
 namespace {
@@ -152,14 +153,50 @@ int Renice(const DaemonFlags& f, const std::string& id, int priority) {
   return 0;
 }
 
-int Sched(const DaemonFlags& f, const std::string& policy) {
-  auto j = policy.empty() ? Call(f, "GET", "/os/scheduler")
-                          : Call(f, "PUT", "/os/scheduler", json{{"policy", policy}}.dump());
+std::string Number(const json& v) {
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v.is_number() ? v.get<double>() : 0.0);
+  return buf;
+}
+
+// One instance's scheduler, as GET /os/scheduler's row says it.
+void PrintScheduler(const json& i) {
+  std::printf("%llu %s@%s policy %s\n", i.value("instance", 0ULL), i.value("model", "").c_str(),
+              i.value("version", "").c_str(), i.value("policy", "").c_str());
+  const json fair = i.value("fair", json::object());
+  std::string weights;
+  const json table = fair.value("weights", json::object());
+  for (const auto& [tenant, w] : table.items()) weights += " " + tenant + "=" + Number(w);
+  std::printf("  fair:       weights%s, default %s\n", weights.empty() ? " (none)" : weights.c_str(),
+              Number(fair.value("default_weight", json(1))).c_str());
+  std::printf("  rr:         slice %s tokens\n", Number(i.value("rr", json::object()).value("slice_tokens", json(0))).c_str());
+  std::printf("  sjf:        aging %s tokens/s\n",
+              Number(i.value("sjf", json::object()).value("aging_tokens_per_second", json(0))).c_str());
+  std::printf("  priority:   aging %s levels/s\n",
+              Number(i.value("priority", json::object()).value("aging_per_second", json(0))).c_str());
+  const json p = i.value("preemption", json::object());
+  std::printf("  preemption: mode %s, waiting may preempt %s, min tokens before preempt %s "
+              "(costs: swap %s s/byte, recompute %s s/token)\n",
+              p.value("mode", "").c_str(), p.value("waiting_may_preempt", false) ? "yes" : "no",
+              Number(p.value("min_tokens_before_preempt", json(0))).c_str(),
+              Number(p.value("swap_seconds_per_byte", json(0))).c_str(),
+              Number(p.value("recompute_seconds_per_token", json(0))).c_str());
+}
+
+struct SchedArgs {
+  std::string policy;
+  SchedulingFlags flags;
+  uint64_t instance = 0;  // 0: every loaded instance
+};
+
+int Sched(const DaemonFlags& f, const SchedArgs& a) {
+  auto body = SchedulingFlagsJson(a.flags, a.policy);
+  if (!body.ok()) return Fail(body.status());
+  if (a.instance != 0) (*body)["instance"] = a.instance;
+  auto j = body->empty() ? Call(f, "GET", "/os/scheduler") : Call(f, "PUT", "/os/scheduler", body->dump());
   if (!j.ok()) return Fail(j.status());
-  for (const json& i : (*j)["instances"]) {
-    std::printf("%llu %s@%s %s\n", i.value("instance", 0ULL), i.value("model", "").c_str(),
-                i.value("version", "").c_str(), i.value("policy", "").c_str());
-  }
+  for (const json& i : (*j)["instances"]) PrintScheduler(i);
   return 0;
 }
 
@@ -339,11 +376,16 @@ void AddOsCommands(CLI::App& app, int* exit_code) {
   AddDaemonFlags(renice, f.get());
   renice->callback([f, id, priority, exit_code] { *exit_code = Renice(*f, *id, *priority); });
 
-  auto policy = std::make_shared<std::string>();
-  CLI::App* sched = app.add_subcommand("sched", "show, or set, the scheduling policy of every loaded model");
-  sched->add_option("policy", *policy, "fcfs, sjf, rr, priority or fair");
+  auto sched_args = std::make_shared<SchedArgs>();
+  CLI::App* sched = app.add_subcommand(
+      "sched", "show, or set, the scheduling policy and its parameters of every loaded model (/os/scheduler)");
+  sched->add_option("policy", sched_args->policy, "fcfs, sjf, rr, priority or fair (none: keep the policy)")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kernel::kPolicyNames), std::end(kernel::kPolicyNames))));
+  AddSchedulingFlags(*sched, &sched_args->flags);
+  sched->add_option("--instance", sched_args->instance, "change only this model instance (default: all)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 62));
   AddDaemonFlags(sched, f.get());
-  sched->callback([f, policy, exit_code] { *exit_code = Sched(*f, *policy); });
+  sched->callback([f, sched_args, exit_code] { *exit_code = Sched(*f, *sched_args); });
 
   AddJobsCommands(app, f, exit_code);
 }

@@ -17,6 +17,7 @@
 #include "api/auth_gate.h"
 #include "api/daemon.h"
 #include "api/http_server.h"
+#include "api/os_request.h"
 #include "services/auth/authenticator.h"
 #include "services/registry/address_policy.h"
 #include "services/jobs/job_runner.h"
@@ -24,6 +25,7 @@
 #include "services/manager/model_service.h"
 #include "shell/commands.h"
 #include "shell/config_file.h"
+#include "shell/sched_flags.h"
 
 namespace llmasos::shell {
 namespace {
@@ -44,7 +46,9 @@ struct ServeFlags {
   double request_timeout_s = 30;
   size_t io_threads = 2;
   bool allow_private_pull = false;
-  std::string policy = "fcfs";
+  std::string policy;  // "": config.toml's [scheduler] policy, else fcfs
+  SchedulingFlags sched;
+  size_t swap_mib = 0;
   std::string log_file;  // "": the request log goes to stderr
   bool log_prompts = false;
   double drain_timeout_s = 30;
@@ -56,8 +60,32 @@ struct ServeFlags {
   std::string tls_key;
 };
 
-// Options that are not configuration keys.
-const std::set<std::string> kNotKeys = {"help", "config", "print-config"};
+// Options that are not top-level configuration keys: the scheduler's live under [scheduler].
+std::set<std::string> NotKeys() {
+  std::set<std::string> keys = {"help", "config", "print-config"};
+  keys.insert(SchedulingFlagNames().begin(), SchedulingFlagNames().end());
+  return keys;
+}
+
+// The scheduler's settings every model instance starts with: the defaults, under the config
+// file's [scheduler] table (when `path` is set), under the flags. Errors name the file's line
+// or the flag's field.
+StatusOr<kernel::SchedulingSettings> StartingScheduling(const ServeFlags& f, const std::string& path) {
+  kernel::SchedulingUpdate from_file;
+  if (!path.empty()) {
+    ASSIGN_OR_RETURN(ConfigTable table, ReadConfigTable(path, "scheduler"));
+    std::string param;
+    auto update = api::ParseSchedulingUpdate(table.value, &param);
+    if (!update.ok()) return InvalidArgumentError(table.where(param) + "[scheduler] " + update.status().message());
+    from_file = *std::move(update);
+  }
+  ASSIGN_OR_RETURN(nlohmann::json flags_json, SchedulingFlagsJson(f.sched, f.policy));
+  auto from_flags = api::ParseSchedulingUpdate(flags_json, nullptr);
+  if (!from_flags.ok()) return from_flags.status().Annotate("scheduler flags");
+  kernel::SchedulingSettings settings = from_flags->Over(from_file).AppliedTo({});
+  RETURN_IF_ERROR(kernel::ValidateSchedulingSettings(settings));
+  return settings;
+}
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -123,7 +151,7 @@ class GatedLoader : public manager::Loader {
   const std::string gate_;
 };
 
-int ServeMain(const ServeFlags& f) {
+int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling) {
   // Every thread started from here on inherits the mask: only the sigwait below sees them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -163,7 +191,8 @@ int ServeMain(const ServeFlags& f) {
   engine.parallel = f.parallel;
   engine.batch_tokens = f.batch_size;
   engine.kv_budget_bytes = uint64_t{f.kv_mib} << 20;
-  engine.policy = f.policy;
+  engine.scheduling = scheduling;
+  engine.swap_budget_bytes = uint64_t{f.swap_mib} << 20;
   engine.max_queued = f.max_queue;
   engine.share_prefix_across_tenants = f.share_prefix_across_tenants;
   manager::GgufLoaderOptions loader;
@@ -299,7 +328,15 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "seconds a request waits for a model another request is loading before its 503 with "
                   "Retry-After (default 2; 0: answer at once)")
       ->check(FiniteRange(0.0, 3600.0));
-  cmd->add_option("--policy", f->policy, "scheduling policy: fcfs, sjf, rr, priority, fair");
+  cmd->add_option("--policy", f->policy, "scheduling policy: fcfs, sjf, rr, priority, fair (default fcfs)")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kernel::kPolicyNames), std::end(kernel::kPolicyNames))))
+      ->always_capture_default(false)
+      ->default_str("");
+  AddSchedulingFlags(*cmd, &f->sched);
+  cmd->add_option("--swap-mib", f->swap_mib,
+                  "host memory per model that preempted processes' KV may be swapped out to, in MiB "
+                  "(default 0: preemption recomputes)")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body in MiB (default 16)")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--request-timeout", f->request_timeout_s,
@@ -333,17 +370,24 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       if (std::filesystem::exists(home_config, ec)) path = home_config;
     }
     if (!path.empty()) {
-      if (Status s = ApplyConfigFile(*cmd, path, kNotKeys); !s.ok()) {
+      if (Status s = ApplyConfigFile(*cmd, path, NotKeys(), {"scheduler"}); !s.ok()) {
         *exit_code = ReportError(s);
         return;
       }
     }
+    StatusOr<kernel::SchedulingSettings> scheduling = StartingScheduling(*f, path);
+    if (!scheduling.ok()) {
+      *exit_code = ReportError(scheduling.status());
+      return;
+    }
     if (f->print_config) {
-      std::fputs(EffectiveConfigToml(*cmd, kNotKeys).c_str(), stdout);
+      const std::string text = EffectiveConfigToml(*cmd, NotKeys()) + "\n" +
+                               TomlTableText("scheduler", api::SchedulingSettingsJson(*scheduling));
+      std::fputs(text.c_str(), stdout);
       *exit_code = 0;
       return;
     }
-    *exit_code = ServeMain(*f);
+    *exit_code = ServeMain(*f, *scheduling);
   });
 }
 

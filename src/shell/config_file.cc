@@ -1,6 +1,7 @@
 #include "shell/config_file.h"
 
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -81,22 +82,100 @@ bool ValueText(Kind kind, const toml::node& node, std::string* out) {
   return false;
 }
 
-}  // namespace
-
-Status ApplyConfigFile(CLI::App& cmd, const std::string& path, const std::set<std::string>& skip) {
+StatusOr<toml::table> ParseFile(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return NotFoundError("config file " + path + " does not exist");
-  toml::table table;
   try {
-    table = toml::parse_file(path);
+    return toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     return InvalidArgumentError(path + ":" + std::to_string(e.source().begin.line) + ": " +
                                 std::string(e.description()));
   }
+}
+
+std::string Where(const std::string& path, const toml::node& node) {
+  return path + ":" + std::to_string(node.source().begin.line) + ": ";
+}
+
+// `node` as JSON; InvalidArgument naming `key` for a date or time.
+Status ToJson(const std::string& path, const std::string& key, const toml::node& node, nlohmann::json* out) {
+  if (const toml::table* t = node.as_table()) {
+    *out = nlohmann::json::object();
+    for (auto&& [k, child] : *t) {
+      const std::string name(k.str());
+      RETURN_IF_ERROR(ToJson(path, key + "." + name, child, &(*out)[name]));
+    }
+    return OkStatus();
+  }
+  if (const toml::array* a = node.as_array()) {
+    *out = nlohmann::json::array();
+    for (const toml::node& child : *a) {
+      nlohmann::json v;
+      RETURN_IF_ERROR(ToJson(path, key, child, &v));
+      out->push_back(std::move(v));
+    }
+    return OkStatus();
+  }
+  if (node.is_string()) *out = *node.value<std::string>();
+  else if (node.is_integer()) *out = *node.value<int64_t>();
+  else if (node.is_floating_point()) *out = *node.value<double>();
+  else if (node.is_boolean()) *out = *node.value<bool>();
+  else return InvalidArgumentError(Where(path, node) + "'" + key + "' must not be " + NodeTypeName(node));
+  return OkStatus();
+}
+
+void InsertJson(toml::table& table, const std::string& key, const nlohmann::json& v) {
+  if (v.is_object()) {
+    toml::table child;
+    for (const auto& [k, x] : v.items()) InsertJson(child, k, x);
+    table.insert(key, std::move(child));
+  } else if (v.is_string()) {
+    table.insert(key, v.get<std::string>());
+  } else if (v.is_boolean()) {
+    table.insert(key, v.get<bool>());
+  } else if (v.is_number_integer()) {
+    table.insert(key, v.get<int64_t>());
+  } else if (v.is_number()) {
+    table.insert(key, v.get<double>());
+  }
+}
+
+}  // namespace
+
+StatusOr<ConfigTable> ReadConfigTable(const std::string& path, const std::string& name) {
+  ASSIGN_OR_RETURN(toml::table file, ParseFile(path));
+  ConfigTable out{nlohmann::json::object(), [path](const std::string&) { return path + ": "; }};
+  const toml::node* node = file.get(name);
+  if (node == nullptr) return out;
+  if (!node->is_table()) {
+    return InvalidArgumentError(Where(path, *node) + "'" + name + "' must be a table ([" + name + "]), not " +
+                                NodeTypeName(*node));
+  }
+  RETURN_IF_ERROR(ToJson(path, name, *node, &out.value));
+  auto shared = std::make_shared<toml::table>(std::move(file));
+  out.where = [shared, path, name](const std::string& p) {
+    const toml::node* at = shared->at_path(name + "." + p).node();
+    return Where(path, at != nullptr ? *at : *shared->get(name));
+  };
+  return out;
+}
+
+std::string TomlTableText(const std::string& name, const nlohmann::json& object) {
+  toml::table root;
+  InsertJson(root, name, object);
+  std::ostringstream out;
+  out << root << "\n";
+  return out.str();
+}
+
+Status ApplyConfigFile(CLI::App& cmd, const std::string& path, const std::set<std::string>& skip,
+                       const std::set<std::string>& tables) {
+  ASSIGN_OR_RETURN(toml::table table, ParseFile(path));
   const std::vector<CLI::Option*> options = Keyed(cmd, skip);
   for (auto&& [k, node] : table) {
     const std::string key(k.str());
-    const std::string where = path + ":" + std::to_string(node.source().begin.line) + ": ";
+    if (tables.count(key) != 0) continue;  // ReadConfigTable checks it
+    const std::string where = Where(path, node);
     CLI::Option* opt = nullptr;
     for (CLI::Option* o : options) {
       if (KeyOf(*o) == key) opt = o;
@@ -104,6 +183,7 @@ Status ApplyConfigFile(CLI::App& cmd, const std::string& path, const std::set<st
     if (opt == nullptr) {
       std::string keys;
       for (CLI::Option* o : options) keys += (keys.empty() ? "" : ", ") + KeyOf(*o);
+      for (const std::string& t : tables) keys += ", [" + t + "]";
       return InvalidArgumentError(where + "unknown key '" + key + "' (the keys are: " + keys + ")");
     }
     const Kind kind = KindOf(*opt);

@@ -8,6 +8,9 @@ import tomllib
 from serve_util import Daemon, cli, tiny_home
 
 NOT_KEYS = {"help", "config", "print-config"}
+# The scheduler's flags: their keys live in the [scheduler] table (test_serve_sched.py).
+SCHED_FLAGS = {"policy", "weight", "default-weight", "rr-slice", "sjf-aging", "priority-aging", "preempt-mode",
+               "waiting-preempt", "min-tokens-before-preempt"}
 
 
 def print_config(home, *args):
@@ -18,8 +21,10 @@ def test_every_serve_flag_has_a_key_and_defaults_print(tmp_path):
     home = str(tmp_path / "home")
     helptext = cli(home, "serve", "--help").stdout
     flags = set(re.findall(r"--([a-z][a-z0-9-]*)", helptext)) - NOT_KEYS
+    assert SCHED_FLAGS <= flags
     config = print_config(home)
-    assert set(config) == flags
+    assert set(config) == flags - SCHED_FLAGS | {"scheduler"}
+    assert config["scheduler"]["policy"] == "fcfs"
     assert config["host"] == "127.0.0.1" and config["port"] == 8080 and config["parallel"] == 4
     assert config["log-prompts"] is False and config["drain-timeout"] == 30
 
@@ -27,10 +32,10 @@ def test_every_serve_flag_has_a_key_and_defaults_print(tmp_path):
 def test_file_values_apply_and_flags_win(tmp_path):
     home = str(tmp_path / "home")
     path = tmp_path / "c.toml"
-    path.write_text('port = 9000\nparallel = 2\nlog-prompts = true\nkeep-alive = -1\npolicy = "priority"\n'
-                    'drain-timeout = 5\n')
+    path.write_text('port = 9000\nparallel = 2\nlog-prompts = true\nkeep-alive = -1\n'
+                    'drain-timeout = 5\n[scheduler]\npolicy = "priority"\n')
     config = print_config(home, "--config", str(path), "--port", "9100", "--policy", "fair")
-    assert config["port"] == 9100 and config["policy"] == "fair"  # the command line wins
+    assert config["port"] == 9100 and config["scheduler"]["policy"] == "fair"  # the command line wins
     assert config["parallel"] == 2 and config["log-prompts"] is True and config["keep-alive"] == -1
     assert config["drain-timeout"] == 5
 

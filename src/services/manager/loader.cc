@@ -74,7 +74,10 @@ class GgufLoader : public Loader {
       loaded->kv_bytes = kv;
       loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(e.num_threads, 1));
       kernel::EngineThreadOptions o;
-      o.engine.policy = e.policy;
+      o.engine.policy = e.scheduling.policy;
+      o.engine.policy_options = e.scheduling.policy_options;
+      o.engine.scheduler.preemption = e.scheduling.preemption;
+      o.engine.swap_budget_bytes = e.swap_budget_bytes;
       o.engine.share_prefix_across_tenants = e.share_prefix_across_tenants;
       o.engine.kv_budget_bytes = kv;
       o.engine.kv_block_tokens = kKvBlockTokens;

@@ -75,7 +75,11 @@ struct InstanceEngineOptions {
   size_t batch_tokens = 512;      // tokens per forward pass
   // KV pool; 0: enough for `parallel` processes of `context_tokens` each.
   uint64_t kv_budget_bytes = 0;
-  std::string policy = "fcfs";
+  // The scheduler's parameters the engine starts with (changed later through
+  // EngineThread::UpdateScheduling).
+  kernel::SchedulingSettings scheduling;
+  // Host memory a preempted process's KV may be swapped out to; 0: preemption recomputes.
+  uint64_t swap_budget_bytes = 0;
   // Processes that may wait beyond the `parallel` running ones; a submission past
   // parallel + max_queued is refused (kUnavailable: the daemon's 503 with Retry-After).
   size_t max_queued = 64;
