@@ -36,6 +36,17 @@ def make_tiny(path, seed=1, wtype="q8_0", context=512):
     return path
 
 
+def wait_for(fn, what, timeout=120):
+    """fn()'s first truthy value, polled every 50 ms; fails after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.time() < deadline, "timed out waiting for " + what
+        time.sleep(0.05)
+
+
 class Daemon:
     """`llmasos serve` in a home of its own; .url is http://127.0.0.1:PORT (https:// when it
     serves TLS: pass `ssl_context`, which trusts its certificate's CA)."""

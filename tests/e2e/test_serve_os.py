@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import DEFAULT_REF, LLMASOS, Daemon, LongStream, cli, default_home
+from serve_util import DEFAULT_REF, LLMASOS, Daemon, LongStream, cli, default_home, wait_for
 
 MODEL_NAME = DEFAULT_REF.split(":")[0]
 
@@ -40,16 +40,6 @@ def call(d, method, path, body=None):
             return r.status, json.loads(r.read()), r.headers
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read()), e.headers
-
-
-def wait_for(fn, what, timeout=120):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.time() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 def table(d, query=""):

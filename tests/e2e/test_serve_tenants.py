@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import Daemon, cli, make_tiny
+from serve_util import Daemon, cli, make_tiny, wait_for
 
 # The tiny model's control tokens (<|endoftext|>, <|im_start|>, <|im_end|>: ids 261..263,
 # after the 256 byte tokens and 5 merges, see tiny_model.cc), banned where a stream must run to
@@ -67,16 +67,6 @@ def kv_used(d, keys):
     status, body = call(d, keys["admin"], "GET", "/os/memory")
     assert status == 200, body
     return sum(i["kv"]["used_blocks"] for i in body["instances"])
-
-
-def wait_for(fn, what, timeout=90):
-    deadline = time.time() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.time() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 class Stream:
