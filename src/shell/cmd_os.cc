@@ -193,10 +193,13 @@ struct SchedArgs {
 int Sched(const DaemonFlags& f, const SchedArgs& a) {
   auto body = SchedulingFlagsJson(a.flags, a.policy);
   if (!body.ok()) return Fail(body.status());
+  const bool show = body->empty();
   if (a.instance != 0) (*body)["instance"] = a.instance;
-  auto j = body->empty() ? Call(f, "GET", "/os/scheduler") : Call(f, "PUT", "/os/scheduler", body->dump());
+  auto j = show ? Call(f, "GET", "/os/scheduler") : Call(f, "PUT", "/os/scheduler", body->dump());
   if (!j.ok()) return Fail(j.status());
-  for (const json& i : (*j)["instances"]) PrintScheduler(i);
+  for (const json& i : (*j)["instances"]) {
+    if (a.instance == 0 || i.value("instance", uint64_t{0}) == a.instance) PrintScheduler(i);
+  }
   return 0;
 }
 
@@ -382,7 +385,7 @@ void AddOsCommands(CLI::App& app, int* exit_code) {
   sched->add_option("policy", sched_args->policy, "fcfs, sjf, rr, priority or fair (none: keep the policy)")
       ->check(CLI::IsMember(std::vector<std::string>(std::begin(kernel::kPolicyNames), std::end(kernel::kPolicyNames))));
   AddSchedulingFlags(*sched, &sched_args->flags);
-  sched->add_option("--instance", sched_args->instance, "change only this model instance (default: all)")
+  sched->add_option("--instance", sched_args->instance, "show or change only this model instance (default: all)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 62));
   AddDaemonFlags(sched, f.get());
   sched->callback([f, sched_args, exit_code] { *exit_code = Sched(*f, *sched_args); });
