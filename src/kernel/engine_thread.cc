@@ -60,8 +60,12 @@ EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Toke
       history_steps_(history_steps),
       max_live_(max_live) {
   engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
+  // What an idle engine reports until its first loop iteration publishes (the thread is not
+  // running yet, so the engine may be read here).
   stats_.policy = engine_->scheduler().policy().name();
   stats_.scheduling = engine_->scheduling();
+  stats_.kv = engine_->kv().Stats();
+  stats_.scheduler = engine_->scheduler().stats();
   scheduling_ = stats_.scheduling;
   thread_ = std::thread([this] { Loop(); });
 }

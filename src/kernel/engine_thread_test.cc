@@ -212,10 +212,12 @@ TEST_F(EngineThreadTest, TheProcessTableShowsLiveProcessesAndFollowsARenice) {
   ASSERT_TRUE(engine->Renice(s->id, 7).ok());
   // The renice lands at the top of the loop iteration after the one running at the call;
   // that iteration publishes its step count and the table together. (Tokens queued in the
-  // channel cannot tell: the engine runs ahead of the reader.)
+  // channel cannot tell: the engine runs ahead of the reader.) The count read here may lag the
+  // tokens read above by one step (a step pushes its tokens before it publishes), so three
+  // more steps make sure of at least four tokens.
   const uint64_t steps_at_renice = engine->Stats().num_steps;
   const auto give_up = std::chrono::steady_clock::now() + kPatience;
-  while (engine->Stats().num_steps < steps_at_renice + 2 && std::chrono::steady_clock::now() < give_up) {
+  while (engine->Stats().num_steps < steps_at_renice + 3 && std::chrono::steady_clock::now() < give_up) {
     std::this_thread::sleep_for(milliseconds(1));
   }
   table = engine->Processes();
@@ -360,6 +362,18 @@ TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {
   EXPECT_EQ(engine->UpdateScheduling({.policy = "lottery"}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine->UpdateScheduling({.policy = "priority"}).ok());
   EXPECT_EQ(engine->Stats().num_submitted, 0u);
+}
+
+TEST_F(EngineThreadTest, AnIdleEngineReportsItsPoolBeforeItsFirstStep) {
+  EngineThreadOptions o;
+  o.engine.swap_budget_bytes = size_t{1} << 20;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  const EngineThreadStats st = engine->Stats();  // nothing submitted: no loop iteration needed
+  EXPECT_GT(st.kv.total_blocks, 0u);
+  EXPECT_EQ(st.kv.free_blocks, st.kv.total_blocks);
+  EXPECT_GT(st.kv.swap_capacity_blocks, 0u);
+  EXPECT_EQ(st.scheduling.policy, "fcfs");
 }
 
 TEST_F(EngineThreadTest, SchedulingUpdatesMergeAndAreInForceBeforeTheNextProcessRuns) {

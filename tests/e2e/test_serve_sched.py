@@ -138,11 +138,15 @@ def test_config_file_scheduler_table_sets_the_start_and_flags_win(home, tmp_path
     again.write_text(printed)
     assert cli(home, "serve", "--config", str(again), "--print-config").stdout == printed
     # A daemon started from it runs with those settings.
-    d = Daemon(home, "--config", str(path), "--models", "tiny", "--threads", "1", "--ctx-size", "128")
+    d = Daemon(home, "--config", str(path), "--models", "tiny", "--threads", "1", "--ctx-size", "128",
+               "--swap-mib", "1")
     try:
         inst = instance(d)
         assert inst["policy"] == "priority" and inst["fair"]["weights"] == {"acme": 2}
         assert inst["rr"]["slice_tokens"] == 7
+        # --swap-mib gives the instance swap space, which preemption.mode "swap" and "auto" use.
+        [mem] = call(d, "GET", "/os/memory")[1]["instances"]
+        assert mem["swap"]["capacity_blocks"] > 0, mem
     finally:
         assert d.stop() == 0
 
