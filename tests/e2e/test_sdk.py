@@ -360,6 +360,23 @@ def facts(tmp_path):
     return data
 
 
+def test_scheduler_parameters_are_read_and_changed(client):
+    [inst] = client.scheduler()
+    assert inst["policy"] == "fcfs" and inst["rr"]["slice_tokens"] == 16
+    try:
+        [changed] = client.set_scheduler(policy="fair", fair={"weights": {"acme": 1, "beta": 3}},
+                                         preemption={"mode": "recompute"})
+        assert changed["policy"] == "fair" and changed["fair"]["weights"] == {"acme": 1, "beta": 3}
+        assert client.scheduler() == [changed]
+        with pytest.raises(BadRequest) as e:
+            client.set_scheduler(rr={"slice_tokens": 0})
+        assert e.value.param == "rr.slice_tokens"
+        with pytest.raises(NotFound):
+            client.set_scheduler(policy="sjf", instance=999)
+    finally:
+        client.set_scheduler(policy="fcfs", fair={"weights": {}}, preemption={"mode": "auto"})
+
+
 def test_a_training_task_runs_on_the_daemon_to_an_adapter(client, tmp_path):
     task = TrainingTask(model_name="tiny", dataset_path=str(facts(tmp_path)), steps=6, rank=4, learning_rate=1e-2,
                         targets=["q", "v"], adapter_name="tiny-facts", checkpoint_every=2)

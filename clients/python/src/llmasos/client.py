@@ -625,6 +625,50 @@ class Client:
             raise _bad_shape(route, "a process", result)
         return ProcessInfo.from_json(result)
 
+    # --- The scheduler (/os/scheduler) ----------------------------------------------------------
+
+    def scheduler(self) -> List[Dict[str, Any]]:
+        """Each loaded model instance's scheduling policy and parameters (``GET /os/scheduler``):
+        dicts with ``instance``, ``model``, ``version``, ``policy`` and the parameters ``fair``
+        (``weights``, ``default_weight``), ``rr``, ``sjf``, ``priority`` and ``preemption``, as
+        docs/api.md describes.
+
+        Example::
+
+            for inst in client.scheduler():
+                print(inst["model"], inst["policy"], inst["fair"]["weights"])
+        """
+        result = self._get_json("/os/scheduler", "GET /os/scheduler")
+        rows = result.get("instances") if isinstance(result, dict) else None
+        if not isinstance(rows, list):
+            raise _bad_shape("GET /os/scheduler", "instances", result)
+        return [r for r in rows if isinstance(r, dict)]
+
+    def set_scheduler(self, *, policy: Optional[str] = None, instance: Optional[int] = None,
+                      **parameters: Mapping[str, Any]) -> List[Dict[str, Any]]:
+        """Changes the scheduling policy and/or its parameters (``PUT /os/scheduler``) of every
+        loaded instance, or of ``instance``; what is not given stays. ``parameters`` are the
+        groups ``fair``, ``rr``, ``sjf``, ``priority`` and ``preemption``, each a dict of its
+        fields (``fair={"weights": {...}}`` replaces the whole table of weights). Returns the
+        changed instances' new settings. BadRequest (``param`` naming the field) for an unknown
+        field or a value out of range; NotFound for an instance that is not loaded.
+
+        Example::
+
+            client.set_scheduler(policy="fair", fair={"weights": {"acme": 1, "beta": 3}})
+            client.set_scheduler(preemption={"mode": "recompute"})
+        """
+        body: Dict[str, Any] = dict(parameters)
+        if policy is not None:
+            body["policy"] = policy
+        if instance is not None:
+            body["instance"] = instance
+        result = self._post_json("/os/scheduler", "PUT /os/scheduler", body, method="PUT")
+        rows = result.get("instances") if isinstance(result, dict) else None
+        if not isinstance(rows, list):
+            raise _bad_shape("PUT /os/scheduler", "instances", result)
+        return [r for r in rows if isinstance(r, dict)]
+
     # --- Training tasks (/os/jobs) ---------------------------------------------------------------
 
     def submit_task(self, task: TrainingTask) -> str:
