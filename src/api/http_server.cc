@@ -7,7 +7,6 @@
 #include <cctype>
 #include <cerrno>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -22,6 +21,8 @@
 #include "api/errors.h"
 #include "api/tls.h"
 #include "util/logging.h"
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::api {
 
@@ -81,14 +82,14 @@ struct HttpServer::Impl {
   std::vector<std::thread> io_threads;
   // Wakers post only while the gate is open; Stop closes it before the io_context goes.
   struct Gate {
-    std::mutex mu;
-    bool open = true;  // GUARDED_BY(mu)
+    Mutex mu;
+    bool open GUARDED_BY(mu) = true;
   };
   std::shared_ptr<Gate> gate = std::make_shared<Gate>();
   bool stopped = false;
   // Open connections, so that Stop can close each on its strand (pruned at each accept).
-  std::mutex connections_mu;
-  std::vector<std::weak_ptr<Closable>> connections;  // GUARDED_BY(connections_mu)
+  Mutex connections_mu;
+  std::vector<std::weak_ptr<Closable>> connections GUARDED_BY(connections_mu);
   std::atomic<size_t> num_io_running{0};  // I/O threads still in ioc.run()
 
   void Accept();
@@ -192,7 +193,7 @@ class Connection : public Closable, public std::enable_shared_from_this<Connecti
   void Offload(std::function<void()> fn) { net::post(*server_->workers, std::move(fn)); }
   Waker MakeWaker() {
     return [gate = server_->gate, executor = stream_.get_executor()](std::function<void()> fn) {
-      std::lock_guard<std::mutex> lock(gate->mu);
+      MutexLock lock(gate->mu);
       if (gate->open) net::post(executor, std::move(fn));
     };
   }
@@ -612,7 +613,7 @@ void HttpServer::Impl::Accept() {
 template <class Conn>
 void HttpServer::Impl::Open(std::shared_ptr<Conn> connection) {
   {
-    std::lock_guard<std::mutex> lock(connections_mu);
+    MutexLock lock(connections_mu);
     std::erase_if(connections, [](const std::weak_ptr<Closable>& c) { return c.expired(); });
     connections.push_back(connection);
   }
@@ -700,7 +701,7 @@ void HttpServer::Stop() {
     impl->acceptor.close(ignored);
     std::vector<std::shared_ptr<Closable>> open;
     {
-      std::lock_guard<std::mutex> lock(impl->connections_mu);
+      MutexLock lock(impl->connections_mu);
       for (const auto& weak : impl->connections) {
         if (auto c = weak.lock()) open.push_back(std::move(c));
       }
@@ -714,7 +715,7 @@ void HttpServer::Stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   {
-    std::lock_guard<std::mutex> lock(impl_->gate->mu);
+    MutexLock lock(impl_->gate->mu);
     impl_->gate->open = false;
   }
   impl_->ioc.stop();

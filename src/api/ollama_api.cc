@@ -4,7 +4,6 @@
 #include <chrono>
 #include <ctime>
 #include <map>
-#include <mutex>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +14,7 @@
 #include "api/generation.h"
 #include "api/request.h"
 #include "services/registry/reference.h"
+#include "util/mutex.h"
 
 namespace llmasos::api {
 namespace {
@@ -374,17 +374,20 @@ void Pull(Daemon& daemon, bool allow_private, const ExchangePtr& ex) {
   if (body->contains("digest") && (*body)["digest"].is_string()) request.digest = (*body)["digest"].get<std::string>();
   request.allow_private = allow_private;
   if (stream) ex->StartStream(200, "application/x-ndjson");
-  std::mutex mu;
-  std::string last_status;
-  auto last_write = std::chrono::steady_clock::time_point{};
+  // The pull may report from more than one thread.
+  struct Throttle {
+    Mutex mu;
+    std::string last_status GUARDED_BY(mu);
+    std::chrono::steady_clock::time_point last_write GUARDED_BY(mu){};
+  } throttle;
   auto on_progress = [&](const manager::PullProgress& p) {
     if (!stream) return;
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(throttle.mu);
     const auto now = std::chrono::steady_clock::now();
     // Every change of status, and byte counts at most ten times a second.
-    if (p.status == last_status && now - last_write < std::chrono::milliseconds(100)) return;
-    last_status = p.status;
-    last_write = now;
+    if (p.status == throttle.last_status && now - throttle.last_write < std::chrono::milliseconds(100)) return;
+    throttle.last_status = p.status;
+    throttle.last_write = now;
     json j = {{"status", p.status}};
     if (!p.digest.empty()) j["digest"] = p.digest;
     if (p.total_bytes > 0) j["total"] = p.total_bytes;

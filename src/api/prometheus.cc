@@ -78,12 +78,12 @@ Counter::Counter(std::string name, std::string help, std::vector<std::string> la
 void Counter::Add(const std::vector<std::string>& label_values, double amount) {
   CHECK_EQ(label_values.size(), label_names_.size()) << name_;
   if (!(amount >= 0)) return;  // a counter never goes down (and NaN is no amount)
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   values_[label_values] += amount;
 }
 
 double Counter::Value(const std::vector<std::string>& label_values) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = values_.find(label_values);
   return it == values_.end() ? 0.0 : it->second;
 }
@@ -92,7 +92,7 @@ void Counter::Write(std::string* out) const {
   // The classic text format names the family as its samples: name_total.
   const std::string sample = name_ + "_total";
   WriteFamily(out, sample, "counter", help_);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [values, value] : values_) WriteSample(out, sample, Zip(label_names_, values), value);
 }
 
@@ -108,7 +108,7 @@ void Histogram::Observe(const std::vector<std::string>& label_values, double val
   // The first bucket whose bound is >= value (Prometheus buckets are "less than or equal").
   size_t idx = 0;
   while (idx < bounds_.size() && value > bounds_[idx]) ++idx;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Series& s = series_[label_values];
   if (s.buckets.empty()) s.buckets.assign(bounds_.size() + 1, 0);
   s.buckets[idx] += count;
@@ -119,7 +119,7 @@ void Histogram::Observe(const std::vector<std::string>& label_values, double val
 void Histogram::Write(std::string* out) const {
   WriteFamily(out, name_, "histogram", help_);
   const std::string bucket = name_ + "_bucket", sum = name_ + "_sum", count = name_ + "_count";
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& [values, s] : series_) {
     Labels labels = Zip(label_names_, values);
     uint64_t cumulative = 0;

@@ -20,11 +20,13 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "util/mutex.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::api::prom {
 
@@ -51,8 +53,8 @@ class Counter {
  private:
   const std::string name_, help_;
   const std::vector<std::string> label_names_;
-  mutable std::mutex mu_;
-  std::map<std::vector<std::string>, double> values_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::vector<std::string>, double> values_ GUARDED_BY(mu_);
 };
 
 class Histogram {
@@ -72,8 +74,8 @@ class Histogram {
   const std::string name_, help_;
   const std::vector<std::string> label_names_;
   const std::vector<double> bounds_;
-  mutable std::mutex mu_;
-  std::map<std::vector<std::string>, Series> series_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::vector<std::string>, Series> series_ GUARDED_BY(mu_);
 };
 
 }  // namespace llmasos::api::prom

@@ -60,7 +60,7 @@ std::string RequestLog::Line(const HttpRequest& request, const RequestRecord& r)
 void RequestLog::Write(const HttpRequest& request, const RequestRecord& record) {
   std::string text = Line(request, record);
   text += '\n';
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::fwrite(text.data(), 1, text.size(), file_);
   std::fflush(file_);
 }

@@ -15,11 +15,12 @@
 
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "api/http.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::api {
 
@@ -38,10 +39,10 @@ class RequestLog {
 
  private:
   RequestLog(std::FILE* file, bool owned, bool log_prompts) : file_(file), owned_(owned), log_prompts_(log_prompts) {}
-  std::FILE* const file_;
+  Mutex mu_;  // one line at a time
+  std::FILE* const file_ PT_GUARDED_BY(mu_);
   const bool owned_;
   const bool log_prompts_;
-  std::mutex mu_;  // one line at a time
 };
 
 }  // namespace llmasos::api

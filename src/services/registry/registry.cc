@@ -46,32 +46,48 @@ std::string DefaultHome() {
 // Serializes the calls of this object (mu_) and mutations across processes (flock). The file
 // lock is taken first and mu_ after it, so a thread waiting for another process's (or an
 // import's) file lock never holds mu_ and readers (Resolve, List) go on meanwhile.
-class Registry::MutationLock {
+class SCOPED_CAPABILITY Registry::MutationLock {
  public:
-  static StatusOr<std::unique_ptr<MutationLock>> Acquire(Registry& r, bool exclusive_file) {
-    int fd = -1;
-    if (exclusive_file) {
-      ASSIGN_OR_RETURN(UniqueFd lock_fd, OpenFile(r.lock_path_, O_RDWR | O_CREAT));
-      while (::flock(lock_fd.get(), LOCK_EX) != 0) {
-        if (errno != EINTR) return ErrnoError("locking the registry lock", r.lock_path_, errno);
-      }
-      fd = lock_fd.Release();
-    }
-    return std::unique_ptr<MutationLock>(new MutationLock(r.mu_, fd));
+  // Takes the file lock (if `exclusive_file`), then mu_. mu_ is held afterwards even when
+  // the file lock failed: check status() at once.
+  MutationLock(Registry& r, bool exclusive_file) ACQUIRE(r.mu_) : mu_(r.mu_) {
+    if (exclusive_file) status_ = LockFile(r.lock_path_);
+    mu_.Lock();
   }
-  ~MutationLock() {
-    if (guard_.owns_lock()) guard_.unlock();
+  ~MutationLock() RELEASE() {
+    if (held_) mu_.Unlock();
     if (fd_ >= 0) ::close(fd_);  // releases the flock
   }
+  MutationLock(const MutationLock&) = delete;
+  MutationLock& operator=(const MutationLock&) = delete;
+
+  // Why the file lock could not be taken (then nothing may be mutated).
+  const Status& status() const { return status_; }
   // Lets readers in during slow work (copying a file) while the file lock still keeps every
   // other mutation out; RetakeMutex before touching the database again.
-  void ReleaseMutex() { guard_.unlock(); }
-  void RetakeMutex() { guard_.lock(); }
+  void ReleaseMutex() RELEASE() {
+    held_ = false;
+    mu_.Unlock();
+  }
+  void RetakeMutex() ACQUIRE() {
+    mu_.Lock();
+    held_ = true;
+  }
 
  private:
-  MutationLock(std::mutex& mu, int fd) : fd_(fd), guard_(mu) {}
+  Status LockFile(const std::string& path) {
+    ASSIGN_OR_RETURN(UniqueFd lock_fd, OpenFile(path, O_RDWR | O_CREAT));
+    while (::flock(lock_fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return ErrnoError("locking the registry lock", path, errno);
+    }
+    fd_ = lock_fd.Release();
+    return OkStatus();
+  }
+
+  Mutex& mu_;
+  bool held_ = true;
   int fd_ = -1;
-  std::unique_lock<std::mutex> guard_;
+  Status status_;
 };
 
 namespace {
@@ -120,7 +136,10 @@ StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& home,
     if (ec) return IoError("creating '" + home + "': " + ec.message());
   }
   ASSIGN_OR_RETURN(r->blobs_, BlobStore::Open(home + "/blobs"));
-  ASSIGN_OR_RETURN(r->db_, RegistryDb::Open(db_path));
+  {
+    MutexLock lock(r->mu_);  // nobody else has it yet; the analysis wants db_ guarded all the same
+    ASSIGN_OR_RETURN(r->db_, RegistryDb::Open(db_path));
+  }
   if (options.recover) {
     ASSIGN_OR_RETURN(RecoveryReport rep, r->Recover());
     if (report != nullptr) *report = std::move(rep);
@@ -131,7 +150,8 @@ StatusOr<std::unique_ptr<Registry>> Registry::Open(const std::string& home,
 Registry::~Registry() = default;
 
 StatusOr<RecoveryReport> Registry::Recover() {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   RecoveryReport report;
   ASSIGN_OR_RETURN(report.temp_files_removed, blobs_->RemoveStaleTempFiles());
   ASSIGN_OR_RETURN(auto referenced, db_->ReferencedDigests());
@@ -187,7 +207,7 @@ StatusOr<Manifest> Registry::AddVersionLocked(Manifest m, const ImportOptions& o
   ASSIGN_OR_RETURN(auto latest, db_->TagTarget(m.name, std::string(kLatestTag)));
   m.lineage.parent_version = latest.value_or("");
   RETURN_IF_ERROR(db_->Begin());
-  auto fail = [&](Status s) {
+  auto fail = [&](Status s) REQUIRES(mu_) {
     db_->Rollback();
     return s;
   };
@@ -215,7 +235,8 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   }
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(options.file, O_RDONLY));
 
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   Manifest m;
   m.name = options.name;
   if (options.version) {
@@ -227,7 +248,7 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   RETURN_IF_ERROR(CheckVersionFreeLocked(m.name, m.version));
   // The copy runs without mu_: a daemon resolving models for requests is not held up by it.
   // The file lock keeps other mutations (in this process and others) out until the end.
-  lock->ReleaseMutex();
+  lock.ReleaseMutex();
 
   // Copy, hashing as we go; read the model's facts from our own copy, not the source, so
   // what the manifest says is what the blob holds.
@@ -242,7 +263,7 @@ StatusOr<Manifest> Registry::Import(const ImportOptions& options) {
   if (Status s = ReadGgufFacts(writer->temp_path(), &m); !s.ok()) {
     return InvalidArgumentError("cannot import '" + options.file + "': " + s.message());
   }
-  lock->RetakeMutex();
+  lock.RetakeMutex();
   ASSIGN_OR_RETURN(BlobInfo blob, writer->Commit(std::nullopt));
   m.digest = blob.digest;
   m.size_bytes = blob.size_bytes;
@@ -288,7 +309,8 @@ StatusOr<Manifest> Registry::RegisterBlob(const BlobInfo& blob, const ImportOpti
   RETURN_IF_ERROR(ValidateName(options.name));
   RETURN_IF_ERROR(ValidateDigest(blob.digest));
   for (const std::string& tag : options.tags) RETURN_IF_ERROR(ValidateTag(tag));
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(std::string path, blobs_->PathFor(blob.digest));
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return NotFoundError("blob " + blob.digest + " is not in the store");
@@ -305,7 +327,8 @@ StatusOr<Manifest> Registry::AdoptFile(const std::string& file, const BlobInfo& 
   RETURN_IF_ERROR(ValidateName(options.name));
   RETURN_IF_ERROR(ValidateDigest(blob.digest));
   for (const std::string& tag : options.tags) RETURN_IF_ERROR(ValidateTag(tag));
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(Manifest m, NewManifestLocked(file, blob, options));
   // Fail before the move when the version is taken, so the download is kept for a retry.
   RETURN_IF_ERROR(CheckVersionFreeLocked(m.name, m.version));
@@ -317,7 +340,8 @@ StatusOr<Manifest> Registry::AdoptFile(const std::string& file, const BlobInfo& 
 }
 
 StatusOr<std::vector<ModelEntry>> Registry::List() {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  MutationLock lock(*this, false);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, ""));
   std::vector<ModelEntry> out;
   for (ParsedEntry& e : entries) out.push_back(std::move(e.entry));
@@ -367,7 +391,8 @@ StatusOr<ModelEntry> Registry::ResolveLocked(std::string_view text) {
 }
 
 StatusOr<ModelEntry> Registry::Show(std::string_view ref) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  MutationLock lock(*this, false);
+  RETURN_IF_ERROR(lock.status());
   return ResolveLocked(ref);
 }
 
@@ -387,7 +412,8 @@ Status Registry::ReassignLatestLocked(const std::string& name) {
 }
 
 StatusOr<RemoveResult> Registry::Remove(std::string_view ref, bool force) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
   const Manifest& m = entry.manifest;
   if (entry.loaded && !force) {
@@ -415,7 +441,8 @@ StatusOr<RemoveResult> Registry::Remove(std::string_view ref, bool force) {
 }
 
 StatusOr<Manifest> Registry::Copy(std::string_view src, std::string_view dst) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry from, ResolveLocked(src));
   ASSIGN_OR_RETURN(Reference to, ParseReference(dst));
   ImportOptions options;
@@ -437,7 +464,8 @@ StatusOr<Manifest> Registry::Copy(std::string_view src, std::string_view dst) {
 
 StatusOr<Manifest> Registry::Tag(std::string_view ref, std::string_view tag) {
   RETURN_IF_ERROR(ValidateTag(tag));
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
   RETURN_IF_ERROR(db_->SetTag(entry.manifest.name, std::string(tag), entry.manifest.version));
   return entry.manifest;
@@ -445,7 +473,8 @@ StatusOr<Manifest> Registry::Tag(std::string_view ref, std::string_view tag) {
 
 StatusOr<std::vector<ModelEntry>> Registry::History(std::string_view name) {
   RETURN_IF_ERROR(ValidateName(name));
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  MutationLock lock(*this, false);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, std::string(name)));
   if (entries.empty()) {
     return NotFoundError("no model named '" + std::string(name) + "' in the registry (see llmasos list)");
@@ -456,7 +485,8 @@ StatusOr<std::vector<ModelEntry>> Registry::History(std::string_view name) {
 }
 
 StatusOr<std::vector<FieldDiff>> Registry::Diff(std::string_view ref_a, std::string_view ref_b) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  MutationLock lock(*this, false);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry a, ResolveLocked(ref_a));
   ASSIGN_OR_RETURN(ModelEntry b, ResolveLocked(ref_b));
   return DiffManifests(a.manifest, b.manifest);
@@ -470,7 +500,8 @@ StatusOr<Manifest> Registry::Rollback(std::string_view name_view,
   if (to_version) {
     ASSIGN_OR_RETURN(to, ParseVersion(*to_version));
   }
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(auto entries, LoadEntries(*db_, name));
   if (entries.empty()) {
     return NotFoundError("no model named '" + name + "' in the registry (see llmasos list)");
@@ -510,7 +541,8 @@ StatusOr<Manifest> Registry::Rollback(std::string_view name_view,
 }
 
 StatusOr<ResolvedModel> Registry::Resolve(std::string_view ref) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, false));
+  MutationLock lock(*this, false);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
   ResolvedModel out{std::move(entry.manifest), ""};
   ASSIGN_OR_RETURN(out.blob_path, blobs_->PathFor(out.manifest.digest));
@@ -538,13 +570,15 @@ Status Registry::Verify(std::string_view ref) {
 }
 
 Status Registry::SetLoaded(std::string_view ref, bool loaded) {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(ModelEntry entry, ResolveLocked(ref));
   return db_->SetLoaded(entry.manifest.name, entry.manifest.version, loaded);
 }
 
 Status Registry::ClearLoadedMarks() {
-  ASSIGN_OR_RETURN(auto lock, MutationLock::Acquire(*this, true));
+  MutationLock lock(*this, true);
+  RETURN_IF_ERROR(lock.status());
   return db_->ClearLoaded();
 }
 

@@ -24,7 +24,6 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,7 +32,9 @@
 #include "services/registry/blob_store.h"
 #include "services/registry/manifest.h"
 #include "services/registry/reference.h"
+#include "util/mutex.h"
 #include "util/status.h"
+#include "util/thread_annotations.h"
 
 namespace llmasos::registry {
 
@@ -152,20 +153,20 @@ class Registry {
   Registry() = default;
   class MutationLock;
 
-  StatusOr<ModelEntry> ResolveLocked(std::string_view ref);
-  StatusOr<Manifest> AddVersionLocked(Manifest manifest, const ImportOptions& options);
-  StatusOr<std::string> NextVersionLocked(const std::string& name);
-  Status CheckVersionFreeLocked(const std::string& name, const std::string& version);
-  void RemoveIfUnreferencedLocked(const std::string& digest);
+  StatusOr<ModelEntry> ResolveLocked(std::string_view ref) REQUIRES(mu_);
+  StatusOr<Manifest> AddVersionLocked(Manifest manifest, const ImportOptions& options) REQUIRES(mu_);
+  StatusOr<std::string> NextVersionLocked(const std::string& name) REQUIRES(mu_);
+  Status CheckVersionFreeLocked(const std::string& name, const std::string& version) REQUIRES(mu_);
+  void RemoveIfUnreferencedLocked(const std::string& digest) REQUIRES(mu_);
   StatusOr<Manifest> NewManifestLocked(const std::string& gguf_path, const BlobInfo& blob,
-                                       const ImportOptions& options);
-  Status ReassignLatestLocked(const std::string& name);
+                                       const ImportOptions& options) REQUIRES(mu_);
+  Status ReassignLatestLocked(const std::string& name) REQUIRES(mu_);
 
   std::string home_;
   std::string lock_path_;
   std::unique_ptr<BlobStore> blobs_;
-  std::mutex mu_;  // serializes every call on db_
-  std::unique_ptr<RegistryDb> db_;  // GUARDED_BY(mu_)
+  Mutex mu_;  // serializes every call on db_
+  std::unique_ptr<RegistryDb> db_ GUARDED_BY(mu_);
 };
 
 }  // namespace llmasos::registry
