@@ -469,8 +469,9 @@ TEST_F(EngineThreadTest, ANotifierWakesAConsumerThatNeverBlocksInNext) {
       }
     }
   }
+  // Every token arrived although the consumer only ever read after a wake-up. How many calls
+  // that took depends on timing (one call may cover several events), so it is not asserted.
   EXPECT_EQ(tokens, want);
-  EXPECT_GE(seen, want.size() / 2);  // one call may cover several events, but calls do come
 }
 
 }  // namespace
