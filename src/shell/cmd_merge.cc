@@ -34,22 +34,11 @@ struct MergeFlags {
   bool no_register = false;
 };
 
-// The types a merged matrix may be written in (what GgufWriter::AddTensorFromFloats makes).
-constexpr std::pair<const char*, cpu::TensorType> kMergeTypes[] = {
-    {"f32", cpu::TensorType::kF32},   {"f16", cpu::TensorType::kF16},   {"bf16", cpu::TensorType::kBF16},
-    {"q8_0", cpu::TensorType::kQ8_0}, {"q4_0", cpu::TensorType::kQ4_0}, {"q4_1", cpu::TensorType::kQ4_1},
-    {"q5_0", cpu::TensorType::kQ5_0}, {"q5_1", cpu::TensorType::kQ5_1}, {"q4_k", cpu::TensorType::kQ4_K},
-    {"q5_k", cpu::TensorType::kQ5_K}, {"q6_k", cpu::TensorType::kQ6_K},
-};
-
 StatusOr<std::optional<cpu::TensorType>> ParseMergeType(const std::string& name) {
   if (name.empty()) return std::optional<cpu::TensorType>();
-  std::string known;
-  for (const auto& [n, t] : kMergeTypes) {
-    if (name == n) return std::optional<cpu::TensorType>(t);
-    known += known.empty() ? n : std::string(", ") + n;
-  }
-  return InvalidArgumentError("--type '" + name + "' is not one of " + known);
+  auto type = gguf::WritableTensorType(name);
+  if (!type.ok()) return InvalidArgumentError("--type: " + type.status().message());
+  return std::optional<cpu::TensorType>(*type);
 }
 
 struct Merged {

@@ -234,4 +234,4 @@ def test_merge_folds_the_adapter_into_a_new_registered_version(tmp_path):
     proc = cli(home, "merge", "base", model, "--no-register", check=False)
     assert proc.returncode != 0 and "not an adapter file" in proc.stderr
     proc = cli(home, "merge", "base", "tuned", "--type", "q9", check=False)
-    assert proc.returncode != 0 and "--type 'q9'" in proc.stderr
+    assert proc.returncode != 0 and "--type: tensor type 'q9'" in proc.stderr

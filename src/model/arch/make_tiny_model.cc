@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "model/arch/tiny_model.h"
+#include "model/gguf/gguf_writer.h"
 #include "util/file.h"
 
 int main(int argc, char** argv) {
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
   std::string type = "q8_0", out;
   CLI::App app{"make a tiny random llama-family GGUF model for tests"};
   app.add_option("--arch", s.arch, "llama, qwen2, qwen3 or gemma3");
-  app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1");
+  app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k");
   app.add_option("--out", out, "output .gguf path")->required();
   app.add_option("--seed", s.seed, "random seed");
   app.add_option("--layers", s.layers)->check(CLI::Range(1, 64));
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
   app.add_option("--context", s.context)->check(CLI::Range(1, 1 << 20));
   app.add_flag("--tied", s.tied, "share the output matrix with the token embeddings");
   CLI11_PARSE(app, argc, argv);
-  auto parsed = llmasos::arch::ParseWeightType(type);
+  auto parsed = llmasos::gguf::WritableTensorType(type);
   llmasos::Status st = parsed.status();
   if (st.ok()) {
     s.type = *parsed;

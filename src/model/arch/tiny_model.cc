@@ -32,16 +32,6 @@ std::vector<std::string> ByteLevelAlphabet() {
 
 }  // namespace
 
-StatusOr<cpu::TensorType> ParseWeightType(const std::string& name) {
-  if (name == "f32") return cpu::TensorType::kF32;
-  if (name == "f16") return cpu::TensorType::kF16;
-  if (name == "bf16") return cpu::TensorType::kBF16;
-  if (name == "q8_0") return cpu::TensorType::kQ8_0;
-  if (name == "q4_0") return cpu::TensorType::kQ4_0;
-  if (name == "q4_1") return cpu::TensorType::kQ4_1;
-  return InvalidArgumentError("unknown weight type '" + name + "' (f32 f16 bf16 q8_0 q4_0 q4_1)");
-}
-
 StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "qwen3" && s.arch != "gemma3") {
     return InvalidArgumentError("unknown arch '" + s.arch + "' (llama, qwen2, qwen3, gemma3)");
@@ -55,10 +45,10 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   const cpu::TensorType type = s.type;
   const uint32_t head_dim = s.embd / s.heads;
   const uint32_t kv_dim = head_dim * s.kv_heads;
-  const bool quantized = type == cpu::TensorType::kQ8_0 || type == cpu::TensorType::kQ4_0 ||
-                         type == cpu::TensorType::kQ4_1;
-  if (quantized && (s.embd % 32 != 0 || s.ff % 32 != 0)) {
-    return InvalidArgumentError("quantized types need embd and ff to be multiples of 32");
+  const size_t block = cpu::Traits(type).block_elems;
+  if (s.embd % block != 0 || s.ff % block != 0) {
+    return InvalidArgumentError(std::string(cpu::Traits(type).name) + " needs embd and ff to be multiples of " +
+                                std::to_string(block));
   }
 
   // Vocabulary: the 256 byte tokens, a few merges, the ChatML control tokens, then filler.

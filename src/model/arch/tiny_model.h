@@ -32,9 +32,6 @@ struct TinyModelSpec {
   uint32_t sliding_window = 5;  // gemma3 only
 };
 
-// Parses "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
-StatusOr<cpu::TensorType> ParseWeightType(const std::string& name);
-
 // The GGUF file bytes. InvalidArgument names the inconsistent field.
 StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& spec);
 

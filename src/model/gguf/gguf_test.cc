@@ -596,5 +596,22 @@ TEST(RealModelTest, ReadsSmolLm2Q41) {
   EXPECT_NE(text.find("252 more tensors"), std::string::npos);
 }
 
+TEST(WritableTensorTypeTest, NamesParseInAnyCaseAndUnwritableOrUnknownNamesAreRefused) {
+  auto q4k = WritableTensorType("q4_k");
+  ASSERT_TRUE(q4k.ok()) << q4k.status().ToString();
+  EXPECT_EQ(*q4k, TensorType::kQ4_K);
+  auto bf16 = WritableTensorType("BF16");
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  EXPECT_EQ(*bf16, TensorType::kBF16);
+  // IQ4_XS loads but has no quantizer; q9 names nothing.
+  for (const char* name : {"iq4_xs", "q9", "", "q4_k_m"}) {
+    auto t = WritableTensorType(name);
+    ASSERT_FALSE(t.ok()) << name;
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(t.status().message().find("'" + std::string(name) + "'"), std::string::npos);
+    EXPECT_NE(t.status().message().find("q8_0"), std::string::npos) << "lists what it can write";
+  }
+}
+
 }  // namespace
 }  // namespace llmasos::gguf

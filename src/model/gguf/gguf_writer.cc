@@ -1,6 +1,8 @@
 #include "model/gguf/gguf_writer.h"
 
+#include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cstring>
 #include <unordered_set>
 
@@ -304,6 +306,26 @@ Status GgufWriter::WriteFile(const std::string& path, uint32_t version) const {
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, Serialize(version));
   return WriteFileAtomically(
       path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+StatusOr<cpu::TensorType> WritableTensorType(std::string_view name) {
+  auto same = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+  };
+  std::string known;
+  for (uint32_t id = 0; id <= static_cast<uint32_t>(cpu::TensorType::kBF16); ++id) {
+    const auto traits = cpu::GetTensorTypeTraits(id);
+    const auto type = static_cast<cpu::TensorType>(id);
+    if (!traits || !cpu::CanQuantizeRow(type)) continue;
+    if (same(name, traits->name)) return type;
+    std::string lower(traits->name);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    known += (known.empty() ? "" : ", ") + lower;
+  }
+  return InvalidArgumentError("tensor type '" + std::string(name) + "' is not one a model can be written in (" +
+                              known + ")");
 }
 
 }  // namespace llmasos::gguf

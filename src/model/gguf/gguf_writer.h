@@ -17,6 +17,11 @@
 
 namespace llmasos::gguf {
 
+// The tensor type named `name` ("q4_k", "Q8_0", "bf16": llama.cpp's names, any case) if
+// GgufWriter::AddTensorFromFloats can write it; InvalidArgument naming the types it can
+// otherwise. The one parser of type names for every tool that writes models.
+StatusOr<cpu::TensorType> WritableTensorType(std::string_view name);
+
 class GgufWriter {
  public:
   GgufWriter() = default;
