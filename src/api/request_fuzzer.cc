@@ -1,7 +1,10 @@
 // Feeds arbitrary request bodies through the request parser, for every endpoint, and a parsed
 // generation request through ToProcessSpec, checking what each promises: no crash or undefined
 // behaviour (ASan/UBSan), errors that are InvalidArgument, valid UTF-8 and start with the field
-// path they report, and specs the kernel's own validation accepts.
+// path they report, and specs the kernel's own validation accepts. Every body also goes
+// through the PUT /os/scheduler parser: an update it accepts must give settings the kernel
+// accepts whatever they are applied to (the daemon merges it into each instance's settings
+// and relies on that).
 //
 // Input: one byte picks the endpoint (and the prompt length for ToProcessSpec); the rest is
 // the body.
@@ -10,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/os_request.h"
 #include "api/request.h"
 #include "util/logging.h"
 #include "util/utf8.h"
@@ -39,6 +43,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t prompt_tokens = 1 + data[0] / 8;  // 1..32
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   std::string param;
+  if (auto sched = ParseSchedulerUpdate(body, &param); !sched.ok()) {
+    CheckError(sched.status(), param);
+  } else {
+    llmasos::kernel::SchedulingSettings odd;  // not the defaults: every field moved
+    odd.policy = "fair";
+    odd.policy_options.rr.slice_tokens = llmasos::kernel::kMaxSliceTokens;
+    odd.policy_options.fair.tenant_weights = {{"t", llmasos::kernel::kMaxFairWeight}};
+    odd.preemption.waiting_may_preempt = false;
+    odd.preemption.mode = llmasos::kernel::PreemptChoice::kSwap;
+    for (const auto& base : {llmasos::kernel::SchedulingSettings{}, odd}) {
+      const Status st = llmasos::kernel::ValidateSchedulingSettings(sched->update.AppliedTo(base));
+      CHECK(st.ok()) << st.ToString();
+    }
+  }
+  param.clear();
   if (IsEmbedding(endpoint)) {
     auto r = ParseEmbedding(endpoint, body, &param);
     if (!r.ok()) {
