@@ -7,7 +7,6 @@
 // The run itself is services/jobs/finetune.h, which the daemon's jobs run too.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 
 #include "services/jobs/finetune.h"
 #include "shell/commands.h"
@@ -22,9 +21,6 @@ struct FinetuneFlags {
 
 int FinetuneMain(FinetuneFlags& f) {
   if (f.spec.model.empty()) f.spec.model = std::string(kDefaultModelReference);
-  // Training multiplies float activations against the file's own layout; a repacked copy
-  // would only double the memory (see arch::Model).
-  setenv("LLMASOS_REPACK", "0", 1);
   jobs::FinetuneHooks hooks;
   hooks.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   hooks.on_step = [](const train::StepReport& r) {

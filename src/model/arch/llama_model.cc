@@ -299,7 +299,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   return c;
 }
 
-StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile> file) {
+StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile> file, bool repack) {
   std::unique_ptr<Model> m(new Model());
   ASSIGN_OR_RETURN(m->config_, ConfigFromGguf(*file));
   const ModelConfig& c = m->config_;
@@ -352,7 +352,7 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
   const gguf::TensorInfo* embd = file->FindTensor("token_embd.weight");
   m->weight_bytes_ = load.bytes() - (m->output_.data == m->token_embd_.data ? 0 : embd->num_bytes);
   m->file_ = std::move(file);
-  m->RepackMatrices();
+  if (repack) m->RepackMatrices();
   return m;
 }
 
@@ -380,10 +380,10 @@ cpu::MatView Model::KeepMatrix(std::vector<float> values, size_t rows, size_t co
   return cpu::MatView{cpu::TensorType::kF32, kept_.back().data(), rows, cols, cols * sizeof(float)};
 }
 
-StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path) {
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, bool repack) {
   auto file = gguf::GgufFile::Open(path);
   if (!file.ok()) return file.status();
-  auto model = FromGguf(std::move(file).value());
+  auto model = FromGguf(std::move(file).value(), repack);
   if (!model.ok()) return model.status().Annotate("loading '" + path + "'");
   return model;
 }

@@ -102,8 +102,10 @@ struct LayerWeights {
 class Model {
  public:
   // Takes ownership of the parsed file; checks every tensor's presence, type and shape.
-  static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file);
-  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path);
+  // `repack` false keeps every matrix in the file's layout (training reads it there, so a
+  // repacked copy would only double the memory); LLMASOS_REPACK=0 makes it false for all.
+  static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file, bool repack = true);
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, bool repack = true);
 
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }

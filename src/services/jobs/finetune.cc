@@ -235,7 +235,9 @@ StatusOr<FinetuneRun> RunFinetune(FinetuneSpec f, const FinetuneHooks& hooks) {
   data_hash.Update({reinterpret_cast<const uint8_t*>(data->data()), data->size()});
   const std::string data_digest = data_hash.FinishDigest();
 
-  ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(run.base.path, "'" + run.base.ref + "'"));
+  // Training multiplies float activations against the file's own layout: no repacked copy.
+  ASSIGN_OR_RETURN(manager::ModelFiles files,
+                   manager::LoadModelFile(run.base.path, "'" + run.base.ref + "'", /*repack=*/false));
   const arch::Model& model = *files.model;
   const tokenizer::Tokenizer& tok = *files.tokenizer;
   ThreadPool pool(f.threads == 0 ? ThreadPool::DefaultNumThreads() : f.threads);

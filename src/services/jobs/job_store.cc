@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "util/utf8.h"
+
 namespace llmasos::jobs {
 namespace {
 
@@ -181,6 +183,8 @@ StatusOr<JobRecord> JobStore::Transition(int64_t id, std::initializer_list<JobSt
     db_->Rollback();
     return s;
   };
+  const std::string error_text = SanitizeUtf8(error);
+  error = error_text;
   auto current = GetLocked(id);
   if (!current.ok()) return fail(current.status());
   if (std::find(from.begin(), from.end(), current->state) == from.end()) {
@@ -225,8 +229,10 @@ StatusOr<std::vector<int64_t>> JobStore::RequeueInterrupted() {
   return ids;
 }
 
-Status JobStore::AppendLog(int64_t id, std::string_view line, int64_t now_unix) {
-  if (line.size() > kMaxLogLineBytes) line = line.substr(0, kMaxLogLineBytes);
+Status JobStore::AppendLog(int64_t id, std::string_view text, int64_t now_unix) {
+  // Stored as well-formed UTF-8 (a character cut at the limit becomes U+FFFD), so that every
+  // reader can put it in JSON.
+  const std::string line = SanitizeUtf8(text.substr(0, kMaxLogLineBytes));
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(db_->Begin());
   Stmt add(*db_,

@@ -102,8 +102,8 @@ class JobStore {
   // Jobs found running (their daemon stopped): queued again, oldest first. Returns their ids.
   StatusOr<std::vector<int64_t>> RequeueInterrupted();
 
-  // Appends a line to the job's log (cut at kMaxLogLineBytes), dropping its oldest lines past
-  // kMaxLogLines.
+  // Appends a line to the job's log (cut at kMaxLogLineBytes, made well-formed UTF-8),
+  // dropping its oldest lines past kMaxLogLines. Errors are stored as well-formed UTF-8 too.
   Status AppendLog(int64_t id, std::string_view line, int64_t now_unix);
   // The job's lines with seq > after_seq, oldest first, at most `limit`.
   StatusOr<std::vector<LogLine>> Log(int64_t id, int64_t after_seq = 0, size_t limit = kMaxLogLines);

@@ -138,6 +138,11 @@ TEST(JobStoreTest, LogKeepsTheNewestLinesAndCutsLongOnes) {
   EXPECT_EQ(tail->back().seq, log->back().seq);
   ASSERT_TRUE(store->AppendLog(id, std::string(kMaxLogLineBytes + 100, 'x'), 201).ok());
   EXPECT_EQ(store->Log(id, 0, kMaxLogLines)->back().line.size(), kMaxLogLineBytes);
+  // A character cut at the limit, or bytes that are not UTF-8, are stored as U+FFFD.
+  ASSERT_TRUE(store->AppendLog(id, std::string(kMaxLogLineBytes - 1, 'x') + "\xc3\xa9", 202).ok());
+  EXPECT_EQ(store->Log(id, 0, kMaxLogLines)->back().line, std::string(kMaxLogLineBytes - 1, 'x') + "\xef\xbf\xbd");
+  ASSERT_TRUE(store->AppendLog(id, "bad \xff byte", 203).ok());
+  EXPECT_EQ(store->Log(id, 0, kMaxLogLines)->back().line, "bad \xef\xbf\xbd byte");
   EXPECT_EQ(store->Log(id + 1).status().code(), StatusCode::kNotFound);
 }
 

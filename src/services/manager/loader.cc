@@ -7,9 +7,9 @@
 
 namespace llmasos::manager {
 
-StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label) {
+StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label, bool repack) {
   ModelFiles files;
-  auto model = arch::Model::Load(path);
+  auto model = arch::Model::Load(path, repack);
   if (!model.ok()) return model.status().Annotate("loading " + label);
   files.model = std::move(model).value();
   auto vocab = tokenizer::VocabFromGguf(files.model->file());

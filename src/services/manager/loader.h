@@ -34,7 +34,8 @@ struct ModelFiles {
   std::unique_ptr<arch::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
 };
-StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label);
+// `repack` as arch::Model::Load's (false for training).
+StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label, bool repack = true);
 
 // One loaded model version. Immutable once loaded (the engine thread is thread-safe); shared
 // by every request that holds a lease on it. Destroying it unloads the model: the engine
