@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import LLMASOS, Daemon, cli, tiny_home
+from serve_util import LLMASOS, Daemon, cli, tiny_home, wait_for
 
 
 def write_data(path, n=16):
@@ -47,14 +47,11 @@ def jobs_cli(d, *args, check=True):
 
 
 def wait_job(d, job_id, until, timeout=300):
-    deadline = time.time() + timeout
-    while True:
+    def poll():
         status, job = call(d, "GET", f"/os/jobs/{job_id}")
         assert status == 200, job
-        if until(job):
-            return job
-        assert time.time() < deadline, f"job {job_id} never got there: {job}"
-        time.sleep(0.05)
+        return job if until(job) else None
+    return wait_for(poll, f"job {job_id}", timeout)
 
 
 def ended(job):
