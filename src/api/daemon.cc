@@ -153,6 +153,7 @@ void AddRoutes(Router& router, Daemon& daemon) {
   AddConsoleRoutes(router);
   AddOsRoutes(router, daemon);
   AddJobsRoutes(router, daemon);
+  AddOsEventsRoute(router, daemon);
 }
 
 }  // namespace llmasos::api

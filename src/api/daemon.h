@@ -8,7 +8,7 @@
 //   console  GET / and GET /console/* (console.h)
 //   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id}  GET /os/memory
 //            GET|PUT /os/scheduler  GET /os/models  POST /os/models/{load,unload,pin,unpin}
-//            (os_api.cc)
+//            (os_api.cc)  GET /os/events (os_events.cc: the kernel log as SSE)
 //            POST|GET /os/jobs  GET|DELETE /os/jobs/{id}  POST /os/jobs/{id}/{pause,resume,cancel}
 //            GET /os/jobs/{id}/logs (jobs_api.cc)
 //
@@ -52,6 +52,9 @@ struct Daemon {
   std::atomic<bool> draining{false};
   DaemonMetrics metrics;
   RequestLog* request_log = nullptr;  // null: no request log
+  // The kernel log the manager and its engines publish to (GET /os/events); null: none (the
+  // route answers 503 saying so).
+  kernel::EventBus* events = nullptr;
 };
 
 // What the server calls at the end of each request (HttpServerOptions::on_request_end): the
@@ -84,6 +87,7 @@ void AddOpenAiRoutes(Router& router, Daemon& daemon);
 void AddOllamaRoutes(Router& router, Daemon& daemon);
 void AddOsRoutes(Router& router, Daemon& daemon);
 void AddJobsRoutes(Router& router, Daemon& daemon);
+void AddOsEventsRoute(Router& router, Daemon& daemon);
 
 }  // namespace llmasos::api
 

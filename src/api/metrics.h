@@ -8,6 +8,7 @@
 //   histograms llmasos_time_to_first_token_seconds, llmasos_inter_token_latency_seconds,
 //   llmasos_e2e_request_latency_seconds, llmasos_queue_time_seconds       {model,tenant}
 // Read from the loaded instances and the manager at scrape time (per model):
+//   llmasos_engine_generated_tokens_total (counted at each step, since the model loaded),
 //   llmasos_processes{state=running|queued|preempted|swapped}, llmasos_kv_blocks{state},
 //   llmasos_kv_cache_usage_ratio, llmasos_kv_block_utilisation_ratio,
 //   llmasos_prefix_cache_hit_rate, llmasos_prefix_cache_{queried,hit}_tokens_total,

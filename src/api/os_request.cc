@@ -124,6 +124,31 @@ StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::stri
   return f;
 }
 
+StatusOr<kernel::EventKindMask> ParseEventsQuery(const std::vector<std::pair<std::string, std::string>>& query,
+                                                 std::string* error_param) {
+  auto fail = [&](const std::string& name, const std::string& what) {
+    if (error_param != nullptr) *error_param = name;
+    return InvalidArgumentError("query parameter " + name + ": " + what);
+  };
+  std::optional<kernel::EventKindMask> kinds;
+  for (const auto& [name, value] : query) {
+    if (name != "kinds") return fail(name.substr(0, 64), "unknown (expected kinds)");
+    if (kinds) return fail(name, "given twice");
+    if (value.empty()) return fail(name, "must not be empty");
+    kinds = 0;
+    std::string_view rest = value;
+    while (true) {
+      const size_t comma = rest.find(',');
+      StatusOr<kernel::EventKind> kind = kernel::ParseEventKind(rest.substr(0, comma));
+      if (!kind.ok()) return fail(name, kind.status().message());
+      *kinds |= kernel::EventKindBit(*kind);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return kinds.value_or(kernel::kAllEventKinds);
+}
+
 StatusOr<int32_t> ParseRenice(std::string_view body, std::string* error_param) {
   ASSIGN_OR_RETURN(nlohmann::json j, ParseJsonObject(body));
   std::vector<std::string> ignored;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernel/event_bus.h"
 #include <nlohmann/json.hpp>
 
 #include "kernel/process.h"
@@ -46,6 +47,12 @@ struct ProcessFilter {
 // one, an empty value or a state that is not live is InvalidArgument naming it.
 StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::string, std::string>>& query,
                                            std::string* error_param = nullptr);
+
+// GET /os/events?kinds=K1,K2: the event kinds a subscriber wants (kernel/event_bus.h's names,
+// comma-separated; "lost" is always sent). No parameter: every kind. An unknown parameter or
+// kind, a repeated or empty one is InvalidArgument naming it.
+StatusOr<kernel::EventKindMask> ParseEventsQuery(const std::vector<std::pair<std::string, std::string>>& query,
+                                                 std::string* error_param = nullptr);
 
 // PATCH /os/processes/{id}: {"priority": N}, N in -kMaxPriority..kMaxPriority. Any other
 // field is an error (an admin call that asks for something it would not get must not pass).

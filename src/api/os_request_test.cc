@@ -63,6 +63,26 @@ TEST(OsRequestTest, BadFiltersNameTheParameter) {
   }
 }
 
+TEST(OsRequestTest, EventsQueryNamesKnownKindsOnly) {
+  std::string param;
+  EXPECT_EQ(*ParseEventsQuery({}), kernel::kAllEventKinds);
+  auto k = ParseEventsQuery({{"kinds", "admitted,killed"}}, &param);
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  EXPECT_EQ(*k, kernel::EventKindBit(kernel::EventKind::kAdmitted) | kernel::EventKindBit(kernel::EventKind::kKilled));
+  for (const auto& [query, want] : std::vector<std::pair<std::vector<std::pair<std::string, std::string>>, std::string>>{
+           {{{"kinds", "admitted,exploded"}}, "exploded"},
+           {{{"kinds", "admitted,"}}, "unknown event kind"},
+           {{{"kinds", ""}}, "must not be empty"},
+           {{{"kinds", "killed"}, {"kinds", "loaded"}}, "given twice"},
+           {{{"colour", "red"}}, "unknown"}}) {
+    param.clear();
+    auto r = ParseEventsQuery(query, &param);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << want;
+    EXPECT_THAT(r.status().message(), HasSubstr(want));
+    EXPECT_EQ(param, query.back().first);
+  }
+}
+
 TEST(OsRequestTest, ReniceTakesOnePriorityInRange) {
   EXPECT_EQ(*ParseRenice(R"({"priority": -7})"), -7);
   EXPECT_EQ(*ParseRenice(R"({"priority": 1000})"), 1000);

@@ -266,6 +266,7 @@ StatusOr<StepReport> Engine::Step() {
   StepReport report;
   const StepPlan plan = scheduler_->Schedule();
   report.num_ended = plan.ended.size();
+  if (on_plan_) on_plan_(plan);
   if (plan.batch.empty()) return report;
   std::vector<std::pair<ProcessId, TokenOutput>> outputs;
   if (Status st = RunBatch(plan, report, outputs); !st.ok()) {

@@ -181,6 +181,9 @@ class Engine {
   // Called after every step with each token generated in it (in batch order), as its
   // pipeline made it: the token, its text, whether it ended its process.
   void SetOutputCallback(std::function<void(ProcessId, const TokenOutput&)> fn) { on_output_ = std::move(fn); }
+  // Called in every Step with the scheduler's plan, before its forward pass: who was admitted
+  // (or resumed) and who was preempted, and how (the kernel log of EngineThread).
+  void SetPlanCallback(std::function<void(const StepPlan&)> fn) { on_plan_ = std::move(fn); }
 
   const Scheduler& scheduler() const { return *scheduler_; }
   const KvMemory& kv() const { return *kv_; }
@@ -220,6 +223,7 @@ class Engine {
                 const Status& error);
   std::function<Status(std::span<const BatchEntry>)> inject_step_fault_;
   std::function<void(ProcessId, const TokenOutput&)> on_output_;
+  std::function<void(const StepPlan&)> on_plan_;
   std::vector<float> logits_;  // [sampled entries, vocab]
   std::vector<float> hidden_;  // [tokens of embedding entries, embd]
   std::unordered_map<ProcessId, EmbeddingPooler> poolers_;         // embeddings being computed

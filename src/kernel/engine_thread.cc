@@ -60,6 +60,7 @@ EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Toke
       history_steps_(history_steps),
       max_live_(max_live) {
   engine_->SetOutputCallback([this](ProcessId id, const TokenOutput& out) { OnOutput(id, out); });
+  engine_->SetPlanCallback([this](const StepPlan& plan) { OnPlan(plan); });
   // What an idle engine reports until its first loop iteration publishes (the thread is not
   // running yet, so the engine may be read here).
   stats_.policy = engine_->scheduler().policy().name();
@@ -185,6 +186,14 @@ void EngineThread::Shutdown() {
   });
 }
 
+void EngineThread::SetEventBus(EventBus* bus, uint64_t instance, std::string model) {
+  {
+    MutexLock lock(mu_);
+    new_events_ = EventTarget{bus, instance, std::move(model)};
+  }
+  cv_.NotifyOne();
+}
+
 EngineThreadStats EngineThread::Stats() const {
   MutexLock lock(mu_);
   EngineThreadStats s = stats_;
@@ -205,21 +214,24 @@ void EngineThread::Loop() {
     std::vector<CancelRequest> cancels;
     std::vector<ReniceRequest> renices;
     std::optional<SchedulingSettings> scheduling;
+    std::optional<EventTarget> new_events;
     bool stopping = false;
     {
       const bool has_work = engine_->HasWork();
       MutexLock lock(mu_);
       cv_.Wait(mu_, [&]() REQUIRES(mu_) {
         return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || !renices_.empty() ||
-               scheduling_changed_;
+               scheduling_changed_ || new_events_.has_value();
       });
       queued.swap(inbox_);
       cancels.swap(cancels_);
       renices.swap(renices_);
       if (scheduling_changed_) scheduling = scheduling_;
       scheduling_changed_ = false;
+      new_events.swap(new_events_);
       stopping = stopping_;
     }
+    if (new_events) events_ = std::move(*new_events);
     Admit(queued);
     if (scheduling) {
       // UpdateScheduling validated them; a failure here would be a bug.
@@ -229,7 +241,11 @@ void EngineThread::Loop() {
       stats_.scheduling = std::move(*scheduling);
     }
     // An ended process keeps the priority it ended with.
-    for (const ReniceRequest& r : renices) (void)engine_->Renice(r.id, r.priority);
+    for (const ReniceRequest& r : renices) {
+      if (!engine_->Renice(r.id, r.priority).ok() || events_.bus == nullptr) continue;
+      // A group member still waiting for its leader is not in the scheduler yet: no event.
+      if (const Process* p = engine_->scheduler().Find(r.id)) Emit(EventKind::kReniced, *p);
+    }
     // A process may have ended meanwhile: then there is nothing to cancel.
     bool cancelled = false;
     for (CancelRequest& c : cancels) cancelled |= engine_->End(c.id, c.reason, std::move(c.message)).ok();
@@ -313,6 +329,11 @@ void EngineThread::DeliverEnded() {
   }
   for (EndedProcess& e : ended) {
     const Process& p = *e.process;
+    swapped_out_.erase(p.id());
+    if (events_.bus != nullptr) {
+      Emit(p.end_reason() == EndReason::kKilled ? EventKind::kKilled : EventKind::kFinished, p,
+           std::string(EndReasonName(p.end_reason())));
+    }
     auto it = streams_.find(p.id());
     if (it == streams_.end()) continue;
     StreamEvent end;
@@ -327,6 +348,38 @@ void EngineThread::DeliverEnded() {
     it->second->Push(std::move(end));
     streams_.erase(it);
   }
+}
+
+void EngineThread::OnPlan(const StepPlan& plan) {
+  for (const Preemption& pr : plan.preempted) {
+    if (pr.mode == PreemptMode::kSwap) swapped_out_.insert(pr.id);
+    if (events_.bus == nullptr) continue;
+    const Process* p = engine_->scheduler().Find(pr.id);
+    if (p == nullptr) continue;
+    Emit(EventKind::kPreempted, *p, std::string(PreemptModeName(pr.mode)));
+    if (pr.mode == PreemptMode::kSwap) Emit(EventKind::kSwapped, *p, "", "out");
+  }
+  for (ProcessId id : plan.admitted) {
+    const bool swapped_in = swapped_out_.erase(id) > 0;
+    if (events_.bus == nullptr) continue;
+    const Process* p = engine_->scheduler().Find(id);
+    if (p == nullptr) continue;
+    Emit(EventKind::kAdmitted, *p, p->accounting().num_preemptions > 0 ? "resume" : "");
+    if (swapped_in) Emit(EventKind::kSwapped, *p, "", "in");
+  }
+}
+
+void EngineThread::Emit(EventKind kind, const Process& p, std::string reason, std::string direction) {
+  Event e;
+  e.kind = kind;
+  e.instance = events_.instance;
+  e.pid = p.id();
+  e.model = events_.model;
+  e.tenant = p.tenant();
+  e.reason = std::move(reason);
+  e.direction = std::move(direction);
+  if (kind == EventKind::kReniced) e.priority = p.priority();
+  events_.bus->Publish(std::move(e));
 }
 
 void EngineThread::EndAll(EndReason reason, const std::string& message) {

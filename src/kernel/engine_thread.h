@@ -39,9 +39,11 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "kernel/engine.h"
+#include "kernel/event_bus.h"
 #include "util/mutex.h"
 #include "util/thread_annotations.h"
 
@@ -203,6 +205,13 @@ class EngineThread {
   // would wait on: it never waits on consumers).
   void Shutdown();
 
+  // From the next loop iteration on, publishes this engine's process events to `bus` (null:
+  // none), as model instance `instance` running `model` ("name@version"): admitted (also a
+  // resume), preempted (with its mode), swapped out and in, finished (with the end reason),
+  // killed, reniced. `bus` must outlive the EngineThread or a later call that replaces it.
+  // Thread-safe.
+  void SetEventBus(EventBus* bus, uint64_t instance, std::string model);
+
   // A copy of the counters and the recent-step history. Thread-safe.
   EngineThreadStats Stats() const;
   // The live processes as of the latest loop iteration (Engine::ProcessTable), in arrival
@@ -227,6 +236,9 @@ class EngineThread {
   void DeliverEnded();
   void EndAll(EndReason reason, const std::string& message);
   void Publish(const std::optional<StepReport>& step);
+  // The kernel log (SetEventBus): what the step's plan did, and one process event.
+  void OnPlan(const StepPlan& plan);
+  void Emit(EventKind kind, const Process& p, std::string reason = "", std::string direction = "");
 
   const std::unique_ptr<Engine> engine_;  // engine thread only (Validate excepted)
   const tokenizer::Tokenizer& tokenizer_;
@@ -236,6 +248,15 @@ class EngineThread {
 
   // Engine thread only: the channel of each live process.
   std::unordered_map<ProcessId, std::shared_ptr<Channel::State>> streams_;
+  // Engine thread only: where events go (SetEventBus, taken in from mu_'s copy each loop),
+  // and the live processes whose KV is swapped out (their next admission swaps them in).
+  struct EventTarget {
+    EventBus* bus = nullptr;
+    uint64_t instance = 0;
+    std::string model;
+  };
+  EventTarget events_;
+  std::unordered_set<ProcessId> swapped_out_;
 
   mutable Mutex mu_;
   CondVar cv_;
@@ -253,6 +274,7 @@ class EngineThread {
   std::vector<ReniceRequest> renices_ GUARDED_BY(mu_);
   SchedulingSettings scheduling_ GUARDED_BY(mu_);  // the latest asked for
   bool scheduling_changed_ GUARDED_BY(mu_) = false;  // not yet installed
+  std::optional<EventTarget> new_events_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   ProcessId last_id_ GUARDED_BY(mu_) = 0;  // highest id queued
   EngineThreadStats stats_ GUARDED_BY(mu_);

@@ -476,3 +476,81 @@ TEST_F(EngineThreadTest, ANotifierWakesAConsumerThatNeverBlocksInNext) {
 
 }  // namespace
 }  // namespace llmasos::kernel
+
+namespace llmasos::kernel {
+namespace {
+
+TEST_F(EngineThreadTest, TheKernelLogTellsAdmissionsPreemptionsRenicesAndEnds) {
+  EngineThreadOptions o = NeverStopsEarly();
+  o.engine.policy = "priority";  // preemptive: the urgent process evicts the running one
+  o.engine.scheduler.max_running = 1;
+  o.engine.swap_budget_bytes = size_t{64} << 20;
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  EventBus bus;
+  auto sub = bus.Subscribe(4096, kAllEventKinds, nullptr);
+  engine->SetEventBus(&bus, 3, "tiny@1.0.0");
+
+  auto low = engine->Submit(Greedy(Prompt(20, 5), 900, /*priority=*/0, "tenant-a"));
+  ASSERT_TRUE(low.ok());
+  // Past min_tokens_before_preempt, so the urgent one may evict it.
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(low->channel->Next(kPatience).ok());
+  auto urgent = engine->Submit(Greedy(Prompt(8, 6), 4, /*priority=*/5, "tenant-b"));
+  ASSERT_TRUE(urgent.ok());
+  EXPECT_EQ(Drain(*urgent->channel).end.reason, EndReason::kLength);
+  ASSERT_TRUE(engine->Renice(low->id, 9).ok());
+  ASSERT_TRUE(engine->Cancel(low->id, EndReason::kKilled, "by the operator").ok());
+  EXPECT_EQ(Drain(*low->channel).end.reason, EndReason::kKilled);
+
+  std::vector<Event> all;
+  while (auto e = sub->Next()) all.push_back(*e);
+  auto of = [&](ProcessId pid) {
+    std::vector<Event> v;
+    for (const Event& e : all) {
+      if (e.pid == pid) v.push_back(e);
+    }
+    return v;
+  };
+  const std::vector<Event> u = of(urgent->id);
+  ASSERT_EQ(u.size(), 2u);
+  EXPECT_EQ(u[0].kind, EventKind::kAdmitted);
+  EXPECT_EQ(u[1].kind, EventKind::kFinished);
+  EXPECT_EQ(u[1].reason, "length");
+  EXPECT_EQ(u[1].tenant, "tenant-b");
+
+  const std::vector<Event> l = of(low->id);
+  ASSERT_GE(l.size(), 4u);
+  EXPECT_EQ(l.front().kind, EventKind::kAdmitted);
+  EXPECT_EQ(l.front().reason, "");
+  EXPECT_EQ(l.front().instance, 3u);
+  EXPECT_EQ(l.front().model, "tiny@1.0.0");
+  EXPECT_EQ(l.front().tenant, "tenant-a");
+  EXPECT_EQ(l[1].kind, EventKind::kPreempted);
+  ASSERT_TRUE(l[1].reason == "swap" || l[1].reason == "recompute") << l[1].reason;
+  EXPECT_EQ(l.back().kind, EventKind::kKilled);
+  EXPECT_EQ(l.back().reason, "killed");
+  // It was preempted before the urgent process was admitted, and resumed after it finished.
+  EXPECT_LT(l[1].seq, u[0].seq);
+  bool resumed = false, reniced = false, swapped_out = false, swapped_in = false;
+  for (const Event& e : l) {
+    if (e.kind == EventKind::kAdmitted && e.reason == "resume") {
+      resumed = true;
+      EXPECT_GT(e.seq, u[1].seq);
+    }
+    if (e.kind == EventKind::kReniced) {
+      reniced = true;
+      EXPECT_EQ(e.priority, 9);
+    }
+    swapped_out |= e.kind == EventKind::kSwapped && e.direction == "out";
+    swapped_in |= e.kind == EventKind::kSwapped && e.direction == "in";
+  }
+  EXPECT_TRUE(reniced);
+  EXPECT_EQ(swapped_out, l[1].reason == "swap");
+  if (resumed) {
+    EXPECT_EQ(swapped_in, swapped_out);
+  }
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1].seq, all[i].seq);
+}
+
+}  // namespace
+}  // namespace llmasos::kernel

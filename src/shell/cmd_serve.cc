@@ -197,7 +197,11 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
   engine.share_prefix_across_tenants = f.share_prefix_across_tenants;
   manager::GgufLoaderOptions loader;
   loader.engine = engine;
+  // The kernel log (/os/events): made before the manager, which publishes into it until it is
+  // destroyed (its instances' unloads).
+  kernel::EventBus events;
   manager::ManagerOptions mo;
+  mo.events = &events;
   mo.max_loaded_models = f.max_models;
   mo.default_keep_alive = f.keep_alive_s < 0 ? manager::Duration(-1)
                                              : std::chrono::duration_cast<manager::Duration>(
@@ -240,6 +244,7 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
   daemon.manager = manager->get();
   daemon.service = &service;
   daemon.jobs = job_runner->get();
+  daemon.events = &events;
   daemon.allow_private_pull = f.allow_private_pull;
   daemon.load_wait = std::chrono::milliseconds(std::llround(f.load_wait_s * 1000));
   api::Router router;

@@ -157,6 +157,20 @@ class LongStream:
         return self.events
 
 
+EOS = 263  # make_tiny_model's end-of-sequence token
+
+
+def slow_home(tmp_path):
+    """A home with a slower tiny model (4096 context, 4 layers of 256) imported as `slow`: with
+    EOS banned (logit_bias) its processes run until cancelled or max_tokens."""
+    home = str(tmp_path / "home")
+    path = str(tmp_path / "slow.gguf")
+    subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "4096", "--embd", "256", "--layers", "4",
+                    "--ff", "1024", "--heads", "4", "--kv-heads", "4"], check=True, capture_output=True)
+    cli(home, "import", path, "--name", "slow")
+    return home
+
+
 def tiny_home(tmp_path, name="tiny", seed=1):
     """A home with one tiny model imported as NAME (NAME:latest)."""
     home = str(tmp_path / "home")

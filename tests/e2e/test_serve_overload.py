@@ -11,24 +11,13 @@ import http.client
 import json
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from serve_util import MAKE_TINY, Daemon, cli
+from serve_util import EOS, Daemon, slow_home
 
-EOS = 263  # make_tiny_model's end-of-sequence token
 MODEL = "slow@1.0.0"
-
-
-def slow_home(tmp_path):
-    home = str(tmp_path / "home")
-    path = str(tmp_path / "slow.gguf")
-    subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "4096", "--embd", "256", "--layers", "4",
-                    "--ff", "1024", "--heads", "4", "--kv-heads", "4"], check=True, capture_output=True)
-    cli(home, "import", path, "--name", "slow")
-    return home
 
 
 def body(max_tokens, stream=False, **extra):

@@ -305,10 +305,11 @@ async function refreshMetrics() {
     text = await response.text();
   } catch (e) { return; }
   const now = performance.now();
-  const m = parseMetrics(text, ["vllm:kv_cache_usage_perc", "llmasos_generation_tokens_total"]);
+  // Counted at each engine step (not when a process ends), so the chart follows generation.
+  const m = parseMetrics(text, ["vllm:kv_cache_usage_perc", "llmasos_engine_generated_tokens_total"]);
   const kv = m["vllm:kv_cache_usage_perc"].length ? 100 * Math.max(...m["vllm:kv_cache_usage_perc"]) : 0;
   kvSeries.push({ t: now, v: kv });
-  const total = m["llmasos_generation_tokens_total"].reduce((a, b) => a + b, 0);
+  const total = m["llmasos_engine_generated_tokens_total"].reduce((a, b) => a + b, 0);
   if (lastTokens) {
     const seconds = (now - lastTokens.t) / 1000;
     const tps = seconds > 0 ? Math.max(0, total - lastTokens.total) / seconds : 0;

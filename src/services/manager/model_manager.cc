@@ -18,6 +18,18 @@ namespace llmasos::manager {
 struct Instance {
   enum class State { kLoading, kReady, kFailed };
 
+  // A loaded instance's last word in the kernel log, once its engine has stopped (so after
+  // its processes' ends): destruction is where the model is really gone.
+  ~Instance() {
+    if (events == nullptr || state != State::kReady) return;
+    model.reset();
+    kernel::Event e;
+    e.kind = kernel::EventKind::kUnloaded;
+    e.instance = id;
+    e.model = Label();
+    events->Publish(std::move(e));
+  }
+
   std::tuple<std::string, std::string, std::string> key;  // name, version, digest
   uint64_t id = 0;  // 1, 2, ... in load order; never reused by this manager
   registry::ResolvedModel resolved;
@@ -31,6 +43,7 @@ struct Instance {
   Duration keep_alive{};
   std::set<std::string> refs;  // canonical references that reach it
   bool superseded = false;
+  kernel::EventBus* events = nullptr;  // ManagerOptions::events, set once it is ready
 
   std::string Label() const { return resolved.manifest.name + "@" + resolved.manifest.version; }
 };
@@ -243,6 +256,15 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
     load_bytes_per_second_ = load_bytes_per_second_ == 0 ? speed : 0.5 * load_bytes_per_second_ + 0.5 * speed;
   }
   inst->state = Instance::State::kReady;
+  if (options_.events != nullptr) {
+    inst->events = options_.events;
+    if (inst->model->engine != nullptr) inst->model->engine->SetEventBus(options_.events, inst->id, inst->Label());
+    kernel::Event e;
+    e.kind = kernel::EventKind::kLoaded;
+    e.instance = inst->id;
+    e.model = inst->Label();
+    options_.events->Publish(std::move(e));  // never waits: fine under mu_
+  }
   ++load_counts_[inst->Label()].loads;
   inst->last_used = now;
   inst->leases = 1;

@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernel/event_bus.h"
 #include "services/manager/loader.h"
 #include "services/registry/registry.h"
 #include "util/clock.h"
@@ -75,6 +76,9 @@ struct ManagerOptions {
   // Time for keep_alive and load timing; default the real steady clock. Must outlive the
   // manager and be safe to read from any thread.
   const Clock* clock = nullptr;
+  // The kernel log (the daemon's /os/events): instances' loaded and unloaded events, and each
+  // engine's process events (EngineThread::SetEventBus). Null: none. Must outlive the manager.
+  kernel::EventBus* events = nullptr;
 };
 
 struct AcquireOptions {

@@ -204,6 +204,25 @@ TEST_F(ModelManagerTest, ZeroKeepAliveUnloadsWhenTheLastLeaseEnds) {
   EXPECT_FALSE(reg_.Marked("a"));
 }
 
+TEST_F(ModelManagerTest, TheKernelLogTellsLoadsAndUnloads) {
+  kernel::EventBus bus;
+  auto sub = bus.Subscribe(16, kernel::kAllEventKinds, nullptr);
+  ManagerOptions o;
+  o.events = &bus;
+  auto m = NewManager(o);
+  ASSERT_TRUE(m->Acquire("a", {.keep_alive = Duration::zero()}).ok());  // loads, then unloads
+  ASSERT_TRUE(m->Acquire("nope").status().code() == StatusCode::kNotFound);  // no event
+  std::vector<kernel::Event> got;
+  while (auto e = sub->Next()) got.push_back(*e);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].kind, kernel::EventKind::kLoaded);
+  EXPECT_EQ(got[0].model, "a@1.0.0");
+  EXPECT_EQ(got[0].instance, 1u);
+  EXPECT_EQ(got[1].kind, kernel::EventKind::kUnloaded);
+  EXPECT_EQ(got[1].model, "a@1.0.0");
+  EXPECT_EQ(got[1].instance, 1u);
+}
+
 TEST_F(ModelManagerTest, InstanceIdsFollowLoadOrderAndAreNeverReused) {
   auto m = NewManager();
   ASSERT_TRUE(m->Load("a", {.keep_alive = Duration::zero()}).ok());  // loads, then unloads
