@@ -27,6 +27,8 @@ void AddMergeCommand(CLI::App& app, int* exit_code);
 void AddKeysCommand(CLI::App& app, int* exit_code);
 // ps, kill, renice, sched, jobs: the /os surface of a running daemon (cmd_os.cc).
 void AddOsCommands(CLI::App& app, int* exit_code);
+// top: a live view of a running daemon (cmd_top.cc).
+void AddTopCommand(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);
 

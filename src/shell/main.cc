@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   llmasos::shell::AddFinetuneCommand(app, &exit_code);
   llmasos::shell::AddMergeCommand(app, &exit_code);
   llmasos::shell::AddOsCommands(app, &exit_code);
+  llmasos::shell::AddTopCommand(app, &exit_code);
   llmasos::shell::AddRegistryCommands(app, &exit_code);
   llmasos::shell::AddKeysCommand(app, &exit_code);
   try {

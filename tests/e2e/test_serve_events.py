@@ -4,64 +4,30 @@ and killed by DELETE /os/processes/{id}, in that order, each with its global id,
 tenant; a `?kinds=` subscriber sees only what it asked for; unloading and loading the model
 are logged too; bad filters are 400s. /metrics' llmasos_engine_generated_tokens_total (what the
 console's throughput chart and `llmasos top` read) grows while a process generates, before it
-ends.
+ends. `llmasos top` prints one snapshot (its columns, the running process, a throughput) when
+stdout is not a terminal, and on a pseudo-terminal redraws and quits on q or SIGINT with the
+terminal's mode given back.
 
 The process that is killed generates from the slower tiny model with its end-of-sequence token
 banned, so it runs until it is killed."""
 import http.client
 import json
-import socket
-import threading
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import termios
 import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import EOS, Daemon, slow_home
+from serve_util import EOS, LLMASOS, Daemon, EventLog, slow_home
 
 MODEL = "slow@1.0.0"
-
-
-class Subscriber:
-    """GET /os/events read on a thread of its own; .events: the parsed events so far."""
-
-    def __init__(self, d, query=""):
-        host, port = d.host_port
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        self.conn.request("GET", "/os/events" + query)
-        self.response = self.conn.getresponse()  # subscribed once the headers are here
-        assert self.response.status == 200, self.response.read()
-        assert self.response.headers["Content-Type"].startswith("text/event-stream")
-        self.events = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        try:
-            for line in self.response:
-                line = line.decode().rstrip("\n")
-                if line.startswith("data: "):
-                    self.events.append(json.loads(line[len("data: "):]))
-        except (OSError, ValueError):
-            pass  # closed by the test
-
-    def wait_for(self, pred, what, timeout=120):
-        deadline = time.time() + timeout
-        while True:
-            found = [e for e in list(self.events) if pred(e)]
-            if found:
-                return found[0]
-            assert time.time() < deadline, f"no {what} event in {self.events}"
-            time.sleep(0.02)
-
-    def close(self):
-        # Shut the socket first: that wakes the reader blocked in recv (closing alone would wait
-        # for it) and tells the daemon the client went away.
-        self.conn.sock.shutdown(socket.SHUT_RDWR)
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        self.conn.close()
 
 
 def call(d, method, path, payload=None):
@@ -89,8 +55,8 @@ def daemon(tmp_path_factory):
 
 
 def test_a_subscriber_sees_admitted_finished_and_killed_in_order(daemon):
-    log = Subscriber(daemon)
-    only_killed = Subscriber(daemon, "?kinds=killed,loaded")
+    log = EventLog(daemon)
+    only_killed = EventLog(daemon, "?kinds=killed,loaded")
     try:
         status, done = call(daemon, "POST", "/v1/completions", completion(4))
         assert status == 200 and done["usage"]["completion_tokens"] == 4
@@ -187,3 +153,74 @@ def test_the_engine_counts_generated_tokens_while_a_process_runs(daemon):
     assert call(daemon, "DELETE", "/os/processes/" + table["processes"][0]["id"])[0] == 200
     response.read()
     stream.close()
+
+
+def test_top_prints_one_snapshot_when_stdout_is_not_a_terminal(daemon):
+    host, port = daemon.host_port
+    at = ["--host", host, "--port", str(port), "--interval", "0.5"]
+    stream = http.client.HTTPConnection(host, port, timeout=300)
+    stream.request("POST", "/v1/completions", json.dumps(completion(3500, stream=True)),
+                   {"Content-Type": "application/json"})
+    response = stream.getresponse()
+    assert response.status == 200
+    try:
+        deadline = time.time() + 120
+        while True:
+            rows = call(daemon, "GET", "/os/processes")[1]["processes"]
+            if rows and rows[0]["generated_tokens"] > 0:
+                break
+            assert time.time() < deadline, "the process never ran"
+            time.sleep(0.05)
+        top = subprocess.run([LLMASOS, "top", *at], capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, LLMASOS_HOME=daemon.home))
+        assert top.returncode == 0, top.stderr
+        lines = top.stdout.splitlines()
+        assert lines[0].startswith(f"llmasos top  http://{host}:{port}")
+        assert "processes: 1 (1 running" in lines[1], lines[1]
+        rate = re.search(r"throughput: (\d+) tokens/s", lines[1])
+        assert rate and int(rate.group(1)) > 0, lines[1]  # it generated throughout the interval
+        assert "\x1b" not in top.stdout  # no terminal codes in a snapshot
+        header = [i for i, line in enumerate(lines) if line.split()[:2] == ["INST", "MODEL"]]
+        assert header and lines[header[0] + 1].split()[1] == MODEL
+        ps = [i for i, line in enumerate(lines) if line.split()[:4] == ["ID", "MODEL", "TENANT", "STATE"]]
+        assert ps, top.stdout
+        row = lines[ps[0] + 1].split()
+        assert row[0] == rows[0]["id"] and row[1] == MODEL and row[3] == "running"
+    finally:
+        for row in call(daemon, "GET", "/os/processes")[1]["processes"]:
+            call(daemon, "DELETE", "/os/processes/" + row["id"])
+        stream.close()
+
+
+def test_top_on_a_terminal_redraws_and_quits_on_q_or_sigint(daemon):
+    host, port = daemon.host_port
+    for stop in ("q", "sigint"):
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: llmasos top on the pseudo-terminal
+            os.execv(LLMASOS, [LLMASOS, "top", "--host", host, "--port", str(port), "--interval", "0.2"])
+        out = b""
+        deadline = time.time() + 60
+        while out.count(b"\x1b[H\x1b[2J") < 2:  # two full redraws
+            assert time.time() < deadline, out
+            if select.select([fd], [], [], 1)[0]:
+                out += os.read(fd, 65536)
+        assert b"\x1b[?1049h" in out and b"INST" in out and b"ID" in out
+        if stop == "q":
+            os.write(fd, b"q")
+        else:
+            os.kill(pid, signal.SIGINT)
+        _, status = os.waitpid(pid, 0)
+        try:
+            while select.select([fd], [], [], 0.5)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            pass  # the child's side closed
+        lflag = termios.tcgetattr(fd)[3]  # the pseudo-terminal's mode, as the child left it
+        os.close(fd)
+        assert lflag & termios.ICANON and lflag & termios.ECHO, (stop, lflag)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (stop, status)
+        # The terminal is given back: cursor shown, alternate screen left.
+        assert out.rstrip().endswith(b"\x1b[?25h\x1b[?1049l"), (stop, out[-80:])
