@@ -5,16 +5,12 @@
 #include <ctime>
 #include <random>
 
-#include <nlohmann/json.hpp>
-
 #include "api/console.h"
 #include "api/errors.h"
 #include "api/request.h"
 #include "services/registry/reference.h"
 
 namespace llmasos::api {
-
-using nlohmann::json;
 
 std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchange, std::string_view model,
                                                 std::optional<manager::Duration> keep_alive) {
@@ -120,22 +116,6 @@ void AddDaemonRoutes(Router& router, Daemon& daemon) {
   });
   router.Add("GET", "/metrics", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
     ex->Respond(200, "text/plain; version=0.0.4; charset=utf-8", daemon.metrics.Render(*daemon.manager));
-  });
-  router.Add("GET", "/debug/engines", RouteScope::kAdmin, [&daemon](const ExchangePtr& ex) {
-    // What the tests of cancellation read: live processes and KV blocks per instance.
-    json out = json::array();
-    daemon.manager->ForEachLoaded([&](uint64_t, const registry::Manifest& m, const manager::LoadedModel& loaded) {
-      if (loaded.engine == nullptr) return;
-      kernel::EngineThreadStats s = loaded.engine->Stats();
-      out.push_back({{"model", m.name + "@" + m.version},
-                     {"num_live", s.num_live},
-                     {"num_submitted", s.num_submitted},
-                     {"num_ended", s.num_ended},
-                     {"kv_used_blocks", s.kv.used_blocks},
-                     {"kv_total_blocks", s.kv.total_blocks},
-                     {"kv_num_sequences", s.kv.num_sequences}});
-    });
-    SendJson(*ex, json{{"engines", out}}.dump());
   });
 }
 

@@ -3,8 +3,7 @@
 //   OpenAI   GET /v1/models  POST /v1/completions  /v1/chat/completions  /v1/embeddings
 //   Ollama   /api/generate /api/chat /api/embed /api/embeddings /api/tags /api/ps /api/show
 //            /api/pull /api/delete /api/copy /api/version
-//   daemon   GET /health  GET /ready  GET /metrics (metrics.h)  GET /debug/engines (per loaded
-//            instance: live processes and KV blocks; /os/memory replaces it)
+//   daemon   GET /health  GET /ready  GET /metrics (metrics.h)
 //   console  GET / and GET /console/* (console.h)
 //   /os      GET /os/processes  GET|DELETE|PATCH /os/processes/{id}  GET /os/memory
 //            GET|PUT /os/scheduler  GET /os/models  POST /os/models/{load,unload,pin,unpin}

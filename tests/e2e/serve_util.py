@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -103,7 +104,32 @@ class Daemon:
         return self.proc.poll() is None
 
     def engines(self):
-        return self.get("/debug/engines")["engines"]
+        """Per loaded model instance, from GET /os/memory and GET /os/processes: its `model`
+        (name@version), `instance`, `num_live` (its live processes), `kv_used_blocks`,
+        `kv_total_blocks` and `kv_num_sequences`."""
+        rows = self.get("/os/processes")["processes"]
+        out = []
+        for i in self.get("/os/memory")["instances"]:
+            if "kv" not in i:
+                continue  # no engine
+            out.append({"model": f'{i["model"]}@{i["version"]}', "instance": i["instance"],
+                        "num_live": sum(1 for r in rows if r["instance"] == i["instance"]),
+                        "kv_used_blocks": i["kv"]["used_blocks"], "kv_total_blocks": i["kv"]["total_blocks"],
+                        "kv_num_sequences": i["kv"]["num_sequences"]})
+        return out
+
+    def generated_tokens(self):
+        """{model: tokens its engine generated since it loaded} from /metrics
+        (llmasos_engine_generated_tokens_total, counted at each step)."""
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30, context=self.ssl_context) as r:
+            text = r.read().decode()
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "llmasos_engine_generated_tokens_total":
+                    out[s.labels["model"]] = out.get(s.labels["model"], 0.0) + s.value
+        return out
 
     def wait_idle(self, timeout=60):
         """Until every engine has no live process and no KV block in use; returns the stats."""
@@ -155,6 +181,49 @@ class LongStream:
         assert not self.thread.is_alive(), "the stream did not end"
         self.conn.close()
         return self.events
+
+
+class EventLog:
+    """GET /os/events (the kernel log; `query` e.g. "?kinds=admitted,killed") read on a thread of
+    its own; .events: the parsed events so far. Subscribed once the constructor returns."""
+
+    def __init__(self, d, query=""):
+        host, port = d.host_port
+        self.conn = http.client.HTTPConnection(host, port, timeout=300)
+        self.conn.request("GET", "/os/events" + query)
+        self.response = self.conn.getresponse()  # subscribed once the headers are here
+        assert self.response.status == 200, self.response.read()
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self.events = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            for line in self.response:
+                line = line.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    self.events.append(json.loads(line[len("data: "):]))
+        except (OSError, ValueError):
+            pass  # closed by the test
+
+    def wait_for(self, pred, what, timeout=120):
+        deadline = time.time() + timeout
+        while True:
+            found = [e for e in list(self.events) if pred(e)]
+            if found:
+                return found[0]
+            assert time.time() < deadline, f"no {what} event in {self.events}"
+            time.sleep(0.02)
+
+    def close(self):
+        # Shut the socket first: that wakes the reader blocked in recv (closing alone would wait
+        # for it) and tells the daemon the client went away.
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        self.conn.close()
+
 
 
 EOS = 263  # make_tiny_model's end-of-sequence token

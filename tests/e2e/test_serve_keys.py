@@ -123,10 +123,10 @@ def test_a_key_without_the_routes_scope_gets_403(keyed):
     infer = {"Authorization": "Bearer " + keys["infer"]["key"]}
     status, _, body = http(d.url + "/api/copy", "POST", {"source": "tiny", "destination": "copy"}, infer)
     assert status == 403 and "'models'" in body["error"]
-    status, _, body = http(d.url + "/debug/engines", headers=infer)
+    status, _, body = http(d.url + "/os/memory", headers=infer)
     assert status == 403 and "'admin'" in body["error"]["message"]
-    status, _, body = http(d.url + "/debug/engines", headers={"Authorization": "Bearer " + keys["all"]["key"]})
-    assert status == 200 and body["engines"]
+    status, _, body = http(d.url + "/os/memory", headers={"Authorization": "Bearer " + keys["all"]["key"]})
+    assert status == 200 and body["instances"]
 
 
 def test_the_shell_sends_its_api_key_and_names_a_refusal(keyed):
