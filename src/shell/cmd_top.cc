@@ -86,18 +86,6 @@ std::map<std::string, double> Throughput(const TokenSample& before, const TokenS
   return out;
 }
 
-std::string Bytes(double bytes) {
-  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int unit = 0;
-  while (bytes >= 1024 && unit < 4) {
-    bytes /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), unit == 0 ? "%.0f %s" : "%.1f %s", bytes, kUnits[unit]);
-  return buf;
-}
-
 // One screen: the summary, the instances and the process table. `throughput` is empty until two
 // samples exist.
 std::string Render(const std::string& base, const json& processes, const json& memory,
@@ -124,9 +112,9 @@ std::string Render(const std::string& base, const json& processes, const json& m
                 throughput ? (std::to_string(static_cast<long long>(std::llround(total_tps))) + " tokens/s").c_str()
                            : "measuring...");
   out += line;
-  const double budget = memory.value("budget_bytes", 0.0);
-  std::snprintf(line, sizeof(line), "memory: %s used of %s\n\n", Bytes(memory.value("used_bytes", 0.0)).c_str(),
-                budget > 0 ? (Bytes(budget) + " budget").c_str() : "no budget");
+  const uint64_t budget = memory.value("budget_bytes", uint64_t{0});
+  std::snprintf(line, sizeof(line), "memory: %s used of %s\n\n", HumanBytes(memory.value("used_bytes", uint64_t{0})).c_str(),
+                budget > 0 ? (HumanBytes(budget) + " budget").c_str() : "no budget");
   out += line;
 
   std::snprintf(line, sizeof(line), "%-5s %-28s %10s %15s %6s %8s %11s %9s\n", "INST", "MODEL", "RESIDENT",
@@ -148,7 +136,7 @@ std::string Render(const std::string& base, const json& processes, const json& m
       tps = t;
     }
     std::snprintf(line, sizeof(line), "%-5llu %-28s %10s %15s %5.1f%% %7.1f%% %11s %9s\n", i.value("instance", 0ULL),
-                  model.c_str(), Bytes(i.value("resident_bytes", 0.0)).c_str(), blocks.c_str(),
+                  model.c_str(), HumanBytes(i.value("resident_bytes", uint64_t{0})).c_str(), blocks.c_str(),
                   total > 0 ? 100.0 * kv.value("used_blocks", 0.0) / total : 0.0,
                   100.0 * prefix.value("hit_rate", 0.0), swapped.c_str(), tps.c_str());
     out += line;

@@ -32,6 +32,9 @@ void AddTopCommand(CLI::App& app, int* exit_code);
 // import, list, show, rm, cp, tag, history, diff, rollback, verify, pull (cmd_registry.cc).
 void AddRegistryCommands(CLI::App& app, int* exit_code);
 
+// A size for people: "512 B", "1.5 KiB", ..., "3.2 TiB" (powers of 1024).
+std::string HumanBytes(uint64_t bytes);
+
 // A flag's check for a real number: finite (CLI::Range lets "nan" through, since no comparison
 // with NaN fails) and within [lo, hi].
 CLI::Validator FiniteRange(double lo, double hi);
