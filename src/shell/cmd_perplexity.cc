@@ -42,7 +42,9 @@ int PerplexityMain(PerplexityFlags& f) {
                                             std::to_string(s->context().max_tokens())));
   }
   const tokenizer::Vocab& v = s->tokenizer().vocab();
-  std::vector<TokenId> tokens = s->tokenizer().Encode(*text, /*add_special=*/false, false);
+  // As llama-perplexity tokenizes: with BOS (and EOS) where the vocabulary asks for them, so a
+  // model that adds BOS scores the same token positions in both programs.
+  std::vector<TokenId> tokens = s->tokenizer().Encode(*text, /*add_special=*/true, false);
   const size_t num_chunks_all = tokens.size() / ctx;
   if (num_chunks_all == 0) {
     return ReportError(InvalidArgumentError("'" + f.file + "' has " + std::to_string(tokens.size()) +

@@ -8,10 +8,15 @@ import json
 import os
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from oracle_inputs import default_model, require
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "reference"))
+from tiny_gguf import TinySpec, write_tiny_model  # noqa: E402
 
 BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 LLMASOS = os.path.join(BUILD, "llmasos")
@@ -109,6 +114,22 @@ def test_perplexity_of_a_licence_text(tmp_path):
     # A working 135M model on English legal text: well below the vocabulary size (49152), and
     # above 1. A broken forward pass lands in the thousands.
     assert 1.5 < ppl < 100
+
+
+def test_perplexity_tokenizes_with_bos_where_the_model_asks(tmp_path):
+    # llama-perplexity tokenizes the whole text with the vocabulary's BOS in front, which
+    # shifts every window by one token; scoring other positions than it does would move the
+    # figure. The same text counts one token more under a model that adds BOS.
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat in the hat. " * 30)
+    counts = {}
+    for add_bos in (False, True):
+        model = write_tiny_model(str(tmp_path / f"bos-{add_bos}.gguf"), TinySpec(add_bos=add_bos, context=256))
+        proc = llmasos("perplexity", model, "-f", str(text), "-c", "64", "--chunks", "1")
+        m = re.search(r"perplexity: (\d+) tokens", proc.stderr)
+        assert m, proc.stderr
+        counts[add_bos] = int(m.group(1))
+    assert counts[True] == counts[False] + 1
 
 
 @needs_model

@@ -51,6 +51,7 @@ class TinySpec:
     extra_tensor: str | None = None     # a stray [embd] tensor of this name (bad-file tests)
     drop: tuple[str, ...] = ()          # tensors left out (bad-file tests)
     extra_kv: tuple[tuple[str, int | str], ...] = ()  # more metadata, uint32 or string
+    add_bos: bool = False               # tokenizer.ggml.add_bos_token
 
     @property
     def head_dim(self) -> int:
@@ -172,7 +173,7 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     w.add_token_merges(merges)
     w.add_uint32("tokenizer.ggml.bos_token_id", tokens.index("<|im_start|>"))
     w.add_uint32("tokenizer.ggml.eos_token_id", tokens.index("<|im_end|>"))
-    w.add_bool("tokenizer.ggml.add_bos_token", False)
+    w.add_bool("tokenizer.ggml.add_bos_token", s.add_bos)
 
     def matrix(name: str, rows: int, cols: int, scale: float = 1.0) -> None:
         # 1/sqrt(cols) keeps activations O(1) through the layers.
