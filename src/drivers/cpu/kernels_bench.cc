@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "drivers/cpu/ops.h"
@@ -95,6 +96,25 @@ void DecodeShapes(benchmark::internal::Benchmark* b) {
   }
 }
 
+// Every matrix of Llama 3.2 1B in Q4_K_M (bench/make-model writes one): Q4_K attn_q and
+// attn_output [2048, 2048], attn_k and attn_v [512, 2048], ffn_gate and ffn_up [8192, 2048],
+// ffn_down [2048, 8192]; Q6_K for the tied output [128256, 2048] and for the attn_v and
+// ffn_down of the layers that get more bits. Q8_0 beside the FFN shape for reference. Each
+// call streams more than the L2, so these decode from L3 or memory as the model does.
+void Llama1BDecodeShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
+  for (int64_t threads : {1, 2}) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{2048, 2048}, {512, 2048}, {8192, 2048},
+                              {2048, 8192}}) {
+      b->Args({rows, cols, 1, threads, kQ4_K});
+    }
+    b->Args({512, 2048, 1, threads, kQ6_K});
+    b->Args({2048, 8192, 1, threads, kQ6_K});
+    b->Args({128256, 2048, 1, threads, kQ6_K});
+    b->Args({8192, 2048, 1, threads, kQ8_0});
+  }
+}
+
 void PrefillShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
   for (int64_t threads : {1, 2}) {
@@ -132,6 +152,7 @@ BENCHMARK(BM_PoolRun)->Name("PoolRun")->ArgNames({"threads", "after_idle"})
     ->Args({2, 1})->Iterations(300)->UseRealTime();
 
 BENCHMARK(BM_MatMul)->Name("MatVec")->Apply(DecodeShapes)->UseRealTime();
+BENCHMARK(BM_MatMul)->Name("MatVec1B")->Apply(Llama1BDecodeShapes)->UseRealTime();
 BENCHMARK(BM_MatMul)->Name("MatMulPrefill")->Apply(PrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
