@@ -108,6 +108,13 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
     WriteSample(&out, "llmasos_engine_generated_tokens_total", {{"model", i.model}},
                 static_cast<double>(i.stats.num_sampled));
   }
+  WriteFamily(&out, "llmasos_engine_interrupted_steps_total", "counter",
+              "steps abandoned at a layer boundary for a higher-priority arrival (priority policy), "
+              "since the model loaded");
+  for (const Instance& i : instances) {
+    WriteSample(&out, "llmasos_engine_interrupted_steps_total", {{"model", i.model}},
+                static_cast<double>(i.stats.scheduler.num_abandoned_steps));
+  }
   WriteFamily(&out, "llmasos_kv_blocks", "gauge", "KV pool blocks by state (swapped: in swap space)");
   for (const Instance& i : instances) {
     const kernel::KvStats& kv = i.stats.kv;

@@ -36,6 +36,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
                                                     e->memory_.get(), clock));
   e->forward_ = std::make_unique<arch::BatchForward>(model, pool, options.scheduler.max_batch_tokens,
                                                      e->max_context_, options.float_activations);
+  e->forward_->set_interrupt(&e->interrupt_);
   return e;
 }
 
@@ -268,8 +269,30 @@ StatusOr<StepReport> Engine::Step() {
   report.num_ended = plan.ended.size();
   if (on_plan_) on_plan_(plan);
   if (plan.batch.empty()) return report;
+  // From here an arrival that outranks the whole batch may stop it (InterruptFor).
+  const TimePoint now = clock_->Now();
+  int64_t top_class = INT64_MIN;
+  for (const BatchEntry& e : plan.batch) {
+    if (const Process* p = scheduler_->Find(e.id)) {
+      top_class = std::max(top_class, scheduler_->policy().BatchClass(*p, now));
+    }
+  }
+  interrupting_priority_.store(scheduler_->policy().InterruptingPriority(top_class), std::memory_order_relaxed);
   std::vector<std::pair<ProcessId, TokenOutput>> outputs;
-  if (Status st = RunBatch(plan, report, outputs); !st.ok()) {
+  Status st = RunBatch(plan, report, outputs);
+  // An interrupt asked for after the last layer's check comes too late for this step; the
+  // arrival is in the next plan anyway.
+  interrupting_priority_.store(SchedulerPolicy::kNeverInterrupts, std::memory_order_relaxed);
+  ClearInterrupt();
+  if (st.code() == StatusCode::kCancelled && st.message() == arch::BatchForward::kInterrupted) {
+    // Nothing was sampled and no process advanced: the scheduler plans again from here.
+    RETURN_IF_ERROR(scheduler_->AbandonStep(plan));
+    report.num_tokens = 0;
+    report.interrupted = true;
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
+  if (!st.ok()) {
     FailStep(plan, outputs, st);
     return st;
   }
@@ -371,6 +394,12 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
   RETURN_IF_ERROR(scheduler_->CompleteStep(plan, sampled, ends));
   report.num_sampled = sampled.size();
   return OkStatus();
+}
+
+bool Engine::InterruptFor(int32_t priority) {
+  if (priority < interrupting_priority_.load(std::memory_order_relaxed)) return false;
+  interrupt_.store(true, std::memory_order_relaxed);
+  return true;
 }
 
 std::vector<EndedProcess> Engine::TakeEnded() {

@@ -12,6 +12,7 @@
 #ifndef LLMASOS_KERNEL_ENGINE_H_
 #define LLMASOS_KERNEL_ENGINE_H_
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -59,6 +60,9 @@ struct StepReport {
   size_t num_sampled = 0;  // tokens generated
   size_t num_ended = 0;    // processes that ended in this step
   double seconds = 0;      // wall time of the step
+  // The forward pass stopped at a layer boundary for a higher-priority arrival (InterruptFor):
+  // the scheduler abandoned the step, nothing advanced, no token was sampled.
+  bool interrupted = false;
 };
 
 // A process that ended, with the text its pipeline held back until the end.
@@ -171,6 +175,15 @@ class Engine {
   // from, a leader in it), their memory released: the engine stays usable, and the processes
   // that were not in the step go on at the next one.
   StatusOr<StepReport> Step();
+  // Thread-safe. Asks the step in flight to stop at its next layer when an arrival of
+  // `priority` outranks every process in it (SchedulerPolicy::InterruptingPriority); that step
+  // is then abandoned (StepReport::interrupted) and the next one is planned with the arrival
+  // in it. Between steps it asks nothing. Returns whether it asked.
+  bool InterruptFor(int32_t priority);
+  // Thread-safe. Forgets an interrupt asked for so far: the owner calls it when it takes the
+  // arrivals in, so only those that come after can stop the next step.
+  void ClearInterrupt() { interrupt_.store(false, std::memory_order_relaxed); }
+
   // Whether any process is queued, running or preempted (group members waiting for their
   // leader's prefill have a live leader).
   bool HasWork() const { return !scheduler_->LiveProcesses().empty(); }
@@ -221,6 +234,10 @@ class Engine {
   // Ends the processes of a failed step with kError (Step's contract).
   void FailStep(const StepPlan& plan, std::span<const std::pair<ProcessId, TokenOutput>> outputs,
                 const Status& error);
+  // Whether the step in flight should stop (BatchForward reads it between layers), and the
+  // lowest arrival priority that may ask it to (SchedulerPolicy::kNeverInterrupts between steps).
+  std::atomic<bool> interrupt_{false};
+  std::atomic<int64_t> interrupting_priority_{SchedulerPolicy::kNeverInterrupts};
   std::function<Status(std::span<const BatchEntry>)> inject_step_fault_;
   std::function<void(ProcessId, const TokenOutput&)> on_output_;
   std::function<void(const StepPlan&)> on_plan_;

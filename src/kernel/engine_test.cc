@@ -178,6 +178,63 @@ TEST_F(EngineTest, CancelEndsAProcessAndFreesItsMemory) {
   EXPECT_FALSE(e->HasWork());
 }
 
+// Under the priority policy, a step asked to stop for an arrival that outranks its batch
+// (InterruptFor, here from inside the step, where an arrival on another thread would come in)
+// is abandoned: no token, no progress; the next steps produce exactly the tokens an
+// uninterrupted run gives. Between steps, and for an arrival that does not outrank the batch,
+// nothing is asked.
+TEST_F(EngineTest, AnInterruptedStepIsAbandonedAndTheRunContinuesExactly) {
+  const std::vector<TokenId> a = Prompt(10, 31), b = Prompt(7, 32);
+  const std::vector<TokenId> want_a = Alone(a, 6), want_b = Alone(b, 5);
+  Engine* engine = nullptr;
+  int step = 0;
+  std::vector<bool> asked;
+  EngineOptions o;
+  o.policy = "priority";
+  o.policy_options.priority.aging_per_second = 0;
+  o.inject_step_fault = [&](std::span<const BatchEntry>) {
+    ++step;
+    // Step 2 (the first decodes): an arrival of priority 1 does not outrank the batch's
+    // priority-1 process; one of 2 does. Step 4 is interrupted twice in a row.
+    if (step == 2) {
+      asked.push_back(engine->InterruptFor(1));
+      asked.push_back(engine->InterruptFor(2));
+    }
+    if (step == 4 || step == 5) asked.push_back(engine->InterruptFor(7));
+    return OkStatus();
+  };
+  auto e = *Engine::Create(*model_, *tokenizer_, pool_, o, &clock_);
+  engine = e.get();
+  EXPECT_FALSE(e->InterruptFor(100));  // no step in flight
+  const ProcessId ia = *e->Submit(Greedy(a, 6, 1));
+  const ProcessId ib = *e->Submit(Greedy(b, 5, 0));
+  std::vector<bool> interrupted;
+  std::map<ProcessId, const Process*> done;
+  std::vector<EndedProcess> ended;
+  while (e->HasWork()) {
+    StatusOr<StepReport> r = e->Step();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    interrupted.push_back(r->interrupted);
+    if (r->interrupted) EXPECT_EQ(r->num_sampled, 0u);
+    for (EndedProcess& x : e->TakeEnded()) ended.push_back(std::move(x));
+  }
+  EXPECT_EQ(asked, (std::vector<bool>{false, true, true, true}));
+  ASSERT_GE(interrupted.size(), 5u);
+  EXPECT_EQ(std::vector<bool>(interrupted.begin(), interrupted.begin() + 5),
+            (std::vector<bool>{false, true, false, true, true}));
+  EXPECT_EQ(e->scheduler().stats().num_abandoned_steps, 3u);
+  ASSERT_EQ(ended.size(), 2u);
+  for (const EndedProcess& x : ended) {
+    const Process& p = *x.process;
+    EXPECT_EQ(p.state(), ProcessState::kFinished);
+    const std::vector<TokenId> got(p.generated().begin(), p.generated().end());
+    EXPECT_EQ(got, p.id() == ia ? want_a : want_b) << p.id();
+  }
+  (void)ib;
+  EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
+  EXPECT_TRUE(e->kv().CheckInvariants().ok());
+}
+
 // A step whose forward pass fails (injected) ends the processes in it as errors, group
 // followers included, and frees their blocks; a process that was not in the step, and one
 // submitted after, run as they would alone.

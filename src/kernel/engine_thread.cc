@@ -112,8 +112,12 @@ StatusOr<std::vector<ProcessId>> EngineThread::Enqueue(const std::shared_ptr<Cha
       // Minted under mu_, so the inbox holds ids in increasing order.
       for (size_t i = 0; i < n; ++i) ids.push_back(engine_->NewProcessId());
       last_id_ = ids.back();
+      const int32_t priority = spec.priority;
       inbox_.push_back(Queued{ids, now, std::move(spec), channel});
       stats_.num_submitted += n;
+      // Under mu_, after the push: the loop takes the inbox (and clears the flag) under mu_
+      // too, so an interrupt always has its arrival in the plan that follows it.
+      engine_->InterruptFor(priority);
     }
   }
   if (ids.empty()) {
@@ -223,6 +227,7 @@ void EngineThread::Loop() {
         return has_work || stopping_ || !inbox_.empty() || !cancels_.empty() || !renices_.empty() ||
                scheduling_changed_ || new_events_.has_value();
       });
+      engine_->ClearInterrupt();  // the arrivals it was for are taken now
       queued.swap(inbox_);
       cancels.swap(cancels_);
       renices.swap(renices_);

@@ -8,7 +8,10 @@
 // a token event for each token the engine's output pipelines produced (token, text, see
 // OutputPipeline) and, for ended processes, the end event; then publish the statistics and
 // the process table (what Stats and Processes copy). With no work it sleeps on a condition
-// variable. A kill (Cancel) or a renice takes effect before the next step.
+// variable. A kill (Cancel) or a renice takes effect before the next step. An arrival that
+// outranks every process of the step in flight under a preemptive priority policy stops that
+// step at its next layer (Engine::InterruptFor): the step is planned anew with the arrival in
+// it, so a high-priority prompt waits one layer, not a whole step.
 //
 // Locking (no lock is ever held while taking another, so there is no lock order to break):
 //   - mu_ guards the inbox (queued submissions, cancellations, renices, scheduling settings), the
@@ -17,7 +20,7 @@
 //   - The Engine, its KvMemory, scheduler and output pipelines are touched only by the engine
 //     thread, so they need no lock (the exceptions are Engine::Validate, which Submit calls on
 //     the caller's thread and which reads only what Engine::Create fixed, and
-//     Engine::NewProcessId, which is atomic).
+//     Engine::NewProcessId, InterruptFor and ClearInterrupt, which are atomic).
 //   - Each channel has its own mutex and condition variable over its event queue; the engine
 //     thread takes it to push, the consumer to pop. Dropping a channel sets an atomic flag the
 //     engine thread reads once per loop iteration.

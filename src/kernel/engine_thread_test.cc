@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -351,6 +352,59 @@ TEST_F(EngineThreadTest, AFailedStepEndsItsStreamsAsErrorsAndTheEngineGoesOn) {
   EXPECT_EQ(st.num_ended, 4u);
   EXPECT_EQ(st.num_live, 0u);
   EXPECT_EQ(st.kv.used_blocks, 0u);
+}
+
+// Under the priority policy, a higher-priority submission that arrives while a step is in
+// flight stops that step at its next layer: the next step is the arrival's prompt alone, and
+// both processes still get exactly the tokens they would alone. (The step is held in its
+// fault hook until the arrival is queued, so the arrival always lands mid-step.)
+TEST_F(EngineThreadTest, AHigherPriorityArrivalInterruptsTheStepInFlight) {
+  const std::vector<TokenId> low = Prompt(10, 41), high = Prompt(6, 42);
+  const std::vector<TokenId> want_low = Alone(low, 8), want_high = Alone(high, 3);
+  std::mutex mu;
+  std::vector<std::vector<BatchEntry>> batches;  // every forward pass asked for, in order
+  std::promise<void> in_flight, arrived;
+  std::future<void> arrived_future = arrived.get_future();
+  bool held = false;
+  EngineThreadOptions o;
+  o.engine.policy = "priority";
+  o.engine.inject_step_fault = [&](std::span<const BatchEntry> batch) {
+    bool hold = false;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      batches.emplace_back(batch.begin(), batch.end());
+      // The low process's second decode: hold it until the arrival is queued.
+      hold = !held && batch.size() == 1 && !batch[0].is_prefill && batch[0].first_token_idx == low.size() + 1;
+      held |= hold;
+    }
+    if (hold) {
+      in_flight.set_value();
+      EXPECT_EQ(arrived_future.wait_for(kPatience), std::future_status::ready);
+    }
+    return OkStatus();
+  };
+  auto engine = Start(o);
+  ASSERT_NE(engine, nullptr);
+  auto low_sub = engine->Submit(Greedy(low, 8, 0));
+  ASSERT_TRUE(low_sub.ok()) << low_sub.status().ToString();
+  ASSERT_EQ(in_flight.get_future().wait_for(kPatience), std::future_status::ready);
+  auto high_sub = engine->Submit(Greedy(high, 3, 5));
+  ASSERT_TRUE(high_sub.ok()) << high_sub.status().ToString();
+  arrived.set_value();
+
+  EXPECT_EQ(Drain(*high_sub->channel).tokens, want_high);
+  EXPECT_EQ(Drain(*low_sub->channel).tokens, want_low);
+  EXPECT_EQ(engine->Stats().scheduler.num_abandoned_steps, 1u);
+  std::lock_guard<std::mutex> lock(mu);
+  size_t held_idx = 0;
+  while (held_idx < batches.size() && !(batches[held_idx].size() == 1 && batches[held_idx][0].first_token_idx == low.size() + 1)) {
+    ++held_idx;
+  }
+  ASSERT_LT(held_idx + 1, batches.size());
+  // The interrupted decode was replaced by the arrival's prompt, alone.
+  ASSERT_EQ(batches[held_idx + 1].size(), 1u);
+  EXPECT_EQ(batches[held_idx + 1][0].id, high_sub->id);
+  EXPECT_TRUE(batches[held_idx + 1][0].is_prefill);
 }
 
 TEST_F(EngineThreadTest, RefusesBadRequestsOnTheCallersThread) {

@@ -101,6 +101,11 @@ class PriorityPolicy : public SchedulerPolicy {
   int64_t BatchClass(const Process& p, TimePoint now) const override {
     return static_cast<int64_t>(std::floor(Effective(p, now)));
   }
+  // An arrival's class is its priority (it has no age yet): one above the step's top class
+  // would have gone alone ahead of that step.
+  int64_t InterruptingPriority(int64_t step_top_class) const override {
+    return step_top_class == kNeverInterrupts ? kNeverInterrupts : step_top_class + 1;
+  }
 
  private:
   double Effective(const Process& p, TimePoint now) const {

@@ -10,6 +10,7 @@
 #ifndef LLMASOS_KERNEL_POLICY_H_
 #define LLMASOS_KERNEL_POLICY_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +37,12 @@ class SchedulerPolicy {
   // alone ahead of lower priorities' decodes, so its time to first token does not grow with
   // the number of lower-priority processes running (they wait those steps out).
   virtual int64_t BatchClass(const Process& process, TimePoint now) const { return 0; }
+  // The lowest priority a new arrival needs to interrupt a step in flight whose highest batch
+  // class is `step_top_class` (Engine::InterruptFor): the step is abandoned at its next layer
+  // and planned anew, so the arrival's prompt need not wait for it. kNeverInterrupts (the
+  // default) for policies whose classes do not come from priorities.
+  static constexpr int64_t kNeverInterrupts = INT64_MAX;
+  virtual int64_t InterruptingPriority(int64_t step_top_class) const { return kNeverInterrupts; }
 
   // A process entered the scheduler (or the policy was installed while it was live).
   virtual void OnSubmitted(const Process& process) {}

@@ -402,12 +402,24 @@ void Scheduler::BatchStep(StepPlan& plan, const std::vector<Process*>& ranked, T
   plan.num_batch_tokens = options_.max_batch_tokens - budget;
 }
 
-Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled,
-                               std::span<const EndReason> ends) {
+Status Scheduler::CheckLatestPlan(const StepPlan& plan, std::string_view caller) const {
   if (next_step_idx_ == 0 || plan.step_idx != next_step_idx_ - 1 || completed_step_idx_ == plan.step_idx) {
-    return InvalidArgumentError("CompleteStep: plan " + std::to_string(plan.step_idx) +
+    return InvalidArgumentError(std::string(caller) + ": plan " + std::to_string(plan.step_idx) +
                                 " is not the latest uncompleted plan");
   }
+  return OkStatus();
+}
+
+Status Scheduler::AbandonStep(const StepPlan& plan) {
+  RETURN_IF_ERROR(CheckLatestPlan(plan, "AbandonStep"));
+  completed_step_idx_ = plan.step_idx;
+  ++num_abandoned_steps_;
+  return OkStatus();
+}
+
+Status Scheduler::CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled,
+                               std::span<const EndReason> ends) {
+  RETURN_IF_ERROR(CheckLatestPlan(plan, "CompleteStep"));
   if (sampled.size() != plan.num_samples()) {
     return InvalidArgumentError("CompleteStep: got " + std::to_string(sampled.size()) +
                                 " sampled tokens for a plan with " + std::to_string(plan.num_samples()) +
@@ -489,6 +501,7 @@ SchedulerStats Scheduler::stats() const {
   s.num_steps = next_step_idx_;
   s.num_preemptions = num_preemptions_;
   s.num_swap_preemptions = num_swap_preemptions_;
+  s.num_abandoned_steps = num_abandoned_steps_;
   return s;
 }
 

@@ -36,6 +36,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernel/memory_model.h"
@@ -104,6 +105,7 @@ struct SchedulerStats {
   uint64_t num_steps = 0;
   uint64_t num_preemptions = 0;
   uint64_t num_swap_preemptions = 0;
+  uint64_t num_abandoned_steps = 0;  // forward passes interrupted (AbandonStep)
 };
 
 class Scheduler {
@@ -172,6 +174,11 @@ class Scheduler {
   Status CompleteStep(const StepPlan& plan, std::span<const TokenId> sampled,
                       std::span<const EndReason> ends = {});
 
+  // Records that the forward pass of `plan` was abandoned before it finished (an interrupt):
+  // no process advances; what the plan admitted, preempted or grew stays as it is, and the
+  // next Schedule plans from there. InvalidArgument if `plan` is not the latest uncompleted plan.
+  Status AbandonStep(const StepPlan& plan);
+
   // A live or ended-but-not-taken process; nullptr if unknown.
   const Process* Find(ProcessId id) const;
   // Live processes in arrival order.
@@ -191,6 +198,8 @@ class Scheduler {
   void Preempt(Process& victim, StepPlan& plan, size_t& num_running);
   void EndProcess(Process& p, EndReason reason, std::string message = "");
   Status CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) const;
+  // InvalidArgument (naming `caller`) unless `plan` is the latest plan, not yet completed.
+  Status CheckLatestPlan(const StepPlan& plan, std::string_view caller) const;
   size_t NumRunning() const;
 
   SchedulerOptions options_;
@@ -200,9 +209,10 @@ class Scheduler {
   std::atomic<ProcessId> next_id_{1};  // the next id NewId hands out
   ProcessId last_entered_id_ = 0;       // the highest id submitted
   uint64_t next_step_idx_ = 0;
-  uint64_t completed_step_idx_ = UINT64_MAX;  // last plan passed to CompleteStep
+  uint64_t completed_step_idx_ = UINT64_MAX;  // last plan passed to CompleteStep or AbandonStep
   uint64_t num_preemptions_ = 0;
   uint64_t num_swap_preemptions_ = 0;
+  uint64_t num_abandoned_steps_ = 0;
   std::map<ProcessId, std::unique_ptr<Process>> live_;  // ordered by id = arrival
   std::vector<std::unique_ptr<Process>> ended_;
 };

@@ -453,6 +453,53 @@ TEST(SchedulerTest, CompleteStepRejectsAWrongTokenCountOrAStalePlan) {
   EXPECT_TRUE(sim.scheduler->CompleteStep(next, one).ok());
 }
 
+// An abandoned step (an interrupted forward pass) advances nothing: the next plan hands the
+// same tokens out again, with a higher-priority arrival ahead; the abandoned plan can no
+// longer be completed.
+TEST(SchedulerTest, AnAbandonedStepAdvancesNothingAndTheNextPlanStartsFromThere) {
+  SimEngine sim(Options(512, 8), NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), 100);
+  const ProcessId low = sim.Submit(8, 20, 0);
+  sim.Step();  // its prefill
+  StepPlan plan = sim.scheduler->Schedule();
+  ASSERT_EQ(plan.batch.size(), 1u);
+  EXPECT_EQ(plan.batch[0].first_token_idx, 8u);
+  ASSERT_TRUE(sim.scheduler->AbandonStep(plan).ok());
+  EXPECT_EQ(sim.scheduler->AbandonStep(plan).code(), StatusCode::kInvalidArgument);  // twice
+  std::vector<TokenId> one = {1};
+  EXPECT_EQ(sim.scheduler->CompleteStep(plan, one).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sim.scheduler->Find(low)->num_computed_tokens(), 8u);
+  EXPECT_EQ(sim.scheduler->Find(low)->generated().size(), 1u);
+  EXPECT_EQ(sim.scheduler->stats().num_abandoned_steps, 1u);
+
+  const ProcessId high = sim.Submit(6, 4, 5);
+  StepPlan next = sim.Step();
+  // The higher priority's prompt goes alone; then the low decode resumes where it was.
+  ASSERT_EQ(next.batch.size(), 1u);
+  EXPECT_EQ(next.batch[0].id, high);
+  StepPlan after = sim.Step();
+  bool low_decoded = false;
+  for (const BatchEntry& e : after.batch) {
+    if (e.id == low) {
+      EXPECT_EQ(e.first_token_idx, 8u);
+      low_decoded = true;
+    }
+  }
+  EXPECT_TRUE(low_decoded);
+  EXPECT_EQ(sim.scheduler->policy().InterruptingPriority(3), 4);
+}
+
+TEST(SchedulerTest, OnlyThePriorityPolicyLetsAnArrivalInterruptAStep) {
+  EXPECT_EQ(NewPriorityPolicy(PriorityOptions{})->InterruptingPriority(-2), -1);
+  std::vector<std::unique_ptr<SchedulerPolicy>> others;
+  others.push_back(NewFcfsPolicy());
+  others.push_back(NewShortestJobFirstPolicy());
+  others.push_back(NewRoundRobinPolicy());
+  others.push_back(NewFairSharePolicy());
+  for (const auto& policy : others) {
+    EXPECT_EQ(policy->InterruptingPriority(0), SchedulerPolicy::kNeverInterrupts) << policy->name();
+  }
+}
+
 TEST(SchedulerTest, SetPolicySwitchesBehaviourAtRunTime) {
   SimEngine sim(Options(512, 8), NewFcfsPolicy(), 8);
   for (int i = 0; i < 3; ++i) sim.Submit(20, 50, 0);

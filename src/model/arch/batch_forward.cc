@@ -192,6 +192,9 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   }
 
   for (size_t layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
+    if (interrupt_ != nullptr && interrupt_->load(std::memory_order_relaxed)) {
+      return CancelledError(std::string(kInterrupted));
+    }
     const LayerWeights& w = model_.layer(layer_idx);
     // Attention block.
     for (size_t i = 0; i < n; ++i) {

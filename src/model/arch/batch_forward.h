@@ -9,9 +9,11 @@
 #ifndef LLMASOS_MODEL_ARCH_BATCH_FORWARD_H_
 #define LLMASOS_MODEL_ARCH_BATCH_FORWARD_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "drivers/cpu/ops.h"
@@ -69,7 +71,15 @@ class BatchForward {
   // Runs the segments through the model. InvalidArgument (nothing written) for an empty
   // segment, too many tokens, a position beyond max_context or the block table, a block id
   // the caller says it does not have (>= num_blocks), or a token id outside the vocabulary.
+  // Cancelled (kInterrupted) when the interrupt flag was found set at a layer boundary: the
+  // segments' K/V are then written for some layers only (positions the caller had not computed
+  // yet, so they are rewritten when the segments run again) and no logits are.
   Status Run(std::span<const BatchSegment> segments, const KvLayout& kv, size_t num_blocks);
+  // A flag another thread may set to stop the Run in progress at its next layer (a preemptive
+  // scheduler's higher-priority arrival); read with relaxed order. nullptr: never interrupted.
+  // REQUIRES: the flag outlives this object.
+  void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
+  static constexpr std::string_view kInterrupted = "the step was interrupted";
 
   size_t max_batch_tokens() const { return max_batch_tokens_; }
   size_t max_context() const { return max_context_; }
@@ -92,6 +102,7 @@ class BatchForward {
   const size_t max_batch_tokens_;
   const size_t max_context_;
   const bool float_activations_;
+  const std::atomic<bool>* interrupt_ = nullptr;
 
   // Per token of the current batch: its segment and its position.
   std::vector<uint32_t> token_segment_;
