@@ -22,10 +22,19 @@ std::string ApiKey(const DaemonFlags& f) {
 }  // namespace
 
 std::string BaseUrl(const DaemonFlags& f) {
+  std::string scheme = "http";
   std::string host = "127.0.0.1";
   int port = 8080;
+  // "[SCHEME://]HOST[:PORT]": the scheme, if any, is taken off first.
+  auto take_scheme = [&scheme](std::string v) {
+    if (const size_t sep = v.find("://"); sep != std::string::npos) {
+      scheme = v.substr(0, sep);
+      v = v.substr(sep + 3);
+    }
+    return v;
+  };
   if (const char* env = std::getenv("LLMASOS_HOST"); env != nullptr && *env != '\0') {
-    std::string v = env;
+    std::string v = take_scheme(env);
     const size_t colon = v.rfind(':');
     if (colon != std::string::npos && colon + 1 < v.size()) {
       host = v.substr(0, colon);
@@ -34,9 +43,9 @@ std::string BaseUrl(const DaemonFlags& f) {
       host = v;
     }
   }
-  if (!f.host.empty()) host = f.host;
+  if (!f.host.empty()) host = take_scheme(f.host);
   if (f.port != 0) port = f.port;
-  return "http://" + host + ":" + std::to_string(port);
+  return scheme + "://" + host + ":" + std::to_string(port);
 }
 
 namespace {
@@ -76,7 +85,16 @@ StatusOr<std::string> CallText(const DaemonFlags& f, const std::string& method, 
                                const std::string& body) {
   registry::FetchOptions o;
   const std::string base = BaseUrl(f);
+  const bool https = base.starts_with("https://");
+  if (!https && !base.starts_with("http://")) {
+    return InvalidArgumentError("the daemon's address " + base + " (--host or LLMASOS_HOST) has a scheme other "
+                                "than http:// or https://");
+  }
   o.url = base + path;
+  o.ca_file = f.cacert;
+  if (o.ca_file.empty()) {
+    if (const char* env = std::getenv("LLMASOS_CACERT"); env != nullptr) o.ca_file = env;
+  }
   o.method = method;
   o.body = body;
   o.allow_private = true;  // the daemon is usually on loopback
@@ -93,7 +111,11 @@ StatusOr<std::string> CallText(const DaemonFlags& f, const std::string& method, 
   registry::FetchResult r = registry::Fetch(o, sink);
   if (!r.status.ok()) {
     return UnavailableError("cannot reach the daemon at " + base + " (is `llmasos serve` running there? " +
-                            "--host/--port or LLMASOS_HOST=HOST:PORT say where): " + r.status.message());
+                            "--host/--port or LLMASOS_HOST=[https://]HOST:PORT say where" +
+                            (https ? "; a certificate that is not signed by a system CA needs --cacert FILE or "
+                                     "LLMASOS_CACERT=FILE"
+                                   : "") +
+                            "): " + r.status.message());
   }
   if (sink.status >= 400) {
     const std::string message = ErrorMessage(sink.body);
@@ -155,9 +177,15 @@ std::string FormatProcessTable(const json& processes) {
 }
 
 void AddDaemonFlags(CLI::App* cmd, DaemonFlags* f) {
-  cmd->add_option("--host", f->host, "the daemon's address (default: $LLMASOS_HOST, else 127.0.0.1)");
+  cmd->add_option("--host", f->host,
+                  "the daemon's address, https://HOST for a daemon serving TLS (default: $LLMASOS_HOST, else "
+                  "127.0.0.1)");
   cmd->add_option("--port", f->port, "the daemon's port (default: $LLMASOS_HOST's, else 8080)")->check(CLI::Range(1, 65535));
   cmd->add_option("--api-key", f->api_key, "the API key to send, with the admin scope (default: $LLMASOS_API_KEY)");
+  cmd->add_option("--cacert", f->cacert,
+                  "with an https:// --host: the CA certificate file that signed the daemon's certificate "
+                  "(default: $LLMASOS_CACERT, else the system's CAs)")
+      ->check(CLI::ExistingFile);
 }
 
 }  // namespace llmasos::shell

@@ -15,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import Daemon, cli, tiny_home
+from serve_util import LLMASOS, Daemon, cli, tiny_home
 
 
 def openssl(*args):
@@ -136,6 +136,25 @@ def test_plain_http_and_broken_handshakes_fail_cleanly_and_serving_goes_on(daemo
         time.sleep(0.1)
     assert open_fds(daemon) <= baseline
     assert daemon.alive() and daemon.get("/health")["status"] == "ok"
+
+
+def test_shell_commands_reach_an_https_daemon_with_its_ca(daemon, pki):
+    """`llmasos ps` over https: verified against --cacert (or $LLMASOS_CACERT); without the CA
+    the certificate is refused with a hint, and the address's scheme is checked."""
+    port = daemon.url.rsplit(":", 1)[1]
+    ok = cli(daemon.home, "ps", "--host", "https://127.0.0.1", "--port", port, "--cacert", pki["ca"])
+    assert ok.stdout.startswith("ID "), ok.stdout
+    env_ok = subprocess.run([LLMASOS, "ps"], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, LLMASOS_HOME=daemon.home, LLMASOS_HOST=daemon.url,
+                                     LLMASOS_CACERT=pki["ca"]))
+    assert env_ok.returncode == 0 and env_ok.stdout.startswith("ID "), env_ok.stderr
+    untrusted = cli(daemon.home, "ps", "--host", "https://127.0.0.1", "--port", port, check=False)
+    assert untrusted.returncode == 1
+    assert "--cacert" in untrusted.stderr and "certificate" in untrusted.stderr.lower(), untrusted.stderr
+    plain = cli(daemon.home, "ps", "--host", "127.0.0.1", "--port", port, check=False)
+    assert plain.returncode == 1 and "use an https:// address" in plain.stderr, plain.stderr
+    bad = cli(daemon.home, "ps", "--host", "ftp://127.0.0.1", "--port", port, check=False)
+    assert bad.returncode == 1 and "scheme" in bad.stderr, bad.stderr
 
 
 def start_error(tmp_path, *args):

@@ -49,6 +49,8 @@ struct FetchOptions {
   long connect_timeout_s = 30;
   long stall_timeout_s = 60;
   long max_redirects = 8;
+  // https: the CA certificates to verify the server against ("" = the system's).
+  std::string ca_file;
 };
 
 // The final response's status and headers (after redirects).
