@@ -105,26 +105,24 @@ namespace {
 // How often a pump looks at its client's socket while no event comes (a long prefill): a client
 // that went away is noticed within this, and its processes cancelled.
 constexpr auto kProbeInterval = std::chrono::milliseconds(50);
-constexpr size_t kMaxEventsPerWrite = 256;
 
 }  // namespace
 
-// Runs on the connection's executor (Drain, Probe, write callbacks), except Begin, which the
-// route calls on its worker thread before anything is posted for the pump.
-class Pump : public std::enable_shared_from_this<Pump> {
+// A generation's response, pushed as the engine streams its processes' events (PushStream).
+// Runs on the connection's executor, except Begin and Abort, which the route calls on its
+// worker thread before anything is posted for the pump.
+class Pump : public PushStream {
  public:
   Pump(ExchangePtr exchange, const PumpOptions& options)
-      : exchange_(std::move(exchange)), options_(options), channel_(std::make_unique<kernel::Channel>()) {}
+      : PushStream(std::move(exchange), kProbeInterval),
+        options_(options),
+        channel_(std::make_unique<kernel::Channel>()) {}
 
   void Begin(manager::Lease lease, std::unique_ptr<ResponseWriter> writer) {
     lease_ = std::move(lease);
     writer_ = std::move(writer);
-    if (options_.stream) exchange_->StartStream(200, options_.content_type);
-    exchange_->RunAfter(std::chrono::milliseconds(0), [self = shared_from_this()] {
-      self->started_ = true;
-      self->Probe();
-      self->Drain();
-    });
+    if (options_.stream) exchange().StartStream(200, options_.content_type);
+    Open();
   }
 
   void Abort() {
@@ -134,13 +132,13 @@ class Pump : public std::enable_shared_from_this<Pump> {
 
   kernel::Channel& channel() { return *channel_; }
 
-  // Reads what the channel holds and writes it; called when the engine pushed an event and
-  // after each write.
-  void Drain() {
-    if (!started_ || done_ || writing_) return;
-    std::string out;
+ private:
+  std::shared_ptr<Pump> self() { return std::static_pointer_cast<Pump>(shared_from_this()); }
+
+  // Reads what the channel holds; once every process has ended, finishes the response.
+  bool Collect(std::string* out) override {
     bool all_ended = false;
-    for (size_t i = 0; i < kMaxEventsPerWrite; ++i) {
+    for (size_t i = 0; i < kMaxItemsPerWrite; ++i) {
       StatusOr<kernel::StreamEvent> event = channel_->Next(std::chrono::milliseconds(0));
       if (!event.ok()) {
         all_ended = event.status().code() == StatusCode::kOutOfRange;
@@ -148,55 +146,34 @@ class Pump : public std::enable_shared_from_this<Pump> {
       }
       if (event->kind == kernel::StreamEvent::Kind::kToken) {
         ++num_generated_;
-        out += writer_->OnToken(*event);
+        *out += writer_->OnToken(*event);
       } else {
         Record(*event);
-        out += writer_->OnEnd(*event);
+        *out += writer_->OnEnd(*event);
       }
     }
-    if (all_ended) {
-      ResponseWriter::Final final = writer_->Finish();
-      Done();
-      // The last bytes go once the usage is committed: a client that saw its answer end
-      // finds it in the key's usage, even if the daemon is killed right after.
-      auto finish = [self = shared_from_this(), out = std::move(out), final = std::move(final)]() mutable {
-        if (self->options_.stream) {
-          out += final.body;
-          self->exchange_->Write(std::move(out), nullptr);
-          self->exchange_->EndStream();
-        } else {
-          self->exchange_->Respond(final.http_status, "application/json", std::move(final.body));
-        }
-      };
-      if (exchange_->caller() == nullptr) {
-        finish();
-        return;
+    if (!all_ended) return false;
+    ResponseWriter::Final final = writer_->Finish();
+    Done();
+    // The last bytes go once the usage is committed: a client that saw its answer end
+    // finds it in the key's usage, even if the daemon is killed right after.
+    auto finish = [self = self(), out = std::move(*out), final = std::move(final)]() mutable {
+      if (self->options_.stream) {
+        out += final.body;
+        self->exchange().Write(std::move(out), nullptr);
+        self->exchange().EndStream();
+      } else {
+        self->exchange().Respond(final.http_status, "application/json", std::move(final.body));
       }
-      Waker wake = exchange_->MakeWaker();
-      auto pending = std::make_shared<decltype(finish)>(std::move(finish));
-      Charge([wake, pending] { wake([pending] { (*pending)(); }); });
-      return;
+    };
+    if (exchange().caller() == nullptr) {
+      finish();
+      return true;
     }
-    if (out.empty()) return;  // the notifier calls again
-    writing_ = true;
-    exchange_->Write(std::move(out), [self = shared_from_this()](bool ok) {
-      self->writing_ = false;
-      if (!ok) {
-        self->Abandon();
-        return;
-      }
-      self->Drain();
-    });
-  }
-
- private:
-  void Probe() {
-    if (done_) return;
-    if (exchange_->ClientGone()) {
-      Abandon();
-      return;
-    }
-    exchange_->RunAfter(kProbeInterval, [self = shared_from_this()] { self->Probe(); });
+    Waker wake = exchange().MakeWaker();
+    auto pending = std::make_shared<decltype(finish)>(std::move(finish));
+    Charge([wake, pending] { wake([pending] { (*pending)(); }); });
+    return true;
   }
 
   // What the request log and the metrics keep of an ended process.
@@ -215,40 +192,36 @@ class Pump : public std::enable_shared_from_this<Pump> {
     }
     p.seconds = ToSeconds(ended - a.submitted_at);
     p.end_reason = std::string(kernel::EndReasonName(end.reason));
-    exchange_->record().processes.push_back(std::move(p));
+    exchange().record().processes.push_back(std::move(p));
   }
 
   // The client is gone: dropping the channel cancels its processes before the next step.
-  void Abandon() {
+  void OnClientGone(bool) override {
     channel_.reset();
     Done();
-    if (exchange_->caller() != nullptr) Charge(nullptr);
+    if (exchange().caller() != nullptr) Charge(nullptr);
   }
 
   // Charges the caller once (REQUIRES: it has one) with the prompt and the tokens generated.
   void Charge(std::function<void()> recorded) {
     if (charged_) return;
     charged_ = true;
-    exchange_->caller()->Charge(options_.prompt_tokens, num_generated_, std::move(recorded));
+    exchange().caller()->Charge(options_.prompt_tokens, num_generated_, std::move(recorded));
   }
 
   // Ending the lease may unload the model (the manager stops its engine on a thread of its own)
   // and write the registry's loaded mark, which may wait for an import's file lock: a worker
   // thread does it.
   void Done() {
-    done_ = true;
+    Close();
     if (!lease_.valid()) return;
-    exchange_->Offload([lease = std::make_shared<manager::Lease>(std::move(lease_))] { lease->Release(); });
+    exchange().Offload([lease = std::make_shared<manager::Lease>(std::move(lease_))] { lease->Release(); });
   }
 
-  ExchangePtr exchange_;
   PumpOptions options_;
   std::unique_ptr<kernel::Channel> channel_;
   manager::Lease lease_;
   std::unique_ptr<ResponseWriter> writer_;
-  bool started_ = false;
-  bool writing_ = false;
-  bool done_ = false;
   bool charged_ = false;
   int64_t num_generated_ = 0;  // token events seen: the tokens generated so far
 };

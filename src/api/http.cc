@@ -55,4 +55,37 @@ StatusOr<HeaderList> ParseQuery(std::string_view query) {
   return out;
 }
 
+void PushStream::Open() {
+  exchange_->RunAfter(std::chrono::milliseconds(0), [self = shared_from_this()] {
+    self->started_ = true;
+    self->Probe();
+    self->Drain();
+  });
+}
+
+void PushStream::Drain() {
+  if (!started_ || closed_ || writing_) return;
+  std::string out;
+  if (Collect(&out) || out.empty()) return;  // ended, or nothing yet (the source calls again)
+  writing_ = true;
+  exchange_->Write(std::move(out), [self = shared_from_this()](bool ok) {
+    self->writing_ = false;
+    if (!ok) {
+      self->OnClientGone(/*seen_by_probe=*/false);
+      return;
+    }
+    self->Drain();
+  });
+}
+
+void PushStream::Probe() {
+  if (closed_) return;
+  if (exchange_->ClientGone()) {
+    OnClientGone(/*seen_by_probe=*/true);
+    return;
+  }
+  if (!KeepOpen()) return;
+  exchange_->RunAfter(probe_interval_, [self = shared_from_this()] { self->Probe(); });
+}
+
 }  // namespace llmasos::api

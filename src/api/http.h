@@ -125,6 +125,50 @@ class Exchange {
 
 using ExchangePtr = std::shared_ptr<Exchange>;
 
+// A response the server pushes as its source produces it (a generation's tokens, the kernel
+// log), holding no thread. Open posts the first Drain and Probe to the exchange's executor;
+// Drain writes what Collect gathers, one write at a time, and drains again when a write
+// completes; Probe looks at the client's socket every probe interval while the stream is open.
+// The source calls Drain (posted through the exchange's Waker) when it has something new.
+// Runs on the exchange's executor, except Open.
+class PushStream : public std::enable_shared_from_this<PushStream> {
+ public:
+  virtual ~PushStream() = default;
+  // Writes what the source holds, unless a write is in flight (its completion drains again),
+  // the stream is not open yet, or it is closed.
+  void Drain();
+
+ protected:
+  // The most source items one write gathers.
+  static constexpr size_t kMaxItemsPerWrite = 256;
+
+  PushStream(ExchangePtr exchange, std::chrono::milliseconds probe_interval)
+      : exchange_(std::move(exchange)), probe_interval_(probe_interval) {}
+  void Open();
+  // Appends what the source holds (at most kMaxItemsPerWrite items) to *out. Returns true when
+  // the source has ended and the subclass has finished the response itself (and closed).
+  virtual bool Collect(std::string* out) = 0;
+  // The client went away: a write failed (`seen_by_probe` false) or a probe found its socket
+  // closed. The stream is over; the subclass closes it.
+  virtual void OnClientGone(bool seen_by_probe) = 0;
+  // Asked at each probe while the client is there: false when the subclass ended the stream
+  // (probes stop).
+  virtual bool KeepOpen() { return true; }
+  // No more drains or probes.
+  void Close() { closed_ = true; }
+  bool closed() const { return closed_; }
+  Exchange& exchange() const { return *exchange_; }
+
+ private:
+  void Probe();
+
+  ExchangePtr exchange_;
+  const std::chrono::milliseconds probe_interval_;
+  bool started_ = false;
+  bool writing_ = false;
+  bool closed_ = false;
+};
+
 }  // namespace llmasos::api
 
 #endif  // LLMASOS_API_HTTP_H_

@@ -24,7 +24,6 @@ using nlohmann::json;
 
 // Events one subscriber may have queued before it loses the next ones.
 constexpr size_t kQueueEvents = 1024;
-constexpr size_t kMaxEventsPerWrite = 256;
 // How often an idle stream looks at its client's socket (and at the daemon draining).
 constexpr auto kProbeInterval = std::chrono::milliseconds(100);
 
@@ -49,76 +48,55 @@ json EventJson(const kernel::Event& e) {
   return j;
 }
 
-// Runs on the connection's executor (Drain, Probe, write callbacks), except Start, which the
-// route calls on its worker thread before anything is posted for the stream.
-class EventStream : public std::enable_shared_from_this<EventStream> {
+// The kernel log's response (PushStream). Runs on the connection's executor, except Start,
+// which the route calls on its worker thread before anything is posted for the stream.
+class EventStream : public PushStream {
  public:
   EventStream(ExchangePtr exchange, const std::atomic<bool>* draining)
-      : exchange_(std::move(exchange)), draining_(draining) {}
+      : PushStream(std::move(exchange), kProbeInterval), draining_(draining) {}
 
   void Start(std::shared_ptr<kernel::EventSubscription> subscription) {
     subscription_ = std::move(subscription);
-    exchange_->record().streamed = true;
-    exchange_->StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+    exchange().record().streamed = true;
+    exchange().StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
     // A comment first, so the client sees the stream open (it is subscribed from here on).
-    exchange_->Write(": llmasos kernel log\n\n", nullptr);
-    exchange_->RunAfter(std::chrono::milliseconds(0), [self = shared_from_this()] {
-      self->started_ = true;
-      self->Probe();
-      self->Drain();
-    });
-  }
-
-  void Drain() {
-    if (!started_ || done_ || writing_) return;
-    std::string out;
-    for (size_t i = 0; i < kMaxEventsPerWrite; ++i) {
-      std::optional<kernel::Event> e = subscription_->Next();
-      if (!e) break;
-      out += "data: " + EventJson(*e).dump() + "\n\n";
-    }
-    if (out.empty()) return;  // the notifier calls again
-    writing_ = true;
-    exchange_->Write(std::move(out), [self = shared_from_this()](bool ok) {
-      self->writing_ = false;
-      if (!ok) {
-        self->Stop(/*end_stream=*/false);
-        return;
-      }
-      self->Drain();
-    });
+    exchange().Write(": llmasos kernel log\n\n", nullptr);
+    Open();
   }
 
  private:
-  void Probe() {
-    if (done_) return;
-    if (exchange_->ClientGone()) {
-      exchange_->record().client_gone = true;
-      Stop(/*end_stream=*/false);
-      return;
+  bool Collect(std::string* out) override {
+    for (size_t i = 0; i < kMaxItemsPerWrite; ++i) {
+      std::optional<kernel::Event> e = subscription_->Next();
+      if (!e) break;
+      *out += "data: " + EventJson(*e).dump() + "\n\n";
     }
-    if (draining_->load()) {
-      Stop(/*end_stream=*/true);
-      return;
-    }
-    exchange_->RunAfter(kProbeInterval, [self = shared_from_this()] { self->Probe(); });
+    return false;  // the log never ends by itself
+  }
+
+  void OnClientGone(bool seen_by_probe) override {
+    if (seen_by_probe) exchange().record().client_gone = true;
+    Stop(/*end_stream=*/false);
+  }
+
+  // A draining daemon ends every stream.
+  bool KeepOpen() override {
+    if (!draining_->load()) return true;
+    Stop(/*end_stream=*/true);
+    return false;
   }
 
   // Unsubscribes (the bus forgets a dropped subscription) and, for a client still there, ends
   // the response.
   void Stop(bool end_stream) {
-    if (done_) return;
-    done_ = true;
+    if (closed()) return;
+    Close();
     subscription_.reset();
-    if (end_stream) exchange_->EndStream();
+    if (end_stream) exchange().EndStream();
   }
 
-  ExchangePtr exchange_;
   const std::atomic<bool>* draining_;
   std::shared_ptr<kernel::EventSubscription> subscription_;
-  bool started_ = false;
-  bool writing_ = false;
-  bool done_ = false;
 };
 
 void StreamEvents(Daemon& daemon, const ExchangePtr& ex) {
