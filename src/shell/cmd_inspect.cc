@@ -32,13 +32,21 @@ struct EvalFlags {
   std::string tokens;
   std::string logits_out;
   size_t greedy = 0;
+  bool context_given = false;  // -c: the context the model runs with (LongRoPE picks by it)
 };
 
 int EvalMain(EvalFlags& f) {
   auto list = ParseIntList(f.tokens, "--tokens", 0, INT32_MAX);
   if (!list.ok()) return ReportError(list.status());
   auto ids = StatusOr<std::vector<TokenId>>(std::vector<TokenId>(list->begin(), list->end()));
-  f.load.context_tokens = ids->size() + f.greedy;
+  const size_t needed = ids->size() + f.greedy;
+  if (!f.context_given) {
+    f.load.context_tokens = needed;
+  } else if (f.load.context_tokens < needed) {
+    return ReportError(InvalidArgumentError("--ctx-size " + std::to_string(f.load.context_tokens) +
+                                            " is smaller than the " + std::to_string(needed) +
+                                            " tokens evaluated and generated"));
+  }
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   const size_t vocab = s->model().config().vocab_size;
@@ -84,7 +92,10 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--tokens", flags->tokens, "comma-separated token ids")->required();
   cmd->add_option("--logits-out", flags->logits_out, "write float32 logits [tokens, vocab] here");
   cmd->add_option("--greedy", flags->greedy, "also continue greedily for N tokens")->check(CLI::Range(0, 1 << 16));
-  cmd->callback([flags, exit_code] { *exit_code = EvalMain(*flags); });
+  cmd->callback([flags, cmd, exit_code] {
+    flags->context_given = cmd->get_option("--ctx-size")->count() > 0;
+    *exit_code = EvalMain(*flags);
+  });
 }
 
 }  // namespace llmasos::shell

@@ -332,6 +332,19 @@ TINY_SPECS = [
              swa_pattern=2, rope_linear=8.0, tied=True, seed=22),
     # ... no sliding layers (converted with sliding_window_pattern 1: no window in the file).
     TinySpec(arch="gemma3", wtype="q4_0", heads=4, kv_heads=2, tied=True, seed=23),
+    # phi3: fused attn_qkv and ffn_up (gate rows, then up's), NeoX RoPE, in every weight
+    # format. MHA like Phi-3 mini with every layer sliding (window 6 of the 24-token prompt).
+    TinySpec(arch="phi3", wtype="f32", heads=4, kv_heads=4, sliding_window=6, seed=25),
+    # LongRoPE (orig context 64 of 1024): run at the model's context, so with the long factors
+    # and the attention factor; test_phi3_longrope_* runs the short ones.
+    TinySpec(arch="phi3", wtype="f16", heads=4, kv_heads=2, longrope_orig=64, seed=26),
+    # Phi-4 mini's shape: GQA, tied, partial RoPE with LongRoPE, sliding_window written as 0,
+    # and separate attn_q/k/v (llama.cpp's phi3 accepts either).
+    TinySpec(arch="phi3", wtype="bf16", heads=4, kv_heads=1, tied=True, rope_dims=8,
+             longrope_orig=64, sliding_window=0, fused_qkv=False, seed=27),
+    TinySpec(arch="phi3", wtype="q8_0", heads=4, kv_heads=2, longrope_orig=64, seed=28),
+    TinySpec(arch="phi3", wtype="q4_0", heads=4, kv_heads=4, tied=True, longrope_orig=128, seed=29),
+    TinySpec(arch="phi3", wtype="q4_1", heads=8, kv_heads=2, sliding_window=9, seed=30),
 ]
 
 
@@ -340,12 +353,17 @@ def tiny_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("tiny")
 
 
-def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, ...] = ()):
+def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, ...] = (),
+               n_ctx: int | None = None):
+    """n_ctx: the context size (-c) both run with; None: the engine's default (the tokens
+    evaluated) and the reference's (the model's context), which differ only for LongRoPE."""
+    if n_ctx is not None:
+        extra = (*extra, "-c", str(n_ctx))
     logits, greedy = run_eval(path, tokens, greedy=TINY_GREEDY_TOKENS, extra=extra)
-    ref = LlamaRef(str(path), "q8").forward(tokens + greedy[:-1])
+    ref = LlamaRef(str(path), "q8", n_ctx=n_ctx).forward(tokens + greedy[:-1])
     c = compare(logits, ref[:len(tokens)])
     steps = greedy_steps(ref, greedy, len(tokens))
-    print(f"\n{spec.name()} ({len(tokens)} tokens): {c}")
+    print(f"\n{spec.name()} ({len(tokens)} tokens{'' if n_ctx is None else f', -c {n_ctx}'}): {c}")
     if spec.wtype in ("f32", "f16", "bf16"):
         assert c["max_rel"] <= TINY_FLOAT_MAX_REL, c
         assert all(rank == 0 for rank, _ in steps), steps
@@ -360,7 +378,26 @@ def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, 
 def test_tiny_model_matches_reference(tiny_dir, spec):
     path = Path(write_tiny_model(str(tiny_dir / f"{spec.name()}.gguf"), spec))
     tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 24)]
-    check_tiny(path, spec, tokens)
+    check_tiny(path, spec, tokens, n_ctx=spec.context if spec.longrope_orig else None)
+
+
+PHI3_LONGROPE = [s for s in TINY_SPECS if s.longrope_orig]
+
+
+@pytest.mark.parametrize("spec", PHI3_LONGROPE, ids=lambda s: s.name())
+def test_phi3_longrope_short_factors_up_to_the_original_context(tiny_dir, spec):
+    """A context of at most rope.scaling.original_context_length takes the short factors, a
+    longer one the long factors: at -c orig the engine matches the reference's short-factor
+    pass, at -c orig + 1 the long-factor pass, and the two passes differ by far more than
+    the bounds (so each check would catch the other choice)."""
+    path = Path(write_tiny_model(str(tiny_dir / f"{spec.name()}.gguf"), spec))
+    tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 24)]
+    orig = spec.longrope_orig
+    check_tiny(path, spec, tokens, n_ctx=orig)
+    check_tiny(path, spec, tokens, n_ctx=orig + 1)
+    short = LlamaRef(str(path), "q8", n_ctx=orig).forward(tokens)
+    long = LlamaRef(str(path), "q8", n_ctx=orig + 1).forward(tokens)
+    assert compare(short, long)["max_rel"] > 10 * TINY_QUANT_MAX_REL
 
 
 LONG_SPECS = {
@@ -371,6 +408,9 @@ LONG_SPECS = {
     # Sliding windows (50) across prefill chunks: layers 0, 1, 3, 4 sliding, 2 and 5 global.
     "gemma3-swa": TinySpec(arch="gemma3", wtype="f16", heads=4, kv_heads=2, layers=6,
                            sliding_window=50, swa_pattern=3, context=1024, seed=24),
+    # phi3: every layer sliding (window 50) across prefill chunks, long LongRoPE factors.
+    "phi3-swa": TinySpec(arch="phi3", wtype="q8_0", heads=4, kv_heads=2, sliding_window=50,
+                         longrope_orig=256, context=1024, seed=31),
 }
 
 
@@ -381,7 +421,8 @@ def test_prompt_longer_than_a_prefill_batch_matches_reference(tiny_dir, kind, ba
     path = Path(write_tiny_model(str(tiny_dir / f"long-{kind}.gguf"), spec))
     tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 600)]
     # 600 tokens: two chunks with the default 512-token batch, six with -b 100.
-    check_tiny(path, spec, tokens, extra=() if batch is None else ("-b", batch))
+    check_tiny(path, spec, tokens, extra=() if batch is None else ("-b", batch),
+               n_ctx=spec.context if spec.longrope_orig else None)
 
 
 # ------------------------------------------------------------------------------ bad files
@@ -408,6 +449,37 @@ BAD_FILES = {
                    "RoPE scaling 'yarn' is not supported"),
     "gemma3-bad-pattern": (TinySpec(arch="gemma3", wtype="f32", sliding_window=4, swa_pattern=0),
                            "'gemma3.attention.sliding_window_pattern' = 0 is outside"),
+    # phi3: a fused QKV of Q + K rows only (q_dim 64 + kv_dim 32 of 128).
+    "phi3-qkv-shape": (TinySpec(arch="phi3", wtype="f32", wrong_rows=(("blk.0.attn_qkv.weight", 96),)),
+                       "tensor 'blk.0.attn_qkv.weight' has shape [64, 96], expected [64, 128]"),
+    # ... an ffn_up holding up alone (ffn 128 rows, not gate + up = 256).
+    "phi3-ffn-up-shape": (TinySpec(arch="phi3", wtype="q8_0", wrong_rows=(("blk.1.ffn_up.weight", 128),)),
+                          "tensor 'blk.1.ffn_up.weight' has shape [64, 128], expected [64, 256]"),
+    # ... a separate ffn_gate, which phi3 does not have.
+    "phi3-stray-gate": (TinySpec(arch="phi3", wtype="f32", extra_tensor="blk.0.ffn_gate.weight"),
+                        "tensor 'blk.0.ffn_gate.weight' is not part of a 'phi3' model"),
+    # ... fused QKV beside a separate attn_q.
+    "phi3-qkv-and-q": (TinySpec(arch="phi3", wtype="f32", extra_tensor="blk.1.attn_q.weight"),
+                       "tensor 'blk.1.attn_q.weight' is not part of a 'phi3' model"),
+    "phi3-no-short-factors": (TinySpec(arch="phi3", wtype="f32", longrope_orig=64,
+                                       drop=("rope_factors_short.weight",)),
+                              "model has no tensor 'rope_factors_short.weight'"),
+    "phi3-no-long-factors": (TinySpec(arch="phi3", wtype="f32", longrope_orig=64,
+                                      drop=("rope_factors_long.weight",)),
+                             "model has no tensor 'rope_factors_long.weight'"),
+    # head_dim 16: 8 factors per tensor.
+    "phi3-short-factors-length": (TinySpec(arch="phi3", wtype="f32", longrope_orig=64,
+                                           wrong_rows=(("rope_factors_short.weight", 5),)),
+                                  "tensor 'rope_factors_short.weight' has shape [5], expected [8]"),
+    "phi3-long-factors-length": (TinySpec(arch="phi3", wtype="f32", longrope_orig=64, rope_dims=8,
+                                          wrong_rows=(("rope_factors_long.weight", 8),)),
+                                 "tensor 'rope_factors_long.weight' has shape [8], expected [4]"),
+    "phi3-orig-context-zero": (TinySpec(arch="phi3", wtype="f32",
+                                        extra_kv=(("phi3.rope.scaling.original_context_length", 0),)),
+                               "'phi3.rope.scaling.original_context_length' = 0 is outside"),
+    # LongRoPE factors in a llama file.
+    "llama-longrope-factors": (TinySpec(arch="llama", wtype="f32", extra_tensor="rope_factors_long.weight"),
+                               "tensor 'rope_factors_long.weight' is not part of a 'llama' model"),
 }
 
 

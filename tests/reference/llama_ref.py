@@ -1,5 +1,5 @@
 """An independent numpy reference of the llama-family forward pass (llama, mistral, qwen2,
-qwen3, gemma2, gemma3).
+qwen3, gemma2, gemma3, phi3).
 
 It is a test oracle for the C++ engine, so it is written for clarity, not speed, and shares
 no code with it: GGUF files are read with the `gguf` package (GGUFReader) and every weight is
@@ -35,6 +35,14 @@ What the reference assumes about the file (the llama.cpp conventions):
     10000 and no scaling, global ones with rope.freq_base. A sliding layer's query at
     position p sees positions p - window + 1 .. p. Query scale 1/sqrt(head_dim), or
     1/sqrt(embd / heads) for the 27B sizes (46 gemma2 / 62 gemma3 layers).
+  * phi3 (HF's Phi3 modelling, in llama.cpp's GGUF layout): NeoX RoPE; attn_qkv holds the
+    rows of Q, then K, then V (or separate attn_q/k/v); ffn_up holds the gate's rows, then
+    up's ([2 ffn, embd]), and there is no ffn_gate. LongRoPE: rope_factors_short.weight and
+    rope_factors_long.weight divide pair i's frequency, the short ones for a context of at
+    most rope.scaling.original_context_length tokens and the long ones beyond (the context is
+    the reference's n_ctx, the engine's context size). rope.scaling.attn_factor multiplies
+    cos and sin (the rotated dims of Q and K). attention.sliding_window > 0 makes every layer
+    a sliding one.
 
 Activation modes:
   activations="float": the exact maths in float64.
@@ -74,10 +82,10 @@ from gguf import GGMLQuantizationType as QT
 SUPPORTED_TYPES = {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1}
 QUANTIZED_TYPES = {QT.Q8_0, QT.Q4_0, QT.Q4_1}
 ROPE_MODES = {"llama": "normal", "mistral": "normal", "qwen2": "neox", "qwen3": "neox",
-              "gemma2": "neox", "gemma3": "neox"}
+              "gemma2": "neox", "gemma3": "neox", "phi3": "neox"}
 GEMMA = {"gemma2", "gemma3"}
 QK_NORM = {"qwen3", "gemma3"}
-SWA_PATTERN = {"gemma2": 2, "gemma3": 6}
+SWA_PATTERN = {"gemma2": 2, "gemma3": 6, "phi3": 0}  # 0: every layer slides
 LAYERS_27B = {"gemma2": 46, "gemma3": 62}
 Q8_BLOCK = 32
 
@@ -108,6 +116,8 @@ class LlamaConfig:
     sliding_window: int = 0
     swa_pattern: int = 0
     rope_theta_swa: float = 10000.0
+    rope_orig_context: int = 0     # LongRoPE: contexts above it use the long factors
+    rope_attn_factor: float = 1.0  # multiplies cos and sin
 
     @property
     def group(self) -> int:
@@ -118,7 +128,8 @@ class LlamaConfig:
         return self.arch in GEMMA
 
     def sliding(self, layer: int) -> bool:
-        return self.sliding_window > 0 and layer % self.swa_pattern < self.swa_pattern - 1
+        p = self.swa_pattern
+        return self.sliding_window > 0 and (p == 0 or layer % p < p - 1)
 
 
 def _field(reader: gguf.GGUFReader, key: str, default=None, required: bool = True):
@@ -156,6 +167,7 @@ def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
     theta = float(_field(reader, p + "rope.freq_base", 10000.0))
     window = int(_field(reader, p + "attention.sliding_window", 0)) if arch in SWA_PATTERN else 0
     scale_dim = embd / num_heads if num_layers == LAYERS_27B.get(arch) else head_dim
+    context_length = int(_field(reader, p + "context_length"))
     emb = _tensor(reader, "token_embd.weight")
     if len(emb.shape) != 2 or int(emb.shape[0]) != embd:
         raise ModelFormatError(f"token_embd.weight has dims {list(emb.shape)}, expected [{embd}, vocab]")
@@ -170,7 +182,7 @@ def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
         rope_dims=rope_dims,
         rope_theta=theta,
         rms_eps=float(_field(reader, p + "attention.layer_norm_rms_epsilon")),
-        context_length=int(_field(reader, p + "context_length")),
+        context_length=context_length,
         vocab_size=int(emb.shape[1]),
         rope_mode=ROPE_MODES[arch],
         rope_linear_factor=linear,
@@ -181,6 +193,8 @@ def read_config(reader: gguf.GGUFReader) -> LlamaConfig:
         swa_pattern=int(_field(reader, p + "attention.sliding_window_pattern", SWA_PATTERN.get(arch, 0),
                                required=False)),
         rope_theta_swa=10000.0 if arch == "gemma3" else theta,
+        rope_orig_context=int(_field(reader, p + "rope.scaling.original_context_length", context_length)),
+        rope_attn_factor=float(_field(reader, p + "rope.scaling.attn_factor", 1.0)),
     )
 
 
@@ -290,26 +304,47 @@ class LlamaWeights:
             return get(name, (n,))[0]
 
         q_dim, kv_dim = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+
+        def rows(m: Matrix, first: int, n: int) -> Matrix:
+            return Matrix(m.w[first:first + n], m.qtype)
         self.token_embd = matrix("token_embd.weight", c.vocab_size, c.embd)
         self.tied = "output.weight" not in by_name
         self.output = self.token_embd if self.tied else matrix("output.weight", c.vocab_size, c.embd)
         self.output_norm = vector("output_norm.weight", c.embd)
         self.rope_freqs = vector("rope_freqs.weight", c.rope_dims // 2, optional=True)
+        # LongRoPE (phi3): both or neither.
+        self.rope_short = vector("rope_factors_short.weight", c.rope_dims // 2, optional=True)
+        self.rope_long = vector("rope_factors_long.weight", c.rope_dims // 2, optional=True)
+        if (self.rope_short is None) != (self.rope_long is None):
+            raise ModelFormatError("LongRoPE needs both rope_factors_short and rope_factors_long")
         self.layers = []
         for i in range(c.num_layers):
             b = f"blk.{i}."
+            if c.arch == "phi3" and b + "attn_qkv.weight" in by_name:
+                qkv = matrix(b + "attn_qkv.weight", q_dim + 2 * kv_dim, c.embd)
+                wq, wk, wv = rows(qkv, 0, q_dim), rows(qkv, q_dim, kv_dim), rows(qkv, q_dim + kv_dim, kv_dim)
+            else:
+                wq = matrix(b + "attn_q.weight", q_dim, c.embd)
+                wk = matrix(b + "attn_k.weight", kv_dim, c.embd)
+                wv = matrix(b + "attn_v.weight", kv_dim, c.embd)
+            if c.arch == "phi3":
+                gate_up = matrix(b + "ffn_up.weight", 2 * c.ffn, c.embd)
+                gate, up = rows(gate_up, 0, c.ffn), rows(gate_up, c.ffn, c.ffn)
+            else:
+                gate = matrix(b + "ffn_gate.weight", c.ffn, c.embd)
+                up = matrix(b + "ffn_up.weight", c.ffn, c.embd)
             self.layers.append(Layer(
                 attn_norm=vector(b + "attn_norm.weight", c.embd),
-                wq=matrix(b + "attn_q.weight", q_dim, c.embd),
-                wk=matrix(b + "attn_k.weight", kv_dim, c.embd),
-                wv=matrix(b + "attn_v.weight", kv_dim, c.embd),
+                wq=wq,
+                wk=wk,
+                wv=wv,
                 bq=vector(b + "attn_q.bias", q_dim, optional=True),
                 bk=vector(b + "attn_k.bias", kv_dim, optional=True),
                 bv=vector(b + "attn_v.bias", kv_dim, optional=True),
                 wo=matrix(b + "attn_output.weight", c.embd, q_dim),
                 ffn_norm=vector(b + "ffn_norm.weight", c.embd),
-                gate=matrix(b + "ffn_gate.weight", c.ffn, c.embd),
-                up=matrix(b + "ffn_up.weight", c.ffn, c.embd),
+                gate=gate,
+                up=up,
                 down=matrix(b + "ffn_down.weight", c.embd, c.ffn),
                 q_norm=vector(b + "attn_q_norm.weight", c.head_dim) if c.arch in QK_NORM else None,
                 k_norm=vector(b + "attn_k_norm.weight", c.head_dim) if c.arch in QK_NORM else None,
@@ -352,12 +387,14 @@ def rope_inv_freq(rope_dims: int, theta: float, linear: float = 1.0,
 
 
 def apply_rope(x: np.ndarray, positions: np.ndarray, rope_dims: int, theta: float, mode: str,
-               linear: float = 1.0, factors: np.ndarray | None = None) -> np.ndarray:
-    """x [n, heads, head_dim] rotated by position; returns a new array."""
+               linear: float = 1.0, factors: np.ndarray | None = None,
+               mscale: float = 1.0) -> np.ndarray:
+    """x [n, heads, head_dim] rotated by position (and the rotated dims scaled by mscale);
+    returns a new array."""
     half = rope_dims // 2
     inv_freq = rope_inv_freq(rope_dims, theta, linear, factors)
     angles = positions.astype(np.float64)[:, None] * inv_freq[None, :]
-    cos, sin = np.cos(angles)[:, None, :], np.sin(angles)[:, None, :]  # [n, 1, half]
+    cos, sin = mscale * np.cos(angles)[:, None, :], mscale * np.sin(angles)[:, None, :]  # [n, 1, half]
     out = x.astype(np.float64, copy=True)
     if mode == "normal":
         a, b = x[..., 0:rope_dims:2], x[..., 1:rope_dims:2]
@@ -419,14 +456,21 @@ def causal_gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
 
 class LlamaRef:
     """Forward pass over a GGUF llama-family model. activations: "float", "q8" or "q8_ggml"
-    (see the module doc)."""
+    (see the module doc). n_ctx: the context size the model runs with (default: its trained
+    context), which picks LongRoPE's short or long factors."""
 
-    def __init__(self, model: str | LlamaWeights, activations: str = "float"):
+    def __init__(self, model: str | LlamaWeights, activations: str = "float", n_ctx: int | None = None):
         if activations not in ("float", "q8", "q8_ggml"):
             raise ValueError(f"activations must be 'float', 'q8' or 'q8_ggml', not '{activations}'")
         self.weights = load_weights(model) if isinstance(model, str) else model
         self.config = self.weights.config
         self.activations = activations
+        n_ctx = self.config.context_length if n_ctx is None else n_ctx
+        w = self.weights
+        if w.rope_long is not None:
+            self.rope_factors = w.rope_long if n_ctx > self.config.rope_orig_context else w.rope_short
+        else:
+            self.rope_factors = w.rope_freqs
 
     def matmul(self, m: Matrix, x: np.ndarray) -> np.ndarray:
         """x [n, cols] -> [n, rows]."""
@@ -470,10 +514,11 @@ class LlamaRef:
         act = gelu_tanh if c.gemma else silu
         for layer_idx, l in enumerate(w.layers):
             sliding = c.sliding(layer_idx)
-            if sliding:
-                rope = dict(theta=c.rope_theta_swa, linear=1.0 if c.arch == "gemma3" else c.rope_linear_factor)
+            if sliding and c.arch == "gemma3":  # gemma3's sliding layers rotate on their own
+                rope = dict(theta=c.rope_theta_swa, linear=1.0, mscale=c.rope_attn_factor)
             else:
-                rope = dict(theta=c.rope_theta, linear=c.rope_linear_factor, factors=w.rope_freqs)
+                rope = dict(theta=c.rope_theta, linear=c.rope_linear_factor, factors=self.rope_factors,
+                            mscale=c.rope_attn_factor)
             h = rms_norm(x, l.attn_norm, c.rms_eps)
             q, k, v = self.matmul(l.wq, h), self.matmul(l.wk, h), self.matmul(l.wv, h)
             if l.bq is not None:

@@ -19,13 +19,14 @@ TYPE_NAMES = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q
               "q4_1": QT.Q4_1}
 
 
-ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
 
 
 @dataclasses.dataclass(frozen=True)
 class TinySpec:
     arch: str = "llama"      # one of ARCHS; qwen2 gets QKV biases, qwen3/gemma3 Q/K norms,
-                             # gemma2/gemma3 post-norms (and gemma2 soft-caps by default)
+                             # gemma2/gemma3 post-norms (and gemma2 soft-caps by default),
+                             # phi3 a fused ffn_up [2 ffn, embd] (gate rows, then up's)
     wtype: str = "q8_0"      # type of every 2-D weight: one of TYPE_NAMES
     layers: int = 2
     embd: int = 64
@@ -44,7 +45,8 @@ class TinySpec:
     key_length: int | None = None  # per-head width; None: embd / heads (written when set)
     rope_freqs: bool = False       # write a Llama 3 style rope_freqs.weight factor tensor
     rope_linear: float | None = None  # rope.scaling.type linear with this factor
-    sliding_window: int | None = None  # gemma: attention.sliding_window (gemma2 default 16)
+    sliding_window: int | None = None  # gemma, phi3: attention.sliding_window (gemma2 default 16;
+                                       # phi3 writes 0 too, as Phi-4 mini's converter does)
     swa_pattern: int | None = None     # gemma: attention.sliding_window_pattern (None: unset)
     attn_softcap: float | None = None  # gemma2 default 50
     final_softcap: float | None = None  # gemma2 default 30
@@ -52,6 +54,11 @@ class TinySpec:
     drop: tuple[str, ...] = ()          # tensors left out (bad-file tests)
     extra_kv: tuple[tuple[str, int | str], ...] = ()  # more metadata, uint32 or string
     add_bos: bool = False               # tokenizer.ggml.add_bos_token
+    fused_qkv: bool = True              # phi3: attn_qkv rather than attn_q/k/v
+    # phi3 LongRoPE: rope_factors_short/long.weight, rope.scaling.original_context_length
+    # (this value) and the attention factor sqrt(1 + ln(context / orig) / ln(orig)).
+    longrope_orig: int | None = None
+    wrong_rows: tuple[tuple[str, int], ...] = ()  # tensors written with this many rows / elements
 
     @property
     def head_dim(self) -> int:
@@ -71,6 +78,10 @@ class TinySpec:
             parts.append(f"linear{self.rope_linear:g}")
         if self.sliding_window:
             parts.append(f"swa{self.sliding_window}")
+        if self.longrope_orig:
+            parts.append(f"longrope{self.longrope_orig}")
+        if self.arch == "phi3" and not self.fused_qkv:
+            parts.append("unfused")
         return "-".join(parts)
 
 
@@ -129,6 +140,8 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     qkv_bias = s.qkv_bias if s.qkv_bias is not None else s.arch == "qwen2"
     gemma = s.arch in ("gemma2", "gemma3")
     qk_norm = s.arch in ("qwen3", "gemma3")
+    phi3 = s.arch == "phi3"
+    wrong_rows = dict(s.wrong_rows)
 
     w = gguf.GGUFWriter(path, s.arch)
     a = s.arch
@@ -151,8 +164,13 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
         w.add_string(f"{a}.rope.scaling.type", "linear")
         w.add_float32(f"{a}.rope.scaling.factor", s.rope_linear)
     window = s.sliding_window if s.sliding_window is not None else (16 if a == "gemma2" else None)
-    if window:
+    if window or (phi3 and window is not None):
         w.add_uint32(f"{a}.attention.sliding_window", window)
+    if s.longrope_orig:
+        w.add_uint32(f"{a}.rope.scaling.original_context_length", s.longrope_orig)
+        scale = s.context / s.longrope_orig
+        w.add_float32(f"{a}.rope.scaling.attn_factor",
+                      float(np.sqrt(1 + np.log(scale) / np.log(s.longrope_orig))) if scale > 1 else 1.0)
     if s.swa_pattern is not None:
         w.add_uint32(f"{a}.attention.sliding_window_pattern", s.swa_pattern)
     for key, value, default in (("attn_logit_softcapping", s.attn_softcap, 50.0),
@@ -177,6 +195,7 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
 
     def matrix(name: str, rows: int, cols: int, scale: float = 1.0) -> None:
         # 1/sqrt(cols) keeps activations O(1) through the layers.
+        rows = wrong_rows.get(name, rows)
         v = rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(scale / np.sqrt(cols))
         if name in s.drop:
             return
@@ -197,14 +216,23 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
         # Llama 3's shape of factors: 1 for the fast pairs, up to 8 for the slow ones.
         half = (s.rope_dims or s.head_dim) // 2
         w.add_tensor("rope_freqs.weight", np.linspace(1.0, 8.0, half).astype(np.float32))
+    if s.longrope_orig:
+        # Phi-3's shapes of factors: near 1 (short), 1 to tens for the slow pairs (long).
+        half = (s.rope_dims or s.head_dim) // 2
+        for name, top in (("rope_factors_short.weight", 1.5), ("rope_factors_long.weight", 40.0)):
+            if name not in s.drop:
+                w.add_tensor(name, np.linspace(1.0, top, wrong_rows.get(name, half)).astype(np.float32))
     if s.extra_tensor:
         vector(s.extra_tensor, s.embd, 0.1, 1.0)
     for i in range(s.layers):
         b = f"blk.{i}."
         vector(b + "attn_norm.weight", s.embd, 0.1, 1.0)
-        matrix(b + "attn_q.weight", q_dim, s.embd)
-        matrix(b + "attn_k.weight", kv_dim, s.embd)
-        matrix(b + "attn_v.weight", kv_dim, s.embd)
+        if phi3 and s.fused_qkv:
+            matrix(b + "attn_qkv.weight", q_dim + 2 * kv_dim, s.embd)
+        else:
+            matrix(b + "attn_q.weight", q_dim, s.embd)
+            matrix(b + "attn_k.weight", kv_dim, s.embd)
+            matrix(b + "attn_v.weight", kv_dim, s.embd)
         if qkv_bias:
             vector(b + "attn_q.bias", q_dim, 0.1, 0.0)
             vector(b + "attn_k.bias", kv_dim, 0.1, 0.0)
@@ -216,8 +244,11 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
         if gemma:
             vector(b + "post_attention_norm.weight", s.embd, 0.1, 1.0)
         vector(b + "ffn_norm.weight", s.embd, 0.1, 1.0)
-        matrix(b + "ffn_gate.weight", s.ffn, s.embd)
-        matrix(b + "ffn_up.weight", s.ffn, s.embd)
+        if phi3:
+            matrix(b + "ffn_up.weight", 2 * s.ffn, s.embd)
+        else:
+            matrix(b + "ffn_gate.weight", s.ffn, s.embd)
+            matrix(b + "ffn_up.weight", s.ffn, s.embd)
         matrix(b + "ffn_down.weight", s.embd, s.ffn)
         if gemma:
             vector(b + "post_ffw_norm.weight", s.embd, 0.1, 1.0)

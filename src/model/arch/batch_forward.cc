@@ -96,10 +96,11 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batc
   up_.resize(n * c.ffn);
   scores_.resize(pool.num_threads() * (c.num_heads / c.num_kv_heads) * max_context_);
   ropes_.resize(1);
+  // LongRoPE picks its factors by the context this pass serves (max_context).
   ropes_[0].inv_freq = InverseFrequencies(c.rope_dims, c.rope_theta, c.rope_linear_factor,
-                                          model.rope_freq_factors());
-  if (c.sliding_window > 0) {
-    // Sliding layers may rotate with their own base and scaling (gemma3).
+                                          model.RopeFreqFactors(max_context_));
+  if (c.sliding_window > 0 && c.swa_own_rope) {
+    // Sliding layers rotating with their own base and scaling (gemma3).
     std::vector<float> local =
         InverseFrequencies(c.rope_dims, c.rope_theta_swa, c.rope_linear_factor_swa, {});
     if (local != ropes_[0].inv_freq) ropes_.push_back(Rope{std::move(local), {}, {}});
@@ -177,11 +178,13 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       token_pos_[t] = segments[s].pos0 + i;
       cpu::DequantizeRow(model_.token_embd(), segments[s].tokens[i], &x_[t * c.embd]);
       const float pos = static_cast<float>(token_pos_[t]);
+      // The attention factor scales the rotated dims of Q and K (both: scores by its square).
+      const float mscale = c.rope_attn_factor;
       for (Rope& r : ropes_) {
         for (size_t j = 0; j < half; ++j) {
           const float angle = pos * r.inv_freq[j];
-          r.cos[t * half + j] = std::cos(angle);
-          r.sin[t * half + j] = std::sin(angle);
+          r.cos[t * half + j] = mscale * std::cos(angle);
+          r.sin[t * half + j] = mscale * std::sin(angle);
         }
       }
     }

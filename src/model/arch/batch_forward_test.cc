@@ -19,7 +19,9 @@ namespace llmasos::arch {
 namespace {
 
 // qwen2: NeoX RoPE and QKV biases. gemma3: sliding-window layers (window 5, every 2nd layer)
-// whose windows start inside a block and cross block boundaries of the paged pool.
+// whose windows start inside a block and cross block boundaries of the paged pool. phi3:
+// fused QKV and gate/up read through row views (repacked when the type allows), every layer
+// sliding, LongRoPE's long factors and attention factor (context 64 > original 32).
 LoadedTinyModel LoadTiny(cpu::TensorType type, const std::string& arch = "qwen2") {
   TinyModelSpec spec;
   spec.type = type;
@@ -147,7 +149,7 @@ TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
 
 INSTANTIATE_TEST_SUITE_P(Types, BatchForwardTest,
                          testing::Combine(testing::Values(cpu::TensorType::kF32, cpu::TensorType::kQ4_1),
-                                          testing::Values("qwen2", "gemma3")),
+                                          testing::Values("qwen2", "gemma3", "phi3")),
                          [](const auto& info) {
                            return std::string(cpu::Traits(std::get<0>(info.param)).name) + "_" +
                                   std::get<1>(info.param);

@@ -42,6 +42,80 @@ TEST(ModelTest, ReadsConfigOfTinyModel) {
   EXPECT_EQ(l.model->layer(0).bq.size(), 64u);
 }
 
+TEST(ModelTest, Phi3ReadsFusedMatricesAsRowViewsAndLongRopeMetadata) {
+  TinyModelSpec spec;
+  spec.arch = "phi3";
+  spec.type = cpu::TensorType::kF32;
+  // Without repacking the views point into the file: Q, K, V and gate, up are consecutive
+  // rows of the fused tensors.
+  std::vector<uint8_t> bytes = *MakeTinyModel(spec);
+  auto parsed = gguf::GgufFile::Parse(bytes);
+  ASSERT_TRUE(parsed.ok());
+  const gguf::TensorInfo* qkv = (*parsed)->FindTensor("blk.1.attn_qkv.weight");
+  const gguf::TensorInfo* gate_up = (*parsed)->FindTensor("blk.1.ffn_up.weight");
+  ASSERT_NE(qkv, nullptr);
+  ASSERT_NE(gate_up, nullptr);
+  auto model = Model::FromGguf(std::move(parsed).value(), /*repack=*/false);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const ModelConfig& c = (*model)->config();
+  const LayerWeights& l = (*model)->layer(1);
+  const size_t row_bytes = c.embd * sizeof(float);
+  const uint8_t* base = qkv->data;
+  EXPECT_EQ(l.wq.data, static_cast<const void*>(base));
+  EXPECT_EQ(l.wk.data, static_cast<const void*>(base + c.q_dim() * row_bytes));
+  EXPECT_EQ(l.wv.data, static_cast<const void*>(base + (c.q_dim() + c.kv_dim()) * row_bytes));
+  EXPECT_EQ(l.wq.rows, c.q_dim());
+  EXPECT_EQ(l.wv.rows, c.kv_dim());
+  EXPECT_EQ(l.gate.data, static_cast<const void*>(gate_up->data));
+  EXPECT_EQ(l.up.data, static_cast<const void*>(gate_up->data + c.ffn * row_bytes));
+  EXPECT_EQ(l.up.rows, c.ffn);
+  // Every layer slides (window 5); LongRoPE with the converter's attention factor.
+  EXPECT_EQ(c.rope_mode, RopeMode::kNeox);
+  EXPECT_EQ(c.sliding_window, 5u);
+  EXPECT_TRUE(c.IsSlidingLayer(0) && c.IsSlidingLayer(1));
+  EXPECT_TRUE(c.longrope);
+  EXPECT_EQ(c.rope_orig_context, 32u);
+  EXPECT_NEAR(c.rope_attn_factor, std::sqrt(1 + std::log(256.0 / 32) / std::log(32.0)), 1e-6);
+  // Short factors (1 .. 1.5) up to the original context, long ones (1 .. 40) beyond.
+  EXPECT_FLOAT_EQ((*model)->RopeFreqFactors(32).back(), 1.5f);
+  EXPECT_FLOAT_EQ((*model)->RopeFreqFactors(33).back(), 40.0f);
+  EXPECT_FLOAT_EQ((*model)->RopeFreqFactors(1).back(), 1.5f);
+  // weight_bytes counts each fused tensor once: every matrix (the output one included), the
+  // norms and the two factor vectors, all F32 here.
+  size_t expected = c.vocab_size * row_bytes + (2 * c.num_layers + 1) * c.embd * sizeof(float) +
+                 2 * (c.rope_dims / 2) * sizeof(float);
+  for (size_t i = 0; i < c.num_layers; ++i) {
+    const LayerWeights& li = (*model)->layer(i);
+    for (const cpu::MatView* v : {&li.wq, &li.wk, &li.wv, &li.wo, &li.gate, &li.up, &li.down}) {
+      expected += v->rows * v->row_bytes;
+    }
+  }
+  EXPECT_EQ((*model)->weight_bytes(), expected);
+}
+
+// The same prompt in a context at the original length and in a longer one: the short and the
+// long factors rotate differently, so the logits differ; each context is self-consistent.
+TEST(ContextTest, Phi3ContextLongerThanTheOriginalUsesTheLongFactors) {
+  TinyModelSpec spec;
+  spec.arch = "phi3";
+  spec.type = cpu::TensorType::kF32;
+  LoadedTinyModel l = LoadTiny(spec);
+  ThreadPool pool(1);
+  const size_t vocab = l.model->config().vocab_size;
+  std::vector<TokenId> tokens = SomeTokens(20);
+  std::vector<std::vector<float>> logits;
+  for (size_t ctx_tokens : {size_t{32}, size_t{33}, size_t{32}}) {
+    ContextOptions o;
+    o.max_tokens = ctx_tokens;
+    auto ctx = Context::Create(*l.model, pool, o);
+    ASSERT_TRUE(ctx.ok());
+    logits.emplace_back(tokens.size() * vocab);
+    ASSERT_TRUE((*ctx)->Forward(tokens, true, logits.back().data()).ok());
+  }
+  EXPECT_EQ(MaxAbsDiff(logits[0], logits[2]), 0.0f);
+  EXPECT_GT(MaxAbsDiff(logits[0], logits[1]), 0.1f);
+}
+
 gguf::GgufWriter OneLayerHeader() {
   gguf::GgufWriter w;
   w.SetString("general.architecture", "llama");
@@ -110,7 +184,7 @@ TEST(ModelTest, RejectsUnknownArchitecture) {
 // One forward pass over n tokens must give the same logits as n passes of one token, and as
 // chunked passes: the KV cache and positions are handled identically on every path.
 TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
-  for (const char* arch : {"llama", "qwen2"}) {
+  for (const char* arch : {"llama", "qwen2", "phi3"}) {
     TinyModelSpec spec;
     spec.arch = arch;
     spec.type = cpu::TensorType::kF32;

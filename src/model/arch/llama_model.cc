@@ -29,6 +29,9 @@ struct ArchInfo {
   bool swa_own_rope = false;  // sliding layers: base 10000 (or rope.freq_base_swa), no scaling
   size_t layers_27b = 0;      // block count of the 27B size, whose query scale is
                               // 1/sqrt(embd / heads) rather than 1/sqrt(head_dim)
+  // phi3: Q/K/V fused in attn_qkv (or separate), gate and up fused in ffn_up (gate rows
+  // first), LongRoPE factor tensors, and attention.sliding_window (0: none) on every layer.
+  bool phi3 = false;
 };
 
 constexpr ArchInfo kArchitectures[] = {
@@ -42,6 +45,8 @@ constexpr ArchInfo kArchitectures[] = {
     // Gemma 3: every 6th layer global (5, 11, ...), local layers with their own RoPE base.
     {"gemma3", RopeMode::kNeox, /*qk_norm=*/true, /*gemma=*/true, /*swa_pattern=*/6, false,
      /*swa_own_rope=*/true, /*layers_27b=*/62},
+    // Phi-3, Phi-3.5 and Phi-4 mini (llama.cpp's PHI3 tensors and graph).
+    {.name = "phi3", .rope_mode = RopeMode::kNeox, .phi3 = true},
 };
 
 }  // namespace
@@ -56,7 +61,7 @@ std::string_view PoolingName(Pooling pooling) {
 }
 
 namespace {
-constexpr std::string_view kSupported = "llama, mistral, qwen2, qwen3, gemma2, gemma3";
+constexpr std::string_view kSupported = "llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3";
 
 const ArchInfo* FindArch(std::string_view name) {
   for (const ArchInfo& a : kArchitectures) {
@@ -104,6 +109,12 @@ bool IsMatrixType(cpu::TensorType t) {
   return cpu::GetTensorTypeTraits(static_cast<uint32_t>(t)).has_value();
 }
 
+// Rows [first, first + num_rows) of w: a view into the same storage (rows are contiguous).
+cpu::MatView Rows(const cpu::MatView& w, size_t first, size_t num_rows) {
+  return cpu::MatView{w.type, static_cast<const uint8_t*>(w.data) + first * w.row_bytes, num_rows,
+                      w.cols, w.row_bytes};
+}
+
 class WeightLoader {
  public:
   explicit WeightLoader(const gguf::GgufFile& file) : file_(file) {}
@@ -139,6 +150,18 @@ class WeightLoader {
     bytes_ += t->num_bytes;
     used_.insert(name);
     return out;
+  }
+
+  // A rotary frequency factor vector of `n` elements, each in (0, 1e6).
+  StatusOr<std::vector<float>> FrequencyFactors(const std::string& name, size_t n) {
+    ASSIGN_OR_RETURN(std::vector<float> factors, Vector(name, n));
+    for (float f : factors) {
+      if (!(f > 0.0f && f < 1e6f)) {
+        return DataLossError("tensor '" + name + "' holds " + std::to_string(f) +
+                             ": frequency factors must be in (0, 1e6)");
+      }
+    }
+    return factors;
   }
 
   // Like Vector, but an absent tensor gives an empty vector.
@@ -237,6 +260,8 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   // Llama 3.x rotary scaling has no metadata of its own: the converter writes the per-pair
   // frequency factors as the tensor rope_freqs.weight (read in Model::FromGguf).
   c.rope_freq_factors = file.FindTensor("rope_freqs.weight") != nullptr;
+  ASSIGN_OR_RETURN(c.rope_attn_factor,
+                   GetFloatInOr(file, p + "rope.scaling.attn_factor", 0.0, 100.0, 1.0f));
   // 4 (rank) is a reranker's head, which this forward pass does not have.
   ASSIGN_OR_RETURN(const uint64_t pooling, GetBoundedOr(file, p + "pooling_type", 0, 3, 1));
   c.pooling = pooling == 2 ? Pooling::kCls : pooling == 3 ? Pooling::kLast : Pooling::kMean;
@@ -267,7 +292,30 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
       ASSIGN_OR_RETURN(*out, GetFloatInOr(file, p + key, 0.0, 1e4, 0.0f));
     }
   }
-  if (info->swa_pattern > 0) {
+  if (info->phi3) {
+    // Phi-3 mini 4k says 2047, the 128k and Phi-3.5 files 262144; Phi-4 mini's converter
+    // writes 0 for none. A window slides on every layer (HF's Phi3; llama.cpp ignores it).
+    ASSIGN_OR_RETURN(c.sliding_window,
+                     GetBoundedOr(file, p + "attention.sliding_window", 0, kMaxContext, 0));
+    c.swa_pattern = 0;
+    c.rope_theta_swa = c.rope_theta;
+    c.rope_linear_factor_swa = c.rope_linear_factor;
+    // LongRoPE: the converter writes both factor tensors, or neither (the 4k models).
+    const bool has_long = file.FindTensor("rope_factors_long.weight") != nullptr;
+    const bool has_short = file.FindTensor("rope_factors_short.weight") != nullptr;
+    if (has_long != has_short) {
+      return DataLossError(std::string("model has no tensor '") +
+                           (has_long ? "rope_factors_short.weight" : "rope_factors_long.weight") +
+                           "' (LongRoPE needs both the short and the long factors)");
+    }
+    if (has_long && c.rope_freq_factors) {
+      return DataLossError("model has both rope_freqs.weight and LongRoPE factors "
+                           "(rope_factors_long/short.weight)");
+    }
+    c.longrope = has_long;
+    ASSIGN_OR_RETURN(c.rope_orig_context, GetBoundedOr(file, p + "rope.scaling.original_context_length",
+                                                       1, kMaxContext, c.context_length));
+  } else if (info->swa_pattern > 0) {
     // Gemma 3 files converted with sliding_window_pattern 1 (no local layers) omit the key.
     if (info->gemma2_metadata && file.Find(p + "attention.sliding_window") == nullptr) {
       return DataLossError("metadata '" + p + "attention.sliding_window' is missing");
@@ -278,6 +326,7 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
                                                  kMaxLayers, info->swa_pattern));
     c.rope_theta_swa = c.rope_theta;
     c.rope_linear_factor_swa = c.rope_linear_factor;
+    c.swa_own_rope = info->swa_own_rope;
     if (info->swa_own_rope) {
       c.rope_linear_factor_swa = 1.0f;
       ASSIGN_OR_RETURN(c.rope_theta_swa, GetFloatInOr(file, p + "rope.freq_base_swa", 1.0, 1e12,
@@ -312,22 +361,31 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
   }
   ASSIGN_OR_RETURN(m->output_norm_, load.Vector("output_norm.weight", c.embd));
   if (c.rope_freq_factors) {
-    ASSIGN_OR_RETURN(m->rope_freq_factors_, load.Vector("rope_freqs.weight", c.rope_dims / 2));
-    for (float f : m->rope_freq_factors_) {
-      if (!(f > 0.0f && f < 1e6f)) {
-        return DataLossError("tensor 'rope_freqs.weight' holds " + std::to_string(f) +
-                             ": frequency factors must be in (0, 1e6)");
-      }
-    }
+    ASSIGN_OR_RETURN(m->rope_freq_factors_, load.FrequencyFactors("rope_freqs.weight", c.rope_dims / 2));
   }
+  if (c.longrope) {
+    ASSIGN_OR_RETURN(m->rope_freq_factors_,
+                     load.FrequencyFactors("rope_factors_short.weight", c.rope_dims / 2));
+    ASSIGN_OR_RETURN(m->rope_factors_long_,
+                     load.FrequencyFactors("rope_factors_long.weight", c.rope_dims / 2));
+  }
+  const bool phi3 = FindArch(c.architecture)->phi3;
   m->layers_.resize(c.num_layers);
   for (size_t i = 0; i < c.num_layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     LayerWeights& l = m->layers_[i];
     ASSIGN_OR_RETURN(l.attn_norm, load.Vector(b + "attn_norm.weight", c.embd));
-    ASSIGN_OR_RETURN(l.wq, load.Matrix(b + "attn_q.weight", c.q_dim(), c.embd));
-    ASSIGN_OR_RETURN(l.wk, load.Matrix(b + "attn_k.weight", c.kv_dim(), c.embd));
-    ASSIGN_OR_RETURN(l.wv, load.Matrix(b + "attn_v.weight", c.kv_dim(), c.embd));
+    if (phi3 && file->FindTensor(b + "attn_qkv.weight") != nullptr) {
+      ASSIGN_OR_RETURN(const cpu::MatView qkv, load.Matrix(b + "attn_qkv.weight",
+                                                           c.q_dim() + 2 * c.kv_dim(), c.embd));
+      l.wq = Rows(qkv, 0, c.q_dim());
+      l.wk = Rows(qkv, c.q_dim(), c.kv_dim());
+      l.wv = Rows(qkv, c.q_dim() + c.kv_dim(), c.kv_dim());
+    } else {
+      ASSIGN_OR_RETURN(l.wq, load.Matrix(b + "attn_q.weight", c.q_dim(), c.embd));
+      ASSIGN_OR_RETURN(l.wk, load.Matrix(b + "attn_k.weight", c.kv_dim(), c.embd));
+      ASSIGN_OR_RETURN(l.wv, load.Matrix(b + "attn_v.weight", c.kv_dim(), c.embd));
+    }
     ASSIGN_OR_RETURN(l.bq, load.OptionalVector(b + "attn_q.bias", c.q_dim()));
     ASSIGN_OR_RETURN(l.bk, load.OptionalVector(b + "attn_k.bias", c.kv_dim()));
     ASSIGN_OR_RETURN(l.bv, load.OptionalVector(b + "attn_v.bias", c.kv_dim()));
@@ -337,8 +395,14 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
     }
     ASSIGN_OR_RETURN(l.wo, load.Matrix(b + "attn_output.weight", c.embd, c.q_dim()));
     ASSIGN_OR_RETURN(l.ffn_norm, load.Vector(b + "ffn_norm.weight", c.embd));
-    ASSIGN_OR_RETURN(l.gate, load.Matrix(b + "ffn_gate.weight", c.ffn, c.embd));
-    ASSIGN_OR_RETURN(l.up, load.Matrix(b + "ffn_up.weight", c.ffn, c.embd));
+    if (phi3) {
+      ASSIGN_OR_RETURN(const cpu::MatView gate_up, load.Matrix(b + "ffn_up.weight", 2 * c.ffn, c.embd));
+      l.gate = Rows(gate_up, 0, c.ffn);
+      l.up = Rows(gate_up, c.ffn, c.ffn);
+    } else {
+      ASSIGN_OR_RETURN(l.gate, load.Matrix(b + "ffn_gate.weight", c.ffn, c.embd));
+      ASSIGN_OR_RETURN(l.up, load.Matrix(b + "ffn_up.weight", c.ffn, c.embd));
+    }
     ASSIGN_OR_RETURN(l.down, load.Matrix(b + "ffn_down.weight", c.embd, c.ffn));
     if (c.post_norms) {
       // Gemma's RMSNorm scales by (1 + w); the GGUF converter stores the norm weights with
@@ -373,6 +437,11 @@ void Model::RepackMatrices() {
   // Tied embeddings: look tokens up in the packed copy too, or every prompt token would fault
   // pages of the released table back in (with the kernel's fault-around, most of it).
   if (token_embd_.data == output_.data) token_embd_.packed = output_.packed;
+}
+
+const std::vector<float>& Model::RopeFreqFactors(size_t context_tokens) const {
+  if (config_.longrope && context_tokens > config_.rope_orig_context) return rope_factors_long_;
+  return rope_freq_factors_;
 }
 
 cpu::MatView Model::KeepMatrix(std::vector<float> values, size_t rows, size_t cols) {

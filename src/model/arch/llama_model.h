@@ -1,5 +1,5 @@
 // The llama family of decoder-only transformers (llama, mistral, qwen2, qwen3, gemma2, gemma3,
-// smollm): the configuration and the weights as read from a GGUF file. The variants differ by
+// phi3, smollm): the configuration and the weights as read from a GGUF file. The variants differ by
 // the features in ModelConfig (Q/K norms, post-norms, GeGLU, soft-capping, sliding windows,
 // rotary frequency factors); each architecture's table entry says which it has, and the
 // loader refuses a file whose tensors or metadata disagree with its architecture.
@@ -58,6 +58,13 @@ struct ModelConfig {
   // Gemma 3 applies it to its global layers only.
   float rope_linear_factor = 1.0f;
   bool rope_freq_factors = false;  // the file has rope_freqs.weight (Llama 3.x rotary scaling)
+  // LongRoPE (phi3): the file has rope_factors_short.weight and rope_factors_long.weight, the
+  // per-pair factors for a context of at most rope_orig_context tokens and for a longer one.
+  bool longrope = false;
+  size_t rope_orig_context = 0;  // rope.scaling.original_context_length (context_length if absent)
+  // Multiplies the rotated dims of Q and K (cos and sin): rope.scaling.attn_factor, which
+  // LongRoPE files carry as sqrt(1 + ln(context / orig_context) / ln(orig_context)).
+  float rope_attn_factor = 1.0f;
 
   // Architecture features beyond plain llama.
   bool qk_norm = false;          // per-head RMSNorm of Q and K before RoPE (qwen3, gemma3)
@@ -68,16 +75,18 @@ struct ModelConfig {
   float attn_softcap = 0.0f;     // > 0: scores become cap * tanh(score / cap) (gemma2)
   float final_softcap = 0.0f;    // > 0: the same on the output logits (gemma2)
   // Sliding-window attention: 0 = none. Otherwise layer i attends to the `sliding_window`
-  // latest positions (its own included) when i % swa_pattern < swa_pattern - 1; the other
-  // layers are global. Sliding layers rotate with base rope_theta_swa, linear factor
-  // rope_linear_factor_swa and no rope_freqs factors.
+  // latest positions (its own included) when i % swa_pattern < swa_pattern - 1, or on every
+  // layer when swa_pattern is 0 (phi3); the other layers are global. With swa_own_rope
+  // (gemma3) sliding layers rotate with base rope_theta_swa, linear factor
+  // rope_linear_factor_swa and no frequency factors; otherwise as the global layers.
   size_t sliding_window = 0;
   size_t swa_pattern = 0;
+  bool swa_own_rope = false;
   float rope_theta_swa = 10000.0f;
   float rope_linear_factor_swa = 1.0f;
 
   bool IsSlidingLayer(size_t layer) const {
-    return sliding_window > 0 && layer % swa_pattern < swa_pattern - 1;
+    return sliding_window > 0 && (swa_pattern == 0 || layer % swa_pattern < swa_pattern - 1);
   }
   size_t q_dim() const { return num_heads * head_dim; }
   size_t kv_dim() const { return num_kv_heads * head_dim; }
@@ -86,6 +95,9 @@ struct ModelConfig {
 // Reads and validates the hyperparameters. Unknown architectures give kUnimplemented.
 StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file);
 
+// A phi3 file fuses Q, K and V into attn_qkv [q_dim + 2 kv_dim, embd] and gate and up into
+// ffn_up [2 ffn, embd]; wq/wk/wv and gate/up are then views of consecutive rows of the fused
+// tensor (no copy), so the forward pass and the repacking see the same five matrices either way.
 struct LayerWeights {
   std::vector<float> attn_norm;  // [embd]
   cpu::MatView wq, wk, wv;       // [q_dim, embd], [kv_dim, embd], [kv_dim, embd]
@@ -113,9 +125,12 @@ class Model {
   const cpu::MatView& output() const { return output_; }          // [vocab, embd]; may be token_embd
   const std::vector<float>& output_norm() const { return output_norm_; }
   const LayerWeights& layer(size_t idx) const { return layers_[idx]; }
-  // Llama 3.x rotary frequency factors, [rope_dims / 2]: pair i turns at inv_freq_i / f_i.
-  // Empty when the file has none.
-  const std::vector<float>& rope_freq_factors() const { return rope_freq_factors_; }
+  // The rotary frequency factors, [rope_dims / 2], for a context of `context_tokens`
+  // positions: pair i turns at inv_freq_i / f_i. Llama 3.x's rope_freqs whatever the context;
+  // LongRoPE's short factors up to rope_orig_context tokens and its long ones beyond (chosen
+  // once for the context, as llama.cpp does, so cached keys never change rotation). Empty
+  // when the file has none.
+  const std::vector<float>& RopeFreqFactors(size_t context_tokens) const;
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
 
@@ -135,7 +150,8 @@ class Model {
   cpu::MatView output_{};
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
-  std::vector<float> rope_freq_factors_;
+  std::vector<float> rope_freq_factors_;  // rope_freqs, or LongRoPE's short factors
+  std::vector<float> rope_factors_long_;  // LongRoPE only
   std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
   std::vector<std::vector<float>> kept_;  // merged matrices (KeepMatrix)
   size_t weight_bytes_ = 0;

@@ -1,7 +1,7 @@
 // make_tiny_model: writes a small llama-family GGUF with random weights and a byte-level BPE
 // vocabulary, for tests that need a model of a given shape, architecture or tensor type.
 //
-//   make_tiny_model --arch llama|qwen2|qwen3|gemma3 --type f32|f16|bf16|q8_0|q4_0|q4_1 --out FILE
+//   make_tiny_model --arch llama|qwen2|qwen3|gemma3|phi3 --type f32|f16|bf16|q8_0|q4_0|q4_1 --out FILE
 //                   [--seed S] [--layers L] [--embd E] [--heads H] [--kv-heads K] [--ff F]
 //                   [--vocab V] [--context C] [--tied]
 #include <cstdio>
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   llmasos::arch::TinyModelSpec s;
   std::string type = "q8_0", out;
   CLI::App app{"make a tiny random llama-family GGUF model for tests"};
-  app.add_option("--arch", s.arch, "llama, qwen2, qwen3 or gemma3");
+  app.add_option("--arch", s.arch, "llama, qwen2, qwen3, gemma3 or phi3");
   app.add_option("--type", type, "weight type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k");
   app.add_option("--out", out, "output .gguf path")->required();
   app.add_option("--seed", s.seed, "random seed");

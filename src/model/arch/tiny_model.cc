@@ -33,11 +33,13 @@ std::vector<std::string> ByteLevelAlphabet() {
 }  // namespace
 
 StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
-  if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "qwen3" && s.arch != "gemma3") {
-    return InvalidArgumentError("unknown arch '" + s.arch + "' (llama, qwen2, qwen3, gemma3)");
+  if (s.arch != "llama" && s.arch != "qwen2" && s.arch != "qwen3" && s.arch != "gemma3" &&
+      s.arch != "phi3") {
+    return InvalidArgumentError("unknown arch '" + s.arch + "' (llama, qwen2, qwen3, gemma3, phi3)");
   }
   const bool qk_norm = s.arch == "qwen3" || s.arch == "gemma3";
   const bool gemma = s.arch == "gemma3";
+  const bool phi3 = s.arch == "phi3";
   if (s.heads == 0 || s.kv_heads == 0 || s.embd % s.heads != 0 || s.heads % s.kv_heads != 0 ||
       (s.embd / s.heads) % 2 != 0) {
     return InvalidArgumentError("embd must split into heads of even size, and heads into kv heads");
@@ -93,6 +95,18 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
     w.SetUint32(a + ".attention.sliding_window", s.sliding_window);
     w.SetUint32(a + ".attention.sliding_window_pattern", 2);
   }
+  const bool longrope = phi3 && s.longrope_orig > 0;
+  if (phi3) {
+    w.SetUint32(a + ".attention.sliding_window", s.sliding_window);
+    if (longrope) {
+      // The attention factor Phi-3's converter writes: sqrt(1 + ln(scale) / ln(orig)).
+      const double scale = static_cast<double>(s.context) / s.longrope_orig;
+      w.SetUint32(a + ".rope.scaling.original_context_length", s.longrope_orig);
+      w.SetFloat32(a + ".rope.scaling.attn_factor",
+                   scale > 1 ? static_cast<float>(std::sqrt(1 + std::log(scale) / std::log(s.longrope_orig)))
+                             : 1.0f);
+    }
+  }
   w.SetString("tokenizer.ggml.model", "gpt2");
   w.SetString("tokenizer.ggml.pre", a == "qwen2" ? "qwen2" : "gpt2");
   w.SetStringArray("tokenizer.ggml.tokens", tokens);
@@ -128,12 +142,25 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   matrix("token_embd.weight", s.vocab, s.embd);
   vector("output_norm.weight", s.embd, 0.1f, 1.0f);
   if (!s.tied) matrix("output.weight", s.vocab, s.embd);
+  if (longrope) {
+    // Phi-3's shapes of factors: near 1 (short), 1 to tens for the slow pairs (long).
+    for (auto [name, top] : {std::pair{"rope_factors_short.weight", 1.5f},
+                             std::pair{"rope_factors_long.weight", 40.0f}}) {
+      std::vector<float> f(head_dim / 2);
+      for (size_t i = 0; i < f.size(); ++i) f[i] = 1.0f + (top - 1.0f) * i / (f.size() - 1);
+      if (st.ok()) st = w.AddTensorFromFloats(name, cpu::TensorType::kF32, {head_dim / 2}, f);
+    }
+  }
   for (uint32_t i = 0; i < s.layers; ++i) {
     const std::string b = "blk." + std::to_string(i) + ".";
     vector(b + "attn_norm.weight", s.embd, 0.1f, 1.0f);
-    matrix(b + "attn_q.weight", s.embd, s.embd);
-    matrix(b + "attn_k.weight", kv_dim, s.embd);
-    matrix(b + "attn_v.weight", kv_dim, s.embd);
+    if (phi3) {
+      matrix(b + "attn_qkv.weight", s.embd + 2 * kv_dim, s.embd);
+    } else {
+      matrix(b + "attn_q.weight", s.embd, s.embd);
+      matrix(b + "attn_k.weight", kv_dim, s.embd);
+      matrix(b + "attn_v.weight", kv_dim, s.embd);
+    }
     if (a == "qwen2") {
       vector(b + "attn_q.bias", s.embd, 0.1f, 0.0f);
       vector(b + "attn_k.bias", kv_dim, 0.1f, 0.0f);
@@ -146,8 +173,12 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
     matrix(b + "attn_output.weight", s.embd, s.embd);
     if (gemma) vector(b + "post_attention_norm.weight", s.embd, 0.1f, 1.0f);
     vector(b + "ffn_norm.weight", s.embd, 0.1f, 1.0f);
-    matrix(b + "ffn_gate.weight", s.ff, s.embd);
-    matrix(b + "ffn_up.weight", s.ff, s.embd);
+    if (phi3) {
+      matrix(b + "ffn_up.weight", 2 * s.ff, s.embd);  // gate rows, then up's
+    } else {
+      matrix(b + "ffn_gate.weight", s.ff, s.embd);
+      matrix(b + "ffn_up.weight", s.ff, s.embd);
+    }
     matrix(b + "ffn_down.weight", s.embd, s.ff);
     if (gemma) vector(b + "post_ffw_norm.weight", s.embd, 0.1f, 1.0f);
   }

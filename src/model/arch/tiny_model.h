@@ -16,8 +16,10 @@
 namespace llmasos::arch {
 
 struct TinyModelSpec {
-  // "llama" (normal RoPE), "qwen2" (NeoX RoPE, QKV bias), "qwen3" (NeoX, Q/K norm) or
-  // "gemma3" (Q/K norm, post-norms, GeGLU, every 2nd layer sliding with `sliding_window`).
+  // "llama" (normal RoPE), "qwen2" (NeoX RoPE, QKV bias), "qwen3" (NeoX, Q/K norm),
+  // "gemma3" (Q/K norm, post-norms, GeGLU, every 2nd layer sliding with `sliding_window`) or
+  // "phi3" (NeoX, fused attn_qkv and ffn_up, every layer sliding with `sliding_window`, and
+  // LongRoPE factors when longrope_orig > 0).
   std::string arch = "llama";
   cpu::TensorType type = cpu::TensorType::kQ8_0;  // type of every 2-D weight
   uint64_t seed = 1;
@@ -29,7 +31,9 @@ struct TinyModelSpec {
   uint32_t vocab = 320;  // at least 264: 256 bytes, 5 merges, 3 control tokens
   uint32_t context = 256;
   bool tied = false;  // output shares token_embd
-  uint32_t sliding_window = 5;  // gemma3 only
+  uint32_t sliding_window = 5;  // gemma3, phi3 (0: none)
+  // phi3: rope.scaling.original_context_length; a context beyond it takes the long factors.
+  uint32_t longrope_orig = 32;
 };
 
 // The GGUF file bytes. InvalidArgument names the inconsistent field.

@@ -48,7 +48,15 @@ Status CheckTrainableArchitecture(const arch::ModelConfig& c) {
   else if (c.ffn_activation != arch::FfnActivation::kSilu) feature = "a GELU feed-forward (gemma)";
   else if (c.attn_softcap > 0.0f || c.final_softcap > 0.0f) feature = "logit soft-capping (gemma2)";
   else if (c.sliding_window > 0) feature = "sliding-window attention (gemma2, gemma3)";
-  else if (c.rope_freq_factors || c.rope_linear_factor != 1.0f) feature = "scaled RoPE (Llama 3.x)";
+  else if (c.rope_freq_factors || c.rope_linear_factor != 1.0f || c.longrope ||
+           c.rope_attn_factor != 1.0f) {
+    feature = "scaled RoPE (Llama 3.x, LongRoPE)";
+  } else if (c.architecture == "phi3") {
+    // The graph would run phi3's fused matrices through their row views, but its adapters
+    // name attn_q/k/v and ffn_gate/up, where a phi3 adapter (llama.cpp's) names the fused
+    // attn_qkv and ffn_up.
+    feature = "LoRA adapters on fused QKV and gate/up matrices (phi3)";
+  }
   else if (c.query_scale > 0.0f &&
            std::abs(c.query_scale * std::sqrt(static_cast<float>(c.head_dim)) - 1.0f) > 1e-6f) {
     feature = "a query scale other than 1/sqrt(head_dim)";

@@ -233,6 +233,9 @@ TEST_F(TrainerTest, RefusesArchitectureFeaturesTheTrainingPassLacks) {
       {"sliding-window", [](arch::ModelConfig& c) { c.sliding_window = 4;
                            c.swa_pattern = 2; }},
       {"scaled RoPE", [](arch::ModelConfig& c) { c.rope_linear_factor = 2.0f; }},
+      {"LongRoPE", [](arch::ModelConfig& c) { c.longrope = true; }},
+      {"LongRoPE", [](arch::ModelConfig& c) { c.rope_attn_factor = 1.2f; }},
+      {"fused QKV", [](arch::ModelConfig& c) { c.architecture = "phi3"; }},
       {"query scale", [](arch::ModelConfig& c) { c.query_scale = 0.5f; }},
   };
   for (const auto& [name, apply] : features) {
