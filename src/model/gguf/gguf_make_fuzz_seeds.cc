@@ -1,6 +1,11 @@
 // Writes the gguf_fuzzer seed corpus: a few tiny valid GGUF files covering every value type,
 // every tensor type, both versions and several alignments. Run by hand when the format code
 // changes:  build/src/model/gguf/gguf_make_fuzz_seeds src/model/gguf/fuzz_seeds
+// The corpus also holds a whole tiny model of an architecture with fused tensors, so mutations
+// start from that layout: phi3_tiny_v3.gguf (attn_qkv, ffn_up holding gate and up, LongRoPE
+// factor tensors and metadata, a sliding window), made with
+//   build/make_tiny_model --arch phi3 --type q4_0 --embd 32 --heads 2 --kv-heads 1 --ff 32
+//                         --vocab 264 --layers 2 --context 64 --out .../phi3_tiny_v3.gguf
 #include <cstdio>
 #include <string>
 #include <vector>
