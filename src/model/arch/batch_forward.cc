@@ -168,11 +168,25 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     if (seg.logits != LogitsMode::kNone && seg.logits_out == nullptr) {
       return InvalidArgumentError(where() + "logits requested without an output buffer");
     }
+    if (seg.lora != nullptr && (seg.lora->num_layers != c.num_layers ||
+                                seg.lora->a_offset.size() != c.num_layers * kNumLoraTargets ||
+                                seg.lora->b_offset.size() != c.num_layers * kNumLoraTargets)) {
+      return InvalidArgumentError(where() + "adapter '" + seg.lora->name + "' was read for a " +
+                                  std::to_string(seg.lora->num_layers) + "-layer model, this one has " +
+                                  std::to_string(c.num_layers));
+    }
   }
 
   const size_t half = c.rope_dims / 2;
+  lora_groups_.clear();
   size_t t = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
+    if (const LoraWeights* lora = segments[s].lora; lora != nullptr) {
+      auto g = std::find_if(lora_groups_.begin(), lora_groups_.end(),
+                            [lora](const LoraGroup& x) { return x.lora == lora; });
+      if (g == lora_groups_.end()) g = lora_groups_.insert(lora_groups_.end(), LoraGroup{lora, {}});
+      for (size_t i = 0; i < segments[s].tokens.size(); ++i) g->rows.push_back(static_cast<uint32_t>(t + i));
+    }
     for (size_t i = 0; i < segments[s].tokens.size(); ++i, ++t) {
       token_segment_[t] = static_cast<uint32_t>(s);
       token_pos_[t] = segments[s].pos0 + i;
@@ -206,6 +220,9 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     MatMul(w.wq, xn_.data(), n, q_.data());
     MatMul(w.wk, xn_.data(), n, k_.data());
     MatMul(w.wv, xn_.data(), n, v_.data());
+    AddLora(layer_idx, LoraTarget::kQ, xn_.data(), c.embd, q_.data(), c.q_dim());
+    AddLora(layer_idx, LoraTarget::kK, xn_.data(), c.embd, k_.data(), c.kv_dim());
+    AddLora(layer_idx, LoraTarget::kV, xn_.data(), c.embd, v_.data(), c.kv_dim());
     AddBias(w.bq, n, q_.data());
     AddBias(w.bk, n, k_.data());
     AddBias(w.bv, n, v_.data());
@@ -232,6 +249,7 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     }
     Attention(layer_idx, segments, kv);
     MatMul(w.wo, att_.data(), n, proj_.data());
+    AddLora(layer_idx, LoraTarget::kO, att_.data(), c.q_dim(), proj_.data(), c.embd);
     if (!w.post_attn_norm.empty()) {
       for (size_t i = 0; i < n; ++i) {
         cpu::RmsNorm(&proj_[i * c.embd], w.post_attn_norm.data(), c.embd, c.rms_eps, &proj_[i * c.embd]);
@@ -245,12 +263,15 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     }
     MatMul(w.gate, xn_.data(), n, gate_.data());
     MatMul(w.up, xn_.data(), n, up_.data());
+    AddLora(layer_idx, LoraTarget::kGate, xn_.data(), c.embd, gate_.data(), c.ffn);
+    AddLora(layer_idx, LoraTarget::kUp, xn_.data(), c.embd, up_.data(), c.ffn);
     if (c.ffn_activation == FfnActivation::kGeluTanh) {
       GeGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
     } else {
       cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
     }
     MatMul(w.down, gate_.data(), n, proj_.data());
+    AddLora(layer_idx, LoraTarget::kDown, gate_.data(), c.ffn, proj_.data(), c.embd);
     if (!w.post_ffn_norm.empty()) {
       for (size_t i = 0; i < n; ++i) {
         cpu::RmsNorm(&proj_[i * c.embd], w.post_ffn_norm.data(), c.embd, c.rms_eps, &proj_[i * c.embd]);
@@ -306,6 +327,27 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     rows += want;
   }
   return OkStatus();
+}
+
+void BatchForward::AddLora(size_t layer_idx, LoraTarget target, const float* x, size_t in,
+                           float* out, size_t out_dim) {
+  for (const LoraGroup& g : lora_groups_) {
+    const float* a = g.lora->A(layer_idx, target);  // [rank, in]
+    const float* b = g.lora->B(layer_idx, target);  // [out_dim, rank]
+    if (a == nullptr || b == nullptr) continue;
+    const size_t rank = g.lora->rank;
+    const float scale = g.lora->scale;
+    // Two passes of rank-sized work per row (A x, then B times it): the cost is
+    // rank * (in + out_dim) per row, small beside W's in * out_dim, and only for this group.
+    lora_ax_.resize(g.rows.size() * rank);
+    pool_.Run(g.rows.size(), [&](size_t i, size_t) {
+      const float* xr = x + static_cast<size_t>(g.rows[i]) * in;
+      float* ax = &lora_ax_[i * rank];
+      for (size_t j = 0; j < rank; ++j) ax[j] = scale * cpu::Dot(a + j * in, xr, in);
+      float* yr = out + static_cast<size_t>(g.rows[i]) * out_dim;
+      for (size_t o = 0; o < out_dim; ++o) yr[o] += cpu::Dot(b + o * rank, ax, rank);
+    });
+  }
 }
 
 // Causal grouped-query attention for every token of the batch: token i of a segment sees its

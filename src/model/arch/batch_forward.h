@@ -18,6 +18,7 @@
 
 #include "drivers/cpu/ops.h"
 #include "model/arch/llama_model.h"
+#include "model/arch/lora_weights.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -58,6 +59,10 @@ struct BatchSegment {
   // If set: [tokens.size(), embd] receives every token's final hidden state, after the final
   // RMSNorm (what embeddings pool).
   float* hidden_out = nullptr;
+  // If set: the segment's rows run with this unmerged LoRA adapter (see lora_weights.h).
+  // Segments with the same pointer form one group whose A and B are read once per matrix.
+  // Must outlive Run.
+  const LoraWeights* lora = nullptr;
 };
 
 class BatchForward {
@@ -70,7 +75,8 @@ class BatchForward {
 
   // Runs the segments through the model. InvalidArgument (nothing written) for an empty
   // segment, too many tokens, a position beyond max_context or the block table, a block id
-  // the caller says it does not have (>= num_blocks), or a token id outside the vocabulary.
+  // the caller says it does not have (>= num_blocks), a token id outside the vocabulary, or
+  // an adapter read for a model with another number of layers.
   // Cancelled (kInterrupted) when the interrupt flag was found set at a layer boundary: the
   // segments' K/V are then written for some layers only (positions the caller had not computed
   // yet, so they are rewritten when the segments run again) and no logits are.
@@ -86,6 +92,10 @@ class BatchForward {
 
  private:
   void MatMul(const cpu::MatView& w, const float* x, size_t num_tokens, float* out);
+  // out[r] += scale * B (A x[r]) for the rows r of each adapter group that adapts (layer,
+  // target). x: [n, in], out: [n, out_dim]. Nothing when the batch carries no adapter.
+  void AddLora(size_t layer_idx, LoraTarget target, const float* x, size_t in, float* out,
+               size_t out_dim);
   void Attention(size_t layer_idx, std::span<const BatchSegment> segments, const KvLayout& kv);
   // Per-head RMSNorm of n tokens' rows of `heads` heads (Q/K norm).
   void HeadNorm(const std::vector<float>& weight, size_t n, size_t heads, float* rows) const;
@@ -120,6 +130,13 @@ class BatchForward {
   std::vector<Rope> ropes_;      // [0] global layers, [1] sliding layers when they differ
   std::vector<float> scores_;    // [num_threads, max_context] attention scores per thread
   std::vector<float> logits_;    // [rows wanted, vocab] before they are copied out
+  // The current batch's adapters: each distinct LoraWeights and the token rows that use it.
+  struct LoraGroup {
+    const LoraWeights* lora = nullptr;
+    std::vector<uint32_t> rows;
+  };
+  std::vector<LoraGroup> lora_groups_;
+  std::vector<float> lora_ax_;   // [rows of a group, rank]: A x
 };
 
 }  // namespace llmasos::arch

@@ -158,6 +158,25 @@ std::vector<float> MergedMatrix(const LoadedAdapter& adapter, const LoraSlot& sl
   return merged;
 }
 
+arch::LoraWeights UnmergedLoraWeights(LoadedAdapter adapter, float scale, const arch::ModelConfig& model,
+                                      std::string name, std::string cache_key) {
+  arch::LoraWeights w;
+  w.name = std::move(name);
+  w.cache_key = std::move(cache_key);
+  w.num_layers = model.num_layers;
+  w.rank = adapter.layout.config().rank;
+  w.scale = scale * adapter.layout.config().scale();
+  w.a_offset.assign(model.num_layers * kNumLoraTargets, arch::LoraWeights::kAbsent);
+  w.b_offset = w.a_offset;
+  for (const LoraSlot& slot : adapter.layout.slots()) {
+    const size_t idx = slot.layer * kNumLoraTargets + static_cast<size_t>(slot.target);
+    w.a_offset[idx] = slot.a_offset;
+    w.b_offset[idx] = slot.b_offset;
+  }
+  w.params = std::move(adapter.params);
+  return w;
+}
+
 std::string AdaptedTensorName(const LoraSlot& slot) {
   return "blk." + std::to_string(slot.layer) + "." + std::string(LoraTargetTensor(slot.target)) + ".weight";
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "model/arch/llama_model.h"
+#include "model/arch/lora_weights.h"
 #include "model/gguf/gguf.h"
 #include "model/train/lora.h"
 #include "util/status.h"
@@ -50,6 +51,13 @@ StatusOr<LoadedAdapter> ReadLoraAdapter(const gguf::GgufFile& file, const arch::
 // was read for.
 std::vector<float> MergedMatrix(const LoadedAdapter& adapter, const LoraSlot& slot, float scale,
                                 const cpu::MatView& w);
+
+// The adapter as the batched forward pass applies it, unmerged (arch/lora_weights.h): its A
+// and B moved over, scale = (alpha / rank) * `scale`. `name` is what the process table shows,
+// `cache_key` what keeps its prefix-cache blocks apart from other adapters' (say the file's
+// digest and the scale). REQUIRES: adapter read for `model`.
+arch::LoraWeights UnmergedLoraWeights(LoadedAdapter adapter, float scale, const arch::ModelConfig& model,
+                                      std::string name, std::string cache_key);
 
 // The GGUF tensor name of the matrix a slot adapts: "blk.N.attn_q.weight".
 std::string AdaptedTensorName(const LoraSlot& slot);

@@ -18,13 +18,15 @@
 #include <vector>
 
 #include "model/arch/llama_model.h"
+#include "model/arch/lora_weights.h"
 #include "util/status.h"
 
 namespace llmasos::train {
 
-// The projections LoRA can adapt, in the order their slots are laid out.
-enum class LoraTarget : uint32_t { kQ, kK, kV, kO, kGate, kUp, kDown };
-inline constexpr size_t kNumLoraTargets = 7;
+// The projections LoRA can adapt, in the order their slots are laid out (one enum for training
+// and for the forward pass's unmerged adapters).
+using arch::LoraTarget;
+using arch::kNumLoraTargets;
 // "q", "k", "v", "o", "gate", "up", "down".
 std::string_view LoraTargetName(LoraTarget t);
 // The GGUF tensor stem llama.cpp uses: "attn_q", ..., "ffn_down".
