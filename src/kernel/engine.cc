@@ -55,6 +55,11 @@ Status Engine::CheckModelLimits(const ProcessSpec& spec) const {
                                   std::to_string(c.vocab_size));
     }
   }
+  if (spec.adapter != nullptr && spec.adapter->num_layers != c.num_layers) {
+    return InvalidArgumentError("adapter '" + spec.adapter->name + "' was read for a " +
+                                std::to_string(spec.adapter->num_layers) + "-layer model, this one has " +
+                                std::to_string(c.num_layers));
+  }
   if (spec.limits.max_tokens > 0 &&
       spec.prompt.size() + static_cast<size_t>(spec.limits.max_tokens) > max_context_) {
     return InvalidArgumentError("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_tokens (" +
@@ -203,6 +208,7 @@ std::vector<ProcessSnapshot> Engine::ProcessTable(TimePoint now) const {
     s.kv_resident_blocks = h.resident_blocks;
     s.kv_swapped_blocks = h.swapped_blocks;
     s.num_preemptions = p->accounting().num_preemptions;
+    if (p->adapter() != nullptr) s.adapter = p->adapter()->name;
     s.time_queued = p->TimeQueued(now);
     s.time_running = p->TimeRunning(now);
     s.age = now - p->accounting().submitted_at;
@@ -334,6 +340,7 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
     s.tokens = p->tokens().subspan(e.first_token_idx, e.num_tokens);
     s.pos0 = e.first_token_idx;
     s.block_table = table;
+    s.lora = p->adapter();
     const bool embeds = p->kind() == ProcessKind::kEmbed;
     s.logits = e.samples && !embeds ? arch::LogitsMode::kLast : arch::LogitsMode::kNone;
     s.logits_out = s.logits == arch::LogitsMode::kLast ? &logits_[sample_idx * vocab] : nullptr;

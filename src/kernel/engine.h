@@ -88,6 +88,7 @@ struct ProcessSnapshot {
   size_t kv_resident_blocks = 0;  // KvMemoryModel::HoldingOf
   size_t kv_swapped_blocks = 0;
   int64_t num_preemptions = 0;
+  std::string adapter;  // LoraWeights::name; empty: the base model
   Duration time_queued{};   // up to the snapshot, the open interval included
   Duration time_running{};
   Duration age{};           // since submission

@@ -9,14 +9,19 @@ KvMemoryModel::KvMemoryModel(KvMemory* kv, bool share_across_tenants)
   CHECK(kv_ != nullptr);
 }
 
-uint64_t KvMemoryModel::SaltOf(const std::string& tenant) const {
-  if (share_across_tenants_) return 0;
+uint64_t KvMemoryModel::SaltOf(const Process& process) const {
   // FNV-1a: stable across runs, so cache behaviour is reproducible.
   uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : tenant) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  if (!share_across_tenants_) mix(process.tenant());
+  if (process.adapter() == nullptr) return share_across_tenants_ ? 0 : h;
+  mix(std::string_view("\0lora\0", 6));
+  mix(process.adapter()->cache_key);
   return h;
 }
 
@@ -71,7 +76,7 @@ StatusOr<size_t> KvMemoryModel::Grow(const Process& process, size_t num_tokens) 
   size_t num_cached = 0;
   auto it = sequences_.find(process.id());
   if (it == sequences_.end()) {
-    const SequenceId seq = kv_->CreateSequence(SaltOf(process.tenant()));
+    const SequenceId seq = kv_->CreateSequence(SaltOf(process));
     it = sequences_.emplace(process.id(), seq).first;
     // All tokens but the last: at least one must be computed to get logits. An embedding
     // pools every token's hidden state, so it reuses nothing.

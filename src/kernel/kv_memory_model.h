@@ -6,7 +6,9 @@
 // blocks findable by calling KvMemory::CommitTokens after it writes their K/V.
 //
 // Tenants never share prefix-cache blocks unless constructed with share_across_tenants: the
-// sequence's salt is a hash of the tenant name.
+// sequence's salt is a hash of the tenant name. Processes with different LoRA adapters (or one
+// with and one without) never share them either: the adapter's cache_key is hashed into the
+// salt too, since the same tokens give other K/V under another adapter.
 //
 // Thread safety: none; the engine thread owns it together with the KvMemory and Scheduler.
 #ifndef LLMASOS_KERNEL_KV_MEMORY_MODEL_H_
@@ -48,7 +50,7 @@ class KvMemoryModel : public MemoryModel {
   Status Fork(const Process& parent, const Process& child) override;
 
  private:
-  uint64_t SaltOf(const std::string& tenant) const;
+  uint64_t SaltOf(const Process& process) const;
 
   KvMemory* kv_;
   bool share_across_tenants_;

@@ -33,8 +33,9 @@ struct KvSim {
   }
 
   ProcessId Submit(std::vector<TokenId> prompt, int32_t max_tokens, int32_t priority = 0,
-                   std::string tenant = "t") {
+                   std::string tenant = "t", std::shared_ptr<const arch::LoraWeights> adapter = nullptr) {
     ProcessSpec spec;
+    spec.adapter = std::move(adapter);
     spec.prompt = std::move(prompt);
     spec.limits.max_tokens = max_tokens;
     spec.priority = priority;
@@ -139,6 +140,34 @@ TEST(KvMemoryModelTest, ASharedPromptIsReusedWithinATenantOnly) {
   EXPECT_EQ(plan.batch[1].id, c);
   EXPECT_EQ(plan.batch[1].first_token_idx, 0u);  // another tenant's salt: no hit
   EXPECT_EQ(sim.scheduler->Find(b)->accounting().num_prefix_cached_tokens, 32);
+  EXPECT_EQ(sim.Ended(a)->accounting().num_prefix_cached_tokens, 0);
+}
+
+TEST(KvMemoryModelTest, APromptIsReusedUnderTheSameAdapterOnly) {
+  auto lora = [](std::string key) {
+    auto w = std::make_shared<arch::LoraWeights>();
+    w->name = key;
+    w->cache_key = key;
+    return w;
+  };
+  const auto facts = lora("facts@sha256:1 x1");
+  KvSim sim(64, 0, NewFcfsPolicy());
+  const ProcessId a = sim.Submit(Prompt(40, 100), 4, 0, "acme", facts);
+  while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
+  const ProcessId same = sim.Submit(Prompt(40, 100), 4, 0, "acme", lora("facts@sha256:1 x1"));
+  const ProcessId other = sim.Submit(Prompt(40, 100), 4, 0, "acme", lora("style@sha256:2 x1"));
+  const ProcessId scaled = sim.Submit(Prompt(40, 100), 4, 0, "acme", lora("facts@sha256:1 x0.5"));
+  const ProcessId base = sim.Submit(Prompt(40, 100), 4, 0, "acme");
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.batch.size(), 4u);
+  EXPECT_EQ(plan.batch[0].id, same);
+  EXPECT_EQ(plan.batch[0].first_token_idx, 32u);  // the same adapter's blocks
+  EXPECT_EQ(plan.batch[1].id, other);
+  EXPECT_EQ(plan.batch[1].first_token_idx, 0u);  // another adapter: no hit
+  EXPECT_EQ(plan.batch[2].id, scaled);
+  EXPECT_EQ(plan.batch[2].first_token_idx, 0u);  // another scale: no hit
+  EXPECT_EQ(plan.batch[3].id, base);
+  EXPECT_EQ(plan.batch[3].first_token_idx, 0u);  // the base model: no hit
   EXPECT_EQ(sim.Ended(a)->accounting().num_prefix_cached_tokens, 0);
 }
 

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "model/arch/lora_weights.h"
 #include "model/sampling/sampler.h"
 #include "util/clock.h"
 #include "util/status.h"
@@ -89,6 +90,10 @@ struct ProcessSpec {
   // The text ends before the first of these to appear (OutputPipeline); at most
   // kMaxStopStrings, each at most kMaxStopStringBytes. Empty strings are ignored.
   std::vector<std::string> stop;
+  // The LoRA adapter the process runs with (unmerged, in the batched forward pass); null: the
+  // base model. Shared: the model manager's adapter cache may drop it (LRU, unload) while
+  // processes still run with it. Its cache_key keeps its prefix-cache blocks apart.
+  std::shared_ptr<const arch::LoraWeights> adapter;
 };
 inline constexpr size_t kMaxStopStrings = 64;
 inline constexpr size_t kMaxStopStringBytes = 1024;
@@ -130,6 +135,8 @@ class Process {
   const sampling::SamplingParams& sampling() const { return spec_.sampling; }
   const ProcessLimits& limits() const { return spec_.limits; }
   ProcessKind kind() const { return spec_.kind; }
+  // Null: the base model.
+  const arch::LoraWeights* adapter() const { return spec_.adapter.get(); }
 
   ProcessState state() const { return state_; }
   // Why the process ended; kNone while it is live.
