@@ -18,7 +18,12 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
     SendError(exchange, {.http_status = 400, .message = "\"model\" is required", .param = "model"});
     return std::nullopt;
   }
-  if (auto ref = registry::ParseReference(model); !ref.ok()) {
+  auto spec = manager::ParseAdapterSpec(model);  // "base+adapter[:scale]"
+  if (!spec.ok()) {
+    SendError(exchange, {.http_status = 400, .message = spec.status().message(), .param = "model"});
+    return std::nullopt;
+  }
+  if (auto ref = registry::ParseReference(spec->base); !ref.ok()) {
     SendError(exchange, {.http_status = 400,
                          .message = "\"model\" is not a model reference: " + ref.status().message(),
                          .param = "model"});
@@ -34,6 +39,7 @@ std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchan
     return std::nullopt;
   }
   exchange.record().model = lease->manifest().name + "@" + lease->manifest().version;
+  if (lease->adapter() != nullptr) exchange.record().model += "+" + lease->adapter()->name;
   if (lease->model().engine == nullptr) {
     SendError(exchange, {.http_status = 500, .message = "model " + std::string(model) + " has no engine"});
     return std::nullopt;

@@ -66,6 +66,9 @@ void AddRoutes(Router& router, Daemon& daemon);
 
 // A lease on `model` for a request, or nullopt after answering the error (400 for a name that
 // is not a registry reference, 404 unknown, 503 with Retry-After while it loads, ...).
+// `model` may name a LoRA adapter, "base+adapter[:scale]" (manager/adapter_cache.h): the
+// lease carries it (Lease::adapter), for the request's processes (ProcessSpec::adapter); an
+// unknown adapter is 404 naming it, one that does not fit the base 400 naming both.
 std::optional<manager::Lease> AcquireForRequest(Daemon& daemon, Exchange& exchange, std::string_view model,
                                                 std::optional<manager::Duration> keep_alive);
 // The deadline of a request from its body's `timeout` and its X-Request-Timeout header

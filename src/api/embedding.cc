@@ -105,7 +105,10 @@ void ServeEmbeddings(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint,
     SendJson(*ex, body.body, body.http_status);
     return;
   }
-  for (kernel::ProcessSpec& spec : *specs) spec.limits.deadline = deadline;
+  for (kernel::ProcessSpec& spec : *specs) {
+    spec.limits.deadline = deadline;
+    spec.adapter = lease->adapter();
+  }
   auto pump = NewPump(ex, {.stream = false, .prompt_tokens = PromptTokens(*specs)});
   auto ids = StartEmbeddings(lease->model(), PumpChannel(*pump), std::move(specs).value());
   if (!ids.ok()) {

@@ -1,6 +1,8 @@
 #include "api/metrics.h"
 
+#include <chrono>
 #include <map>
+#include <set>
 
 namespace llmasos::api {
 namespace {
@@ -83,10 +85,17 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
   struct Instance {
     std::string model;
     kernel::EngineThreadStats stats;
+    std::set<std::string> running_adapters, waiting_adapters;  // LoraWeights::name
   };
   std::vector<Instance> instances;
   manager.ForEachLoaded([&](uint64_t, const registry::Manifest& m, const manager::LoadedModel& loaded) {
-    if (loaded.engine != nullptr) instances.push_back({Label(m), loaded.engine->Stats()});
+    if (loaded.engine == nullptr) return;
+    Instance i{Label(m), loaded.engine->Stats(), {}, {}};
+    for (const kernel::ProcessSnapshot& p : loaded.engine->Processes()) {
+      if (p.adapter.empty()) continue;
+      (p.state == kernel::ProcessState::kRunning ? i.running_adapters : i.waiting_adapters).insert(p.adapter);
+    }
+    instances.push_back(std::move(i));
   });
 
   using prom::WriteFamily;
@@ -186,6 +195,25 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
                  {"num_gpu_blocks", std::to_string(i.stats.kv.total_blocks)},
                  {"model_name", i.model}},
                 1);
+  }
+  // vLLM's LoRA gauge: the adapters with running and with waiting requests as comma-separated
+  // names, the most adapters one batch may hold, and as its value the time of the update
+  // (Unix seconds), by which a router picks the latest sample. model_name is ours (as on the
+  // gauges above): one daemon serves several base models.
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto join = [](const std::set<std::string>& names) {
+    std::string out;
+    for (const std::string& n : names) out += (out.empty() ? "" : ",") + n;
+    return out;
+  };
+  WriteFamily(&out, "vllm:lora_requests_info", "gauge", "Running stats on lora requests.");
+  for (const Instance& i : instances) {
+    WriteSample(&out, "vllm:lora_requests_info",
+                {{"running_lora_adapters", join(i.running_adapters)},
+                 {"max_lora", std::to_string(manager.options().max_adapters)},
+                 {"waiting_lora_adapters", join(i.waiting_adapters)},
+                 {"model_name", i.model}},
+                now);
   }
   return out;
 }

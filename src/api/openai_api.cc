@@ -239,6 +239,7 @@ void Generate(Daemon& daemon, const ExchangePtr& ex, Endpoint endpoint) {
     return;
   }
   prepared->spec.limits.deadline = deadline;
+  prepared->spec.adapter = lease->adapter();
   auto pump = NewPump(ex, {.stream = r.stream,
                            .content_type = "text/event-stream",
                            .prompt_tokens = static_cast<int64_t>(prepared->spec.prompt.size())});

@@ -35,7 +35,8 @@ json ProcessJson(uint64_t instance, const registry::Manifest& m, std::string_vie
           {"preemptions", p.num_preemptions},
           {"queued_seconds", ToSeconds(p.time_queued)},
           {"running_seconds", ToSeconds(p.time_running)},
-          {"age_seconds", ToSeconds(p.age)}};
+          {"age_seconds", ToSeconds(p.age)},
+          {"adapter", p.adapter.empty() ? json(nullptr) : json(p.adapter)}};
 }
 
 // Calls `fn` with the engine of instance `id.instance` and the row of `id.pid` in its table,
@@ -164,6 +165,15 @@ json ModelJson(const manager::ModelStatus& s) {
             {"resident_bytes", s.resident_bytes}};
   if (s.keep_alive) j["keep_alive_seconds"] = ToSeconds(*s.keep_alive);
   if (s.expires_in) j["expires_in_seconds"] = ToSeconds(*s.expires_in);
+  if (s.loaded) {
+    json adapters = json::array();
+    for (const manager::CachedAdapterInfo& a : s.adapters) {
+      adapters.push_back({{"name", a.name}, {"digest", a.digest}, {"scale", a.scale}, {"rank", a.rank},
+                          {"bytes", a.bytes}, {"num_holders", a.num_holders}});
+    }
+    j["adapters"] = std::move(adapters);
+    j["max_adapters"] = s.max_adapters;
+  }
   return j;
 }
 

@@ -40,6 +40,7 @@ struct ServeFlags {
   size_t batch_size = 512;
   size_t kv_mib = 0;
   size_t max_models = 1;
+  size_t max_loras = 8;
   double keep_alive_s = 300;
   double load_wait_s = 2;
   size_t max_body_mib = 16;
@@ -203,6 +204,7 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
   manager::ManagerOptions mo;
   mo.events = &events;
   mo.max_loaded_models = f.max_models;
+  mo.max_adapters = f.max_loras;
   mo.default_keep_alive = f.keep_alive_s < 0 ? manager::Duration(-1)
                                              : std::chrono::duration_cast<manager::Duration>(
                                                    std::chrono::duration<double>(f.keep_alive_s));
@@ -326,6 +328,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-models", f->max_models, "models loaded at once (default 1); each gets threads / max-models")
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--max-loras", f->max_loras,
+                  "LoRA adapters kept loaded per model for requests naming base+adapter (default 8; the least "
+                  "recently used goes first)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--keep-alive", f->keep_alive_s,
                   "seconds a model stays loaded after its last request (default 300; negative: forever)")
       ->check(FiniteRange(-1e9, 1e9));

@@ -165,7 +165,8 @@ std::string FormatProcessTable(const json& processes) {
   std::string out = line;
   if (!processes.is_array()) return out;
   for (const json& p : processes) {
-    const std::string model = p.value("model", "") + "@" + p.value("version", "");
+    std::string model = p.value("model", "") + "@" + p.value("version", "");
+    if (p.contains("adapter") && p["adapter"].is_string()) model += "+" + p["adapter"].get<std::string>();
     const json kv = p.value("kv_blocks", json::object());
     std::snprintf(line, sizeof(line), "%-10s %-28s %-12s %-9s %5d %7lld %7lld %6lld %8s\n", p.value("id", "").c_str(),
                   model.c_str(), p.value("tenant", "").c_str(), p.value("state", "").c_str(), p.value("priority", 0),

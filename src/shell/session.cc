@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 
+#include "services/manager/adapter_cache.h"
 #include "services/manager/loader.h"
 #include "model/gguf/gguf.h"
 #include "model/train/adapter.h"
@@ -92,18 +93,7 @@ Status RegisterMadeModel(const std::string& file, const std::string& name, const
 }
 
 Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {
-  *ref = spec;
-  *scale = 1.0f;
-  const size_t colon = spec.rfind(':');
-  if (colon == std::string::npos || colon + 1 == spec.size()) return OkStatus();
-  const std::string tail = spec.substr(colon + 1);
-  char* end = nullptr;
-  const float v = std::strtof(tail.c_str(), &end);
-  if (end != tail.c_str() + tail.size()) return OkStatus();  // a tag, not a scale
-  if (!std::isfinite(v)) return InvalidArgumentError("--lora '" + spec + "': the scale is not finite");
-  *ref = spec.substr(0, colon);
-  *scale = v;
-  return OkStatus();
+  return manager::SplitAdapterScale(spec, ref, scale).Annotate("--lora");
 }
 
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {

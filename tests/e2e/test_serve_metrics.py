@@ -4,6 +4,7 @@ what the requests did (the tokens by exactly the usage the API reported), and th
 cluster routers read carry vLLM's names, labels and ranges."""
 import http.client
 import json
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -71,7 +72,8 @@ def test_exposition_parses_and_has_every_family(daemon):
                  "llmasos_e2e_request_latency_seconds", "llmasos_queue_time_seconds", "llmasos_processes",
                  "llmasos_kv_cache_usage_ratio", "llmasos_prefix_cache_hit_rate", "llmasos_preemptions",
                  "llmasos_model_loads", "llmasos_model_unloads", "vllm:num_requests_waiting",
-                 "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "vllm:cache_config_info"]:
+                 "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "vllm:cache_config_info",
+                 "vllm:lora_requests_info"]:
         assert name in families, name
     assert families["llmasos_time_to_first_token_seconds"].type == "histogram"
     assert families["llmasos_http_requests"].type == "counter"
@@ -124,6 +126,12 @@ def test_router_gauges_have_vllm_names_labels_and_ranges(daemon):
     families, samples = scrape(daemon)
     (info,) = families["vllm:cache_config_info"].samples
     assert info.value == 1 and info.labels["model_name"] == MODEL
+    # LoRA: no adapter running or waiting; the value is the time of the update.
+    assert families["vllm:lora_requests_info"].type == "gauge"
+    (lora,) = families["vllm:lora_requests_info"].samples
+    assert lora.labels == {"running_lora_adapters": "", "waiting_lora_adapters": "", "max_lora": "8",
+                           "model_name": MODEL}
+    assert abs(lora.value - time.time()) < 60
     assert int(info.labels["block_size"]) == 16
     num_blocks = int(info.labels["num_gpu_blocks"])
     assert num_blocks > 0

@@ -114,8 +114,13 @@ class TestRegistry {
     spec.type = cpu::TensorType::kF32;
     auto bytes = arch::MakeTinyModel(spec);
     CHECK(bytes.ok()) << bytes.status().ToString();
-    const std::string file = home_.path() + "/seed" + std::to_string(seed) + ".gguf";
-    registry::WriteBytes(file, *bytes);
+    return AddFile(name, version, *bytes, "seed" + std::to_string(seed), move_latest);
+  }
+  // Imports `bytes` (any GGUF file, e.g. an adapter) as name@version.
+  registry::Manifest AddFile(const std::string& name, const std::string& version, const std::vector<uint8_t>& bytes,
+                             const std::string& file_stem, bool move_latest = true) {
+    const std::string file = home_.path() + "/" + file_stem + ".gguf";
+    registry::WriteBytes(file, bytes);
     registry::ImportOptions o;
     o.file = file;
     o.name = name;

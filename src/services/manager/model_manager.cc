@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
+#include "model/gguf/gguf.h"
+#include "model/train/adapter.h"
 #include "services/registry/reference.h"
 
 namespace llmasos::manager {
@@ -44,6 +47,8 @@ struct Instance {
   std::set<std::string> refs;  // canonical references that reach it
   bool superseded = false;
   kernel::EventBus* events = nullptr;  // ManagerOptions::events, set once it is ready
+  // Its LoRA adapters; thread-safe on its own (taken after mu_, never before it).
+  std::unique_ptr<AdapterCache> adapters;
 
   std::string Label() const { return resolved.manifest.name + "@" + resolved.manifest.version; }
 };
@@ -59,18 +64,22 @@ std::string Plural(size_t n, const char* word) {
 // --- Lease ---
 
 Lease::Lease(Lease&& other) noexcept
-    : manager_(std::exchange(other.manager_, nullptr)), instance_(std::exchange(other.instance_, nullptr)) {}
+    : manager_(std::exchange(other.manager_, nullptr)),
+      instance_(std::exchange(other.instance_, nullptr)),
+      adapter_(std::move(other.adapter_)) {}
 
 Lease& Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
     Release();
     manager_ = std::exchange(other.manager_, nullptr);
     instance_ = std::exchange(other.instance_, nullptr);
+    adapter_ = std::move(other.adapter_);
   }
   return *this;
 }
 
 void Lease::Release() {
+  adapter_.reset();
   if (instance_ == nullptr) return;
   manager_->ReleaseLease(std::exchange(instance_, nullptr));
   manager_ = nullptr;
@@ -101,6 +110,7 @@ StatusOr<std::unique_ptr<ModelManager>> ModelManager::Create(registry::Registry*
   if (!(options.assumed_load_bytes_per_second > 0)) {
     return InvalidArgumentError("assumed_load_bytes_per_second must be positive");
   }
+  if (options.max_adapters < 1) return InvalidArgumentError("max_adapters must be at least 1");
   // Marks left by a process that died with models loaded would block `rm` for ever.
   RETURN_IF_ERROR(registry->ClearLoadedMarks());
   std::unique_ptr<ModelManager> m(new ModelManager(registry, std::move(loader), options));
@@ -168,6 +178,12 @@ void ModelManager::ReaperLoop() {
 
 StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOptions& options,
                                       AcquireInfo* info) {
+  ASSIGN_OR_RETURN(AdapterSpec with_adapter, ParseAdapterSpec(ref_text));
+  if (!with_adapter.adapter.empty()) {
+    ASSIGN_OR_RETURN(Lease lease, Acquire(with_adapter.base, options, info));
+    ASSIGN_OR_RETURN(lease.adapter_, LeaseAdapter(*lease.instance_, with_adapter.adapter, with_adapter.scale));
+    return lease;
+  }
   ReapExpired();
   ASSIGN_OR_RETURN(registry::Reference parsed, registry::ParseReference(ref_text));
   const std::string ref = parsed.ToString();
@@ -218,6 +234,7 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
 
   // Load it here, outside the lock; requests arriving meanwhile wait on load_done_.
   auto inst = std::make_shared<Instance>();
+  inst->adapters = std::make_unique<AdapterCache>(options_.max_adapters);
   inst->key = key;
   inst->id = ++last_instance_id_;
   inst->resolved = resolved;
@@ -279,6 +296,33 @@ StatusOr<Lease> ModelManager::Acquire(std::string_view ref_text, const AcquireOp
   FinishUnloads(std::move(unloads));
   SyncMark(std::get<0>(key), std::get<1>(key));
   return Lease(this, inst.get());
+}
+
+StatusOr<std::shared_ptr<const arch::LoraWeights>> ModelManager::LeaseAdapter(Instance& instance,
+                                                                              const std::string& ref, float scale) {
+  // The registry's errors (no such name, version or tag) keep their code: 404 in the API.
+  auto resolved = registry_->Resolve(ref);
+  if (!resolved.ok()) return resolved.status().Annotate("adapter '" + ref + "'");
+  const registry::Manifest& m = resolved->manifest;
+  const std::string base = instance.Label();
+  if (instance.model->model == nullptr) {
+    return FailedPreconditionError("model " + base + " has no weights to apply adapter '" + ref + "' to");
+  }
+  char scale_text[32];
+  std::snprintf(scale_text, sizeof(scale_text), "%g", scale);
+  std::string name = m.name + "@" + m.version;
+  if (scale != 1.0f) name += std::string(":") + scale_text;
+  const std::string key = m.digest + " x" + scale_text;
+  const arch::ModelConfig& config = instance.model->model->config();
+  auto load = [&]() -> StatusOr<arch::LoraWeights> {
+    const std::string fit = "adapter '" + ref + "' (" + m.name + "@" + m.version + ") does not fit model " + base;
+    auto file = gguf::GgufFile::Open(resolved->blob_path);
+    if (!file.ok()) return InvalidArgumentError(fit + ": " + file.status().message());
+    auto adapter = train::ReadLoraAdapter(**file, config);
+    if (!adapter.ok()) return InvalidArgumentError(fit + ": " + adapter.status().message());
+    return train::UnmergedLoraWeights(*std::move(adapter), scale, config, name, key);
+  };
+  return instance.adapters->GetOrLoad(key, load, m.digest, scale);
 }
 
 void ModelManager::ReleaseLease(Instance* instance) {
@@ -550,6 +594,10 @@ InstanceInfo ModelManager::InfoLocked(const Instance& inst, TimePoint now) const
     info.expires_in = std::max(Duration::zero(), inst.last_used + inst.keep_alive - now);
   }
   info.references.assign(inst.refs.begin(), inst.refs.end());
+  if (inst.adapters != nullptr) {
+    info.adapters = inst.adapters->Cached();
+    info.max_adapters = inst.adapters->max_adapters();
+  }
   return info;
 }
 

@@ -18,6 +18,11 @@
 //     that used to reach instance A now resolves to B (a tag moved, a rollback), new requests
 //     get B while A finishes its leases; an instance that no reference reaches any more is
 //     superseded and unloads when its last lease ends. No request fails during the swap.
+//   - Adapters: a reference "base+adapter[:scale]" (adapter_cache.h) leases the base's instance
+//     and, with it, the adapter (Lease::adapter), loaded once per instance and kept in its
+//     AdapterCache (at most max_adapters, least recently used forgotten first) until the
+//     instance unloads. Errors name the adapter: kNotFound when the registry has no such
+//     version, kInvalidArgument (naming both) when the file is no LoRA adapter for this base.
 //   - The registry's loaded marks (Registry::SetLoaded) follow the instances; stale marks are
 //     cleared when the manager starts.
 //
@@ -46,6 +51,8 @@
 #include <vector>
 
 #include "kernel/event_bus.h"
+#include "model/arch/lora_weights.h"
+#include "services/manager/adapter_cache.h"
 #include "services/manager/loader.h"
 #include "services/registry/registry.h"
 #include "util/clock.h"
@@ -79,6 +86,8 @@ struct ManagerOptions {
   // The kernel log (the daemon's /os/events): instances' loaded and unloaded events, and each
   // engine's process events (EngineThread::SetEventBus). Null: none. Must outlive the manager.
   kernel::EventBus* events = nullptr;
+  // LoRA adapters each loaded instance keeps (vLLM's max_loras); >= 1.
+  size_t max_adapters = 8;
 };
 
 struct AcquireOptions {
@@ -111,12 +120,15 @@ class Lease {
   // REQUIRES: valid().
   const registry::Manifest& manifest() const;
   const LoadedModel& model() const;
+  // The adapter the reference named (for kernel::ProcessSpec::adapter); null: none.
+  const std::shared_ptr<const arch::LoraWeights>& adapter() const { return adapter_; }
 
  private:
   friend class ModelManager;
   Lease(ModelManager* manager, Instance* instance) : manager_(manager), instance_(instance) {}
   ModelManager* manager_ = nullptr;
   Instance* instance_ = nullptr;
+  std::shared_ptr<const arch::LoraWeights> adapter_;
 };
 
 // What Loaded() reports for one instance (what `ps` and /api/ps show).
@@ -131,6 +143,8 @@ struct InstanceInfo {
   Duration keep_alive{};         // negative: forever
   std::optional<Duration> expires_in = std::nullopt;  // idle, unpinned, finite keep_alive: time left
   std::vector<std::string> references;  // canonical references it was acquired by
+  std::vector<CachedAdapterInfo> adapters;  // LoRA adapters loaded for it, most recently used first
+  size_t max_adapters = 0;
 };
 
 // Loads and unloads of one version ("name@version") since the manager started (/metrics).
@@ -213,6 +227,9 @@ class ModelManager {
   using Unloads = std::vector<std::shared_ptr<Instance>>;
 
   void ReleaseLease(Instance* instance) EXCLUDES(mu_);
+  // The adapter `ref` names at `scale`, from the instance's cache or loaded into it.
+  StatusOr<std::shared_ptr<const arch::LoraWeights>> LeaseAdapter(Instance& instance, const std::string& ref,
+                                                                   float scale) EXCLUDES(mu_);
   // Adds `ref` to `inst`'s references, taking it from any other instance; instances left
   // with no reference become superseded (idle ones go to *unloads).
   void AttachReferenceLocked(Instance* inst, const std::string& ref, Unloads* unloads) REQUIRES(mu_);

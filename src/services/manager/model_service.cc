@@ -35,6 +35,8 @@ std::vector<ModelStatus> ModelService::WithLoadState(std::vector<registry::Model
       s.resident_bytes = info.resident_bytes;
       s.keep_alive = info.keep_alive;
       s.expires_in = info.expires_in;
+      s.adapters = info.adapters;
+      s.max_adapters = info.max_adapters;
     }
     out.push_back(std::move(s));
   }

@@ -42,6 +42,8 @@ struct ModelStatus {
   uint64_t resident_bytes = 0;     // 0 when not loaded
   std::optional<Duration> keep_alive = std::nullopt;  // loaded: its keep_alive (negative: forever)
   std::optional<Duration> expires_in = std::nullopt;  // loaded, idle, unpinned, finite keep_alive
+  std::vector<CachedAdapterInfo> adapters;  // loaded: its LoRA adapters, most recently used first
+  size_t max_adapters = 0;
 };
 
 struct LoadRequest {
