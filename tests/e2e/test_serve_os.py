@@ -79,6 +79,7 @@ def test_a_running_process_is_listed_filtered_reniced_and_killed(daemon):
     assert row["kind"] == "generate" and row["max_tokens"] == 4000
     assert row["prompt_tokens"] > 0 and row["kv_blocks"]["resident"] > 0 and row["kv_blocks"]["swapped"] == 0
     assert row["preemptions"] == 0 and row["age_seconds"] >= row["running_seconds"] > 0
+    assert row["adapter"] is None  # the base model (test_serve_lora: with adapters)
     pid = row["id"]
 
     # Filters.

@@ -61,7 +61,7 @@ class AdapterCache {
   // max_adapters >= 1.
   explicit AdapterCache(size_t max_adapters);
 
-  // The adapter cached under `key` (the file's digest and the scale), else `load()`'s,
+  // The adapter cached under `key` (say its name, the file's digest and the scale), else `load()`'s,
   // cached under it (the least recently used beyond max_adapters forgotten). Two callers that
   // miss at once may both load; the first to finish is kept. load's error is returned as is.
   StatusOr<std::shared_ptr<const arch::LoraWeights>> GetOrLoad(

@@ -35,7 +35,7 @@ TEST(ParseAdapterSpecTest, SplitsBaseAdapterAndScale) {
 }
 
 // An adapter file on the default tiny model's shape (or `spec`'s), B non-zero.
-std::vector<uint8_t> AdapterFile(arch::TinyModelSpec spec = {}) {
+std::vector<uint8_t> AdapterFile(uint32_t seed, arch::TinyModelSpec spec = {}) {
   spec.type = cpu::TensorType::kF32;
   auto tiny = arch::LoadTinyModel(spec);
   CHECK(tiny.ok());
@@ -44,7 +44,7 @@ std::vector<uint8_t> AdapterFile(arch::TinyModelSpec spec = {}) {
   CHECK(train::ParseLoraTargets("q,v", &config).ok());
   train::LoraLayout layout(config, tiny->model->config());
   std::vector<float> params(layout.num_params());
-  std::mt19937 rng(7);
+  std::mt19937 rng(seed);
   for (float& v : params) v = std::uniform_real_distribution<float>(-0.1f, 0.1f)(rng);
   auto bytes = train::SerializeLoraAdapter(tiny->model->config(), layout, params, {"a", {}});
   CHECK(bytes.ok());
@@ -55,13 +55,13 @@ class ManagerAdapterTest : public testing::Test {
  protected:
   void SetUp() override {
     reg_.Add("tiny", "1.0.0", 7);
-    reg_.AddFile("facts", "1.0.0", AdapterFile(), "facts");
-    reg_.AddFile("style", "1.0.0", AdapterFile(), "style");
+    reg_.AddFile("facts", "1.0.0", AdapterFile(1), "facts");
+    reg_.AddFile("style", "1.0.0", AdapterFile(2), "style");
     arch::TinyModelSpec wide;
     wide.embd = 96;
     wide.heads = 6;
     wide.kv_heads = 3;
-    reg_.AddFile("wide-lora", "1.0.0", AdapterFile(wide), "wide");
+    reg_.AddFile("wide-lora", "1.0.0", AdapterFile(3, wide), "wide");
   }
   std::unique_ptr<ModelManager> Manager(size_t max_adapters) {
     ManagerOptions mo;

@@ -322,7 +322,9 @@ StatusOr<std::shared_ptr<const arch::LoraWeights>> ModelManager::LeaseAdapter(In
     if (!adapter.ok()) return InvalidArgumentError(fit + ": " + adapter.status().message());
     return train::UnmergedLoraWeights(*std::move(adapter), scale, config, name, key);
   };
-  return instance.adapters->GetOrLoad(key, load, m.digest, scale);
+  // Cached by name too, so the process table shows the name asked for; equal files under two
+  // names still share prefix-cache blocks (the weights' cache_key is the digest and scale).
+  return instance.adapters->GetOrLoad(name + " " + key, load, m.digest, scale);
 }
 
 void ModelManager::ReleaseLease(Instance* instance) {
