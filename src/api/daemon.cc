@@ -9,6 +9,7 @@
 #include "api/errors.h"
 #include "api/request.h"
 #include "services/registry/reference.h"
+#include "util/utf8.h"
 
 namespace llmasos::api {
 
@@ -57,7 +58,7 @@ StatusOr<std::optional<TimePoint>> RequestDeadline(const Exchange& exchange, std
     const double v = std::strtod(header.c_str(), &end);
     if (errno != 0 || end != header.c_str() + header.size() || !(v >= kMinTimeoutSeconds && v <= kMaxTimeoutSeconds)) {
       return InvalidArgumentError("X-Request-Timeout: must be seconds from 0.001 to 86400, got \"" +
-                                  header.substr(0, 64) + "\"");
+                                  SanitizeUtf8(header.substr(0, 64)) + "\"");
     }
     seconds = seconds ? std::min(*seconds, v) : v;
   }

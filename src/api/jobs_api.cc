@@ -12,6 +12,7 @@
 #include "api/errors.h"
 #include "api/json_body.h"
 #include "services/jobs/job_runner.h"
+#include "util/utf8.h"
 
 namespace llmasos::api {
 namespace {
@@ -102,7 +103,7 @@ void List(Daemon& daemon, Exchange& ex) {
   if (query.ok()) {
     for (const auto& [name, value] : *query) {
       if (name != "state") {
-        bad = InvalidArgumentError("unknown parameter '" + name.substr(0, 64) + "' (only state)");
+        bad = InvalidArgumentError("unknown parameter '" + SanitizeUtf8(name.substr(0, 64)) + "' (only state)");
         break;
       }
       auto s = jobs::ParseJobState(value);

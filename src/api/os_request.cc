@@ -6,6 +6,7 @@
 #include "api/json_fields.h"
 #include "api/request.h"
 #include "kernel/policy.h"
+#include "util/utf8.h"
 
 namespace llmasos::api {
 
@@ -34,7 +35,7 @@ Status RejectUnknownFields(const Context& ctx, const nlohmann::json& body, std::
     bool ok = false;
     for (std::string_view k : known) ok |= key == k;
     for (std::string_view k : extra) ok |= key == k;
-    if (!ok) return ctx.Fail(std::string(prefix) + key.substr(0, 64), "is not a field of this request");
+    if (!ok) return ctx.Fail(std::string(prefix) + SanitizeUtf8(key.substr(0, 64)), "is not a field of this request");
   }
   return OkStatus();
 }
@@ -103,7 +104,7 @@ StatusOr<ProcessFilter> ParseProcessFilter(const std::vector<std::pair<std::stri
     if (name == "tenant") slot = &f.tenant;
     if (name == "model") slot = &f.model;
     if (name != "state" && slot == nullptr) {
-      return fail(name.substr(0, 64), "unknown (expected state, tenant or model)");
+      return fail(SanitizeUtf8(name.substr(0, 64)), "unknown (expected state, tenant or model)");
     }
     const bool repeated = name == "state" ? f.state.has_value() : slot->has_value();
     if (repeated) return fail(name, "given twice");
@@ -132,7 +133,7 @@ StatusOr<kernel::EventKindMask> ParseEventsQuery(const std::vector<std::pair<std
   };
   std::optional<kernel::EventKindMask> kinds;
   for (const auto& [name, value] : query) {
-    if (name != "kinds") return fail(name.substr(0, 64), "unknown (expected kinds)");
+    if (name != "kinds") return fail(SanitizeUtf8(name.substr(0, 64)), "unknown (expected kinds)");
     if (kinds) return fail(name, "given twice");
     if (value.empty()) return fail(name, "must not be empty");
     kinds = 0;

@@ -96,7 +96,7 @@ StatusOr<JobState> ParseJobState(std::string_view name) {
   for (JobState s : kAllStates) {
     if (name == JobStateName(s)) return s;
   }
-  return InvalidArgumentError("unknown job state '" + std::string(name.substr(0, 64)) +
+  return InvalidArgumentError("unknown job state '" + SanitizeUtf8(name.substr(0, 64)) +
                               "' (states: queued, running, paused, succeeded, failed, cancelled)");
 }
 
