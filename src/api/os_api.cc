@@ -141,7 +141,10 @@ void GetMemory(Daemon& daemon, Exchange& ex) {
                 {"resident_bytes", loaded.resident_bytes}, {"kv_pool_bytes", loaded.kv_bytes}};
     if (loaded.engine != nullptr) {
       const kernel::KvStats kv = loaded.engine->Stats().kv;
-      row["kv"] = {{"total_blocks", kv.total_blocks},   {"used_blocks", kv.used_blocks},
+      row["kv"] = {{"cache_type_k", cpu::KvTypeName(kv.k_type)},
+                   {"cache_type_v", cpu::KvTypeName(kv.v_type)},
+                   {"block_tokens", kv.block_tokens},   {"block_bytes", kv.block_bytes},
+                   {"total_blocks", kv.total_blocks},   {"used_blocks", kv.used_blocks},
                    {"cached_blocks", kv.cached_blocks}, {"free_blocks", kv.free_blocks},
                    {"stored_tokens", kv.stored_tokens}, {"utilisation", kv.utilisation},
                    {"num_sequences", kv.num_sequences}};

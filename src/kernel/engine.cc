@@ -22,9 +22,12 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   e->inject_step_fault_ = options.inject_step_fault;
   e->max_context_ = options.max_context == 0 ? c.context_length
                                              : std::min(options.max_context, c.context_length);
+  RETURN_IF_ERROR(cpu::CheckKvTypesFit(options.cache_type_k, options.cache_type_v, c.head_dim));
   KvMemoryOptions kv;
   kv.num_layers = c.num_layers;
   kv.kv_dim = c.kv_dim();
+  kv.k_type = options.cache_type_k;
+  kv.v_type = options.cache_type_v;
   kv.block_tokens = options.kv_block_tokens;
   kv.budget_bytes = options.kv_budget_bytes;
   kv.swap_budget_bytes = options.swap_budget_bytes;

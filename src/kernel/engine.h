@@ -42,6 +42,10 @@ struct EngineOptions {
   PolicyOptions policy_options;
   size_t kv_budget_bytes = size_t{256} << 20;
   size_t kv_block_tokens = 16;
+  // Element types of the cached keys and values (--cache-type-k / --cache-type-v): the pool
+  // holds kv_budget_bytes / KvBlockBytes(...) blocks of them.
+  cpu::KvType cache_type_k = cpu::KvType::kF16;
+  cpu::KvType cache_type_v = cpu::KvType::kF16;
   size_t swap_budget_bytes = 0;  // host swap space; 0: preemption recomputes
   size_t max_context = 0;        // longest sequence; 0: the model's trained context
   bool share_prefix_across_tenants = false;

@@ -131,7 +131,8 @@ TEST_F(EngineApiTest, APromptThatCanNeverFitIsInvalidButAFullPoolMakesItWait) {
   EngineOptions o;
   o.kv_block_tokens = 4;
   const arch::ModelConfig& c = model_->config();
-  const size_t block_bytes = o.kv_block_tokens * c.num_layers * 2 * c.kv_dim() * sizeof(float);
+  const size_t block_bytes =
+      *KvBlockBytes(c.num_layers, c.kv_dim(), o.kv_block_tokens, o.cache_type_k, o.cache_type_v);
   o.kv_budget_bytes = 12 * block_bytes;  // 48 tokens of KV
   auto e = NewEngine(o);
   // 40 + 20 tokens can never fit in 48: permanent, both numbers named.

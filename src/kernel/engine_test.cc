@@ -89,7 +89,9 @@ TEST_F(EngineTest, PreemptedProcessesResumeExactlyUnderEveryPolicy) {
   std::vector<std::vector<TokenId>> want;
   for (const auto& p : prompts) want.push_back(Alone(p, 24));
   const arch::ModelConfig& c = model_->config();
-  const size_t block_bytes = c.num_layers * 2 * 4 * c.kv_dim() * sizeof(float);
+  const EngineOptions defaults;  // the default (F16) KV cache: the budget is in its blocks
+  const size_t block_bytes =
+      *KvBlockBytes(c.num_layers, c.kv_dim(), 4, defaults.cache_type_k, defaults.cache_type_v);
   for (const char* policy : {"fcfs", "sjf", "rr", "priority", "fair"}) {
     for (const bool swap : {false, true}) {
       SCOPED_TRACE(std::string(policy) + (swap ? ", swap" : ", recompute"));

@@ -1,5 +1,6 @@
 // How the model's batched forward pass (model/arch/batch_forward.h) reaches a KvMemory's
-// pool: the pool's [block][layer][K|V][block_tokens][kv_dim] layout as an arch::KvLayout.
+// pool: the pool's [block][layer][K plane, V plane] layout, in the pool's K and V types, as an
+// arch::KvLayout.
 #ifndef LLMASOS_KERNEL_KV_LAYOUT_H_
 #define LLMASOS_KERNEL_KV_LAYOUT_H_
 
@@ -9,20 +10,19 @@
 
 namespace llmasos::kernel {
 
-// REQUIRES: memory.dtype() == kF32 (the forward pass stores float32 K/V).
 inline arch::KvLayout KvLayoutOf(KvMemory& memory) {
-  CHECK(memory.dtype() == KvDataType::kF32) << "the forward pass needs an F32 KV pool";
-  const size_t row_floats = memory.block_tokens() * memory.kv_dim();
   arch::KvLayout layout;
-  layout.k_base = memory.K(0, 0);
-  layout.v_base = layout.k_base + row_floats;
-  layout.layer_stride = 2 * row_floats;
-  layout.block_stride = memory.num_layers() * layout.layer_stride;
+  layout.k_type = memory.k_type();
+  layout.v_type = memory.v_type();
+  layout.k_base = memory.KData(0, 0);
+  layout.v_base = memory.VData(0, 0);
+  layout.block_stride = memory.block_bytes();
+  layout.layer_stride = memory.block_bytes() / memory.num_layers();  // a block is its layers
   layout.block_tokens = memory.block_tokens();
   // The arithmetic above must be the pool's own: check it on the last block and layer.
   const BlockId last = static_cast<BlockId>(memory.num_blocks() - 1);
   const size_t top = memory.num_layers() - 1;
-  CHECK(layout.K(last, top) == memory.K(last, top) && layout.V(last, top) == memory.V(last, top))
+  CHECK(layout.K(last, top) == memory.KData(last, top) && layout.V(last, top) == memory.VData(last, top))
       << "KvMemory's pool layout is not the one KvLayoutOf assumes";
   return layout;
 }

@@ -33,12 +33,19 @@ size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-size_t KvDataTypeBytes(KvDataType dtype) {
-  switch (dtype) {
-    case KvDataType::kF32: return 4;
-    case KvDataType::kF16: return 2;
-  }
-  return 0;
+std::optional<size_t> KvBlockBytes(size_t num_layers, size_t kv_dim, size_t block_tokens,
+                                   cpu::KvType k_type, cpu::KvType v_type) {
+  // KvRowBytes(type, kv_dim), without its overflow: kv_dim / block elements * block bytes.
+  auto row_bytes = [kv_dim](cpu::KvType type) {
+    const cpu::TensorTypeTraits& t = cpu::Traits(cpu::KvTensorType(type));
+    return CheckedMul(kv_dim / t.block_elems, t.block_bytes);
+  };
+  const std::optional<uint64_t> k_row = row_bytes(k_type), v_row = row_bytes(v_type);
+  const std::optional<uint64_t> row = k_row && v_row ? CheckedAdd(*k_row, *v_row) : std::nullopt;
+  std::optional<uint64_t> bytes = row ? CheckedMul(num_layers, *row) : std::nullopt;
+  if (bytes) bytes = CheckedMul(*bytes, block_tokens);
+  if (!bytes || *bytes > SIZE_MAX / 2) return std::nullopt;
+  return static_cast<size_t>(*bytes);
 }
 
 bool SwapIsCheaper(const PreemptionCost& cost, double copy_bytes_per_s,
@@ -127,16 +134,16 @@ StatusOr<std::unique_ptr<KvMemory>> KvMemory::Create(const KvMemoryOptions& opti
   if (options.num_layers == 0) return InvalidArgumentError("KV memory: num_layers must be > 0");
   if (options.kv_dim == 0) return InvalidArgumentError("KV memory: kv_dim must be > 0");
   if (options.block_tokens == 0) return InvalidArgumentError("KV memory: block_tokens must be > 0");
-  if (options.dtype != KvDataType::kF32 && options.dtype != KvDataType::kF16) {
-    return InvalidArgumentError("KV memory: unknown dtype " +
-                                std::to_string(static_cast<int>(options.dtype)));
+  for (cpu::KvType t : {options.k_type, options.v_type}) {
+    if (t == cpu::KvType::kQ8_0 && options.kv_dim % cpu::BlockQ8_0::kBlockElems != 0) {
+      return InvalidArgumentError("KV memory: a q8_0 cache needs kv_dim a multiple of 32, not " +
+                                  std::to_string(options.kv_dim));
+    }
   }
-  // block_bytes = num_layers * 2 (K, V) * block_tokens * kv_dim * element size.
-  std::optional<uint64_t> bytes = CheckedMul(options.num_layers, 2);
-  if (bytes) bytes = CheckedMul(*bytes, options.block_tokens);
-  if (bytes) bytes = CheckedMul(*bytes, options.kv_dim);
-  if (bytes) bytes = CheckedMul(*bytes, KvDataTypeBytes(options.dtype));
-  if (!bytes || *bytes > SIZE_MAX / 2) {
+  const std::optional<size_t> bytes = KvBlockBytes(options.num_layers, options.kv_dim,
+                                                   options.block_tokens, options.k_type,
+                                                   options.v_type);
+  if (!bytes) {
     return InvalidArgumentError("KV memory: a block of " + std::to_string(options.block_tokens) +
                                 " tokens x " + std::to_string(options.num_layers) +
                                 " layers x kv_dim " + std::to_string(options.kv_dim) +
@@ -429,25 +436,25 @@ StatusOr<KvSlot> KvMemory::PrepareWrite(SequenceId seq, size_t position) {
 std::byte* KvMemory::LayerData(BlockId block, size_t layer, size_t kv) {
   DCHECK_LT(size_t{block}, num_blocks_);
   DCHECK_LT(layer, options_.num_layers);
-  const size_t plane_elems = options_.block_tokens * options_.kv_dim;
-  return BlockData(block) +
-         (layer * 2 + kv) * plane_elems * KvDataTypeBytes(options_.dtype);
+  const size_t k_plane = options_.block_tokens * cpu::KvRowBytes(options_.k_type, options_.kv_dim);
+  const size_t v_plane = options_.block_tokens * cpu::KvRowBytes(options_.v_type, options_.kv_dim);
+  return BlockData(block) + layer * (k_plane + v_plane) + (kv == 0 ? 0 : k_plane);
 }
 
 float* KvMemory::K(BlockId block, size_t layer) {
-  DCHECK(options_.dtype == KvDataType::kF32);
+  DCHECK(options_.k_type == cpu::KvType::kF32);
   return reinterpret_cast<float*>(LayerData(block, layer, 0));
 }
 float* KvMemory::V(BlockId block, size_t layer) {
-  DCHECK(options_.dtype == KvDataType::kF32);
+  DCHECK(options_.v_type == cpu::KvType::kF32);
   return reinterpret_cast<float*>(LayerData(block, layer, 1));
 }
 uint16_t* KvMemory::KHalf(BlockId block, size_t layer) {
-  DCHECK(options_.dtype == KvDataType::kF16);
+  DCHECK(options_.k_type == cpu::KvType::kF16);
   return reinterpret_cast<uint16_t*>(LayerData(block, layer, 0));
 }
 uint16_t* KvMemory::VHalf(BlockId block, size_t layer) {
-  DCHECK(options_.dtype == KvDataType::kF16);
+  DCHECK(options_.v_type == cpu::KvType::kF16);
   return reinterpret_cast<uint16_t*>(LayerData(block, layer, 1));
 }
 
@@ -671,6 +678,9 @@ BlockState KvMemory::StateOf(BlockId block) const {
 KvStats KvMemory::Stats() const {
   KvStats st;
   st.block_tokens = options_.block_tokens;
+  st.block_bytes = block_bytes_;
+  st.k_type = options_.k_type;
+  st.v_type = options_.v_type;
   st.total_blocks = num_blocks_;
   st.free_blocks = free_.size;
   st.used_blocks = num_used_;

@@ -18,13 +18,16 @@
 //     releases them, SwapIn() brings them back, bit for bit.
 //
 // Block storage layout (one allocation, 64-byte aligned):
-//   pool  [num_blocks][num_layers][2 (K, V)][block_tokens][kv_dim]   elements of dtype
+//   pool  [num_blocks][num_layers][K plane, V plane]
+//   plane [block_tokens] rows of kv_dim values in the plane's type, cpu::KvRowBytes each
+//         (K/V element types are chosen independently; drivers/cpu/kv_type.h says how each
+//         type lays out its plane: F32 and F16 keys are stored transposed)
 // Why block-major: a block is one contiguous range, so a copy-on-write copy, a swap-out and a
 // swap-in are each one memcpy; within a block, the K (or V) rows of one layer are the same
 // [token][kv_dim] rows as the single-sequence cache in model/arch, so paged attention runs the
 // same per-row kernel over each block of a block table in turn. A kv_dim row of F32 with
 // kv_dim = 192 (SmolLM2-135M) is 768 bytes: the 16 rows of a block-layer are 12 KiB, read
-// sequentially.
+// sequentially; in F16 6 KiB, in Q8_0 3.2 KiB.
 //
 // Invariants (checked by CheckInvariants(); the property test calls it after every operation):
 //   - every block is in exactly one state: kFree (on the free list), kUsed (ref_count > 0) or
@@ -43,11 +46,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "drivers/cpu/kv_type.h"
 #include "util/status.h"
 
 namespace llmasos::kernel {
@@ -56,14 +61,19 @@ using TokenId = int32_t;
 using BlockId = uint32_t;
 using SequenceId = uint64_t;
 
-enum class KvDataType { kF32, kF16 };
-size_t KvDataTypeBytes(KvDataType dtype);
+// Bytes of one block: num_layers * block_tokens * (K row bytes + V row bytes). The one place
+// a KV budget turns into blocks (KvMemory::Create) or blocks into a budget (callers sizing a
+// pool for a context). nullopt on overflow. REQUIRES: kv_dim % 32 == 0 for a Q8_0 type.
+std::optional<size_t> KvBlockBytes(size_t num_layers, size_t kv_dim, size_t block_tokens,
+                                   cpu::KvType k_type, cpu::KvType v_type);
 
 struct KvMemoryOptions {
   // Model shape.
   size_t num_layers = 0;
   size_t kv_dim = 0;  // num_kv_heads * head_dim
-  KvDataType dtype = KvDataType::kF32;
+  // Element types of the keys and of the values (Q8_0 needs kv_dim % 32 == 0).
+  cpu::KvType k_type = cpu::KvType::kF32;
+  cpu::KvType v_type = cpu::KvType::kF32;
 
   size_t block_tokens = 16;
   // Bytes of KV storage; the pool holds floor(budget_bytes / block_bytes) blocks.
@@ -86,6 +96,9 @@ enum class BlockState { kFree, kUsed, kCached };
 
 struct KvStats {
   size_t block_tokens = 0;  // tokens per block (the pool's page size)
+  size_t block_bytes = 0;   // bytes per block, in the pool's K and V types
+  cpu::KvType k_type = cpu::KvType::kF32;
+  cpu::KvType v_type = cpu::KvType::kF32;
   size_t total_blocks = 0;
   size_t free_blocks = 0;    // on the free list
   size_t used_blocks = 0;    // referenced by at least one block table
@@ -170,8 +183,12 @@ class KvMemory {
   // sequence's prefix hashes from that block on are forgotten (CommitTokens redoes them).
   StatusOr<KvSlot> PrepareWrite(SequenceId seq, size_t position);
 
-  // [block_tokens][kv_dim] K or V rows of one layer of one block. REQUIRES: dtype kF32 for
-  // K/V, kF16 for KHalf/VHalf; block < num_blocks; layer < num_layers.
+  // The K or V plane of one layer of one block, laid out as its type says (kv_type.h).
+  // REQUIRES: block < num_blocks; layer < num_layers.
+  std::byte* KData(BlockId block, size_t layer) { return LayerData(block, layer, 0); }
+  std::byte* VData(BlockId block, size_t layer) { return LayerData(block, layer, 1); }
+  // The same as [block_tokens * kv_dim] elements, for tests that write them directly.
+  // REQUIRES: k_type (v_type) kF32 for K (V), kF16 for KHalf (VHalf).
   float* K(BlockId block, size_t layer);
   float* V(BlockId block, size_t layer);
   uint16_t* KHalf(BlockId block, size_t layer);
@@ -216,7 +233,8 @@ class KvMemory {
   size_t block_bytes() const { return block_bytes_; }
   size_t num_layers() const { return options_.num_layers; }
   size_t kv_dim() const { return options_.kv_dim; }
-  KvDataType dtype() const { return options_.dtype; }
+  cpu::KvType k_type() const { return options_.k_type; }
+  cpu::KvType v_type() const { return options_.v_type; }
   // Blocks that an allocation can use now: free plus evictable.
   size_t available_blocks() const { return free_.size + lru_.size; }
   // REQUIRES: block < num_blocks.

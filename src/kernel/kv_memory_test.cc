@@ -79,7 +79,7 @@ TEST(KvMemoryTest, SizesThePoolFromTheBudget) {
 
 TEST(KvMemoryTest, HalfPrecisionHalvesTheBlock) {
   KvMemoryOptions o = TinyOptions(10);
-  o.dtype = KvDataType::kF16;
+  o.k_type = o.v_type = cpu::KvType::kF16;
   auto kv = KvMemory::Create(o);
   ASSERT_TRUE(kv.ok());
   EXPECT_EQ((*kv)->block_bytes(), kBlockBytes / 2);
@@ -89,9 +89,57 @@ TEST(KvMemoryTest, HalfPrecisionHalvesTheBlock) {
   EXPECT_EQ((*kv)->KHalf(1, 0) - (*kv)->KHalf(0, 0), ptrdiff_t(kBlockBytes / 2 / 2));
 }
 
+// The same budget buys 2x the blocks in F16 and 64/17 = 3.76x in Q8_0 (34 bytes per 32 values
+// against 128), keys and values chosen independently; the planes tile the block exactly.
+TEST(KvMemoryTest, TheBudgetBuysBlocksAtEachTypesRealSize) {
+  using cpu::KvType;
+  KvMemoryOptions o;
+  o.num_layers = 3;
+  o.kv_dim = 64;
+  o.block_tokens = 16;
+  const size_t f32_block = 3 * 16 * 2 * 64 * 4;
+  o.budget_bytes = 1000 * f32_block;
+  struct Case {
+    KvType k, v;
+    size_t block_bytes;
+  };
+  const size_t q8_row = 2 * 34;
+  for (const Case& c : {Case{KvType::kF32, KvType::kF32, f32_block},
+                        Case{KvType::kF16, KvType::kF16, f32_block / 2},
+                        Case{KvType::kQ8_0, KvType::kQ8_0, 3 * 16 * 2 * q8_row},
+                        Case{KvType::kF16, KvType::kQ8_0, 3 * 16 * (128 + q8_row)}}) {
+    o.k_type = c.k;
+    o.v_type = c.v;
+    auto kv = KvMemory::Create(o);
+    ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+    const std::string what = std::string(cpu::KvTypeName(c.k)) + "/" + std::string(cpu::KvTypeName(c.v));
+    EXPECT_EQ((*kv)->block_bytes(), c.block_bytes) << what;
+    EXPECT_EQ(KvBlockBytes(3, 64, 16, c.k, c.v), c.block_bytes) << what;
+    EXPECT_EQ((*kv)->num_blocks(), o.budget_bytes / c.block_bytes) << what;
+    // K then V plane per layer, back to back: the next layer's K starts where V ends.
+    const ptrdiff_t k_plane = 16 * ptrdiff_t(cpu::KvRowBytes(c.k, 64));
+    const ptrdiff_t v_plane = 16 * ptrdiff_t(cpu::KvRowBytes(c.v, 64));
+    EXPECT_EQ((*kv)->VData(0, 1) - (*kv)->KData(0, 1), k_plane) << what;
+    EXPECT_EQ((*kv)->KData(0, 2) - (*kv)->VData(0, 1), v_plane) << what;
+    EXPECT_EQ((*kv)->KData(1, 0) - (*kv)->VData(0, 2), v_plane) << what;
+  }
+  o.k_type = o.v_type = KvType::kF32;
+  const size_t f32_blocks = (*KvMemory::Create(o))->num_blocks();
+  o.k_type = o.v_type = KvType::kF16;
+  EXPECT_EQ((*KvMemory::Create(o))->num_blocks(), 2 * f32_blocks);
+  o.k_type = o.v_type = KvType::kQ8_0;
+  const size_t q8_blocks = (*KvMemory::Create(o))->num_blocks();
+  EXPECT_GE(q8_blocks * 100, f32_blocks * 376);  // 3764 of 1000
+  // Q8_0 refuses a kv_dim its 32-value blocks do not tile.
+  o.kv_dim = 48;
+  auto bad = KvMemory::Create(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("multiple of 32"), std::string::npos) << bad.status().ToString();
+}
+
 TEST(KvMemoryTest, HalfPrecisionBlocksSurviveCopyOnWriteAndSwapBitForBit) {
   KvMemoryOptions o = TinyOptions(4, 4);
-  o.dtype = KvDataType::kF16;
+  o.k_type = o.v_type = cpu::KvType::kF16;
   auto created = KvMemory::Create(o);
   ASSERT_TRUE(created.ok());
   KvMemory& kv = **created;

@@ -184,6 +184,8 @@ int BatchMain(BatchFlags& f) {
   o.engine.scheduler.max_batch_tokens = std::max<size_t>(f.load.batch_tokens, f.parallel);
   o.engine.scheduler.max_prefill_chunk_tokens = o.engine.scheduler.max_batch_tokens;
   o.engine.kv_budget_bytes = f.kv_mib << 20;
+  o.engine.cache_type_k = f.load.cache_type_k;
+  o.engine.cache_type_v = f.load.cache_type_v;
   o.engine.max_context = BatchContextTokens(f, *s);
   o.engine.float_activations = f.load.float_activations;
   auto engine_or = kernel::EngineThread::Start(s->model(), s->tokenizer(), s->pool(), o, RealClock());

@@ -43,7 +43,11 @@ StatusOr<Row> RunOne(Session& s, const BatchedBenchFlags& f, size_t parallel) {
   o.max_context = f.npp + f.ntg;
   // Room for every process at full length, in whole blocks.
   const size_t blocks = parallel * ((f.npp + f.ntg + o.kv_block_tokens - 1) / o.kv_block_tokens);
-  o.kv_budget_bytes = blocks * c.num_layers * 2 * o.kv_block_tokens * c.kv_dim() * sizeof(float);
+  o.cache_type_k = f.load.cache_type_k;
+  o.cache_type_v = f.load.cache_type_v;
+  RETURN_IF_ERROR(cpu::CheckKvTypesFit(o.cache_type_k, o.cache_type_v, c.head_dim));
+  o.kv_budget_bytes = blocks * *kernel::KvBlockBytes(c.num_layers, c.kv_dim(), o.kv_block_tokens,
+                                                     o.cache_type_k, o.cache_type_v);
   ASSIGN_OR_RETURN(std::unique_ptr<kernel::Engine> engine,
                    kernel::Engine::Create(s.model(), s.tokenizer(), s.pool(), o, RealClock()));
   std::mt19937 rng(static_cast<uint32_t>(parallel));

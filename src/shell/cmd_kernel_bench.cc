@@ -92,6 +92,8 @@ class Bench {
     o.engine.ignore_eog = true;
     o.engine.float_activations = f_.load.float_activations;
     o.engine.kv_budget_bytes = f_.kv_mib << 20;
+    o.engine.cache_type_k = f_.load.cache_type_k;
+    o.engine.cache_type_v = f_.load.cache_type_v;
     o.engine.max_context = std::min<size_t>(f_.load.context_tokens, s_.model().config().context_length);
     o.engine.scheduler.max_running = max_running;
     o.engine.scheduler.max_batch_tokens = std::max(step_tokens > 0 ? step_tokens : f_.load.batch_tokens, max_running);

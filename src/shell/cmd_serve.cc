@@ -39,6 +39,8 @@ struct ServeFlags {
   size_t threads = 0;
   size_t batch_size = 512;
   size_t kv_mib = 0;
+  cpu::KvType cache_type_k = cpu::KvType::kF16;
+  cpu::KvType cache_type_v = cpu::KvType::kF16;
   size_t max_models = 1;
   size_t max_loras = 8;
   double keep_alive_s = 300;
@@ -192,6 +194,8 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
   engine.parallel = f.parallel;
   engine.batch_tokens = f.batch_size;
   engine.kv_budget_bytes = uint64_t{f.kv_mib} << 20;
+  engine.cache_type_k = f.cache_type_k;
+  engine.cache_type_v = f.cache_type_v;
   engine.scheduling = scheduling;
   engine.swap_budget_bytes = uint64_t{f.swap_mib} << 20;
   engine.max_queued = f.max_queue;
@@ -323,7 +327,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                             .context_tokens = &f->ctx_size,
                             .context_help = "context per process in tokens (default 4096, clamped to the model's)",
                             .batch_tokens = &f->batch_size,
-                            .batch_help = "tokens per forward pass (default 512)"});
+                            .batch_help = "tokens per forward pass (default 512)",
+                            .cache_type_k = &f->cache_type_k,
+                            .cache_type_v = &f->cache_type_v});
   cmd->add_option("--kv-mib", f->kv_mib, "KV memory per model in MiB (default: parallel x ctx-size)")
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--max-models", f->max_models, "models loaded at once (default 1); each gets threads / max-models")

@@ -49,9 +49,13 @@ struct EngineSizeFlags {
   std::string context_help = "context size in tokens (KV cache capacity; clamped to the model's)";
   size_t* batch_tokens = nullptr;
   std::string batch_help = "tokens per forward pass during prefill";
+  // --cache-type-k / --cache-type-v (f32, f16, q8_0): both or neither.
+  cpu::KvType* cache_type_k = nullptr;
+  cpu::KvType* cache_type_v = nullptr;
 };
 void AddEngineSizeFlags(CLI::App& cmd, const EngineSizeFlags& flags);
-// Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size.
+// Flags every model-running command shares: MODEL, --threads, --ctx-size, --batch-size,
+// --cache-type-k, --cache-type-v.
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options);
 // Sampling flags: --temp, --top-k, --top-p, --min-p, penalties, --seed, -n, --stop.
 void AddSamplingFlags(CLI::App& cmd, GenerateOptions* options);

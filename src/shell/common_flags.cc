@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <tuple>
 
 #include "shell/commands.h"
 
@@ -36,6 +37,23 @@ void AddEngineSizeFlags(CLI::App& cmd, const EngineSizeFlags& flags) {
   if (flags.batch_tokens != nullptr) {
     cmd.add_option("-b,--batch-size", *flags.batch_tokens, flags.batch_help)->check(CLI::Range(1, 1 << 16));
   }
+  CHECK((flags.cache_type_k == nullptr) == (flags.cache_type_v == nullptr));
+  if (flags.cache_type_k != nullptr) {
+    for (auto [name, type, what] : {std::tuple{"--cache-type-k", flags.cache_type_k, "keys"},
+                                    std::tuple{"--cache-type-v", flags.cache_type_v, "values"}}) {
+      cmd.add_option_function<std::string>(
+             name,
+             [type, name](const std::string& text) {
+               StatusOr<cpu::KvType> parsed = cpu::ParseKvType(text, name);
+               if (!parsed.ok()) throw CLI::ValidationError(parsed.status().message());
+               *type = *parsed;
+             },
+             std::string("element type of the KV cache's ") + what + ": " +
+                 std::string(cpu::kKvTypeNames) + " (q8_0 needs a head dimension that is a multiple of 32)")
+          ->type_name("TYPE")
+          ->default_str(std::string(cpu::KvTypeName(*type)));
+    }
+  }
 }
 
 void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
@@ -46,7 +64,9 @@ void AddLoadFlags(CLI::App& cmd, LoadOptions* options) {
                      " from the registry, else the downloaded default model file");
   AddEngineSizeFlags(cmd, {.num_threads = &options->num_threads,
                            .context_tokens = &options->context_tokens,
-                           .batch_tokens = &options->batch_tokens});
+                           .batch_tokens = &options->batch_tokens,
+                           .cache_type_k = &options->cache_type_k,
+                           .cache_type_v = &options->cache_type_v});
   cmd.add_option("--lora", options->loras,
                  "merge a LoRA adapter into the weights: FILE or registry reference, optionally "
                  ":scale (repeatable)")

@@ -123,6 +123,8 @@ StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
     copt.max_tokens = options.context_tokens;
     copt.max_batch_tokens = options.batch_tokens;
     copt.float_activations = options.float_activations;
+    copt.cache_type_k = options.cache_type_k;
+    copt.cache_type_v = options.cache_type_v;
     ASSIGN_OR_RETURN(s->context_, arch::Context::Create(*s->model_, *s->pool_, copt));
   }
   return s;
@@ -137,9 +139,13 @@ StatusOr<kernel::Engine*> Session::OneProcessEngine() {
   o.scheduler.max_batch_tokens = options_.batch_tokens;
   o.scheduler.max_prefill_chunk_tokens = options_.batch_tokens;
   o.float_activations = options_.float_activations;
+  o.cache_type_k = options_.cache_type_k;
+  o.cache_type_v = options_.cache_type_v;
   // Room for one whole context, as the Context of the direct commands has.
+  RETURN_IF_ERROR(cpu::CheckKvTypesFit(o.cache_type_k, o.cache_type_v, c.head_dim));
   const size_t num_blocks = (o.max_context + o.kv_block_tokens - 1) / o.kv_block_tokens;
-  o.kv_budget_bytes = num_blocks * o.kv_block_tokens * c.num_layers * 2 * c.kv_dim() * sizeof(float);
+  o.kv_budget_bytes = num_blocks * *kernel::KvBlockBytes(c.num_layers, c.kv_dim(), o.kv_block_tokens,
+                                                         o.cache_type_k, o.cache_type_v);
   ASSIGN_OR_RETURN(engine_, kernel::Engine::Create(*model_, *tokenizer_, *pool_, o, RealClock()));
   return engine_.get();
 }

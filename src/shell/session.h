@@ -56,6 +56,9 @@ struct LoadOptions {
   size_t context_tokens = 4096;
   size_t batch_tokens = 512;
   bool float_activations = false;  // see arch::ContextOptions
+  // KV cache element types (the Context's and the one-process engine's).
+  cpu::KvType cache_type_k = cpu::KvType::kF16;
+  cpu::KvType cache_type_v = cpu::KvType::kF16;
   // LoRA adapters merged into the weights at load: "FILE|REF[:scale]" each (scale default 1).
   std::vector<std::string> loras;
   // Allocate the Context (its KV cache holds context_tokens). Commands that generate through

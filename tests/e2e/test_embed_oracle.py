@@ -33,7 +33,9 @@ MAX_ABS_DIFF = 1e-4
 
 def embed(model: Path, tokens: list[int], out: Path, *extra: str) -> dict:
     proc = subprocess.run([str(LLMASOS), "embed", str(model), "--tokens", ",".join(map(str, tokens)),
-                           "--out", str(out), "--float-activations", *extra],
+                           "--out", str(out), "--float-activations",
+                           # the float reference keeps K/V unrounded: so does an F32 cache
+                           "--cache-type-k", "f32", "--cache-type-v", "f32", *extra],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)

@@ -131,13 +131,17 @@ def llmasos_binary() -> Path:
     return exe
 
 
-def run_eval(model: Path, tokens: list[int], greedy: int = 0, extra: tuple[str, ...] = ()):
-    """Runs `llmasos eval`; returns (logits float64 [len(tokens), vocab], greedy ids)."""
+def run_eval(model: Path, tokens: list[int], greedy: int = 0, extra: tuple[str, ...] = (),
+             cache: tuple[str, str] = ("f32", "f32")):
+    """Runs `llmasos eval` with a KV cache of the (key, value) types `cache` (F32 unless a test
+    names others: the references keep K/V unrounded unless told the same types); returns
+    (logits float64 [len(tokens), vocab], greedy ids)."""
     exe = llmasos_binary()
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "logits.f32"
         cmd = [str(exe), "eval", str(model), "--tokens", ",".join(map(str, tokens)),
-               "--logits-out", str(out), "--greedy", str(greedy), "-t", THREADS, *extra]
+               "--logits-out", str(out), "--greedy", str(greedy), "-t", THREADS,
+               "--cache-type-k", cache[0], "--cache-type-v", cache[1], *extra]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{' '.join(cmd[:3])} ... failed ({proc.returncode}):\n{proc.stderr}"
         lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
@@ -297,6 +301,33 @@ def test_default_model_exact_path_equals_float_reference(real_model, name):
     assert not bad, f"greedy steps where the engine's token is not the reference's argmax: {bad}"
 
 
+# KV cache types: keys and values rounded once as they are stored (F16, or Q8_0 blocks along
+# each token's row), in the engine and, the same way, in the reference (llama_ref.round_kv).
+ROUNDED_CACHES = [("f16", "f16"), ("q8_0", "q8_0"), ("f16", "q8_0")]
+
+
+@pytest.mark.parametrize("cache", ROUNDED_CACHES, ids=lambda c: f"k_{c[0]}-v_{c[1]}")
+@pytest.mark.parametrize("name", ["chat_capital", "prose"])
+def test_default_model_exact_path_with_rounded_kv_cache_equals_reference(real_model, name, cache):
+    """The exact-path comparison above with the K/V cache in F16 / Q8_0: the reference rounds
+    its keys and values through the same type, so the same bound (REAL_EXACT_MAX_REL) and an
+    identical greedy continuation must hold. The unrounded reference is printed beside it: how
+    far the cache type moves the logits."""
+    weights, tokenizer = real_model
+    prompt = real_prompt(weights, tokenizer, name)
+    logits, greedy = run_eval(DEFAULT_MODEL, prompt, greedy=GREEDY_TOKENS,
+                              extra=("--float-activations",), cache=cache)
+    ref = LlamaRef(weights, "float", cache=cache).forward(prompt + greedy[:-1])
+    c = compare(logits, ref[:len(prompt)])
+    unrounded = compare(logits, LlamaRef(weights, "float").forward(prompt))
+    steps = greedy_steps(ref, greedy, len(prompt))
+    print(f"\n{name} (exact path, cache {cache}): {c}; vs an unrounded cache: max_rel "
+          f"{unrounded['max_rel']:.2e}")
+    assert c["max_rel"] <= REAL_EXACT_MAX_REL, c
+    bad = [(i, s) for i, s in enumerate(steps) if s[0] != 0]
+    assert not bad, f"greedy steps where the engine's token is not the reference's argmax: {bad}"
+
+
 # ------------------------------------------------------------------------------ (b) tiny models
 
 TINY_SPECS = [
@@ -354,13 +385,15 @@ def tiny_dir(tmp_path_factory):
 
 
 def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, ...] = (),
-               n_ctx: int | None = None):
+               n_ctx: int | None = None, cache: tuple[str, str] | None = None):
     """n_ctx: the context size (-c) both run with; None: the engine's default (the tokens
-    evaluated) and the reference's (the model's context), which differ only for LongRoPE."""
+    evaluated) and the reference's (the model's context), which differ only for LongRoPE.
+    cache: the KV cache types both use; None: F32 in the engine, unrounded in the reference."""
     if n_ctx is not None:
         extra = (*extra, "-c", str(n_ctx))
-    logits, greedy = run_eval(path, tokens, greedy=TINY_GREEDY_TOKENS, extra=extra)
-    ref = LlamaRef(str(path), "q8", n_ctx=n_ctx).forward(tokens + greedy[:-1])
+    logits, greedy = run_eval(path, tokens, greedy=TINY_GREEDY_TOKENS, extra=extra,
+                              **({} if cache is None else {"cache": cache}))
+    ref = LlamaRef(str(path), "q8", n_ctx=n_ctx, cache=cache).forward(tokens + greedy[:-1])
     c = compare(logits, ref[:len(tokens)])
     steps = greedy_steps(ref, greedy, len(tokens))
     print(f"\n{spec.name()} ({len(tokens)} tokens{'' if n_ctx is None else f', -c {n_ctx}'}): {c}")
@@ -398,6 +431,39 @@ def test_phi3_longrope_short_factors_up_to_the_original_context(tiny_dir, spec):
     short = LlamaRef(str(path), "q8", n_ctx=orig).forward(tokens)
     long = LlamaRef(str(path), "q8", n_ctx=orig + 1).forward(tokens)
     assert compare(short, long)["max_rel"] > 10 * TINY_QUANT_MAX_REL
+
+
+# Tiny models whose head dimension (key_length 32) Q8_0 blocks tile, through every rounded
+# cache type: the same criteria as with an F32 cache.
+ROUNDED_CACHE_SPECS = [
+    TinySpec(arch="llama", wtype="f32", heads=4, kv_heads=2, key_length=32, seed=31),
+    TinySpec(arch="gemma3", wtype="f16", heads=4, kv_heads=2, key_length=32, layers=3,
+             sliding_window=7, swa_pattern=2, seed=32),
+    TinySpec(arch="qwen2", wtype="q8_0", heads=4, kv_heads=1, key_length=32, seed=33),
+]
+
+
+@pytest.mark.parametrize("cache", ROUNDED_CACHES, ids=lambda c: f"k_{c[0]}-v_{c[1]}")
+@pytest.mark.parametrize("spec", ROUNDED_CACHE_SPECS, ids=lambda s: s.name())
+def test_tiny_model_with_rounded_kv_cache_matches_reference(tiny_dir, spec, cache):
+    path = Path(write_tiny_model(str(tiny_dir / f"{spec.name()}.gguf"), spec))
+    tokens = [int(t) for t in np.random.default_rng(spec.seed).integers(0, spec.vocab, 24)]
+    check_tiny(path, spec, tokens, cache=cache)
+
+
+def test_kv_cache_type_errors_name_the_flag(tiny_dir):
+    """An unknown type names the flag and the accepted values; Q8_0 on a head dimension its
+    blocks do not tile (16 here) is refused naming the flag and the dimension."""
+    spec = TINY_SPECS[0]  # head_dim 16
+    path = write_tiny_model(str(tiny_dir / f"{spec.name()}.gguf"), spec)
+    for args, words in ((("--cache-type-k", "q4_0"), ("--cache-type-k", "q4_0", "f32, f16, q8_0")),
+                        (("--cache-type-v", "F16"), ("--cache-type-v", "F16", "f32, f16, q8_0")),
+                        (("--cache-type-v", "q8_0"), ("--cache-type-v", "multiple of 32", "16"))):
+        proc = subprocess.run([str(llmasos_binary()), "eval", path, "--tokens", "1,2,3", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0, proc.stdout
+        for w in words:
+            assert w in proc.stderr, (args, proc.stderr)
 
 
 LONG_SPECS = {

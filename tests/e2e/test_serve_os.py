@@ -124,6 +124,12 @@ def test_memory_lists_each_instance_against_the_budget(daemon):
     [inst] = [i for i in mem["instances"] if i["model"] == MODEL_NAME]
     assert inst["resident_bytes"] > inst["kv_pool_bytes"] > 0
     assert inst["kv"]["total_blocks"] > 0 and 0 <= inst["kv"]["used_blocks"] <= inst["kv"]["total_blocks"]
+    # The pool is the budget in blocks of the default F16 cache's real size: SmolLM2 has 30
+    # layers, kv_dim 192, so a 16-token block is 30 x 16 x 2 x 192 x 2 bytes.
+    kv = inst["kv"]
+    assert (kv["cache_type_k"], kv["cache_type_v"]) == ("f16", "f16"), kv
+    assert kv["block_bytes"] == 30 * kv["block_tokens"] * 2 * 192 * 2, kv
+    assert kv["total_blocks"] == inst["kv_pool_bytes"] // kv["block_bytes"], (kv, inst["kv_pool_bytes"])
     assert set(inst["prefix_cache"]) == {"entries", "lookups", "hits", "hit_rate", "evicted_blocks"}
     assert set(inst["swap"]) == {"used_blocks", "capacity_blocks"}
 

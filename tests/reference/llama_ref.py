@@ -454,14 +454,36 @@ def causal_gqa_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, pos0: int,
     return np.einsum("hnt,thd->nhd", probs, vh)
 
 
+KV_CACHE_TYPES = ("f32", "f16", "q8_0")
+
+
+def round_kv(x: np.ndarray, cache_type: str) -> np.ndarray:
+    """Keys or values [n, kv_heads, head_dim] as a KV cache of `cache_type` stores them (the
+    engine's --cache-type-k / --cache-type-v): f32 as float32, f16 through IEEE half precision,
+    q8_0 through GGUF Q8_0 blocks of 32 along each token's row (llama.cpp's reference rounding:
+    d = max|x| / 127, q = roundf(x / d), halves away from zero, d stored as fp16)."""
+    if cache_type == "f32":
+        return np.asarray(x, dtype=np.float32).astype(np.float64)
+    if cache_type == "f16":
+        return f32_to_f16_to_f64(x)
+    if cache_type == "q8_0":
+        rows = np.asarray(x).reshape(x.shape[0], -1)
+        return quantize_activations_q8_0(rows, scale_f16=True, half_even=False).reshape(x.shape)
+    raise ValueError(f"KV cache type must be one of {KV_CACHE_TYPES}, not '{cache_type}'")
+
+
 class LlamaRef:
     """Forward pass over a GGUF llama-family model. activations: "float", "q8" or "q8_ggml"
     (see the module doc). n_ctx: the context size the model runs with (default: its trained
-    context), which picks LongRoPE's short or long factors."""
+    context), which picks LongRoPE's short or long factors. cache: the (key, value) element
+    types of the KV cache (round_kv); None keeps keys and values in float64, unrounded."""
 
-    def __init__(self, model: str | LlamaWeights, activations: str = "float", n_ctx: int | None = None):
+    def __init__(self, model: str | LlamaWeights, activations: str = "float", n_ctx: int | None = None,
+                 cache: tuple[str, str] | None = None):
         if activations not in ("float", "q8", "q8_ggml"):
             raise ValueError(f"activations must be 'float', 'q8' or 'q8_ggml', not '{activations}'")
+        if cache is not None and any(t not in KV_CACHE_TYPES for t in cache):
+            raise ValueError(f"KV cache types must be among {KV_CACHE_TYPES}, not {cache}")
         self.weights = load_weights(model) if isinstance(model, str) else model
         self.config = self.weights.config
         self.activations = activations
@@ -471,6 +493,7 @@ class LlamaRef:
             self.rope_factors = w.rope_long if n_ctx > self.config.rope_orig_context else w.rope_short
         else:
             self.rope_factors = w.rope_freqs
+        self.cache = cache
 
     def matmul(self, m: Matrix, x: np.ndarray) -> np.ndarray:
         """x [n, cols] -> [n, rows]."""
@@ -533,7 +556,10 @@ class LlamaRef:
                 q, k = rms_norm(q, l.q_norm, c.rms_eps), rms_norm(k, l.k_norm, c.rms_eps)
             q = apply_rope(q, positions, c.rope_dims, mode=c.rope_mode, **rope)
             k = apply_rope(k, positions, c.rope_dims, mode=c.rope_mode, **rope)
-            k_all, v_all = cache.append(layer_idx, k, v.reshape(n, c.num_kv_heads, c.head_dim))
+            v = v.reshape(n, c.num_kv_heads, c.head_dim)
+            if self.cache is not None:  # rounded once, as stored (keys after RoPE)
+                k, v = round_kv(k, self.cache[0]), round_kv(v, self.cache[1])
+            k_all, v_all = cache.append(layer_idx, k, v)
             att = causal_gqa_attention(q, k_all, v_all, pos0, c.group, c.query_scale, c.attn_softcap,
                                        c.sliding_window if sliding else 0)
             out = self.matmul(l.wo, att.reshape(n, c.num_heads * c.head_dim))

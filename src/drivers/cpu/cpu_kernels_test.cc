@@ -445,6 +445,99 @@ TEST_P(CpuKernelsTest, AxpyAndAddInPlaceMatchScalar) {
   }
 }
 
+// The F16 and Q8_0 KV-cache kernels against their scalar twins: the same element values in
+// both (fp16 widening and d * q are exact in f32), so only the summation order differs.
+TEST_P(CpuKernelsTest, AttentionKernelsOverF16AndQ8CachesMatchScalar) {
+  for (size_t num_q : {1u, 3u, 4u, 5u}) {
+    for (size_t n : {1u, 7u, 16u, 19u}) {
+      for (size_t head_dim : {32u, 64u, 128u}) {
+        const size_t q_stride = head_dim + 1, s_stride = n + 2, o_stride = head_dim + 2;
+        const std::vector<float> q = RandomFloats(num_q * q_stride, 21);
+        const std::vector<float> p = RandomFloats(num_q * s_stride, 22);
+        const std::vector<float> out0 = RandomFloats(num_q * o_stride, 23);
+        // F16: keys transposed with a row stride past n, values in rows.
+        const size_t kt_stride = n + 3, v_stride = head_dim + 5;
+        std::vector<uint16_t> kt(head_dim * kt_stride), v(n * v_stride);
+        const std::vector<float> kf = RandomFloats(kt.size(), 24), vf = RandomFloats(v.size(), 25);
+        F32ToF16Row(kf.data(), kf.size(), kt.data());
+        F32ToF16Row(vf.data(), vf.size(), v.data());
+        // Q8_0: rows of head_dim values, two heads' worth of blocks apart.
+        const size_t q8_stride = 2 * head_dim / 32;
+        std::vector<BlockQ8_0> k8(n * q8_stride), v8(n * q8_stride);
+        const std::vector<float> k8f = RandomFloats(n * q8_stride * 32, 26);
+        const std::vector<float> v8f = RandomFloats(n * q8_stride * 32, 27);
+        QuantizeRow(TensorType::kQ8_0, k8f.data(), k8f.size(), k8.data());
+        QuantizeRow(TensorType::kQ8_0, v8f.data(), v8f.size(), v8.data());
+
+        const std::string where = "num_q=" + std::to_string(num_q) + " n=" + std::to_string(n) +
+                                  " head_dim=" + std::to_string(head_dim);
+        // |scores| and |out| are at most head_dim (n) products of values below 1 in magnitude.
+        const float score_tol = 2 * (head_dim + 2) * FLT_EPSILON * head_dim * 0.125f * 2;
+        const float out_tol = 2 * (n + 2) * FLT_EPSILON * (n + 1) * 2;
+        auto expect_scores = [&](const std::vector<float>& got, const std::vector<float>& want,
+                                 const char* type) {
+          for (size_t g = 0; g < num_q; ++g) {
+            for (size_t j = 0; j < s_stride; ++j) {
+              const size_t i = g * s_stride + j;
+              if (j >= n) {
+                ASSERT_EQ(got[i], -7.0f) << type << " wrote past n, " << where;
+              } else {
+                ASSERT_NEAR(got[i], want[i], score_tol) << type << " " << where << " g=" << g << " j=" << j;
+              }
+            }
+          }
+        };
+        auto expect_out = [&](const std::vector<float>& got, const std::vector<float>& want,
+                              const char* type) {
+          for (size_t g = 0; g < num_q; ++g) {
+            for (size_t d = 0; d < o_stride; ++d) {
+              const size_t i = g * o_stride + d;
+              if (d >= head_dim) {
+                ASSERT_EQ(got[i], out0[i]) << type << " wrote past head_dim, " << where;
+              } else {
+                ASSERT_NEAR(got[i], want[i], out_tol) << type << " " << where << " g=" << g << " d=" << d;
+              }
+            }
+          }
+        };
+        std::vector<float> scores(num_q * s_stride, -7.0f), scores_ref = scores;
+        AttentionScoresF16(q.data(), q_stride, num_q, kt.data(), kt_stride, n, head_dim, 0.125f,
+                           scores.data(), s_stride);
+        scalar::AttentionScoresF16(q.data(), q_stride, num_q, kt.data(), kt_stride, n, head_dim,
+                                   0.125f, scores_ref.data(), s_stride);
+        expect_scores(scores, scores_ref, "F16");
+        std::fill(scores.begin(), scores.end(), -7.0f);
+        std::fill(scores_ref.begin(), scores_ref.end(), -7.0f);
+        AttentionScoresQ8(q.data(), q_stride, num_q, k8.data(), q8_stride, n, head_dim, 0.125f,
+                          scores.data(), s_stride);
+        scalar::AttentionScoresQ8(q.data(), q_stride, num_q, k8.data(), q8_stride, n, head_dim,
+                                  0.125f, scores_ref.data(), s_stride);
+        expect_scores(scores, scores_ref, "Q8_0");
+
+        std::vector<float> out = out0, out_ref = out0;
+        AttentionValuesF16(p.data(), s_stride, num_q, v.data(), v_stride, n, head_dim, out.data(), o_stride);
+        scalar::AttentionValuesF16(p.data(), s_stride, num_q, v.data(), v_stride, n, head_dim,
+                                   out_ref.data(), o_stride);
+        expect_out(out, out_ref, "F16");
+        out = out_ref = out0;
+        AttentionValuesQ8(p.data(), s_stride, num_q, v8.data(), q8_stride, n, head_dim, out.data(), o_stride);
+        scalar::AttentionValuesQ8(p.data(), s_stride, num_q, v8.data(), q8_stride, n, head_dim,
+                                  out_ref.data(), o_stride);
+        expect_out(out, out_ref, "Q8_0");
+        // The scalar twin itself against plain float math on the dequantised rows.
+        std::vector<float> row(head_dim);
+        for (size_t j = 0; j < n; ++j) {
+          DequantizeRow(MatView{TensorType::kQ8_0, k8.data(), n, head_dim, q8_stride * sizeof(BlockQ8_0)},
+                        j, row.data());
+          float dot = 0;
+          for (size_t d = 0; d < head_dim; ++d) dot += q[d] * row[d];
+          ASSERT_NEAR(scores_ref[j], 0.125f * dot, score_tol) << where << " j=" << j;
+        }
+      }
+    }
+  }
+}
+
 // Grouped attention over one KV block: head counts around the 4-head register tile, key
 // counts around the vector width (full vectors plus a scalar tail), head dims with a tail.
 TEST_P(CpuKernelsTest, AttentionKernelsMatchScalar) {

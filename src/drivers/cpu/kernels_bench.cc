@@ -7,6 +7,7 @@
 //   target (AVX3_DL, AVX3, AVX2, SSE4) to compare code paths on one machine.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "drivers/cpu/kv_type.h"
 #include "drivers/cpu/ops.h"
 #include "hwy/targets.h"
 #include "util/thread_pool.h"
@@ -128,6 +130,94 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
   b->Args({896, 4864, 512, 2, kQ6_K});
 }
 
+// One decode token's attention over a long context, per KV head, as BatchForward runs it: the
+// scores of a group of 3 query heads (SmolLM2's 9 heads over 3 KV heads, head_dim 64) against
+// every 16-token block of keys, then the weighted sum of the values, in each KV cache type.
+// Reports the K/V bytes read per second: the cache types must read fewer bytes at no lower
+// rate per byte. Args: context tokens, KvType.
+void BM_DecodeAttention(benchmark::State& state) {
+  constexpr size_t kHeadDim = 64, kGroup = 3, kBlock = 16;
+  const size_t context = state.range(0);
+  const auto type = static_cast<KvType>(state.range(1));
+  const size_t num_blocks = context / kBlock;
+  const size_t row_bytes = KvRowBytes(type, kHeadDim);
+  const size_t plane_bytes = kBlock * row_bytes;
+  std::vector<float> values(num_blocks * kBlock * kHeadDim);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float& v : values) v = dist(rng);
+  // [block][K plane, V plane], K transposed for F32/F16 (the pool's layout, one head).
+  std::vector<uint8_t> pool(num_blocks * 2 * plane_bytes);
+  for (size_t b = 0; b < num_blocks; ++b) {
+    uint8_t* k = pool.data() + b * 2 * plane_bytes;
+    uint8_t* v = k + plane_bytes;
+    const float* src = &values[b * kBlock * kHeadDim];
+    for (size_t j = 0; j < kBlock; ++j) {
+      QuantizeRow(KvTensorType(type), src + j * kHeadDim, kHeadDim, v + j * row_bytes);
+      if (type == KvType::kQ8_0) {
+        QuantizeRow(TensorType::kQ8_0, src + j * kHeadDim, kHeadDim, k + j * row_bytes);
+        continue;
+      }
+      for (size_t d = 0; d < kHeadDim; ++d) {  // element d of key j at [d * kBlock + j]
+        uint8_t* dst = k + (d * kBlock + j) * (type == KvType::kF32 ? 4 : 2);
+        if (type == KvType::kF32) {
+          std::memcpy(dst, &src[j * kHeadDim + d], 4);
+        } else {
+          F32ToF16Row(&src[j * kHeadDim + d], 1, reinterpret_cast<uint16_t*>(dst));
+        }
+      }
+    }
+  }
+  std::vector<float> q(kGroup * kHeadDim), scores(kGroup * context), out(kGroup * kHeadDim);
+  for (float& v : q) v = dist(rng);
+  for (auto _ : state) {
+    for (size_t b = 0; b < num_blocks; ++b) {
+      const uint8_t* k = pool.data() + b * 2 * plane_bytes;
+      float* sc = scores.data() + b * kBlock;
+      switch (type) {
+        case KvType::kF32:
+          AttentionScores(q.data(), kHeadDim, kGroup, reinterpret_cast<const float*>(k), kBlock, kBlock,
+                          kHeadDim, 0.125f, sc, context);
+          break;
+        case KvType::kF16:
+          AttentionScoresF16(q.data(), kHeadDim, kGroup, reinterpret_cast<const uint16_t*>(k), kBlock,
+                             kBlock, kHeadDim, 0.125f, sc, context);
+          break;
+        case KvType::kQ8_0:
+          AttentionScoresQ8(q.data(), kHeadDim, kGroup, reinterpret_cast<const BlockQ8_0*>(k),
+                            kHeadDim / 32, kBlock, kHeadDim, 0.125f, sc, context);
+          break;
+      }
+    }
+    for (size_t g = 0; g < kGroup; ++g) Softmax(scores.data() + g * context, context);
+    std::fill(out.begin(), out.end(), 0.0f);
+    for (size_t b = 0; b < num_blocks; ++b) {
+      const uint8_t* v = pool.data() + b * 2 * plane_bytes + plane_bytes;
+      const float* p = scores.data() + b * kBlock;
+      switch (type) {
+        case KvType::kF32:
+          AttentionValues(p, context, kGroup, reinterpret_cast<const float*>(v), kHeadDim, kBlock,
+                          kHeadDim, out.data(), kHeadDim);
+          break;
+        case KvType::kF16:
+          AttentionValuesF16(p, context, kGroup, reinterpret_cast<const uint16_t*>(v), kHeadDim,
+                             kBlock, kHeadDim, out.data(), kHeadDim);
+          break;
+        case KvType::kQ8_0:
+          AttentionValuesQ8(p, context, kGroup, reinterpret_cast<const BlockQ8_0*>(v), kHeadDim / 32,
+                            kBlock, kHeadDim, out.data(), kHeadDim);
+          break;
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["kv_GB/s"] = benchmark::Counter(
+      static_cast<double>(pool.size()) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["kv_bytes"] = static_cast<double>(pool.size());
+  state.SetLabel(std::string(KvTypeName(type)) + " " + ChosenTarget());
+}
+
 // The thread pool's hand-off: Run of two tiny tasks per thread, back to back (workers spinning)
 // and after 2 ms idle (workers asleep on the futex).
 void BM_PoolRun(benchmark::State& state) {
@@ -151,6 +241,10 @@ BENCHMARK(BM_PoolRun)->Name("PoolRun")->ArgNames({"threads", "after_idle"})
 BENCHMARK(BM_PoolRun)->Name("PoolRun")->ArgNames({"threads", "after_idle"})
     ->Args({2, 1})->Iterations(300)->UseRealTime();
 
+BENCHMARK(BM_DecodeAttention)->Name("DecodeAttention")->ArgNames({"context", "kv_type"})
+    ->Args({4096, static_cast<int64_t>(KvType::kF32)})
+    ->Args({4096, static_cast<int64_t>(KvType::kF16)})
+    ->Args({4096, static_cast<int64_t>(KvType::kQ8_0)});
 BENCHMARK(BM_MatMul)->Name("MatVec")->Apply(DecodeShapes)->UseRealTime();
 BENCHMARK(BM_MatMul)->Name("MatVec1B")->Apply(Llama1BDecodeShapes)->UseRealTime();
 BENCHMARK(BM_MatMul)->Name("MatMulPrefill")->Apply(PrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -40,6 +40,28 @@ void AttentionValuesTarget(const float* p, size_t p_stride, size_t num_q, const 
                            size_t out_stride) {
   scalar::AttentionValues(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
 }
+void AttentionScoresF16Target(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
+                              size_t kt_stride, size_t n, size_t head_dim, float scale,
+                              float* scores, size_t scores_stride) {
+  scalar::AttentionScoresF16(q, q_stride, num_q, kt, kt_stride, n, head_dim, scale, scores,
+                             scores_stride);
+}
+void AttentionValuesF16Target(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
+                              size_t v_stride, size_t n, size_t head_dim, float* out,
+                              size_t out_stride) {
+  scalar::AttentionValuesF16(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
+}
+void AttentionScoresQ8Target(const float* q, size_t q_stride, size_t num_q, const BlockQ8_0* k,
+                             size_t k_stride, size_t n, size_t head_dim, float scale,
+                             float* scores, size_t scores_stride) {
+  scalar::AttentionScoresQ8(q, q_stride, num_q, k, k_stride, n, head_dim, scale, scores,
+                            scores_stride);
+}
+void AttentionValuesQ8Target(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
+                             size_t v_stride, size_t n, size_t head_dim, float* out,
+                             size_t out_stride) {
+  scalar::AttentionValuesQ8(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
+}
 void AddInPlaceTarget(const float* x, size_t n, float* y) { scalar::AddInPlace(x, n, y); }
 void RmsNormTarget(const float* x, const float* weight, size_t n, float eps, float* out) {
   scalar::RmsNorm(x, weight, n, eps, out);
@@ -92,6 +114,9 @@ void AxpyTarget(float a, const float* HWY_RESTRICT x, size_t n, float* HWY_RESTR
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+HWY_INLINE float KvElement(float x) { return x; }
+HWY_INLINE float KvElement(uint16_t h) { return HalfToFloat(h); }
+
 // Query heads per register tile in the attention kernels.
 constexpr size_t kAttentionHeads = 4;
 
@@ -111,18 +136,23 @@ HWY_INLINE void ForHeadGroups(size_t num_q, const Fn& fn) {
   }
 }
 
+// A vector of cached K/V elements as floats: F32 as stored, F16 converted in registers (F16C).
+HWY_INLINE VF LoadKv(DF df, const float* HWY_RESTRICT p) { return hn::LoadU(df, p); }
+HWY_INLINE VF LoadKv(DF df, const uint16_t* HWY_RESTRICT p) { return LoadHalfAsFloat(df, p); }
+
 // Up to kAttentionHeads heads against a block of keys: lanes are keys, the loop runs over the
 // head dimension, so each key element is loaded once for the group. The last keys, fewer than
 // a vector, are computed in full lanes of which only those below n are stored; they are read
-// from the row when it is long enough (kt_stride), else from a zero-padded copy.
-template <size_t kHeads>
+// from the row when it is long enough (kt_stride), else from a zero-padded copy. T: the
+// cache's element type (float or fp16 bits).
+template <size_t kHeads, class T>
 void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
-                          const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
+                          const T* HWY_RESTRICT kt, size_t kt_stride, size_t n,
                           size_t head_dim, float scale, float* HWY_RESTRICT scores,
                           size_t scores_stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
-  HWY_ALIGN float padded[hn::MaxLanes(df)] = {};
+  HWY_ALIGN T padded[hn::MaxLanes(df)] = {};
   size_t j = 0;
   // Two vectors of keys at a time while both are whole (a 16-token KV block on AVX2): each
   // accumulator is a chain of head_dim dependent FMAs, so one vector's kHeads chains leave the
@@ -132,9 +162,9 @@ void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
     LLMASOS_UNROLL
     for (size_t g = 0; g < kHeads; ++g) acc0[g] = acc1[g] = hn::Zero(df);
     for (size_t d = 0; d < head_dim; ++d) {
-      const float* row = kt + d * kt_stride + j;
-      const VF k0 = hn::LoadU(df, row);
-      const VF k1 = hn::LoadU(df, row + lanes);
+      const T* row = kt + d * kt_stride + j;
+      const VF k0 = LoadKv(df, row);
+      const VF k1 = LoadKv(df, row + lanes);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kHeads; ++g) {
         const VF qg = hn::Set(df, q[g * q_stride + d]);
@@ -155,9 +185,9 @@ void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
     LLMASOS_UNROLL
     for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
     for (size_t d = 0; d < head_dim; ++d) {
-      const float* row = kt + d * kt_stride + j;
-      if (!in_row) std::memcpy(padded, row, count * sizeof(float));
-      const VF k = hn::LoadU(df, in_row ? row : padded);
+      const T* row = kt + d * kt_stride + j;
+      if (!in_row) std::memcpy(padded, row, count * sizeof(T));
+      const VF k = LoadKv(df, in_row ? row : padded);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, q[g * q_stride + d]), k, acc[g]);
     }
@@ -174,10 +204,10 @@ void AttentionScoresHeads(const float* HWY_RESTRICT q, size_t q_stride,
   }
 }
 
-void AttentionScoresTarget(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
-                           const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
-                           size_t head_dim, float scale, float* HWY_RESTRICT scores,
-                           size_t scores_stride) {
+template <class T>
+void AttentionScoresAll(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
+                        const T* HWY_RESTRICT kt, size_t kt_stride, size_t n, size_t head_dim,
+                        float scale, float* HWY_RESTRICT scores, size_t scores_stride) {
   ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
     AttentionScoresHeads<decltype(heads_tag)::value>(q + g * q_stride, q_stride, kt, kt_stride, n,
                                                      head_dim, scale, scores + g * scores_stride,
@@ -185,12 +215,70 @@ void AttentionScoresTarget(const float* HWY_RESTRICT q, size_t q_stride, size_t 
   });
 }
 
+void AttentionScoresTarget(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
+                           const float* HWY_RESTRICT kt, size_t kt_stride, size_t n,
+                           size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                           size_t scores_stride) {
+  AttentionScoresAll(q, q_stride, num_q, kt, kt_stride, n, head_dim, scale, scores, scores_stride);
+}
+
+void AttentionScoresF16Target(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
+                              const uint16_t* HWY_RESTRICT kt, size_t kt_stride, size_t n,
+                              size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                              size_t scores_stride) {
+  AttentionScoresAll(q, q_stride, num_q, kt, kt_stride, n, head_dim, scale, scores, scores_stride);
+}
+
+// Q8_0 keys are rows (a block spans 32 elements of one key), so lanes run over the head
+// dimension: each key's 32-value blocks are widened and scaled in registers once for the
+// group, multiplied into per-head accumulators, and summed across lanes once per key.
+// REQUIRES: head_dim % 32 == 0 (a whole number of vectors: lanes divide 32).
+template <size_t kHeads>
+void AttentionScoresQ8Heads(const float* HWY_RESTRICT q, size_t q_stride,
+                            const BlockQ8_0* HWY_RESTRICT k, size_t k_stride, size_t n,
+                            size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                            size_t scores_stride) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> di8;
+  const hn::RebindToSigned<DF> di32;
+  const size_t lanes = hn::Lanes(df);
+  const size_t num_blocks = head_dim / BlockQ8_0::kBlockElems;
+  for (size_t j = 0; j < n; ++j) {
+    const BlockQ8_0* row = k + j * k_stride;
+    VF acc[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::Zero(df);
+    for (size_t b = 0; b < num_blocks; ++b) {
+      const VF vd = hn::Set(df, HalfToFloat(row[b].d));
+      for (size_t i = 0; i < BlockQ8_0::kBlockElems; i += lanes) {
+        const VF kf = hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, row[b].qs + i))), vd);
+        const size_t d = b * BlockQ8_0::kBlockElems + i;
+        LLMASOS_UNROLL
+        for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::LoadU(df, q + g * q_stride + d), kf, acc[g]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) scores[g * scores_stride + j] = scale * ReduceSumF(df, acc[g]);
+  }
+}
+
+void AttentionScoresQ8Target(const float* HWY_RESTRICT q, size_t q_stride, size_t num_q,
+                             const BlockQ8_0* HWY_RESTRICT k, size_t k_stride, size_t n,
+                             size_t head_dim, float scale, float* HWY_RESTRICT scores,
+                             size_t scores_stride) {
+  ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
+    AttentionScoresQ8Heads<decltype(heads_tag)::value>(q + g * q_stride, q_stride, k, k_stride, n,
+                                                       head_dim, scale, scores + g * scores_stride,
+                                                       scores_stride);
+  });
+}
+
 // Up to kAttentionHeads heads: lanes run over the head dimension, the loop over keys, so each
 // value row is loaded once for the group. A head dimension past the last full vector goes
-// through the scalar loop.
-template <size_t kHeads>
+// through the scalar loop. T: the cache's element type (float or fp16 bits).
+template <size_t kHeads, class T>
 void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
-                          const float* HWY_RESTRICT v, size_t v_stride, size_t n,
+                          const T* HWY_RESTRICT v, size_t v_stride, size_t n,
                           size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -206,8 +294,8 @@ void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
       acc1[g] = hn::LoadU(df, out + g * out_stride + d + lanes);
     }
     for (size_t j = 0; j < n; ++j) {
-      const VF val0 = hn::LoadU(df, v + j * v_stride + d);
-      const VF val1 = hn::LoadU(df, v + j * v_stride + d + lanes);
+      const VF val0 = LoadKv(df, v + j * v_stride + d);
+      const VF val1 = LoadKv(df, v + j * v_stride + d + lanes);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kHeads; ++g) {
         const VF pg = hn::Set(df, p[g * p_stride + j]);
@@ -226,7 +314,7 @@ void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
     LLMASOS_UNROLL
     for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::LoadU(df, out + g * out_stride + d);
     for (size_t j = 0; j < n; ++j) {
-      const VF val = hn::LoadU(df, v + j * v_stride + d);
+      const VF val = LoadKv(df, v + j * v_stride + d);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::MulAdd(hn::Set(df, p[g * p_stride + j]), val, acc[g]);
     }
@@ -236,18 +324,72 @@ void AttentionValuesHeads(const float* HWY_RESTRICT p, size_t p_stride,
   for (; d < head_dim; ++d) {
     for (size_t g = 0; g < kHeads; ++g) {
       float sum = out[g * out_stride + d];
-      for (size_t j = 0; j < n; ++j) sum += p[g * p_stride + j] * v[j * v_stride + d];
+      for (size_t j = 0; j < n; ++j) sum += p[g * p_stride + j] * KvElement(v[j * v_stride + d]);
       out[g * out_stride + d] = sum;
     }
   }
 }
 
-void AttentionValuesTarget(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
-                           const float* HWY_RESTRICT v, size_t v_stride, size_t n,
-                           size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+template <class T>
+void AttentionValuesAll(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
+                        const T* HWY_RESTRICT v, size_t v_stride, size_t n, size_t head_dim,
+                        float* HWY_RESTRICT out, size_t out_stride) {
   ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
     AttentionValuesHeads<decltype(heads_tag)::value>(p + g * p_stride, p_stride, v, v_stride, n,
                                                      head_dim, out + g * out_stride, out_stride);
+  });
+}
+
+void AttentionValuesTarget(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
+                           const float* HWY_RESTRICT v, size_t v_stride, size_t n,
+                           size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  AttentionValuesAll(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
+}
+
+void AttentionValuesF16Target(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
+                              const uint16_t* HWY_RESTRICT v, size_t v_stride, size_t n,
+                              size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  AttentionValuesAll(p, p_stride, num_q, v, v_stride, n, head_dim, out, out_stride);
+}
+
+// Q8_0 values: lanes over the head dimension, one vector of accumulators per head kept across
+// the block's rows; row j's 32-value block adds p[g, j] * d_j * q_j, the scale folded into the
+// broadcast weight, so a value is widened once for the group and never stored as a float.
+// REQUIRES: head_dim % 32 == 0.
+template <size_t kHeads>
+void AttentionValuesQ8Heads(const float* HWY_RESTRICT p, size_t p_stride,
+                            const BlockQ8_0* HWY_RESTRICT v, size_t v_stride, size_t n,
+                            size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> di8;
+  const hn::RebindToSigned<DF> di32;
+  const size_t lanes = hn::Lanes(df);
+  for (size_t d = 0; d < head_dim; d += lanes) {
+    const size_t b = d / BlockQ8_0::kBlockElems;
+    const size_t i = d % BlockQ8_0::kBlockElems;
+    VF acc[kHeads];
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) acc[g] = hn::LoadU(df, out + g * out_stride + d);
+    for (size_t j = 0; j < n; ++j) {
+      const BlockQ8_0& blk = v[j * v_stride + b];
+      const float scale = HalfToFloat(blk.d);
+      const VF val = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, blk.qs + i)));
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kHeads; ++g) {
+        acc[g] = hn::MulAdd(hn::Set(df, p[g * p_stride + j] * scale), val, acc[g]);
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kHeads; ++g) hn::StoreU(acc[g], df, out + g * out_stride + d);
+  }
+}
+
+void AttentionValuesQ8Target(const float* HWY_RESTRICT p, size_t p_stride, size_t num_q,
+                             const BlockQ8_0* HWY_RESTRICT v, size_t v_stride, size_t n,
+                             size_t head_dim, float* HWY_RESTRICT out, size_t out_stride) {
+  ForHeadGroups(num_q, [&](auto heads_tag, size_t g) {
+    AttentionValuesQ8Heads<decltype(heads_tag)::value>(p + g * p_stride, p_stride, v, v_stride, n,
+                                                       head_dim, out + g * out_stride, out_stride);
   });
 }
 
@@ -445,6 +587,10 @@ HWY_EXPORT(DotTarget);
 HWY_EXPORT(AxpyTarget);
 HWY_EXPORT(AttentionScoresTarget);
 HWY_EXPORT(AttentionValuesTarget);
+HWY_EXPORT(AttentionScoresF16Target);
+HWY_EXPORT(AttentionValuesF16Target);
+HWY_EXPORT(AttentionScoresQ8Target);
+HWY_EXPORT(AttentionValuesQ8Target);
 HWY_EXPORT(AddInPlaceTarget);
 HWY_EXPORT(RmsNormTarget);
 HWY_EXPORT(SoftmaxTarget);
@@ -470,6 +616,30 @@ void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float*
                      size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
   HWY_DYNAMIC_DISPATCH(AttentionValuesTarget)(p, p_stride, num_q, v, v_stride, n, head_dim, out,
                                               out_stride);
+}
+void AttentionScoresF16(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
+                        size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                        size_t scores_stride) {
+  HWY_DYNAMIC_DISPATCH(AttentionScoresF16Target)(q, q_stride, num_q, kt, kt_stride, n, head_dim,
+                                                 scale, scores, scores_stride);
+}
+void AttentionValuesF16(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
+                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+  HWY_DYNAMIC_DISPATCH(AttentionValuesF16Target)(p, p_stride, num_q, v, v_stride, n, head_dim,
+                                                 out, out_stride);
+}
+void AttentionScoresQ8(const float* q, size_t q_stride, size_t num_q, const BlockQ8_0* k,
+                       size_t k_stride, size_t n, size_t head_dim, float scale, float* scores,
+                       size_t scores_stride) {
+  DCHECK_EQ(head_dim % BlockQ8_0::kBlockElems, 0u);
+  HWY_DYNAMIC_DISPATCH(AttentionScoresQ8Target)(q, q_stride, num_q, k, k_stride, n, head_dim,
+                                                scale, scores, scores_stride);
+}
+void AttentionValuesQ8(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
+                       size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+  DCHECK_EQ(head_dim % BlockQ8_0::kBlockElems, 0u);
+  HWY_DYNAMIC_DISPATCH(AttentionValuesQ8Target)(p, p_stride, num_q, v, v_stride, n, head_dim,
+                                                out, out_stride);
 }
 void AddInPlace(const float* x, size_t n, float* y) {
   HWY_DYNAMIC_DISPATCH(AddInPlaceTarget)(x, n, y);

@@ -105,6 +105,26 @@ void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float*
 void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
                      size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
 
+// The same two kernels over a KV cache stored in F16 (kv_type.h): the same layouts, elements
+// fp16, widened in registers.
+void AttentionScoresF16(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
+                        size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                        size_t scores_stride);
+void AttentionValuesF16(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
+                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+
+// And over Q8_0 (kv_type.h), keys as rows like values: key (value) j of the block is the
+// head_dim / 32 Q8_0 blocks at k + j * k_stride (v + j * v_stride), strides in blocks; each
+// block dequantised in registers (d * q).
+//   scores[g * scores_stride + j] = scale * dot(q_g, key j)
+//   out[g * out_stride + d] += sum_{j < n} p[g * p_stride + j] * value j [d]
+// REQUIRES: head_dim % 32 == 0.
+void AttentionScoresQ8(const float* q, size_t q_stride, size_t num_q, const BlockQ8_0* k,
+                       size_t k_stride, size_t n, size_t head_dim, float scale, float* scores,
+                       size_t scores_stride);
+void AttentionValuesQ8(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
+                       size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+
 // Converts n floats to fp16 / from fp16 (used by F16 KV caches).
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);

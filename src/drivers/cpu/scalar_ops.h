@@ -41,6 +41,16 @@ void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float*
                      size_t scores_stride);
 void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
                      size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+void AttentionScoresF16(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
+                        size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                        size_t scores_stride);
+void AttentionValuesF16(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
+                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+void AttentionScoresQ8(const float* q, size_t q_stride, size_t num_q, const BlockQ8_0* k,
+                       size_t k_stride, size_t n, size_t head_dim, float scale, float* scores,
+                       size_t scores_stride);
+void AttentionValuesQ8(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
+                       size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "util/fp16.h"
+
 namespace llmasos::arch {
 namespace {
 
@@ -134,6 +136,7 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   // Validate everything before anything is written.
   if (segments.empty()) return InvalidArgumentError("batch has no segments");
   if (kv.block_tokens == 0) return InvalidArgumentError("KV layout has 0 tokens per block");
+  RETURN_IF_ERROR(cpu::CheckKvTypesFit(kv.k_type, kv.v_type, c.head_dim));
   size_t n = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
     const BatchSegment& seg = segments[s];
@@ -238,14 +241,7 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       for (size_t h = 0; h < c.num_kv_heads; ++h) {
         ApplyRope(c.rope_mode, cos, sin, c.rope_dims, &k_[i * c.kv_dim() + h * c.head_dim]);
       }
-      // Store this token's K/V in its slot of its sequence's block table.
-      const BatchSegment& seg = segments[token_segment_[i]];
-      const size_t pos = token_pos_[i];
-      const BlockId block = seg.block_table[pos / kv.block_tokens];
-      const size_t row = pos % kv.block_tokens;
-      float* k_block = kv.K(block, layer_idx);
-      for (size_t d = 0; d < c.kv_dim(); ++d) k_block[d * kv.block_tokens + row] = k_[i * c.kv_dim() + d];
-      std::memcpy(kv.V(block, layer_idx) + row * c.kv_dim(), &v_[i * c.kv_dim()], c.kv_dim() * sizeof(float));
+      StoreKv(i, layer_idx, segments, kv);
     }
     Attention(layer_idx, segments, kv);
     MatMul(w.wo, att_.data(), n, proj_.data());
@@ -350,6 +346,46 @@ void BatchForward::AddLora(size_t layer_idx, LoraTarget target, const float* x, 
   }
 }
 
+void BatchForward::StoreKv(size_t i, size_t layer_idx, std::span<const BatchSegment> segments,
+                           const KvLayout& kv) {
+  const size_t kv_dim = model_.config().kv_dim();
+  const BatchSegment& seg = segments[token_segment_[i]];
+  const size_t pos = token_pos_[i];
+  const BlockId block = seg.block_table[pos / kv.block_tokens];
+  const size_t row = pos % kv.block_tokens;
+  const float* k = &k_[i * kv_dim];
+  const float* v = &v_[i * kv_dim];
+  std::byte* k_plane = kv.K(block, layer_idx);
+  switch (kv.k_type) {
+    case cpu::KvType::kF32: {  // transposed: element d of this key in row d
+      float* kt = reinterpret_cast<float*>(k_plane);
+      for (size_t d = 0; d < kv_dim; ++d) kt[d * kv.block_tokens + row] = k[d];
+      break;
+    }
+    case cpu::KvType::kF16: {
+      uint16_t* kt = reinterpret_cast<uint16_t*>(k_plane);
+      for (size_t d = 0; d < kv_dim; ++d) kt[d * kv.block_tokens + row] = F32ToF16(k[d]);
+      break;
+    }
+    case cpu::KvType::kQ8_0:
+      cpu::QuantizeRow(cpu::TensorType::kQ8_0, k, kv_dim,
+                       k_plane + row * cpu::KvRowBytes(cpu::KvType::kQ8_0, kv_dim));
+      break;
+  }
+  std::byte* v_row = kv.V(block, layer_idx) + row * cpu::KvRowBytes(kv.v_type, kv_dim);
+  switch (kv.v_type) {
+    case cpu::KvType::kF32:
+      std::memcpy(v_row, v, kv_dim * sizeof(float));
+      break;
+    case cpu::KvType::kF16:
+      cpu::F32ToF16Row(v, kv_dim, reinterpret_cast<uint16_t*>(v_row));
+      break;
+    case cpu::KvType::kQ8_0:
+      cpu::QuantizeRow(cpu::TensorType::kQ8_0, v, kv_dim, v_row);
+      break;
+  }
+}
+
 // Causal grouped-query attention for every token of the batch: token i of a segment sees its
 // own sequence's positions 0 .. pos(i) (on a sliding-window layer only the last
 // sliding_window of them), read through the segment's block table (the new positions' K/V
@@ -364,6 +400,10 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
   const size_t group = c.num_heads / c.num_kv_heads;
   const float scale = c.query_scale;
   const size_t window = c.IsSlidingLayer(layer_idx) ? c.sliding_window : 0;
+  // Q8_0 rows: blocks per kv_dim row and per head (head_dim % 32 == 0, a REQUIRES of Run).
+  const size_t q8_row_blocks = c.kv_dim() / cpu::BlockQ8_0::kBlockElems;
+  const size_t q8_head_blocks = c.head_dim / cpu::BlockQ8_0::kBlockElems;
+  const size_t v_row_bytes = cpu::KvRowBytes(kv.v_type, c.kv_dim());
   pool_.Run(num_tokens * c.num_kv_heads, [&](size_t task_idx, size_t thread_idx) {
     const size_t i = task_idx / c.num_kv_heads;
     const size_t kvh = task_idx % c.num_kv_heads;
@@ -375,12 +415,25 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
     // Scores of whole blocks from the one holding `first`; those before `first` are unused.
     const size_t first_block = first - first % kv.block_tokens;
     for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
-      // Keys are stored transposed per block: element d of this head's keys is a row.
-      const float* kt = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx) +
-                        kvh * c.head_dim * kv.block_tokens;
+      const std::byte* k_plane = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx);
       const size_t rows = std::min(kv.block_tokens, num_visible - j0);
-      cpu::AttentionScores(q, c.head_dim, group, kt, kv.block_tokens, rows, c.head_dim, scale,
-                           scores + j0, max_context_);
+      switch (kv.k_type) {
+        case cpu::KvType::kF32:  // transposed: element d of this head's keys is a row
+          cpu::AttentionScores(q, c.head_dim, group,
+                               reinterpret_cast<const float*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
+                               kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
+          break;
+        case cpu::KvType::kF16:
+          cpu::AttentionScoresF16(q, c.head_dim, group,
+                                  reinterpret_cast<const uint16_t*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
+                                  kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
+          break;
+        case cpu::KvType::kQ8_0:  // rows of kv_dim / 32 blocks; this head's start at kvh * head_dim / 32
+          cpu::AttentionScoresQ8(q, c.head_dim, group,
+                                 reinterpret_cast<const cpu::BlockQ8_0*>(k_plane) + kvh * q8_head_blocks,
+                                 q8_row_blocks, rows, c.head_dim, scale, scores + j0, max_context_);
+          break;
+      }
     }
     for (size_t g = 0; g < group; ++g) {
       float* row = scores + g * max_context_ + first;
@@ -391,11 +444,25 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
     std::fill(out, out + group * c.head_dim, 0.0f);
     for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
       const size_t j = std::max(j0, first);  // the block's first visible position
-      const float* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) +
-                            (j - j0) * c.kv_dim() + kvh * c.head_dim;
+      const std::byte* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + (j - j0) * v_row_bytes;
       const size_t rows = std::min(j0 + kv.block_tokens, num_visible) - j;
-      cpu::AttentionValues(scores + j, max_context_, group, v_rows, c.kv_dim(), rows, c.head_dim,
-                           out, c.head_dim);
+      switch (kv.v_type) {
+        case cpu::KvType::kF32:
+          cpu::AttentionValues(scores + j, max_context_, group,
+                               reinterpret_cast<const float*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
+                               rows, c.head_dim, out, c.head_dim);
+          break;
+        case cpu::KvType::kF16:
+          cpu::AttentionValuesF16(scores + j, max_context_, group,
+                                  reinterpret_cast<const uint16_t*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
+                                  rows, c.head_dim, out, c.head_dim);
+          break;
+        case cpu::KvType::kQ8_0:
+          cpu::AttentionValuesQ8(scores + j, max_context_, group,
+                                 reinterpret_cast<const cpu::BlockQ8_0*>(v_rows) + kvh * q8_head_blocks,
+                                 q8_row_blocks, rows, c.head_dim, out, c.head_dim);
+          break;
+      }
     }
   });
 }

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "drivers/cpu/kv_type.h"
 #include "drivers/cpu/ops.h"
 #include "model/arch/llama_model.h"
 #include "model/arch/lora_weights.h"
@@ -28,21 +29,26 @@ using TokenId = int32_t;
 using BlockId = uint32_t;
 
 // Where the K and V rows of a KV cache the forward pass does not own live: the `block_tokens`
-// rows of layer `layer` of block `block` start at
+// rows of layer `layer` of block `block` start at byte
 //   k_base + block * block_stride + layer * layer_stride       (V: v_base + ...)
-// V row r (position p with p % block_tokens == r) is kv_dim floats further per row; K is
-// stored transposed within the block, element d of position p's key at [d * block_tokens + r],
-// so attention reads a block's keys as vectors over positions (cpu::AttentionScores).
+// and are laid out as k_type (v_type) says (drivers/cpu/kv_type.h): V row r (position p with
+// p % block_tokens == r) is KvRowBytes(v_type, kv_dim) bytes further per row; F32 and F16 keys
+// are stored transposed within the block, element d of position p's key at [d * block_tokens
+// + r], so attention reads a block's keys as vectors over positions (cpu::AttentionScores);
+// Q8_0 keys are rows like the values. The pass rounds each new key (after RoPE) and value to
+// its type once, when it stores it.
 // kernel::KvMemory's pool and Context's contiguous cache (one block) are both this shape.
 struct KvLayout {
-  float* k_base = nullptr;
-  float* v_base = nullptr;
-  size_t block_stride = 0;  // floats from one block to the next
-  size_t layer_stride = 0;  // floats from one layer of a block to the next
+  std::byte* k_base = nullptr;
+  std::byte* v_base = nullptr;
+  size_t block_stride = 0;  // bytes from one block to the next
+  size_t layer_stride = 0;  // bytes from one layer of a block to the next
   size_t block_tokens = 0;  // rows per block
+  cpu::KvType k_type = cpu::KvType::kF32;
+  cpu::KvType v_type = cpu::KvType::kF32;
 
-  float* K(BlockId block, size_t layer) const { return k_base + block * block_stride + layer * layer_stride; }
-  float* V(BlockId block, size_t layer) const { return v_base + block * block_stride + layer * layer_stride; }
+  std::byte* K(BlockId block, size_t layer) const { return k_base + block * block_stride + layer * layer_stride; }
+  std::byte* V(BlockId block, size_t layer) const { return v_base + block * block_stride + layer * layer_stride; }
 };
 
 enum class LogitsMode { kNone, kLast, kAll };
@@ -80,6 +86,7 @@ class BatchForward {
   // Cancelled (kInterrupted) when the interrupt flag was found set at a layer boundary: the
   // segments' K/V are then written for some layers only (positions the caller had not computed
   // yet, so they are rewritten when the segments run again) and no logits are.
+  // REQUIRES: kv's types fit the model (cpu::CheckKvTypesFit with its head_dim).
   Status Run(std::span<const BatchSegment> segments, const KvLayout& kv, size_t num_blocks);
   // A flag another thread may set to stop the Run in progress at its next layer (a preemptive
   // scheduler's higher-priority arrival); read with relaxed order. nullptr: never interrupted.
@@ -97,6 +104,9 @@ class BatchForward {
   void AddLora(size_t layer_idx, LoraTarget target, const float* x, size_t in, float* out,
                size_t out_dim);
   void Attention(size_t layer_idx, std::span<const BatchSegment> segments, const KvLayout& kv);
+  // Stores token i's K and V rows (k_, v_) of layer_idx into its slot, rounded to kv's types.
+  void StoreKv(size_t i, size_t layer_idx, std::span<const BatchSegment> segments,
+               const KvLayout& kv);
   // Per-head RMSNorm of n tokens' rows of `heads` heads (Q/K norm).
   void HeadNorm(const std::vector<float>& weight, size_t n, size_t heads, float* rows) const;
 

@@ -31,13 +31,21 @@ LoadedTinyModel LoadTiny(cpu::TensorType type, const std::string& arch = "qwen2"
   return *std::move(l);
 }
 
-// A paged pool in the layout kernel::KvMemory uses: [block][layer][K|V][block_tokens][kv_dim].
+// A paged pool in the layout kernel::KvMemory uses: [block][layer][K plane, V plane], each
+// plane block_tokens rows in its type. Filled with NaN (as floats; F32 planes are all NaN).
 struct Pool {
-  Pool(const ModelConfig& c, size_t num_blocks, size_t block_tokens)
-      : num_blocks(num_blocks), data(num_blocks * c.num_layers * 2 * block_tokens * c.kv_dim(), NAN) {
-    layout.k_base = data.data();
-    layout.v_base = data.data() + block_tokens * c.kv_dim();
-    layout.layer_stride = 2 * block_tokens * c.kv_dim();
+  Pool(const ModelConfig& c, size_t num_blocks, size_t block_tokens,
+       cpu::KvType k_type = cpu::KvType::kF32, cpu::KvType v_type = cpu::KvType::kF32)
+      : num_blocks(num_blocks) {
+    const size_t k_plane = block_tokens * cpu::KvRowBytes(k_type, c.kv_dim());
+    const size_t v_plane = block_tokens * cpu::KvRowBytes(v_type, c.kv_dim());
+    data.assign((num_blocks * c.num_layers * (k_plane + v_plane) + 3) / 4, NAN);
+    std::byte* base = reinterpret_cast<std::byte*>(data.data());
+    layout.k_type = k_type;
+    layout.v_type = v_type;
+    layout.k_base = base;
+    layout.v_base = base + k_plane;
+    layout.layer_stride = k_plane + v_plane;
     layout.block_stride = c.num_layers * layout.layer_stride;
     layout.block_tokens = block_tokens;
   }
@@ -55,9 +63,12 @@ std::vector<TokenId> Tokens(size_t n, uint32_t seed) {
 
 // Each sequence alone: logits of every prompt position, then of each decode token.
 std::vector<std::vector<float>> Alone(const Model& model, ThreadPool& pool,
-                                      const std::vector<TokenId>& tokens) {
+                                      const std::vector<TokenId>& tokens, cpu::KvType k_type,
+                                      cpu::KvType v_type) {
   ContextOptions o;
   o.max_tokens = 64;
+  o.cache_type_k = k_type;
+  o.cache_type_v = v_type;
   auto ctx = Context::Create(model, pool, o);
   EXPECT_TRUE(ctx.ok());
   std::vector<std::vector<float>> out;
@@ -77,15 +88,15 @@ float RelDiff(const std::vector<float>& a, const float* b) {
   return m / scale;
 }
 
-class BatchForwardTest : public testing::TestWithParam<std::tuple<cpu::TensorType, std::string>> {};
-
-TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
-  const cpu::TensorType type = std::get<0>(GetParam());
-  LoadedTinyModel l = LoadTiny(type, std::get<1>(GetParam()));
-  const ModelConfig& c = l.model->config();
+// Three sequences run in mixed batches through a shuffled paged pool of the given K/V types
+// against each run alone in a Context with the same types; `tol` bounds the difference
+// relative to the largest logit.
+void ExpectMixedBatchesEqualEachSequenceAlone(const Model& model, cpu::KvType k_type,
+                                              cpu::KvType v_type, float tol) {
+  const ModelConfig& c = model.config();
   ThreadPool pool(2);
   const size_t block_tokens = 4;
-  Pool kv(c, 40, block_tokens);
+  Pool kv(c, 40, block_tokens, k_type, v_type);
   // Three sequences; their blocks interleaved in a shuffled order.
   std::vector<BlockId> ids(kv.num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
@@ -98,7 +109,7 @@ TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
   std::vector<std::vector<TokenId>> seqs;
   for (size_t s = 0; s < 3; ++s) seqs.push_back(Tokens(prompt_len[s] + decode_steps, 100 + s));
 
-  BatchForward batch(*l.model, pool, 32, 64, /*float_activations=*/false);
+  BatchForward batch(model, pool, 32, 64, /*float_activations=*/false);
   std::vector<std::vector<float>> got(3);  // per sequence: logits of every position, flattened
   std::vector<size_t> done(3, 0);
   // Step 1: sequence 0's prompt in two chunks while 1 and 2 prefill whole; then decode all.
@@ -134,15 +145,49 @@ TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
     if (!plan.empty()) step(plan);
   }
   for (size_t s = 0; s < 3; ++s) {
-    std::vector<std::vector<float>> want = Alone(*l.model, pool, seqs[s]);
+    std::vector<std::vector<float>> want = Alone(model, pool, seqs[s], k_type, v_type);
     ASSERT_EQ(got[s].size(), done[s] * c.vocab_size);
     for (size_t p = 0; p < done[s]; ++p) {
-      // Float weights: only summation order differs. 8-bit activations: the batched product
-      // runs other kernels (panels for >= 8 tokens) whose float rounding may flip an 8-bit
-      // rounding of a later activation; 2e-2 of the largest logit bounds that, and a wrong
-      // position, block or sequence gives errors of order 1.
-      const float tol = type == cpu::TensorType::kF32 ? 1e-4f : 2e-2f;
-      EXPECT_LE(RelDiff(want[p], &got[s][p * c.vocab_size]), tol) << "sequence " << s << " position " << p;
+      EXPECT_LE(RelDiff(want[p], &got[s][p * c.vocab_size]), tol)
+          << cpu::KvTypeName(k_type) << "/" << cpu::KvTypeName(v_type) << " sequence " << s
+          << " position " << p;
+    }
+  }
+}
+
+class BatchForwardTest : public testing::TestWithParam<std::tuple<cpu::TensorType, std::string>> {};
+
+TEST_P(BatchForwardTest, MixedBatchesEqualEachSequenceAlone) {
+  const cpu::TensorType type = std::get<0>(GetParam());
+  LoadedTinyModel l = LoadTiny(type, std::get<1>(GetParam()));
+  // Float weights: only summation order differs. 8-bit activations: the batched product
+  // runs other kernels (panels for >= 8 tokens) whose float rounding may flip an 8-bit
+  // rounding of a later activation; 2e-2 of the largest logit bounds that, and a wrong
+  // position, block or sequence gives errors of order 1. An F32 cache stores K/V unrounded.
+  ExpectMixedBatchesEqualEachSequenceAlone(*l.model, cpu::KvType::kF32, cpu::KvType::kF32,
+                                           type == cpu::TensorType::kF32 ? 1e-4f : 2e-2f);
+}
+
+// The same in the rounded cache types, keys and values chosen independently, on a model whose
+// head dimension (32) Q8_0 blocks tile. Float weights, so the K/V rows the batch and the
+// single run round differ only by summation order; a rounding step of F16 (2^-11 relative)
+// or Q8_0 (1/254 of a block's largest) that falls the other way in one of them moves logits
+// by far less than TOL, while a row read from the wrong place, type or scale moves them by
+// order 1.
+TEST(BatchForwardCacheTypesTest, MixedBatchesEqualEachSequenceAloneInEachCacheType) {
+  constexpr float kTol = 2e-3f;
+  for (const std::string arch : {"qwen2", "gemma3"}) {
+    TinyModelSpec spec;
+    spec.type = cpu::TensorType::kF32;
+    spec.arch = arch;
+    spec.embd = 128;  // 4 heads of 32
+    auto l = LoadTinyModel(spec);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    using cpu::KvType;
+    for (auto [k, v] : {std::pair{KvType::kF16, KvType::kF16}, std::pair{KvType::kQ8_0, KvType::kQ8_0},
+                        std::pair{KvType::kF16, KvType::kQ8_0}, std::pair{KvType::kQ8_0, KvType::kF32}}) {
+      SCOPED_TRACE(arch);
+      ExpectMixedBatchesEqualEachSequenceAlone(*l->model, k, v, kTol);
     }
   }
 }

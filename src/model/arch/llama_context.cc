@@ -12,27 +12,28 @@ StatusOr<std::unique_ptr<Context>> Context::Create(const Model& model, ThreadPoo
   const ModelConfig& c = model.config();
   if (options.max_tokens == 0) return InvalidArgumentError("context size must be at least 1 token");
   if (options.max_batch_tokens == 0) return InvalidArgumentError("batch size must be at least 1 token");
+  RETURN_IF_ERROR(cpu::CheckKvTypesFit(options.cache_type_k, options.cache_type_v, c.head_dim));
   size_t max_tokens = std::min(options.max_tokens, c.context_length);
   size_t max_batch = std::min(options.max_batch_tokens, max_tokens);
-  return std::unique_ptr<Context>(
-      new Context(model, pool, max_tokens, max_batch, options.float_activations));
+  return std::unique_ptr<Context>(new Context(model, pool, max_tokens, max_batch, options));
 }
 
 Context::Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens,
-                 bool float_activations)
+                 const ContextOptions& options)
     : model_(model),
       max_tokens_(max_tokens),
       max_batch_tokens_(max_batch_tokens),
-      batch_(model, pool, max_batch_tokens, max_tokens, float_activations) {
+      k_type_(options.cache_type_k),
+      v_type_(options.cache_type_v),
+      batch_(model, pool, max_batch_tokens, max_tokens, options.float_activations) {
   const ModelConfig& c = model.config();
-  const size_t cache_floats = c.num_layers * max_tokens_ * c.kv_dim();
-  k_cache_.reset(new float[cache_floats]);
-  v_cache_.reset(new float[cache_floats]);
+  kv_cache_.reset(new std::byte[kv_cache_bytes()]);
 }
 
 size_t Context::kv_cache_bytes() const {
   const ModelConfig& c = model_.config();
-  return 2 * c.num_layers * max_tokens_ * c.kv_dim() * sizeof(float);
+  return c.num_layers * max_tokens_ *
+         (cpu::KvRowBytes(k_type_, c.kv_dim()) + cpu::KvRowBytes(v_type_, c.kv_dim()));
 }
 
 void Context::Truncate(size_t num_tokens) { num_tokens_ = std::min(num_tokens_, num_tokens); }
@@ -63,12 +64,18 @@ Status Context::Forward(std::span<const TokenId> tokens, bool all_logits, float*
   return OkStatus();
 }
 
-// The contiguous cache is a paged cache of one block holding every position:
-// [num_layers][max_tokens][kv_dim] for K and for V.
+// The contiguous cache is a paged cache of one block holding every position.
 Status Context::ForwardChunk(std::span<const TokenId> tokens, bool all_logits, float* logits_out) {
   const ModelConfig& c = model_.config();
-  const KvLayout kv{k_cache_.get(), v_cache_.get(), /*block_stride=*/0,
-                    /*layer_stride=*/max_tokens_ * c.kv_dim(), /*block_tokens=*/max_tokens_};
+  KvLayout kv;
+  kv.k_type = k_type_;
+  kv.v_type = v_type_;
+  kv.block_stride = 0;
+  kv.block_tokens = max_tokens_;
+  const size_t k_plane = max_tokens_ * cpu::KvRowBytes(k_type_, c.kv_dim());
+  kv.layer_stride = k_plane + max_tokens_ * cpu::KvRowBytes(v_type_, c.kv_dim());
+  kv.k_base = kv_cache_.get();
+  kv.v_base = kv_cache_.get() + k_plane;
   const BlockId only_block = 0;
   BatchSegment seg;
   seg.tokens = tokens;

@@ -31,6 +31,9 @@ struct ContextOptions {
   // Multiply in float32 instead of quantizing activations to 8 bits (cpu::MatMul): slower,
   // and equal to an exact float reference up to summation order. For the oracle tests.
   bool float_activations = false;
+  // Element types of the cached keys and values (drivers/cpu/kv_type.h).
+  cpu::KvType cache_type_k = cpu::KvType::kF16;
+  cpu::KvType cache_type_v = cpu::KvType::kF16;
 };
 
 class Context {
@@ -43,6 +46,8 @@ class Context {
   // logits_out, if not null, receives [tokens.size(), vocab] logits when all_logits, else
   // [vocab] logits of the last token. OutOfRange if the cache would overflow or an id is
   // outside the vocabulary; nothing is appended then.
+  // Create: InvalidArgument when a cache type does not fit the model (Q8_0 needs head_dim
+  // % 32 == 0).
   Status Forward(std::span<const TokenId> tokens, bool all_logits, float* logits_out);
 
   // Forgets positions >= num_tokens (to rewind a chat or reuse a common prefix).
@@ -51,12 +56,12 @@ class Context {
   size_t num_tokens() const { return num_tokens_; }
   size_t max_tokens() const { return max_tokens_; }
   const Model& model() const { return model_; }
-  // Bytes held by the KV cache at full capacity.
+  // Bytes held by the KV cache at full capacity, in its types.
   size_t kv_cache_bytes() const;
 
  private:
   Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t max_batch_tokens,
-          bool float_activations);
+          const ContextOptions& options);
 
   // Runs one chunk of at most max_batch_tokens_ tokens. logits_out as in Forward, for this
   // chunk (all rows, or the last row only).
@@ -67,10 +72,12 @@ class Context {
   const size_t max_batch_tokens_;
   size_t num_tokens_ = 0;
 
-  // KV cache, float32: [num_layers, max_tokens, kv_dim] each. Allocated without touching the
-  // pages, so memory becomes resident only as the sequence grows.
-  std::unique_ptr<float[]> k_cache_;
-  std::unique_ptr<float[]> v_cache_;
+  // KV cache: [num_layers][K plane, V plane], each plane max_tokens rows of kv_dim values in
+  // its type: one block of a KvLayout, as a KvMemory block is laid out. Allocated without
+  // touching the pages, so memory becomes resident only as the sequence grows.
+  const cpu::KvType k_type_;
+  const cpu::KvType v_type_;
+  std::unique_ptr<std::byte[]> kv_cache_;
   // The forward pass itself, shared with the batched (kernel) path.
   BatchForward batch_;
 };

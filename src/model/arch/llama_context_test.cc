@@ -22,6 +22,15 @@ std::vector<TokenId> SomeTokens(size_t n) {
   return t;
 }
 
+// These tests compare paths that compute the same K/V in different batch shapes, so they
+// differ by float summation order; an F32 cache keeps that difference unrounded (a rounded
+// cache type could turn it into one rounding step). The cache types have tests of their own.
+ContextOptions F32Cache() {
+  ContextOptions o;
+  o.cache_type_k = o.cache_type_v = cpu::KvType::kF32;
+  return o;
+}
+
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   float m = 0;
   for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
@@ -193,12 +202,12 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
     const size_t vocab = l.model->config().vocab_size;
     std::vector<TokenId> tokens = SomeTokens(21);
 
-    auto whole = Context::Create(*l.model, pool, {});
+    auto whole = Context::Create(*l.model, pool, F32Cache());
     ASSERT_TRUE(whole.ok());
     std::vector<float> all(tokens.size() * vocab);
     ASSERT_TRUE((*whole)->Forward(tokens, true, all.data()).ok());
 
-    ContextOptions small_batches;
+    ContextOptions small_batches = F32Cache();
     small_batches.max_batch_tokens = 4;
     auto chunked = Context::Create(*l.model, pool, small_batches);
     ASSERT_TRUE(chunked.ok());
@@ -206,7 +215,7 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
     ASSERT_TRUE((*chunked)->Forward(tokens, true, chunked_all.data()).ok());
     EXPECT_LT(MaxAbsDiff(all, chunked_all), 1e-4f) << arch;
 
-    auto seq = Context::Create(*l.model, pool, {});
+    auto seq = Context::Create(*l.model, pool, F32Cache());
     ASSERT_TRUE(seq.ok());
     std::vector<float> one(vocab), seq_all;
     for (TokenId t : tokens) {
@@ -217,10 +226,31 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
   }
 }
 
+TEST(ContextTest, RefusesAQ8CacheForAHeadDimensionItsBlocksDoNotTile) {
+  LoadedTinyModel l = LoadTiny({});  // head_dim 16
+  ThreadPool pool(1);
+  for (bool keys : {true, false}) {
+    ContextOptions o;
+    (keys ? o.cache_type_k : o.cache_type_v) = cpu::KvType::kQ8_0;
+    auto ctx = Context::Create(*l.model, pool, o);
+    ASSERT_FALSE(ctx.ok());
+    EXPECT_EQ(ctx.status().code(), StatusCode::kInvalidArgument);
+    const std::string& m = ctx.status().message();
+    EXPECT_NE(m.find(keys ? "--cache-type-k" : "--cache-type-v"), std::string::npos) << m;
+    EXPECT_NE(m.find("multiple of 32"), std::string::npos) << m;
+    EXPECT_NE(m.find("16"), std::string::npos) << m;
+  }
+  // F16 fits any head dimension, and its cache takes half the bytes of F32's.
+  auto f16 = Context::Create(*l.model, pool, ContextOptions{});
+  auto f32 = Context::Create(*l.model, pool, F32Cache());
+  ASSERT_TRUE(f16.ok() && f32.ok());
+  EXPECT_EQ(2 * (*f16)->kv_cache_bytes(), (*f32)->kv_cache_bytes());
+}
+
 TEST(ContextTest, TruncateThenReplayGivesTheSameLogits) {
   LoadedTinyModel l = LoadTiny({});
   ThreadPool pool(1);
-  auto ctx = Context::Create(*l.model, pool, {});
+  auto ctx = Context::Create(*l.model, pool, F32Cache());
   ASSERT_TRUE(ctx.ok());
   const size_t vocab = l.model->config().vocab_size;
   std::vector<TokenId> tokens = SomeTokens(10);
@@ -237,7 +267,7 @@ TEST(ContextTest, RejectsOutOfVocabularyTokenAndFullContextWithoutChangingState)
   spec.context = 8;
   LoadedTinyModel l = LoadTiny(spec);
   ThreadPool pool(1);
-  auto ctx = Context::Create(*l.model, pool, {});
+  auto ctx = Context::Create(*l.model, pool, F32Cache());
   ASSERT_TRUE(ctx.ok());
   EXPECT_EQ((*ctx)->max_tokens(), 8u);  // clamped to the model's context
   std::vector<TokenId> bad = {1, 320};

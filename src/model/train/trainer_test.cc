@@ -294,6 +294,7 @@ TEST_F(TrainerTest, AMergedAdapterGivesTheInferenceForwardTheTrainedLoss) {
   MergeLoraAdapter({layout, r->params}, 1.0f, merged->model.get());
   arch::ContextOptions copt;
   copt.float_activations = true;
+  copt.cache_type_k = copt.cache_type_v = cpu::KvType::kF32;  // the training graph's K/V are float32
   auto ctx = arch::Context::Create(*merged->model, pool, copt);
   ASSERT_TRUE(ctx.ok());
   const size_t vocab = merged->model->config().vocab_size;

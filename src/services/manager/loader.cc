@@ -33,11 +33,6 @@ LoadedModel::~LoadedModel() {
 
 namespace {
 
-// KV bytes one token of one process holds: K and V, every layer, float32.
-uint64_t KvBytesPerToken(const arch::ModelConfig& c) {
-  return uint64_t{2} * c.num_layers * c.kv_dim() * sizeof(float);
-}
-
 constexpr size_t kKvBlockTokens = 16;
 
 class GgufLoader : public Loader {
@@ -68,8 +63,11 @@ class GgufLoader : public Loader {
       loaded->context_tokens = std::min(e.context_tokens, c.context_length);
       uint64_t kv = e.kv_budget_bytes;
       if (kv == 0) {
+        Status fits = cpu::CheckKvTypesFit(e.cache_type_k, e.cache_type_v, c.head_dim);
+        if (!fits.ok()) return fits.Annotate("starting the engine of " + what);
         const uint64_t blocks = (loaded->context_tokens + kKvBlockTokens - 1) / kKvBlockTokens * e.parallel;
-        kv = blocks * kKvBlockTokens * KvBytesPerToken(c);
+        kv = blocks * *kernel::KvBlockBytes(c.num_layers, c.kv_dim(), kKvBlockTokens, e.cache_type_k,
+                                            e.cache_type_v);
       }
       loaded->kv_bytes = kv;
       loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(e.num_threads, 1));
@@ -81,6 +79,8 @@ class GgufLoader : public Loader {
       o.engine.share_prefix_across_tenants = e.share_prefix_across_tenants;
       o.engine.kv_budget_bytes = kv;
       o.engine.kv_block_tokens = kKvBlockTokens;
+      o.engine.cache_type_k = e.cache_type_k;
+      o.engine.cache_type_v = e.cache_type_v;
       o.engine.max_context = loaded->context_tokens;
       o.engine.scheduler.max_running = e.parallel;
       o.max_live = e.parallel + e.max_queued;
