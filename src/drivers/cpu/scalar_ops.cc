@@ -243,17 +243,6 @@ void Axpy(float a, const float* x, size_t n, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
-                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
-                     size_t scores_stride) {
-  for (size_t g = 0; g < num_q; ++g) {
-    for (size_t j = 0; j < n; ++j) {
-      float sum = 0.0f;
-      for (size_t d = 0; d < head_dim; ++d) sum += q[g * q_stride + d] * kt[d * kt_stride + j];
-      scores[g * scores_stride + j] = scale * sum;
-    }
-  }
-}
 
 void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float* v,
                      size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
@@ -262,56 +251,71 @@ void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float*
   }
 }
 
-void AttentionScoresF16(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
-                        size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
-                        size_t scores_stride) {
+namespace {
+
+// The attention twins over any cache layout: key(j, d) and value(j, d) read element d of
+// cached key / value j as a float.
+template <class Key>
+void ScoresOf(const float* q, size_t q_stride, size_t num_q, size_t n, size_t head_dim, float scale,
+              float* scores, size_t scores_stride, const Key& key) {
   for (size_t g = 0; g < num_q; ++g) {
     for (size_t j = 0; j < n; ++j) {
       float sum = 0.0f;
-      for (size_t d = 0; d < head_dim; ++d) sum += q[g * q_stride + d] * F16ToF32(kt[d * kt_stride + j]);
+      for (size_t d = 0; d < head_dim; ++d) sum += q[g * q_stride + d] * key(j, d);
       scores[g * scores_stride + j] = scale * sum;
     }
   }
 }
 
-void AttentionValuesF16(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
-                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+template <class Value>
+void ValuesOf(const float* p, size_t p_stride, size_t num_q, size_t n, size_t head_dim, float* out,
+              size_t out_stride, const Value& value) {
   for (size_t g = 0; g < num_q; ++g) {
     for (size_t j = 0; j < n; ++j) {
-      for (size_t d = 0; d < head_dim; ++d) {
-        out[g * out_stride + d] += p[g * p_stride + j] * F16ToF32(v[j * v_stride + d]);
-      }
+      for (size_t d = 0; d < head_dim; ++d) out[g * out_stride + d] += p[g * p_stride + j] * value(j, d);
     }
   }
 }
 
 // Element d of a row of Q8_0 blocks.
-static float Q8Element(const BlockQ8_0* row, size_t d) {
+float Q8Element(const BlockQ8_0* row, size_t d) {
   const BlockQ8_0& b = row[d / BlockQ8_0::kBlockElems];
   return F16ToF32(b.d) * static_cast<float>(b.qs[d % BlockQ8_0::kBlockElems]);
+}
+
+}  // namespace
+
+void AttentionScores(const float* q, size_t q_stride, size_t num_q, const float* kt,
+                     size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                     size_t scores_stride) {
+  ScoresOf(q, q_stride, num_q, n, head_dim, scale, scores, scores_stride,
+           [&](size_t j, size_t d) { return kt[d * kt_stride + j]; });
+}
+
+void AttentionScoresF16(const float* q, size_t q_stride, size_t num_q, const uint16_t* kt,
+                        size_t kt_stride, size_t n, size_t head_dim, float scale, float* scores,
+                        size_t scores_stride) {
+  ScoresOf(q, q_stride, num_q, n, head_dim, scale, scores, scores_stride,
+           [&](size_t j, size_t d) { return F16ToF32(kt[d * kt_stride + j]); });
+}
+
+void AttentionValuesF16(const float* p, size_t p_stride, size_t num_q, const uint16_t* v,
+                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
+  ValuesOf(p, p_stride, num_q, n, head_dim, out, out_stride,
+           [&](size_t j, size_t d) { return F16ToF32(v[j * v_stride + d]); });
 }
 
 void AttentionScoresQ8(const float* q, size_t q_stride, size_t num_q, const BlockQ8_0* k,
                        size_t k_stride, size_t n, size_t head_dim, float scale, float* scores,
                        size_t scores_stride) {
-  for (size_t g = 0; g < num_q; ++g) {
-    for (size_t j = 0; j < n; ++j) {
-      float sum = 0.0f;
-      for (size_t d = 0; d < head_dim; ++d) sum += q[g * q_stride + d] * Q8Element(k + j * k_stride, d);
-      scores[g * scores_stride + j] = scale * sum;
-    }
-  }
+  ScoresOf(q, q_stride, num_q, n, head_dim, scale, scores, scores_stride,
+           [&](size_t j, size_t d) { return Q8Element(k + j * k_stride, d); });
 }
 
 void AttentionValuesQ8(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride) {
-  for (size_t g = 0; g < num_q; ++g) {
-    for (size_t j = 0; j < n; ++j) {
-      for (size_t d = 0; d < head_dim; ++d) {
-        out[g * out_stride + d] += p[g * p_stride + j] * Q8Element(v + j * v_stride, d);
-      }
-    }
-  }
+  ValuesOf(p, p_stride, num_q, n, head_dim, out, out_stride,
+           [&](size_t j, size_t d) { return Q8Element(v + j * v_stride, d); });
 }
 
 void F32ToF16Row(const float* x, size_t n, uint16_t* out) {
