@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -135,10 +136,18 @@ StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes
 }
 
 Status WriteFileAtomically(const std::string& path, std::string_view contents) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::span<const uint8_t> part(reinterpret_cast<const uint8_t*>(contents.data()), contents.size());
+  return WriteFileAtomically(path, std::span<const std::span<const uint8_t>>(&part, 1));
+}
+
+Status WriteFileAtomically(const std::string& path, std::span<const std::span<const uint8_t>> parts,
+                           bool durable) {
+  static std::atomic<uint64_t> next_tmp{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(next_tmp++);
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC));
-  Status s = WriteAll(fd.get(), {reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}, tmp);
-  if (s.ok()) s = SyncFile(fd.get(), tmp);
+  Status s = OkStatus();
+  for (size_t i = 0; i < parts.size() && s.ok(); ++i) s = WriteAll(fd.get(), parts[i], tmp);
+  if (s.ok() && durable) s = SyncFile(fd.get(), tmp);
   fd.Reset();
   if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoError("renaming into place", path, errno);
   if (!s.ok()) ::unlink(tmp.c_str());

@@ -69,6 +69,13 @@ StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes
 // reader sees either the old file or the complete new one. The temporary file is removed on
 // failure.
 Status WriteFileAtomically(const std::string& path, std::string_view contents);
+// The same for a file written from several pieces in order (no copy into one buffer). The
+// temporary name is unique to the calling thread, so concurrent writers of one path (threads
+// or processes) each rename a complete file into place and the last one wins. `durable`
+// false skips the fsync: for caches whose readers verify what they read (after a crash the
+// renamed file may hold fewer or zeroed bytes), where syncing would only cost time.
+Status WriteFileAtomically(const std::string& path, std::span<const std::span<const uint8_t>> parts,
+                           bool durable = true);
 
 }  // namespace llmasos
 
