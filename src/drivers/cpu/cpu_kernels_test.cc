@@ -325,7 +325,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
       for (const MatMulShape& shape : shapes) {
         Weights w = MakeWeights(type, shape.rows, shape.cols,
                                 static_cast<uint32_t>(shape.rows * 17 + shape.cols));
-        const std::unique_ptr<PackedMatrix> packed = PackMatrix(w.view);
+        const std::unique_ptr<PackedMatrix> packed = PackMatrix(w.view, &pool);
         ASSERT_EQ(packed != nullptr, expect_packed) << Traits(type).name;
         MatView view = w.view;
         view.packed = packed.get();
@@ -361,6 +361,38 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
   EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF16, 16, 40, 1).view), nullptr);   // cols % 32
   EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kBF16, 16, 64, 1).view), nullptr);  // no kernel
   EXPECT_EQ(PackMatrix(MakeWeights(TensorType::kF32, 16, 64, 1).view), nullptr);   // no kernel
+}
+
+// The layout is packed tile by tile over a pool's threads: the bytes must not depend on how
+// many threads there are or how the tiles fall to them (a derived blob written by one load is
+// mapped by another); and they decode to the file's rows on any CPU.
+TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
+  ThreadPool pool2(2), pool3(3);
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16}) {
+    for (auto [rows, cols] : {std::pair<size_t, size_t>{16, 32}, {48, 96}, {208, 576}}) {
+      Weights w = MakeWeights(type, rows, cols, static_cast<uint32_t>(rows + cols));
+      ASSERT_TRUE(HasPackedLayout(w.view));
+      const std::unique_ptr<PackedMatrix> serial = PackMatrixLayout(w.view);
+      ASSERT_EQ(serial->bytes, PackedBytes(w.view));
+      ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols));  // same bytes per weight
+      for (ThreadPool* pool : {&pool2, &pool3}) {
+        const std::unique_ptr<PackedMatrix> parallel = PackMatrixLayout(w.view, pool);
+        ASSERT_EQ(parallel->bytes, serial->bytes);
+        ASSERT_EQ(std::memcmp(parallel->data, serial->data, serial->bytes), 0)
+            << Traits(type).name << " " << rows << " x " << cols << " on " << pool->num_threads()
+            << " threads";
+      }
+      for (size_t r : {size_t{0}, rows / 2 + 1, rows - 1}) {
+        std::vector<float> row(cols), row_ref(cols);
+        DequantizePackedRow(*serial, r, row.data());
+        scalar::DequantizeRow(w.view, r, row_ref.data());
+        ASSERT_EQ(row, row_ref) << Traits(type).name << " row " << r;
+      }
+    }
+  }
+  EXPECT_FALSE(HasPackedLayout(MakeWeights(TensorType::kQ4_1, 24, 64, 1).view));  // rows % 16
+  EXPECT_FALSE(HasPackedLayout(MakeWeights(TensorType::kF16, 16, 40, 1).view));   // cols % 32
+  EXPECT_FALSE(HasPackedLayout(MakeWeights(TensorType::kBF16, 16, 64, 1).view));  // no layout
 }
 
 TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizationError) {

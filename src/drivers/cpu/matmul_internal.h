@@ -83,8 +83,6 @@ inline constexpr size_t kPackRows = 16;
 // F16 (float activations): element k of the tile's 16 rows as 16 fp16 at [k][16].
 // Bytes of one tile's block (for F16: of 32 elements).
 size_t PackedBlockBytes(TensorType type);
-// Whether the target chosen on this CPU has a packed kernel for `type`.
-bool HasPackedKernel(TensorType type);
 // out[t * w.rows + r] for every row and token; false when the chosen target has no packed
 // kernel for w's type (the caller then uses the unpacked view).
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,

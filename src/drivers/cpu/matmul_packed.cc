@@ -160,7 +160,7 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = num_blocks * PackedBlockBytes(kType);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
-    const uint8_t* tile = w.data.get() + (r / kPackRows) * tile_bytes;
+    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
     ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
@@ -220,7 +220,7 @@ bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_t
   const size_t tile_bytes = w.cols * kPackRows * sizeof(uint16_t);
   pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     for (size_t r = begin; r < end; r += kPackRows) {
-      const uint8_t* tile = w.data.get() + (r / kPackRows) * tile_bytes;
+      const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
       ForTokenGroups(num_tokens, [&](auto tokens_tag, size_t t) {
         PackedF16Tile<decltype(tokens_tag)::value>(tile, w.cols, x + t * w.cols,
                                                    out + t * w.rows + r, w.rows);
@@ -329,7 +329,7 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
   const size_t lane = row % kPackRows;
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t block_bytes = PackedBlockBytes(w.type);
-  const uint8_t* tile = w.data.get() + row / kPackRows * num_blocks * block_bytes;
+  const uint8_t* tile = w.data + row / kPackRows * num_blocks * block_bytes;
   if (w.type == TensorType::kF16) {
     const auto* h = reinterpret_cast<const uint16_t*>(tile);
     for (size_t k = 0; k < w.cols; ++k) out[k] = F16ToF32(h[k * kPackRows + lane]);
@@ -367,30 +367,56 @@ bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* o
   return HWY_DYNAMIC_DISPATCH(MatMulPackedTarget)(w, x, out, pool);
 }
 
-std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w) {
-  if (!HasPackedKernel(w.type) || w.rows == 0 || w.rows % kPackRows != 0 ||
-      w.cols % kQuantBlockElems != 0) {
-    return nullptr;
-  }
+bool HasPackedLayout(const MatView& w) {
+  const bool type_ok = w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
+                       w.type == TensorType::kQ8_0 || w.type == TensorType::kF16;
+  return type_ok && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0;
+}
+
+size_t PackedBytes(const MatView& w) {
+  CHECK(HasPackedLayout(w)) << "no packed layout for a " << w.rows << " x " << w.cols << " "
+                            << Traits(w.type).name << " matrix";
+  return w.rows / kPackRows * (w.cols / kQuantBlockElems * PackedBlockBytes(w.type));
+}
+
+std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool) {
+  if (!HasPackedLayout(w) || !HasPackedKernel(w.type)) return nullptr;
+  return PackMatrixLayout(w, pool);
+}
+
+std::unique_ptr<PackedMatrix> PackMatrixLayout(const MatView& w, ThreadPool* pool) {
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols));
   auto packed = std::make_unique<PackedMatrix>();
   packed->type = w.type;
   packed->rows = w.rows;
   packed->cols = w.cols;
-  const size_t tile_bytes = w.cols / kQuantBlockElems * PackedBlockBytes(w.type);
-  packed->bytes = w.rows / kPackRows * tile_bytes;
-  packed->data = hwy::AllocateAligned<uint8_t>(packed->bytes);
-  if (packed->data != nullptr) std::memset(packed->data.get(), 0, packed->bytes);  // nibbles are OR-ed in
-  CHECK(packed->data != nullptr) << "out of memory packing a " << w.rows << " x " << w.cols
-                                 << " matrix";
-  for (size_t tile = 0; tile < w.rows / kPackRows; ++tile) {
-    uint8_t* dst = packed->data.get() + tile * tile_bytes;
-    switch (w.type) {
-      case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
-      case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
-      case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
-      default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
+  packed->bytes = PackedBytes(w);
+  const size_t tile_bytes = packed->bytes / (w.rows / kPackRows);
+  packed->storage = hwy::AllocateAligned<uint8_t>(packed->bytes);
+  CHECK(packed->storage != nullptr) << "out of memory packing a " << w.rows << " x " << w.cols
+                                    << " matrix";
+  packed->data = packed->storage.get();
+  // Each tile is written by one call (zeroed first: nibbles are OR-ed in), so any split of
+  // the tiles over threads writes the same bytes; the first touch of the pages is spread too.
+  auto pack_tiles = [&](size_t tile_begin, size_t tile_end) {
+    for (size_t tile = tile_begin; tile < tile_end; ++tile) {
+      uint8_t* dst = packed->storage.get() + tile * tile_bytes;
+      std::memset(dst, 0, tile_bytes);
+      switch (w.type) {
+        case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
+        case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
+        default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
+      }
     }
+  };
+  const size_t num_tiles = w.rows / kPackRows;
+  if (pool == nullptr || pool->num_threads() == 1) {
+    pack_tiles(0, num_tiles);
+  } else {
+    pool->ParallelFor(num_tiles, 1, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+      pack_tiles(begin, end);
+    }, /*chunks_per_thread=*/4);
   }
   return packed;
 }

@@ -41,19 +41,37 @@ struct MatView {
 // A quantized weight matrix repacked at load time into the layout the CPU's fastest kernels
 // stream (matmul_packed.cc): rows in tiles of 16, one row per 32-bit lane, each block's values
 // in groups of 4 elements, its scales after its values. Same bytes per weight as the file's
-// layout.
+// layout. The layout does not depend on the CPU; kPackedLayoutVersion names it (bump it when
+// the bytes PackMatrix writes change, so stored copies of the old layout are rebuilt).
+inline constexpr uint32_t kPackedLayoutVersion = 1;
+
 struct PackedMatrix {
   TensorType type;
   size_t rows;
   size_t cols;
   size_t bytes;
-  hwy::AlignedFreeUniquePtr<uint8_t[]> data;
+  // `bytes` bytes, 64-byte aligned: `storage` when PackMatrix made them, or a mapped copy
+  // stored earlier (model/arch/packed_blob.h) that outlives this view.
+  const uint8_t* data = nullptr;
+  hwy::AlignedFreeUniquePtr<uint8_t[]> storage;
 };
+
+// Whether `w` has a packed layout (Q4_0, Q4_1, Q8_0 or F16 with rows % 16 == 0 and
+// cols % 32 == 0), whatever this CPU's kernels; PackedBytes is its size then.
+bool HasPackedLayout(const MatView& w);
+size_t PackedBytes(const MatView& w);
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
 // kernel for w's type (Q4_0, Q4_1 and F16 need AVX-512, Q8_0 AVX512-VNNI) or w's shape does
-// not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once.
-std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w);
+// not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
+// are packed in parallel over its threads (the same bytes as without one).
+std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nullptr);
+// As PackMatrix, but for any `w` with a packed layout even where this CPU has no kernel to
+// multiply it (MatMul then reads the file's layout; DequantizeRow reads this one): what tests
+// of the layout and of its stored copies run on every machine. REQUIRES: HasPackedLayout(w).
+std::unique_ptr<PackedMatrix> PackMatrixLayout(const MatView& w, ThreadPool* pool = nullptr);
+// Whether the target chosen on this CPU multiplies w's type in the packed layout.
+bool HasPackedKernel(TensorType type);
 
 // out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
 //   x:   [num_tokens, W.cols]
