@@ -3,6 +3,7 @@
 // recovery first, and reports what recovery removed on stderr.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +32,10 @@ StatusOr<std::unique_ptr<Registry>> OpenRegistry() {
   if (report.temp_files_removed > 0 || !report.orphan_blobs_removed.empty()) {
     std::fprintf(stderr, "llmasos: recovery removed %zu unfinished temp file(s) and %zu orphan blob(s)\n",
                  report.temp_files_removed, report.orphan_blobs_removed.size());
+  }
+  if (report.derived_blobs_removed > 0) {
+    std::fprintf(stderr, "llmasos: recovery removed %zu derived file(s) of missing blobs\n",
+                 report.derived_blobs_removed);
   }
   return r;
 }
@@ -116,7 +121,20 @@ void PrintEntries(const std::vector<ModelEntry>& entries, bool with_lineage) {
   PrintTable(rows);
 }
 
-void PrintManifest(const ModelEntry& e, const std::string& blob_path) {
+// The derived blobs (the weights repacked for a CPU target, ...) of `digest`.
+std::vector<registry::DerivedBlob> DerivedBlobsOf(const Registry& r, const std::string& digest) {
+  std::vector<registry::DerivedBlob> out;
+  auto all = r.blobs().ListDerived();
+  if (!all.ok()) return out;  // a listing that fails shows none; the model itself is fine
+  for (registry::DerivedBlob& d : *all) {
+    if (d.digest == digest) out.push_back(std::move(d));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.kind < b.kind; });
+  return out;
+}
+
+void PrintManifest(const ModelEntry& e, const std::string& blob_path,
+                   const std::vector<registry::DerivedBlob>& derived) {
   const Manifest& m = e.manifest;
   auto line = [](const char* key, const std::string& value) {
     std::printf("  %-16s %s\n", key, value.c_str());
@@ -126,6 +144,9 @@ void PrintManifest(const ModelEntry& e, const std::string& blob_path) {
   line("loaded", e.loaded ? "yes" : "no");
   line("digest", m.digest);
   line("blob", blob_path);
+  for (const registry::DerivedBlob& d : derived) {
+    line("derived", d.kind + ", " + std::to_string(d.size_bytes) + " bytes (" + HumanBytes(d.size_bytes) + ")");
+  }
   line("size", std::to_string(m.size_bytes) + " bytes (" + HumanBytes(m.size_bytes) + ")");
   line("format", m.format);
   line("architecture", Printable(m.architecture));
@@ -297,12 +318,17 @@ void AddRegistryCommands(CLI::App& app, int* exit_code) {
     Bind(cmd, exit_code, [f](Registry& r) -> Status {
       ASSIGN_OR_RETURN(ModelEntry e, r.Show(f->ref));
       ASSIGN_OR_RETURN(std::string blob, r.blobs().PathFor(e.manifest.digest));
+      const std::vector<registry::DerivedBlob> derived = DerivedBlobsOf(r, e.manifest.digest);
       if (f->json) {
         nlohmann::json j = EntryJson(e);
         j["blob_path"] = blob;
+        j["derived_blobs"] = nlohmann::json::array();
+        for (const registry::DerivedBlob& d : derived) {
+          j["derived_blobs"].push_back({{"kind", d.kind}, {"size_bytes", d.size_bytes}});
+        }
         std::printf("%s\n", j.dump(2).c_str());
       } else {
-        PrintManifest(e, blob);
+        PrintManifest(e, blob, derived);
       }
       return OkStatus();
     });

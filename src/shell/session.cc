@@ -31,9 +31,11 @@ std::string DefaultModelPath() {
   return home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
-StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label) {
+StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label,
+                                       std::optional<registry::ResolvedModel>* from_registry) {
   std::string shown;
   if (label == nullptr) label = &shown;
+  if (from_registry != nullptr) from_registry->reset();
   struct stat st;
   if (!model.empty() && ::stat(model.c_str(), &st) == 0) {
     *label = model;
@@ -61,6 +63,7 @@ StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* la
       reg.ok() ? (*reg)->Resolve(ref) : StatusOr<registry::ResolvedModel>(reg.status());
   if (resolved.ok()) {
     *label = ref + " (" + resolved->manifest.name + "@" + resolved->manifest.version + ")";
+    if (from_registry != nullptr) *from_registry = *resolved;
     return resolved->blob_path;
   }
   if (is_default && resolved.status().code() == StatusCode::kNotFound) {
@@ -99,8 +102,14 @@ Status ParseLoraSpec(const std::string& spec, std::string* ref, float* scale) {
 StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
   std::unique_ptr<Session> s(new Session());
   s->options_ = options;
-  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_));
-  ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(path, "'" + s->model_label_ + "'"));
+  std::optional<registry::ResolvedModel> resolved;
+  ASSIGN_OR_RETURN(std::string path, ResolveModelPath(options.model_path, &s->model_label_, &resolved));
+  size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
+  s->pool_ = std::make_unique<ThreadPool>(threads);  // first: the repack runs on it
+  arch::LoadOptions load;
+  load.pool = s->pool_.get();
+  if (resolved) manager::UsePackedBlob(*resolved, &load);  // a plain file repacks every load
+  ASSIGN_OR_RETURN(manager::ModelFiles files, manager::LoadModelFile(path, "'" + s->model_label_ + "'", load));
   s->model_ = std::move(files.model);
   s->tokenizer_ = std::move(files.tokenizer);
   for (const std::string& spec : options.loras) {
@@ -116,8 +125,6 @@ StatusOr<std::unique_ptr<Session>> Session::Load(const LoadOptions& options) {
     train::MergeLoraAdapter(*adapter, scale, s->model_.get());
     s->model_label_ += " + " + label + (scale != 1.0f ? " x" + std::to_string(scale) : "");
   }
-  size_t threads = options.num_threads == 0 ? ThreadPool::DefaultNumThreads() : options.num_threads;
-  s->pool_ = std::make_unique<ThreadPool>(threads);
   if (options.with_context) {
     arch::ContextOptions copt;
     copt.max_tokens = options.context_tokens;

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "model/tokenizer/tokenizer.h"
 #include "services/jobs/finetune.h"
 #include "services/registry/manifest.h"
+#include "services/registry/registry.h"
 #include "util/status.h"
 #include "util/thread_pool.h"
 
@@ -38,7 +40,8 @@ inline constexpr std::string_view kDefaultModelReference = "smollm2-135m-instruc
 // default model: kDefaultModelReference if the registry has it, else DefaultModelPath().
 // Errors say why the argument is neither. `*label` (optional) receives what to show the
 // user: the path, or "reference (name@version)".
-StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label = nullptr);
+StatusOr<std::string> ResolveModelPath(const std::string& model, std::string* label = nullptr,
+                                       std::optional<registry::ResolvedModel>* from_registry = nullptr);
 
 // A model argument with what lineage records of it (jobs::ResolveModelSource), for commands
 // that make a new model from it (finetune, merge). Empty means kDefaultModelReference.

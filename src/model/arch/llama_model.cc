@@ -5,8 +5,10 @@
 #include <set>
 #include <string_view>
 
+#include "model/arch/packed_blob.h"
 #include "util/checked_math.h"
 #include "util/fp16.h"
+#include "util/logging.h"
 
 namespace llmasos::arch {
 namespace {
@@ -348,7 +350,8 @@ StatusOr<ModelConfig> ConfigFromGguf(const gguf::GgufFile& file) {
   return c;
 }
 
-StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile> file, bool repack) {
+StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile> file,
+                                                 const LoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
   ASSIGN_OR_RETURN(m->config_, ConfigFromGguf(*file));
   const ModelConfig& c = m->config_;
@@ -416,23 +419,71 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
   const gguf::TensorInfo* embd = file->FindTensor("token_embd.weight");
   m->weight_bytes_ = load.bytes() - (m->output_.data == m->token_embd_.data ? 0 : embd->num_bytes);
   m->file_ = std::move(file);
-  if (repack) m->RepackMatrices();
+  if (options.repack) {
+    const char* env = std::getenv("LLMASOS_REPACK");
+    if (env == nullptr || std::string_view(env) != "0") {
+      if (options.pool != nullptr) {
+        m->RepackMatrices(options, *options.pool);
+      } else {
+        ThreadPool pool(ThreadPool::DefaultNumThreads());
+        m->RepackMatrices(options, pool);
+      }
+    }
+  }
   return m;
 }
 
-void Model::RepackMatrices() {
-  const char* env = std::getenv("LLMASOS_REPACK");
-  if (env != nullptr && std::string_view(env) == "0") return;
+void Model::RepackMatrices(const LoadOptions& options, ThreadPool& pool) {
   std::vector<cpu::MatView*> views = {&output_};
   for (LayerWeights& l : layers_) {
     for (cpu::MatView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) views.push_back(v);
   }
-  for (cpu::MatView* v : views) {
-    std::unique_ptr<cpu::PackedMatrix> packed = cpu::PackMatrix(*v);
-    if (packed == nullptr) continue;
-    v->packed = packed.get();
-    file_->ReleasePages(v->data, v->rows * v->row_bytes);
-    packed_.push_back(std::move(packed));
+  std::vector<bool> want(views.size());
+  bool any = false;
+  for (size_t i = 0; i < views.size(); ++i) {
+    want[i] = cpu::HasPackedLayout(*views[i]) &&
+              (options.pack_without_kernel || cpu::HasPackedKernel(views[i]->type));
+    any = any || want[i];
+  }
+  if (!any) return;  // nothing this CPU multiplies faster packed: no copy, no blob
+  const std::vector<const cpu::MatView*> const_views(views.begin(), views.end());
+  const PackedBlobKey key{options.packed_blob_source, cpu::kPackedLayoutVersion,
+                          options.target_for_test.empty() ? std::string(cpu::ChosenTarget())
+                                                          : options.target_for_test};
+  const bool use_blob = !options.packed_blob_path.empty();
+  std::vector<std::unique_ptr<cpu::PackedMatrix>> packed;
+  if (use_blob) {
+    auto mapped = MapPackedBlob(options.packed_blob_path, key, const_views, want, pool, &packed);
+    if (mapped.ok()) {
+      packed_blob_ = std::move(mapped).value();
+      packed_from_ = PackedFrom::kBlob;
+    } else if (mapped.status().code() != StatusCode::kNotFound) {
+      LOG(kWarning) << "ignoring the stored packed weights, repacking: " << mapped.status().ToString();
+    }
+  }
+  if (packed_from_ != PackedFrom::kBlob) {
+    // Each matrix's tiles are spread over the pool: matrices come in sizes from a few to
+    // hundreds of tiles, so tiles balance better than whole matrices would.
+    // Each source matrix's pages are released as soon as it is packed, so resident memory
+    // stays about the file's size during the load, not twice it.
+    packed.clear();
+    packed.resize(views.size());
+    for (size_t i = 0; i < views.size(); ++i) {
+      if (!want[i]) continue;
+      packed[i] = cpu::PackMatrixLayout(*views[i], &pool);
+      file_->ReleasePages(views[i]->data, views[i]->rows * views[i]->row_bytes);
+    }
+    packed_from_ = PackedFrom::kRepacked;
+  }
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (packed[i] == nullptr) continue;
+    views[i]->packed = packed[i].get();
+    packed_.push_back(std::move(packed[i]));
+  }
+  if (use_blob && packed_from_ == PackedFrom::kRepacked) {
+    if (Status s = WritePackedBlob(options.packed_blob_path, key, const_views, pool); !s.ok()) {
+      LOG(kWarning) << "could not store the packed weights (the next load repacks again): " << s.ToString();
+    }
   }
   // Tied embeddings: look tokens up in the packed copy too, or every prompt token would fault
   // pages of the released table back in (with the kernel's fault-around, most of it).
@@ -449,10 +500,10 @@ cpu::MatView Model::KeepMatrix(std::vector<float> values, size_t rows, size_t co
   return cpu::MatView{cpu::TensorType::kF32, kept_.back().data(), rows, cols, cols * sizeof(float)};
 }
 
-StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, bool repack) {
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, const LoadOptions& options) {
   auto file = gguf::GgufFile::Open(path);
   if (!file.ok()) return file.status();
-  auto model = FromGguf(std::move(file).value(), repack);
+  auto model = FromGguf(std::move(file).value(), options);
   if (!model.ok()) return model.status().Annotate("loading '" + path + "'");
   return model;
 }

@@ -21,7 +21,9 @@
 
 #include "drivers/cpu/ops.h"
 #include "model/gguf/gguf.h"
+#include "util/mapped_file.h"
 #include "util/status.h"
+#include "util/thread_pool.h"
 
 namespace llmasos::arch {
 
@@ -111,13 +113,45 @@ struct LayerWeights {
   std::vector<float> post_ffn_norm;   // [embd], when config.post_norms
 };
 
+struct LoadOptions {
+  // false keeps every matrix in the file's layout (training reads it there, so a repacked
+  // copy would only double the memory); LLMASOS_REPACK=0 makes it false for all.
+  bool repack = true;
+  // The threads the repack is spread over (the engine's pool, not used concurrently during
+  // the load); null: a pool of ThreadPool::DefaultNumThreads() for the load's duration.
+  ThreadPool* pool = nullptr;
+  // The derived blob that keeps this model's packed matrices (packed_blob.h; the registry
+  // names it): mapped instead of repacking when it is valid for this file, layout and CPU
+  // target; written after repacking when it is missing or invalid (an invalid one is logged
+  // and replaced; a failed write is logged). Empty: repack at every load.
+  std::string packed_blob_path;
+  std::string packed_blob_source;  // the file's digest, "sha256:<hex>"; the blob's key
+  // For tests on CPUs without the packed kernels: pack every matrix that has a layout (MatMul
+  // then reads the file's layout, DequantizeRow the packed one), and key the blob by this
+  // target name instead of cpu::ChosenTarget() when not empty.
+  bool pack_without_kernel = false;
+  std::string target_for_test;
+};
+
+// Where a model's packed matrices came from.
+enum class PackedFrom { kNone, kRepacked, kBlob };
+
 class Model {
  public:
   // Takes ownership of the parsed file; checks every tensor's presence, type and shape.
-  // `repack` false keeps every matrix in the file's layout (training reads it there, so a
-  // repacked copy would only double the memory); LLMASOS_REPACK=0 makes it false for all.
-  static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file, bool repack = true);
-  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, bool repack = true);
+  static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file,
+                                                   const LoadOptions& options);
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, const LoadOptions& options);
+  static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file, bool repack = true) {
+    LoadOptions options;
+    options.repack = repack;
+    return FromGguf(std::move(file), options);
+  }
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& path, bool repack = true) {
+    LoadOptions options;
+    options.repack = repack;
+    return Load(path, options);
+  }
 
   const ModelConfig& config() const { return config_; }
   const gguf::GgufFile& file() const { return *file_; }
@@ -131,6 +165,7 @@ class Model {
   // once for the context, as llama.cpp does, so cached keys never change rotation). Empty
   // when the file has none.
   const std::vector<float>& RopeFreqFactors(size_t context_tokens) const;
+  PackedFrom packed_from() const { return packed_from_; }
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
 
@@ -153,10 +188,12 @@ class Model {
   std::vector<float> rope_freq_factors_;  // rope_freqs, or LongRoPE's short factors
   std::vector<float> rope_factors_long_;  // LongRoPE only
   std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
+  std::unique_ptr<MappedFile> packed_blob_;  // their bytes, when mapped from a derived blob
+  PackedFrom packed_from_ = PackedFrom::kNone;
   std::vector<std::vector<float>> kept_;  // merged matrices (KeepMatrix)
   size_t weight_bytes_ = 0;
 
-  void RepackMatrices();
+  void RepackMatrices(const LoadOptions& options, ThreadPool& pool);
 };
 
 }  // namespace llmasos::arch

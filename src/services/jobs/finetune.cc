@@ -236,8 +236,10 @@ StatusOr<FinetuneRun> RunFinetune(FinetuneSpec f, const FinetuneHooks& hooks) {
   const std::string data_digest = data_hash.FinishDigest();
 
   // Training multiplies float activations against the file's own layout: no repacked copy.
+  arch::LoadOptions load;
+  load.repack = false;
   ASSIGN_OR_RETURN(manager::ModelFiles files,
-                   manager::LoadModelFile(run.base.path, "'" + run.base.ref + "'", /*repack=*/false));
+                   manager::LoadModelFile(run.base.path, "'" + run.base.ref + "'", load));
   const arch::Model& model = *files.model;
   const tokenizer::Tokenizer& tok = *files.tokenizer;
   ThreadPool pool(f.threads == 0 ? ThreadPool::DefaultNumThreads() : f.threads);

@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <utility>
 
+#include "model/arch/packed_blob.h"
 #include "model/chat/conversation.h"
+#include "util/logging.h"
 
 namespace llmasos::manager {
 
-StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label, bool repack) {
+StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label,
+                                   const arch::LoadOptions& options) {
   ModelFiles files;
-  auto model = arch::Model::Load(path, repack);
+  auto model = arch::Model::Load(path, options);
   if (!model.ok()) return model.status().Annotate("loading " + label);
   files.model = std::move(model).value();
   auto vocab = tokenizer::VocabFromGguf(files.model->file());
@@ -23,6 +26,17 @@ StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& l
   if (!tok.ok()) return tok.status().Annotate("loading the tokenizer of " + label);
   files.tokenizer = std::move(tok).value();
   return files;
+}
+
+void UsePackedBlob(const registry::ResolvedModel& m, arch::LoadOptions* options) {
+  const arch::PackedBlobKey key{m.manifest.digest, cpu::kPackedLayoutVersion, cpu::ChosenTarget()};
+  auto path = registry::BlobStore::DerivedPathOf(m.blob_path, arch::PackedBlobKind(key));
+  if (!path.ok()) {  // a target name no kind can hold: repack every load
+    LOG(kWarning) << "not keeping packed weights: " << path.status().ToString();
+    return;
+  }
+  options->packed_blob_path = std::move(path).value();
+  options->packed_blob_source = m.manifest.digest;
 }
 
 LoadedModel::~LoadedModel() {
@@ -47,7 +61,14 @@ class GgufLoader : public Loader {
   StatusOr<std::unique_ptr<LoadedModel>> Load(const registry::ResolvedModel& m) override {
     const std::string what = m.manifest.name + "@" + m.manifest.version;
     auto loaded = std::make_unique<LoadedModel>();
-    ASSIGN_OR_RETURN(ModelFiles files, LoadModelFile(m.blob_path, what));
+    arch::LoadOptions load;
+    if (options_.engine) {
+      // The engine's pool exists before the weights so that the repack runs on its threads.
+      loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(options_.engine->num_threads, 1));
+      load.pool = loaded->pool.get();
+    }
+    UsePackedBlob(m, &load);
+    ASSIGN_OR_RETURN(ModelFiles files, LoadModelFile(m.blob_path, what, load));
     loaded->model = std::move(files.model);
     loaded->tokenizer = std::move(files.tokenizer);
     auto tmpl = chat::ChatTemplateFor(*loaded->tokenizer, "");
@@ -70,7 +91,6 @@ class GgufLoader : public Loader {
                                             e.cache_type_v);
       }
       loaded->kv_bytes = kv;
-      loaded->pool = std::make_unique<ThreadPool>(std::max<size_t>(e.num_threads, 1));
       kernel::EngineThreadOptions o;
       o.engine.policy = e.scheduling.policy;
       o.engine.policy_options = e.scheduling.policy_options;

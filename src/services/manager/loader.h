@@ -34,8 +34,14 @@ struct ModelFiles {
   std::unique_ptr<arch::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
 };
-// `repack` as arch::Model::Load's (false for training).
-StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label, bool repack = true);
+// `options` as arch::Model::Load's (repack false for training; the pool the repack uses).
+StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& label,
+                                   const arch::LoadOptions& options = {});
+
+// Points `options` at the registry's derived blob for the version's packed weights
+// (arch/packed_blob.h: kept next to its GGUF blob, keyed by its digest, the packed layout's
+// version and this CPU's target), so that only its first load repacks.
+void UsePackedBlob(const registry::ResolvedModel& m, arch::LoadOptions* options);
 
 // One loaded model version. Immutable once loaded (the engine thread is thread-safe); shared
 // by every request that holds a lease on it. Destroying it unloads the model: the engine

@@ -196,6 +196,7 @@ Status BlobStore::Verify(std::string_view digest) const {
 
 Status BlobStore::Remove(std::string_view digest) const {
   ASSIGN_OR_RETURN(std::string path, PathFor(digest));
+  RETURN_IF_ERROR(RemoveDerived(digest).status());
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("removing", path, errno);
   return SyncDir();
 }
@@ -212,6 +213,77 @@ StatusOr<std::vector<std::string>> BlobStore::List() const {
   }
   ::closedir(dir);
   return out;
+}
+
+namespace {
+
+bool ValidKind(std::string_view kind) {
+  if (kind.empty() || kind.size() > 64) return false;
+  for (char c : kind) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<std::string> BlobStore::DerivedPathOf(const std::string& blob_path, std::string_view kind) {
+  if (!ValidKind(kind)) {
+    return InvalidArgumentError("derived blob kind '" + std::string(kind) +
+                                "' must be 1 to 64 of [a-z0-9_-]");
+  }
+  return blob_path + "." + std::string(kind);
+}
+
+StatusOr<std::string> BlobStore::DerivedPathFor(std::string_view digest, std::string_view kind) const {
+  ASSIGN_OR_RETURN(std::string path, PathFor(digest));
+  return DerivedPathOf(path, kind);
+}
+
+StatusOr<std::vector<DerivedBlob>> BlobStore::ListDerived() const {
+  DIR* dir = ::opendir(root_.c_str());
+  if (dir == nullptr) return ErrnoError("listing", root_, errno);
+  std::vector<std::string> files;
+  while (struct dirent* e = ::readdir(dir)) files.emplace_back(e->d_name);
+  ::closedir(dir);
+  std::vector<DerivedBlob> out;
+  for (const std::string& file : files) {
+    if (!file.starts_with("sha256-")) continue;
+    const size_t dot = file.find('.');
+    if (dot == std::string::npos) continue;
+    DerivedBlob d;
+    d.digest = std::string(kDigestPrefix) + file.substr(7, dot - 7);
+    d.kind = file.substr(dot + 1);
+    if (!ValidateDigest(d.digest).ok() || !ValidKind(d.kind)) continue;  // temp files too
+    struct stat st;
+    if (::stat((root_ + "/" + file).c_str(), &st) != 0) continue;  // removed meanwhile
+    d.size_bytes = static_cast<uint64_t>(st.st_size);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+StatusOr<size_t> BlobStore::RemoveDerived(std::string_view digest) const {
+  ASSIGN_OR_RETURN(std::string path, PathFor(digest));
+  const std::string prefix = path.substr(root_.size() + 1) + ".";
+  DIR* dir = ::opendir(root_.c_str());
+  if (dir == nullptr) return ErrnoError("listing", root_, errno);
+  std::vector<std::string> files;
+  while (struct dirent* e = ::readdir(dir)) {
+    if (std::string_view(e->d_name).starts_with(prefix)) files.emplace_back(e->d_name);
+  }
+  ::closedir(dir);
+  size_t removed = 0;
+  for (const std::string& file : files) {
+    const std::string p = root_ + "/" + file;
+    if (::unlink(p.c_str()) == 0) {
+      ++removed;
+    } else if (errno != ENOENT) {
+      return ErrnoError("removing", p, errno);
+    }
+  }
+  if (removed > 0) RETURN_IF_ERROR(SyncDir());
+  return removed;
 }
 
 StatusOr<size_t> BlobStore::RemoveStaleTempFiles() const {

@@ -6,6 +6,11 @@
 // atomically, and the directory is fsynced. A crash leaves at most a temp file, which
 // RemoveStaleTempFiles deletes (it skips temp files another writer still holds).
 //
+// Derived blobs: files made from a blob for faster use, such as a model's weights repacked for
+// this CPU (model/arch/packed_blob.h), live next to it as `<root>/sha256-<hex>.<kind>`. Their
+// writers replace them whole (temp file and rename); removing a blob removes its derived blobs
+// (and their writers' leftover temp files); they are caches, so losing one costs only time.
+//
 // Thread safety: a BlobStore may be shared between threads; each Writer belongs to one thread.
 #ifndef LLMASOS_SERVICES_REGISTRY_BLOB_STORE_H_
 #define LLMASOS_SERVICES_REGISTRY_BLOB_STORE_H_
@@ -20,6 +25,12 @@
 #include "util/status.h"
 
 namespace llmasos::registry {
+
+struct DerivedBlob {
+  std::string digest;  // of the source blob, "sha256:<hex>"
+  std::string kind;    // e.g. "packed-v1-avx3_zen4"
+  uint64_t size_bytes = 0;
+};
 
 struct BlobInfo {
   std::string digest;  // "sha256:<hex>"
@@ -97,7 +108,16 @@ class BlobStore {
   // Re-hashes the blob: kDataLoss if its content no longer matches its name, kNotFound if
   // it is missing.
   Status Verify(std::string_view digest) const;
+  // Removes the blob and its derived blobs.
   Status Remove(std::string_view digest) const;
+  // Where the derived blob of `kind` ([a-z0-9_-], 1 to 64 characters) of the blob at
+  // `blob_path` (PathFor) lives; kInvalidArgument for a malformed kind. The file may not exist.
+  static StatusOr<std::string> DerivedPathOf(const std::string& blob_path, std::string_view kind);
+  StatusOr<std::string> DerivedPathFor(std::string_view digest, std::string_view kind) const;
+  // Every complete derived blob in the store (of any source, present or not).
+  StatusOr<std::vector<DerivedBlob>> ListDerived() const;
+  // Removes every derived blob of `digest`; returns how many files went.
+  StatusOr<size_t> RemoveDerived(std::string_view digest) const;
   // Digests of every well-formed blob file in the store (other files are ignored).
   StatusOr<std::vector<std::string>> List() const;
   // Deletes temp files left by a crashed writer; returns how many.

@@ -156,10 +156,20 @@ StatusOr<RecoveryReport> Registry::Recover() {
   ASSIGN_OR_RETURN(report.temp_files_removed, blobs_->RemoveStaleTempFiles());
   ASSIGN_OR_RETURN(auto referenced, db_->ReferencedDigests());
   ASSIGN_OR_RETURN(auto present, blobs_->List());
+  std::set<std::string> kept;
   for (const std::string& digest : present) {
-    if (referenced.count(digest) != 0) continue;
+    if (referenced.count(digest) != 0) {
+      kept.insert(digest);
+      continue;
+    }
     RETURN_IF_ERROR(blobs_->Remove(digest));
     report.orphan_blobs_removed.push_back(digest);
+  }
+  ASSIGN_OR_RETURN(auto derived, blobs_->ListDerived());
+  for (const DerivedBlob& d : derived) {
+    if (kept.count(d.digest) != 0) continue;
+    ASSIGN_OR_RETURN(size_t n, blobs_->RemoveDerived(d.digest));
+    report.derived_blobs_removed += n;
   }
   return report;
 }

@@ -4,6 +4,8 @@
 //
 // Layout under the home directory ($LLMASOS_HOME, default ~/.llmasos):
 //   blobs/sha256-<hex>   model files, content-addressed (blob_store.h)
+//   blobs/sha256-<hex>.<kind>  derived blobs of a model file (its weights repacked for this
+//                        CPU: kind "packed-v<layout>-<target>"), removed with their source
 //   state.db             manifests and tags (SQLite, WAL; registry_db.h)
 //   registry.lock        flock held by every mutation and by startup recovery
 //
@@ -12,6 +14,8 @@
 //     version row is committed; a blob is deleted only after the last row naming it is gone);
 //   - every blob is named by some version (recovery deletes the orphans a crash between the
 //     two steps leaves, and leftover temp files);
+//   - every derived blob's source blob exists (removing a blob removes them first; recovery
+//     deletes any left without a source);
 //   - every tag points at an existing version; a name with any version has a `latest` tag.
 //
 // Versions are ordered by SemVer precedence. `latest` moves to each new import or copy unless
@@ -53,6 +57,7 @@ struct OpenOptions {
 struct RecoveryReport {
   size_t temp_files_removed = 0;
   std::vector<std::string> orphan_blobs_removed;  // digests
+  size_t derived_blobs_removed = 0;  // of sources that are gone
 };
 
 struct ImportOptions {

@@ -249,6 +249,59 @@ TEST_F(RegistryTest, RemoveRefusesLoadedModelsAndCollectsUnreferencedBlobs) {
   EXPECT_TRUE(list->empty());
 }
 
+// A model's packed weights (arch/packed_blob.h) are a derived blob next to its GGUF blob: they
+// go when the blob goes (the last version using it is removed, or recovery finds no source).
+TEST_F(RegistryTest, DerivedBlobsGoWithTheirSourceBlob) {
+  Manifest v1 = ImportOrDie(MakeModel("a.gguf", 1, cpu::TensorType::kQ4_1), "m", "1.0.0");
+  ASSERT_TRUE(registry_->Copy("m@1.0.0", "n").ok());  // shares the blob
+  auto resolved = registry_->Resolve("m");
+  ASSERT_TRUE(resolved.ok());
+  auto derived = BlobStore::DerivedPathOf(resolved->blob_path, "packed-v1-test_target");
+  ASSERT_TRUE(derived.ok());
+  EXPECT_EQ(*derived, registry_->blobs().DerivedPathFor(v1.digest, "packed-v1-test_target").value());
+  arch::LoadOptions load;
+  load.packed_blob_path = *derived;
+  load.packed_blob_source = v1.digest;
+  load.pack_without_kernel = true;
+  load.target_for_test = "TEST_TARGET";
+  ASSERT_TRUE(arch::Model::Load(resolved->blob_path, load).ok());
+  ASSERT_TRUE(std::filesystem::exists(*derived));
+  auto listed = registry_->blobs().ListDerived();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].digest, v1.digest);
+  EXPECT_EQ((*listed)[0].kind, "packed-v1-test_target");
+  EXPECT_EQ((*listed)[0].size_bytes, std::filesystem::file_size(*derived));
+  EXPECT_EQ(registry_->blobs().List()->size(), 1u);  // not a blob of its own
+
+  ASSERT_TRUE(registry_->Remove("m", false).ok());
+  EXPECT_TRUE(std::filesystem::exists(*derived)) << "'n' still uses the blob";
+  ASSERT_TRUE(registry_->Remove("n", false).ok());
+  EXPECT_FALSE(std::filesystem::exists(*derived));
+  EXPECT_EQ(NumBlobs(), 0u);
+
+  // Recovery removes a derived blob (and a writer's leftover temp file) whose source is gone,
+  // and keeps those of present blobs.
+  Manifest kept = ImportOrDie(MakeModel("b.gguf", 2), "k");
+  const std::string kept_derived = registry_->blobs().DerivedPathFor(kept.digest, "packed-v1-x").value();
+  WriteBytes(kept_derived, {1, 2, 3});
+  WriteBytes(*derived, {4, 5, 6});
+  WriteBytes(*derived + ".tmp.123.0", {7});
+  registry_.reset();
+  RecoveryReport report;
+  auto reopened = Registry::Open(home_.path() + "/home", {}, &report);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(report.derived_blobs_removed, 2u);
+  EXPECT_FALSE(std::filesystem::exists(*derived));
+  EXPECT_FALSE(std::filesystem::exists(*derived + ".tmp.123.0"));
+  EXPECT_TRUE(std::filesystem::exists(kept_derived));
+
+  for (const char* bad : {"", "Packed", "../x", "a.b", "a/b"}) {
+    EXPECT_EQ(BlobStore::DerivedPathOf(resolved->blob_path, bad).status().code(),
+              StatusCode::kInvalidArgument) << bad;
+  }
+}
+
 TEST_F(RegistryTest, CopyTagHistoryDiffAndRollback) {
   std::string a = MakeModel("a.gguf", 1), b = MakeModel("b.gguf", 2, cpu::TensorType::kQ4_1);
   ImportOrDie(a, "m", "1.0.0", "base");
