@@ -39,7 +39,7 @@ StatusOr<std::vector<tokenizer::TokenId>> EncodeConversation(
       continue;
     }
     fragments.clear();
-    specials.Split(piece.text, &fragments);
+    specials.Split(piece.text, /*control=*/true, &fragments);
     for (const auto& f : fragments) {
       if (f.id == tokenizer::kNoToken) {
         run += f.text;

@@ -276,9 +276,11 @@ TEST(TinyBpeTest, LongestSpecialTokenWins) {
   auto tok = Make(std::move(vocab));
   TokenId twice = static_cast<TokenId>(tok->vocab_size() - 1);
   EXPECT_EQ(tok->Encode("<|end|><|end|><|end|>", false, true), (Ids{twice, 1}));
-  // User-defined tokens are special too: matched only with parse_special, always rendered.
+  // Control tokens are matched only with parse_special; user-defined ones always (pieces of
+  // text the vocabulary keeps whole), and always rendered.
+  EXPECT_NE(tok->Encode("<|end|>", false, false), (Ids{1}));
   EXPECT_EQ(tok->Encode("<tool>", false, true), (Ids{2}));
-  EXPECT_NE(tok->Encode("<tool>", false, false), (Ids{2}));
+  EXPECT_EQ(tok->Encode("a<tool>", false, false)[1], 2);
   EXPECT_EQ(tok->TokenToPiece(2), "<tool>");
 }
 

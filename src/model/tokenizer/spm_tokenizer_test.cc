@@ -93,6 +93,25 @@ TEST_F(SpmTest, SpecialTokensOnlyWhenParsedAndRenderedOnlyWhenAsked) {
   EXPECT_FALSE(tok_->IsEog(1));
 }
 
+TEST_F(SpmTest, UserDefinedWhitespaceRunsStayWholeWithoutParseSpecial) {
+  // As Gemma 3 stores them: literal spaces (llama.cpp's converter turns the SentencePiece
+  // model's "▁▁▁▁" into "    "), matched before spaces become "▁", longest first.
+  Vocab vocab = testing::TinySpmVocab();
+  vocab.add_space_prefix = false;
+  for (const char* text : {"  ", "    ", "\n", "\n\n"}) {
+    vocab.tokens.push_back(text);
+    vocab.types.push_back(TokenType::kUserDefined);
+    vocab.scores.push_back(0);
+  }
+  auto tok = Make(std::move(vocab));
+  auto id = [&](std::string_view text) { return tok->FindToken(text); };
+  EXPECT_EQ(tok->Encode("     hello\n\n\nhello", true, false),
+            (Ids{1, id("    "), id("\xE2\x96\x81hello"), id("\n\n"), id("\n"), id("hello")}));
+  EXPECT_EQ(tok->Encode("hello  <tool>", false, false),
+            (Ids{id("hello"), id("  "), id("<tool>")}));
+  EXPECT_EQ(tok->Decode(tok->Encode("a    b\n\n c", false, false)), "a    b\n\n c");
+}
+
 TEST_F(SpmTest, InvalidUtf8BecomesReplacementCharacters) {
   // U+FFFD has no piece, so it falls back to its three bytes EF BF BD.
   Ids ids = tok_->Encode("a\xFF", false, false);

@@ -2,8 +2,10 @@
 // "smollm", "gpt2", "llama-bpe"/"llama3" and "qwen2"; and SentencePiece-style BPE
 // (tokenizer.ggml.model = "llama") with byte fallback.
 //
-// Special (control / user-defined) tokens are recognised in the input text only when the caller
-// passes parse_special = true; otherwise "<|im_start|>" typed by a user is ordinary text.
+// Control tokens are recognised in the input text only when the caller passes
+// parse_special = true; otherwise "<|im_start|>" typed by a user is ordinary text. User-defined
+// tokens (pieces the vocabulary keeps whole, such as Gemma's runs of spaces, or Qwen's
+// "<tool_call>") are always recognised, as SentencePiece, Hugging Face and llama.cpp do.
 //
 // Thread safety: a Tokenizer is immutable after Create; Encode/Decode may run concurrently.
 // An IncrementalDecoder is per stream and not thread-safe.
@@ -64,7 +66,7 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // add_special: prepend BOS (and append EOS) where the vocab asks for it.
-  // parse_special: recognise special tokens' text in `text`.
+  // parse_special: recognise control tokens' text in `text` (user-defined ones always are).
   virtual std::vector<TokenId> Encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
   // The bytes a token stands for (may be part of a UTF-8 character). Control, unknown and

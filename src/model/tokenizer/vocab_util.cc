@@ -141,20 +141,26 @@ SpecialTokenSplitter::SpecialTokenSplitter(const Vocab& vocab) : vocab_(vocab) {
     if (type != TokenType::kControl && type != TokenType::kUserDefined) continue;
     const std::string& text = vocab.tokens[i];
     if (text.empty()) continue;
-    by_first_byte_[static_cast<uint8_t>(text[0])].push_back(static_cast<TokenId>(i));
+    auto first = static_cast<uint8_t>(text[0]);
+    all_by_first_byte_[first].push_back(static_cast<TokenId>(i));
+    if (type == TokenType::kUserDefined) user_by_first_byte_[first].push_back(static_cast<TokenId>(i));
   }
-  for (auto& ids : by_first_byte_) {
-    std::stable_sort(ids.begin(), ids.end(), [&](TokenId a, TokenId b) {
-      return vocab.tokens[a].size() > vocab.tokens[b].size();
-    });
+  for (Table* table : {&all_by_first_byte_, &user_by_first_byte_}) {
+    for (auto& ids : *table) {
+      std::stable_sort(ids.begin(), ids.end(), [&](TokenId a, TokenId b) {
+        return vocab.tokens[a].size() > vocab.tokens[b].size();
+      });
+    }
   }
 }
 
-void SpecialTokenSplitter::Split(std::string_view text, std::vector<Fragment>* out) const {
+void SpecialTokenSplitter::Split(std::string_view text, bool control,
+                                 std::vector<Fragment>* out) const {
+  const Table& table = control ? all_by_first_byte_ : user_by_first_byte_;
   size_t raw_start = 0;
   size_t pos = 0;
   while (pos < text.size()) {
-    const auto& candidates = by_first_byte_[static_cast<uint8_t>(text[pos])];
+    const auto& candidates = table[static_cast<uint8_t>(text[pos])];
     TokenId found = kNoToken;
     for (TokenId id : candidates) {
       if (text.substr(pos).starts_with(vocab_.tokens[id])) {

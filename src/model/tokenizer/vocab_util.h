@@ -35,8 +35,11 @@ std::optional<uint8_t> ByteTokenValue(std::string_view text);
 // Text -> id for every token; the first id wins for duplicate texts. Views into vocab.tokens.
 std::unordered_map<std::string_view, TokenId> BuildTokenIndex(const Vocab& vocab);
 
-// Finds special tokens (control and user-defined, non-empty text) in text: scanning left to
-// right, at each position the longest special token that starts there wins.
+// Finds special tokens (non-empty text) in text: scanning left to right, at each position the
+// longest one that starts there wins. User-defined tokens are always looked for (they are
+// pieces of ordinary text the vocabulary keeps whole, such as Gemma's runs of spaces and
+// newlines: SentencePiece matches them before normalising, llama.cpp and Hugging Face's
+// non-special added tokens likewise); control tokens only when `control` is true.
 class SpecialTokenSplitter {
  public:
   explicit SpecialTokenSplitter(const Vocab& vocab);
@@ -46,16 +49,20 @@ class SpecialTokenSplitter {
     TokenId id = kNoToken;    // the special token matched
   };
   // Appends the fragments of `text` in order; raw fragments are never empty.
-  void Split(std::string_view text, std::vector<Fragment>* out) const;
+  void Split(std::string_view text, bool control, std::vector<Fragment>* out) const;
 
  private:
+  using Table = std::array<std::vector<TokenId>, 256>;
   const Vocab& vocab_;
-  // By first byte: candidate ids, longest text first.
-  std::array<std::vector<TokenId>, 256> by_first_byte_;
+  // By first byte: candidate ids, longest text first; control and user-defined tokens, and
+  // user-defined ones alone.
+  Table all_by_first_byte_;
+  Table user_by_first_byte_;
 };
 
 // The frame every tokenizer's Encode shares: BOS (when add_special and the vocab asks for it),
-// invalid UTF-8 replaced by U+FFFD, special tokens split out (only when parse_special), EOS.
+// invalid UTF-8 replaced by U+FFFD, user-defined tokens split out (and control tokens when
+// parse_special), EOS.
 // Each stretch of plain text goes to encode_text(stretch, first, &out), where `first` is true
 // only for a stretch at the very start of the text.
 template <typename EncodeText>
@@ -70,11 +77,7 @@ std::vector<TokenId> EncodeFramed(const Vocab& vocab, const SpecialTokenSplitter
     text = sanitized;
   }
   std::vector<SpecialTokenSplitter::Fragment> fragments;
-  if (parse_special) {
-    specials.Split(text, &fragments);
-  } else if (!text.empty()) {
-    fragments.push_back({text, kNoToken});
-  }
+  specials.Split(text, /*control=*/parse_special, &fragments);
   for (size_t i = 0; i < fragments.size(); ++i) {
     if (fragments[i].id != kNoToken) {
       out.push_back(fragments[i].id);
