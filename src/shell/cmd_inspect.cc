@@ -27,6 +27,39 @@ int InspectMain(const InspectFlags& f) {
   return 0;
 }
 
+// The hyper-parameters as the loader resolved them from the file's metadata and the
+// architecture's defaults (what `eval` runs with), for the oracle tests to check.
+nlohmann::json ConfigJson(const arch::ModelConfig& c) {
+  std::vector<size_t> sliding_layers;
+  for (size_t i = 0; i < c.num_layers; ++i) {
+    if (c.IsSlidingLayer(i)) sliding_layers.push_back(i);
+  }
+  return {{"architecture", c.architecture},
+          {"num_layers", c.num_layers},
+          {"embd", c.embd},
+          {"ffn", c.ffn},
+          {"num_heads", c.num_heads},
+          {"num_kv_heads", c.num_kv_heads},
+          {"head_dim", c.head_dim},
+          {"rope_dims", c.rope_dims},
+          {"rope_mode", c.rope_mode == arch::RopeMode::kNeox ? "neox" : "normal"},
+          {"rope_theta", c.rope_theta},
+          {"rope_linear_factor", c.rope_linear_factor},
+          {"rms_eps", c.rms_eps},
+          {"context_length", c.context_length},
+          {"qk_norm", c.qk_norm},
+          {"post_norms", c.post_norms},
+          {"embd_scale", c.embd_scale},
+          {"ffn_activation", c.ffn_activation == arch::FfnActivation::kGeluTanh ? "gelu_tanh" : "silu"},
+          {"query_scale", c.query_scale},
+          {"attn_softcap", c.attn_softcap},
+          {"final_softcap", c.final_softcap},
+          {"sliding_window", c.sliding_window},
+          {"sliding_layers", sliding_layers},
+          {"rope_theta_swa", c.rope_theta_swa},
+          {"rope_linear_factor_swa", c.rope_linear_factor_swa}};
+}
+
 struct EvalFlags {
   LoadOptions load;
   std::string tokens;
@@ -70,7 +103,8 @@ int EvalMain(EvalFlags& f) {
     st = s->context().Forward(std::span<const TokenId>(&best, 1), false, last.data());
     if (!st.ok()) return ReportError(st);
   }
-  nlohmann::json out = {{"vocab_size", vocab}, {"num_tokens", ids->size()}, {"greedy", greedy}};
+  nlohmann::json out = {{"vocab_size", vocab}, {"num_tokens", ids->size()}, {"greedy", greedy},
+                        {"config", ConfigJson(s->model().config())}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

