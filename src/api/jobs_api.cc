@@ -1,5 +1,6 @@
-// /os/jobs: training jobs on the daemon's job runner (services/jobs/job_runner.h), admin scope.
-//   POST /os/jobs                    submit {"kind": "finetune", "model", "data", ...}: 201
+// /os/jobs: jobs on the daemon's job runner (services/jobs/job_runner.h), admin scope.
+//   POST /os/jobs                    submit {"kind": "finetune", "model", "data", ...} or
+//                                    {"kind": "batch", "model", "input", "output", ...} (batch_job.h): 201
 //   GET  /os/jobs                    every job, newest first (?state=queued|running|...)
 //   GET  /os/jobs/{id}               one job: state, progress, adapter, error
 //   DELETE /os/jobs/{id}             cancel (as POST /os/jobs/{id}/cancel)

@@ -14,6 +14,31 @@ Status Fail(std::string* error_param, const std::string& path, std::string_view 
 
 }  // namespace
 
+void ApplySamplingFields(const ParsedGeneration& r, size_t context, sampling::SamplingParams* params) {
+  sampling::SamplingParams& s = *params;
+  if (r.temperature) s.temperature = *r.temperature;
+  if (r.top_k) s.top_k = *r.top_k;
+  if (r.top_p) {
+    if (*r.top_p > 0) {
+      s.top_p = *r.top_p;
+    } else {  // nucleus of zero mass: only the most likely token
+      s.top_p = 1.0f;
+      s.top_k = 1;
+    }
+  }
+  if (r.min_p) s.min_p = *r.min_p;
+  if (r.repeat_penalty) s.repeat_penalty = *r.repeat_penalty;
+  if (r.repeat_last_n) {
+    s.penalty_last_n = *r.repeat_last_n < 0 ? static_cast<int32_t>(context) : *r.repeat_last_n;
+  }
+  // OpenAI counts generated tokens only and subtracts; llama.cpp's window includes the prompt.
+  s.penalty_mode = r.penalty_mode;
+  if (r.presence_penalty) s.presence_penalty = *r.presence_penalty;
+  if (r.frequency_penalty) s.frequency_penalty = *r.frequency_penalty;
+  // Without one, the default's seed; none there either: the kernel draws a fresh one.
+  if (r.seed) s.seed = r.seed;
+}
+
 StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vector<sampling::TokenId> prompt,
                                             const SpecDefaults& d, std::string* error_param) {
   CHECK(d.context_tokens > 0 && d.vocab_size > 0) << "SpecDefaults needs the context and vocabulary sizes";
@@ -44,27 +69,7 @@ StatusOr<kernel::ProcessSpec> ToProcessSpec(const ParsedGeneration& r, std::vect
 
   sampling::SamplingParams& s = spec.sampling;
   s = d.sampling;
-  if (r.temperature) s.temperature = *r.temperature;
-  if (r.top_k) s.top_k = *r.top_k;
-  if (r.top_p) {
-    if (*r.top_p > 0) {
-      s.top_p = *r.top_p;
-    } else {  // nucleus of zero mass: only the most likely token
-      s.top_p = 1.0f;
-      s.top_k = 1;
-    }
-  }
-  if (r.min_p) s.min_p = *r.min_p;
-  if (r.repeat_penalty) s.repeat_penalty = *r.repeat_penalty;
-  if (r.repeat_last_n) {
-    s.penalty_last_n = *r.repeat_last_n < 0 ? static_cast<int32_t>(context) : *r.repeat_last_n;
-  }
-  // OpenAI counts generated tokens only and subtracts; llama.cpp's window includes the prompt.
-  s.penalty_mode = r.penalty_mode;
-  if (r.presence_penalty) s.presence_penalty = *r.presence_penalty;
-  if (r.frequency_penalty) s.frequency_penalty = *r.frequency_penalty;
-  // Without one, the default's seed; none there either: the kernel draws a fresh one.
-  if (r.seed) s.seed = r.seed;
+  ApplySamplingFields(r, context, &s);
 
   for (const auto& [token, bias] : r.logit_bias) {
     if (static_cast<size_t>(token) >= d.vocab_size) {

@@ -366,6 +366,24 @@ Status ReadOllamaChat(Fields& f, ParsedGeneration* r) {
   return OkStatus();
 }
 
+// The sampling fields of a batch line, which a batch job's "options" may also set for every line.
+constexpr std::string_view kBatchSamplingFields[] = {"max_tokens", "temperature", "top_k", "top_p", "min_p",
+                                                     "repeat_penalty", "presence_penalty", "frequency_penalty",
+                                                     "seed", "stop"};
+Status ReadBatchSampling(Fields& f, ParsedGeneration* r) {
+  RETURN_IF_ERROR(f.Int("max_tokens", 1, kMaxTokensLimit, &r->max_tokens));
+  RETURN_IF_ERROR(f.Float("temperature", 0, 100, &r->temperature));
+  RETURN_IF_ERROR(f.Int("top_k", 0, kMaxTopK, &r->top_k));
+  RETURN_IF_ERROR(f.Float("top_p", 0, 1, &r->top_p));
+  RETURN_IF_ERROR(f.Float("min_p", 0, 1, &r->min_p));
+  RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
+  RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
+  RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
+  if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
+  RETURN_IF_ERROR(ReadStop(f, "stop", &r->stop));
+  return OkStatus();
+}
+
 // A line of `llmasos batch`: OpenAI's names for what they share, plus "raw" and "tenant".
 // "id" is the batch command's own.
 Status ReadBatchLine(Fields& f, ParsedGeneration* r) {
@@ -387,16 +405,7 @@ Status ReadBatchLine(Fields& f, ParsedGeneration* r) {
       r->messages.push_back({"user", p->get<std::string>()});
     }
   }
-  RETURN_IF_ERROR(f.Int("max_tokens", 1, kMaxTokensLimit, &r->max_tokens));
-  RETURN_IF_ERROR(f.Float("temperature", 0, 100, &r->temperature));
-  RETURN_IF_ERROR(f.Int("top_k", 0, kMaxTopK, &r->top_k));
-  RETURN_IF_ERROR(f.Float("top_p", 0, 1, &r->top_p));
-  RETURN_IF_ERROR(f.Float("min_p", 0, 1, &r->min_p));
-  RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
-  RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
-  RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
-  if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
-  RETURN_IF_ERROR(ReadStop(f, "stop", &r->stop));
+  RETURN_IF_ERROR(ReadBatchSampling(f, r));
   RETURN_IF_ERROR(f.Int("priority", -kMaxPriority, kMaxPriority, &r->priority));
   std::string tenant;
   bool has_tenant = false;
@@ -451,6 +460,28 @@ StatusOr<ParsedGeneration> ParseGenerationJson(Endpoint endpoint, const nlohmann
     default: break;
   }
   f.IgnoreRest();
+  return r;
+}
+
+StatusOr<ParsedGeneration> ParseBatchOptions(const nlohmann::json& object, std::string* error_param) {
+  if (error_param != nullptr) error_param->clear();
+  if (!object.is_object()) {
+    if (error_param != nullptr) *error_param = "options";
+    return InvalidArgumentError("options: must be a JSON object (got " + JsonTypeName(object) + ")");
+  }
+  ParsedGeneration r;
+  r.endpoint = Endpoint::kBatchLine;
+  const Context ctx{error_param, &r.ignored_fields};
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    if (std::find(std::begin(kBatchSamplingFields), std::end(kBatchSamplingFields), it.key()) ==
+        std::end(kBatchSamplingFields)) {
+      return ctx.Fail("options." + it.key().substr(0, 64),
+                      "unknown option (max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, "
+                      "presence_penalty, frequency_penalty, seed, stop)");
+    }
+  }
+  Fields f(object, "options.", ctx);
+  RETURN_IF_ERROR(ReadBatchSampling(f, &r));
   return r;
 }
 

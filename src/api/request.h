@@ -151,6 +151,11 @@ StatusOr<ParsedGeneration> ParseGeneration(Endpoint endpoint, std::string_view b
 // The same from an already parsed object (`llmasos batch` reads `id` itself first).
 StatusOr<ParsedGeneration> ParseGenerationJson(Endpoint endpoint, const nlohmann::json& body,
                                                std::string* error_param = nullptr);
+// A batch job's "options" object: the sampling fields of a batch line (max_tokens,
+// temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty,
+// seed, stop), with a line's ranges, as defaults for every line. Any other field is an error.
+// Errors start with "options.FIELD", which goes to *error_param.
+StatusOr<ParsedGeneration> ParseBatchOptions(const nlohmann::json& object, std::string* error_param = nullptr);
 // Parses a request body for an embedding endpoint.
 StatusOr<ParsedEmbedding> ParseEmbedding(Endpoint endpoint, std::string_view body,
                                                  std::string* error_param = nullptr);
@@ -165,6 +170,10 @@ struct SpecDefaults {
   size_t vocab_size = 0;      // logit_bias token ids must be below it; > 0
   std::string tenant = "default";
 };
+
+// Sets on *params the sampling fields `request` gives (temperature, top_k, top_p, min_p, the
+// penalties, seed), leaving the others; a repeat_last_n of -1 becomes `context_tokens`.
+void ApplySamplingFields(const ParsedGeneration& request, size_t context_tokens, sampling::SamplingParams* params);
 
 // The kernel's ProcessSpec for `request` with its tokenized `prompt` (the caller renders the
 // chat template and encodes). InvalidArgument naming the field (and *error_param, as above)

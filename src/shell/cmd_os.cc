@@ -91,10 +91,14 @@ int Sched(const DaemonFlags& f, const SchedArgs& a) {
 
 // --- llmasos jobs: /os/jobs ---
 
-// The flags of `jobs submit`, named as `llmasos finetune`'s; only those given are sent.
+// The flags of `jobs submit`: a fine-tune's named as `llmasos finetune`'s, a batch's as the
+// spec's fields (api/batch_job.h); only those given are sent.
 struct JobFlags {
+  std::string kind = "finetune";
   std::string model;
   std::string data;
+  std::string input, output, options;
+  std::optional<int64_t> parallel;
   std::string name, version, targets, chat_template;
   std::optional<int64_t> rank, steps, epochs, batch, max_len, warmup, eval_every, checkpoint_every, seed, threads;
   std::optional<double> alpha, dropout, lr, weight_decay, clip, eval_split;
@@ -107,11 +111,41 @@ std::string Num(const json& v, const char* format) {
   return buf;
 }
 
-int JobsSubmit(const DaemonFlags& f, const JobFlags& j) {
-  json body = {{"kind", "finetune"}, {"model", j.model.empty() ? std::string(kDefaultModelReference) : j.model}};
+// The daemon reads and writes the files: they go as absolute paths (it is on this machine).
+std::string AbsolutePath(const std::string& path) {
   std::error_code ec;
-  // The daemon reads the file: send it as an absolute path (the daemon is on this machine).
-  body["data"] = std::filesystem::absolute(j.data, ec).lexically_normal().string();
+  return std::filesystem::absolute(path, ec).lexically_normal().string();
+}
+
+int JobsSubmitBatch(const DaemonFlags& f, const JobFlags& j) {
+  if (j.input.empty() || j.output.empty()) {
+    return Fail(InvalidArgumentError("a batch job needs --input (prompts, JSONL) and --output (results)"));
+  }
+  if (!j.data.empty()) return Fail(InvalidArgumentError("--data is a fine-tune's; a batch job reads --input"));
+  json body = {{"kind", "batch"},
+               {"model", j.model.empty() ? std::string(kDefaultModelReference) : j.model},
+               {"input", AbsolutePath(j.input)},
+               {"output", AbsolutePath(j.output)}};
+  if (!j.options.empty()) {
+    json options = json::parse(j.options, nullptr, false);
+    if (!options.is_object()) return Fail(InvalidArgumentError("--options must be a JSON object, as '{\"temperature\": 0}'"));
+    body["options"] = std::move(options);
+  }
+  if (j.parallel) body["parallel"] = *j.parallel;
+  auto r = Call(f, "POST", "/os/jobs", body.dump());
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%s %s\n", r->value("id", "").c_str(), r->value("state", "").c_str());
+  return 0;
+}
+
+int JobsSubmit(const DaemonFlags& f, const JobFlags& j) {
+  if (j.kind == "batch") return JobsSubmitBatch(f, j);
+  if (j.data.empty()) return Fail(InvalidArgumentError("a fine-tune needs --data (a JSONL file)"));
+  if (!j.input.empty() || !j.output.empty() || !j.options.empty() || j.parallel) {
+    return Fail(InvalidArgumentError("--input, --output, --options and --parallel are a batch job's (--kind batch)"));
+  }
+  json body = {{"kind", "finetune"}, {"model", j.model.empty() ? std::string(kDefaultModelReference) : j.model}};
+  body["data"] = AbsolutePath(j.data);
   for (const auto& [key, value] : {std::pair{"name", &j.name}, {"version", &j.version}, {"targets", &j.targets},
                                    {"chat_template", &j.chat_template}}) {
     if (!value->empty()) body[key] = *value;
@@ -184,9 +218,15 @@ void AddJobsCommands(CLI::App& app, const std::shared_ptr<DaemonFlags>& f, int* 
   CLI::App* jobs = app.add_subcommand("jobs", "training jobs on the running daemon (/os/jobs)");
   jobs->require_subcommand(1);
   auto j = std::make_shared<JobFlags>();
-  CLI::App* submit = jobs->add_subcommand("submit", "queue a LoRA fine-tune (POST /os/jobs); flags as llmasos finetune's");
-  submit->add_option("model", j->model, "base model: registry reference or .gguf path (default: the default model)");
-  submit->add_option("--data", j->data, "JSONL file on the daemon's machine")->required();
+  CLI::App* submit = jobs->add_subcommand(
+      "submit", "queue a LoRA fine-tune (flags as llmasos finetune's) or a file of prompts (--kind batch) (POST /os/jobs)");
+  submit->add_option("--kind", j->kind, "finetune (default) or batch")->check(CLI::IsMember({"finetune", "batch"}));
+  submit->add_option("model", j->model, "the model: registry reference (or a fine-tune's .gguf path; default: the default model)");
+  submit->add_option("--data", j->data, "fine-tune: JSONL training file on the daemon's machine");
+  submit->add_option("--input", j->input, "batch: prompts, JSONL as llmasos batch reads, on the daemon's machine");
+  submit->add_option("--output", j->output, "batch: results, JSON lines (appended; answered ids are skipped)");
+  submit->add_option("--options", j->options, "batch: JSON object of defaults for every line, as '{\"temperature\": 0}'");
+  submit->add_option("--parallel", j->parallel, "batch: prompts in flight at once (default 2)")->check(CLI::Range(1, 64));
   submit->add_option("--name", j->name, "registry name of the adapter (default: BASE-lora)");
   submit->add_option("--version", j->version, "semantic version of the adapter");
   submit->add_option("--targets", j->targets, "projections to adapt: q,k,v,o,gate,up,down or all");

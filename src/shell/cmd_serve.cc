@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api/auth_gate.h"
+#include "api/batch_job.h"
 #include "api/daemon.h"
 #include "api/http_server.h"
 #include "api/os_request.h"
@@ -223,8 +224,9 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
   if (!manager.ok()) return ReportError(manager.status());
   manager::ModelService service(reg->get(), manager->get());
 
-  // Training jobs (/os/jobs): one job thread at the lowest CPU priority, which waits between
-  // optimiser steps while any loaded model has processes waiting or running.
+  // Jobs (/os/jobs): one job thread at the lowest CPU priority. A fine-tune waits between
+  // optimiser steps while any loaded model has processes waiting or running; a batch job
+  // feeds its prompts to the model's engine at the lowest priority, a few at a time.
   auto job_store = jobs::JobStore::Open(registry::DefaultHome() + "/state.db");
   if (!job_store.ok()) return ReportError(job_store.status());
   jobs::JobRunnerOptions jo;
@@ -238,7 +240,9 @@ int ServeMain(const ServeFlags& f, const kernel::SchedulingSettings& scheduling)
     });
     return busy;
   };
-  auto job_runner = jobs::JobRunner::Start(job_store->get(), jo);
+  std::vector<std::unique_ptr<jobs::JobKind>> kinds;
+  kinds.push_back(api::NewBatchJobKind(models, reg->get()));  // files of prompts (llmasos batch) as jobs
+  auto job_runner = jobs::JobRunner::Start(job_store->get(), jo, std::move(kinds));
   if (!job_runner.ok()) return ReportError(job_runner.status());
 
   auto request_log = api::RequestLog::Open(f.log_file, f.log_prompts);

@@ -108,7 +108,7 @@ class Session {
 };
 
 // The shell's seed when none is given: the same command gives the same output.
-inline constexpr uint64_t kDefaultSeed = 0xC0FFEE;
+using sampling::kDefaultSeed;
 
 struct GenerateOptions {
   GenerateOptions() { sampling.seed = kDefaultSeed; }

@@ -1,12 +1,15 @@
 """Training jobs on the daemon (/os/jobs, `llmasos jobs`): a tiny fine-tune submitted through the
 shell runs to succeeded, registers its adapter and lowers the loss; bad specs get a 400 naming the
 field; pause, resume and cancel; and a job whose daemon is killed with SIGKILL mid-run resumes
-from its checkpoint in the next daemon and finishes.
+from its checkpoint in the next daemon and finishes. Batch jobs: a file of prompts answered as
+`llmasos batch` answers it, a bad line failing the job with its line number, and a job that
+pauses, resumes and survives a killed daemon, answering each line once.
 
 Models are tiny ones made by make_tiny_model; every test has its own LLMASOS_HOME.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -96,7 +99,7 @@ def test_a_submitted_job_succeeds_registers_its_adapter_and_lowers_the_loss(daem
 
 
 @pytest.mark.parametrize("patch,field", [
-    ({"kind": "batch"}, "kind"),
+    ({"kind": "bake"}, "kind"),
     ({"data": None}, "data"),
     ({"data": "relative.jsonl"}, "data"),
     ({"model": "no-such-model"}, "model"),
@@ -171,5 +174,128 @@ def test_a_job_survives_a_killed_daemon_and_finishes_from_its_checkpoint(tmp_pat
         assert any("queued again to resume" in l for l in logs), logs
         resumed = [l for l in logs if "resumed from the checkpoint at step" in l]
         assert resumed and int(resumed[-1].rsplit(" ", 1)[1]) >= 3, logs
+    finally:
+        assert d.stop() == 0, "".join(d.log)
+
+
+# --- batch jobs: a file of prompts (`llmasos batch`'s format) as a job ---
+
+def write_prompts(path, n, max_tokens=6):
+    with open(path, "w") as f:
+        for i in range(n):
+            line = {"id": f"q{i}", "prompt": f"item {i} is", "raw": True, "max_tokens": max_tokens}
+            if i % 3 == 1:
+                line["temperature"] = 0.9  # seeded sampling: the default seed, as the CLI's
+            if i % 3 == 2:
+                line["seed"] = 7 + i
+            f.write(json.dumps(line) + "\n")
+    return str(path)
+
+
+def result_lines(path):
+    """The complete result lines (a line a SIGKILL cut short is not one: the job drops it)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f.read().split("\n")[:-1]]
+
+
+def test_a_batch_job_answers_every_line_as_llmasos_batch_does(daemon):
+    prompts = write_prompts(daemon.tmp / "p.jsonl", 9)
+    out = daemon.tmp / "job-out.jsonl"
+    job_id, state = jobs_cli(daemon, "submit", "tiny", "--kind", "batch", "--input", prompts, "--output", str(out),
+                             "--parallel", "3").stdout.split()
+    assert state == "queued"
+    job = wait_job(daemon, job_id, ended)
+    assert job["state"] == "succeeded", job
+    assert job["kind"] == "batch"
+    assert job["progress"]["step"] == 9 and job["progress"]["total_steps"] == 9, job
+    assert job["result"]["prompts"] == 9 and job["result"]["answered_this_run"] == 9, job
+    got = result_lines(out)
+    assert sorted(r["id"] for r in got) == [f"q{i}" for i in range(9)]  # each line once
+    # The same file through `llmasos batch` in the foreground gives the same answers.
+    cli_out = daemon.tmp / "cli-out.jsonl"
+    cli(daemon.home, "batch", "tiny", "-f", prompts, "-o", str(cli_out))
+    expected = {r["id"]: r for r in result_lines(cli_out)}
+    assert {r["id"]: r for r in got} == expected
+    assert all(r["completion_tokens"] >= 1 and r["finish_reason"] in ("stop", "length") for r in got), got
+    assert "succeeded: 9 prompts answered" in jobs_cli(daemon, "logs", job_id).stdout
+    # Options set defaults for every line: max_tokens 2 caps lines that give none.
+    no_max = daemon.tmp / "nomax.jsonl"
+    no_max.write_text(json.dumps({"id": "a", "prompt": "x", "raw": True}) + "\n")
+    status, job = call(daemon, "POST", "/os/jobs", {"kind": "batch", "model": "tiny", "input": str(no_max),
+                                                    "output": str(daemon.tmp / "o2.jsonl"),
+                                                    "options": {"max_tokens": 2, "temperature": 0}})
+    assert status == 201, job
+    assert wait_job(daemon, job["id"], ended)["state"] == "succeeded"
+    assert result_lines(daemon.tmp / "o2.jsonl")[0]["completion_tokens"] <= 2
+
+
+def test_a_bad_batch_file_fails_the_job_with_its_line_number(daemon):
+    bad = daemon.tmp / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "prompt": "x", "raw": True}) + "\n\n" +
+                   json.dumps({"id": "b", "prompt": "y", "raw": True, "temperature": -1}) + "\n")
+    status, job = call(daemon, "POST", "/os/jobs", {"kind": "batch", "model": "tiny", "input": str(bad),
+                                                    "output": str(daemon.tmp / "o.jsonl")})
+    assert status == 201, job
+    job = wait_job(daemon, job["id"], ended)
+    assert job["state"] == "failed", job
+    assert "bad.jsonl:3: temperature" in job["error"], job
+    assert str(daemon.tmp) not in job["error"]  # no paths of the daemon's machine
+
+
+@pytest.mark.parametrize("patch,field", [
+    ({"input": None}, "input"),
+    ({"input": "relative.jsonl"}, "input"),
+    ({"input": "/no/such/file.jsonl"}, "input"),
+    ({"output": "/no/such/dir/out.jsonl"}, "output"),
+    ({"model": "no-such-model"}, "model"),
+    ({"parallel": 0}, "parallel"),
+    ({"options": {"temperature": "hot"}}, "options.temperature"),
+    ({"options": {"prompt": "x"}}, "options.prompt"),
+    ({"data": "/x.jsonl"}, "data"),
+])
+def test_a_bad_batch_spec_is_refused_naming_the_field(daemon, patch, field):
+    body = {"kind": "batch", "model": "tiny", "input": write_prompts(daemon.tmp / "p.jsonl", 2),
+            "output": str(daemon.tmp / "o.jsonl")}
+    body.update(patch)
+    body = {k: v for k, v in body.items() if v is not None}
+    status, answer = call(daemon, "POST", "/os/jobs", body)
+    assert status == 400, answer
+    assert answer["error"]["param"] == field and answer["error"]["message"].startswith(field), answer
+
+
+def test_a_batch_job_pauses_and_resumes_and_after_a_killed_daemon_finishes_from_its_results(tmp_path):
+    home = tiny_home(tmp_path)
+    # Long answers, one at a time: a few seconds of work, so the pause and the kill land mid-run.
+    prompts = write_prompts(tmp_path / "p.jsonl", 60, max_tokens=400)
+    out = tmp_path / "out.jsonl"
+    body = {"kind": "batch", "model": "tiny", "input": prompts, "output": str(out), "parallel": 1}
+    d = Daemon(home, "--threads", "1")
+    try:
+        status, job = call(d, "POST", "/os/jobs", body)
+        assert status == 201, job
+        wait_job(d, job["id"], lambda j: j["progress"]["step"] >= 2)
+        status, paused = call(d, "POST", f"/os/jobs/{job['id']}/pause")
+        assert status == 200 and paused["state"] == "paused", paused
+        assert len(result_lines(out)) == paused["progress"]["step"]
+        status, resumed = call(d, "POST", f"/os/jobs/{job['id']}/resume")
+        assert status == 200, resumed
+        before = paused["progress"]["step"]
+        wait_job(d, job["id"], lambda j: j["progress"]["step"] >= before + 2)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+    finally:
+        d.stop()
+    answered = len(result_lines(out))
+    assert 0 < answered < 60
+    d = Daemon(home, "--threads", "2")
+    try:
+        done = wait_job(d, job["id"], ended)
+        assert done["state"] == "succeeded", done
+        assert done["result"]["answered_this_run"] <= 60 - answered + 1  # at most a cut line again
+        got = result_lines(out)
+        assert sorted(r["id"] for r in got) == sorted(f"q{i}" for i in range(60))  # each once
+        logs = [l["line"] for l in call(d, "GET", f"/os/jobs/{job['id']}/logs")[1]["lines"]]
+        assert any("queued again to resume" in l for l in logs), logs
+        assert any(re.match(r"batch: 60 prompts, [1-9][0-9]* already answered", l) for l in logs), logs
     finally:
         assert d.stop() == 0, "".join(d.log)

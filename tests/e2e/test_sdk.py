@@ -26,7 +26,7 @@ from serve_util import DEFAULT_REF, Daemon, cli, default_home, file_server, make
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import llmasos  # noqa: E402
-from llmasos import (BadRequest, Client, NotFound, StreamError,  # noqa: E402
+from llmasos import (BadRequest, BatchTask, Client, NotFound, StreamError,  # noqa: E402
                      TrainingTask)
 
 PROMPT = "Name three colours."
@@ -409,6 +409,29 @@ def test_a_training_task_can_be_cancelled_and_bad_tasks_are_refused(client, tmp_
         client.get_task_status("job-999")
 
 
+def test_a_batch_task_answers_a_file_of_prompts_on_the_daemon(client, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"say {i}", "raw": True}) + "\n"
+                               for i in range(4)))
+    task = BatchTask(model_name="tiny", input_path=str(prompts), output_path=str(tmp_path / "answers.jsonl"),
+                     options={"max_tokens": 3, "temperature": 0}, parallel=2)
+    assert task.to_json() == {"kind": "batch", "model": "tiny", "input": str(prompts),
+                              "output": str(tmp_path / "answers.jsonl"),
+                              "options": {"max_tokens": 3, "temperature": 0}, "parallel": 2}
+    status = client.wait(client.submit_task(task), poll_interval=0.05, timeout=300)
+    assert status.state == "succeeded", status
+    assert status.progress.step == 4 and status.progress.total_steps == 4
+    answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert sorted(a["id"] for a in answers) == ["p0", "p1", "p2", "p3"]
+    assert all(a["completion_tokens"] <= 3 for a in answers)
+    with pytest.raises(BadRequest) as e:
+        client.submit_task(BatchTask(model_name="tiny", input_path=str(prompts), output_path=str(prompts) + ".o",
+                                     parallel=0))
+    assert e.value.param == "parallel"
+    with pytest.raises(TypeError):
+        client.submit_task({"kind": "batch"})  # type: ignore[arg-type]
+
+
 def test_task_calls_read_the_documented_job_shape():
     """Against a mock of the job API as the README documents it: submit, poll to the end, cancel."""
     polls = []
@@ -464,6 +487,7 @@ m = c.load_model("x")
 assert_type(m.predict("x"), str)
 assert_type(m.predict(["x", "y"]), List[str])
 assert_type(c.get_task_status(c.submit_task(llmasos.TrainingTask("m", "d.jsonl"))), TaskStatus)
+assert_type(c.submit_task(llmasos.BatchTask("m", "p.jsonl", "r.jsonl", options={"temperature": 0})), str)
 for chunk in c.chat([{"role": "user", "content": "x"}], stream=True):
     assert_type(chunk.text, str)
 '''

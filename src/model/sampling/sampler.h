@@ -72,6 +72,10 @@ struct SamplingParams {
 // and means greedy; top_p outside (0, 1], min_p outside [0, 1], penalty_last_n < 0, ...).
 Status ValidateSamplingParams(const SamplingParams& params);
 
+// The seed of the command line and of batch jobs when none is given, so that the same
+// command, or the same batch file, gives the same output.
+inline constexpr uint64_t kDefaultSeed = 0xC0FFEE;
+
 // A seed from the operating system's entropy source, for requests that gave none.
 uint64_t RandomSeed();
 

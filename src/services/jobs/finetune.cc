@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -304,6 +305,91 @@ StatusOr<FinetuneRun> RunFinetune(FinetuneSpec f, const FinetuneHooks& hooks) {
   run.lineage.data = std::filesystem::absolute(f.data).lexically_normal().string();
   run.lineage.parameters = lineage_params.dump();
   return run;
+}
+
+namespace {
+
+class FinetuneJobKind : public JobKind {
+ public:
+  FinetuneJobKind(size_t checkpoint_every, size_t threads) : checkpoint_every_(checkpoint_every), threads_(threads) {}
+  std::string_view name() const override { return "finetune"; }
+
+  Status Validate(const json& body, std::string* bad_field) override {
+    ASSIGN_OR_RETURN(FinetuneSpec spec, FinetuneSpecFromJson(body, bad_field));
+    auto fail = [&](const std::string& field, const std::string& what) {
+      if (bad_field != nullptr) *bad_field = field;
+      return InvalidArgumentError(field + ": " + what);
+    };
+    std::error_code ec;
+    if (!std::filesystem::path(spec.data).is_absolute()) {
+      return fail("data", "must be an absolute path on the daemon's machine");
+    }
+    if (!std::filesystem::is_regular_file(spec.data, ec)) return fail("data", "no file '" + spec.data + "'");
+    if (auto base = ResolveModelSource(spec.model); !base.ok()) return fail("model", base.status().message());
+    return OkStatus();
+  }
+
+  StatusOr<JobOutcome> Run(const JobRecord& job, JobControl& control) override {
+    ASSIGN_OR_RETURN(FinetuneSpec spec, FinetuneSpecFromJson(json::parse(job.spec, nullptr, false)));
+    spec.out = control.dir() + "/adapter.gguf";
+    spec.checkpoint = spec.out + ".ckpt";
+    if (spec.train.checkpoint_every == 0) spec.train.checkpoint_every = checkpoint_every_;
+    if (spec.threads == 0) spec.threads = threads_;
+    const auto t0 = std::chrono::steady_clock::now();
+    size_t first_step = 0;
+    FinetuneHooks hooks;
+    hooks.log = [&](const std::string& line) { control.Log(line); };
+    hooks.on_step = [&](const train::StepReport& r) {
+      if (first_step == 0) first_step = r.step;
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double per_step = secs / static_cast<double>(r.step - first_step + 1);
+      control.SetProgress({.step = static_cast<int64_t>(r.step),
+                           .total_steps = static_cast<int64_t>(r.total_steps),
+                           .epoch = static_cast<double>(r.epoch),
+                           .loss = r.loss,
+                           .eval_loss = r.eval_loss >= 0 ? r.eval_loss : job.progress.eval_loss,
+                           .tokens_per_second = r.tokens_per_second,
+                           .seconds_left = per_step * static_cast<double>(r.total_steps - r.step)});
+      control.Log(FormatStepReport(r));
+      // Yield to inference before the next step; a stop request ends the wait.
+      if (r.step < r.total_steps) control.YieldToInference();
+      return !control.StopRequested();
+    };
+    ASSIGN_OR_RETURN(FinetuneRun run, RunFinetune(spec, hooks));
+    JobOutcome outcome;
+    if (!run.result.completed) {
+      outcome.stopped_at = "step " + std::to_string(run.result.steps) + " (checkpoint written)";
+      return outcome;
+    }
+    ASSIGN_OR_RETURN(registry::Manifest manifest, RegisterMadeModel(run.adapter_path, run.adapter_name, spec.version,
+                                                                    "finetune", run.lineage, "the adapter"));
+    const train::TrainResult& r = run.result;
+    outcome.completed = true;
+    outcome.result = {{"adapter", manifest.name + "@" + manifest.version},
+                      {"adapter_digest", manifest.digest},
+                      {"adapter_path", run.adapter_path},
+                      {"base", run.base.ref},
+                      {"steps", run.total_steps},
+                      {"first_loss", r.first_loss},
+                      {"final_loss", r.final_loss},
+                      {"initial_eval_loss", r.initial_eval_loss},
+                      {"final_eval_loss", r.final_eval_loss}};
+    char line[256];
+    std::snprintf(line, sizeof(line), "succeeded: %s@%s, loss %.4f -> %.4f", manifest.name.c_str(),
+                  manifest.version.c_str(), r.first_loss, r.final_loss);
+    outcome.summary = line;
+    return outcome;
+  }
+
+ private:
+  const size_t checkpoint_every_;
+  const size_t threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobKind> NewFinetuneJobKind(size_t default_checkpoint_every, size_t default_threads) {
+  return std::make_unique<FinetuneJobKind>(default_checkpoint_every, default_threads);
 }
 
 }  // namespace llmasos::jobs

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/train/trainer.h"
+#include "services/jobs/job_kind.h"
 #include "services/registry/manifest.h"
 #include "util/status.h"
 
@@ -91,6 +92,13 @@ struct FinetuneRun {
 // completes, writes the adapter atomically and removes the checkpoint. Registering is the
 // caller's (RegisterMadeModel). Errors name what is wrong (the base, the data, an option).
 StatusOr<FinetuneRun> RunFinetune(FinetuneSpec spec, const FinetuneHooks& hooks);
+
+// The "finetune" job kind: Validate as FinetuneSpecFromJson plus a data file that exists at an
+// absolute path and a model that resolves; Run trains in the job's directory (adapter.gguf and
+// its checkpoint, every spec's checkpoint_every steps or `default_checkpoint_every`), on the
+// spec's threads or `default_threads` (0: all cores), yielding to inference between optimiser
+// steps, and registers the adapter when done.
+std::unique_ptr<JobKind> NewFinetuneJobKind(size_t default_checkpoint_every, size_t default_threads);
 
 }  // namespace llmasos::jobs
 

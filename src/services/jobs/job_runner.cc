@@ -21,14 +21,17 @@ int64_t SystemNowUnix() {
 
 }  // namespace
 
-JobRunner::JobRunner(JobStore* store, JobRunnerOptions options) : store_(store), options_(std::move(options)) {}
+JobRunner::JobRunner(JobStore* store, JobRunnerOptions options, std::vector<std::unique_ptr<JobKind>> kinds)
+    : store_(store), options_(std::move(options)), kinds_(std::move(kinds)) {}
 
-StatusOr<std::unique_ptr<JobRunner>> JobRunner::Start(JobStore* store, JobRunnerOptions options) {
+StatusOr<std::unique_ptr<JobRunner>> JobRunner::Start(JobStore* store, JobRunnerOptions options,
+                                                      std::vector<std::unique_ptr<JobKind>> kinds) {
   if (options.jobs_dir.empty()) return InvalidArgumentError("the job runner needs a directory for its jobs");
   std::error_code ec;
   std::filesystem::create_directories(options.jobs_dir, ec);
   if (ec) return IoError("creating '" + options.jobs_dir + "': " + ec.message());
-  std::unique_ptr<JobRunner> runner(new JobRunner(store, std::move(options)));
+  kinds.insert(kinds.begin(), NewFinetuneJobKind(options.checkpoint_every, options.threads));
+  std::unique_ptr<JobRunner> runner(new JobRunner(store, std::move(options), std::move(kinds)));
   ASSIGN_OR_RETURN(std::vector<int64_t> requeued, store->RequeueInterrupted());
   for (int64_t id : requeued) runner->Log(id, "the daemon stopped while this job ran; queued again to resume");
   runner->thread_ = std::thread([r = runner.get()] { r->Loop(); });
@@ -55,28 +58,33 @@ void JobRunner::Log(int64_t id, const std::string& line) {
   }
 }
 
+JobKind* JobRunner::FindKind(std::string_view name) const {
+  for (const auto& k : kinds_) {
+    if (k->name() == name) return k.get();
+  }
+  return nullptr;
+}
+
+std::string JobRunner::KindNames() const {
+  std::string names;
+  for (const auto& k : kinds_) names += (names.empty() ? "\"" : ", \"") + std::string(k->name()) + "\"";
+  return names;
+}
+
 StatusOr<JobRecord> JobRunner::Submit(const json& body, std::string* bad_field) {
   if (!body.is_object()) return InvalidArgumentError("a job is a JSON object");
-  auto kind = body.find("kind");
-  if (kind == body.end() || !kind->is_string() || *kind != "finetune") {
+  auto kind_field = body.find("kind");
+  JobKind* kind = nullptr;
+  if (kind_field != body.end() && kind_field->is_string()) kind = FindKind(kind_field->get_ref<const std::string&>());
+  if (kind == nullptr) {
     if (bad_field != nullptr) *bad_field = "kind";
-    return InvalidArgumentError("kind: must be \"finetune\" (the only kind of job so far)");
+    return InvalidArgumentError("kind: must be one of " + KindNames());
   }
-  ASSIGN_OR_RETURN(FinetuneSpec spec, FinetuneSpecFromJson(body, bad_field));
-  auto fail = [&](const std::string& field, const std::string& what) {
-    if (bad_field != nullptr) *bad_field = field;
-    return InvalidArgumentError(field + ": " + what);
-  };
-  std::error_code ec;
-  if (!std::filesystem::path(spec.data).is_absolute()) {
-    return fail("data", "must be an absolute path on the daemon's machine");
-  }
-  if (!std::filesystem::is_regular_file(spec.data, ec)) return fail("data", "no file '" + spec.data + "'");
-  if (auto base = ResolveModelSource(spec.model); !base.ok()) return fail("model", base.status().message());
+  RETURN_IF_ERROR(kind->Validate(body, bad_field));
   JobRecord job;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ASSIGN_OR_RETURN(job, store_->Submit("finetune", body.dump(), Now()));
+    ASSIGN_OR_RETURN(job, store_->Submit(kind->name(), body.dump(), Now()));
   }
   Log(job.id, "submitted: " + body.dump());
   cv_.notify_all();
@@ -160,6 +168,34 @@ void JobRunner::Loop() {
   }
 }
 
+// What the running job sees of its runner.
+class JobRunner::Control : public JobControl {
+ public:
+  Control(JobRunner* runner, int64_t id, std::string dir) : runner_(runner), id_(id), dir_(std::move(dir)) {}
+  const std::string& dir() const override { return dir_; }
+  void Log(const std::string& line) override { runner_->Log(id_, line); }
+  void SetProgress(const JobProgress& progress) override {
+    if (Status s = runner_->store_->SetProgress(id_, progress); !s.ok()) LOG(kWarning) << "jobs: " << s.ToString();
+  }
+  bool StopRequested() override {
+    std::lock_guard<std::mutex> lock(runner_->mu_);
+    return runner_->stop_ != StopRequest::kNone;
+  }
+  bool YieldToInference() override {
+    std::unique_lock<std::mutex> lock(runner_->mu_);
+    const JobRunnerOptions& o = runner_->options_;
+    while (runner_->stop_ == StopRequest::kNone && o.inference_busy && o.inference_busy()) {
+      runner_->cv_.wait_for(lock, o.yield_poll);
+    }
+    return runner_->stop_ == StopRequest::kNone;
+  }
+
+ private:
+  JobRunner* const runner_;
+  const int64_t id_;
+  const std::string dir_;
+};
+
 void JobRunner::RunJob(const JobRecord& job) {
   const int64_t id = job.id;
   auto end = [&](JobState to, const std::string& error, const std::string& result, const std::string& line) {
@@ -168,10 +204,10 @@ void JobRunner::RunJob(const JobRecord& job) {
       LOG(kError) << "jobs: ending " << JobIdText(id) << ": " << s.status().ToString();
     }
   };
-  const json body = json::parse(job.spec, nullptr, false);
-  auto spec = FinetuneSpecFromJson(body);
-  if (!spec.ok()) {
-    end(JobState::kFailed, spec.status().message(), "", "failed: " + spec.status().message());
+  JobKind* kind = FindKind(job.kind);
+  if (kind == nullptr) {
+    const std::string error = "this daemon runs no jobs of kind '" + job.kind + "' (it runs " + KindNames() + ")";
+    end(JobState::kFailed, error, "", "failed: " + error);
     return;
   }
   const std::string dir = JobDir(id);
@@ -181,83 +217,34 @@ void JobRunner::RunJob(const JobRecord& job) {
     end(JobState::kFailed, "creating '" + dir + "': " + ec.message(), "", "failed: cannot create its directory");
     return;
   }
-  spec->out = dir + "/adapter.gguf";
-  spec->checkpoint = spec->out + ".ckpt";
-  if (spec->train.checkpoint_every == 0) spec->train.checkpoint_every = options_.checkpoint_every;
-  if (spec->threads == 0) spec->threads = options_.threads;
-  Log(id, job.started_unix ? "running again (resumes from its checkpoint, if it has one)" : "running");
-
-  const auto t0 = std::chrono::steady_clock::now();
-  size_t first_step = 0;
-  FinetuneHooks hooks;
-  hooks.log = [&](const std::string& line) { Log(id, line); };
-  hooks.on_step = [&](const train::StepReport& r) {
-    if (first_step == 0) first_step = r.step;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double per_step = secs / static_cast<double>(r.step - first_step + 1);
-    JobProgress p{.step = static_cast<int64_t>(r.step),
-                  .total_steps = static_cast<int64_t>(r.total_steps),
-                  .epoch = static_cast<double>(r.epoch),
-                  .loss = r.loss,
-                  .eval_loss = r.eval_loss >= 0 ? r.eval_loss : job.progress.eval_loss,
-                  .tokens_per_second = r.tokens_per_second,
-                  .seconds_left = per_step * static_cast<double>(r.total_steps - r.step)};
-    if (Status s = store_->SetProgress(id, p); !s.ok()) LOG(kWarning) << "jobs: " << s.ToString();
-    Log(id, FormatStepReport(r));
-    // Yield to inference before the next step; a stop request ends the wait.
-    std::unique_lock<std::mutex> lock(mu_);
-    while (stop_ == StopRequest::kNone && r.step < r.total_steps && options_.inference_busy &&
-           options_.inference_busy()) {
-      cv_.wait_for(lock, options_.yield_poll);
-    }
-    return stop_ == StopRequest::kNone;
-  };
-  auto run = RunFinetune(*spec, hooks);
+  Log(id, job.started_unix ? "running again (resumes where it stopped)" : "running");
+  Control control(this, id, dir);
+  auto outcome = kind->Run(job, control);
   StopRequest stop;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop = stop_;
   }
-  if (!run.ok()) {
-    end(JobState::kFailed, run.status().message(), "", "failed: " + run.status().message());
+  if (!outcome.ok()) {
+    end(JobState::kFailed, outcome.status().message(), "", "failed: " + outcome.status().message());
     return;
   }
-  if (!run->result.completed) {
+  if (!outcome->completed) {
     switch (stop) {
       case StopRequest::kPause:
-        end(JobState::kPaused, "", "", "paused after step " + std::to_string(run->result.steps) + " (checkpoint written)");
+        end(JobState::kPaused, "", "", "paused after " + outcome->stopped_at);
         return;
       case StopRequest::kCancel:
-        end(JobState::kCancelled, "", "", "cancelled after step " + std::to_string(run->result.steps));
+        end(JobState::kCancelled, "", "", "cancelled after " + outcome->stopped_at);
         std::filesystem::remove_all(dir, ec);
         return;
       case StopRequest::kShutdown:
       case StopRequest::kNone:
-        end(JobState::kQueued, "", "",
-            "stopped after step " + std::to_string(run->result.steps) + " as the daemon stops; queued to resume");
+        end(JobState::kQueued, "", "", "stopped after " + outcome->stopped_at + " as the daemon stops; queued to resume");
         return;
     }
   }
-  auto manifest = RegisterMadeModel(run->adapter_path, run->adapter_name, spec->version, "finetune", run->lineage,
-                                    "the adapter");
-  if (!manifest.ok()) {
-    end(JobState::kFailed, manifest.status().message(), "", "failed: " + manifest.status().message());
-    return;
-  }
-  const train::TrainResult& r = run->result;
-  const json result = {{"adapter", manifest->name + "@" + manifest->version},
-                       {"adapter_digest", manifest->digest},
-                       {"adapter_path", run->adapter_path},
-                       {"base", run->base.ref},
-                       {"steps", run->total_steps},
-                       {"first_loss", r.first_loss},
-                       {"final_loss", r.final_loss},
-                       {"initial_eval_loss", r.initial_eval_loss},
-                       {"final_eval_loss", r.final_eval_loss}};
-  char line[256];
-  std::snprintf(line, sizeof(line), "succeeded: %s@%s, loss %.4f -> %.4f", manifest->name.c_str(),
-                manifest->version.c_str(), r.first_loss, r.final_loss);
-  end(JobState::kSucceeded, "", result.dump(), line);
+  end(JobState::kSucceeded, "", outcome->result.is_null() ? "" : outcome->result.dump(), outcome->summary);
 }
 
 }  // namespace llmasos::jobs

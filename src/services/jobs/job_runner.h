@@ -1,19 +1,21 @@
 // The daemon's job runner: one job thread that works through the queued jobs of a JobStore,
-// oldest first, one at a time.
+// oldest first, one at a time. What a job does is its kind's (job_kind.h): "finetune" always,
+// others as the daemon adds them (a batch of prompts, api/batch_job.h).
 //
-// A job runs at a low priority. Its thread (and the thread pool it trains on, whose threads
+// A fine-tune runs at a low priority. Its thread (and the thread pool it trains on, whose threads
 // inherit it) has the niceness `nice`, and between two optimiser steps it yields to inference:
 // while `inference_busy` says some engine has processes waiting or running, the job waits
 // before its next step. So a request waits for at most the one step under way.
 //
-// The job's files live in jobs_dir/job-N/: adapter.gguf (when it succeeds) and
+// A fine-tune's files live in jobs_dir/job-N/: adapter.gguf (when it succeeds) and
 // adapter.gguf.ckpt, its LoRA parameters and AdamW moments, written every checkpoint_every
 // steps (the spec's "checkpoint_every", else the option). A job that was running when the daemon
 // stopped (killed or not) is queued again at Start and resumes from its last checkpoint.
 //
 // Pause, resume and cancel: a queued job pauses or is cancelled at once; a running one stops
-// after its current step (with a checkpoint) and the call waits for that, up to ack_timeout.
-// Resume queues a paused job again; it continues from its checkpoint.
+// at its next safe point (a fine-tune after its current step, with a checkpoint) and the call
+// waits for that, up to ack_timeout. Resume queues a paused job again; it continues from where
+// it stopped. Cancelling removes the job's directory.
 //
 // Thread safety: every public method may be called from any thread.
 #ifndef LLMASOS_SERVICES_JOBS_JOB_RUNNER_H_
@@ -27,10 +29,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "services/jobs/finetune.h"
+#include "services/jobs/job_kind.h"
 #include "services/jobs/job_store.h"
 #include "util/status.h"
 
@@ -51,9 +55,10 @@ struct JobRunnerOptions {
 
 class JobRunner {
  public:
-  // Queues again the jobs a stopped daemon left running and starts the job thread.
-  // REQUIRES: store outlives the runner.
-  static StatusOr<std::unique_ptr<JobRunner>> Start(JobStore* store, JobRunnerOptions options);
+  // Queues again the jobs a stopped daemon left running and starts the job thread, which
+  // runs fine-tunes and the jobs of `kinds`. REQUIRES: store outlives the runner.
+  static StatusOr<std::unique_ptr<JobRunner>> Start(JobStore* store, JobRunnerOptions options,
+                                                    std::vector<std::unique_ptr<JobKind>> kinds = {});
   // Stops the job thread: a running job stops after its current step, with a checkpoint, and
   // is queued again for the next daemon.
   ~JobRunner();
@@ -61,8 +66,8 @@ class JobRunner {
   JobRunner& operator=(const JobRunner&) = delete;
 
   // Validates and queues a job from the body of POST /os/jobs: {"kind": "finetune", ...}
-  // (FinetuneSpecFromJson). InvalidArgument "FIELD: ..." with *bad_field set for a bad
-  // spec, an unknown kind, a data file that is not there or a model that does not resolve.
+  // (FinetuneSpecFromJson), {"kind": "batch", ...}. InvalidArgument "FIELD: ..." with
+  // *bad_field set for an unknown kind or what its kind's Validate refuses.
   StatusOr<JobRecord> Submit(const nlohmann::json& body, std::string* bad_field = nullptr);
   StatusOr<JobRecord> Pause(int64_t id);
   StatusOr<JobRecord> Resume(int64_t id);
@@ -74,8 +79,11 @@ class JobRunner {
 
  private:
   enum class StopRequest { kNone, kPause, kCancel, kShutdown };
+  class Control;
 
-  JobRunner(JobStore* store, JobRunnerOptions options);
+  JobRunner(JobStore* store, JobRunnerOptions options, std::vector<std::unique_ptr<JobKind>> kinds);
+  JobKind* FindKind(std::string_view name) const;
+  std::string KindNames() const;  // "\"finetune\", \"batch\""
   void Loop();
   void RunJob(const JobRecord& job);
   // Asks the running job `id` to stop and waits until it did (or ack_timeout passed).
@@ -85,6 +93,7 @@ class JobRunner {
 
   JobStore* const store_;
   const JobRunnerOptions options_;
+  const std::vector<std::unique_ptr<JobKind>> kinds_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool shutdown_ = false;               // GUARDED_BY(mu_)

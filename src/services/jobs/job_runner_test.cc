@@ -198,3 +198,78 @@ TEST_F(JobRunnerTest, ARunningJobStoppedWithTheRunnerResumesInTheNextOne) {
 
 }  // namespace
 }  // namespace llmasos::jobs
+
+namespace llmasos::jobs {
+namespace {
+
+// A kind that counts to its spec's "n", one count every millisecond, stopping when asked; it
+// resumes from the count its progress holds (what a batch job does with its results file).
+class CountingKind : public JobKind {
+ public:
+  std::string_view name() const override { return "count"; }
+  Status Validate(const nlohmann::json& body, std::string* bad_field) override {
+    if (!body.contains("n") || !body["n"].is_number_integer()) {
+      if (bad_field != nullptr) *bad_field = "n";
+      return InvalidArgumentError("n: is required");
+    }
+    return OkStatus();
+  }
+  StatusOr<JobOutcome> Run(const JobRecord& job, JobControl& control) override {
+    const int64_t n = nlohmann::json::parse(job.spec)["n"].get<int64_t>();
+    JobOutcome outcome;
+    for (int64_t i = job.progress.step; i < n; ++i) {
+      if (control.StopRequested()) {
+        outcome.stopped_at = std::to_string(i) + " of " + std::to_string(n);
+        return outcome;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      control.SetProgress({.step = i + 1, .total_steps = n});
+    }
+    outcome.completed = true;
+    outcome.result = {{"counted", n}};
+    outcome.summary = "succeeded: counted";
+    return outcome;
+  }
+};
+
+TEST_F(JobRunnerTest, OtherKindsRunBesideFinetunesAndPauseAndResumeWhereTheyStopped) {
+  JobRunnerOptions o;
+  o.jobs_dir = home_.path() + "/jobs";
+  o.nice = 0;
+  std::vector<std::unique_ptr<JobKind>> kinds;
+  kinds.push_back(std::make_unique<CountingKind>());
+  auto runner = JobRunner::Start(store_.get(), o, std::move(kinds));
+  ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+
+  std::string field;
+  auto bad = (*runner)->Submit({{"kind", "count"}}, &field);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(field, "n");
+  auto unknown = (*runner)->Submit({{"kind", "bake"}}, &field);
+  EXPECT_EQ(field, "kind");
+  EXPECT_NE(unknown.status().message().find("\"finetune\", \"count\""), std::string::npos)
+      << unknown.status().message();
+
+  auto job = (*runner)->Submit({{"kind", "count"}, {"n", 100000}});
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->kind, "count");
+  WaitFor(job->id, [](const JobRecord& j) { return j.progress.step >= 3; });
+  auto paused = (*runner)->Pause(job->id);
+  ASSERT_TRUE(paused.ok());
+  EXPECT_EQ(paused->state, JobState::kPaused);
+  const int64_t at = paused->progress.step;
+  auto log = store_->Log(job->id);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->back().line, "paused after " + std::to_string(at) + " of 100000");
+  ASSERT_TRUE((*runner)->Cancel(job->id).ok());
+
+  auto small = (*runner)->Submit({{"kind", "count"}, {"n", 5}});
+  ASSERT_TRUE(small.ok());
+  JobRecord done = WaitUntilEnded(small->id);
+  EXPECT_EQ(done.state, JobState::kSucceeded);
+  EXPECT_EQ(done.progress.step, 5);
+  EXPECT_EQ(nlohmann::json::parse(done.result)["counted"], 5);
+}
+
+}  // namespace
+}  // namespace llmasos::jobs

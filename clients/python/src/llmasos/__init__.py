@@ -17,8 +17,8 @@ See the package README for every method and error.
 from .client import DEFAULT_BASE_URL, DEFAULT_MODEL, GENERATION_OPTIONS, Client, Model, Stream
 from .errors import (AuthenticationError, BadRequest, Conflict, ConnectionFailed, LLMasOSError, NotFound,
                      NotImplementedByServer, PermissionDenied, RateLimited, ServerError, StreamError, Unavailable)
-from .types import (TASK_STATES, TERMINAL_TASK_STATES, Chunk, Completion, Message, ModelInfo, ProcessInfo,
-                    PullProgress, TaskProgress, TaskStatus, TrainingTask, Usage)
+from .types import (TASK_STATES, TERMINAL_TASK_STATES, BatchTask, Chunk, Completion, Message, ModelInfo, ProcessInfo,
+                    PullProgress, Task, TaskProgress, TaskStatus, TrainingTask, Usage)
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,6 @@ __all__ = [
     "Client", "Model", "Stream", "DEFAULT_BASE_URL", "DEFAULT_MODEL", "GENERATION_OPTIONS",
     "LLMasOSError", "BadRequest", "AuthenticationError", "PermissionDenied", "NotFound", "Conflict",
     "RateLimited", "ServerError", "Unavailable", "NotImplementedByServer", "StreamError", "ConnectionFailed",
-    "Message", "Usage", "Completion", "Chunk", "ModelInfo", "PullProgress", "ProcessInfo", "TrainingTask",
+    "Message", "Usage", "Completion", "Chunk", "ModelInfo", "PullProgress", "ProcessInfo", "TrainingTask", "BatchTask", "Task",
     "TaskProgress", "TaskStatus", "TASK_STATES", "TERMINAL_TASK_STATES",
 ]

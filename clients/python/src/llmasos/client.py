@@ -28,8 +28,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from .errors import ConnectionFailed, LLMasOSError, StreamError, error_from_response, error_from_stream
-from .types import (Chunk, Completion, Message, ModelInfo, ProcessInfo, PullProgress, TaskStatus, TrainingTask,
-                    Usage)
+from .types import (BatchTask, Chunk, Completion, Message, ModelInfo, ProcessInfo, PullProgress, Task, TaskStatus,
+                    TrainingTask, Usage)
 
 __all__ = ["Client", "Model", "Stream", "DEFAULT_BASE_URL", "DEFAULT_MODEL", "GENERATION_OPTIONS"]
 
@@ -671,11 +671,13 @@ class Client:
 
     # --- Training tasks (/os/jobs) ---------------------------------------------------------------
 
-    def submit_task(self, task: TrainingTask) -> str:
-        """Submits a training task as a job of the daemon (``POST /os/jobs``); returns its id.
+    def submit_task(self, task: Task) -> str:
+        """Submits a training task or a batch of prompts as a job of the daemon
+        (``POST /os/jobs``); returns its id.
 
-        The job runs on the daemon at a low priority, yielding to inference between optimiser
-        steps; BadRequest (with ``param`` naming the field) for a spec the daemon refuses.
+        The job runs on the daemon at a low priority: a training task yields to inference
+        between optimiser steps, a :class:`BatchTask` keeps a few low-priority prompts in flight.
+        BadRequest (with ``param`` naming the field) for a spec the daemon refuses.
 
         Example::
 
@@ -684,8 +686,8 @@ class Client:
             status = client.wait(task_id)
             print(status.state, status.adapter)
         """
-        if not isinstance(task, TrainingTask):
-            raise TypeError(f"submit_task: expected a TrainingTask, got {type(task).__name__}")
+        if not isinstance(task, (TrainingTask, BatchTask)):
+            raise TypeError(f"submit_task: expected a TrainingTask or a BatchTask, got {type(task).__name__}")
         route = "POST /os/jobs"
         result = self._post_json("/os/jobs", route, task.to_json())
         task_id = result.get("id") if isinstance(result, dict) else None

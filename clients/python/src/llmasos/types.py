@@ -1,5 +1,5 @@
 """The typed values the client returns and takes: results, stream chunks, models, processes,
-training tasks. Each result keeps the server's decoded JSON in ``raw`` for fields this package
+training and batch tasks. Each result keeps the server's decoded JSON in ``raw`` for fields this package
 does not name."""
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ __all__ = [
     "PullProgress",
     "ProcessInfo",
     "TrainingTask",
+    "BatchTask",
+    "Task",
     "TaskProgress",
     "TaskStatus",
     "TASK_STATES",
@@ -236,6 +238,58 @@ class TrainingTask:
         if self.targets is not None:
             body["targets"] = list(self.targets)
         return body
+
+
+@dataclass
+class BatchTask:
+    """A file of prompts for :meth:`Client.submit_task`: the JSONL file ``llmasos batch``
+    reads (``{"id", "prompt" | "messages", "raw", "max_tokens", ...}`` per line), answered by
+    ``model_name`` on the daemon at a low priority, its results appended to ``output_path`` as
+    JSON lines (``{"id", "text", "finish_reason", ...}``) as they finish.
+
+    ``input_path`` and ``output_path`` are on the *daemon's* machine; relative paths are made
+    absolute here. ``options`` are defaults for every line (``max_tokens``, ``temperature``,
+    ``top_k``, ``top_p``, ``min_p``, ``repeat_penalty``, ``presence_penalty``,
+    ``frequency_penalty``, ``seed``, ``stop``); ``parallel`` bounds the prompts in flight
+    (the daemon's default: 2). Progress counts answered prompts: ``step`` of ``total_steps``.
+
+    Example::
+
+        task = BatchTask(model_name="smollm2-135m-instruct:q4_1", input_path="questions.jsonl",
+                         output_path="answers.jsonl", options={"temperature": 0})
+    """
+
+    model_name: str
+    input_path: Union[str, "os.PathLike[str]"]
+    output_path: Union[str, "os.PathLike[str]"]
+    options: Optional[Mapping[str, Any]] = None
+    parallel: Optional[int] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        """The body of ``POST /os/jobs``: ``{"kind": "batch", "model", "input", "output", ...}``.
+
+        >>> BatchTask("m", "/p.jsonl", "/r.jsonl", options={"temperature": 0}).to_json()
+        {'kind': 'batch', 'model': 'm', 'input': '/p.jsonl', 'output': '/r.jsonl', 'options': {'temperature': 0}}
+        """
+        if not self.model_name:
+            raise ValueError("BatchTask.model_name must name a model")
+        paths = {}
+        for attr in ("input_path", "output_path"):
+            path = os.fspath(getattr(self, attr))
+            if not path:
+                raise ValueError(f"BatchTask.{attr} must name a file")
+            paths[attr] = os.path.abspath(path)
+        body: Dict[str, Any] = {"kind": "batch", "model": self.model_name, "input": paths["input_path"],
+                                "output": paths["output_path"]}
+        if self.options is not None:
+            body["options"] = dict(self.options)
+        if self.parallel is not None:
+            body["parallel"] = self.parallel
+        return body
+
+
+# What Client.submit_task takes.
+Task = Union[TrainingTask, BatchTask]
 
 
 TASK_STATES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
