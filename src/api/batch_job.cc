@@ -83,8 +83,16 @@ class BatchJobKind : public jobs::JobKind {
     if (std::filesystem::equivalent(spec.input, out, ec)) return fail("output", "is the input file");
     BatchInputOptions scratch;
     RETURN_IF_ERROR(ApplyBatchDefaults(spec.options, &scratch, bad_field));
-    if (auto resolved = registry_->Resolve(spec.model); !resolved.ok()) {
+    // "base+adapter[:scale]" names an adapter: both must be in the registry.
+    StatusOr<manager::AdapterSpec> refs = manager::ParseAdapterSpec(spec.model);
+    if (!refs.ok()) return fail("model", refs.status().message());
+    if (auto resolved = registry_->Resolve(refs->base); !resolved.ok()) {
       return fail("model", resolved.status().message());
+    }
+    if (!refs->adapter.empty()) {
+      if (auto resolved = registry_->Resolve(refs->adapter); !resolved.ok()) {
+        return fail("model", "adapter: " + resolved.status().message());
+      }
     }
     return OkStatus();
   }
@@ -115,6 +123,8 @@ class BatchJobKind : public jobs::JobKind {
     ASSIGN_OR_RETURN(std::set<std::string> done, ReadBatchResultIds(spec.output));
     const std::string input_name = std::filesystem::path(spec.input).filename().string();
     ASSIGN_OR_RETURN(BatchInput input, ReadBatchInput(spec.input, input_name, *m.tokenizer, in, done));
+    // The adapter the model reference named, if any, for every line (as the HTTP routes do).
+    for (BatchLine& line : input.todo) line.spec.adapter = lease->adapter();
     if (!input.ignored_fields.empty()) {
       std::string names;
       for (const std::string& n : input.ignored_fields) names += (names.empty() ? "" : ", ") + n;
