@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "model/arch/llama_context.h"
+#include "model/arch/paged_pool_test_util.h"
 #include "model/arch/tiny_model.h"
 
 namespace llmasos::arch {
@@ -30,29 +31,6 @@ LoadedTinyModel LoadTiny(cpu::TensorType type, const std::string& arch = "qwen2"
   EXPECT_TRUE(l.ok()) << l.status().ToString();
   return *std::move(l);
 }
-
-// A paged pool in the layout kernel::KvMemory uses: [block][layer][K plane, V plane], each
-// plane block_tokens rows in its type. Filled with NaN (as floats; F32 planes are all NaN).
-struct Pool {
-  Pool(const ModelConfig& c, size_t num_blocks, size_t block_tokens,
-       cpu::KvType k_type = cpu::KvType::kF32, cpu::KvType v_type = cpu::KvType::kF32)
-      : num_blocks(num_blocks) {
-    const size_t k_plane = block_tokens * cpu::KvRowBytes(k_type, c.kv_dim());
-    const size_t v_plane = block_tokens * cpu::KvRowBytes(v_type, c.kv_dim());
-    data.assign((num_blocks * c.num_layers * (k_plane + v_plane) + 3) / 4, NAN);
-    std::byte* base = reinterpret_cast<std::byte*>(data.data());
-    layout.k_type = k_type;
-    layout.v_type = v_type;
-    layout.k_base = base;
-    layout.v_base = base + k_plane;
-    layout.layer_stride = k_plane + v_plane;
-    layout.block_stride = c.num_layers * layout.layer_stride;
-    layout.block_tokens = block_tokens;
-  }
-  size_t num_blocks;
-  std::vector<float> data;
-  KvLayout layout;
-};
 
 std::vector<TokenId> Tokens(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -96,7 +74,7 @@ void ExpectMixedBatchesEqualEachSequenceAlone(const Model& model, cpu::KvType k_
   const ModelConfig& c = model.config();
   ThreadPool pool(2);
   const size_t block_tokens = 4;
-  Pool kv(c, 40, block_tokens, k_type, v_type);
+  PagedPool kv(c, 40, block_tokens, k_type, v_type);
   // Three sequences; their blocks interleaved in a shuffled order.
   std::vector<BlockId> ids(kv.num_blocks);
   std::iota(ids.begin(), ids.end(), 0);
@@ -204,7 +182,7 @@ TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
   LoadedTinyModel l = LoadTiny(cpu::TensorType::kF32);
   const ModelConfig& c = l.model->config();
   ThreadPool pool(1);
-  Pool kv(c, 4, 4);
+  PagedPool kv(c, 4, 4);
   BatchForward batch(*l.model, pool, 8, 16, false);
   std::vector<TokenId> tokens = Tokens(6, 1);
   std::vector<BlockId> table = {0, 1};

@@ -11,6 +11,7 @@
 
 #include "model/arch/batch_forward.h"
 #include "model/arch/llama_context.h"
+#include "model/arch/paged_pool_test_util.h"
 #include "model/arch/tiny_model.h"
 #include "model/gguf/gguf.h"
 #include "model/train/adapter.h"
@@ -98,13 +99,8 @@ TEST_P(AdapterForwardTest, MixedAdapterBatchEqualsEachAdapterMerged) {
   // A paged pool of 4-token blocks, one table of 5 blocks per sequence.
   const size_t block_tokens = 4, blocks_per_seq = 5;
   const size_t num_blocks = loras.size() * blocks_per_seq;
-  std::vector<float> pool_data(num_blocks * c.num_layers * 2 * block_tokens * c.kv_dim());
-  arch::KvLayout kv;
-  kv.k_base = pool_data.data();
-  kv.v_base = pool_data.data() + block_tokens * c.kv_dim();
-  kv.layer_stride = 2 * block_tokens * c.kv_dim();
-  kv.block_stride = c.num_layers * kv.layer_stride;
-  kv.block_tokens = block_tokens;
+  arch::PagedPool kv_pool(c, num_blocks, block_tokens);
+  const arch::KvLayout& kv = kv_pool.layout;
   std::vector<std::vector<arch::BlockId>> tables(loras.size());
   for (size_t s = 0; s < loras.size(); ++s) {
     tables[s].resize(blocks_per_seq);
@@ -171,9 +167,8 @@ TEST(AdapterForwardErrorTest, RefusesAnAdapterReadForAnotherModelShape) {
   const arch::LoraWeights lora =
       UnmergedLoraWeights(Read(RandomAdapterFile(deeper, "q", 2, 2.0f, 3), deeper), 1.0f, deeper, "deep", "deep");
   ThreadPool pool(1);
-  std::vector<float> pool_data(2 * c.num_layers * 2 * 4 * c.kv_dim());
-  arch::KvLayout kv{pool_data.data(), pool_data.data() + 4 * c.kv_dim(), c.num_layers * 2 * 4 * c.kv_dim(),
-                    2 * 4 * c.kv_dim(), 4};
+  arch::PagedPool kv_pool(c, 2, 4);
+  const arch::KvLayout& kv = kv_pool.layout;
   arch::BatchForward batch(*base->model, pool, 8, 8, false);
   std::vector<arch::TokenId> tokens = {1, 2, 3};
   std::vector<arch::BlockId> table = {0};
