@@ -60,6 +60,7 @@ std::vector<float> Alone(const arch::Model& model, ThreadPool& pool, const std::
   arch::ContextOptions o;
   o.max_tokens = 64;
   o.float_activations = true;
+  o.cache_type_k = o.cache_type_v = cpu::KvType::kF32;  // as the paged pool below
   auto ctx = arch::Context::Create(model, pool, o);
   EXPECT_TRUE(ctx.ok());
   std::vector<float> out(tokens.size() * model.config().vocab_size);
