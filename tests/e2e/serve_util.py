@@ -226,12 +226,16 @@ class EventLog:
 
 
 
-EOS = 263  # make_tiny_model's end-of-sequence token
+# make_tiny_model's end-of-generation tokens (<|endoftext|> and its EOS, <|im_end|>: ids 261 and
+# 263, after the 256 byte tokens and 5 merges, see tiny_model.cc), and the logit_bias that bans
+# them both, so a random model's process runs to its max_tokens.
+END_TOKENS = (261, 263)
+NO_END = {str(t): -100 for t in END_TOKENS}
 
 
 def slow_home(tmp_path):
     """A home with a slower tiny model (4096 context, 4 layers of 256) imported as `slow`: with
-    EOS banned (logit_bias) its processes run until cancelled or max_tokens."""
+    its end tokens banned (NO_END as the logit_bias) its processes run until cancelled or max_tokens."""
     home = str(tmp_path / "home")
     path = str(tmp_path / "slow.gguf")
     subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "4096", "--embd", "256", "--layers", "4",

@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import EOS, LLMASOS, Daemon, EventLog, slow_home
+from serve_util import LLMASOS, NO_END, Daemon, EventLog, slow_home
 
 MODEL = "slow@1.0.0"
 
@@ -43,7 +43,7 @@ def call(d, method, path, payload=None):
 
 def completion(max_tokens, stream=False):
     return dict(model="slow", prompt="count with me", max_tokens=max_tokens, temperature=0.8, seed=1,
-                logit_bias={str(EOS): -100}, stream=stream)
+                logit_bias=NO_END, stream=stream)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from oracle_inputs import REPO
-from serve_util import Daemon, cli, make_tiny, slow_home, wait_for
+from serve_util import NO_END, Daemon, cli, make_tiny, slow_home, wait_for
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 from llmasos import Client  # noqa: E402
 
-EOS = 263  # make_tiny_model's end-of-sequence token
 MESSAGES = [{"role": "user", "content": "Tell me about the weather on the coast in the early spring."}]
 
 
@@ -75,7 +74,7 @@ def post(daemon, path, body):
 def chat_alone(daemon, model, max_tokens=24):
     status, data = post(daemon, "/v1/chat/completions",
                         {"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0,
-                         "logit_bias": {str(EOS): -100}})
+                         "logit_bias": NO_END})
     assert status == 200, data
     return json.loads(data)["choices"][0]["message"]["content"]
 
@@ -85,7 +84,7 @@ def chat_streamed(daemon, model, out, max_tokens=24):
     c = http.client.HTTPConnection(host, port, timeout=300)
     c.request("POST", "/v1/chat/completions",
               json.dumps({"model": model, "messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0,
-                          "stream": True, "logit_bias": {str(EOS): -100}}),
+                          "stream": True, "logit_bias": NO_END}),
               {"Content-Type": "application/json"})
     r = c.getresponse()
     assert r.status == 200, r.read()
@@ -150,7 +149,7 @@ def test_the_process_table_models_and_metrics_show_running_adapters(daemon):
     c = http.client.HTTPConnection(host, port, timeout=300)
     c.request("POST", "/v1/chat/completions",
               json.dumps({"model": "slow+facts-lora", "messages": MESSAGES, "max_tokens": 3000, "stream": True,
-                          "logit_bias": {str(EOS): -100}}),
+                          "logit_bias": NO_END}),
               {"Content-Type": "application/json"})
     r = c.getresponse()
     assert r.status == 200
@@ -197,5 +196,5 @@ def test_ollama_and_the_sdk_take_base_plus_adapter(daemon):
     assert json.loads(data)["model"] == "slow+facts-lora"
     with Client(daemon.url) as client:
         reply = client.chat(MESSAGES, model="slow+facts-lora", max_tokens=8, temperature=0,
-                            logit_bias={str(EOS): -100})
+                            logit_bias=NO_END)
     assert reply.text == want

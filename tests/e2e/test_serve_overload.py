@@ -15,14 +15,14 @@ import time
 
 import pytest
 
-from serve_util import EOS, Daemon, slow_home
+from serve_util import NO_END, Daemon, slow_home
 
 MODEL = "slow@1.0.0"
 
 
 def body(max_tokens, stream=False, **extra):
     return dict(model="slow", prompt="count with me", max_tokens=max_tokens, temperature=0.8, seed=1,
-                logit_bias={str(EOS): -100}, stream=stream, **extra)
+                logit_bias=NO_END, stream=stream, **extra)
 
 
 def post(daemon, path, payload, headers=None):

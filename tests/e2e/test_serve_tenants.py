@@ -14,12 +14,8 @@ import urllib.request
 
 import pytest
 
-from serve_util import Daemon, cli, make_tiny, wait_for
+from serve_util import NO_END, Daemon, cli, make_tiny, wait_for
 
-# The tiny model's control tokens (<|endoftext|>, <|im_start|>, <|im_end|>: ids 261..263,
-# after the 256 byte tokens and 5 merges, see tiny_model.cc), banned where a stream must run to
-# max_tokens.
-NO_EOG = {"261": -100, "262": -100, "263": -100}
 TENANTS = ["acme", "beta", "gamma"]
 
 
@@ -126,7 +122,7 @@ def test_64_clients_of_3_tenants_leave_no_process_and_no_kv_behind(setup):
     for i in range(64):
         tenant = TENANTS[i % 3]
         body = {"prompt": f"tenant {tenant} asks question {i}", "max_tokens": 24 + i % 5 * 8,
-                "temperature": 0.8, "seed": i, "priority": priorities[tenant][i // 3 % 3], "logit_bias": NO_EOG}
+                "temperature": 0.8, "seed": i, "priority": priorities[tenant][i // 3 % 3], "logit_bias": NO_END}
         streams.append(Stream(d, keys[tenant], body, vanish=i % 5 == 0))  # 13 of 64 vanish
     seen_tenants = set()
     while any(s.thread.is_alive() for s in streams):
@@ -162,7 +158,7 @@ def test_fair_share_weights_1_to_3_give_tokens_within_10_percent_of_1_to_3(setup
     # below: both tenants stay backlogged and no process ends while it counts.
     max_tokens, per_tenant = 4000, 8
     streams = [Stream(d, keys[t], {"prompt": f"{t} {i}", "max_tokens": max_tokens, "temperature": 0,
-                                   "logit_bias": NO_EOG})
+                                   "logit_bias": NO_END})
                for i in range(per_tenant) for t in ("acme", "beta")]
     try:
         # Start counting once every process is in and both tenants have run for a while.
