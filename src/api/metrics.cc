@@ -132,6 +132,13 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
     WriteSample(&out, "llmasos_kv_blocks", {{"model", i.model}, {"state", "free"}}, kv.free_blocks);
     WriteSample(&out, "llmasos_kv_blocks", {{"model", i.model}, {"state", "swapped"}}, kv.swapped_blocks);
   }
+  WriteFamily(&out, "llmasos_kv_window_dropped_blocks_total", "counter",
+              "KV blocks given back to the pool because they left every layer's attention window, "
+              "since the model loaded");
+  for (const Instance& i : instances) {
+    WriteSample(&out, "llmasos_kv_window_dropped_blocks_total", {{"model", i.model}},
+                static_cast<double>(i.stats.kv.dropped_blocks));
+  }
   auto usage = [](const kernel::KvStats& kv) {
     return kv.total_blocks == 0 ? 0.0 : static_cast<double>(kv.used_blocks) / static_cast<double>(kv.total_blocks);
   };

@@ -147,7 +147,7 @@ void GetMemory(Daemon& daemon, Exchange& ex) {
                    {"total_blocks", kv.total_blocks},   {"used_blocks", kv.used_blocks},
                    {"cached_blocks", kv.cached_blocks}, {"free_blocks", kv.free_blocks},
                    {"stored_tokens", kv.stored_tokens}, {"utilisation", kv.utilisation},
-                   {"num_sequences", kv.num_sequences}};
+                   {"num_sequences", kv.num_sequences}, {"window_dropped_blocks", kv.dropped_blocks}};
       row["prefix_cache"] = {{"entries", kv.cache_entries}, {"lookups", kv.prefix_lookups},
                              {"hits", kv.prefix_hits},       {"hit_rate", kv.prefix_hit_rate},
                              {"evicted_blocks", kv.evicted_blocks}};

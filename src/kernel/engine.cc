@@ -32,7 +32,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   kv.budget_bytes = options.kv_budget_bytes;
   kv.swap_budget_bytes = options.swap_budget_bytes;
   ASSIGN_OR_RETURN(e->kv_, KvMemory::Create(kv));
-  e->memory_ = std::make_unique<KvMemoryModel>(e->kv_.get(), options.share_prefix_across_tenants);
+  // Where every layer attends within a window, what falls out of it goes back to the pool.
+  e->memory_ = std::make_unique<KvMemoryModel>(e->kv_.get(), options.share_prefix_across_tenants,
+                                               c.AllLayersWindow());
   ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(options.policy, options.policy_options));
   e->policy_options_ = options.policy_options;
   ASSIGN_OR_RETURN(e->scheduler_, Scheduler::Create(options.scheduler, std::move(policy),
@@ -371,12 +373,13 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
                        e.first_token_idx, e.samples);
   }
 
-  // The K/V just written make full blocks findable by later prompts with the same prefix.
+  // The K/V just written make full blocks findable by later prompts with the same prefix;
+  // then, under a sliding window, the blocks no later token reads go back to the pool.
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const BatchEntry& e = plan.batch[i];
-    RETURN_IF_ERROR(
-        kv_->CommitTokens(sequences[i], processes[i]->tokens().first(e.first_token_idx + e.num_tokens))
-            .status());
+    const size_t next_position = e.first_token_idx + e.num_tokens;
+    RETURN_IF_ERROR(kv_->CommitTokens(sequences[i], processes[i]->tokens().first(next_position)).status());
+    RETURN_IF_ERROR(memory_->ReleaseOutOfWindow(*processes[i], next_position));
   }
 
   std::vector<TokenId> sampled;

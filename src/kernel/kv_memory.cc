@@ -29,6 +29,11 @@ uint64_t Mix64(uint64_t x) {
 
 std::string SeqName(SequenceId seq) { return "KV sequence " + std::to_string(seq); }
 
+Status DroppedError(const char* op, SequenceId seq, size_t position) {
+  return FailedPreconditionError(std::string(op) + ": position " + std::to_string(position) + " of " +
+                                 SeqName(seq) + " is in a block dropped out of the attention window");
+}
+
 size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 }  // namespace
@@ -373,7 +378,7 @@ StatusOr<size_t> KvMemory::BlocksToAppend(SequenceId seq, size_t num_tokens) con
 StatusOr<SequenceId> KvMemory::Fork(SequenceId seq) {
   ASSIGN_OR_RETURN(Sequence * s, Find(seq, "Fork"));
   RETURN_IF_SWAPPED(s, seq, "Fork");
-  for (BlockId block : s->blocks) Ref(block);
+  for (size_t i = s->num_dropped; i < s->blocks.size(); ++i) Ref(s->blocks[i]);
   const SequenceId id = next_sequence_id_++;
   Sequence copy = *s;  // `s` may dangle once the map grows
   sequences_.emplace(id, std::move(copy));
@@ -382,11 +387,31 @@ StatusOr<SequenceId> KvMemory::Fork(SequenceId seq) {
 
 Status KvMemory::Free(SequenceId seq) {
   ASSIGN_OR_RETURN(Sequence * s, Find(seq, "Free"));
-  for (BlockId block : s->blocks) Unref(block);
+  for (size_t i = s->num_dropped; i < s->blocks.size(); ++i) Unref(s->blocks[i]);
   for (uint32_t slot : s->swap_slots) free_swap_slots_.push_back(slot);
   used_swap_slots_ -= s->swap_slots.size();
   sequences_.erase(seq);
   return OkStatus();
+}
+
+StatusOr<size_t> KvMemory::DropBefore(SequenceId seq, size_t position) {
+  ASSIGN_OR_RETURN(Sequence * s, Find(seq, "DropBefore"));
+  RETURN_IF_SWAPPED(s, seq, "DropBefore");
+  // Only whole blocks before `position` go; a partial last block never does (its end lies
+  // beyond the length).
+  const size_t num_drop = std::min(position, s->length) / options_.block_tokens;
+  size_t newly = 0;
+  for (; s->num_dropped < num_drop; ++s->num_dropped, ++newly) {
+    Unref(s->blocks[s->num_dropped]);
+    s->blocks[s->num_dropped] = kDroppedBlock;
+  }
+  dropped_blocks_ += newly;
+  return newly;
+}
+
+StatusOr<size_t> KvMemory::NumDropped(SequenceId seq) const {
+  ASSIGN_OR_RETURN(const Sequence* s, Find(seq, "NumDropped"));
+  return s->num_dropped;
 }
 
 StatusOr<size_t> KvMemory::Length(SequenceId seq) const {
@@ -408,6 +433,7 @@ StatusOr<KvSlot> KvMemory::Slot(SequenceId seq, size_t position) const {
                            std::to_string(s->length) + " tokens of " + SeqName(seq));
   }
   const size_t bt = options_.block_tokens;
+  if (position / bt < s->num_dropped) return DroppedError("Slot", seq, position);
   return KvSlot{s->blocks[position / bt], position % bt};
 }
 
@@ -421,6 +447,7 @@ StatusOr<KvSlot> KvMemory::PrepareWrite(SequenceId seq, size_t position) {
   }
   const size_t bt = options_.block_tokens;
   const size_t block_idx = position / bt;
+  if (block_idx < s->num_dropped) return DroppedError("PrepareWrite", seq, position);
   if (meta_[s->blocks[block_idx]].ref_count > 1 && available_blocks() == 0) {
     return ResourceExhaustedError("PrepareWrite: no KV block left to copy shared block " +
                                   std::to_string(s->blocks[block_idx]) + " of " + SeqName(seq));
@@ -519,6 +546,7 @@ StatusOr<size_t> KvMemory::CommitTokens(SequenceId seq, std::span<const TokenId>
   size_t num_registered = 0;
   // Registers block i under hash h unless the cache already holds that prefix.
   auto try_register = [&](size_t i, uint64_t h) {
+    if (i < s->num_dropped) return;  // released: its prefix lives on only if still cached
     const BlockId block = s->blocks[i];
     BlockMeta& m = meta_[block];
     if (m.registered || cache_.count(h) != 0) return;
@@ -577,7 +605,7 @@ Status KvMemory::SwapOut(SequenceId seq) {
                                    std::to_string(block_bytes_) + ", one block)");
   }
   if (s->swapped) return FailedPreconditionError("SwapOut: " + SeqName(seq) + " is already out");
-  const size_t needed = s->blocks.size();
+  const size_t needed = s->blocks.size() - s->num_dropped;
   if (needed > num_swap_slots_ - used_swap_slots_) {
     return ResourceExhaustedError("SwapOut: " + SeqName(seq) + " needs " +
                                   std::to_string(needed) + " swap slots; " +
@@ -596,13 +624,13 @@ Status KvMemory::SwapOut(SequenceId seq) {
   }
   // Copy everything out before releasing anything, so a failed write changes nothing.
   for (size_t i = 0; i < needed; ++i) {
-    const Status st = swap_->Write(slots[i], BlockData(s->blocks[i]));
+    const Status st = swap_->Write(slots[i], BlockData(s->blocks[s->num_dropped + i]));
     if (!st.ok()) {
       free_swap_slots_.insert(free_swap_slots_.end(), slots.begin(), slots.end());
       return st.Annotate("SwapOut: " + SeqName(seq));
     }
   }
-  for (BlockId block : s->blocks) Unref(block);
+  for (size_t i = s->num_dropped; i < s->blocks.size(); ++i) Unref(s->blocks[i]);
   used_swap_slots_ += needed;
   s->blocks.clear();
   s->swap_slots = std::move(slots);
@@ -620,15 +648,15 @@ Status KvMemory::SwapIn(SequenceId seq) {
                                   std::to_string(num_blocks_) + " available");
   }
   const size_t bt = options_.block_tokens;
-  std::vector<BlockId> blocks;
-  blocks.reserve(needed);
+  std::vector<BlockId> blocks(s->num_dropped, kDroppedBlock);
+  blocks.reserve(s->num_dropped + needed);
   for (size_t i = 0; i < needed; ++i) {
     const BlockId block = TakeBlock();
     blocks.push_back(block);
-    meta_[block].filled = std::min(bt, s->length - i * bt);
+    meta_[block].filled = std::min(bt, s->length - (s->num_dropped + i) * bt);
     const Status st = swap_->Read(s->swap_slots[i], BlockData(block));
     if (!st.ok()) {
-      for (BlockId b : blocks) Unref(b);
+      for (size_t j = s->num_dropped; j < blocks.size(); ++j) Unref(blocks[j]);
       return st.Annotate("SwapIn: " + SeqName(seq));
     }
   }
@@ -656,8 +684,10 @@ StatusOr<PreemptionCost> KvMemory::EstimatePreemption(SequenceId seq) const {
   ASSIGN_OR_RETURN(const Sequence* s, Find(seq, "EstimatePreemption"));
   RETURN_IF_SWAPPED(s, seq, "EstimatePreemption");
   PreemptionCost cost;
-  cost.num_blocks = s->blocks.size();
-  for (BlockId block : s->blocks) cost.freed_blocks += meta_[block].ref_count == 1 ? 1 : 0;
+  cost.num_blocks = s->blocks.size() - s->num_dropped;
+  for (size_t i = s->num_dropped; i < s->blocks.size(); ++i) {
+    cost.freed_blocks += meta_[s->blocks[i]].ref_count == 1 ? 1 : 0;
+  }
   cost.swap_bytes = cost.num_blocks * block_bytes_;
   cost.recompute_tokens = s->length;
   return cost;
@@ -690,6 +720,7 @@ KvStats KvMemory::Stats() const {
   st.swap_capacity_blocks = num_swap_slots_;
   st.num_sequences = sequences_.size();
   st.evicted_blocks = evicted_blocks_;
+  st.dropped_blocks = dropped_blocks_;
   st.prefix_lookups = prefix_lookups_;
   st.prefix_hits = prefix_hits_;
   st.prefix_queried_tokens = prefix_queried_tokens_;
@@ -734,9 +765,12 @@ Status KvMemory::CheckInvariants() const {
   size_t swap_in_use = 0;
   for (const auto& [id, s] : sequences_) {
     const size_t expected_blocks = CeilDiv(s.length, bt);
+    if (s.num_dropped > s.length / bt) return fail(SeqName(id) + ": a dropped block is not full");
     if (s.swapped) {
       if (!s.blocks.empty()) return fail(SeqName(id) + " is swapped out but holds blocks");
-      if (s.swap_slots.size() != expected_blocks) return fail(SeqName(id) + ": swap slot count");
+      if (s.swap_slots.size() != expected_blocks - s.num_dropped) {
+        return fail(SeqName(id) + ": swap slot count");
+      }
       swap_in_use += s.swap_slots.size();
       continue;
     }
@@ -745,6 +779,10 @@ Status KvMemory::CheckInvariants() const {
     if (s.hashes.size() > s.length / bt) return fail(SeqName(id) + ": hash of a partial block");
     for (size_t i = 0; i < s.blocks.size(); ++i) {
       const BlockId b = s.blocks[i];
+      if ((b == kDroppedBlock) != (i < s.num_dropped)) {
+        return fail(SeqName(id) + ": table entry " + std::to_string(i) + " dropped out of place");
+      }
+      if (i < s.num_dropped) continue;
       if (b >= num_blocks_) return fail(SeqName(id) + ": block id out of range");
       ++refs[b];
       const size_t rows = std::min(bt, s.length - i * bt);

@@ -15,7 +15,14 @@
 //     and are evicted in least-recently-used order, only when no free block is left. Tenants
 //     with different salts never share a block; tenants configured to share pass one salt;
 //   - swap space in host memory or in a file: SwapOut() copies a sequence's blocks out and
-//     releases them, SwapIn() brings them back, bit for bit.
+//     releases them, SwapIn() brings them back, bit for bit;
+//   - dropping for sliding-window models: DropBefore() releases the leading blocks no layer
+//     will read again (every layer attends within a window), leaving kDroppedBlock in their
+//     block-table entries so that position p stays at table[p / block_tokens]. A dropped block
+//     that was registered stays in the prefix cache (evictable once unreferenced): its K/V are
+//     what its tokens produced whatever the window, and a later prompt reaches it, and the
+//     blocks after it, only through a hash chain over every token from position 0, so a prefix
+//     is never matched across a hole that has left the cache.
 //
 // Block storage layout (one allocation, 64-byte aligned):
 //   pool  [num_blocks][num_layers][K plane, V plane]
@@ -36,7 +43,9 @@
 //   - ref_count of a block == the number of resident block-table entries naming it;
 //   - a block registered in the prefix cache is full and its contents are those its token ids
 //     produced; a block in the cache map maps back to its hash;
-//   - a sequence's last block may be partial; every other block of its table is full.
+//   - a sequence's last block may be partial; every other block of its table is full;
+//   - a sequence's dropped entries are the leading num_dropped of its table, all full, and
+//     name no block (kDroppedBlock); while swapped out it holds one swap slot per other entry.
 //
 // Thread safety: a KvMemory is owned by one engine thread (the step loop of its model
 // instance). It has no locks; callers on other threads go through the engine's queue.
@@ -60,6 +69,9 @@ namespace llmasos::kernel {
 using TokenId = int32_t;
 using BlockId = uint32_t;
 using SequenceId = uint64_t;
+
+// The block-table entry of a block released by KvMemory::DropBefore: no block of the pool.
+inline constexpr BlockId kDroppedBlock = UINT32_MAX;
 
 // Bytes of one block: num_layers * block_tokens * (K row bytes + V row bytes). The one place
 // a KV budget turns into blocks (KvMemory::Create) or blocks into a budget (callers sizing a
@@ -108,6 +120,7 @@ struct KvStats {
   size_t swap_capacity_blocks = 0;  // swap slots in all
   size_t num_sequences = 0;         // resident and swapped
   size_t evicted_blocks = 0;        // cached blocks evicted so far
+  uint64_t dropped_blocks = 0;      // block-table entries released by DropBefore so far
   // Prefix cache: one lookup per MatchPrefix call; tokens counted in full blocks.
   uint64_t prefix_lookups = 0;
   uint64_t prefix_hits = 0;           // lookups that reused at least one block
@@ -123,7 +136,7 @@ struct KvStats {
 // swap_bytes out now and the same back on resume; recomputing runs recompute_tokens of prefill
 // on resume. Only blocks the sequence holds alone are freed by either.
 struct PreemptionCost {
-  size_t num_blocks = 0;        // blocks in the block table
+  size_t num_blocks = 0;        // blocks in the block table, dropped entries aside
   size_t freed_blocks = 0;      // of those, blocks with no other reference
   size_t swap_bytes = 0;        // bytes copied by SwapOut (and again by SwapIn)
   size_t recompute_tokens = 0;  // tokens a recompute would run again
@@ -170,12 +183,24 @@ class KvMemory {
   // swap slots, and forgets the id.
   Status Free(SequenceId seq);
 
+  // Releases every block of seq whose positions all lie before `position` (clamped to the
+  // length), as Free would (registered blocks stay cached), and marks their table entries
+  // kDroppedBlock: for models whose every layer attends within a window, the caller passes
+  // the first position any later token reads. Returns the number of entries newly dropped.
+  // Positions of a dropped block cannot be read or rewritten (Slot, PrepareWrite fail), and
+  // the sequence can no longer be fully recomputed from its blocks, only from its tokens.
+  // FailedPrecondition while swapped out.
+  StatusOr<size_t> DropBefore(SequenceId seq, size_t position);
+  // Leading block-table entries dropped so far (0 for a sequence that never dropped).
+  StatusOr<size_t> NumDropped(SequenceId seq) const;
+
   // ---- Block tables and storage ----------------------------------------------------------
   StatusOr<size_t> Length(SequenceId seq) const;
-  // The block table; valid until the next call that changes this sequence.
-  // FailedPrecondition while the sequence is swapped out.
+  // The block table; valid until the next call that changes this sequence. Its leading
+  // NumDropped(seq) entries are kDroppedBlock. FailedPrecondition while swapped out.
   StatusOr<std::span<const BlockId>> BlockTable(SequenceId seq) const;
-  // Where position `position` (< length) lives, for reading.
+  // Where position `position` (< length) lives, for reading. FailedPrecondition for a
+  // position of a dropped block.
   StatusOr<KvSlot> Slot(SequenceId seq, size_t position) const;
   // Like Slot, for rewriting a position already written: copies the block first if it is
   // shared (ResourceExhausted if no block is available for the copy), and drops it from the
@@ -214,7 +239,7 @@ class KvMemory {
   size_t EvictCached(size_t max_blocks);
 
   // ---- Swap ------------------------------------------------------------------------------
-  // Copies every block of seq into swap slots and releases the blocks. FailedPrecondition if
+  // Copies every block of seq (dropped entries aside) into swap slots and releases them. FailedPrecondition if
   // swapping is disabled or seq is already out; ResourceExhausted when the swap space is
   // short, IoError when the swap file cannot be written: nothing changed then.
   Status SwapOut(SequenceId seq);
@@ -271,10 +296,11 @@ class KvMemory {
     uint64_t salt = 0;
     size_t length = 0;                // tokens reserved
     std::vector<BlockId> blocks;      // resident block table; empty while swapped out
+    size_t num_dropped = 0;           // leading entries released by DropBefore
     std::vector<uint64_t> hashes;     // prefix hashes of blocks [0, hashes.size())
     uint64_t cache_removals_seen = 0;  // cache_removals_ at the last CommitTokens
     bool swapped = false;
-    std::vector<uint32_t> swap_slots;  // one per block while swapped out
+    std::vector<uint32_t> swap_slots;  // one per undropped entry while swapped out
   };
 
   class SwapSpace;
@@ -332,6 +358,7 @@ class KvMemory {
   size_t used_swap_slots_ = 0;
 
   size_t evicted_blocks_ = 0;
+  uint64_t dropped_blocks_ = 0;
   uint64_t cache_removals_ = 0;  // entries removed from cache_ (eviction or rewrite), ever
   uint64_t prefix_lookups_ = 0;
   uint64_t prefix_hits_ = 0;

@@ -4,8 +4,8 @@
 
 namespace llmasos::kernel {
 
-KvMemoryModel::KvMemoryModel(KvMemory* kv, bool share_across_tenants)
-    : kv_(kv), share_across_tenants_(share_across_tenants) {
+KvMemoryModel::KvMemoryModel(KvMemory* kv, bool share_across_tenants, size_t window_tokens)
+    : kv_(kv), share_across_tenants_(share_across_tenants), window_tokens_(window_tokens) {
   CHECK(kv_ != nullptr);
 }
 
@@ -35,16 +35,38 @@ KvMemoryModel::Holding KvMemoryModel::HoldingOf(ProcessId id) const {
   Holding h;
   auto it = sequences_.find(id);
   if (it == sequences_.end()) return h;
+  const size_t dropped = *kv_->NumDropped(it->second);
   if (*kv_->IsSwappedOut(it->second)) {
-    h.swapped_blocks = BlocksForTokens(*kv_->Length(it->second));
+    h.swapped_blocks = BlocksForTokens(*kv_->Length(it->second)) - dropped;
   } else {
-    h.resident_blocks = kv_->BlockTable(it->second)->size();
+    h.resident_blocks = kv_->BlockTable(it->second)->size() - dropped;
   }
   return h;
 }
 
+Status KvMemoryModel::DropOutOfWindow(SequenceId seq, size_t next_position) {
+  if (window_tokens_ == 0 || next_position + 1 <= window_tokens_) return OkStatus();
+  return kv_->DropBefore(seq, next_position + 1 - window_tokens_).status();
+}
+
+Status KvMemoryModel::ReleaseOutOfWindow(const Process& process, size_t next_position) {
+  auto it = sequences_.find(process.id());
+  if (it == sequences_.end()) return OkStatus();
+  return DropOutOfWindow(it->second, next_position);
+}
+
 size_t KvMemoryModel::BlocksForTokens(size_t num_tokens) const {
   return (num_tokens + kv_->block_tokens() - 1) / kv_->block_tokens();
+}
+
+size_t KvMemoryModel::PeakBlocks(size_t num_tokens, size_t chunk_tokens) const {
+  const size_t all = BlocksForTokens(num_tokens);
+  if (window_tokens_ == 0 || num_tokens == 0) return all;
+  // Between steps a process holds the window - 1 positions its next token reads; a step adds
+  // at most one chunk. Blocks a run of n positions can touch: CeilDiv(n - 1, bt) + 1.
+  const size_t bt = kv_->block_tokens();
+  const size_t span = window_tokens_ - 1 + std::max<size_t>(1, std::min(chunk_tokens, num_tokens));
+  return std::min(all, (span - 1 + bt - 1) / bt + 1);
 }
 
 size_t KvMemoryModel::BlocksToGrow(const Process& process, size_t num_tokens) const {
@@ -56,7 +78,8 @@ size_t KvMemoryModel::BlocksToGrow(const Process& process, size_t num_tokens) co
   const size_t length = *kv_->Length(seq);
   const size_t have_blocks = BlocksForTokens(length);
   const size_t want_blocks = std::max(BlocksForTokens(num_tokens), have_blocks);
-  if (*kv_->IsSwappedOut(seq)) return want_blocks;  // every block comes back in
+  // Every undropped block comes back in.
+  if (*kv_->IsSwappedOut(seq)) return want_blocks - *kv_->NumDropped(seq);
   size_t need = want_blocks - have_blocks;
   if (num_tokens > length && length % kv_->block_tokens() != 0) {
     // Appending into a shared partial last block copies it first.
@@ -82,6 +105,8 @@ StatusOr<size_t> KvMemoryModel::Grow(const Process& process, size_t num_tokens) 
     // pools every token's hidden state, so it reuses nothing.
     if (process.kind() != ProcessKind::kEmbed) {
       ASSIGN_OR_RETURN(num_cached, kv_->MatchPrefix(seq, process.tokens().first(process.num_tokens() - 1)));
+      // The next token computed is the first uncached one: what lies before its window goes.
+      RETURN_IF_ERROR(DropOutOfWindow(seq, num_cached));
     }
   }
   const SequenceId seq = it->second;

@@ -15,8 +15,9 @@ namespace {
 using testing::FakeToken;
 
 struct KvSim {
+  // window_tokens > 0: a model whose every layer slides (KvMemoryModel's window).
   KvSim(size_t num_blocks, size_t num_swap_blocks, std::unique_ptr<SchedulerPolicy> policy,
-        SchedulerOptions options = {}) {
+        SchedulerOptions options = {}, size_t window_tokens = 0) {
     KvMemoryOptions kv_options;
     kv_options.num_layers = 1;
     kv_options.kv_dim = 4;
@@ -28,7 +29,7 @@ struct KvSim {
     CHECK(kv_or.ok()) << kv_or.status().ToString();
     kv = std::move(kv_or).value();
     CHECK_EQ(kv->num_blocks(), num_blocks);
-    model = std::make_unique<KvMemoryModel>(kv.get());
+    model = std::make_unique<KvMemoryModel>(kv.get(), false, window_tokens);
     scheduler = std::move(Scheduler::Create(options, std::move(policy), model.get(), &clock)).value();
   }
 
@@ -52,6 +53,7 @@ struct KvSim {
       const SequenceId seq = *model->SequenceOf(e.id);
       EXPECT_GE(*kv->Length(seq), e.first_token_idx + e.num_tokens);
       EXPECT_TRUE(kv->CommitTokens(seq, p->tokens().first(e.first_token_idx + e.num_tokens)).ok());
+      EXPECT_TRUE(model->ReleaseOutOfWindow(*p, e.first_token_idx + e.num_tokens).ok());
       if (e.samples) sampled.push_back(FakeToken(e.id, e.first_token_idx + e.num_tokens));
     }
     clock.Advance(std::chrono::milliseconds(10));
@@ -196,6 +198,40 @@ TEST(KvMemoryModelTest, SwapPreemptionOnRealKvMemoryResumesWithoutRecompute) {
   EXPECT_EQ(p->accounting().num_computed_tokens, 30 + 20 - 1);
   EXPECT_EQ(sim.kv->Stats().swapped_blocks, 0u);
   EXPECT_EQ(sim.model->HoldingOf(low).resident_blocks + sim.model->HoldingOf(low).swapped_blocks, 0u);
+}
+
+TEST(KvMemoryModelTest, AWindowBoundsWhatAProcessNeedsHoldsAndSwaps) {
+  SchedulerOptions o;
+  o.max_running = 1;
+  o.max_prefill_chunk_tokens = 16;
+  o.preemption.min_tokens_before_preempt = 0;
+  o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+  // Window 20, 16-token blocks: 19 positions kept plus a chunk of 16 touch at most 4 blocks.
+  KvSim sim(6, 16, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), o, 20);
+  EXPECT_EQ(sim.model->PeakBlocks(1000, 16), 4u);
+  EXPECT_EQ(sim.model->PeakBlocks(1000, 1), 3u);    // 20 positions: 3 blocks at worst
+  EXPECT_EQ(sim.model->PeakBlocks(10, 16), 1u);     // shorter than the window: all of it
+  KvSim global(6, 0, NewFcfsPolicy(), o);
+  EXPECT_EQ(global.model->PeakBlocks(1000, 16), 63u);
+  // 200 + 40 tokens would need 15 blocks without the window; the pool has 6.
+  const ProcessId low = sim.Submit(Prompt(200, 1), 40, 0);
+  for (int i = 0; i < 20; ++i) {
+    sim.Step();
+    EXPECT_LE(sim.model->HoldingOf(low).resident_blocks, 4u);
+  }
+  const KvMemoryModel::Holding before = sim.model->HoldingOf(low);
+  EXPECT_GT(before.resident_blocks, 0u);
+  EXPECT_GT(*sim.kv->NumDropped(*sim.model->SequenceOf(low)), 0u);
+  sim.Submit(Prompt(10, 500), 5, 5);
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.preempted.size(), 1u);
+  EXPECT_EQ(plan.preempted[0].mode, PreemptMode::kSwap);
+  EXPECT_EQ(sim.model->HoldingOf(low).swapped_blocks, before.resident_blocks);  // only the window
+  while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
+  const Process* p = sim.Ended(low);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->accounting().num_computed_tokens, 200 + 40 - 1);
+  EXPECT_EQ(sim.kv->Stats().used_blocks, 0u);
 }
 
 }  // namespace

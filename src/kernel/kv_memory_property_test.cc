@@ -1,5 +1,6 @@
 // Randomized property test of KvMemory: seeded random sequences of create / append / fork /
-// free / swap-out / swap-in / match-prefix / commit / evict / rewrite, checked after every
+// free / swap-out / swap-in / match-prefix / commit / evict / rewrite / drop (a sliding
+// window's release of leading blocks), checked after every
 // operation against a shadow model that knows, for every sequence, its tokens and which write
 // (a unique stamp) produced the K/V of each of its positions.
 #include <gtest/gtest.h>
@@ -30,14 +31,15 @@ struct ShadowSeq {
   std::vector<TokenId> tokens;   // [length]
   std::vector<uint32_t> stamps;  // [length]: the write whose K/V each position holds
   bool swapped = false;
+  size_t num_dropped = 0;  // leading blocks released by DropBefore
 };
 
 enum Op {
   kCreate, kAppend, kFork, kFree, kSwapOut, kSwapIn, kMatch, kCommit, kEvict, kRewrite,
-  kBadInput, kNumOps
+  kBadInput, kDrop, kNumOps
 };
 const char* const kOpNames[kNumOps] = {"create", "append", "fork", "free", "swap-out", "swap-in",
-                                       "match", "commit", "evict", "rewrite", "bad-input"};
+                                       "match", "commit", "evict", "rewrite", "bad-input", "drop"};
 
 struct Counters {
   size_t ok[kNumOps] = {};
@@ -104,7 +106,7 @@ class Harness {
 
   Op PickOp() {
     // Weighted so that the pool fills, runs out, and drains again.
-    static constexpr int kWeights[kNumOps] = {8, 30, 6, 0, 5, 5, 10, 10, 2, 6, 2};
+    static constexpr int kWeights[kNumOps] = {8, 30, 6, 0, 5, 5, 10, 10, 2, 6, 2, 3};
     int weights[kNumOps];
     std::copy(std::begin(kWeights), std::end(kWeights), weights);
     weights[kFree] = 2 + 2 * static_cast<int>(seqs_.size());
@@ -251,7 +253,7 @@ class Harness {
         const SequenceId id = PickSeq(false);
         if (id == 0) return;
         const KvStats before = kv_->Stats();
-        const size_t blocks = BlocksFor(seqs_[id].tokens.size());
+        const size_t blocks = BlocksFor(seqs_[id].tokens.size()) - seqs_[id].num_dropped;
         const Status st = kv_->SwapOut(id);
         if (before.swap_capacity_blocks == 0) {
           EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
@@ -271,7 +273,7 @@ class Harness {
       case kSwapIn: {
         const SequenceId id = PickSeq(true);
         if (id == 0) return;
-        const size_t blocks = BlocksFor(seqs_[id].tokens.size());
+        const size_t blocks = BlocksFor(seqs_[id].tokens.size()) - seqs_[id].num_dropped;
         const bool fits = blocks <= kv_->available_blocks();
         const Status st = kv_->SwapIn(id);
         if (!fits) {
@@ -316,8 +318,9 @@ class Harness {
                                        s.stamps.begin() + (b + 1) * kBlockTokens);
           committed_[{s.salt, std::move(key)}].insert(std::move(stamps));
         }
-        // Right after a commit, the whole committed prefix is matchable by the same tenant.
-        if (Uniform(2) == 0) {
+        // Right after a commit, the whole committed prefix is matchable by the same tenant
+        // (unless blocks were dropped: those dropped before they were committed never were).
+        if (Uniform(2) == 0 && s.num_dropped == 0) {
           const std::vector<TokenId> prompt(s.tokens.begin(), s.tokens.begin() + n);
           const uint64_t salt = s.salt;
           EXPECT_EQ(MatchAndCheck(salt, prompt), n / kBlockTokens * kBlockTokens);
@@ -335,9 +338,11 @@ class Harness {
       }
       case kRewrite: {
         const SequenceId id = PickSeq(false);
-        if (id == 0 || seqs_[id].tokens.empty()) return;
+        if (id == 0) return;
         ShadowSeq& s = seqs_[id];
-        const size_t pos = Uniform(s.tokens.size());
+        const size_t first = s.num_dropped * kBlockTokens;  // dropped positions cannot be rewritten
+        if (s.tokens.size() == first) return;
+        const size_t pos = first + Uniform(s.tokens.size() - first);
         const bool shared = kv_->RefCount(kv_->Slot(id, pos)->block) > 1;
         const bool fits = !shared || kv_->available_blocks() > 0;
         auto slot = kv_->PrepareWrite(id, pos);
@@ -371,13 +376,33 @@ class Harness {
             EXPECT_EQ(kv_->MatchPrefix(id, seqs_[id].tokens).status().code(),
                       StatusCode::kFailedPrecondition);
           }
+          if (seqs_[id].num_dropped > 0) {
+            const size_t pos = Uniform(seqs_[id].num_dropped * kBlockTokens);
+            EXPECT_EQ(kv_->Slot(id, pos).status().code(), StatusCode::kFailedPrecondition);
+            EXPECT_EQ(kv_->PrepareWrite(id, pos).status().code(), StatusCode::kFailedPrecondition);
+          }
         }
         const SequenceId out = PickSeq(true);
         if (out != 0) {
           EXPECT_EQ(kv_->Append(out, 1).code(), StatusCode::kFailedPrecondition);
           EXPECT_EQ(kv_->Fork(out).status().code(), StatusCode::kFailedPrecondition);
           EXPECT_NE(kv_->SwapOut(out).code(), StatusCode::kOk);
+          EXPECT_EQ(kv_->DropBefore(out, 1000).status().code(), StatusCode::kFailedPrecondition);
         }
+        ++counters_.ok[op];
+        return;
+      }
+      case kDrop: {
+        const SequenceId id = PickSeq(false);
+        if (id == 0) return;
+        ShadowSeq& s = seqs_[id];
+        const size_t position = Uniform(s.tokens.size() + 2);  // beyond the length is clamped
+        const size_t want = std::max(s.num_dropped, std::min(position, s.tokens.size()) / kBlockTokens);
+        auto dropped = kv_->DropBefore(id, position);
+        ASSERT_TRUE(dropped.ok()) << dropped.status().ToString();
+        EXPECT_EQ(*dropped, want - s.num_dropped);
+        s.num_dropped = want;
+        EXPECT_EQ(*kv_->NumDropped(id), want);
         ++counters_.ok[op];
         return;
       }
@@ -399,20 +424,22 @@ class Harness {
     for (const auto& [id, s] : seqs_) {
       ASSERT_EQ(*kv_->Length(id), s.tokens.size());
       ASSERT_EQ(*kv_->IsSwappedOut(id), s.swapped);
+      ASSERT_EQ(*kv_->NumDropped(id), s.num_dropped);
       if (s.swapped) {
-        swapped_blocks += BlocksFor(s.tokens.size());
+        swapped_blocks += BlocksFor(s.tokens.size()) - s.num_dropped;
         continue;
       }
       std::span<const BlockId> table = *kv_->BlockTable(id);
       ASSERT_EQ(table.size(), BlocksFor(s.tokens.size()));
-      for (size_t b = 0; b < table.size(); ++b) {
+      for (size_t b = 0; b < s.num_dropped; ++b) ASSERT_EQ(table[b], kDroppedBlock);
+      for (size_t b = s.num_dropped; b < table.size(); ++b) {
         ++refs[table[b]];
         rows[table[b]] = std::max(rows[table[b]],
                                   std::min(kBlockTokens, s.tokens.size() - b * kBlockTokens));
       }
       // Each sequence reads back exactly its own writes (or those of the writer it shares
       // a prefix with), never another's.
-      for (size_t p = 0; p < s.tokens.size(); ++p) {
+      for (size_t p = s.num_dropped * kBlockTokens; p < s.tokens.size(); ++p) {
         const uint32_t stamp = ReadStamp(*kv_->Slot(id, p));
         ASSERT_EQ(stamp, s.stamps[p]) << "sequence " << id << " position " << p;
       }
@@ -460,7 +487,7 @@ TEST(KvMemoryPropertyTest, RandomOperationsKeepEveryInvariant) {
   std::cout << "\nprefix tokens reused " << counters.prefix_hit_tokens << ", blocks evicted "
             << counters.evicted << ", copy-on-write copies " << counters.cow_copies << "\n";
   // The run must have exercised every path it claims to check.
-  for (int op : {kAppend, kFork, kSwapOut, kSwapIn, kMatch, kCommit, kRewrite}) {
+  for (int op : {kAppend, kFork, kSwapOut, kSwapIn, kMatch, kCommit, kRewrite, kDrop}) {
     EXPECT_GT(counters.ok[op], 100u) << kOpNames[op];
   }
   for (int op : {kAppend, kSwapOut, kSwapIn}) EXPECT_GT(counters.exhausted[op], 10u) << kOpNames[op];

@@ -664,5 +664,126 @@ TEST(KvMemoryTest, SwapCostModelPicksTheCheaperSide) {
   EXPECT_FALSE(SwapIsCheaper(cost, 1e9, 1e6));
 }
 
+// ---- Dropping blocks that fell out of a sliding window ----------------------------------------
+
+TEST(KvMemoryTest, DropBeforeReleasesWholeBlocksAndKeepsPositions) {
+  auto kv = MakeTiny(4);
+  SequenceId a = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 10, 20);  // blocks of 4, 4, 2 tokens
+  EXPECT_EQ(*kv->DropBefore(a, 7), 1u);  // positions 0..3 only: 4..7 reach 7
+  EXPECT_EQ(*kv->DropBefore(a, 7), 0u);
+  std::span<const BlockId> table = *kv->BlockTable(a);
+  ASSERT_EQ(table.size(), 3u);
+  EXPECT_EQ(table[0], kDroppedBlock);
+  EXPECT_EQ(*kv->NumDropped(a), 1u);
+  EXPECT_EQ(kv->Slot(a, 3).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(kv->PrepareWrite(a, 0).status().code(), StatusCode::kFailedPrecondition);
+  for (size_t p = 4; p < 10; ++p) EXPECT_TRUE(TokenIs(*kv, *kv->Slot(a, p), 20 + p)) << p;
+  KvStats st = kv->Stats();
+  EXPECT_EQ(st.used_blocks, 2u);
+  EXPECT_EQ(st.free_blocks, 2u);
+  EXPECT_EQ(st.dropped_blocks, 1u);
+  EXPECT_EQ(st.stored_tokens, 6u);
+  // Beyond the length is clamped to it, and the partial last block stays.
+  EXPECT_EQ(*kv->DropBefore(a, 1000), 1u);
+  EXPECT_EQ(*kv->NumDropped(a), 2u);
+  EXPECT_EQ(kv->Stats().used_blocks, 1u);
+  // The sequence grows on at the same positions.
+  EXPECT_EQ(*kv->BlocksToAppend(a, 6), 1u);
+  AppendStamped(*kv, a, 6, 20);
+  for (size_t p = 8; p < 16; ++p) EXPECT_TRUE(TokenIs(*kv, *kv->Slot(a, p), 20 + p)) << p;
+  EXPECT_EQ(kv->BlockTable(a)->size(), 4u);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+  ASSERT_TRUE(kv->Free(a).ok());
+  EXPECT_EQ(kv->Stats().free_blocks, 4u);
+  EXPECT_EQ(kv->DropBefore(a, 4).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, ADroppedCommittedBlockStaysCachedAndItsPrefixIsReused) {
+  auto kv = MakeTiny(6);
+  const std::vector<TokenId> prompt = Iota(17, 5);
+  SequenceId a = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 12, 30);
+  ASSERT_EQ(*kv->CommitTokens(a, std::span(prompt).first(12)), 3u);
+  EXPECT_EQ(*kv->DropBefore(a, 9), 2u);
+  EXPECT_EQ(kv->Stats().cached_blocks, 2u);  // unreferenced, still matchable
+  // The chain goes on past the dropped blocks: block 3 hashes over tokens 0..15.
+  AppendStamped(*kv, a, 4, 30);
+  ASSERT_EQ(*kv->CommitTokens(a, std::span(prompt).first(16)), 1u);
+  SequenceId b = kv->CreateSequence(0);
+  EXPECT_EQ(*kv->MatchPrefix(b, prompt), 16u);
+  for (size_t p = 0; p < 16; ++p) EXPECT_TRUE(TokenIs(*kv, *kv->Slot(b, p), 30 + p)) << p;
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, APrefixIsNeverMatchedAcrossADroppedBlockThatLeftTheCache) {
+  auto kv = MakeTiny(6);
+  const std::vector<TokenId> prompt = Iota(17, 5);
+  SequenceId a = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 8, 30);
+  // Block 0 drops before it is committed: it is never published, so the blocks after it,
+  // registered by their chain, are unreachable.
+  EXPECT_EQ(*kv->DropBefore(a, 4), 1u);
+  AppendStamped(*kv, a, 8, 30);
+  ASSERT_EQ(*kv->CommitTokens(a, std::span(prompt).first(16)), 3u);
+  SequenceId b = kv->CreateSequence(0);
+  EXPECT_EQ(*kv->MatchPrefix(b, prompt), 0u);
+  // Published, dropped, then evicted: the same.
+  ASSERT_TRUE(kv->Free(a).ok());
+  ASSERT_TRUE(kv->Free(b).ok());
+  kv->EvictCached(100);
+  SequenceId c = kv->CreateSequence(0);
+  AppendStamped(*kv, c, 16, 60);
+  ASSERT_EQ(*kv->CommitTokens(c, std::span(prompt).first(16)), 4u);
+  EXPECT_EQ(*kv->DropBefore(c, 8), 2u);
+  EXPECT_EQ(kv->EvictCached(1), 1u);  // block 0, the least recently used
+  SequenceId d = kv->CreateSequence(0);
+  EXPECT_EQ(*kv->MatchPrefix(d, prompt), 0u);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, SwappingADroppedSequenceMovesOnlyItsUndroppedBlocks) {
+  auto kv = MakeTiny(4, 4);
+  SequenceId a = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 10, 70);
+  EXPECT_EQ(*kv->DropBefore(a, 8), 2u);
+  const PreemptionCost cost = *kv->EstimatePreemption(a);
+  EXPECT_EQ(cost.num_blocks, 1u);
+  EXPECT_EQ(cost.swap_bytes, kBlockBytes);
+  EXPECT_EQ(cost.recompute_tokens, 10u);
+  ASSERT_TRUE(kv->SwapOut(a).ok());
+  EXPECT_EQ(kv->Stats().swapped_blocks, 1u);
+  EXPECT_EQ(kv->DropBefore(a, 10).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+  SequenceId b = kv->CreateSequence(0);
+  AppendStamped(*kv, b, 8, 500);  // reuses the freed blocks
+  ASSERT_TRUE(kv->SwapIn(a).ok());
+  EXPECT_EQ(*kv->NumDropped(a), 2u);
+  EXPECT_EQ(kv->BlockTable(a)->size(), 3u);
+  EXPECT_EQ(kv->Slot(a, 7).status().code(), StatusCode::kFailedPrecondition);
+  for (size_t p = 8; p < 10; ++p) EXPECT_TRUE(TokenIs(*kv, *kv->Slot(a, p), 70 + p)) << p;
+  AppendStamped(*kv, a, 3, 70);
+  EXPECT_TRUE(TokenIs(*kv, *kv->Slot(a, 12), 82));
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvMemoryTest, AForkOfADroppedSequenceSharesOnlyWhatIsLeft) {
+  auto kv = MakeTiny(4);
+  SequenceId a = kv->CreateSequence(0);
+  AppendStamped(*kv, a, 8, 90);
+  EXPECT_EQ(*kv->DropBefore(a, 5), 1u);
+  SequenceId b = *kv->Fork(a);
+  EXPECT_EQ(*kv->NumDropped(b), 1u);
+  const BlockId shared = (*kv->BlockTable(a))[1];
+  EXPECT_EQ(kv->RefCount(shared), 2u);
+  EXPECT_EQ(*kv->DropBefore(b, 8), 1u);  // b lets go; a still holds it
+  EXPECT_EQ(kv->RefCount(shared), 1u);
+  EXPECT_TRUE(TokenIs(*kv, *kv->Slot(a, 4), 94));
+  ASSERT_TRUE(kv->Free(a).ok());
+  EXPECT_EQ(kv->StateOf(shared), BlockState::kFree);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
 }  // namespace
 }  // namespace llmasos::kernel

@@ -25,6 +25,14 @@ class MemoryModel {
   virtual size_t NumFreeBlocks() const = 0;
   // Blocks one process needs to hold the KV of `num_tokens` tokens on its own (no sharing).
   virtual size_t BlocksForTokens(size_t num_tokens) const = 0;
+  // The most blocks one process holds at once while it runs alone to `num_tokens` tokens of
+  // KV, fed at most `chunk_tokens` at a time: what the pool must have for it ever to finish.
+  // BlocksForTokens(num_tokens), unless the memory releases what falls out of an attention
+  // window as the process advances (KvMemoryModel with a window).
+  virtual size_t PeakBlocks(size_t num_tokens, size_t chunk_tokens) const {
+    (void)chunk_tokens;
+    return BlocksForTokens(num_tokens);
+  }
   // Free device blocks `process` needs so that the KV of its first `num_tokens` tokens is
   // resident: blocks it lacks plus, if it is swapped out, the blocks to swap back in.
   // Non-decreasing in num_tokens; 0 when it already holds them.

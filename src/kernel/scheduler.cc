@@ -92,7 +92,7 @@ Status Scheduler::CheckCapacity(size_t num_prompt_tokens, int32_t max_tokens) co
   if (max_tokens < 1) return OkStatus();  // Process::Validate names this
   // The last generated token is never fed back, so the KV holds prompt + max_tokens - 1.
   const size_t max_kv_tokens = num_prompt_tokens + static_cast<size_t>(max_tokens) - 1;
-  const size_t need = memory_->BlocksForTokens(max_kv_tokens);
+  const size_t need = memory_->PeakBlocks(max_kv_tokens, options_.max_prefill_chunk_tokens);
   if (need > memory_->NumTotalBlocks()) {
     // Permanent: no amount of waiting makes it fit, so it is the request that is wrong.
     return InvalidArgumentError("process needs " + std::to_string(need) + " KV blocks (" +

@@ -117,8 +117,9 @@ class Scheduler {
                                                      MemoryModel* memory, const Clock* clock);
 
   // Validates and queues a new process with a new id (NewId) arriving now. InvalidArgument
-  // when the whole KV pool could not hold its prompt plus max_tokens (so that every admitted
-  // process can finish alone); a pool that is only full for now is no error: the process
+  // when the whole KV pool could not hold its prompt plus max_tokens, or, where the memory
+  // frees what falls out of an attention window, the window plus a prefill chunk
+  // (MemoryModel::PeakBlocks), so that every admitted process can finish alone; a pool that is only full for now is no error: the process
   // waits in line.
   StatusOr<ProcessId> Submit(ProcessSpec spec);
   // As Submit, with an id from NewId and the arrival time chosen by the caller: the engine
@@ -139,7 +140,7 @@ class Scheduler {
   // The one place process ids are minted: 1, 2, 3, ... Thread-safe.
   ProcessId NewId() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   // The capacity check of Submit alone. Reads only the memory model's fixed sizes
-  // (BlocksForTokens, NumTotalBlocks), so it may run beside the scheduler's thread.
+  // (PeakBlocks, NumTotalBlocks), so it may run beside the scheduler's thread.
   Status CheckCapacity(const ProcessSpec& spec) const;
   // Ends a live process now, in TerminalStateOf(reason), and releases its memory (e.g.
   // kCancelled for a client that went away, kStopString when its text reached a stop string).

@@ -1,4 +1,5 @@
-// A test fixture for the engine tests: a tiny F32 model with its tokenizer, random prompts of
+// A test fixture for the engine tests: a tiny F32 model (llama, or another tiny architecture
+// such as phi3, whose every layer slides within sliding_window) with its tokenizer, random prompts of
 // byte tokens, and the oracle every engine test compares with: a prompt's greedy continuation
 // run alone through arch::Context.
 #ifndef LLMASOS_KERNEL_TINY_ENGINE_TEST_UTIL_H_
@@ -22,12 +23,15 @@ namespace llmasos::kernel {
 
 class TinyEngineTest : public testing::Test {
  protected:
-  explicit TinyEngineTest(uint32_t context = 256) : context_(context) {}
+  explicit TinyEngineTest(uint32_t context = 256, std::string arch = "llama", uint32_t sliding_window = 5)
+      : context_(context), arch_(std::move(arch)), sliding_window_(sliding_window) {}
 
   void SetUp() override {
     arch::TinyModelSpec spec;
     spec.type = cpu::TensorType::kF32;  // batched and alone differ only in summation order
     spec.context = context_;
+    spec.arch = arch_;
+    spec.sliding_window = sliding_window_;
     auto loaded = arch::LoadTinyModel(spec);
     ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
     bytes_ = std::move(loaded->bytes);  // the model reads from this buffer; moving keeps it
@@ -74,6 +78,8 @@ class TinyEngineTest : public testing::Test {
   }
 
   const uint32_t context_;
+  const std::string arch_;
+  const uint32_t sliding_window_;
   std::vector<uint8_t> bytes_;
   std::unique_ptr<arch::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;

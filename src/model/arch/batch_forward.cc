@@ -6,6 +6,7 @@
 #include <string>
 
 #include "util/fp16.h"
+#include "util/logging.h"
 
 namespace llmasos::arch {
 namespace {
@@ -137,6 +138,8 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   if (segments.empty()) return InvalidArgumentError("batch has no segments");
   if (kv.block_tokens == 0) return InvalidArgumentError("KV layout has 0 tokens per block");
   RETURN_IF_ERROR(cpu::CheckKvTypesFit(kv.k_type, kv.v_type, c.head_dim));
+  const size_t window = c.AllLayersWindow();
+  num_blocks_ = num_blocks;
   size_t n = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
     const BatchSegment& seg = segments[s];
@@ -156,7 +159,11 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       return InvalidArgumentError(where() + "block table of " + std::to_string(seg.block_table.size()) +
                                   " blocks does not cover position " + std::to_string(end - 1));
     }
-    for (size_t b = 0; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
+    // The first position any token of the segment reads: all of them, unless every layer
+    // slides (entries before the window may name a released block). This check is what
+    // keeps Attention from reading a block the cache gave back.
+    const size_t first_read = window > 0 && seg.pos0 + 1 > window ? seg.pos0 + 1 - window : 0;
+    for (size_t b = first_read / kv.block_tokens; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
       if (seg.block_table[b] >= num_blocks) {
         return InvalidArgumentError(where() + "block id " + std::to_string(seg.block_table[b]) +
                                     " is not one of the " + std::to_string(num_blocks) + " blocks");
@@ -415,6 +422,7 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
     // Scores of whole blocks from the one holding `first`; those before `first` are unused.
     const size_t first_block = first - first % kv.block_tokens;
     for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
+      DCHECK_LT(size_t{seg.block_table[j0 / kv.block_tokens]}, num_blocks_);  // never a released block
       const std::byte* k_plane = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx);
       const size_t rows = std::min(kv.block_tokens, num_visible - j0);
       switch (kv.k_type) {

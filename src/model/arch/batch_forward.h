@@ -55,7 +55,9 @@ enum class LogitsMode { kNone, kLast, kAll };
 
 // One sequence's part of a batch: `tokens` at positions pos0 .. pos0 + tokens.size() - 1.
 // K/V of positions < pos0 are already in the cache; block_table must cover every position up
-// to pos0 + tokens.size() - 1. The pass writes the new positions' K/V into their slots.
+// to pos0 + tokens.size() - 1. The pass writes the new positions' K/V into their slots. When
+// every layer slides (ModelConfig::AllLayersWindow() = w > 0) the entries of blocks wholly
+// before pos0 + 1 - w are never read and may name no block (a paged cache released them).
 struct BatchSegment {
   std::span<const TokenId> tokens;
   size_t pos0 = 0;
@@ -81,7 +83,7 @@ class BatchForward {
 
   // Runs the segments through the model. InvalidArgument (nothing written) for an empty
   // segment, too many tokens, a position beyond max_context or the block table, a block id
-  // the caller says it does not have (>= num_blocks), a token id outside the vocabulary, or
+  // the caller says it does not have (>= num_blocks) where the pass reads or writes, a token id outside the vocabulary, or
   // an adapter read for a model with another number of layers.
   // Cancelled (kInterrupted) when the interrupt flag was found set at a layer boundary: the
   // segments' K/V are then written for some layers only (positions the caller had not computed
@@ -123,6 +125,7 @@ class BatchForward {
   const size_t max_context_;
   const bool float_activations_;
   const std::atomic<bool>* interrupt_ = nullptr;
+  size_t num_blocks_ = 0;  // blocks of the current Run's cache (for the debug checks)
 
   // Per token of the current batch: its segment and its position.
   std::vector<uint32_t> token_segment_;

@@ -212,5 +212,40 @@ TEST(BatchForwardErrorTest, RefusesBadSegmentsBeforeWriting) {
   EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }));
 }
 
+// A paged cache may release the blocks before every layer's window (kernel::KvMemory's
+// DropBefore): their table entries then name no block. The pass accepts such an entry only
+// where no layer reads it, and reads the same logits as with the block still there.
+TEST(BatchForwardErrorTest, AcceptsAReleasedBlockOnlyBeforeEveryLayersWindow) {
+  constexpr BlockId kReleased = UINT32_MAX;
+  for (const std::string arch : {"phi3", "gemma3"}) {  // window 5 on every layer / on layer 0 only
+    SCOPED_TRACE(arch);
+    LoadedTinyModel l = LoadTiny(cpu::TensorType::kF32, arch);
+    const ModelConfig& c = l.model->config();
+    const bool all_slide = arch == "phi3";
+    EXPECT_EQ(c.AllLayersWindow(), all_slide ? c.sliding_window : 0);
+    ThreadPool pool(1);
+    PagedPool kv(c, 4, 4);
+    BatchForward batch(*l.model, pool, 16, 16, false);
+    const std::vector<TokenId> tokens = Tokens(9, 3);
+    std::vector<float> prefill_logits(c.vocab_size), want(c.vocab_size), got(c.vocab_size);
+    auto run = [&](size_t pos0, size_t n, const std::vector<BlockId>& table, float* out) {
+      BatchSegment seg{std::span<const TokenId>(tokens).subspan(pos0, n), pos0, table, LogitsMode::kLast, out};
+      return batch.Run(std::span<const BatchSegment>(&seg, 1), kv.layout, kv.num_blocks);
+    };
+    ASSERT_TRUE(run(0, 8, {0, 1}, prefill_logits.data()).ok());
+    ASSERT_TRUE(run(8, 1, {0, 1, 2}, want.data()).ok());
+    // Position 8 reads positions 4..8 on a sliding layer: block 0 is outside the window.
+    const Status released = run(8, 1, {kReleased, 1, 2}, got.data());
+    if (all_slide) {
+      ASSERT_TRUE(released.ok()) << released.ToString();
+      EXPECT_EQ(got, want);
+    } else {
+      EXPECT_EQ(released.code(), StatusCode::kInvalidArgument) << "a global layer reads block 0";
+    }
+    // Position 7 reads positions 3..7: block 0 is inside the window.
+    EXPECT_EQ(run(7, 1, {kReleased, 1}, got.data()).code(), StatusCode::kInvalidArgument);
+  }
+}
+
 }  // namespace
 }  // namespace llmasos::arch

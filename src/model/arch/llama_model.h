@@ -90,6 +90,15 @@ struct ModelConfig {
   bool IsSlidingLayer(size_t layer) const {
     return sliding_window > 0 && (swa_pattern == 0 || layer % swa_pattern < swa_pattern - 1);
   }
+  // The window every layer attends within, when all of them slide (phi3 with a window, or a
+  // model too shallow for its pattern's global layer): a token at position p reads no K/V
+  // before p + 1 - AllLayersWindow(), so a paged cache may release it. 0 when a layer is global.
+  size_t AllLayersWindow() const {
+    for (size_t layer = 0; layer < num_layers; ++layer) {
+      if (!IsSlidingLayer(layer)) return 0;
+    }
+    return num_layers > 0 ? sliding_window : 0;
+  }
   size_t q_dim() const { return num_heads * head_dim; }
   size_t kv_dim() const { return num_kv_heads * head_dim; }
 };
