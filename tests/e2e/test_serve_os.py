@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import DEFAULT_REF, LLMASOS, Daemon, LongStream, cli, default_home, wait_for
+from serve_util import DEFAULT_REF, LLMASOS, NO_END, Daemon, LongStream, cli, default_home, wait_for
 
 MODEL_NAME = DEFAULT_REF.split(":")[0]
 
@@ -192,3 +192,29 @@ def test_the_shell_talks_to_the_daemon(daemon):
     assert env_ps.returncode == 0 and env_ps.stdout.startswith("ID"), env_ps.stderr
     down = cli(daemon.home, "ps", "--host", "127.0.0.1", "--port", "1", check=False)
     assert down.returncode == 1 and "cannot reach the daemon at http://127.0.0.1:1" in down.stderr
+
+
+def test_a_model_whose_every_layer_slides_gives_blocks_back_as_they_leave_the_window(tmp_path):
+    # make_tiny_model's phi3 slides on every layer (window 5): a 60-token run in 16-token blocks
+    # releases its early blocks as it goes, and /os/memory and /metrics count them.
+    home = str(tmp_path / "home")
+    path = str(tmp_path / "phi3.gguf")
+    subprocess.run([os.path.join(os.path.dirname(LLMASOS), "make_tiny_model"), "--arch", "phi3", "--out", path,
+                    "--context", "512"], check=True, capture_output=True)
+    cli(home, "import", path, "--name", "slides")
+    d = Daemon(home, "--models", "slides", "--threads", "1", "--ctx-size", "512")
+    try:
+        status, body, _ = call(d, "POST", "/v1/completions",
+                               {"model": "slides", "prompt": "sliding " * 8, "max_tokens": 40,
+                                "logit_bias": NO_END})
+        assert status == 200, body
+        assert body["usage"]["completion_tokens"] == 40, body
+        [inst] = call(d, "GET", "/os/memory")[1]["instances"]
+        assert inst["kv"]["window_dropped_blocks"] >= 2, inst
+        assert inst["kv"]["used_blocks"] == 0, inst
+        with urllib.request.urlopen(d.url + "/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        [line] = [x for x in metrics.splitlines() if x.startswith("llmasos_kv_window_dropped_blocks_total{")]
+        assert float(line.split()[-1]) == inst["kv"]["window_dropped_blocks"], line
+    finally:
+        assert d.stop() == 0, "".join(d.log)
