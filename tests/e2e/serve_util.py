@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -151,6 +150,23 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def serving(home, *args, clean_exit=True, **kwargs):
+    """A Daemon for the body of a `with` (or a fixture that yields inside one), stopped after it.
+    When the body ends normally and clean_exit is set, the daemon must have exited with status 0
+    (its log is the message); when the body raises, the daemon is stopped and the body's error
+    stands. Tests that kill the daemon themselves pass clean_exit=False."""
+    d = Daemon(home, *args, **kwargs)
+    try:
+        yield d
+    except BaseException:
+        d.stop()
+        raise
+    status = d.stop()
+    if clean_exit:
+        assert status == 0, f"llmasos serve exited {status}: " + "".join(d.log)
 
 
 class LongStream:

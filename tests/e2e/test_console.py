@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from serve_util import DEFAULT_REF, Daemon, LongStream, cli, default_home, tiny_home
+from serve_util import DEFAULT_REF, Daemon, LongStream, cli, default_home, serving, tiny_home
 
 WAIT_S = 60  # an upper bound for the page to show what it is waiting for, not a timing
 
@@ -34,9 +34,8 @@ def find_binary(*names):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = default_home(tmp_path_factory.mktemp("console"))
-    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "2", "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", DEFAULT_REF, "--threads", "2", "--parallel", "2") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import time
 
 import gguf
 import numpy as np
-import pytest
 
 BUILD = os.environ.get("LLMASOS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 LLMASOS = os.path.join(BUILD, "llmasos")

@@ -7,7 +7,6 @@ Every step runs through the CLI on the model scripts/setup installs (an oracle i
 is a failure, see oracle_inputs.py).
 """
 import json
-import os
 import re
 import subprocess
 

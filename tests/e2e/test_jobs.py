@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import LLMASOS, Daemon, cli, tiny_home, wait_for
+from serve_util import LLMASOS, cli, serving, tiny_home, wait_for
 
 
 def write_data(path, n=16):
@@ -63,10 +63,9 @@ def ended(job):
 
 @pytest.fixture
 def daemon(tmp_path):
-    d = Daemon(tiny_home(tmp_path), "--models", "tiny", "--threads", "2", "--ctx-size", "256")
-    d.tmp = tmp_path
-    yield d
-    d.stop()
+    with serving(tiny_home(tmp_path), "--models", "tiny", "--threads", "2", "--ctx-size", "256", clean_exit=False) as d:
+        d.tmp = tmp_path
+        yield d
 
 
 def test_a_submitted_job_succeeds_registers_its_adapter_and_lowers_the_loss(daemon):
@@ -153,8 +152,7 @@ def test_pause_resume_and_cancel(daemon):
 def test_a_job_survives_a_killed_daemon_and_finishes_from_its_checkpoint(tmp_path):
     home = tiny_home(tmp_path)
     data = write_data(tmp_path / "d.jsonl")
-    d = Daemon(home, "--threads", "2")
-    try:
+    with serving(home, "--threads", "2", clean_exit=False) as d:
         body = {"kind": "finetune", "model": "tiny", "data": data, "steps": 400, "rank": 2, "batch": 4,
                 "lr": 0.005, "checkpoint_every": 1, "name": "tiny-resumed"}
         status, job = call(d, "POST", "/os/jobs", body)
@@ -162,10 +160,7 @@ def test_a_job_survives_a_killed_daemon_and_finishes_from_its_checkpoint(tmp_pat
         wait_job(d, job["id"], lambda j: j["progress"]["step"] >= 3)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait()
-    finally:
-        d.stop()
-    d = Daemon(home, "--threads", "2")
-    try:
+    with serving(home, "--threads", "2") as d:
         done = wait_job(d, job["id"], ended)
         assert done["state"] == "succeeded", done
         assert done["adapter"] == "tiny-resumed@1.0.0"
@@ -174,8 +169,6 @@ def test_a_job_survives_a_killed_daemon_and_finishes_from_its_checkpoint(tmp_pat
         assert any("queued again to resume" in l for l in logs), logs
         resumed = [l for l in logs if "resumed from the checkpoint at step" in l]
         assert resumed and int(resumed[-1].rsplit(" ", 1)[1]) >= 3, logs
-    finally:
-        assert d.stop() == 0, "".join(d.log)
 
 
 # --- batch jobs: a file of prompts (`llmasos batch`'s format) as a job ---
@@ -269,8 +262,7 @@ def test_a_batch_job_pauses_and_resumes_and_after_a_killed_daemon_finishes_from_
     prompts = write_prompts(tmp_path / "p.jsonl", 60, max_tokens=400)
     out = tmp_path / "out.jsonl"
     body = {"kind": "batch", "model": "tiny", "input": prompts, "output": str(out), "parallel": 1}
-    d = Daemon(home, "--threads", "1")
-    try:
+    with serving(home, "--threads", "1", clean_exit=False) as d:
         status, job = call(d, "POST", "/os/jobs", body)
         assert status == 201, job
         wait_job(d, job["id"], lambda j: j["progress"]["step"] >= 2)
@@ -283,12 +275,9 @@ def test_a_batch_job_pauses_and_resumes_and_after_a_killed_daemon_finishes_from_
         wait_job(d, job["id"], lambda j: j["progress"]["step"] >= before + 2)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait()
-    finally:
-        d.stop()
     answered = len(result_lines(out))
     assert 0 < answered < 60
-    d = Daemon(home, "--threads", "2")
-    try:
+    with serving(home, "--threads", "2") as d:
         done = wait_job(d, job["id"], ended)
         assert done["state"] == "succeeded", done
         assert done["result"]["answered_this_run"] <= 60 - answered + 1  # at most a cut line again
@@ -297,5 +286,3 @@ def test_a_batch_job_pauses_and_resumes_and_after_a_killed_daemon_finishes_from_
         logs = [l["line"] for l in call(d, "GET", f"/os/jobs/{job['id']}/logs")[1]["lines"]]
         assert any("queued again to resume" in l for l in logs), logs
         assert any(re.match(r"batch: 60 prompts, [1-9][0-9]* already answered", l) for l in logs), logs
-    finally:
-        assert d.stop() == 0, "".join(d.log)

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 
-import pytest
 
 from oracle_inputs import default_model, require
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from oracle_inputs import REPO
-from serve_util import DEFAULT_REF, Daemon, cli, default_home, file_server, make_tiny, tiny_home
+from serve_util import DEFAULT_REF, cli, default_home, file_server, make_tiny, serving, tiny_home
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import llmasos  # noqa: E402
@@ -36,11 +36,10 @@ PROMPT = "Name three colours."
 def tiny(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sdk")
     home = tiny_home(tmp)
-    d = Daemon(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "4",
-               "--allow-private-pull")
-    d.tmp = tmp
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "4",
+                 "--allow-private-pull") as d:
+        d.tmp = tmp
+        yield d
 
 
 @pytest.fixture
@@ -283,8 +282,7 @@ def test_keys_401_403_and_429_from_the_daemon(tmp_path, monkeypatch):
         return json.loads(cli(home, "keys", "create", "--json", *args).stdout)["key"]
     infer = create_key("--tenant", "beta", "--scopes", "infer")
     limited = create_key("--scopes", "infer", "--rpm", "1")
-    d = Daemon(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "2")
-    try:
+    with serving(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "2") as d:
         with Client(d.url, model="tiny") as c:
             with pytest.raises(llmasos.AuthenticationError) as e:
                 c.generate_text(PROMPT, max_tokens=2)
@@ -300,16 +298,13 @@ def test_keys_401_403_and_429_from_the_daemon(tmp_path, monkeypatch):
             with pytest.raises(llmasos.RateLimited) as e:
                 c.generate_text(PROMPT, max_tokens=2)
             assert e.value.status == 429 and e.value.retry_after is not None and e.value.retry_after > 0
-    finally:
-        assert d.stop() == 0, "".join(d.log)
 
 # --- Processes --------------------------------------------------------------------------------------
 
 def test_processes_kill_and_renice(tmp_path_factory):
     # A generation that would run for minutes on the default model (its end tokens banned).
     home = default_home(tmp_path_factory.mktemp("sdk_smol"))
-    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "1", "--ctx-size", "4096", "--parallel", "2")
-    try:
+    with serving(home, "--models", DEFAULT_REF, "--threads", "1", "--ctx-size", "4096", "--parallel", "2") as d:
         with Client(d.url, model=DEFAULT_REF) as c:
             stream = c.generate_text("Count:", raw=True, stream=True, max_tokens=4000, temperature=0.7, seed=3,
                                      logit_bias={"0": -100, "1": -100, "2": -100})
@@ -347,8 +342,6 @@ def test_processes_kill_and_renice(tmp_path_factory):
                 c.kill(p.id)
             with pytest.raises(BadRequest):
                 c.process("not-an-id")
-    finally:
-        assert d.stop() == 0, "".join(d.log)
 
 
 # --- Training tasks ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import ollama
 import openai
 import pytest
 
-from serve_util import DEFAULT_REF, Daemon, cli, default_home, tiny_home
+from serve_util import DEFAULT_REF, cli, default_home, serving, tiny_home
 
 PROMPT = "Name three colours."
 
@@ -20,17 +20,15 @@ PROMPT = "Name three colours."
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     home = tiny_home(tmp_path_factory.mktemp("serve_api"))
-    d = Daemon(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "4")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "4") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
     home = default_home(tmp_path_factory.mktemp("serve_api_smol"))
-    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "2", "--ctx-size", "512", "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", DEFAULT_REF, "--threads", "2", "--ctx-size", "512", "--parallel", "2") as d:
+        yield d
 
 
 def oa(d):

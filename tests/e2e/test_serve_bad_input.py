@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serve_util import Daemon, tiny_home
+from serve_util import serving, tiny_home
 
 CTX = 128
 
@@ -14,9 +14,8 @@ CTX = 128
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = tiny_home(tmp_path_factory.mktemp("serve_bad"))
-    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", str(CTX), "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "1", "--ctx-size", str(CTX), "--parallel", "2") as d:
+        yield d
 
 
 def post(daemon, path, body):

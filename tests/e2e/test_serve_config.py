@@ -5,7 +5,7 @@ out of range and bad syntax are errors naming the file, the key and the line."""
 import re
 import tomllib
 
-from serve_util import Daemon, cli, tiny_home
+from serve_util import cli, serving, tiny_home
 
 NOT_KEYS = {"help", "config", "print-config"}
 # The scheduler's flags: their keys live in the [scheduler] table (test_serve_sched.py).
@@ -88,9 +88,6 @@ def test_daemon_serves_with_the_files_settings(tmp_path):
     home = tiny_home(tmp_path)
     path = tmp_path / "serve.toml"
     path.write_text('models = "tiny"\nthreads = 1\nctx-size = 128\nmax-queue = 3\nport = 1\n')
-    d = Daemon(home, "--config", str(path))  # Daemon adds --port 0, which wins over the file
-    try:
+    with serving(home, "--config", str(path)) as d:  # Daemon adds --port 0, which wins over the file
         engines = d.engines()
         assert len(engines) == 1 and engines[0]["model"] == "tiny@1.0.0"
-    finally:
-        assert d.stop() == 0

@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import LLMASOS, NO_END, Daemon, EventLog, slow_home
+from serve_util import LLMASOS, NO_END, EventLog, serving, slow_home
 
 MODEL = "slow@1.0.0"
 
@@ -49,9 +49,8 @@ def completion(max_tokens, stream=False):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = slow_home(tmp_path_factory.mktemp("serve_events"))
-    d = Daemon(home, "--models", "slow", "--threads", "1", "--ctx-size", "4096", "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "slow", "--threads", "1", "--ctx-size", "4096", "--parallel", "2") as d:
+        yield d
 
 
 def test_a_subscriber_sees_admitted_finished_and_killed_in_order(daemon):

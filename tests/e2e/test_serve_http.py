@@ -5,25 +5,23 @@ malformed HTTP, unknown routes and methods), after each of which the daemon stil
 """
 import http.client
 import json
-import os
 import socket
 
 import ollama
 import openai
 import pytest
 
-from serve_util import Daemon, cli, file_server, make_tiny, tiny_home
+from serve_util import file_server, make_tiny, serving, tiny_home
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve_http")
     home = tiny_home(tmp)
-    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2",
-               "--max-body-mib", "1", "--request-timeout", "1", "--allow-private-pull")
-    d.tmp = tmp
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2",
+                 "--max-body-mib", "1", "--request-timeout", "1", "--allow-private-pull") as d:
+        d.tmp = tmp
+        yield d
 
 
 def raw(daemon, data, timeout=20):

@@ -16,7 +16,7 @@ import ollama
 import openai
 import pytest
 
-from serve_util import LLMASOS, Daemon, cli, tiny_home
+from serve_util import LLMASOS, Daemon, cli, serving, tiny_home
 
 PROMPT = "Name three colours."
 SERVE_ARGS = ("--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "2")
@@ -62,9 +62,8 @@ def keyed(tmp_path_factory):
         "tpm": create_key(home, "--scopes", "infer", "--tpm", "1"),
         "budget": create_key(home, "--scopes", "infer", "--token-budget", "1"),
     }
-    d = Daemon(home, *SERVE_ARGS)
-    yield d, keys
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, *SERVE_ARGS) as d:
+        yield d, keys
 
 
 def test_without_keys_the_daemon_serves_loopback_only(tmp_path):
@@ -72,14 +71,11 @@ def test_without_keys_the_daemon_serves_loopback_only(tmp_path):
     refused = cli(home, "serve", "--host", "0.0.0.0", "--port", "0", check=False, timeout=60)
     assert refused.returncode != 0
     assert "llmasos keys create" in refused.stderr and "127.0.0.1" in refused.stderr
-    d = Daemon(home, *SERVE_ARGS)
-    try:
+    with serving(home, *SERVE_ARGS) as d:
         # Any key (or none) is accepted while no key exists: clients always send one.
         assert chat(d, "unused").choices[0].message.content is not None
         status, _, body = http(d.url + "/api/tags")
         assert status == 200 and any(m["name"].startswith("tiny") for m in body["models"])
-    finally:
-        assert d.stop() == 0
 
 
 def test_official_clients_get_in_with_a_key_and_get_401_without(keyed):
@@ -202,12 +198,8 @@ def test_usage_is_on_disk_when_the_response_ends_and_survives_kill_9(tmp_path):
     usage = list_keys(home)[key["id"]]["usage"]
     assert usage == {"requests": 3, "prompt_tokens": prompt, "generated_tokens": generated}
 
-    d = Daemon(home, *SERVE_ARGS)
-    try:
+    with serving(home, *SERVE_ARGS) as d:
         r = chat(d, key["key"], max_tokens=2)
-        assert d.stop() == 0
-    finally:
-        d.stop()
     usage = list_keys(home)[key["id"]]["usage"]
     assert usage["requests"] == 4
     assert usage["prompt_tokens"] == prompt + r.usage.prompt_tokens

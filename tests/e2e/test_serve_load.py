@@ -1,7 +1,6 @@
 """`llmasos serve` under load: 64 concurrent streaming clients all finish with the answer each
 gets alone (same prompt and seed); 16 clients that vanish mid-stream, and 16 that vanish during
 their prompt's prefill, leave no process and no KV block in use behind."""
-import http.client
 import json
 import socket
 import threading
@@ -9,15 +8,14 @@ import threading
 import openai
 import pytest
 
-from serve_util import Daemon, EventLog, tiny_home
+from serve_util import EventLog, serving, tiny_home
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = tiny_home(tmp_path_factory.mktemp("serve_load"))
-    d = Daemon(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "64")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "2", "--ctx-size", "256", "--parallel", "64") as d:
+        yield d
 
 
 def client(d):
@@ -98,8 +96,7 @@ def test_several_models_serve_at_once(tmp_path):
     home = tiny_home(tmp_path, "one", seed=1)
     from serve_util import cli, make_tiny
     cli(home, "import", make_tiny(str(tmp_path / "two.gguf"), seed=2), "--name", "two")
-    d = Daemon(home, "--models", "one,two", "--max-models", "2", "--threads", "2", "--ctx-size", "128")
-    try:
+    with serving(home, "--models", "one,two", "--max-models", "2", "--threads", "2", "--ctx-size", "128") as d:
         results, errors = {}, []
 
         def ask(model, i):
@@ -124,5 +121,3 @@ def test_several_models_serve_at_once(tmp_path):
         assert any(results[("one", i)] != results[("two", i)] for i in range(4))
         ps = d.get("/api/ps")["models"]
         assert sorted(m["model"] for m in ps) == ["one:latest", "two:latest"]
-    finally:
-        assert d.stop() == 0, "".join(d.log)

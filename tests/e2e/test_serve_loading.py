@@ -12,7 +12,7 @@ import re
 import threading
 import time
 
-from serve_util import Daemon, cli, tiny_home
+from serve_util import Daemon, cli, serving, tiny_home
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 REQUESTS = [
@@ -96,13 +96,10 @@ def test_the_load_gate_is_off_unless_set(tmp_path):
     and the daemon does not announce a gate."""
     home = tiny_home(tmp_path)
     (tmp_path / "load-gate").write_text("present but not named\n")
-    d = Daemon(home, "--load-wait", "0", "--threads", "1", "--ctx-size", "128")
-    try:
+    with serving(home, "--load-wait", "0", "--threads", "1", "--ctx-size", "128") as d:
         status, _, body = post(d, "/api/generate", {"model": "tiny"})
         assert status == 200 and body["done_reason"] == "load", body
         assert not any("LLMASOS_TEST_LOAD_GATE" in line for line in d.log), "".join(d.log)
-    finally:
-        assert d.stop() == 0, "".join(d.log)
 
 
 def test_load_wait_is_range_checked(tmp_path):

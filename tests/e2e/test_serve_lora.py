@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from oracle_inputs import REPO
-from serve_util import NO_END, Daemon, cli, make_tiny, slow_home, wait_for
+from serve_util import NO_END, cli, make_tiny, serving, slow_home, wait_for
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 from llmasos import Client  # noqa: E402
@@ -56,9 +56,8 @@ def daemon(tmp_path_factory):
             "--name", name)
     other = make_tiny(str(tmp / "other.gguf"))  # another shape (64 wide)
     cli(home, "import", write_random_lora(other, str(tmp / "other-lora.gguf"), 3), "--name", "other-lora")
-    d = Daemon(home, "--models", "slow", "--threads", "2", "--ctx-size", "4096", "--parallel", "4")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "slow", "--threads", "2", "--ctx-size", "4096", "--parallel", "4") as d:
+        yield d
 
 
 def post(daemon, path, body):

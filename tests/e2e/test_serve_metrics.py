@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import Daemon, tiny_home
+from serve_util import serving, tiny_home
 
 MODEL = "tiny@1.0.0"
 
@@ -17,9 +17,8 @@ MODEL = "tiny@1.0.0"
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = tiny_home(tmp_path_factory.mktemp("serve_metrics"))
-    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2") as d:
+        yield d
 
 
 def request(daemon, method, path, body=None):

@@ -11,13 +11,12 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from serve_util import DEFAULT_REF, LLMASOS, NO_END, Daemon, LongStream, cli, default_home, wait_for
+from serve_util import DEFAULT_REF, LLMASOS, NO_END, LongStream, cli, default_home, serving, wait_for
 
 MODEL_NAME = DEFAULT_REF.split(":")[0]
 
@@ -25,9 +24,8 @@ MODEL_NAME = DEFAULT_REF.split(":")[0]
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = default_home(tmp_path_factory.mktemp("serve_os"))
-    d = Daemon(home, "--models", DEFAULT_REF, "--threads", "1", "--ctx-size", "4096", "--parallel", "2")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", DEFAULT_REF, "--threads", "1", "--ctx-size", "4096", "--parallel", "2") as d:
+        yield d
 
 
 def call(d, method, path, body=None):
@@ -202,8 +200,7 @@ def test_a_model_whose_every_layer_slides_gives_blocks_back_as_they_leave_the_wi
     subprocess.run([os.path.join(os.path.dirname(LLMASOS), "make_tiny_model"), "--arch", "phi3", "--out", path,
                     "--context", "512"], check=True, capture_output=True)
     cli(home, "import", path, "--name", "slides")
-    d = Daemon(home, "--models", "slides", "--threads", "1", "--ctx-size", "512")
-    try:
+    with serving(home, "--models", "slides", "--threads", "1", "--ctx-size", "512") as d:
         status, body, _ = call(d, "POST", "/v1/completions",
                                {"model": "slides", "prompt": "sliding " * 8, "max_tokens": 40,
                                 "logit_bias": NO_END})
@@ -216,5 +213,3 @@ def test_a_model_whose_every_layer_slides_gives_blocks_back_as_they_leave_the_wi
             metrics = r.read().decode()
         [line] = [x for x in metrics.splitlines() if x.startswith("llmasos_kv_window_dropped_blocks_total{")]
         assert float(line.split()[-1]) == inst["kv"]["window_dropped_blocks"], line
-    finally:
-        assert d.stop() == 0, "".join(d.log)

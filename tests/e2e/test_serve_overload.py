@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from serve_util import NO_END, Daemon, slow_home
+from serve_util import NO_END, Daemon, serving, slow_home
 
 MODEL = "slow@1.0.0"
 
@@ -88,10 +88,9 @@ def num_live(daemon):
 @pytest.fixture(scope="module")
 def queued(tmp_path_factory):
     home = slow_home(tmp_path_factory.mktemp("serve_overload"))
-    d = Daemon(home, "--models", "slow", "--threads", "1", "--ctx-size", "4096", "--parallel", "1",
-               "--max-queue", "1")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "slow", "--threads", "1", "--ctx-size", "4096", "--parallel", "1",
+                 "--max-queue", "1") as d:
+        yield d
 
 
 def test_admission_queue_full_is_503_with_retry_after(queued):

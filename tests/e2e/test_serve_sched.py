@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import Daemon, cli, tiny_home
+from serve_util import cli, serving, tiny_home
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,9 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(home):
-    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2",
-               "--policy", "rr", "--rr-slice", "5")
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "1", "--ctx-size", "128", "--parallel", "2",
+                 "--policy", "rr", "--rr-slice", "5") as d:
+        yield d
 
 
 def call(d, method, path, body=None):
@@ -138,17 +137,14 @@ def test_config_file_scheduler_table_sets_the_start_and_flags_win(home, tmp_path
     again.write_text(printed)
     assert cli(home, "serve", "--config", str(again), "--print-config").stdout == printed
     # A daemon started from it runs with those settings.
-    d = Daemon(home, "--config", str(path), "--models", "tiny", "--threads", "1", "--ctx-size", "128",
-               "--swap-mib", "1")
-    try:
+    with serving(home, "--config", str(path), "--models", "tiny", "--threads", "1", "--ctx-size", "128",
+                 "--swap-mib", "1") as d:
         inst = instance(d)
         assert inst["policy"] == "priority" and inst["fair"]["weights"] == {"acme": 2}
         assert inst["rr"]["slice_tokens"] == 7
         # --swap-mib gives the instance swap space, which preemption.mode "swap" and "auto" use.
         [mem] = call(d, "GET", "/os/memory")[1]["instances"]
         assert mem["swap"]["capacity_blocks"] > 0, mem
-    finally:
-        assert d.stop() == 0
 
 
 def test_bad_scheduler_tables_are_errors_naming_the_line_and_field(home, tmp_path):

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from serve_util import NO_END, Daemon, cli, make_tiny, wait_for
+from serve_util import NO_END, cli, make_tiny, serving, wait_for
 
 TENANTS = ["acme", "beta", "gamma"]
 
@@ -36,10 +36,9 @@ def setup(tmp_path_factory):
         "beta": create_key(home, "beta", "--priority", "1", "--max-priority", "3"),
         "gamma": create_key(home, "gamma", "--priority", "-2", "--max-priority", "0"),
     }
-    d = Daemon(home, "--models", "tiny", "--threads", "1", "--ctx-size", "4096", "--parallel", "4",
-               "--max-queue", "128")
-    yield d, keys
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--models", "tiny", "--threads", "1", "--ctx-size", "4096", "--parallel", "4",
+                 "--max-queue", "128") as d:
+        yield d, keys
 
 
 def call(d, key, method, path, body=None):

@@ -15,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_util import LLMASOS, Daemon, cli, tiny_home
+from serve_util import LLMASOS, cli, serving, tiny_home
 
 
 def openssl(*args):
@@ -61,10 +61,9 @@ def daemon(tmp_path_factory, pki):
     home = tiny_home(tmp)
     config = tmp / "config.toml"  # the TLS keys from the configuration file
     config.write_text(f'tls-cert = "{pki["chain"]}"\ntls-key = "{pki["key"]}"\n')
-    d = Daemon(home, "--config", str(config), "--models", "tiny", "--threads", "1", "--ctx-size", "128",
-               ssl_context=ssl.create_default_context(cafile=pki["ca"]))
-    yield d
-    assert d.stop() == 0, "".join(d.log)
+    with serving(home, "--config", str(config), "--models", "tiny", "--threads", "1", "--ctx-size", "128",
+                 ssl_context=ssl.create_default_context(cafile=pki["ca"])) as d:
+        yield d
 
 
 def test_serve_prints_https_addresses(daemon):
