@@ -177,6 +177,18 @@ Status ReadMessages(Fields& f, Endpoint endpoint, std::vector<chat::Message>* ou
 }
 
 // Ollama's `options` object.
+// The sampler settings every dialect spells alike, each with its one range.
+Status ReadSamplerFields(Fields& f, ParsedGeneration* r) {
+  RETURN_IF_ERROR(f.Int("top_k", 0, kMaxTopK, &r->top_k));
+  RETURN_IF_ERROR(f.Float("top_p", 0, 1, &r->top_p));
+  RETURN_IF_ERROR(f.Float("min_p", 0, 1, &r->min_p));
+  RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
+  RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
+  RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
+  if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
+  return ReadStop(f, "stop", &r->stop);
+}
+
 Status ReadOllamaOptions(Fields& f, ParsedGeneration* r) {
   const json* v;
   RETURN_IF_ERROR(f.Object("options", &v));
@@ -188,15 +200,8 @@ Status ReadOllamaOptions(Fields& f, ParsedGeneration* r) {
   if (num_predict > 0) r->max_tokens = num_predict;
   RETURN_IF_ERROR(o.Int("num_ctx", 1, kMaxContextLimit, &r->num_ctx));
   RETURN_IF_ERROR(o.Float("temperature", 0, 100, &r->temperature));
-  RETURN_IF_ERROR(o.Int("top_k", 0, kMaxTopK, &r->top_k));
-  RETURN_IF_ERROR(o.Float("top_p", 0, 1, &r->top_p));
-  RETURN_IF_ERROR(o.Float("min_p", 0, 1, &r->min_p));
-  RETURN_IF_ERROR(o.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
   RETURN_IF_ERROR(o.Int("repeat_last_n", -1, kMaxContextLimit, &r->repeat_last_n));
-  RETURN_IF_ERROR(o.Float("presence_penalty", -2, 2, &r->presence_penalty));
-  RETURN_IF_ERROR(o.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
-  if (const json* seed = o.Find("seed")) RETURN_IF_ERROR(ReadSeed(o.ctx(), *seed, o.Path("seed"), &r->seed));
-  RETURN_IF_ERROR(ReadStop(o, "stop", &r->stop));
+  RETURN_IF_ERROR(ReadSamplerFields(o, r));
   // Samplers the kernel does not have: refused unless they are set to "off".
   RETURN_IF_ERROR(o.Unsupported("typical_p", {1}));
   RETURN_IF_ERROR(o.Unsupported("tfs_z", {1}));
@@ -237,16 +242,9 @@ Status ReadOpenAiCommon(Fields& f, ParsedGeneration* r) {
   }
   r->max_tokens = max_completion_tokens ? max_completion_tokens : max_tokens;
   RETURN_IF_ERROR(f.Float("temperature", 0, 2, &r->temperature));
-  RETURN_IF_ERROR(f.Float("top_p", 0, 1, &r->top_p));
-  // Extensions llama-server and vLLM accept on /v1 too.
-  RETURN_IF_ERROR(f.Int("top_k", 0, kMaxTopK, &r->top_k));
-  RETURN_IF_ERROR(f.Float("min_p", 0, 1, &r->min_p));
-  RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
-  RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
-  RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
+  // With top_k, min_p and repeat_penalty: extensions llama-server and vLLM accept on /v1 too.
+  RETURN_IF_ERROR(ReadSamplerFields(f, r));
   r->penalty_mode = sampling::PenaltyMode::kOpenAi;
-  if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
-  RETURN_IF_ERROR(ReadStop(f, "stop", &r->stop));
   std::optional<int32_t> n;
   RETURN_IF_ERROR(f.Int("n", 1, kMaxChoices, &n));
   r->n = n.value_or(1);
@@ -373,15 +371,7 @@ constexpr std::string_view kBatchSamplingFields[] = {"max_tokens", "temperature"
 Status ReadBatchSampling(Fields& f, ParsedGeneration* r) {
   RETURN_IF_ERROR(f.Int("max_tokens", 1, kMaxTokensLimit, &r->max_tokens));
   RETURN_IF_ERROR(f.Float("temperature", 0, 100, &r->temperature));
-  RETURN_IF_ERROR(f.Int("top_k", 0, kMaxTopK, &r->top_k));
-  RETURN_IF_ERROR(f.Float("top_p", 0, 1, &r->top_p));
-  RETURN_IF_ERROR(f.Float("min_p", 0, 1, &r->min_p));
-  RETURN_IF_ERROR(f.Float("repeat_penalty", 1e-6, 10, &r->repeat_penalty));
-  RETURN_IF_ERROR(f.Float("presence_penalty", -2, 2, &r->presence_penalty));
-  RETURN_IF_ERROR(f.Float("frequency_penalty", -2, 2, &r->frequency_penalty));
-  if (const json* seed = f.Find("seed")) RETURN_IF_ERROR(ReadSeed(f.ctx(), *seed, f.Path("seed"), &r->seed));
-  RETURN_IF_ERROR(ReadStop(f, "stop", &r->stop));
-  return OkStatus();
+  return ReadSamplerFields(f, r);
 }
 
 // A line of `llmasos batch`: OpenAI's names for what they share, plus "raw" and "tenant".
