@@ -132,12 +132,12 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
     for (size_t v = 0; v < kVecsPerBlock; ++v) {
       out.w[v] = hn::LoadU(DI8(), blk->qs + v * hn::MaxLanes(DI8()));
     }
-    out.d = HalfToFloat(blk->d);
+    out.d = LoadBlockScale(&blk->d);
     out.m = 0.0f;
   } else if constexpr (kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1) {
     UnpackNibbles(blk->qs, out.w);
     AddFifthBits(blk->qh, out.w);
-    out.d = HalfToFloat(blk->d);
+    out.d = LoadBlockScale(&blk->d);
     if constexpr (kType == TensorType::kQ5_1) {
       out.m = HalfToFloat(blk->m);
     } else {
@@ -158,7 +158,7 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
       out.m = HalfToFloat(blk->m);
 #endif
     } else {
-      out.d = HalfToFloat(blk->d);
+      out.d = LoadBlockScale(&blk->d);
       out.m = -8.0f * out.d;
     }
   }
@@ -239,6 +239,54 @@ HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
     for (size_t t = 0; t < kTokens; ++t) {
       out[t * out_stride + r] = ReduceSumF(df, acc[r][t]) + min_terms[t];
     }
+  }
+}
+
+// ---- Decode: one token, one row at a time ---------------------------------------------------
+// out[r] = row r . token for rows [0, num_rows) starting at w_rows: a thread's rows read as one
+// sequential stream (see kDecodeRows). Per block one integer dot product, converted and
+// scaled by d_w d_x (one scalar product, broadcast) into one of two float accumulators (even
+// and odd blocks: the FMA latency does not serialize a row's blocks). The min terms are one
+// scalar FMA per block; Q4_0 and Q5_0 (m_w = -8 d_w, -16 d_w) sum d_w s_x and multiply by the
+// offset once per row. The rows' loop is inside the function, so the constants are set up
+// once per call rather than once per row.
+template <TensorType kType>
+HWY_NOINLINE void DecodeRows(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes,
+                             size_t num_rows, size_t num_blocks, const int8_t* HWY_RESTRICT xq,
+                             const float* HWY_RESTRICT xd, const float* HWY_RESTRICT xs,
+                             float* HWY_RESTRICT out) {
+  using Traits = QuantBlockTraits<kType>;
+  using Block = typename Traits::Block;
+  // The min term's factor per d_w for the formats whose minimum is an offset of d_w.
+  constexpr float kOffset = kType == TensorType::kQ4_0 ? -8.0f
+                            : kType == TensorType::kQ5_0 ? -16.0f : 1.0f;
+  constexpr bool kMinIsOffset = kType == TensorType::kQ4_0 || kType == TensorType::kQ5_0;
+  const DF32 df;
+  for (size_t r = 0; r < num_rows; ++r) {
+    const auto* blocks = reinterpret_cast<const Block*>(w_rows + r * row_bytes);
+    VF32 acc[2] = {hn::Zero(df), hn::Zero(df)};
+    float min_acc[2] = {0.0f, 0.0f};
+    auto step = [&](size_t b, size_t k) HWY_ATTR {
+      LoadedBlock<kType> w;
+      LoadBlock<kType>(blocks + b, w);
+      VI8 x[kVecsPerBlock];
+      LLMASOS_UNROLL
+      for (size_t v = 0; v < kVecsPerBlock; ++v) {
+        x[v] = hn::LoadU(DI8(), xq + b * kBlockBytes + v * hn::MaxLanes(DI8()));
+      }
+      const VF32 prod = hn::ConvertTo(df, BlockDot<kType>(w, x));
+      acc[k] = hn::MulAdd(prod, hn::Set(df, w.d * xd[b]), acc[k]);
+      if constexpr (Traits::kHasMin) {
+        min_acc[k] = std::fma(kMinIsOffset ? w.d : w.m, xs[b], min_acc[k]);
+      }
+    };
+    size_t b = 0;
+    for (; b + 2 <= num_blocks; b += 2) {
+      step(b, 0);
+      step(b + 1, 1);
+    }
+    if (b < num_blocks) step(b, 0);
+    out[r] = ReduceSumF(df, hn::Add(acc[0], acc[1])) + kOffset * (min_acc[0] + min_acc[1]);
   }
 }
 
@@ -500,7 +548,10 @@ void QuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
                              x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
                              x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
   };
-  if (x.num_tokens == 1) return ForEachTile<kDecodeRows, 1>(row_begin, row_end, 1, tile);
+  if (x.num_tokens == 1) {
+    return DecodeRows<kType>(base + row_begin * w.row_bytes, w.row_bytes, row_end - row_begin,
+                             num_blocks, x.qs, x.d, x.s, out + row_begin);
+  }
   if constexpr (kUsesPanel<kType>) {
     if (x.num_tokens >= kPanelMinTokens) return PanelRows<kType>(w, x, row_begin, row_end, out);
   }
