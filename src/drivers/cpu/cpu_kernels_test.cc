@@ -27,6 +27,7 @@
 #include <gtest/gtest.h>
 
 #include "drivers/cpu/matmul_internal.h"
+#include "drivers/cpu/gemm.h"
 #include "drivers/cpu/ops.h"
 #include "drivers/cpu/quant_unpack.h"
 #include "drivers/cpu/scalar_ops.h"
@@ -188,6 +189,69 @@ std::string TargetParamName(const ::testing::TestParamInfo<int64_t>& info) {
 INSTANTIATE_TEST_SUITE_P(AllTargets, CpuKernelsTest,
                          ::testing::ValuesIn(hwy::SupportedAndGeneratedTargets()),
                          TargetParamName);
+
+// c += a b for odd shapes (m, n, k not multiples of the register block, the vector width or
+// the depth of a pass) and strides wider than the operands, against a double sum; the bound
+// is the summation bound of the header with K = k plus c's own term.
+void CheckGemm(void (*gemm)(const float*, size_t, size_t, const float*, size_t, size_t, size_t, float*, size_t)) {
+  for (size_t m : {1u, 5u, 6u, 7u, 13u, 70u}) {
+    for (size_t k : {1u, 3u, 257u, 600u}) {
+      for (size_t n : {1u, 7u, 8u, 17u, 33u, 64u, 70u}) {
+        const size_t a_stride = k + 3, b_stride = n + 5, c_stride = n + 2;
+        const std::vector<float> a = RandomFloats(m * a_stride, static_cast<uint32_t>(m * 131 + k));
+        const std::vector<float> b = RandomFloats(k * b_stride, static_cast<uint32_t>(k * 7 + n));
+        std::vector<float> c = RandomFloats(m * c_stride, 5);
+        const std::vector<float> c0 = c;
+        gemm(a.data(), a_stride, m, b.data(), b_stride, k, n, c.data(), c_stride);
+        for (size_t i = 0; i < m; ++i) {
+          for (size_t j = 0; j < c_stride; ++j) {
+            if (j >= n) {
+              ASSERT_EQ(c[i * c_stride + j], c0[i * c_stride + j]) << "wrote past n";
+              continue;
+            }
+            double sum = c0[i * c_stride + j], mag = std::fabs(sum);
+            for (size_t l = 0; l < k; ++l) {
+              sum += static_cast<double>(a[i * a_stride + l]) * b[l * b_stride + j];
+              mag += std::fabs(static_cast<double>(a[i * a_stride + l]) * b[l * b_stride + j]);
+            }
+            ASSERT_NEAR(c[i * c_stride + j], sum, 2 * (k + 2) * FLT_EPSILON * mag)
+                << "m=" << m << " k=" << k << " n=" << n << " i=" << i << " j=" << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernelsTest, GemmAccumulateAddsTheProductAndWritesNothingPastItsColumns) {
+  CheckGemm(GemmAccumulate);
+}
+
+TEST(CpuKernelsScalarTest, ScalarGemmAccumulateAddsTheProductAndWritesNothingPastItsColumns) {
+  CheckGemm(scalar::GemmAccumulate);
+}
+
+// The training pass splits a product's rows and columns between threads (backward_ops.cc)
+// and promises results that do not depend on the thread count: every element of c must come
+// out bit-identical however the call is cut.
+TEST_P(CpuKernelsTest, GemmAccumulateGivesTheSameBitsHoweverRowsAndColumnsAreSplit) {
+  const size_t m = 29, k = 300, n = 75;
+  const std::vector<float> a = RandomFloats(m * k, 11), b = RandomFloats(k * n, 12), c0 = RandomFloats(m * n, 13);
+  std::vector<float> whole = c0;
+  GemmAccumulate(a.data(), k, m, b.data(), n, k, n, whole.data(), n);
+  for (size_t row_cut : {1u, 7u, 13u}) {
+    for (size_t col_cut : {1u, 5u, 16u, 41u}) {
+      std::vector<float> pieces = c0;
+      for (size_t i0 = 0; i0 < m; i0 += row_cut) {
+        for (size_t j0 = 0; j0 < n; j0 += col_cut) {
+          GemmAccumulate(a.data() + i0 * k, k, std::min(row_cut, m - i0), b.data() + j0, n, k,
+                         std::min(col_cut, n - j0), pieces.data() + i0 * n + j0, n);
+        }
+      }
+      ASSERT_EQ(pieces, whole) << "rows cut every " << row_cut << ", columns every " << col_cut;
+    }
+  }
+}
 
 TEST_P(CpuKernelsTest, DispatchesToTheTargetUnderTest) {
   EXPECT_STREQ(ChosenTarget(), hwy::TargetName(GetParam()));

@@ -251,6 +251,17 @@ void AttentionValues(const float* p, size_t p_stride, size_t num_q, const float*
   }
 }
 
+void GemmAccumulate(const float* a, size_t a_stride, size_t m, const float* b, size_t b_stride,
+                    size_t k, size_t n, float* c, size_t c_stride) {
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      float sum = c[i * c_stride + j];
+      for (size_t l = 0; l < k; ++l) sum += a[i * a_stride + l] * b[l * b_stride + j];
+      c[i * c_stride + j] = sum;
+    }
+  }
+}
+
 namespace {
 
 // The attention twins over any cache layout: key(j, d) and value(j, d) read element d of

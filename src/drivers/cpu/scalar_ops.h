@@ -51,6 +51,9 @@ void AttentionScoresQ8(const float* q, size_t q_stride, size_t num_q, const Bloc
                        size_t scores_stride);
 void AttentionValuesQ8(const float* p, size_t p_stride, size_t num_q, const BlockQ8_0* v,
                        size_t v_stride, size_t n, size_t head_dim, float* out, size_t out_stride);
+// As in gemm.h.
+void GemmAccumulate(const float* a, size_t a_stride, size_t m, const float* b, size_t b_stride,
+                    size_t k, size_t n, float* c, size_t c_stride);
 void F32ToF16Row(const float* x, size_t n, uint16_t* out);
 void F16ToF32Row(const uint16_t* x, size_t n, float* out);
 

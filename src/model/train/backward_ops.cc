@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "drivers/cpu/gemm.h"
+
 namespace llmasos::train {
 
 float RmsNormForward(const float* x, const float* w, size_t n, float eps, float* y) {
@@ -104,7 +106,7 @@ double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, f
 void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool) {
   // out[t, r0:r0+R] = sum_c x[t, c] WT[c, r0:r0+R] for a transposed tile WT of R dequantized
-  // rows: the same register-tiled kernel as below, now with the weights as the "values".
+  // rows: a GEMM of the chunk's tokens by the tile (cpu::GemmAccumulate).
   constexpr size_t kTileRows = 64;
   pool.ParallelFor(num_tokens, 1, [&](size_t begin, size_t end, size_t) {
     std::vector<float> row(w.cols), tile(w.cols * kTileRows);
@@ -115,8 +117,8 @@ void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float
         cpu::DequantizeRow(w, r0 + r, row.data());
         for (size_t c = 0; c < w.cols; ++c) tile[c * rows + r] = row[c];
       }
-      cpu::AttentionValues(x + begin * w.cols, w.cols, end - begin, tile.data(), rows, w.cols, rows,
-                           out + begin * w.rows + r0, w.rows);
+      cpu::GemmAccumulate(x + begin * w.cols, w.cols, end - begin, tile.data(), rows, w.cols, rows,
+                          out + begin * w.rows + r0, w.rows);
     }
   });
 }
@@ -125,16 +127,16 @@ void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_toke
                          ThreadPool& pool) {
   // Each chunk of tokens dequantizes W a tile of rows at a time into its own buffer (the
   // dequantization is repeated once per chunk, a num_chunks / num_tokens share of the work)
-  // and adds dy[:, tile] x tile with the attention kernel that computes exactly this sum,
-  // out[g, :] += sum_j p[g, j] v[j, :], keeping a group of tokens' sums in registers.
+  // and adds dy[:, tile] x tile, a GEMM (cpu::GemmAccumulate) keeping a block of tokens' sums
+  // in registers.
   constexpr size_t kTileRows = 64;
   pool.ParallelFor(num_tokens, 1, [&](size_t begin, size_t end, size_t) {
     std::vector<float> tile(kTileRows * w.cols);
     for (size_t r0 = 0; r0 < w.rows; r0 += kTileRows) {
       const size_t rows = std::min(kTileRows, w.rows - r0);
       for (size_t r = 0; r < rows; ++r) cpu::DequantizeRow(w, r0 + r, &tile[r * w.cols]);
-      cpu::AttentionValues(dy + begin * w.rows + r0, w.rows, end - begin, tile.data(), w.cols, rows,
-                           w.cols, dx + begin * w.cols, w.cols);
+      cpu::GemmAccumulate(dy + begin * w.rows + r0, w.rows, end - begin, tile.data(), w.cols, rows, w.cols,
+                          dx + begin * w.cols, w.cols);
     }
   });
 }

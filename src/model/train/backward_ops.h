@@ -63,7 +63,7 @@ double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, f
 
 // out[t, r] = sum_c W[r, c] * x[t, c], as cpu::MatMulFloatActivations computes it (float32
 // activations against dequantized weights), but with the weights dequantized a tile of rows
-// at a time, transposed, and multiplied by a register-tiled kernel (cpu::AttentionValues):
+// at a time, transposed, and multiplied by a register-blocked GEMM (cpu::GemmAccumulate):
 // about twice as fast on the training pass's token counts. Sums run in another order.
 //   x: [num_tokens, W.cols]   out: [num_tokens, W.rows]
 void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float* out,
