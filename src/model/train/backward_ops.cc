@@ -103,42 +103,88 @@ double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, f
   return -std::log(std::max(p_target, 1e-45));
 }
 
+namespace {
+
+// Rows of W per task of MatMulTiled: 8 register blocks of GemmAccumulate; the K and V
+// projections of a small model (192 rows) still make 4 tasks for 2 threads.
+constexpr size_t kForwardTileRows = 48;
+// Rows of W per GEMM pass of MatMulTransposedAdd (the depth of one pass of the kernel).
+constexpr size_t kBackwardTileRows = 256;
+// Tasks per thread where work is split in contiguous ranges: threads claim them one by one,
+// so a thread that another process preempts holds up the others by one task, not a share.
+constexpr size_t kChunksPerThread = 4;
+
+// Row r of W, columns [c0, c0 + num_cols), in float. A matrix in its file's layout decodes
+// just those blocks; a repacked one (not used by training: finetune loads without repacking)
+// decodes the whole row into `row` ([W.cols]) and copies the slice.
+// REQUIRES: c0 and num_cols whole blocks of W's type, or c0 + num_cols == W.cols.
+void DequantizeRowSlice(const cpu::MatView& w, size_t r, size_t c0, size_t num_cols, float* out,
+                        std::vector<float>& row) {
+  if (w.packed != nullptr) {
+    row.resize(w.cols);
+    cpu::DequantizeRow(w, r, row.data());
+    std::copy(row.begin() + c0, row.begin() + c0 + num_cols, out);
+    return;
+  }
+  const cpu::TensorTypeTraits& traits = cpu::Traits(w.type);
+  cpu::MatView slice = w;
+  slice.data = static_cast<const uint8_t*>(w.data) + c0 / traits.block_elems * traits.block_bytes;
+  slice.cols = num_cols;
+  cpu::DequantizeRow(slice, r, out);
+}
+
+}  // namespace
+
 void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool) {
-  // out[t, r0:r0+R] = sum_c x[t, c] WT[c, r0:r0+R] for a transposed tile WT of R dequantized
-  // rows: a GEMM of the chunk's tokens by the tile (cpu::GemmAccumulate).
-  constexpr size_t kTileRows = 64;
-  pool.ParallelFor(num_tokens, 1, [&](size_t begin, size_t end, size_t) {
-    std::vector<float> row(w.cols), tile(w.cols * kTileRows);
-    for (size_t t = begin; t < end; ++t) std::fill(out + t * w.rows, out + (t + 1) * w.rows, 0.0f);
-    for (size_t r0 = 0; r0 < w.rows; r0 += kTileRows) {
-      const size_t rows = std::min(kTileRows, w.rows - r0);
-      for (size_t r = 0; r < rows; ++r) {
-        cpu::DequantizeRow(w, r0 + r, row.data());
-        for (size_t c = 0; c < w.cols; ++c) tile[c * rows + r] = row[c];
+  // out^T = W x^T, a tile of W's rows per task: each task dequantizes its own rows once (no
+  // thread decodes a weight another one does) and multiplies them, as rows of GEMM operand a,
+  // by x^T; its [rows, tokens] result is written back transposed. x^T is made once per call
+  // (tokens * cols floats, against rows * cols dequantized and rows * cols * tokens
+  // multiply-adds).
+  std::vector<float> xt(w.cols * num_tokens);  // [W.cols, num_tokens]
+  pool.ParallelFor(w.cols, 16, [&](size_t c0, size_t c1, size_t) {
+    // Blocks of 32 tokens: their rows of x stay in L1 while each column is written.
+    for (size_t t0 = 0; t0 < num_tokens; t0 += 32) {
+      const size_t t1 = std::min(num_tokens, t0 + 32);
+      for (size_t c = c0; c < c1; ++c) {
+        for (size_t t = t0; t < t1; ++t) xt[c * num_tokens + t] = x[t * w.cols + c];
       }
-      cpu::GemmAccumulate(x + begin * w.cols, w.cols, end - begin, tile.data(), rows, w.cols, rows,
-                          out + begin * w.rows + r0, w.rows);
+    }
+  }, kChunksPerThread);
+  const size_t num_tiles = (w.rows + kForwardTileRows - 1) / kForwardTileRows;
+  const size_t tile_floats = kForwardTileRows * (w.cols + num_tokens);
+  std::vector<float> scratch(pool.num_threads() * tile_floats);
+  pool.Run(num_tiles, [&](size_t tile_idx, size_t thread) {
+    const size_t r0 = tile_idx * kForwardTileRows, rows = std::min(kForwardTileRows, w.rows - r0);
+    float* tile = &scratch[thread * tile_floats];   // [rows, W.cols]
+    float* prod = tile + kForwardTileRows * w.cols;  // [rows, num_tokens]
+    for (size_t r = 0; r < rows; ++r) cpu::DequantizeRow(w, r0 + r, tile + r * w.cols);
+    std::fill(prod, prod + rows * num_tokens, 0.0f);
+    cpu::GemmAccumulate(tile, w.cols, rows, xt.data(), num_tokens, w.cols, num_tokens, prod, num_tokens);
+    for (size_t t = 0; t < num_tokens; ++t) {
+      for (size_t r = 0; r < rows; ++r) out[t * w.rows + r0 + r] = prod[r * num_tokens + t];
     }
   });
 }
 
 void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_tokens, float* dx,
                          ThreadPool& pool) {
-  // Each chunk of tokens dequantizes W a tile of rows at a time into its own buffer (the
-  // dequantization is repeated once per chunk, a num_chunks / num_tokens share of the work)
-  // and adds dy[:, tile] x tile, a GEMM (cpu::GemmAccumulate) keeping a block of tokens' sums
-  // in registers.
-  constexpr size_t kTileRows = 64;
-  pool.ParallelFor(num_tokens, 1, [&](size_t begin, size_t end, size_t) {
-    std::vector<float> tile(kTileRows * w.cols);
-    for (size_t r0 = 0; r0 < w.rows; r0 += kTileRows) {
-      const size_t rows = std::min(kTileRows, w.rows - r0);
-      for (size_t r = 0; r < rows; ++r) cpu::DequantizeRow(w, r0 + r, &tile[r * w.cols]);
-      cpu::GemmAccumulate(dy + begin * w.rows + r0, w.rows, end - begin, tile.data(), w.cols, rows, w.cols,
-                          dx + begin * w.cols, w.cols);
+  // dx[:, slice] += dy W[:, slice] for a slice of W's columns per task, whole blocks of its
+  // type wide: each task dequantizes its slice of every row once, a tile of rows at a time,
+  // and adds dy[:, tile] x tile with the GEMM, keeping a block of tokens' sums in registers.
+  // Each dx element sums over W's rows in order, whatever the slices: the result does not
+  // depend on the thread count.
+  const size_t block = cpu::Traits(w.type).block_elems;
+  pool.ParallelFor(w.cols, block, [&](size_t c0, size_t c1, size_t) {
+    const size_t width = c1 - c0;
+    std::vector<float> tile(kBackwardTileRows * width), row;
+    for (size_t r0 = 0; r0 < w.rows; r0 += kBackwardTileRows) {
+      const size_t rows = std::min(kBackwardTileRows, w.rows - r0);
+      for (size_t r = 0; r < rows; ++r) DequantizeRowSlice(w, r0 + r, c0, width, &tile[r * width], row);
+      cpu::GemmAccumulate(dy + r0, w.rows, num_tokens, tile.data(), width, rows, width, dx + c0, w.cols);
     }
-  });
+  }, kChunksPerThread);
 }
 
 }  // namespace llmasos::train

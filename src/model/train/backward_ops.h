@@ -63,14 +63,16 @@ double CrossEntropyForwardBackward(float* logits, size_t vocab, size_t target, f
 
 // out[t, r] = sum_c W[r, c] * x[t, c], as cpu::MatMulFloatActivations computes it (float32
 // activations against dequantized weights), but with the weights dequantized a tile of rows
-// at a time, transposed, and multiplied by a register-blocked GEMM (cpu::GemmAccumulate):
-// about twice as fast on the training pass's token counts. Sums run in another order.
+// at a time, each tile once per call, and multiplied by a register-blocked GEMM
+// (cpu::GemmAccumulate): several times faster on the training pass's token counts. Sums run
+// in another order; the result does not depend on the pool's thread count.
 //   x: [num_tokens, W.cols]   out: [num_tokens, W.rows]
 void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float* out,
                  ThreadPool& pool);
 
 // dx[t, :] += sum_r dy[t, r] * W[r, :] for t < num_tokens: the backward of cpu::MatMul with
-// respect to its input, W read row by row in its stored type (dequantized per tile of rows).
+// respect to its input, W read in its stored type (each element dequantized once per call)
+// and multiplied by cpu::GemmAccumulate; the result does not depend on the thread count.
 //   dy: [num_tokens, W.rows]   dx: [num_tokens, W.cols]
 void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_tokens, float* dx,
                          ThreadPool& pool);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -187,6 +188,39 @@ TEST(BackwardOpsTest, MatMulTiledMatchesTheDriversFloatMatMul) {
     cpu::MatMulFloatActivations(w, x.data(), tokens, want.data(), pool);
     MatMulTiled(w, x.data(), tokens, got.data(), pool);
     for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1.0f + std::fabs(want[i]))) << i;
+  }
+}
+
+// Both products split W between threads (tiles of rows forward, slices of columns backward);
+// each element's sum must run in the same order whatever the split, so the training pass
+// gives the same bits on any thread count. A repacked W (its own dequantization path) gives
+// the same bits as the file's layout.
+TEST(BackwardOpsTest, TiledProductsGiveTheSameBitsOnAnyThreadCountAndLayout) {
+  const size_t rows = 160, cols = 192, tokens = 13;
+  for (cpu::TensorType type : {cpu::TensorType::kF32, cpu::TensorType::kQ8_0, cpu::TensorType::kQ4_1}) {
+    std::vector<float> wf = Random(rows * cols, 31);
+    std::vector<uint8_t> wq(rows * cpu::RowBytes(type, cols));
+    for (size_t r = 0; r < rows; ++r) {
+      cpu::QuantizeRow(type, &wf[r * cols], cols, &wq[r * cpu::RowBytes(type, cols)]);
+    }
+    const cpu::MatView w{type, wq.data(), rows, cols, cpu::RowBytes(type, cols)};
+    const std::vector<float> x = Random(tokens * cols, 32), dy = Random(tokens * rows, 33);
+    auto run = [&](const cpu::MatView& m, size_t threads) {
+      ThreadPool pool(threads);
+      std::vector<float> out(tokens * rows, 3.0f), dx(tokens * cols, 0.5f);
+      MatMulTiled(m, x.data(), tokens, out.data(), pool);
+      MatMulTransposedAdd(m, dy.data(), tokens, dx.data(), pool);
+      out.insert(out.end(), dx.begin(), dx.end());
+      return out;
+    };
+    const std::vector<float> one = run(w, 1);
+    for (size_t threads : {2u, 3u, 5u}) EXPECT_EQ(run(w, threads), one) << cpu::Traits(type).name << " " << threads;
+    if (cpu::HasPackedLayout(w)) {
+      std::unique_ptr<cpu::PackedMatrix> packed = cpu::PackMatrixLayout(w);
+      cpu::MatView repacked = w;
+      repacked.packed = packed.get();
+      EXPECT_EQ(run(repacked, 2), one) << cpu::Traits(type).name << " repacked";
+    }
   }
 }
 

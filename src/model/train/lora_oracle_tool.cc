@@ -42,7 +42,10 @@ json Tensors(const train::LoraLayout& layout, const std::vector<float>& v) {
 }
 
 Status Run(const json& req) {
-  ASSIGN_OR_RETURN(auto model, arch::Model::Load(req.at("model").get<std::string>()));
+  // As finetune loads it: training reads the file's layout, a repacked copy would go unused.
+  arch::LoadOptions load;
+  load.repack = false;
+  ASSIGN_OR_RETURN(auto model, arch::Model::Load(req.at("model").get<std::string>(), load));
   train::LoraConfig lora;
   lora.rank = req.value("rank", 4);
   lora.alpha = req.value("alpha", 8.0f);
