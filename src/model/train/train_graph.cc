@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "drivers/cpu/gemm.h"
 #include "model/train/backward_ops.h"
 
 namespace llmasos::train {
@@ -13,6 +14,16 @@ namespace {
 constexpr size_t kLossRows = 32;  // output rows per chunk: bounds the [rows, vocab] logits
 
 void Zero(std::vector<float>& v, size_t n) { std::fill(v.begin(), v.begin() + n, 0.0f); }
+
+// Tasks per thread for work split in contiguous ranges (see backward_ops.cc).
+constexpr size_t kChunksPerThread = 4;
+
+// out[c, r] = in[r, c] for in [rows, cols]: the LoRA factors and activations (rank columns).
+void Transpose(const float* in, size_t rows, size_t cols, float* out) {
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
+  }
+}
 
 // A dropout key per (call, layer, target).
 uint64_t SlotKey(uint64_t key, const LoraSlot& slot) {
@@ -31,7 +42,7 @@ size_t TrainGraph::EstimateBufferBytes(const arch::ModelConfig& c, const LoraCon
     if (lora.dropout > 0.0f) per_layer += n * max_io;
   }
   size_t floats = c.num_layers * per_layer;
-  floats += n * (3 * c.embd + 2 * c.q_dim() + 2 * c.kv_dim() + 4 * c.ffn + max_io + lora.rank);
+  floats += n * (3 * c.embd + 2 * c.q_dim() + 2 * c.kv_dim() + 4 * c.ffn + max_io + 2 * lora.rank);
   floats += lora.rank * max_io + 2 * c.context_length * (c.rope_dims / 2);
   floats += num_threads * 2 * n + kLossRows * (2 * c.embd + c.vocab_size + 1);
   return floats * sizeof(float);
@@ -85,6 +96,7 @@ TrainGraph::TrainGraph(const arch::Model& model, const LoraLayout& layout, Threa
   dup_.resize(n * c.ffn);
   lora_tmp_.resize(n * max_io);
   lora_du_.resize(n * lc.rank);
+  lora_ft_.resize(lc.rank * n);
   lora_bt_.resize(lc.rank * max_io);
   const size_t half = c.rope_dims / 2;
   const size_t positions = std::min(n, c.context_length);
@@ -126,73 +138,84 @@ void TrainGraph::LoraForward(const LoraSlot& slot, const float* params, const fl
     });
     in = xd;
   }
-  float* u = acts.lora_u[t].data();
-  cpu::MatMulFloatActivations(FloatMatrix(params + slot.a_offset, lc.rank, slot.in), in, n, u, pool_);
-  float* tmp = lora_tmp_.data();
-  cpu::MatMulFloatActivations(FloatMatrix(params + slot.b_offset, slot.out, lc.rank), u, n, tmp, pool_);
+  // u = x A^T, then y += u (scale B)^T: GEMMs over chunks of tokens with the small factors
+  // transposed once (lora_bt_ holds A^T, then scale * B^T).
+  const size_t rank = lc.rank;
+  const float* a = params + slot.a_offset;  // [rank, in]
+  const float* b = params + slot.b_offset;  // [out, rank]
+  float* u = acts.lora_u[t].data();         // [n, rank]
+  float* ft = lora_bt_.data();
+  for (size_t j = 0; j < rank; ++j) {
+    for (size_t i = 0; i < slot.in; ++i) ft[i * rank + j] = a[j * slot.in + i];
+  }
+  std::fill(u, u + n * rank, 0.0f);
+  pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t) {
+    cpu::GemmAccumulate(in + r0 * slot.in, slot.in, r1 - r0, ft, rank, slot.in, rank, u + r0 * rank, rank);
+  }, kChunksPerThread);
   const float scale = lc.scale();
-  pool_.ParallelFor(n * slot.out, 256, [&](size_t b, size_t e, size_t) {
-    for (size_t i = b; i < e; ++i) y[i] += scale * tmp[i];
-  });
+  for (size_t o = 0; o < slot.out; ++o) {
+    for (size_t j = 0; j < rank; ++j) ft[j * slot.out + o] = scale * b[o * rank + j];
+  }
+  pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t) {
+    cpu::GemmAccumulate(u + r0 * rank, rank, r1 - r0, ft, slot.out, rank, slot.out, y + r0 * slot.out, slot.out);
+  }, kChunksPerThread);
 }
 
 void TrainGraph::LoraBackward(const LoraSlot& slot, const float* params, float* grads,
                               const float* x, size_t n, uint64_t key, const LayerActs& acts,
                               const float* dy, float* dx) {
+  // Every product is a GEMM (cpu::GemmAccumulate) split by tokens or by columns, so each
+  // element sums in one order whatever the thread count.
   const LoraConfig& lc = layout_.config();
   const size_t rank = lc.rank;
   const size_t t = static_cast<size_t>(slot.target);
   const float scale = lc.scale();
   const float* xd = lc.dropout > 0.0f ? acts.lora_x[t].data() : x;
-  const float* u = acts.lora_u[t].data();
-  const float* a = params + slot.a_offset;
-  const float* b = params + slot.b_offset;
+  const float* u = acts.lora_u[t].data();   // [n, rank]
+  const float* a = params + slot.a_offset;  // [rank, in]
+  const float* b = params + slot.b_offset;  // [out, rank]
   float* ga = grads + slot.a_offset;
   float* gb = grads + slot.b_offset;
-  // dB[o, :] += scale * sum_t dy[t, o] U[t, :]
-  pool_.ParallelFor(slot.out, 8, [&](size_t o0, size_t o1, size_t) {
+  float* ft = lora_ft_.data();              // [rank, n]: U^T, then dU^T
+  // dB^T = U^T dy (into lora_bt_, [rank, out]); dB[o, j] += scale * dB^T[j, o].
+  Transpose(u, n, rank, ft);
+  float* gbt = lora_bt_.data();
+  std::fill(gbt, gbt + rank * slot.out, 0.0f);
+  pool_.ParallelFor(slot.out, 16, [&](size_t o0, size_t o1, size_t) {
+    cpu::GemmAccumulate(ft, n, rank, dy + o0, slot.out, n, o1 - o0, gbt + o0, slot.out);
     for (size_t o = o0; o < o1; ++o) {
-      for (size_t r = 0; r < n; ++r) {
-        const float g = dy[r * slot.out + o];
-        if (g != 0.0f) cpu::Axpy(scale * g, u + r * rank, rank, gb + o * rank);
-      }
+      for (size_t j = 0; j < rank; ++j) gb[o * rank + j] += scale * gbt[j * slot.out + o];
     }
-  });
-  // dU = scale * dy B: through B^T [rank, out] as a float matrix.
-  float* bt = lora_bt_.data();
-  for (size_t o = 0; o < slot.out; ++o) {
-    for (size_t j = 0; j < rank; ++j) bt[j * slot.out + o] = b[o * rank + j];
-  }
-  float* du = lora_du_.data();
-  cpu::MatMulFloatActivations(FloatMatrix(bt, rank, slot.out), dy, n, du, pool_);
-  for (size_t i = 0; i < n * rank; ++i) du[i] *= scale;
-  // dA[j, :] += sum_t dU[t, j] dropout(x)[t, :], split over input columns.
+  }, kChunksPerThread);
+  // dU = scale * dy B.
+  float* du = lora_du_.data();  // [n, rank]
+  std::fill(du, du + n * rank, 0.0f);
+  pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t) {
+    cpu::GemmAccumulate(dy + r0 * slot.out, slot.out, r1 - r0, b, rank, slot.out, rank, du + r0 * rank, rank);
+    for (size_t i = r0 * rank; i < r1 * rank; ++i) du[i] *= scale;
+  }, kChunksPerThread);
+  // dA += dU^T dropout(x), split over input columns.
+  Transpose(du, n, rank, ft);
   pool_.ParallelFor(slot.in, 16, [&](size_t c0, size_t c1, size_t) {
-    for (size_t j = 0; j < rank; ++j) {
-      for (size_t r = 0; r < n; ++r) {
-        const float g = du[r * rank + j];
-        if (g != 0.0f) cpu::Axpy(g, xd + r * slot.in + c0, c1 - c0, ga + j * slot.in + c0);
-      }
-    }
-  });
-  // dx[t, :] += mask * sum_j dU[t, j] A[j, :]
+    cpu::GemmAccumulate(ft, n, rank, xd + c0, slot.in, n, c1 - c0, ga + c0, slot.in);
+  }, kChunksPerThread);
+  // dx += mask * (dU A): straight into dx without dropout, through lora_tmp_ with it.
   const uint64_t k = SlotKey(key, slot);
   const float keep = lc.dropout > 0.0f ? 1.0f / (1.0f - lc.dropout) : 1.0f;
-  pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t thread) {
-    std::vector<float> row(lc.dropout > 0.0f ? slot.in : 0);
+  float* tmp = lora_tmp_.data();  // [n, in]
+  pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t) {
+    if (lc.dropout == 0.0f) {
+      cpu::GemmAccumulate(du + r0 * rank, rank, r1 - r0, a, slot.in, rank, slot.in, dx + r0 * slot.in, slot.in);
+      return;
+    }
+    std::fill(tmp + r0 * slot.in, tmp + r1 * slot.in, 0.0f);
+    cpu::GemmAccumulate(du + r0 * rank, rank, r1 - r0, a, slot.in, rank, slot.in, tmp + r0 * slot.in, slot.in);
     for (size_t r = r0; r < r1; ++r) {
-      if (lc.dropout == 0.0f) {
-        for (size_t j = 0; j < rank; ++j) cpu::Axpy(du[r * rank + j], a + j * slot.in, slot.in, dx + r * slot.in);
-        continue;
-      }
-      std::fill(row.begin(), row.end(), 0.0f);
-      for (size_t j = 0; j < rank; ++j) cpu::Axpy(du[r * rank + j], a + j * slot.in, slot.in, row.data());
       for (size_t i = 0; i < slot.in; ++i) {
-        if (HashUniform(k, r, i, 0xD0) >= lc.dropout) dx[r * slot.in + i] += keep * row[i];
+        if (HashUniform(k, r, i, 0xD0) >= lc.dropout) dx[r * slot.in + i] += keep * tmp[r * slot.in + i];
       }
     }
-    (void)thread;
-  });
+  }, kChunksPerThread);
 }
 
 void TrainGraph::Project(size_t layer, LoraTarget t, const cpu::MatView& w,
