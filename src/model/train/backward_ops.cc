@@ -49,18 +49,59 @@ void Rope(arch::RopeMode mode, const float* cos, const float* sin, size_t rope_d
   }
 }
 
+namespace {
+
+// Query rows per block of the attention kernels: a block's probabilities are
+// [kAttentionRows, num_tokens] floats of scratch.
+constexpr size_t kAttentionRows = 32;
+
+// out[c, r] = in[r * in_stride + c] for r < rows, c < cols: out is [cols, rows].
+void TransposeInto(const float* in, size_t in_stride, size_t rows, size_t cols, float* out) {
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * in_stride + c];
+  }
+}
+
+// Rows [i0, i1) of one head's attention probabilities, p[i - i0, j] (row stride i1):
+// softmax over j <= i of scale * q_i . k_j, and 0 for i < j < i1. The scores are one GEMM
+// of the block's queries by kt = K^T ([head_dim, num_tokens]).
+void Probabilities(const AttentionShape& s, const float* qh, const float* kt, size_t i0, size_t i1,
+                   float* p) {
+  const size_t rows = i1 - i0;
+  std::fill(p, p + rows * i1, 0.0f);
+  cpu::GemmAccumulate(qh + i0 * s.q_stride, s.q_stride, rows, kt, s.num_tokens, s.head_dim, i1, p, i1);
+  for (size_t r = 0; r < rows; ++r) {
+    float* pr = p + r * i1;
+    const size_t len = i0 + r + 1;
+    for (size_t j = 0; j < len; ++j) pr[j] *= s.scale;
+    cpu::Softmax(pr, len);
+    std::fill(pr + len, pr + i1, 0.0f);
+  }
+}
+
+}  // namespace
+
+size_t AttentionScratchFloats(size_t head_dim, size_t num_tokens) {
+  return (2 * head_dim + 3 * kAttentionRows) * num_tokens;
+}
+
 void AttentionForward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
                       const float* v, float* out, float* scratch) {
-  const size_t d = s.head_dim;
+  // Per block of query rows: P = softmax(scale Q K^T) masked, then O = P V, both GEMMs; the
+  // block's rows take the keys up to its last row (the masked ones add zeros).
+  const size_t d = s.head_dim, n = s.num_tokens;
+  float* kt = scratch;     // [d, n]
+  float* p = kt + d * n;   // [kAttentionRows, n]
+  TransposeInto(k + kvh * d, s.kv_stride, n, d, kt);
   for (size_t g = 0; g < s.group; ++g) {
     const size_t head = kvh * s.group + g;
-    for (size_t i = 0; i < s.num_tokens; ++i) {
-      const float* qi = q + i * s.q_stride + head * d;
-      for (size_t j = 0; j <= i; ++j) scratch[j] = s.scale * cpu::Dot(qi, k + j * s.kv_stride + kvh * d, d);
-      cpu::Softmax(scratch, i + 1);
-      float* oi = out + i * s.q_stride + head * d;
-      std::fill(oi, oi + d, 0.0f);
-      for (size_t j = 0; j <= i; ++j) cpu::Axpy(scratch[j], v + j * s.kv_stride + kvh * d, d, oi);
+    const float* qh = q + head * d;
+    float* oh = out + head * d;
+    for (size_t i0 = 0; i0 < n; i0 += kAttentionRows) {
+      const size_t i1 = std::min(n, i0 + kAttentionRows), rows = i1 - i0;
+      Probabilities(s, qh, kt, i0, i1, p);
+      for (size_t i = i0; i < i1; ++i) std::fill(oh + i * s.q_stride, oh + i * s.q_stride + d, 0.0f);
+      cpu::GemmAccumulate(p, i1, rows, v + kvh * d, s.kv_stride, i1, d, oh + i0 * s.q_stride, s.q_stride);
     }
   }
 }
@@ -68,29 +109,40 @@ void AttentionForward(const AttentionShape& s, size_t kvh, const float* q, const
 void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
                        const float* v, const float* dout, float* dq, float* dk, float* dv,
                        float* scratch) {
-  const size_t d = s.head_dim;
-  float* p = scratch;
-  float* ds = scratch + s.num_tokens;
+  // Per block of query rows, with P recomputed: dP = dO V^T, dS = P (dP - rowsum(P dP)) scale,
+  // then dQ += dS K, dK += dS^T Q, dV += P^T dO, all GEMMs.
+  const size_t d = s.head_dim, n = s.num_tokens;
+  float* kt = scratch;                 // [d, n]
+  float* vt = kt + d * n;              // [d, n]
+  float* p = vt + d * n;               // [kAttentionRows, n]
+  float* ds = p + kAttentionRows * n;  // [kAttentionRows, n]
+  float* tr = ds + kAttentionRows * n; // [n, kAttentionRows]: dS^T, then P^T
+  TransposeInto(k + kvh * d, s.kv_stride, n, d, kt);
+  TransposeInto(v + kvh * d, s.kv_stride, n, d, vt);
   for (size_t g = 0; g < s.group; ++g) {
     const size_t head = kvh * s.group + g;
-    for (size_t i = 0; i < s.num_tokens; ++i) {
-      const float* qi = q + i * s.q_stride + head * d;
-      const float* doi = dout + i * s.q_stride + head * d;
-      for (size_t j = 0; j <= i; ++j) p[j] = s.scale * cpu::Dot(qi, k + j * s.kv_stride + kvh * d, d);
-      cpu::Softmax(p, i + 1);
-      // dS_j = P_j (dP_j - sum_l P_l dP_l), dP_j = dout_i . v_j
-      float sum = 0.0f;
-      for (size_t j = 0; j <= i; ++j) {
-        ds[j] = cpu::Dot(doi, v + j * s.kv_stride + kvh * d, d);
-        sum += p[j] * ds[j];
+    const float* qh = q + head * d;
+    const float* doh = dout + head * d;
+    for (size_t i0 = 0; i0 < n; i0 += kAttentionRows) {
+      const size_t i1 = std::min(n, i0 + kAttentionRows), rows = i1 - i0;
+      Probabilities(s, qh, kt, i0, i1, p);
+      std::fill(ds, ds + rows * i1, 0.0f);
+      cpu::GemmAccumulate(doh + i0 * s.q_stride, s.q_stride, rows, vt, n, d, i1, ds, i1);
+      for (size_t r = 0; r < rows; ++r) {
+        const float* pr = p + r * i1;
+        float* dsr = ds + r * i1;
+        const size_t len = i0 + r + 1;
+        float sum = 0.0f;
+        for (size_t j = 0; j < len; ++j) sum += pr[j] * dsr[j];
+        for (size_t j = 0; j < len; ++j) dsr[j] = s.scale * pr[j] * (dsr[j] - sum);
+        std::fill(dsr + len, dsr + i1, 0.0f);
       }
-      float* dqi = dq + i * s.q_stride + head * d;
-      for (size_t j = 0; j <= i; ++j) {
-        const float dsj = s.scale * p[j] * (ds[j] - sum);
-        cpu::Axpy(dsj, k + j * s.kv_stride + kvh * d, d, dqi);
-        cpu::Axpy(dsj, qi, d, dk + j * s.kv_stride + kvh * d);
-        cpu::Axpy(p[j], doi, d, dv + j * s.kv_stride + kvh * d);
-      }
+      cpu::GemmAccumulate(ds, i1, rows, k + kvh * d, s.kv_stride, i1, d, dq + i0 * s.q_stride + head * d,
+                          s.q_stride);
+      TransposeInto(ds, i1, rows, i1, tr);
+      cpu::GemmAccumulate(tr, rows, i1, qh + i0 * s.q_stride, s.q_stride, rows, d, dk + kvh * d, s.kv_stride);
+      TransposeInto(p, i1, rows, i1, tr);
+      cpu::GemmAccumulate(tr, rows, i1, doh + i0 * s.q_stride, s.q_stride, rows, d, dv + kvh * d, s.kv_stride);
     }
   }
 }

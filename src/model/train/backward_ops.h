@@ -48,11 +48,15 @@ struct AttentionShape {
   size_t kv_stride = 0;
   float scale = 1.0f;  // 1 / sqrt(head_dim)
 };
-// out (like q) = softmax(scale q k^T + causal mask) v, for the group's heads.
-// scratch: num_tokens floats.
+// Floats of scratch AttentionForward and AttentionBackward need for a sequence of num_tokens.
+size_t AttentionScratchFloats(size_t head_dim, size_t num_tokens);
+// out (like q) = softmax(scale q k^T + causal mask) v, for the group's heads, a block of
+// query rows at a time with GEMMs (cpu::GemmAccumulate).
+// scratch: AttentionScratchFloats(head_dim, num_tokens) floats.
 void AttentionForward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
                       const float* v, float* out, float* scratch);
-// Given dout, adds dq, dk, dv (recomputing the probabilities). scratch: 2 * num_tokens floats.
+// Given dout, adds dq, dk, dv (recomputing the probabilities).
+// scratch: AttentionScratchFloats(head_dim, num_tokens) floats.
 void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, const float* k,
                        const float* v, const float* dout, float* dq, float* dk, float* dv,
                        float* scratch);

@@ -100,11 +100,10 @@ TEST(BackwardOpsTest, RopeInverseIsTheTransposeForBothModes) {
   }
 }
 
-TEST(BackwardOpsTest, AttentionGradientMatchesFiniteDifferences) {
-  // 5 tokens, 2 KV heads, 2 query heads per KV head, head_dim 4.
-  AttentionShape s{5, 2, 4, 16, 8, 0.5f};
-  std::vector<float> q = Random(5 * 16, 9), k = Random(5 * 8, 10), v = Random(5 * 8, 11);
-  std::vector<float> dout = Random(5 * 16, 12), out(5 * 16), scratch(10);
+void CheckAttentionGradient(size_t n) {
+  AttentionShape s{n, 2, 4, 16, 8, 0.5f};
+  std::vector<float> q = Random(n * 16, 9), k = Random(n * 8, 10), v = Random(n * 8, 11);
+  std::vector<float> dout = Random(n * 16, 12), out(n * 16), scratch(AttentionScratchFloats(4, n));
   auto loss = [&] {
     for (size_t kvh = 0; kvh < 2; ++kvh) {
       AttentionForward(s, kvh, q.data(), k.data(), v.data(), out.data(), scratch.data());
@@ -121,10 +120,19 @@ TEST(BackwardOpsTest, AttentionGradientMatchesFiniteDifferences) {
   ExpectGradientMatches(v, loss, dv);
 }
 
+TEST(BackwardOpsTest, AttentionGradientMatchesFiniteDifferences) {
+  // 5 tokens (one block of query rows) and 70 (blocks of 32, 32 and 6), 2 KV heads, 2 query
+  // heads per KV head, head_dim 4.
+  for (size_t n : {5u, 70u}) {
+    SCOPED_TRACE(n);
+    CheckAttentionGradient(n);
+  }
+}
+
 TEST(BackwardOpsTest, AttentionIsCausal) {
   AttentionShape s{4, 1, 4, 4, 4, 0.5f};
   std::vector<float> q = Random(16, 13), k = Random(16, 14), v = Random(16, 15);
-  std::vector<float> out1(16), out2(16), scratch(8);
+  std::vector<float> out1(16), out2(16), scratch(AttentionScratchFloats(4, 4));
   AttentionForward(s, 0, q.data(), k.data(), v.data(), out1.data(), scratch.data());
   for (size_t d = 0; d < 4; ++d) v[3 * 4 + d] += 5.0f;  // the last token's value
   AttentionForward(s, 0, q.data(), k.data(), v.data(), out2.data(), scratch.data());

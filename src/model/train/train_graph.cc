@@ -44,7 +44,7 @@ size_t TrainGraph::EstimateBufferBytes(const arch::ModelConfig& c, const LoraCon
   size_t floats = c.num_layers * per_layer;
   floats += n * (3 * c.embd + 2 * c.q_dim() + 2 * c.kv_dim() + 4 * c.ffn + max_io + 2 * lora.rank);
   floats += lora.rank * max_io + 2 * c.context_length * (c.rope_dims / 2);
-  floats += num_threads * 2 * n + kLossRows * (2 * c.embd + c.vocab_size + 1);
+  floats += num_threads * AttentionScratchFloats(c.head_dim, n) + kLossRows * (2 * c.embd + c.vocab_size + 1);
   return floats * sizeof(float);
 }
 
@@ -112,7 +112,7 @@ TrainGraph::TrainGraph(const arch::Model& model, const LoraLayout& layout, Threa
       rope_sin_[p * half + i] = std::sin(angle);
     }
   }
-  attn_scratch_.resize(pool.num_threads() * 2 * n);
+  attn_scratch_.resize(pool.num_threads() * AttentionScratchFloats(c.head_dim, n));
   loss_x_.resize(kLossRows * c.embd);
   loss_dx_.resize(kLossRows * c.embd);
   loss_logits_.resize(kLossRows * c.vocab_size);
@@ -265,7 +265,7 @@ void TrainGraph::Attention(size_t n, const LayerActs& acts, float* out) {
     const size_t b = seq_begin_[s];
     AttentionForward(SequenceShape(s), kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
                      &acts.v[b * c.kv_dim()], out + b * c.q_dim(),
-                     &attn_scratch_[thread * 2 * max_tokens_]);
+                     &attn_scratch_[thread * AttentionScratchFloats(c.head_dim, max_tokens_)]);
   });
   (void)n;
 }
@@ -283,7 +283,7 @@ void TrainGraph::AttentionGrad(size_t n, const LayerActs& acts, const float* dou
     AttentionBackward(SequenceShape(s), kvh, &acts.q[b * c.q_dim()], &acts.k[b * c.kv_dim()],
                       &acts.v[b * c.kv_dim()], dout + b * c.q_dim(), dq + b * c.q_dim(),
                       dk + b * c.kv_dim(), dv + b * c.kv_dim(),
-                      &attn_scratch_[thread * 2 * max_tokens_]);
+                      &attn_scratch_[thread * AttentionScratchFloats(c.head_dim, max_tokens_)]);
   });
 }
 

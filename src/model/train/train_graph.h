@@ -131,7 +131,7 @@ class TrainGraph {
   std::vector<float> lora_bt_;     // [rank, max(out, in)]: A^T, scale * B^T, dB^T
   std::vector<float> lora_ft_;     // [rank, n]: U^T, dU^T
   std::vector<float> rope_cos_, rope_sin_;  // [max_tokens, rope_dims / 2]
-  std::vector<float> attn_scratch_;          // [num_threads, 2 * max_tokens]
+  std::vector<float> attn_scratch_;          // [num_threads, AttentionScratchFloats(head_dim, max_tokens)]
   std::vector<float> loss_x_, loss_logits_, loss_dx_;  // output chunk buffers
   std::vector<float> loss_inv_;
 };
