@@ -119,10 +119,26 @@ void GemmAccumulateTarget(const float* HWY_RESTRICT a, size_t a_stride, size_t m
                           size_t b_stride, size_t k, size_t n, float* HWY_RESTRICT c, size_t c_stride) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
+  // A panel of b is copied into contiguous memory before several blocks of rows walk it: its
+  // rows, b_stride apart, would otherwise share few L1 sets whenever b_stride is a multiple of
+  // a large power of two (256 tokens: 1 KiB apart, 4 sets of 8 ways for 256 rows).
+  HWY_ALIGN float packed[kDepth * 2 * HWY_LANES(float)];
+  const bool pack = m >= 2 * kBlockRows;
   size_t j = 0;
   for (; j + 2 * lanes <= n; j += 2 * lanes) {
     for (size_t l0 = 0; l0 < k; l0 += kDepth) {
-      Panel<2>(a + l0, a_stride, m, b + l0 * b_stride + j, b_stride, std::min(kDepth, k - l0), c + j, c_stride);
+      const size_t depth = std::min(kDepth, k - l0);
+      const float* panel = b + l0 * b_stride + j;
+      size_t panel_stride = b_stride;
+      if (pack) {
+        for (size_t l = 0; l < depth; ++l) {
+          hn::Store(hn::LoadU(df, panel + l * b_stride), df, packed + 2 * l * lanes);
+          hn::Store(hn::LoadU(df, panel + l * b_stride + lanes), df, packed + (2 * l + 1) * lanes);
+        }
+        panel = packed;
+        panel_stride = 2 * lanes;
+      }
+      Panel<2>(a + l0, a_stride, m, panel, panel_stride, depth, c + j, c_stride);
     }
   }
   for (; j + lanes <= n; j += lanes) {
