@@ -11,7 +11,12 @@
 namespace llmasos::train {
 namespace {
 
-constexpr size_t kLossRows = 32;  // output rows per chunk: bounds the [rows, vocab] logits
+// Output rows per chunk of the loss. Each chunk decodes the output matrix twice (forward and
+// backward; a third of all the weights a step decodes for SmolLM2's 49152 x 576 at 32 rows),
+// so a chunk takes as many rows as a [rows, vocab] logits buffer of 32 MiB holds, 32 to 128.
+size_t LossRows(size_t vocab_size) {
+  return std::clamp<size_t>((size_t{32} << 20) / sizeof(float) / vocab_size, 32, 128);
+}
 
 void Zero(std::vector<float>& v, size_t n) { std::fill(v.begin(), v.begin() + n, 0.0f); }
 
@@ -44,7 +49,7 @@ size_t TrainGraph::EstimateBufferBytes(const arch::ModelConfig& c, const LoraCon
   size_t floats = c.num_layers * per_layer;
   floats += n * (3 * c.embd + 2 * c.q_dim() + 2 * c.kv_dim() + 4 * c.ffn + max_io + 2 * lora.rank);
   floats += lora.rank * max_io + 2 * c.context_length * (c.rope_dims / 2);
-  floats += num_threads * AttentionScratchFloats(c.head_dim, n) + kLossRows * (2 * c.embd + c.vocab_size + 1);
+  floats += num_threads * AttentionScratchFloats(c.head_dim, n) + LossRows(c.vocab_size) * (2 * c.embd + c.vocab_size + 1);
   return floats * sizeof(float);
 }
 
@@ -113,10 +118,11 @@ TrainGraph::TrainGraph(const arch::Model& model, const LoraLayout& layout, Threa
     }
   }
   attn_scratch_.resize(pool.num_threads() * AttentionScratchFloats(c.head_dim, n));
-  loss_x_.resize(kLossRows * c.embd);
-  loss_dx_.resize(kLossRows * c.embd);
-  loss_logits_.resize(kLossRows * c.vocab_size);
-  loss_inv_.resize(kLossRows);
+  const size_t loss_rows = LossRows(c.vocab_size);
+  loss_x_.resize(loss_rows * c.embd);
+  loss_dx_.resize(loss_rows * c.embd);
+  loss_logits_.resize(loss_rows * c.vocab_size);
+  loss_inv_.resize(loss_rows);
 }
 
 void TrainGraph::LoraForward(const LoraSlot& slot, const float* params, const float* x, size_t n,
@@ -294,8 +300,9 @@ LossSum TrainGraph::OutputLoss(size_t n, const float* x, float grad_scale, float
   for (size_t r = 0; r < n; ++r) {
     if (target_[r] >= 0) rows.push_back(r);
   }
-  for (size_t i0 = 0; i0 < rows.size(); i0 += kLossRows) {
-    const size_t m = std::min(kLossRows, rows.size() - i0);
+  const size_t chunk = LossRows(c.vocab_size);
+  for (size_t i0 = 0; i0 < rows.size(); i0 += chunk) {
+    const size_t m = std::min(chunk, rows.size() - i0);
     for (size_t i = 0; i < m; ++i) {
       loss_inv_[i] = RmsNormForward(x + rows[i0 + i] * c.embd, model_.output_norm().data(), c.embd,
                                     c.rms_eps, &loss_x_[i * c.embd]);
