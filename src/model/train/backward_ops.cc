@@ -55,13 +55,6 @@ namespace {
 // [kAttentionRows, num_tokens] floats of scratch.
 constexpr size_t kAttentionRows = 32;
 
-// out[c, r] = in[r * in_stride + c] for r < rows, c < cols: out is [cols, rows].
-void TransposeInto(const float* in, size_t in_stride, size_t rows, size_t cols, float* out) {
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * in_stride + c];
-  }
-}
-
 // Rows [i0, i1) of one head's attention probabilities, p[i - i0, j] (row stride i1):
 // softmax over j <= i of scale * q_i . k_j, and 0 for i < j < i1. The scores are one GEMM
 // of the block's queries by kt = K^T ([head_dim, num_tokens]).
@@ -81,6 +74,12 @@ void Probabilities(const AttentionShape& s, const float* qh, const float* kt, si
 
 }  // namespace
 
+void Transpose(const float* in, size_t in_stride, size_t rows, size_t cols, float* out) {
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * in_stride + c];
+  }
+}
+
 size_t AttentionScratchFloats(size_t head_dim, size_t num_tokens) {
   return (2 * head_dim + 3 * kAttentionRows) * num_tokens;
 }
@@ -92,7 +91,7 @@ void AttentionForward(const AttentionShape& s, size_t kvh, const float* q, const
   const size_t d = s.head_dim, n = s.num_tokens;
   float* kt = scratch;     // [d, n]
   float* p = kt + d * n;   // [kAttentionRows, n]
-  TransposeInto(k + kvh * d, s.kv_stride, n, d, kt);
+  Transpose(k + kvh * d, s.kv_stride, n, d, kt);
   for (size_t g = 0; g < s.group; ++g) {
     const size_t head = kvh * s.group + g;
     const float* qh = q + head * d;
@@ -117,8 +116,8 @@ void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, cons
   float* p = vt + d * n;               // [kAttentionRows, n]
   float* ds = p + kAttentionRows * n;  // [kAttentionRows, n]
   float* tr = ds + kAttentionRows * n; // [n, kAttentionRows]: dS^T, then P^T
-  TransposeInto(k + kvh * d, s.kv_stride, n, d, kt);
-  TransposeInto(v + kvh * d, s.kv_stride, n, d, vt);
+  Transpose(k + kvh * d, s.kv_stride, n, d, kt);
+  Transpose(v + kvh * d, s.kv_stride, n, d, vt);
   for (size_t g = 0; g < s.group; ++g) {
     const size_t head = kvh * s.group + g;
     const float* qh = q + head * d;
@@ -139,9 +138,9 @@ void AttentionBackward(const AttentionShape& s, size_t kvh, const float* q, cons
       }
       cpu::GemmAccumulate(ds, i1, rows, k + kvh * d, s.kv_stride, i1, d, dq + i0 * s.q_stride + head * d,
                           s.q_stride);
-      TransposeInto(ds, i1, rows, i1, tr);
+      Transpose(ds, i1, rows, i1, tr);
       cpu::GemmAccumulate(tr, rows, i1, qh + i0 * s.q_stride, s.q_stride, rows, d, dk + kvh * d, s.kv_stride);
-      TransposeInto(p, i1, rows, i1, tr);
+      Transpose(p, i1, rows, i1, tr);
       cpu::GemmAccumulate(tr, rows, i1, doh + i0 * s.q_stride, s.q_stride, rows, d, dv + kvh * d, s.kv_stride);
     }
   }

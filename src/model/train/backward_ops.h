@@ -81,6 +81,9 @@ void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float
 void MatMulTransposedAdd(const cpu::MatView& w, const float* dy, size_t num_tokens, float* dx,
                          ThreadPool& pool);
 
+// out[c * rows + r] = in[r * in_stride + c] for r < rows, c < cols: out is in^T, [cols, rows].
+void Transpose(const float* in, size_t in_stride, size_t rows, size_t cols, float* out);
+
 // A float32 matrix [rows, cols] as a MatView, for cpu::MatMulFloatActivations.
 inline cpu::MatView FloatMatrix(const float* data, size_t rows, size_t cols) {
   return cpu::MatView{cpu::TensorType::kF32, data, rows, cols, cols * sizeof(float)};

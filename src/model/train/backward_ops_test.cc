@@ -49,6 +49,21 @@ double Weighted(const std::vector<float>& y, const std::vector<float>& dy) {
   return s;
 }
 
+// A random [rows, cols] matrix stored in `type` (QuantizeRow).
+struct StoredMatrix {
+  std::vector<uint8_t> bytes;
+  cpu::MatView view;
+};
+StoredMatrix RandomMatrix(cpu::TensorType type, size_t rows, size_t cols, uint64_t seed) {
+  const std::vector<float> wf = Random(rows * cols, seed);
+  const size_t row_bytes = cpu::RowBytes(type, cols);
+  StoredMatrix m;
+  m.bytes.resize(rows * row_bytes);
+  for (size_t r = 0; r < rows; ++r) cpu::QuantizeRow(type, &wf[r * cols], cols, &m.bytes[r * row_bytes]);
+  m.view = cpu::MatView{type, m.bytes.data(), rows, cols, row_bytes};
+  return m;
+}
+
 TEST(BackwardOpsTest, RmsNormGradientMatchesFiniteDifferences) {
   const size_t n = 24;
   std::vector<float> x = Random(n, 1), w = Random(n, 2), dy = Random(n, 3), y(n);
@@ -162,12 +177,8 @@ TEST(BackwardOpsTest, MatMulTransposedAddMatchesFiniteDifferencesForEveryWeightT
   ThreadPool pool(2);
   for (cpu::TensorType type : {cpu::TensorType::kF32, cpu::TensorType::kF16, cpu::TensorType::kQ8_0,
                                cpu::TensorType::kQ4_1}) {
-    std::vector<float> wf = Random(rows * cols, 17);
-    std::vector<uint8_t> wq(rows * cpu::RowBytes(type, cols));
-    for (size_t r = 0; r < rows; ++r) {
-      cpu::QuantizeRow(type, &wf[r * cols], cols, &wq[r * cpu::RowBytes(type, cols)]);
-    }
-    cpu::MatView w{type, wq.data(), rows, cols, cpu::RowBytes(type, cols)};
+    const StoredMatrix stored = RandomMatrix(type, rows, cols, 17);
+    const cpu::MatView& w = stored.view;
     std::vector<float> x = Random(tokens * cols, 18), dy = Random(tokens * rows, 19);
     std::vector<float> y(tokens * rows);
     auto loss = [&] {
@@ -186,12 +197,8 @@ TEST(BackwardOpsTest, MatMulTiledMatchesTheDriversFloatMatMul) {
   // Rows not a multiple of the tile, tokens not a multiple of the kernel's group.
   const size_t rows = 150, cols = 96, tokens = 7;
   for (cpu::TensorType type : {cpu::TensorType::kF32, cpu::TensorType::kQ8_0, cpu::TensorType::kQ4_1}) {
-    std::vector<float> wf = Random(rows * cols, 21);
-    std::vector<uint8_t> wq(rows * cpu::RowBytes(type, cols));
-    for (size_t r = 0; r < rows; ++r) {
-      cpu::QuantizeRow(type, &wf[r * cols], cols, &wq[r * cpu::RowBytes(type, cols)]);
-    }
-    cpu::MatView w{type, wq.data(), rows, cols, cpu::RowBytes(type, cols)};
+    const StoredMatrix stored = RandomMatrix(type, rows, cols, 21);
+    const cpu::MatView& w = stored.view;
     std::vector<float> x = Random(tokens * cols, 22), want(tokens * rows), got(tokens * rows, 7.0f);
     cpu::MatMulFloatActivations(w, x.data(), tokens, want.data(), pool);
     MatMulTiled(w, x.data(), tokens, got.data(), pool);
@@ -206,12 +213,8 @@ TEST(BackwardOpsTest, MatMulTiledMatchesTheDriversFloatMatMul) {
 TEST(BackwardOpsTest, TiledProductsGiveTheSameBitsOnAnyThreadCountAndLayout) {
   const size_t rows = 160, cols = 192, tokens = 13;
   for (cpu::TensorType type : {cpu::TensorType::kF32, cpu::TensorType::kQ8_0, cpu::TensorType::kQ4_1}) {
-    std::vector<float> wf = Random(rows * cols, 31);
-    std::vector<uint8_t> wq(rows * cpu::RowBytes(type, cols));
-    for (size_t r = 0; r < rows; ++r) {
-      cpu::QuantizeRow(type, &wf[r * cols], cols, &wq[r * cpu::RowBytes(type, cols)]);
-    }
-    const cpu::MatView w{type, wq.data(), rows, cols, cpu::RowBytes(type, cols)};
+    const StoredMatrix stored = RandomMatrix(type, rows, cols, 31);
+    const cpu::MatView& w = stored.view;
     const std::vector<float> x = Random(tokens * cols, 32), dy = Random(tokens * rows, 33);
     auto run = [&](const cpu::MatView& m, size_t threads) {
       ThreadPool pool(threads);

@@ -23,13 +23,6 @@ void Zero(std::vector<float>& v, size_t n) { std::fill(v.begin(), v.begin() + n,
 // Tasks per thread for work split in contiguous ranges (see backward_ops.cc).
 constexpr size_t kChunksPerThread = 4;
 
-// out[c, r] = in[r, c] for in [rows, cols]: the LoRA factors and activations (rank columns).
-void Transpose(const float* in, size_t rows, size_t cols, float* out) {
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
-  }
-}
-
 // A dropout key per (call, layer, target).
 uint64_t SlotKey(uint64_t key, const LoraSlot& slot) {
   return key * 1315423911ull + slot.layer * kNumLoraTargets + static_cast<size_t>(slot.target);
@@ -151,9 +144,7 @@ void TrainGraph::LoraForward(const LoraSlot& slot, const float* params, const fl
   const float* b = params + slot.b_offset;  // [out, rank]
   float* u = acts.lora_u[t].data();         // [n, rank]
   float* ft = lora_bt_.data();
-  for (size_t j = 0; j < rank; ++j) {
-    for (size_t i = 0; i < slot.in; ++i) ft[i * rank + j] = a[j * slot.in + i];
-  }
+  Transpose(a, slot.in, rank, slot.in, ft);
   std::fill(u, u + n * rank, 0.0f);
   pool_.ParallelFor(n, 1, [&](size_t r0, size_t r1, size_t) {
     cpu::GemmAccumulate(in + r0 * slot.in, slot.in, r1 - r0, ft, rank, slot.in, rank, u + r0 * rank, rank);
@@ -184,7 +175,7 @@ void TrainGraph::LoraBackward(const LoraSlot& slot, const float* params, float* 
   float* gb = grads + slot.b_offset;
   float* ft = lora_ft_.data();              // [rank, n]: U^T, then dU^T
   // dB^T = U^T dy (into lora_bt_, [rank, out]); dB[o, j] += scale * dB^T[j, o].
-  Transpose(u, n, rank, ft);
+  Transpose(u, rank, n, rank, ft);
   float* gbt = lora_bt_.data();
   std::fill(gbt, gbt + rank * slot.out, 0.0f);
   pool_.ParallelFor(slot.out, 16, [&](size_t o0, size_t o1, size_t) {
@@ -201,7 +192,7 @@ void TrainGraph::LoraBackward(const LoraSlot& slot, const float* params, float* 
     for (size_t i = r0 * rank; i < r1 * rank; ++i) du[i] *= scale;
   }, kChunksPerThread);
   // dA += dU^T dropout(x), split over input columns.
-  Transpose(du, n, rank, ft);
+  Transpose(du, rank, n, rank, ft);
   pool_.ParallelFor(slot.in, 16, [&](size_t c0, size_t c1, size_t) {
     cpu::GemmAccumulate(ft, n, rank, xd + c0, slot.in, n, c1 - c0, ga + c0, slot.in);
   }, kChunksPerThread);
