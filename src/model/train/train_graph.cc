@@ -397,8 +397,11 @@ StatusOr<LossSum> TrainGraph::Run(std::span<const TrainSequence* const> batch, c
   for (size_t l = c.num_layers; l-- > 0;) {
     const arch::LayerWeights& w = model_.layer(l);
     LayerActs& a = acts_[l];
-    // MLP: x' = h + down(silu(gate) * up).
-    cpu::SwiGlu(a.gate.data(), a.up.data(), n * c.ffn, a_.data());
+    // MLP: x' = h + down(silu(gate) * up). The down projection's input is needed again only
+    // by a LoRA on it.
+    if (layout_.Find(l, LoraTarget::kDown) != nullptr) {
+      cpu::SwiGlu(a.gate.data(), a.up.data(), n * c.ffn, a_.data());
+    }
     Zero(da_, n * c.ffn);
     ProjectBackward(l, LoraTarget::kDown, w.down, params, grads, a_.data(), n, dropout_key, a,
                     dx_.data(), da_.data());
