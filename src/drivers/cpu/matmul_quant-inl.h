@@ -30,7 +30,6 @@
 #include "drivers/cpu/scalar_ops.h"
 #include "drivers/cpu/simd_util-inl.h"
 #include "drivers/cpu/tensor_type.h"
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "util/logging.h"
 
@@ -245,12 +244,6 @@ HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
 
 
 // ---- Decode: one token, one row at a time ---------------------------------------------------
-// How far ahead of the current block the decode loop prefetches its row stream. The hardware
-// prefetcher alone leaves the weights' memory reads short of the bandwidth: on AVX2 (Zen 3, one
-// thread, CPU time per call) 2 KiB ahead took Qwen's output [151936, 896] Q8_0 from 10.8-13.3 to
-// 7.2-10.2 ms, Gemma's [262144, 640] from 12.7-14.2 to 11.2-12.0 ms, the stacked Q5_0
-// [116736, 896] from 7.0-7.4 to 6.8-6.9 ms; 512 bytes gained less.
-inline constexpr size_t kDecodePrefetchBytes = 2048;
 // out[r] = row r . token for rows [0, num_rows) starting at w_rows: a thread's rows read as one
 // sequential stream (see kDecodeRows). Per block one integer dot product, converted and
 // scaled by d_w d_x (one scalar product, broadcast) into the row's float accumulator. The min

@@ -360,6 +360,12 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
     for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
   }
   for (size_t sb = 0; sb < cols / 256; ++sb) {
+    if constexpr (kR == 1 && kT == 1) {  // decode: one row's stream
+      const auto* ahead = reinterpret_cast<const uint8_t*>(
+          reinterpret_cast<const Block*>(w_rows) + sb) + kDecodePrefetchBytes;
+      LLMASOS_UNROLL
+      for (size_t line = 0; line < sizeof(Block); line += 64) hwy::Prefetch(ahead + line);
+    }
     const Block* blk[kR];
     KScales ks[kR];
     LLMASOS_UNROLL
