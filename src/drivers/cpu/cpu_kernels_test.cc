@@ -741,6 +741,31 @@ TEST_P(CpuKernelsTest, SwiGluMatchesScalarIncludingLargeMagnitudes) {
   }
 }
 
+// Highway's Tanh is within 4 ULP of std::tanh (about 2.4e-7 near +-1), and 1 + tanh cancels
+// for negative g, so beside the relative 2e-6 we allow 8 FLT_EPSILON of |0.5 g up|.
+TEST_P(CpuKernelsTest, GeGluMatchesScalarIncludingLargeMagnitudes) {
+  for (size_t n : kLengths) {
+    std::vector<float> gate = RandomFloats(n, 11, 6.0f), up = RandomFloats(n, 12);
+    gate[0] = -1e20f;  // g^3 overflows: gelu -> -0
+    if (n > 1) gate[1] = 1e20f;  // gelu(g) = g
+    std::vector<float> out(n), ref(n);
+    GeGlu(gate.data(), up.data(), n, out.data());
+    scalar::GeGlu(gate.data(), up.data(), n, ref.data());
+    for (size_t i = 0; i < n; ++i) {
+      const float tol = std::fabs(ref[i]) * 2e-6f + std::fabs(0.5f * gate[i] * up[i]) * 8 * FLT_EPSILON + 1e-30f;
+      ASSERT_NEAR(out[i], ref[i], tol) << "n=" << n << " i=" << i << " gate " << gate[i];
+    }
+    // The saturated ends are exact: tanh is +-1 there.
+    EXPECT_EQ(out[0], ref[0]) << "n=" << n;
+    if (n > 1) {
+      EXPECT_EQ(out[1], ref[1]) << "n=" << n;
+    }
+    std::vector<float> aliased = gate;
+    GeGlu(aliased.data(), up.data(), n, aliased.data());
+    EXPECT_EQ(aliased, out) << "n=" << n;
+  }
+}
+
 TEST_P(CpuKernelsTest, HalfRowConversionsMatchScalarBitForBit) {
   std::vector<float> x = RandomFloats(1027, 10, 100.0f);
   // Ties, subnormals, overflow, infinities and signed zero.

@@ -70,6 +70,9 @@ void SoftmaxTarget(float* x, size_t n) { scalar::Softmax(x, n); }
 void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
   scalar::SwiGlu(gate, up, n, out);
 }
+void GeGluTarget(const float* gate, const float* up, size_t n, float* out) {
+  scalar::GeGlu(gate, up, n, out);
+}
 void F32ToF16RowTarget(const float* x, size_t n, uint16_t* out) { scalar::F32ToF16Row(x, n, out); }
 void F16ToF32RowTarget(const uint16_t* x, size_t n, float* out) { scalar::F16ToF32Row(x, n, out); }
 void DequantizeRowTarget(const MatView& w, size_t row_idx, float* out) {
@@ -476,6 +479,27 @@ void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
   }
 }
 
+// The tanh argument is clamped to [-10, 10], where float tanh is already exactly +-1, so a
+// huge |g| (g^3 overflowing to inf) gives gelu(g) = g or -0 as std::tanh does, not NaN.
+void GeGluTarget(const float* gate, const float* up, size_t n, float* out) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  const VF k = hn::Set(df, kSqrt2OverPi);
+  const VF c = hn::Set(df, 0.044715f);
+  const VF half = hn::Set(df, 0.5f);
+  const VF one = hn::Set(df, 1.0f);
+  const VF lo = hn::Set(df, -10.0f), hi = hn::Set(df, 10.0f);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const VF g = hn::LoadU(df, gate + i);
+    const VF inner = hn::Mul(k, hn::Add(g, hn::Mul(hn::Mul(hn::Mul(c, g), g), g)));
+    const VF t = hn::Tanh(df, hn::Min(hn::Max(inner, lo), hi));
+    hn::StoreU(hn::Mul(hn::Mul(hn::Mul(half, g), hn::Add(one, t)), hn::LoadU(df, up + i)), df, out + i);
+  }
+  if (i < n) scalar::GeGlu(gate + i, up + i, n - i, out + i);
+}
+
 void F32ToF16RowTarget(const float* HWY_RESTRICT x, size_t n, uint16_t* HWY_RESTRICT out) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
@@ -595,6 +619,7 @@ HWY_EXPORT(AddInPlaceTarget);
 HWY_EXPORT(RmsNormTarget);
 HWY_EXPORT(SoftmaxTarget);
 HWY_EXPORT(SwiGluTarget);
+HWY_EXPORT(GeGluTarget);
 HWY_EXPORT(F32ToF16RowTarget);
 HWY_EXPORT(F16ToF32RowTarget);
 HWY_EXPORT(DequantizeRowTarget);
@@ -651,6 +676,10 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* ou
 void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxTarget)(x, n); }
 void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(SwiGluTarget)(gate, up, n, out);
+}
+
+void GeGlu(const float* gate, const float* up, size_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(GeGluTarget)(gate, up, n, out);
 }
 void F32ToF16Row(const float* x, size_t n, uint16_t* out) {
   HWY_DYNAMIC_DISPATCH(F32ToF16RowTarget)(x, n, out);

@@ -99,6 +99,10 @@ void Softmax(float* x, size_t n);
 // out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias gate or up.
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 
+// out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (Gemma's GeGLU):
+// gelu(g) = 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3))). out may alias gate or up.
+void GeGlu(const float* gate, const float* up, size_t n, float* out);
+
 // y[i] += x[i].
 void AddInPlace(const float* x, size_t n, float* y);
 

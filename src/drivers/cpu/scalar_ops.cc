@@ -229,6 +229,14 @@ void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
   }
 }
 
+void GeGlu(const float* gate, const float* up, size_t n, float* out) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
 void AddInPlace(const float* x, size_t n, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] += x[i];
 }

@@ -33,6 +33,7 @@ void DequantizeRow(const MatView& w, size_t row_idx, float* out);
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out);
 void Softmax(float* x, size_t n);
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
+void GeGlu(const float* gate, const float* up, size_t n, float* out);
 void AddInPlace(const float* x, size_t n, float* y);
 float Dot(const float* a, const float* b, size_t n);
 void Axpy(float a, const float* x, size_t n, float* y);

@@ -41,15 +41,6 @@ void SoftCap(float cap, size_t n, float* x) {
   for (size_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
 }
 
-// out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (Gemma's GeGLU).
-void GeGlu(const float* gate, const float* up, size_t n, float* out) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  for (size_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
-  }
-}
-
 // theta^(-2i / rope_dims) / (linear_factor * factors[i]), i < rope_dims / 2.
 std::vector<float> InverseFrequencies(size_t rope_dims, float theta, float linear_factor,
                                       const std::vector<float>& factors) {
@@ -269,7 +260,7 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
     AddLora(layer_idx, LoraTarget::kGate, xn_.data(), c.embd, gate_.data(), c.ffn);
     AddLora(layer_idx, LoraTarget::kUp, xn_.data(), c.embd, up_.data(), c.ffn);
     if (c.ffn_activation == FfnActivation::kGeluTanh) {
-      GeGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
+      cpu::GeGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
     } else {
       cpu::SwiGlu(gate_.data(), up_.data(), n * c.ffn, gate_.data());
     }
