@@ -39,8 +39,11 @@ void AddEngineSizeFlags(CLI::App& cmd, const EngineSizeFlags& flags) {
   }
   CHECK((flags.cache_type_k == nullptr) == (flags.cache_type_v == nullptr));
   if (flags.cache_type_k != nullptr) {
-    for (auto [name, type, what] : {std::tuple{"--cache-type-k", flags.cache_type_k, "keys"},
-                                    std::tuple{"--cache-type-v", flags.cache_type_v, "values"}}) {
+    for (auto [flag, target, what] : {std::tuple{"--cache-type-k", flags.cache_type_k, "keys"},
+                                      std::tuple{"--cache-type-v", flags.cache_type_v, "values"}}) {
+      // Plain copies: a lambda may not capture structured bindings before C++20 in clang 14.
+      const char* name = flag;
+      cpu::KvType* type = target;
       cmd.add_option_function<std::string>(
              name,
              [type, name](const std::string& text) {
