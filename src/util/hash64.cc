@@ -38,7 +38,7 @@ uint64_t Hash64(std::span<const uint8_t> bytes, uint64_t seed) {
   if (bytes.size() >= 32) {
     // Four independent lanes over 32-byte stripes: the multiplies pipeline.
     uint64_t v1 = seed + kP1 + kP2, v2 = seed + kP2, v3 = seed, v4 = seed - kP1;
-    for (; p + 32 <= end; p += 32) {
+    for (; end - p >= 32; p += 32) {
       v1 = Round(v1, Read64(p));
       v2 = Round(v2, Read64(p + 8));
       v3 = Round(v3, Read64(p + 16));
@@ -53,8 +53,8 @@ uint64_t Hash64(std::span<const uint8_t> bytes, uint64_t seed) {
     h = seed + kP5;
   }
   h += bytes.size();
-  for (; p + 8 <= end; p += 8) h = Rotl(h ^ Round(0, Read64(p)), 27) * kP1 + kP4;
-  if (p + 4 <= end) {
+  for (; end - p >= 8; p += 8) h = Rotl(h ^ Round(0, Read64(p)), 27) * kP1 + kP4;
+  if (end - p >= 4) {
     h = Rotl(h ^ (Read32(p) * kP1), 23) * kP2 + kP3;
     p += 4;
   }

@@ -69,7 +69,10 @@ TEST(KeyStoreTest, CreatedKeyIsFoundByItselfOnlyAndOnlyItsHashIsStored) {
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::ifstream wal(home.path() + "/state.db-wal", std::ios::binary);
   bytes.append((std::istreambuf_iterator<char>(wal)), std::istreambuf_iterator<char>());
-  const std::string secret = key.substr(key.rfind('-') + 1);
+  // The secret is the key's last 43 characters (base64url of 32 bytes; it may hold a '-'
+  // itself, so it is not "what follows the last '-'").
+  ASSERT_GT(key.size(), 43u);
+  const std::string secret = key.substr(key.size() - 43);
   EXPECT_EQ(bytes.find(secret), std::string::npos);
 }
 
