@@ -25,8 +25,7 @@ struct BatchJobSpec {
 // The spec's fields, each checked; errors "FIELD: ..." with *bad_field set.
 StatusOr<BatchJobSpec> ParseSpec(const json& body, std::string* bad_field) {
   auto fail = [&](const std::string& field, const std::string& what) {
-    if (bad_field != nullptr) *bad_field = field;
-    return InvalidArgumentError(field + ": " + what);
+    return jobs::SpecFieldError(bad_field, field, what);
   };
   if (!body.is_object()) return InvalidArgumentError("a job's spec must be a JSON object");
   BatchJobSpec s;
@@ -70,8 +69,7 @@ class BatchJobKind : public jobs::JobKind {
   Status Validate(const json& body, std::string* bad_field) override {
     ASSIGN_OR_RETURN(BatchJobSpec spec, ParseSpec(body, bad_field));
     auto fail = [&](const std::string& field, const std::string& what) {
-      if (bad_field != nullptr) *bad_field = field;
-      return InvalidArgumentError(field + ": " + what);
+      return jobs::SpecFieldError(bad_field, field, what);
     };
     std::error_code ec;
     if (!std::filesystem::is_regular_file(spec.input, ec)) return fail("input", "no file '" + spec.input + "'");

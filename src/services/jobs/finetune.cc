@@ -38,10 +38,7 @@ class SpecReader {
  public:
   SpecReader(const json& j, std::string* bad_field) : j_(j), bad_field_(bad_field) {}
 
-  Status Fail(const std::string& key, const std::string& what) {
-    if (bad_field_ != nullptr) *bad_field_ = key;
-    return InvalidArgumentError(key + ": " + what);
-  }
+  Status Fail(const std::string& key, const std::string& what) { return SpecFieldError(bad_field_, key, what); }
   const json* Find(const std::string& key) {
     known_.insert(key);
     auto it = j_.find(key);
@@ -317,8 +314,7 @@ class FinetuneJobKind : public JobKind {
   Status Validate(const json& body, std::string* bad_field) override {
     ASSIGN_OR_RETURN(FinetuneSpec spec, FinetuneSpecFromJson(body, bad_field));
     auto fail = [&](const std::string& field, const std::string& what) {
-      if (bad_field != nullptr) *bad_field = field;
-      return InvalidArgumentError(field + ": " + what);
+      return SpecFieldError(bad_field, field, what);
     };
     std::error_code ec;
     if (!std::filesystem::path(spec.data).is_absolute()) {

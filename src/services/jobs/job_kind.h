@@ -42,6 +42,10 @@ struct JobOutcome {
   std::string stopped_at; // completed false: where it stopped ("step 12", "40 of 100 prompts")
 };
 
+// The error for a bad field of a job's spec: InvalidArgument "FIELD: WHAT", with *bad_field
+// (optional) set to FIELD, as Validate and the runner report it.
+Status SpecFieldError(std::string* bad_field, const std::string& field, const std::string& what);
+
 class JobKind {
  public:
   virtual ~JobKind() = default;

@@ -21,6 +21,11 @@ int64_t SystemNowUnix() {
 
 }  // namespace
 
+Status SpecFieldError(std::string* bad_field, const std::string& field, const std::string& what) {
+  if (bad_field != nullptr) *bad_field = field;
+  return InvalidArgumentError(field + ": " + what);
+}
+
 JobRunner::JobRunner(JobStore* store, JobRunnerOptions options, std::vector<std::unique_ptr<JobKind>> kinds)
     : store_(store), options_(std::move(options)), kinds_(std::move(kinds)) {}
 
@@ -76,10 +81,7 @@ StatusOr<JobRecord> JobRunner::Submit(const json& body, std::string* bad_field) 
   auto kind_field = body.find("kind");
   JobKind* kind = nullptr;
   if (kind_field != body.end() && kind_field->is_string()) kind = FindKind(kind_field->get_ref<const std::string&>());
-  if (kind == nullptr) {
-    if (bad_field != nullptr) *bad_field = "kind";
-    return InvalidArgumentError("kind: must be one of " + KindNames());
-  }
+  if (kind == nullptr) return SpecFieldError(bad_field, "kind", "must be one of " + KindNames());
   RETURN_IF_ERROR(kind->Validate(body, bad_field));
   JobRecord job;
   {

@@ -208,10 +208,7 @@ class CountingKind : public JobKind {
  public:
   std::string_view name() const override { return "count"; }
   Status Validate(const nlohmann::json& body, std::string* bad_field) override {
-    if (!body.contains("n") || !body["n"].is_number_integer()) {
-      if (bad_field != nullptr) *bad_field = "n";
-      return InvalidArgumentError("n: is required");
-    }
+    if (!body.contains("n") || !body["n"].is_number_integer()) return SpecFieldError(bad_field, "n", "is required");
     return OkStatus();
   }
   StatusOr<JobOutcome> Run(const JobRecord& job, JobControl& control) override {
