@@ -332,6 +332,35 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
   }
 }
 
+// Q4_K, Q5_K and Q6_K run a direct kernel below 8 tokens and a panel kernel from 8 on; both
+// compute each output lane with the same integers and float operations (matmul_unpacked.cc),
+// so a token's outputs are the same bits alone as in a batch of any size, on every target.
+// Random blocks, so every q, scale and sign pattern occurs; 13 rows leave a 1-row remainder
+// after the 4-row panel tiles, 11 tokens a 1-token one after the 2-token tiles.
+TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
+  const size_t rows = 13, cols = 512;
+  for (size_t num_threads : {1u, 2u}) {
+    ThreadPool pool(num_threads);
+    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+      Weights w = MakeWeights(type, rows, cols, 77);
+      for (size_t tokens : {8u, 11u}) {
+        const std::vector<float> x = RandomFloats(tokens * cols, 78);
+        std::vector<float> batch(tokens * rows);
+        MatMul(w.view, x.data(), tokens, batch.data(), pool);
+        for (size_t t = 0; t < tokens; ++t) {
+          std::vector<float> alone(rows);
+          MatMul(w.view, x.data() + t * cols, 1, alone.data(), pool);
+          for (size_t r = 0; r < rows; ++r) {
+            ASSERT_EQ(alone[r], batch[t * rows + r])
+                << Traits(type).name << " tokens " << tokens << " token " << t << " row " << r
+                << " threads " << num_threads;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The K-quant kernels multiply sub-block scales inside 16-bit pair sums (pmaddubsw, then
 // pmaddwd by the scale): blocks at the largest q and scales (every byte 0xFF; Q6_K also at
 // q - 32 = -32 with scale -128) against activations that all quantize to +127 or -127 must

@@ -152,6 +152,15 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
   b->Args({1536, 576, 512, 2, kF16});
   b->Args({896, 4864, 512, 2, kQ4_K});
   b->Args({896, 4864, 512, 2, kQ6_K});
+  // Llama 3.2 1B's prefill at bench/peer's pp128: ffn_up/gate Q4_K, ffn_down Q4_K and Q6_K,
+  // attn_q Q4_K, and the same FFN shape in Q8_0 (the 1B Q8_0 file).
+  for (int64_t threads : {1, 2}) {
+    b->Args({8192, 2048, 128, threads, kQ4_K});
+    b->Args({2048, 8192, 128, threads, kQ4_K});
+    b->Args({2048, 8192, 128, threads, kQ6_K});
+    b->Args({2048, 2048, 128, threads, kQ4_K});
+    b->Args({8192, 2048, 128, threads, kQ8_0});
+  }
 }
 
 // One decode token's attention over a long context, per KV head, as BatchForward runs it: the

@@ -1,7 +1,9 @@
 // MatMul for the block formats without a dedicated kernel (Q2_K .. Q6_K, Q8_K,
-// IQ4_NL, IQ4_XS), compiled once per SIMD target.
+// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q4_K, Q5_K and Q6_K (the large matrices of
+// real Q4_K_M / Q5_K_M files) have kernels of their own below: KQuantTile straight from the
+// blocks for few tokens, KPanelTile over a decoded row tile for prefill.
 //
-// A tile of weight rows is decoded once per call into a panel in quant_unpack.h's common form
+// For the others, a tile of weight rows is decoded once per call into a panel in quant_unpack.h's common form
 // (signed 8-bit q in element order, a scale and a minimum per 16 elements), then every token
 // streams over the panel: per 32 elements (16 on 128-bit targets) one integer dot product per
 // (row, token), converted and scaled per int32 lane, so a lane's 4 products always share one
@@ -57,8 +59,8 @@ struct UnpackedPanel {
 };
 
 // The formats real Q4_K_M / Q5_K_M files carry in their large matrices decode q with vectors
-// (the same values as Unpack32) and have a direct kernel for small token counts (KQuantTile);
-// the others use Unpack32 as it is.
+// (the same values as Unpack32) into their own kernels (KQuantTile, KPanelTile); the others
+// go through Unpack32 and UnpackedTile.
 template <TensorType kType>
 inline constexpr bool kSimdDecode = kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
                                     kType == TensorType::kQ6_K;
@@ -127,27 +129,10 @@ void FillPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_
   };
   for (size_t r = 0; r < num_rows; ++r) {
     const uint8_t* row = w_rows + r * row_bytes;
-    if constexpr (kSimdDecode<kType>) {
-      for (size_t sb = 0; sb < cols / 256; ++sb) {
-        const auto& blk = reinterpret_cast<const KBlock<kType>*>(row)[sb];
-        ForEachUnit([&](auto j_tag) {
-          constexpr size_t kJ = decltype(j_tag)::value;
-          const size_t b = 8 * sb + kJ;
-          LLMASOS_UNROLL
-          for (size_t v = 0; v < kVecsPerBlock; ++v) {
-            hn::StoreU(hn::BitCast(DI8(), DecodeQVec<kType, kJ>(blk, v)), DI8(),
-                       &p.q[r * cols + 32 * b + v * hn::MaxLanes(DI8())]);
-          }
-          UnpackScales<kType>(row, b, u);
-          scales(r, b);
-        });
-      }
-    } else {
-      for (size_t b = 0; b < cols / 32; ++b) {
-        Unpack32<kType>(row, b, u);
-        std::memcpy(&p.q[r * cols + 32 * b], u.q, 32);
-        scales(r, b);
-      }
+    for (size_t b = 0; b < cols / 32; ++b) {
+      Unpack32<kType>(row, b, u);
+      std::memcpy(&p.q[r * cols + 32 * b], u.q, 32);
+      scales(r, b);
     }
   }
 }
@@ -444,6 +429,178 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
   }
 }
 
+// ---- K-quant panel kernel (prefill) ------------------------------------------------------
+// KQuantTile's arithmetic over a row tile decoded once into a panel laid out for it, tokens
+// streamed over the panel: per (row, token, 32 elements) one pmaddubsw, one pmaddwd by the
+// sub-block scales, one conversion and one FMA by d_x. Everything a row needs beyond that is
+// decoded at fill time: unsigned q (Q6_K: |q - 32| and q - 32 for its sign, so pmaddubsw's
+// sign trick costs one psignb per product instead of an abs too), the int16 multipliers in
+// UnitScales' lane layout, d, and Q4_K/Q5_K's dmin * m. Each output lane sees the same
+// integers and the same float operations in the same order as in KQuantTile, so a token's
+// result is bit-identical whether it runs alone (direct kernel) or in a batch (panel).
+inline constexpr size_t kKPanelRows = 4;
+inline constexpr size_t kKTileTokens = 2;
+
+// A row tile decoded for KPanelTile, reused across tiles and calls: per unit of 32 elements,
+// per row, one record (so the tile reads its panel as one sequential stream; separate
+// [rows][cols] arrays put every row at the same offset modulo 4 KiB and thrash the L1's sets
+// for 2^k columns) of
+//   q      kBlockBytes: Q4_K/Q5_K q, Q6_K |q - 32|
+//   sc     kBlockBytes: UnitScales of each vector, int16
+//   sign   kBlockBytes, Q6_K only: q - 32 (only its sign is used)
+// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j.
+template <TensorType kType>
+inline constexpr size_t kKRecordBytes = (kType == TensorType::kQ6_K ? 3 : 2) * kBlockBytes;
+
+struct KPanel {
+  std::vector<uint8_t> records;  // [units][rows][kKRecordBytes]
+  std::vector<float> dmin_m;     // [super-blocks][rows][8]
+  std::vector<float> d;          // [super-blocks][rows]
+
+  void Resize(size_t rows, size_t cols) {
+    records.resize(rows * cols / 32 * 3 * kBlockBytes);
+    dmin_m.resize(rows * cols / 32);
+    d.resize(rows * cols / 256);
+  }
+};
+
+template <TensorType kType>
+void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_rows,
+                size_t cols, KPanel& p) {
+  constexpr size_t kL = hn::MaxLanes(DU8());
+  constexpr size_t kRec = kKRecordBytes<kType>;
+  for (size_t r = 0; r < num_rows; ++r) {
+    const auto* blocks = reinterpret_cast<const KBlock<kType>*>(w_rows + r * row_bytes);
+    for (size_t sb = 0; sb < cols / 256; ++sb) {
+      KScales ks;
+      ReadKScales<kType>(blocks[sb], ks);
+      p.d[sb * num_rows + r] = ks.d;
+      if constexpr (kType != TensorType::kQ6_K) {
+        LLMASOS_UNROLL
+        for (size_t i = 0; i < kUnitVecs; ++i) {
+          hn::StoreU(ks.dmin_m[i], DF32(), &p.dmin_m[(sb * num_rows + r) * 8 + i * hn::MaxLanes(DF32())]);
+        }
+      }
+      ForEachUnit([&](auto j_tag) {
+        constexpr size_t kJ = decltype(j_tag)::value;
+        uint8_t* rec = &p.records[((8 * sb + kJ) * num_rows + r) * kRec];
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecsPerBlock; ++v) {
+          const auto q = DecodeQVec<kType, kJ>(blocks[sb], v);
+          if constexpr (kType == TensorType::kQ6_K) {
+            hn::StoreU(hn::BitCast(DU8(), hn::Abs(q)), DU8(), rec + v * kL);
+            hn::StoreU(q, DI8(), reinterpret_cast<int8_t*>(rec + 2 * kBlockBytes + v * kL));
+          } else {
+            hn::StoreU(q, DU8(), rec + v * kL);
+          }
+          hn::StoreU(UnitScales<kType, kJ>(ks, v), DI16(),
+                     reinterpret_cast<int16_t*>(rec + kBlockBytes + v * kL));
+        }
+      });
+    }
+  }
+}
+
+// out[t * out_stride + r] for the panel's kR rows (the count it was filled with) and kT
+// tokens; xq, xd and isums as KQuantTile's.
+template <TensorType kType, size_t kR, size_t kT>
+HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RESTRICT xq,
+                             const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT isums,
+                             size_t num_blocks, float* HWY_RESTRICT out, size_t out_stride) {
+  constexpr size_t kL = hn::MaxLanes(DU8());
+  constexpr size_t kRec = kKRecordBytes<kType>;
+  const DF32 df;
+  const uint8_t* HWY_RESTRICT rec = p.records.data();
+  VF32 acc[kR][kT];
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
+  }
+  for (size_t sb = 0; sb < cols / 256; ++sb) {
+    if constexpr (kType != TensorType::kQ6_K) {
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        VF32 sx[kUnitVecs];
+        UnitSums(xd + t * num_blocks + 8 * sb, isums + t * num_blocks + 8 * sb, sx);
+        LLMASOS_UNROLL
+        for (size_t r = 0; r < kR; ++r) {
+          LLMASOS_UNROLL
+          for (size_t i = 0; i < kUnitVecs; ++i) {
+            const VF32 dmin_m = hn::LoadU(df, &p.dmin_m[(sb * kR + r) * 8 + i * hn::MaxLanes(df)]);
+            acc[r][t] = hn::NegMulAdd(dmin_m, sx[i], acc[r][t]);
+          }
+        }
+      }
+    }
+    VF32 acc_sb[kR][kT];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) acc_sb[r][t] = hn::Zero(df);
+    }
+    for (size_t b = 8 * sb; b < 8 * sb + 8; ++b, rec += kR * kRec) {
+      VF32 dx[kT];
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) dx[t] = hn::Set(df, xd[t * num_blocks + b]);
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kR; ++r) {
+        const uint8_t* HWY_RESTRICT row_rec = rec + r * kRec;
+        VI32 idot[kT];
+        LLMASOS_UNROLL
+        for (size_t v = 0; v < kVecsPerBlock; ++v) {
+          const VU8 w = hn::LoadU(DU8(), row_rec + v * kL);
+          const auto sc = hn::LoadU(DI16(), reinterpret_cast<const int16_t*>(row_rec + kBlockBytes + v * kL));
+          LLMASOS_UNROLL
+          for (size_t t = 0; t < kT; ++t) {
+            VI8 x = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
+            if constexpr (kType == TensorType::kQ6_K) {
+              x = CopySignI8(x, hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(
+                                                     row_rec + 2 * kBlockBytes + v * kL)));
+            }
+            const VI32 d = DotU8S8Scaled(w, x, sc);
+            idot[t] = v == 0 ? d : hn::Add(idot[t], d);
+          }
+        }
+        LLMASOS_UNROLL
+        for (size_t t = 0; t < kT; ++t) {
+          acc_sb[r][t] = hn::MulAdd(hn::ConvertTo(df, idot[t]), dx[t], acc_sb[r][t]);
+        }
+      }
+    }
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      const VF32 dw = hn::Set(df, p.d[sb * kR + r]);
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(df, acc[r][t]);
+  }
+}
+
+// Rows [row_begin, row_end) of the product through KPanelTile. REQUIRES: as KQuantRows.
+template <TensorType kType>
+void KPanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
+                size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  thread_local KPanel panel;
+  panel.Resize(kKPanelRows, w.cols);
+  auto fill = [&](auto rows_tag, size_t r) {
+    FillKPanel<kType>(base + r * w.row_bytes, w.row_bytes, decltype(rows_tag)::value, w.cols, panel);
+  };
+  auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
+    KPanelTile<kType, decltype(rows_tag)::value, decltype(tokens_tag)::value>(
+        panel, w.cols, x.qs + t * x.cols, x.d + t * num_blocks, x.isums + t * num_blocks,
+        num_blocks, out + t * w.rows + r, w.rows);
+  };
+  ForEachTile<kKPanelRows, kKTileTokens>(row_begin, row_end, x.num_tokens, fill, tile);
+}
+
 // Rows [row_begin, row_end) of the product through KQuantTile. REQUIRES: kSimdDecode<kType>,
 // x.isums set.
 template <TensorType kType>
@@ -470,17 +627,21 @@ void MatMulUnpackedTarget(const MatView& w, const QuantizedActivations& x, float
       CHECK(false) << "MatMulUnpacked: not a block-quantized type";
     } else {
       if constexpr (kSimdDecode<kType>) {
+        DCHECK(x.isums != nullptr);
         if (x.num_tokens < kDirectMaxTokens) {
-          DCHECK(x.isums != nullptr);
           pool.ParallelFor(w.rows, kDirectDecodeRows, [&](size_t begin, size_t end, size_t) {
             KQuantRows<kType>(w, x, begin, end, out);
           }, /*chunks_per_thread=*/4);
-          return;
+        } else {
+          pool.ParallelFor(w.rows, kKPanelRows, [&](size_t begin, size_t end, size_t) {
+            KPanelRows<kType>(w, x, begin, end, out);
+          }, /*chunks_per_thread=*/4);
         }
+      } else {
+        pool.ParallelFor(w.rows, kPanelRows, [&](size_t begin, size_t end, size_t) {
+          UnpackedRows<kType>(w, x, begin, end, out);
+        }, /*chunks_per_thread=*/4);
       }
-      pool.ParallelFor(w.rows, kPanelRows, [&](size_t begin, size_t end, size_t) {
-        UnpackedRows<kType>(w, x, begin, end, out);
-      }, /*chunks_per_thread=*/4);
     }
   });
 }

@@ -126,15 +126,25 @@ HWY_INLINE hn::Vec512<int32_t> DotU8S8(hn::Vec512<uint8_t> a, hn::Vec512<int8_t>
 }
 #endif
 
+// b with the sign of a: b where a > 0, -b where a < 0, 0 where a = 0 (psignb). REQUIRES: no
+// lane of b is -128 (its negation does not fit; activations are within [-127, 127]).
+HWY_INLINE VI8 CopySignI8(VI8 b, VI8 a) {
+#if LLMASOS_X86_256
+  return VI8{_mm256_sign_epi8(b.raw, a.raw)};
+#elif LLMASOS_X86_SIMD
+  return VI8{_mm_sign_epi8(b.raw, a.raw)};
+#else
+  const DI8 d;
+  const VI8 zero = hn::Zero(d);
+  return hn::IfThenElse(hn::Lt(a, zero), hn::Neg(b), hn::IfThenElseZero(hn::Gt(a, zero), b));
+#endif
+}
+
 // Signed x signed version: |a| * (b with a's sign), the identity that lets pmaddubsw (unsigned
 // times signed) multiply two signed vectors. |a| of -128 reads as 128 unsigned, still exact.
 HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
-#if LLMASOS_X86_256
-  const VU8 abs_a = hn::BitCast(DU8(), hn::Abs(a));
-  return DotU8S8(abs_a, VI8{_mm256_sign_epi8(b.raw, a.raw)}, acc);
-#elif LLMASOS_X86_SIMD
-  const VU8 abs_a = hn::BitCast(DU8(), hn::Abs(a));
-  return DotU8S8(abs_a, VI8{_mm_sign_epi8(b.raw, a.raw)}, acc);
+#if LLMASOS_X86_SIMD
+  return DotU8S8(hn::BitCast(DU8(), hn::Abs(a)), CopySignI8(b, a), acc);
 #else
   HWY_ALIGN int8_t av[hn::MaxLanes(DI8())];
   HWY_ALIGN int8_t bv[hn::MaxLanes(DI8())];
@@ -186,10 +196,8 @@ HWY_INLINE VI32 DotU8S8Scaled(VU8 a, VI8 b, hn::Vec<DI16> s) {
 
 // The same for signed a, by DotS8S8's identity (|a| times b with a's sign).
 HWY_INLINE VI32 DotS8S8Scaled(VI8 a, VI8 b, hn::Vec<DI16> s) {
-#if LLMASOS_X86_256
-  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), VI8{_mm256_sign_epi8(b.raw, a.raw)}, s);
-#elif LLMASOS_X86_SIMD
-  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), VI8{_mm_sign_epi8(b.raw, a.raw)}, s);
+#if LLMASOS_X86_SIMD
+  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), CopySignI8(b, a), s);
 #else
   return ScaledDotFallback(DI8(), a, b, s);
 #endif
