@@ -158,11 +158,7 @@ HWY_NOINLINE void UnpackedTile(const UnpackedPanel& p, size_t cols, const int8_t
   const DI32 di32;
   const size_t halves = cols / 16;
   VF32 acc[kR][kT];
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
-  }
+  ZeroTile(acc);
   constexpr size_t kStep = hn::MaxLanes(DU8());
   const int8_t* HWY_RESTRICT pq = p.q.data();
   const float* HWY_RESTRICT ps = p.scale.data();
@@ -198,11 +194,7 @@ HWY_NOINLINE void UnpackedTile(const UnpackedPanel& p, size_t cols, const int8_t
       }
     }
   }
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(df, acc[r][t]);
-  }
+  StoreTileSums(acc, out, out_stride);
 }
 
 template <TensorType kType>
@@ -339,11 +331,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
   const DF32 df;
   // Lanes summed at the end: element products and (Q4_K/Q5_K) the minimum terms.
   VF32 acc[kR][kT];
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
-  }
+  ZeroTile(acc);
   for (size_t sb = 0; sb < cols / 256; ++sb) {
     if constexpr (kR == 1 && kT == 1) {  // decode: one row's stream
       const auto* ahead = reinterpret_cast<const uint8_t*>(
@@ -373,11 +361,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
       }
     }
     VF32 acc_sb[kR][kT];
-    LLMASOS_UNROLL
-    for (size_t r = 0; r < kR; ++r) {
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) acc_sb[r][t] = hn::Zero(df);
-    }
+    ZeroTile(acc_sb);
     ForEachUnit([&](auto j_tag) {
       constexpr size_t kJ = decltype(j_tag)::value;
       const size_t b = 8 * sb + kJ;
@@ -422,11 +406,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
       for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
     }
   }
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(df, acc[r][t]);
-  }
+  StoreTileSums(acc, out, out_stride);
 }
 
 // ---- K-quant panel kernel (prefill) ------------------------------------------------------
@@ -512,11 +492,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
   const DF32 df;
   const uint8_t* HWY_RESTRICT rec = p.records.data();
   VF32 acc[kR][kT];
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
-  }
+  ZeroTile(acc);
   for (size_t sb = 0; sb < cols / 256; ++sb) {
     if constexpr (kType != TensorType::kQ6_K) {
       LLMASOS_UNROLL
@@ -534,11 +510,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
       }
     }
     VF32 acc_sb[kR][kT];
-    LLMASOS_UNROLL
-    for (size_t r = 0; r < kR; ++r) {
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) acc_sb[r][t] = hn::Zero(df);
-    }
+    ZeroTile(acc_sb);
     for (size_t b = 8 * sb; b < 8 * sb + 8; ++b, rec += kR * kRec) {
       VF32 dx[kT];
       LLMASOS_UNROLL
@@ -575,11 +547,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
       for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
     }
   }
-  LLMASOS_UNROLL
-  for (size_t r = 0; r < kR; ++r) {
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(df, acc[r][t]);
-  }
+  StoreTileSums(acc, out, out_stride);
 }
 
 // Rows [row_begin, row_end) of the product through KPanelTile. REQUIRES: as KQuantRows.

@@ -277,6 +277,26 @@ HWY_INLINE float ReduceSumF(D d, hn::Vec<D> v) {
   return hn::GetLane(hn::SumOfLanes(d, v));
 }
 
+// A register tile of float accumulators [rows][tokens]: all lanes to zero, and each one's lane
+// sum to out[t * out_stride + r].
+template <size_t kR, size_t kT>
+HWY_INLINE void ZeroTile(VF32 (&acc)[kR][kT]) {
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(DF32());
+  }
+}
+template <size_t kR, size_t kT>
+HWY_INLINE void StoreTileSums(const VF32 (&acc)[kR][kT], float* HWY_RESTRICT out,
+                              size_t out_stride) {
+  LLMASOS_UNROLL
+  for (size_t r = 0; r < kR; ++r) {
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) out[t * out_stride + r] = ReduceSumF(DF32(), acc[r][t]);
+  }
+}
+
 #endif  // HWY_TARGET != HWY_SCALAR
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
