@@ -329,7 +329,6 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
   const size_t vocab = model_.config().vocab_size;
   logits_.resize(plan.num_samples() * vocab);
   std::vector<arch::BatchSegment> segments;
-  std::vector<SequenceId> sequences;
   std::vector<const Process*> processes;
   segments.reserve(plan.batch.size());
   size_t sample_idx = 0;
@@ -355,7 +354,6 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
       num_hidden_rows += e.num_tokens;
     }
     segments.push_back(s);
-    sequences.push_back(seq);
     processes.push_back(p);
     report.num_tokens += e.num_tokens;
   }
@@ -378,7 +376,7 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     const BatchEntry& e = plan.batch[i];
     const size_t next_position = e.first_token_idx + e.num_tokens;
-    RETURN_IF_ERROR(kv_->CommitTokens(sequences[i], processes[i]->tokens().first(next_position)).status());
+    RETURN_IF_ERROR(memory_->CommitTokens(*processes[i], processes[i]->tokens().first(next_position)));
     RETURN_IF_ERROR(memory_->ReleaseOutOfWindow(*processes[i], next_position));
   }
 

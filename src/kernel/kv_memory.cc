@@ -505,7 +505,30 @@ bool KvMemory::BlockMatches(BlockId block, uint64_t hash, uint64_t parent_hash, 
   return std::equal(tokens.begin(), tokens.end(), stored);
 }
 
-StatusOr<size_t> KvMemory::MatchPrefix(SequenceId seq, std::span<const TokenId> tokens) {
+template <typename OnBlock>
+size_t KvMemory::WalkCachedPrefix(uint64_t salt, std::span<const TokenId> tokens, size_t max_blocks,
+                                  OnBlock on_block) const {
+  const size_t bt = options_.block_tokens;
+  const size_t num_full = std::min(tokens.size() / bt, max_blocks);
+  uint64_t parent = 0;
+  size_t i = 0;
+  for (; i < num_full; ++i) {
+    const std::span<const TokenId> block_ids = tokens.subspan(i * bt, bt);
+    const uint64_t h = HashBlock(parent, salt, block_ids);
+    auto it = cache_.find(h);
+    if (it == cache_.end() || !BlockMatches(it->second, h, parent, salt, block_ids)) break;
+    on_block(it->second, h);
+    parent = h;
+  }
+  return i;
+}
+
+size_t KvMemory::CachedPrefixTokens(uint64_t tenant_salt, std::span<const TokenId> tokens) const {
+  return WalkCachedPrefix(tenant_salt, tokens, SIZE_MAX, [](BlockId, uint64_t) {}) * options_.block_tokens;
+}
+
+StatusOr<size_t> KvMemory::MatchPrefix(SequenceId seq, std::span<const TokenId> tokens,
+                                       size_t max_tokens, bool count_lookup) {
   ASSIGN_OR_RETURN(Sequence * s, Find(seq, "MatchPrefix"));
   RETURN_IF_SWAPPED(s, seq, "MatchPrefix");
   if (s->length != 0) {
@@ -513,23 +536,18 @@ StatusOr<size_t> KvMemory::MatchPrefix(SequenceId seq, std::span<const TokenId> 
                                    std::to_string(s->length) + " tokens; it needs a new sequence");
   }
   const size_t bt = options_.block_tokens;
-  const size_t num_full = tokens.size() / bt;
-  ++prefix_lookups_;
-  prefix_queried_tokens_ += num_full * bt;
-  uint64_t parent = 0;
-  for (size_t i = 0; i < num_full; ++i) {
-    const std::span<const TokenId> block_ids = tokens.subspan(i * bt, bt);
-    const uint64_t h = HashBlock(parent, s->salt, block_ids);
-    auto it = cache_.find(h);
-    if (it == cache_.end() || !BlockMatches(it->second, h, parent, s->salt, block_ids)) break;
-    Ref(it->second);
-    s->blocks.push_back(it->second);
+  WalkCachedPrefix(s->salt, tokens, max_tokens / bt, [&](BlockId block, uint64_t h) {
+    Ref(block);
+    s->blocks.push_back(block);
     s->hashes.push_back(h);
-    parent = h;
-  }
+  });
   s->length = s->blocks.size() * bt;
-  if (s->length > 0) ++prefix_hits_;
-  prefix_hit_tokens_ += s->length;
+  if (count_lookup) {
+    ++prefix_lookups_;
+    prefix_queried_tokens_ += tokens.size() / bt * bt;
+    if (s->length > 0) ++prefix_hits_;
+    prefix_hit_tokens_ += s->length;
+  }
   return s->length;
 }
 

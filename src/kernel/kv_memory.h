@@ -224,7 +224,13 @@ class KvMemory {
   // `tokens` made of full blocks, and returns the number of tokens reused (a multiple of
   // block_tokens, <= tokens.size()). A caller that needs logits of the last prompt token
   // passes the prompt without it, so at least that token is computed.
-  StatusOr<size_t> MatchPrefix(SequenceId seq, std::span<const TokenId> tokens);
+  // max_tokens caps what is reused (a caller matching several sequences to one length);
+  // count_lookup false leaves the lookup out of Stats (the same prompt looked up again).
+  StatusOr<size_t> MatchPrefix(SequenceId seq, std::span<const TokenId> tokens,
+                               size_t max_tokens = SIZE_MAX, bool count_lookup = true);
+  // The tokens MatchPrefix would reuse for `tokens` in a new sequence of tenant_salt, without
+  // attaching anything or counting a lookup.
+  size_t CachedPrefixTokens(uint64_t tenant_salt, std::span<const TokenId> tokens) const;
 
   // tokens: the ids at positions [0, tokens.size()) of seq, whose K/V are written
   // (tokens.size() <= length). Registers each full block not yet registered; a block whose
@@ -327,6 +333,11 @@ class KvMemory {
   // Makes block_idx of seq exclusively owned, copying it if shared. REQUIRES: one block
   // available when it is shared.
   void MakeExclusive(Sequence& s, size_t block_idx);
+  // Walks the cached blocks of the longest cached prefix of `tokens` (at most max_blocks),
+  // calling on_block(block, hash) for each in order; returns how many.
+  template <typename OnBlock>
+  size_t WalkCachedPrefix(uint64_t salt, std::span<const TokenId> tokens, size_t max_blocks,
+                          OnBlock on_block) const;
   uint64_t HashBlock(uint64_t parent_hash, uint64_t salt, std::span<const TokenId> tokens) const;
   bool BlockMatches(BlockId block, uint64_t hash, uint64_t parent_hash, uint64_t salt,
                     std::span<const TokenId> tokens) const;

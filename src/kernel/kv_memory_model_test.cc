@@ -14,10 +14,94 @@ namespace {
 
 using testing::FakeToken;
 
+// The scheduler's MemoryModel over a KvMemoryModel, checking the accounting the scheduler
+// relies on at every call: Grow succeeds whenever BlocksToGrow fits the free blocks and never
+// takes more than it said; Release and SwapOut free exactly NumBlocksHeld; SwapOut takes
+// exactly SwapOutBytes of swap. A model that under-counts would let the scheduler over-commit
+// the pool; one that over-counts would strand memory.
+class CheckedMemoryModel : public MemoryModel {
+ public:
+  CheckedMemoryModel(KvMemoryModel* inner, size_t block_tokens) : inner_(inner), block_tokens_(block_tokens) {}
+
+  size_t NumTotalBlocks() const override { return inner_->NumTotalBlocks(); }
+  size_t NumFreeBlocks() const override { return inner_->NumFreeBlocks(); }
+  size_t BlocksForTokens(size_t n) const override { return inner_->BlocksForTokens(n); }
+  size_t PeakBlocks(size_t n, size_t chunk) const override { return inner_->PeakBlocks(n, chunk); }
+  size_t BlocksToGrow(const Process& p, size_t n) const override {
+    const size_t need = inner_->BlocksToGrow(p, n);
+    if (n > 0) {
+      EXPECT_LE(inner_->BlocksToGrow(p, n - 1), need) << "not monotonic";
+    }
+    return need;
+  }
+  size_t NumBlocksHeld(const Process& p) const override { return inner_->NumBlocksHeld(p); }
+  StatusOr<size_t> Grow(const Process& p, size_t n) override {
+    const size_t free_before = inner_->NumFreeBlocks();
+    const size_t need = inner_->BlocksToGrow(p, n);
+    StatusOr<size_t> r = inner_->Grow(p, n);
+    if (need <= free_before) {
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+    }
+    if (r.ok()) {
+      // Prefix-cache hits take blocks without allocating them (and may match more than
+      // num_tokens): beyond those, Grow allocates no more than it said.
+      const size_t hit_pages = inner_->num_groups() * (*r / block_tokens_);
+      EXPECT_LE(free_before - inner_->NumFreeBlocks(), need + hit_pages) << "Grow took more than BlocksToGrow";
+      EXPECT_EQ(inner_->BlocksToGrow(p, n), 0u);
+    }
+    Check();
+    return r;
+  }
+  void Release(const Process& p) override {
+    const size_t free_before = inner_->NumFreeBlocks();
+    const size_t held = inner_->NumBlocksHeld(p);
+    inner_->Release(p);
+    EXPECT_EQ(inner_->NumFreeBlocks() - free_before, held);
+    Check();
+  }
+  Status Fork(const Process& parent, const Process& child) override {
+    const size_t free_before = inner_->NumFreeBlocks();
+    const Status st = inner_->Fork(parent, child);
+    EXPECT_EQ(inner_->NumFreeBlocks(), free_before) << "a fork allocates nothing";
+    Check();
+    return st;
+  }
+  size_t SwapOutBytes(const Process& p) const override { return inner_->SwapOutBytes(p); }
+  size_t NumFreeSwapBytes() const override { return inner_->NumFreeSwapBytes(); }
+  Status SwapOut(const Process& p) override {
+    const size_t free_before = inner_->NumFreeBlocks();
+    const size_t swap_before = inner_->NumFreeSwapBytes();
+    const size_t held = inner_->NumBlocksHeld(p);
+    const size_t bytes = inner_->SwapOutBytes(p);
+    const Status st = inner_->SwapOut(p);
+    if (st.ok()) {
+      EXPECT_EQ(inner_->NumFreeBlocks() - free_before, held);
+      EXPECT_EQ(swap_before - inner_->NumFreeSwapBytes(), bytes);
+      EXPECT_EQ(inner_->NumBlocksHeld(p), 0u);
+    } else {
+      EXPECT_EQ(inner_->NumFreeBlocks(), free_before) << "a failed SwapOut changed the pool";
+    }
+    Check();
+    return st;
+  }
+
+ private:
+  void Check() const {
+    const Status st = inner_->CheckInvariants();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  KvMemoryModel* inner_;
+  size_t block_tokens_;
+};
+
 struct KvSim {
   // window_tokens > 0: a model whose every layer slides (KvMemoryModel's window).
   KvSim(size_t num_blocks, size_t num_swap_blocks, std::unique_ptr<SchedulerPolicy> policy,
-        SchedulerOptions options = {}, size_t window_tokens = 0) {
+        SchedulerOptions options = {}, size_t window_tokens = 0)
+      : KvSim(num_blocks, num_swap_blocks, std::move(policy), options, std::vector<size_t>{window_tokens}) {}
+  // Layer groups with these windows (0: a global group); a block is a page of one group.
+  KvSim(size_t num_blocks, size_t num_swap_blocks, std::unique_ptr<SchedulerPolicy> policy,
+        SchedulerOptions options, std::vector<size_t> group_windows) {
     KvMemoryOptions kv_options;
     kv_options.num_layers = 1;
     kv_options.kv_dim = 4;
@@ -29,8 +113,9 @@ struct KvSim {
     CHECK(kv_or.ok()) << kv_or.status().ToString();
     kv = std::move(kv_or).value();
     CHECK_EQ(kv->num_blocks(), num_blocks);
-    model = std::make_unique<KvMemoryModel>(kv.get(), false, window_tokens);
-    scheduler = std::move(Scheduler::Create(options, std::move(policy), model.get(), &clock)).value();
+    model = std::make_unique<KvMemoryModel>(kv.get(), false, std::move(group_windows));
+    checked = std::make_unique<CheckedMemoryModel>(model.get(), kv->block_tokens());
+    scheduler = std::move(Scheduler::Create(options, std::move(policy), checked.get(), &clock)).value();
   }
 
   ProcessId Submit(std::vector<TokenId> prompt, int32_t max_tokens, int32_t priority = 0,
@@ -50,15 +135,17 @@ struct KvSim {
     for (const BatchEntry& e : plan.batch) {
       // The engine writes the K/V of the fed tokens, then registers the full blocks.
       const Process* p = scheduler->Find(e.id);
-      const SequenceId seq = *model->SequenceOf(e.id);
-      EXPECT_GE(*kv->Length(seq), e.first_token_idx + e.num_tokens);
-      EXPECT_TRUE(kv->CommitTokens(seq, p->tokens().first(e.first_token_idx + e.num_tokens)).ok());
+      const std::span<const SequenceId> seqs = *model->SequencesOf(e.id);
+      for (const SequenceId seq : seqs) {
+        EXPECT_GE(*kv->Length(seq), e.first_token_idx + e.num_tokens);
+      }
+      EXPECT_TRUE(model->CommitTokens(*p, p->tokens().first(e.first_token_idx + e.num_tokens)).ok());
       EXPECT_TRUE(model->ReleaseOutOfWindow(*p, e.first_token_idx + e.num_tokens).ok());
       if (e.samples) sampled.push_back(FakeToken(e.id, e.first_token_idx + e.num_tokens));
     }
     clock.Advance(std::chrono::milliseconds(10));
     EXPECT_TRUE(scheduler->CompleteStep(plan, sampled).ok());
-    Status inv = kv->CheckInvariants();
+    Status inv = model->CheckInvariants();
     EXPECT_TRUE(inv.ok()) << inv.ToString();
     for (auto& p : scheduler->TakeEnded()) ended.push_back(std::move(p));
     return plan;
@@ -74,6 +161,7 @@ struct KvSim {
   SimulatedClock clock;
   std::unique_ptr<KvMemory> kv;
   std::unique_ptr<KvMemoryModel> model;
+  std::unique_ptr<CheckedMemoryModel> checked;
   std::unique_ptr<Scheduler> scheduler;
   std::vector<std::unique_ptr<Process>> ended;
 };
@@ -84,13 +172,15 @@ std::vector<TokenId> Prompt(size_t n, TokenId base) {
   return out;
 }
 
-TEST(KvMemoryModelTest, EveryPolicyRunsARandomizedWorkloadOnRealKvMemory) {
+// The randomized workload below, on a pool of `num_blocks` pages laid out in groups with these
+// windows ({0}: a model without groups or windows).
+void RunRandomizedWorkload(size_t num_blocks, size_t num_swap_blocks, const std::vector<size_t>& group_windows) {
   for (const char* name : {"fcfs", "sjf", "rr", "priority", "fair"}) {
     SchedulerOptions o;
     o.max_batch_tokens = 48;
     o.max_prefill_chunk_tokens = 32;
     o.max_running = 6;
-    KvSim sim(/*num_blocks=*/24, /*swap=*/16, std::move(NewPolicyByName(name)).value(), o);
+    KvSim sim(num_blocks, num_swap_blocks, std::move(NewPolicyByName(name)).value(), o, group_windows);
     std::mt19937 rng(7);
     std::vector<ProcessId> ids;
     size_t step = 0;
@@ -127,6 +217,16 @@ TEST(KvMemoryModelTest, EveryPolicyRunsARandomizedWorkloadOnRealKvMemory) {
               << sim.scheduler->stats().num_preemptions << " preemptions (" << sim.scheduler->stats().num_swap_preemptions
               << " swap), " << num_cached << " prompt tokens from the prefix cache\n";
   }
+}
+
+TEST(KvMemoryModelTest, EveryPolicyRunsARandomizedWorkloadOnRealKvMemory) {
+  RunRandomizedWorkload(/*num_blocks=*/24, /*swap=*/16, {0});
+}
+
+TEST(KvMemoryModelTest, EveryPolicyRunsARandomizedWorkloadOnLayerGroups) {
+  // One global group and two sliding groups of window 20 (a Gemma-like mix), in a pool of 48
+  // pages: the accounting over groups never over-commits it (CheckedMemoryModel).
+  RunRandomizedWorkload(/*num_blocks=*/48, /*swap=*/24, {0, 20, 20});
 }
 
 TEST(KvMemoryModelTest, ASharedPromptIsReusedWithinATenantOnly) {
@@ -232,6 +332,80 @@ TEST(KvMemoryModelTest, AWindowBoundsWhatAProcessNeedsHoldsAndSwaps) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->accounting().num_computed_tokens, 200 + 40 - 1);
   EXPECT_EQ(sim.kv->Stats().used_blocks, 0u);
+}
+
+TEST(KvMemoryModelTest, LayerGroupsCountPagesOverGroupsAndSlideOnlyWhereTheirLayersDo) {
+  SchedulerOptions o;
+  o.max_running = 1;
+  o.max_prefill_chunk_tokens = 16;
+  o.preemption.min_tokens_before_preempt = 0;
+  o.preemption.costs = PreemptionCosts{.swap_seconds_per_byte = 1e-12, .recompute_seconds_per_token = 1e-3};
+  // One global group and two sliding groups of window 20, 16-token pages.
+  KvSim sim(64, 48, NewPriorityPolicy(PriorityOptions{.aging_per_second = 0}), o, {0, 20, 20});
+  EXPECT_EQ(sim.model->num_groups(), 3u);
+  EXPECT_EQ(sim.model->BlocksForTokens(100), 21u);     // 7 pages in each group
+  EXPECT_EQ(sim.model->PeakBlocks(1000, 16), 63u + 4 + 4);  // global: all; sliding: the window
+  EXPECT_EQ(sim.model->PeakBlocks(10, 16), 3u);
+  const ProcessId low = sim.Submit(Prompt(200, 1), 40, 0);
+  for (int i = 0; i < 20; ++i) {
+    sim.Step();
+    const size_t length = *sim.kv->Length(*sim.model->SequenceOf(low));
+    // The global group holds every position; each sliding group at most 4 pages.
+    EXPECT_LE(sim.model->HoldingOf(low).resident_blocks, (length + 15) / 16 + 2 * 4);
+  }
+  std::span<const SequenceId> seqs = *sim.model->SequencesOf(low);
+  ASSERT_EQ(seqs.size(), 3u);
+  EXPECT_EQ(*sim.kv->NumDropped(seqs[0]), 0u);
+  EXPECT_GT(*sim.kv->NumDropped(seqs[1]), 0u);
+  EXPECT_EQ(*sim.kv->NumDropped(seqs[1]), *sim.kv->NumDropped(seqs[2]));
+  const KvMemoryModel::Holding before = sim.model->HoldingOf(low);
+  sim.Submit(Prompt(10, 500), 5, 5);
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.preempted.size(), 1u);
+  EXPECT_EQ(plan.preempted[0].mode, PreemptMode::kSwap);
+  seqs = *sim.model->SequencesOf(low);
+  for (const SequenceId seq : seqs) EXPECT_TRUE(*sim.kv->IsSwappedOut(seq));
+  EXPECT_EQ(sim.model->HoldingOf(low).swapped_blocks, before.resident_blocks);
+  while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
+  const Process* p = sim.Ended(low);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->accounting().num_computed_tokens, 200 + 40 - 1);
+  EXPECT_EQ(sim.kv->Stats().used_blocks, 0u);
+  EXPECT_EQ(sim.kv->Stats().num_sequences, 0u);
+}
+
+TEST(KvMemoryModelTest, APromptReusesOnlyThePrefixEveryLayerGroupStillHolds) {
+  SchedulerOptions o;
+  o.max_prefill_chunk_tokens = 32;
+  KvSim sim(64, 0, NewFcfsPolicy(), o, {0, 20});
+  const ProcessId a = sim.Submit(Prompt(64, 100), 4);
+  while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
+  // Every group registered its full blocks before the sliding one dropped them.
+  const ProcessId b = sim.Submit(Prompt(64, 100), 4);
+  StepPlan plan = sim.Step();
+  ASSERT_EQ(plan.batch.size(), 1u);
+  EXPECT_EQ(plan.batch[0].first_token_idx, 48u);  // 63 tokens looked up: three full blocks
+  EXPECT_EQ(sim.kv->Stats().prefix_lookups, 2u);  // one lookup per process, not per group
+  while (!sim.scheduler->LiveProcesses().empty()) sim.Step();
+  EXPECT_EQ(sim.Ended(b)->accounting().num_prefix_cached_tokens, 48);
+  EXPECT_EQ(sim.Ended(a)->accounting().num_prefix_cached_tokens, 0);
+
+  // Again in a fresh pool, with one page evicted after a: the least recently used cached page
+  // is the sliding group's first, dropped while a ran. The global group still holds the whole
+  // prefix, but no group reuses any of it.
+  KvSim again(64, 0, NewFcfsPolicy(), o, {0, 20});
+  again.Submit(Prompt(64, 100), 4);
+  while (!again.scheduler->LiveProcesses().empty()) again.Step();
+  EXPECT_EQ(again.kv->Stats().cached_blocks, 8u);  // 4 full blocks in each group
+  ASSERT_EQ(again.kv->EvictCached(1), 1u);
+  EXPECT_EQ(again.kv->CachedPrefixTokens(0, Prompt(64, 100)), 0u);  // salts are per group
+  const ProcessId c = again.Submit(Prompt(64, 100), 4);
+  plan = again.Step();
+  ASSERT_EQ(plan.batch.size(), 1u);
+  EXPECT_EQ(plan.batch[0].id, c);
+  EXPECT_EQ(plan.batch[0].first_token_idx, 0u);
+  while (!again.scheduler->LiveProcesses().empty()) again.Step();
+  EXPECT_EQ(again.Ended(c)->accounting().num_prefix_cached_tokens, 0);
 }
 
 }  // namespace

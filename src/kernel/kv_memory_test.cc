@@ -410,6 +410,33 @@ TEST(KvMemoryTest, PrefixMatchStopsAtTheFirstDifferentBlock) {
   EXPECT_EQ(kv->MatchPrefix(a, prompt).status().code(), StatusCode::kFailedPrecondition);
 }
 
+TEST(KvMemoryTest, APrefixLookupCanBeCappedPeekedAndLeftUncounted) {
+  auto kv = MakeTiny(16);
+  const std::vector<TokenId> prompt = Iota(13);  // three full blocks and a token
+  SequenceId a = kv->CreateSequence(5);
+  ASSERT_TRUE(kv->Append(a, prompt.size()).ok());
+  ASSERT_EQ(*kv->CommitTokens(a, prompt), 3u);
+  // A peek attaches nothing and counts nothing; another salt finds nothing.
+  EXPECT_EQ(kv->CachedPrefixTokens(5, prompt), 12u);
+  EXPECT_EQ(kv->CachedPrefixTokens(6, prompt), 0u);
+  EXPECT_EQ(kv->CachedPrefixTokens(5, std::span(prompt).first(7)), 4u);
+  EXPECT_EQ(kv->Stats().prefix_lookups, 0u);
+  // A cap of 9 tokens reuses two blocks (whole blocks only); the lookup counts the whole query.
+  SequenceId b = kv->CreateSequence(5);
+  EXPECT_EQ(*kv->MatchPrefix(b, prompt, 9), 8u);
+  EXPECT_EQ(kv->RefCount((*kv->BlockTable(a))[2]), 1u);
+  KvStats st = kv->Stats();
+  EXPECT_EQ(st.prefix_lookups, 1u);
+  EXPECT_EQ(st.prefix_queried_tokens, 12u);
+  EXPECT_EQ(st.prefix_hit_tokens, 8u);
+  // Uncounted: the statistics stay as they were.
+  SequenceId c = kv->CreateSequence(5);
+  EXPECT_EQ(*kv->MatchPrefix(c, prompt, SIZE_MAX, false), 12u);
+  EXPECT_EQ(kv->Stats().prefix_lookups, 1u);
+  EXPECT_EQ(kv->Stats().prefix_hit_tokens, 8u);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
 TEST(KvMemoryTest, FreedPrefixStaysCachedAndIsReused) {
   auto kv = MakeTiny(4);
   const std::vector<TokenId> prompt = Iota(8, 3);
