@@ -16,7 +16,7 @@ import gguf
 from gguf import GGMLQuantizationType as QT
 
 TYPE_NAMES = {"f32": QT.F32, "f16": QT.F16, "bf16": QT.BF16, "q8_0": QT.Q8_0, "q4_0": QT.Q4_0,
-              "q4_1": QT.Q4_1}
+              "q4_1": QT.Q4_1, "q5_0": QT.Q5_0, "q5_1": QT.Q5_1}
 
 
 ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3")
@@ -55,6 +55,10 @@ class TinySpec:
     extra_kv: tuple[tuple[str, int | str], ...] = ()  # more metadata, uint32 or string
     add_bos: bool = False               # tokenizer.ggml.add_bos_token
     fused_qkv: bool = True              # phi3: attn_qkv rather than attn_q/k/v
+    pre: str | None = None              # tokenizer.ggml.pre; None: qwen2 for qwen2, else gpt2
+    # Control tokens put in place of the first unused ones: llama.cpp's phi3 vocabulary looks
+    # up "</s>", "<unk>" and "<s>" and refuses a file without them.
+    extra_control: tuple[str, ...] = ()
     # phi3 LongRoPE: rope_factors_short/long.weight, rope.scaling.original_context_length
     # (this value) and the attention factor sqrt(1 + ln(context / orig) / ln(orig)).
     longrope_orig: int | None = None
@@ -99,13 +103,13 @@ def bytes_to_unicode() -> list[str]:
     return out
 
 
-def vocabulary(vocab: int) -> tuple[list[str], list[int], list[str]]:
+def vocabulary(vocab: int, extra_control: tuple[str, ...] = ()) -> tuple[list[str], list[int], list[str]]:
     alphabet = bytes_to_unicode()
     space = alphabet[ord(" ")]
     merges = [f"{space} t", "h e", f"{space}t he", "i n", f"{space} a"]
     tokens = list(alphabet) + [m.replace(" ", "") for m in merges]
     types = [gguf.TokenType.NORMAL] * len(tokens)
-    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *extra_control):
         tokens.append(special)
         types.append(gguf.TokenType.CONTROL)
     if vocab < len(tokens):
@@ -132,7 +136,7 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
     if (s.key_length is None and s.embd % s.heads) or s.heads % s.kv_heads or s.head_dim % 2:
         raise ValueError("embd must split into heads of even size, heads into kv heads")
     qtype = TYPE_NAMES[s.wtype]
-    if qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1) and (s.embd % 32 or s.ffn % 32 or (s.heads * s.head_dim) % 32):
+    if qtype in (QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1) and (s.embd % 32 or s.ffn % 32 or (s.heads * s.head_dim) % 32):
         raise ValueError("quantized weights need embd, ffn and heads * head_dim to be multiples of 32")
     rng = np.random.default_rng(s.seed)
     kv_dim = s.kv_heads * s.head_dim
@@ -183,9 +187,9 @@ def write_tiny_model(path: str, spec: TinySpec) -> str:
             w.add_string(key, value)
         else:
             w.add_uint32(key, value)
-    tokens, types, merges = vocabulary(s.vocab)
+    tokens, types, merges = vocabulary(s.vocab, s.extra_control)
     w.add_string("tokenizer.ggml.model", "gpt2")
-    w.add_string("tokenizer.ggml.pre", "qwen2" if a == "qwen2" else "gpt2")
+    w.add_string("tokenizer.ggml.pre", s.pre or ("qwen2" if a == "qwen2" else "gpt2"))
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
