@@ -79,8 +79,13 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 
-SUPPORTED_TYPES = {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1}
+# Weight types the reference reads (gguf.quants dequantizes them). The 8-bit activation modes
+# emulate the engine's rounding for QUANTIZED_TYPES only; a model with other quantized types
+# (the K-quants, Q5_0, Q5_1 of real Q4_K_M files) runs with activations="float" only.
+SUPPORTED_TYPES = {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_0, QT.Q4_1, QT.Q5_0, QT.Q5_1,
+                   QT.Q2_K, QT.Q3_K, QT.Q4_K, QT.Q5_K, QT.Q6_K}
 QUANTIZED_TYPES = {QT.Q8_0, QT.Q4_0, QT.Q4_1}
+FLOAT_TYPES = {QT.F32, QT.F16, QT.BF16}
 ROPE_MODES = {"llama": "normal", "mistral": "normal", "qwen2": "neox", "qwen3": "neox",
               "gemma2": "neox", "gemma3": "neox", "phi3": "neox"}
 GEMMA = {"gemma2", "gemma3"}
@@ -497,6 +502,9 @@ class LlamaRef:
 
     def matmul(self, m: Matrix, x: np.ndarray) -> np.ndarray:
         """x [n, cols] -> [n, rows]."""
+        if self.activations != "float" and not m.quantized and m.qtype not in FLOAT_TYPES:
+            raise ModelFormatError(f"activations='{self.activations}' emulates 8-bit rounding for "
+                                   f"{sorted(t.name for t in QUANTIZED_TYPES)} only, not {m.qtype.name}")
         if self.activations != "float" and m.quantized:
             ggml = self.activations == "q8_ggml"
             x = quantize_activations_q8_0(x, scale_f16=ggml, half_even=not ggml)
