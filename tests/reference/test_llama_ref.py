@@ -96,7 +96,7 @@ def test_f16_and_bf16_decode_their_bit_patterns(tmp_path):
 
 def test_unsupported_tensor_type_is_refused(tmp_path):
     p = str(tmp_path / "q8_1.gguf")
-    write_raw_tensor(p, "t", QT.Q8_1, bytes(36), 1, 32)
+    write_raw_tensor(p, "t", QT.Q8_1, bytes(40), 1, 32)
     with pytest.raises(ModelFormatError, match="Q8_1"):
         read_back(p, "t")
 
