@@ -23,8 +23,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   e->max_context_ = options.max_context == 0 ? c.context_length
                                              : std::min(options.max_context, c.context_length);
   RETURN_IF_ERROR(cpu::CheckKvTypesFit(options.cache_type_k, options.cache_type_v, c.head_dim));
+  e->kv_groups_ = arch::SingleLayerGroup(c);
   KvMemoryOptions kv;
-  kv.num_layers = c.num_layers;
+  kv.num_layers = e->kv_groups_.layers_per_group;
   kv.kv_dim = c.kv_dim();
   kv.k_type = options.cache_type_k;
   kv.v_type = options.cache_type_v;
@@ -32,9 +33,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   kv.budget_bytes = options.kv_budget_bytes;
   kv.swap_budget_bytes = options.swap_budget_bytes;
   ASSIGN_OR_RETURN(e->kv_, KvMemory::Create(kv));
-  // Where every layer attends within a window, what falls out of it goes back to the pool.
+  // Where a group's layers attend within a window, what falls out of it goes back to the pool.
   e->memory_ = std::make_unique<KvMemoryModel>(e->kv_.get(), options.share_prefix_across_tenants,
-                                               c.AllLayersWindow());
+                                               e->kv_groups_.group_window);
   ASSIGN_OR_RETURN(std::unique_ptr<SchedulerPolicy> policy, NewPolicyByName(options.policy, options.policy_options));
   e->policy_options_ = options.policy_options;
   ASSIGN_OR_RETURN(e->scheduler_, Scheduler::Create(options.scheduler, std::move(policy),
@@ -330,6 +331,8 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
   logits_.resize(plan.num_samples() * vocab);
   std::vector<arch::BatchSegment> segments;
   std::vector<const Process*> processes;
+  // Per batch entry: one block table per layer group.
+  std::vector<std::vector<std::span<const BlockId>>> tables(plan.batch.size());
   segments.reserve(plan.batch.size());
   size_t sample_idx = 0;
   // Embedding entries: where their rows of hidden_ start (SIZE_MAX: not an embedding).
@@ -338,12 +341,17 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
   for (const BatchEntry& e : plan.batch) {
     const Process* p = scheduler_->Find(e.id);
     if (p == nullptr) return InternalError("scheduled process " + std::to_string(e.id) + " is unknown");
-    ASSIGN_OR_RETURN(SequenceId seq, memory_->SequenceOf(e.id));
-    ASSIGN_OR_RETURN(std::span<const BlockId> table, kv_->BlockTable(seq));
+    ASSIGN_OR_RETURN(std::span<const SequenceId> seqs, memory_->SequencesOf(e.id));
+    std::vector<std::span<const BlockId>>& group_tables = tables[segments.size()];
+    for (const SequenceId seq : seqs) {
+      ASSIGN_OR_RETURN(std::span<const BlockId> table, kv_->BlockTable(seq));
+      group_tables.push_back(table);
+    }
     arch::BatchSegment s;
     s.tokens = p->tokens().subspan(e.first_token_idx, e.num_tokens);
     s.pos0 = e.first_token_idx;
-    s.block_table = table;
+    s.block_table = group_tables[0];
+    s.group_tables = group_tables;
     s.lora = p->adapter();
     const bool embeds = p->kind() == ProcessKind::kEmbed;
     s.logits = e.samples && !embeds ? arch::LogitsMode::kLast : arch::LogitsMode::kNone;
@@ -363,7 +371,7 @@ Status Engine::RunBatch(const StepPlan& plan, StepReport& report,
     if (hidden_offsets[i] != SIZE_MAX) segments[i].hidden_out = &hidden_[hidden_offsets[i] * embd];
   }
   if (inject_step_fault_) RETURN_IF_ERROR(inject_step_fault_(plan.batch));
-  RETURN_IF_ERROR(forward_->Run(segments, KvLayoutOf(*kv_), kv_->num_blocks()));
+  RETURN_IF_ERROR(forward_->Run(segments, arch::WithLayerGroups(KvLayoutOf(*kv_), kv_groups_), kv_->num_blocks()));
   for (size_t i = 0; i < plan.batch.size(); ++i) {
     if (hidden_offsets[i] == SIZE_MAX) continue;
     const BatchEntry& e = plan.batch[i];

@@ -217,6 +217,8 @@ class Engine {
   const Clock* clock_;
   size_t max_context_ = 0;
   bool ignore_eog_ = false;
+  // How the pool's pages split the layers (one group: a page holds every layer).
+  arch::KvLayerGroups kv_groups_;
   std::unique_ptr<KvMemory> kv_;
   std::unique_ptr<KvMemoryModel> memory_;
   std::unique_ptr<Scheduler> scheduler_;

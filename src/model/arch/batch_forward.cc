@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 #include "util/fp16.h"
@@ -122,6 +123,71 @@ void BatchForward::MatMul(const cpu::MatView& w, const float* x, size_t num_toke
   }
 }
 
+KvLayerGroups SingleLayerGroup(const ModelConfig& c) {
+  KvLayerGroups g;
+  g.layers_per_group = c.num_layers;
+  g.layer_group.assign(c.num_layers, 0);
+  g.layer_index.resize(c.num_layers);
+  std::iota(g.layer_index.begin(), g.layer_index.end(), 0u);
+  g.group_window = {c.AllLayersWindow()};
+  return g;
+}
+
+KvLayerGroups LayerGroupsOf(const ModelConfig& c) {
+  std::vector<uint32_t> global, sliding;
+  for (size_t l = 0; l < c.num_layers; ++l) (c.IsSlidingLayer(l) ? sliding : global).push_back(static_cast<uint32_t>(l));
+  if (global.empty() || sliding.empty()) return SingleLayerGroup(c);
+  KvLayerGroups g;
+  g.layers_per_group = std::gcd(global.size(), sliding.size());
+  g.layer_group.resize(c.num_layers);
+  g.layer_index.resize(c.num_layers);
+  for (const auto* kind : {&global, &sliding}) {
+    for (size_t i = 0; i < kind->size(); ++i) {
+      if (i % g.layers_per_group == 0) g.group_window.push_back(kind == &global ? 0 : c.sliding_window);
+      g.layer_group[(*kind)[i]] = static_cast<uint32_t>(g.group_window.size() - 1);
+      g.layer_index[(*kind)[i]] = static_cast<uint32_t>(i % g.layers_per_group);
+    }
+  }
+  return g;
+}
+
+KvLayout WithLayerGroups(KvLayout kv, const KvLayerGroups& groups) {
+  kv.layer_group = groups.layer_group;
+  kv.layer_index = groups.layer_index;
+  kv.num_groups = groups.num_groups();
+  return kv;
+}
+
+Status BatchForward::CheckLayerGroups(const KvLayout& kv) {
+  const ModelConfig& c = model_.config();
+  group_window_.assign(kv.num_groups, 0);
+  if (kv.layer_group.empty() && kv.layer_index.empty()) {
+    if (kv.num_groups != 1) return InvalidArgumentError("KV layout has " + std::to_string(kv.num_groups) + " layer groups and no layer map");
+    group_window_[0] = c.AllLayersWindow();
+    return OkStatus();
+  }
+  if (kv.layer_group.size() != c.num_layers || kv.layer_index.size() != c.num_layers || kv.num_groups == 0) {
+    return InvalidArgumentError("KV layout's layer groups map " + std::to_string(kv.layer_group.size()) +
+                                " layers; the model has " + std::to_string(c.num_layers));
+  }
+  // A group's window: its layers' window when every one of them slides, else 0 (a layer of
+  // the group reads every position).
+  std::vector<bool> seen(kv.num_groups, false);
+  const size_t places = kv.layer_stride == 0 ? 0 : kv.block_stride / kv.layer_stride;
+  for (size_t l = 0; l < c.num_layers; ++l) {
+    const size_t g = kv.layer_group[l];
+    if (g >= kv.num_groups || kv.layer_index[l] >= places) {
+      return InvalidArgumentError("KV layout maps layer " + std::to_string(l) + " to group " + std::to_string(g) +
+                                  " place " + std::to_string(kv.layer_index[l]) + ", beyond its " +
+                                  std::to_string(kv.num_groups) + " groups of " + std::to_string(places) + " layers");
+    }
+    const size_t window = c.IsSlidingLayer(l) ? c.sliding_window : 0;
+    group_window_[g] = seen[g] ? std::min(group_window_[g], window) : window;
+    seen[g] = true;
+  }
+  return OkStatus();
+}
+
 Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout& kv,
                          size_t num_blocks) {
   const ModelConfig& c = model_.config();
@@ -129,7 +195,7 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
   if (segments.empty()) return InvalidArgumentError("batch has no segments");
   if (kv.block_tokens == 0) return InvalidArgumentError("KV layout has 0 tokens per block");
   RETURN_IF_ERROR(cpu::CheckKvTypesFit(kv.k_type, kv.v_type, c.head_dim));
-  const size_t window = c.AllLayersWindow();
+  RETURN_IF_ERROR(CheckLayerGroups(kv));
   num_blocks_ = num_blocks;
   size_t n = 0;
   for (size_t s = 0; s < segments.size(); ++s) {
@@ -146,18 +212,26 @@ Status BatchForward::Run(std::span<const BatchSegment> segments, const KvLayout&
       return InvalidArgumentError(where() + "position " + std::to_string(end - 1) +
                                   " is beyond the context of " + std::to_string(max_context_));
     }
-    if (end > seg.block_table.size() * kv.block_tokens) {
-      return InvalidArgumentError(where() + "block table of " + std::to_string(seg.block_table.size()) +
-                                  " blocks does not cover position " + std::to_string(end - 1));
+    if (kv.num_groups > 1 && seg.group_tables.size() != kv.num_groups) {
+      return InvalidArgumentError(where() + std::to_string(seg.group_tables.size()) + " block tables for " +
+                                  std::to_string(kv.num_groups) + " layer groups");
     }
-    // The first position any token of the segment reads: all of them, unless every layer
-    // slides (entries before the window may name a released block). This check is what
-    // keeps Attention from reading a block the cache gave back.
-    const size_t first_read = window > 0 && seg.pos0 + 1 > window ? seg.pos0 + 1 - window : 0;
-    for (size_t b = first_read / kv.block_tokens; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
-      if (seg.block_table[b] >= num_blocks) {
-        return InvalidArgumentError(where() + "block id " + std::to_string(seg.block_table[b]) +
-                                    " is not one of the " + std::to_string(num_blocks) + " blocks");
+    for (size_t g = 0; g < kv.num_groups; ++g) {
+      const std::span<const BlockId> table = kv.num_groups == 1 ? seg.block_table : seg.group_tables[g];
+      if (end > table.size() * kv.block_tokens) {
+        return InvalidArgumentError(where() + "block table of " + std::to_string(table.size()) +
+                                    " blocks does not cover position " + std::to_string(end - 1));
+      }
+      // The first position any token of the segment reads in this group: all of them, unless
+      // its layers slide (entries before the window may name a released block). This check is
+      // what keeps Attention from reading a block the cache gave back.
+      const size_t window = group_window_[g];
+      const size_t first_read = window > 0 && seg.pos0 + 1 > window ? seg.pos0 + 1 - window : 0;
+      for (size_t b = first_read / kv.block_tokens; b < (end + kv.block_tokens - 1) / kv.block_tokens; ++b) {
+        if (table[b] >= num_blocks) {
+          return InvalidArgumentError(where() + "block id " + std::to_string(table[b]) +
+                                      " is not one of the " + std::to_string(num_blocks) + " blocks");
+        }
       }
     }
     for (size_t i = 0; i < seg.tokens.size(); ++i) {
@@ -349,7 +423,7 @@ void BatchForward::StoreKv(size_t i, size_t layer_idx, std::span<const BatchSegm
   const size_t kv_dim = model_.config().kv_dim();
   const BatchSegment& seg = segments[token_segment_[i]];
   const size_t pos = token_pos_[i];
-  const BlockId block = seg.block_table[pos / kv.block_tokens];
+  const BlockId block = TableOf(seg, kv, layer_idx)[pos / kv.block_tokens];
   const size_t row = pos % kv.block_tokens;
   const float* k = &k_[i * kv_dim];
   const float* v = &v_[i * kv_dim];
@@ -405,7 +479,7 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
   pool_.Run(num_tokens * c.num_kv_heads, [&](size_t task_idx, size_t thread_idx) {
     const size_t i = task_idx / c.num_kv_heads;
     const size_t kvh = task_idx % c.num_kv_heads;
-    const BatchSegment& seg = segments[token_segment_[i]];
+    const std::span<const BlockId> table = TableOf(segments[token_segment_[i]], kv, layer_idx);
     const size_t num_visible = token_pos_[i] + 1;  // causal: positions first .. pos
     const size_t first = window > 0 && num_visible > window ? num_visible - window : 0;
     const float* q = &q_[i * c.q_dim() + kvh * group * c.head_dim];
@@ -413,8 +487,8 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
     // Scores of whole blocks from the one holding `first`; those before `first` are unused.
     const size_t first_block = first - first % kv.block_tokens;
     for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
-      DCHECK_LT(size_t{seg.block_table[j0 / kv.block_tokens]}, num_blocks_);  // never a released block
-      const std::byte* k_plane = kv.K(seg.block_table[j0 / kv.block_tokens], layer_idx);
+      DCHECK_LT(size_t{table[j0 / kv.block_tokens]}, num_blocks_);  // never a released block
+      const std::byte* k_plane = kv.K(table[j0 / kv.block_tokens], layer_idx);
       const size_t rows = std::min(kv.block_tokens, num_visible - j0);
       switch (kv.k_type) {
         case cpu::KvType::kF32:  // transposed: element d of this head's keys is a row
@@ -443,7 +517,7 @@ void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> seg
     std::fill(out, out + group * c.head_dim, 0.0f);
     for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
       const size_t j = std::max(j0, first);  // the block's first visible position
-      const std::byte* v_rows = kv.V(seg.block_table[j0 / kv.block_tokens], layer_idx) + (j - j0) * v_row_bytes;
+      const std::byte* v_rows = kv.V(table[j0 / kv.block_tokens], layer_idx) + (j - j0) * v_row_bytes;
       const size_t rows = std::min(j0 + kv.block_tokens, num_visible) - j;
       switch (kv.v_type) {
         case cpu::KvType::kF32:

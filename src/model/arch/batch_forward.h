@@ -38,6 +38,10 @@ using BlockId = uint32_t;
 // Q8_0 keys are rows like the values. The pass rounds each new key (after RoPE) and value to
 // its type once, when it stores it.
 // kernel::KvMemory's pool and Context's contiguous cache (one block) are both this shape.
+//
+// With layer groups (KvLayerGroups below) a block is a page of one group's layers: layer l
+// lives at place layer_index[l] of a page of group layer_group[l], reached through that
+// group's block table (BatchSegment::group_tables), so `layer` above reads as its place.
 struct KvLayout {
   std::byte* k_base = nullptr;
   std::byte* v_base = nullptr;
@@ -46,10 +50,41 @@ struct KvLayout {
   size_t block_tokens = 0;  // rows per block
   cpu::KvType k_type = cpu::KvType::kF32;
   cpu::KvType v_type = cpu::KvType::kF32;
+  // Both empty: one group, layer l at place l. Otherwise [num_layers] each.
+  std::span<const uint32_t> layer_group;
+  std::span<const uint32_t> layer_index;
+  size_t num_groups = 1;
 
-  std::byte* K(BlockId block, size_t layer) const { return k_base + block * block_stride + layer * layer_stride; }
-  std::byte* V(BlockId block, size_t layer) const { return v_base + block * block_stride + layer * layer_stride; }
+  size_t GroupOf(size_t layer) const { return layer_group.empty() ? 0 : layer_group[layer]; }
+  size_t PlaceOf(size_t layer) const { return layer_index.empty() ? layer : layer_index[layer]; }
+  std::byte* K(BlockId block, size_t layer) const {
+    return k_base + block * block_stride + PlaceOf(layer) * layer_stride;
+  }
+  std::byte* V(BlockId block, size_t layer) const {
+    return v_base + block * block_stride + PlaceOf(layer) * layer_stride;
+  }
 };
+
+// How a paged cache splits a model's layers into groups of one page size, so that sliding-
+// window layers can give back what falls out of their window while global layers keep every
+// position (docs/kv-memory.md): every group has layers_per_group layers of one kind, and a
+// page holds block_tokens positions of one group's layers.
+struct KvLayerGroups {
+  size_t layers_per_group = 0;
+  std::vector<uint32_t> layer_group;  // [num_layers]: the group of layer l
+  std::vector<uint32_t> layer_index;  // [num_layers]: layer l's place in its group's pages
+  std::vector<size_t> group_window;   // [num_groups]: the window its layers attend within; 0: global
+  size_t num_groups() const { return group_window.size(); }
+};
+// One group of every layer, with the model's all-layers window (ModelConfig::AllLayersWindow):
+// the layout of a cache without groups.
+KvLayerGroups SingleLayerGroup(const ModelConfig& c);
+// For a model with global layers beside sliding ones: groups of gcd(global, sliding) layers of
+// one kind, in layer order, the global groups first (Gemma 3 270M: 3 global and 15 sliding
+// layers make one global group and five sliding groups of 3). Any other model: SingleLayerGroup.
+KvLayerGroups LayerGroupsOf(const ModelConfig& c);
+// `kv` with the groups' layer mapping. REQUIRES: groups outlives the result.
+KvLayout WithLayerGroups(KvLayout kv, const KvLayerGroups& groups);
 
 enum class LogitsMode { kNone, kLast, kAll };
 
@@ -58,6 +93,9 @@ enum class LogitsMode { kNone, kLast, kAll };
 // to pos0 + tokens.size() - 1. The pass writes the new positions' K/V into their slots. When
 // every layer slides (ModelConfig::AllLayersWindow() = w > 0) the entries of blocks wholly
 // before pos0 + 1 - w are never read and may name no block (a paged cache released them).
+// With layer groups (KvLayout::num_groups > 1) group_tables holds one such table per group
+// instead, and block_table is unused; a sliding group's entries before its window may name no
+// block, a global group's may not.
 struct BatchSegment {
   std::span<const TokenId> tokens;
   size_t pos0 = 0;
@@ -71,6 +109,7 @@ struct BatchSegment {
   // Segments with the same pointer form one group whose A and B are read once per matrix.
   // Must outlive Run.
   const LoraWeights* lora = nullptr;
+  std::span<const std::span<const BlockId>> group_tables = {};  // [num_groups] with layer groups
 };
 
 class BatchForward {
@@ -111,6 +150,13 @@ class BatchForward {
                const KvLayout& kv);
   // Per-head RMSNorm of n tokens' rows of `heads` heads (Q/K norm).
   void HeadNorm(const std::vector<float>& weight, size_t n, size_t heads, float* rows) const;
+  // The block table `layer` reads and writes for segment `seg`.
+  static std::span<const BlockId> TableOf(const BatchSegment& seg, const KvLayout& kv, size_t layer) {
+    return kv.num_groups == 1 ? seg.block_table : seg.group_tables[kv.GroupOf(layer)];
+  }
+  // Checks kv's layer groups against the model and fills group_window_. InvalidArgument for a
+  // mapping of another number of layers, a place beyond the pages or a group mixing windows.
+  Status CheckLayerGroups(const KvLayout& kv);
 
   // A rotary table: the global layers' and, for models with sliding-window layers that rotate
   // differently (gemma3), the sliding layers'.
@@ -126,6 +172,7 @@ class BatchForward {
   const bool float_activations_;
   const std::atomic<bool>* interrupt_ = nullptr;
   size_t num_blocks_ = 0;  // blocks of the current Run's cache (for the debug checks)
+  std::vector<size_t> group_window_;  // [kv.num_groups] of the current Run: 0 for global
 
   // Per token of the current batch: its segment and its position.
   std::vector<uint32_t> token_segment_;

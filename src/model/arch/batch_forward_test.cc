@@ -247,5 +247,128 @@ TEST(BatchForwardErrorTest, AcceptsAReleasedBlockOnlyBeforeEveryLayersWindow) {
   }
 }
 
+// A tiny gemma3 of 6 layers, every 3rd global (layers 2 and 5): two global and four sliding
+// layers make one global group {2, 5} and two sliding groups {0, 1} and {3, 4} of 2 layers.
+LoadedTinyModel LoadGroupedGemma(uint32_t window) {
+  TinyModelSpec spec;
+  spec.type = cpu::TensorType::kF32;
+  spec.arch = "gemma3";
+  spec.layers = 6;
+  spec.swa_pattern = 3;
+  spec.sliding_window = window;
+  auto l = LoadTinyModel(spec);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return *std::move(l);
+}
+
+TEST(LayerGroupsTest, SplitGlobalAndSlidingLayersIntoGroupsOfOnePageSize) {
+  LoadedTinyModel l = LoadGroupedGemma(5);
+  const KvLayerGroups g = LayerGroupsOf(l.model->config());
+  EXPECT_EQ(g.layers_per_group, 2u);
+  EXPECT_EQ(g.group_window, (std::vector<size_t>{0, 5, 5}));
+  EXPECT_EQ(g.layer_group, (std::vector<uint32_t>{1, 1, 0, 2, 2, 0}));
+  EXPECT_EQ(g.layer_index, (std::vector<uint32_t>{0, 1, 0, 0, 1, 1}));
+  // Gemma 3 270M's shape: 18 layers, every 6th global.
+  ModelConfig c = l.model->config();
+  c.num_layers = 18;
+  c.swa_pattern = 6;
+  c.sliding_window = 512;
+  const KvLayerGroups gemma = LayerGroupsOf(c);
+  EXPECT_EQ(gemma.layers_per_group, 3u);
+  EXPECT_EQ(gemma.group_window, (std::vector<size_t>{0, 512, 512, 512, 512, 512}));
+  EXPECT_EQ(gemma.layer_group[5], 0u);
+  EXPECT_EQ(gemma.layer_group[17], 0u);
+  EXPECT_EQ(gemma.layer_index[17], 2u);
+  EXPECT_EQ(gemma.layer_group[16], 5u);
+  // Models whose layers are all alike keep one group of every layer.
+  for (const std::string arch : {"llama", "phi3"}) {
+    LoadedTinyModel other = LoadTiny(cpu::TensorType::kF32, arch);
+    const KvLayerGroups one = LayerGroupsOf(other.model->config());
+    EXPECT_EQ(one.num_groups(), 1u) << arch;
+    EXPECT_EQ(one.layers_per_group, other.model->config().num_layers) << arch;
+    EXPECT_EQ(one.group_window[0], other.model->config().AllLayersWindow()) << arch;
+  }
+}
+
+// The same batches through one group (a block holds every layer) and through layer groups
+// (each group's pages in their own shuffled table) give bit-identical logits; a sliding
+// group's pages before its window may be released, a global group's may not.
+TEST(LayerGroupsTest, GroupedPagesGiveTheSameLogitsAsOneGroup) {
+  LoadedTinyModel l = LoadGroupedGemma(5);
+  const ModelConfig& c = l.model->config();
+  const KvLayerGroups groups = LayerGroupsOf(c);
+  ASSERT_EQ(groups.num_groups(), 3u);
+  ThreadPool pool(2);
+  const size_t bt = 4;
+  const std::vector<TokenId> tokens = Tokens(20, 9);
+  // Prefill 13 in two chunks, then decode 7: logits of every position.
+  const std::vector<std::pair<size_t, size_t>> plan = {{0, 6}, {6, 7}, {13, 1}, {14, 1}, {15, 1},
+                                                       {16, 1}, {17, 1}, {18, 1}, {19, 1}};
+  auto run = [&](const KvLayout& layout, size_t num_blocks, const std::vector<std::vector<BlockId>>& tables) {
+    BatchForward batch(*l.model, pool, 16, 32, false);
+    std::vector<std::span<const BlockId>> spans(tables.begin(), tables.end());
+    std::vector<float> all;
+    for (auto [pos0, n] : plan) {
+      std::vector<float> out(n * c.vocab_size);
+      BatchSegment seg{std::span<const TokenId>(tokens).subspan(pos0, n), pos0, tables[0], LogitsMode::kAll,
+                       out.data()};
+      seg.group_tables = spans;
+      const Status st = batch.Run(std::span<const BatchSegment>(&seg, 1), layout, num_blocks);
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      all.insert(all.end(), out.begin(), out.end());
+    }
+    return all;
+  };
+  PagedPool one(c, 5, bt);
+  const std::vector<float> want = run(one.layout, one.num_blocks, {{3, 0, 4, 1, 2}});
+  ASSERT_TRUE(std::all_of(want.begin(), want.end(), [](float v) { return std::isfinite(v); }));
+
+  PagedPool paged(c, 15, bt, cpu::KvType::kF32, cpu::KvType::kF32, groups.layers_per_group);
+  std::vector<BlockId> ids(15);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), std::mt19937(3));
+  const std::vector<std::vector<BlockId>> tables = {
+      {ids.begin(), ids.begin() + 5}, {ids.begin() + 5, ids.begin() + 10}, {ids.begin() + 10, ids.end()}};
+  const KvLayout grouped = WithLayerGroups(paged.layout, groups);
+  EXPECT_EQ(run(grouped, paged.num_blocks, tables), want);
+
+  // Position 19 reads positions 15..19 on sliding layers: block 0-2 of a sliding group may be
+  // released (the NaN fill of a pool would show otherwise), block 0 of the global group not.
+  constexpr BlockId kReleased = UINT32_MAX;
+  std::vector<std::vector<BlockId>> released = tables;
+  released[1][0] = released[1][1] = released[1][2] = kReleased;
+  released[2][0] = kReleased;
+  BatchForward batch(*l.model, pool, 16, 32, false);
+  std::vector<float> got(c.vocab_size);
+  auto decode = [&](const std::vector<std::vector<BlockId>>& t) {
+    std::vector<std::span<const BlockId>> spans(t.begin(), t.end());
+    BatchSegment seg{std::span<const TokenId>(tokens).subspan(19, 1), 19, t[0], LogitsMode::kLast, got.data()};
+    seg.group_tables = spans;
+    return batch.Run(std::span<const BatchSegment>(&seg, 1), grouped, paged.num_blocks);
+  };
+  ASSERT_TRUE(decode(released).ok());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.end() - c.vocab_size));
+  std::vector<std::vector<BlockId>> global_released = tables;
+  global_released[0][0] = kReleased;
+  EXPECT_EQ(decode(global_released).code(), StatusCode::kInvalidArgument);
+  std::vector<std::vector<BlockId>> too_early = tables;
+  too_early[1][3] = kReleased;  // positions 12..15: 15 is in the window
+  EXPECT_EQ(decode(too_early).code(), StatusCode::kInvalidArgument);
+  // Tables for another number of groups, and a mapping beyond the page, are refused.
+  std::vector<std::span<const BlockId>> two(tables.begin(), tables.begin() + 2);
+  BatchSegment seg{std::span<const TokenId>(tokens).subspan(19, 1), 19, tables[0], LogitsMode::kLast, got.data()};
+  seg.group_tables = two;
+  EXPECT_EQ(batch.Run(std::span<const BatchSegment>(&seg, 1), grouped, paged.num_blocks).code(),
+            StatusCode::kInvalidArgument);
+  std::vector<uint32_t> bad_index = groups.layer_index;
+  bad_index[4] = 2;  // a page holds 2 layers
+  KvLayout bad = grouped;
+  bad.layer_index = bad_index;
+  std::vector<std::span<const BlockId>> spans(tables.begin(), tables.end());
+  seg.group_tables = spans;
+  EXPECT_EQ(batch.Run(std::span<const BatchSegment>(&seg, 1), bad, paged.num_blocks).code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace llmasos::arch

@@ -93,7 +93,7 @@ StatusOr<std::vector<uint8_t>> MakeTinyModel(const TinyModelSpec& s) {
   w.SetUint32(a + ".rope.dimension_count", head_dim);
   if (gemma) {
     w.SetUint32(a + ".attention.sliding_window", s.sliding_window);
-    w.SetUint32(a + ".attention.sliding_window_pattern", 2);
+    w.SetUint32(a + ".attention.sliding_window_pattern", s.swa_pattern);
   }
   const bool longrope = phi3 && s.longrope_orig > 0;
   if (phi3) {

@@ -17,7 +17,8 @@ namespace llmasos::arch {
 
 struct TinyModelSpec {
   // "llama" (normal RoPE), "qwen2" (NeoX RoPE, QKV bias), "qwen3" (NeoX, Q/K norm),
-  // "gemma3" (Q/K norm, post-norms, GeGLU, every 2nd layer sliding with `sliding_window`) or
+  // "gemma3" (Q/K norm, post-norms, GeGLU, sliding layers with `sliding_window` in a pattern of
+  // `swa_pattern`: the last layer of each run of swa_pattern is global) or
   // "phi3" (NeoX, fused attn_qkv and ffn_up, every layer sliding with `sliding_window`, and
   // LongRoPE factors when longrope_orig > 0).
   std::string arch = "llama";
@@ -32,6 +33,7 @@ struct TinyModelSpec {
   uint32_t context = 256;
   bool tied = false;  // output shares token_embd
   uint32_t sliding_window = 5;  // gemma3, phi3 (0: none)
+  uint32_t swa_pattern = 2;     // gemma3: every 2nd layer global (Gemma 3 itself: 6)
   // phi3: rope.scaling.original_context_length; a context beyond it takes the long factors.
   uint32_t longrope_orig = 32;
 };
