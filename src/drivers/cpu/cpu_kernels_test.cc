@@ -336,7 +336,7 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
 // compute each output lane with the same integers and float operations (matmul_unpacked.cc),
 // so a token's outputs are the same bits alone as in a batch of any size, on every target.
 // Random blocks, so every q, scale and sign pattern occurs; 13 rows leave a 1-row remainder
-// after the 4-row panel tiles, 11 tokens a 1-token one after the 2-token tiles.
+// after the 4-row panel tiles, 11 tokens two single tokens after the 3-token tiles.
 TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
   const size_t rows = 13, cols = 512;
   for (size_t num_threads : {1u, 2u}) {

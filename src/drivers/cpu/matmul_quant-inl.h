@@ -223,7 +223,9 @@ HWY_NOINLINE void QuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes
       for (size_t v = 0; v < kVecsPerBlock; ++v) {
         x[v] = hn::LoadU(DI8(), x_blk + v * hn::MaxLanes(DI8()));
       }
-      const VF32 dx = hn::Set(df, xd[t * num_blocks + b]);
+      // d_w d_x by one vector multiply per tile cell (see Opaque): the same rounded product
+      // as DecodeRows' scalar one.
+      const VF32 dx = Opaque(hn::Set(df, xd[t * num_blocks + b]));
       LLMASOS_UNROLL
       for (size_t r = 0; r < kRows; ++r) {
         const VF32 prod = hn::ConvertTo(df, BlockDot<kType>(w[r], x));

@@ -418,8 +418,14 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // UnitScales' lane layout, d, and Q4_K/Q5_K's dmin * m. Each output lane sees the same
 // integers and the same float operations in the same order as in KQuantTile, so a token's
 // result is bit-identical whether it runs alone (direct kernel) or in a batch (panel).
+// 4 x 3: twelve accumulators per super-block spill a few to the stack, which costs less
+// than it saves. kernels_bench, AVX2 (Zen 3), 1 thread, CPU time, 128 tokens: [2048, 8192]
+// Q6_K 49-57 ms against 63-64 at 4 x 2; Q4_K shapes within noise of 4 x 2 (3 x 3 and 2 x 4
+// also measured, no better). Each (row, token, 32 elements) costs 4 vector operations
+// (Q6_K 5) and this machine sustains about 2 of them per cycle in this mix (a microbenchmark
+// of pmaddubsw, pmaddwd, vcvtdq2ps, vfmadd231ps), which is where the kernel runs.
 inline constexpr size_t kKPanelRows = 4;
-inline constexpr size_t kKTileTokens = 2;
+inline constexpr size_t kKTileTokens = 3;
 
 // A row tile decoded for KPanelTile, reused across tiles and calls: per unit of 32 elements,
 // per row, one record (so the tile reads its panel as one sequential stream; separate

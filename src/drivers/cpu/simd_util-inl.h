@@ -271,6 +271,17 @@ HWY_INLINE void StoreFloatAsHalf(DF df, hn::Vec<DF> v, uint16_t* HWY_RESTRICT p)
 #endif
 }
 
+// v, hidden from the optimiser so it cannot fold v's computation into each use. GCC turns
+// Mul(Set(a), Set(b)) into a scalar multiply and a register broadcast per use, two vector-pipe
+// operations where one vector multiply does; an opaque broadcast keeps the vector multiply.
+// Costs no instruction.
+HWY_INLINE VF32 Opaque(VF32 v) {
+#if LLMASOS_X86_SIMD
+  asm("" : "+x"(v.raw));
+#endif
+  return v;
+}
+
 // Horizontal sum of a float vector.
 template <class D>
 HWY_INLINE float ReduceSumF(D d, hn::Vec<D> v) {
