@@ -133,7 +133,7 @@ std::string DaemonMetrics::Render(manager::ModelManager& manager) const {
     WriteSample(&out, "llmasos_kv_blocks", {{"model", i.model}, {"state", "swapped"}}, kv.swapped_blocks);
   }
   WriteFamily(&out, "llmasos_kv_window_dropped_blocks_total", "counter",
-              "KV blocks given back to the pool because they left every layer's attention window, "
+              "KV blocks given back to the pool because they left their layers' attention window, "
               "since the model loaded");
   for (const Instance& i : instances) {
     WriteSample(&out, "llmasos_kv_window_dropped_blocks_total", {{"model", i.model}},

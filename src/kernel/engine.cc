@@ -23,7 +23,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const arch::Model& model,
   e->max_context_ = options.max_context == 0 ? c.context_length
                                              : std::min(options.max_context, c.context_length);
   RETURN_IF_ERROR(cpu::CheckKvTypesFit(options.cache_type_k, options.cache_type_v, c.head_dim));
-  e->kv_groups_ = arch::SingleLayerGroup(c);
+  // A model with global layers beside sliding ones pages each kind apart, so that the sliding
+  // layers hold only their window (docs/kv-memory.md); any other model has one group.
+  e->kv_groups_ = arch::LayerGroupsOf(c);
   KvMemoryOptions kv;
   kv.num_layers = e->kv_groups_.layers_per_group;
   kv.kv_dim = c.kv_dim();

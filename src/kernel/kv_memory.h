@@ -17,7 +17,8 @@
 //   - swap space in host memory or in a file: SwapOut() copies a sequence's blocks out and
 //     releases them, SwapIn() brings them back, bit for bit;
 //   - dropping for sliding-window models: DropBefore() releases the leading blocks no layer
-//     will read again (every layer attends within a window), leaving kDroppedBlock in their
+//     will read again (every layer of the pool attends within a window: all of a model's, or
+//     one sliding layer group's, KvMemoryModel), leaving kDroppedBlock in their
 //     block-table entries so that position p stays at table[p / block_tokens]. A dropped block
 //     that was registered stays in the prefix cache (evictable once unreferenced): its K/V are
 //     what its tokens produced whatever the window, and a later prompt reaches it, and the

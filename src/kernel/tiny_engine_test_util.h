@@ -1,5 +1,6 @@
 // A test fixture for the engine tests: a tiny F32 model (llama, or another tiny architecture
-// such as phi3, whose every layer slides within sliding_window) with its tokenizer, random prompts of
+// such as phi3, whose every layer slides within sliding_window, or gemma3 with num_layers and
+// swa_pattern set by a derived fixture's constructor) with its tokenizer, random prompts of
 // byte tokens, and the oracle every engine test compares with: a prompt's greedy continuation
 // run alone through arch::Context.
 #ifndef LLMASOS_KERNEL_TINY_ENGINE_TEST_UTIL_H_
@@ -32,6 +33,8 @@ class TinyEngineTest : public testing::Test {
     spec.context = context_;
     spec.arch = arch_;
     spec.sliding_window = sliding_window_;
+    spec.layers = num_layers_;
+    spec.swa_pattern = swa_pattern_;
     auto loaded = arch::LoadTinyModel(spec);
     ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
     bytes_ = std::move(loaded->bytes);  // the model reads from this buffer; moving keeps it
@@ -80,6 +83,8 @@ class TinyEngineTest : public testing::Test {
   const uint32_t context_;
   const std::string arch_;
   const uint32_t sliding_window_;
+  uint32_t num_layers_ = 2;
+  uint32_t swa_pattern_ = 2;  // gemma3: every 2nd layer global
   std::vector<uint8_t> bytes_;
   std::unique_ptr<arch::Model> model_;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;

@@ -83,8 +83,11 @@ int EvalMain(EvalFlags& f) {
   std::unique_ptr<Session> s = LoadSessionOrReport(f.load);
   if (!s) return 1;
   const size_t vocab = s->model().config().vocab_size;
-  std::vector<float> logits(ids->size() * vocab);
-  Status st = s->context().Forward(*ids, /*all_logits=*/true, logits.data());
+  // Every position's logits only when they are written out: [tokens, vocab] costs a vocab-wide
+  // matrix product per token (262k rows for Gemma), where --greedy needs only the last row.
+  const bool all_logits = !f.logits_out.empty();
+  std::vector<float> logits((all_logits ? ids->size() : 1) * vocab);
+  Status st = s->context().Forward(*ids, all_logits, logits.data());
   if (!st.ok()) return ReportError(st);
   if (!f.logits_out.empty()) {
     std::ofstream out(f.logits_out, std::ios::binary);
