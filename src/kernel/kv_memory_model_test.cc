@@ -408,5 +408,99 @@ TEST(KvMemoryModelTest, APromptReusesOnlyThePrefixEveryLayerGroupStillHolds) {
   EXPECT_EQ(again.Ended(c)->accounting().num_prefix_cached_tokens, 0);
 }
 
+// Random Grow, commit-and-slide steps, SwapOut, Fork, Release and evictions, straight on the
+// memory model (no scheduler to keep it on safe paths), on one group and on layer groups:
+// every call goes through CheckedMemoryModel, so the accounting must hold on every path,
+// failed ones included, and the invariants after each.
+TEST(KvMemoryModelTest, RandomOperationsOnLayerGroupsKeepTheAccounting) {
+  const std::vector<std::vector<size_t>> layouts = {{0}, {12}, {0, 12, 12}, {0, 0, 12}};
+  for (const std::vector<size_t>& windows : layouts) {
+    SCOPED_TRACE("groups " + std::to_string(windows.size()) + ", first sliding window " +
+                 std::to_string(*std::max_element(windows.begin(), windows.end())));
+    KvMemoryOptions kv_options;
+    kv_options.num_layers = 1;
+    kv_options.kv_dim = 4;
+    kv_options.block_tokens = 4;
+    const size_t page_bytes = 2 * 4 * 4 * sizeof(float);
+    kv_options.budget_bytes = 48 * page_bytes;
+    kv_options.swap_budget_bytes = 40 * page_bytes;
+    auto kv = std::move(KvMemory::Create(kv_options)).value();
+    KvMemoryModel model(kv.get(), false, windows);
+    CheckedMemoryModel checked(&model, 4);
+    SimulatedClock clock;
+    std::mt19937 rng(11);
+    std::vector<std::unique_ptr<Process>> live;
+    std::vector<size_t> lengths;  // KV positions each live process asked for
+    ProcessId next_id = 1;
+    auto spawn = [&](std::vector<TokenId> prompt) {
+      ProcessSpec spec;
+      spec.prompt = std::move(prompt);
+      spec.limits.max_tokens = 1;
+      spec.tenant = "t";
+      live.push_back(std::move(Process::Create(next_id++, std::move(spec), clock.Now())).value());
+      lengths.push_back(0);
+    };
+    size_t grows = 0, swaps = 0, forks = 0;
+    for (int op = 0; op < 3000; ++op) {
+      if (live.size() < 6 && rng() % 4 == 0) {
+        // Half share a 24-token prefix, so prefix hits and shared pages take part.
+        std::vector<TokenId> prompt = rng() % 2 ? Prompt(24, 1000) : Prompt(3, 5000 + op);
+        for (size_t i = 0, n = 4 + rng() % 40; i < n; ++i) prompt.push_back(static_cast<TokenId>(rng() % 50));
+        spawn(std::move(prompt));
+        continue;
+      }
+      if (live.empty()) continue;
+      const size_t i = rng() % live.size();
+      const Process& p = *live[i];
+      switch (rng() % 6) {
+        case 0:
+        case 1: {  // one step: grow by a chunk, write, register, slide
+          const size_t target = std::min(p.num_tokens(), lengths[i] + 1 + rng() % 9);
+          StatusOr<size_t> r = checked.Grow(p, target);
+          if (!r.ok()) break;
+          ++grows;
+          lengths[i] = std::max({lengths[i], target, *r});
+          ASSERT_TRUE(model.CommitTokens(p, p.tokens().first(lengths[i])).ok());
+          ASSERT_TRUE(model.ReleaseOutOfWindow(p, lengths[i]).ok());
+          break;
+        }
+        case 2:
+          if (model.SequencesOf(p.id()).ok() && checked.NumBlocksHeld(p) > 0 && checked.SwapOut(p).ok()) ++swaps;
+          break;
+        case 3: {
+          if (!model.SequencesOf(p.id()).ok() || checked.NumBlocksHeld(p) == 0 || live.size() >= 8) break;
+          spawn(std::vector<TokenId>(p.tokens().begin(), p.tokens().end()));
+          const Status st = checked.Fork(*live[i], *live.back());
+          if (!st.ok()) {
+            live.pop_back();
+            lengths.pop_back();
+            break;
+          }
+          lengths.back() = lengths[i];
+          ++forks;
+          break;
+        }
+        case 4:
+          checked.Release(p);
+          live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+          lengths.erase(lengths.begin() + static_cast<std::ptrdiff_t>(i));
+          break;
+        case 5:
+          kv->EvictCached(rng() % 3);
+          break;
+      }
+      ASSERT_TRUE(model.CheckInvariants().ok()) << model.CheckInvariants().ToString();
+      if (::testing::Test::HasFailure()) return;
+    }
+    for (const auto& p : live) checked.Release(*p);
+    EXPECT_EQ(kv->Stats().used_blocks, 0u);
+    EXPECT_EQ(kv->Stats().swapped_blocks, 0u);
+    EXPECT_EQ(kv->Stats().num_sequences, 0u);
+    EXPECT_GT(grows, 100u);
+    EXPECT_GT(swaps, 10u);
+    EXPECT_GT(forks, 10u);
+  }
+}
+
 }  // namespace
 }  // namespace llmasos::kernel
