@@ -770,6 +770,34 @@ TEST_P(CpuKernelsTest, SwiGluMatchesScalarIncludingLargeMagnitudes) {
   }
 }
 
+// s = sigmoid(g) is within ~2e-6 relative of std's, and 1 + g (1 - s) cancels near g = -1.28,
+// so dgate is allowed 4e-6 of |da up s| (1 + |g|); dup = da g s a relative 2e-6. Past the
+// exp clamp (g = -200) both are 0 in std and a denormal in SIMD.
+TEST_P(CpuKernelsTest, SwiGluBackwardMatchesScalarWhereverTheSplitFalls) {
+  for (size_t n : kLengths) {
+    std::vector<float> gate = RandomFloats(n, 13, 6.0f), up = RandomFloats(n, 14), da = RandomFloats(n, 15);
+    gate[0] = -200.0f;
+    if (n > 1) gate[1] = 200.0f;
+    std::vector<float> dg(n), du(n), ref_dg(n), ref_du(n);
+    SwiGluBackward(gate.data(), up.data(), da.data(), n, dg.data(), du.data());
+    scalar::SwiGluBackward(gate.data(), up.data(), da.data(), n, ref_dg.data(), ref_du.data());
+    for (size_t i = 0; i < n; ++i) {
+      const float s = 1.0f / (1.0f + std::exp(-gate[i]));
+      const float dg_tol = std::fabs(da[i] * up[i] * s) * (1.0f + std::fabs(gate[i])) * 4e-6f + 1e-30f;
+      ASSERT_NEAR(dg[i], ref_dg[i], dg_tol) << "n=" << n << " i=" << i << " gate " << gate[i];
+      ASSERT_NEAR(du[i], ref_du[i], std::fabs(ref_du[i]) * 2e-6f + 1e-30f) << "n=" << n << " i=" << i;
+    }
+    // Split [0, n) at an odd place: each element comes out the same as in one call.
+    const size_t cut = n / 3 + (n > 2 ? 1 : 0);
+    std::vector<float> split_dg(n), split_du(n);
+    SwiGluBackward(gate.data(), up.data(), da.data(), cut, split_dg.data(), split_du.data());
+    SwiGluBackward(gate.data() + cut, up.data() + cut, da.data() + cut, n - cut, split_dg.data() + cut,
+                   split_du.data() + cut);
+    EXPECT_EQ(split_dg, dg) << "n=" << n;
+    EXPECT_EQ(split_du, du) << "n=" << n;
+  }
+}
+
 // Highway's Tanh is within 4 ULP of std::tanh (about 2.4e-7 near +-1), and 1 + tanh cancels
 // for negative g, so beside the relative 2e-6 we allow 8 FLT_EPSILON of |0.5 g up|.
 TEST_P(CpuKernelsTest, GeGluMatchesScalarIncludingLargeMagnitudes) {

@@ -70,6 +70,10 @@ void SoftmaxTarget(float* x, size_t n) { scalar::Softmax(x, n); }
 void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
   scalar::SwiGlu(gate, up, n, out);
 }
+void SwiGluBackwardTarget(const float* gate, const float* up, const float* da, size_t n,
+                          float* dgate, float* dup) {
+  scalar::SwiGluBackward(gate, up, da, n, dgate, dup);
+}
 void GeGluTarget(const float* gate, const float* up, size_t n, float* out) {
   scalar::GeGlu(gate, up, n, out);
 }
@@ -479,6 +483,39 @@ void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
   }
 }
 
+// One vector of SwiGluBackward at offset 0 of each pointer.
+HWY_INLINE void SwiGluBackwardVector(DF df, const float* HWY_RESTRICT gate, const float* HWY_RESTRICT up,
+                                     const float* HWY_RESTRICT da, float* HWY_RESTRICT dgate,
+                                     float* HWY_RESTRICT dup) {
+  const VF one = hn::Set(df, 1.0f);
+  const VF g = hn::LoadU(df, gate);
+  const VF d = hn::LoadU(df, da);
+  const VF s = hn::Div(one, hn::Add(one, hn::Exp(df, hn::Min(hn::Neg(g), hn::Set(df, kExpClamp)))));
+  // silu'(g) = s (1 + g (1 - s)).
+  const VF dsilu = hn::Mul(s, hn::MulAdd(g, hn::Sub(one, s), one));
+  hn::StoreU(hn::Mul(hn::Mul(d, hn::LoadU(df, up)), dsilu), df, dgate);
+  hn::StoreU(hn::Mul(d, hn::Mul(g, s)), df, dup);
+}
+
+void SwiGluBackwardTarget(const float* HWY_RESTRICT gate, const float* HWY_RESTRICT up,
+                          const float* HWY_RESTRICT da, size_t n, float* HWY_RESTRICT dgate,
+                          float* HWY_RESTRICT dup) {
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) SwiGluBackwardVector(df, gate + i, up + i, da + i, dgate + i, dup + i);
+  if (i == n) return;
+  // The tail, zero-padded to a vector: [gate, up, da, dgate, dup] x lanes.
+  HWY_ALIGN float pad[5 * HWY_LANES(float)] = {};
+  const size_t rest = n - i;
+  std::copy(gate + i, gate + n, pad);
+  std::copy(up + i, up + n, pad + lanes);
+  std::copy(da + i, da + n, pad + 2 * lanes);
+  SwiGluBackwardVector(df, pad, pad + lanes, pad + 2 * lanes, pad + 3 * lanes, pad + 4 * lanes);
+  std::copy(pad + 3 * lanes, pad + 3 * lanes + rest, dgate + i);
+  std::copy(pad + 4 * lanes, pad + 4 * lanes + rest, dup + i);
+}
+
 // The tanh argument is clamped to [-10, 10], where float tanh is already exactly +-1, so a
 // huge |g| (g^3 overflowing to inf) gives gelu(g) = g or -0 as std::tanh does, not NaN.
 void GeGluTarget(const float* gate, const float* up, size_t n, float* out) {
@@ -620,6 +657,7 @@ HWY_EXPORT(RmsNormTarget);
 HWY_EXPORT(SoftmaxTarget);
 HWY_EXPORT(SwiGluTarget);
 HWY_EXPORT(GeGluTarget);
+HWY_EXPORT(SwiGluBackwardTarget);
 HWY_EXPORT(F32ToF16RowTarget);
 HWY_EXPORT(F16ToF32RowTarget);
 HWY_EXPORT(DequantizeRowTarget);
@@ -678,6 +716,10 @@ void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(SwiGluTarget)(gate, up, n, out);
 }
 
+void SwiGluBackward(const float* gate, const float* up, const float* da, size_t n, float* dgate,
+                    float* dup) {
+  HWY_DYNAMIC_DISPATCH(SwiGluBackwardTarget)(gate, up, da, n, dgate, dup);
+}
 void GeGlu(const float* gate, const float* up, size_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(GeGluTarget)(gate, up, n, out);
 }

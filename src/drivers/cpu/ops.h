@@ -99,6 +99,14 @@ void Softmax(float* x, size_t n);
 // out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias gate or up.
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 
+// The backward of SwiGlu: given da = d loss / d out, writes (does not add)
+//   dgate[i] = da[i] * up[i] * silu'(gate[i]),  dup[i] = da[i] * silu(gate[i]),
+// silu'(g) = s (1 + g (1 - s)) with s = sigmoid(g). The last n % lanes elements go through a
+// zero-padded vector, so each element's result is the same wherever a caller's split of [0, n)
+// puts it. No output may alias an input.
+void SwiGluBackward(const float* gate, const float* up, const float* da, size_t n, float* dgate,
+                    float* dup);
+
 // out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (Gemma's GeGLU):
 // gelu(g) = 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3))). out may alias gate or up.
 void GeGlu(const float* gate, const float* up, size_t n, float* out);

@@ -229,6 +229,16 @@ void SwiGlu(const float* gate, const float* up, size_t n, float* out) {
   }
 }
 
+void SwiGluBackward(const float* gate, const float* up, const float* da, size_t n, float* dgate,
+                    float* dup) {
+  for (size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float s = 1.0f / (1.0f + std::exp(-g));
+    dgate[i] = da[i] * up[i] * s * (1.0f + g * (1.0f - s));
+    dup[i] = da[i] * (g * s);
+  }
+}
+
 void GeGlu(const float* gate, const float* up, size_t n, float* out) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   for (size_t i = 0; i < n; ++i) {

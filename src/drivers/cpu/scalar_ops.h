@@ -34,6 +34,8 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* ou
 void Softmax(float* x, size_t n);
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 void GeGlu(const float* gate, const float* up, size_t n, float* out);
+void SwiGluBackward(const float* gate, const float* up, const float* da, size_t n, float* dgate,
+                    float* dup);
 void AddInPlace(const float* x, size_t n, float* y);
 float Dot(const float* a, const float* b, size_t n);
 void Axpy(float a, const float* x, size_t n, float* y);

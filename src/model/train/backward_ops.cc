@@ -24,16 +24,6 @@ void RmsNormBackward(const float* x, const float* w, float inv, const float* dy,
   for (size_t i = 0; i < n; ++i) dx[i] += inv * dy[i] * w[i] - c * x[i];
 }
 
-void SwiGluBackward(const float* g, const float* u, const float* da, size_t n, float* dg,
-                    float* du) {
-  for (size_t i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + std::exp(-g[i]));
-    const float silu = g[i] * s;
-    dg[i] = da[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-    du[i] = da[i] * silu;
-  }
-}
-
 void Rope(arch::RopeMode mode, const float* cos, const float* sin, size_t rope_dims, bool inverse,
           float* x) {
   const size_t half = rope_dims / 2;

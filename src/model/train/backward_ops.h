@@ -24,10 +24,7 @@ float RmsNormForward(const float* x, const float* w, size_t n, float eps, float*
 void RmsNormBackward(const float* x, const float* w, float inv, const float* dy, size_t n,
                      float* dx);
 
-// a = silu(g) * u is cpu::SwiGlu. Given da: dg = da * u * silu'(g), du = da * silu(g)
-// (written, not added). silu'(g) = s * (1 + g * (1 - s)), s = sigmoid(g).
-void SwiGluBackward(const float* g, const float* u, const float* da, size_t n, float* dg,
-                    float* du);
+// a = silu(g) * u is cpu::SwiGlu, its backward cpu::SwiGluBackward.
 
 // Rotates the first rope_dims dims of one head vector by the angles of cos/sin (as the
 // inference forward does); inverse = true rotates by minus the angles, which is the

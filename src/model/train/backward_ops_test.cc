@@ -85,7 +85,7 @@ TEST(BackwardOpsTest, SwiGluGradientMatchesFiniteDifferences) {
     return Weighted(a, da);
   };
   std::vector<float> dg(n), du(n);
-  SwiGluBackward(g.data(), u.data(), da.data(), n, dg.data(), du.data());
+  cpu::SwiGluBackward(g.data(), u.data(), da.data(), n, dg.data(), du.data());
   ExpectGradientMatches(g, loss, dg);
   ExpectGradientMatches(u, loss, du);
 }

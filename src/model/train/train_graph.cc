@@ -406,7 +406,7 @@ StatusOr<LossSum> TrainGraph::Run(std::span<const TrainSequence* const> batch, c
     ProjectBackward(l, LoraTarget::kDown, w.down, params, grads, a_.data(), n, dropout_key, a,
                     dx_.data(), da_.data());
     pool_.ParallelFor(n * c.ffn, 256, [&](size_t b, size_t e, size_t) {
-      SwiGluBackward(&a.gate[b], &a.up[b], &da_[b], e - b, &dgate_[b], &dup_[b]);
+      cpu::SwiGluBackward(&a.gate[b], &a.up[b], &da_[b], e - b, &dgate_[b], &dup_[b]);
     });
     Zero(dxn_, n * E);
     ProjectBackward(l, LoraTarget::kGate, w.gate, params, grads, a.xn2.data(), n, dropout_key, a,
