@@ -253,6 +253,34 @@ TEST_P(CpuKernelsTest, GemmAccumulateGivesTheSameBitsHoweverRowsAndColumnsAreSpl
   }
 }
 
+// b packed once (GemmPackTransposed from b^T, in two pieces split at a panel boundary) gives
+// GemmAccumulate's bits in every element of c, and leaves c's columns past n alone.
+TEST_P(CpuKernelsTest, GemmAccumulatePackedGivesGemmAccumulatesBits) {
+  const size_t width = GemmPanelColumns();
+  for (size_t m : {1u, 7u, 13u, 70u}) {
+    for (size_t k : {1u, 257u, 600u}) {
+      for (size_t n : {1u, 7u, 16u, 17u, 33u, 70u}) {
+        const size_t a_stride = k + 3, c_stride = n + 2;
+        const std::vector<float> a = RandomFloats(m * a_stride, static_cast<uint32_t>(m + k));
+        const std::vector<float> bt = RandomFloats(n * (k + 1), static_cast<uint32_t>(k * 3 + n));
+        std::vector<float> b(k * n);
+        for (size_t l = 0; l < k; ++l) {
+          for (size_t j = 0; j < n; ++j) b[l * n + j] = bt[j * (k + 1) + l];
+        }
+        const std::vector<float> c0 = RandomFloats(m * c_stride, 21);
+        std::vector<float> want = c0, got = c0;
+        GemmAccumulate(a.data(), a_stride, m, b.data(), n, k, n, want.data(), c_stride);
+        std::vector<float> packed(GemmPackedFloats(k, n), -1.0f);
+        const size_t cut = std::min(n, width);
+        GemmPackTransposed(bt.data(), k + 1, cut, k, packed.data());
+        GemmPackTransposed(bt.data() + cut * (k + 1), k + 1, n - cut, k, packed.data() + cut * k);
+        GemmAccumulatePacked(a.data(), a_stride, m, packed.data(), k, n, got.data(), c_stride);
+        ASSERT_EQ(got, want) << "m=" << m << " k=" << k << " n=" << n;
+      }
+    }
+  }
+}
+
 TEST_P(CpuKernelsTest, DispatchesToTheTargetUnderTest) {
   EXPECT_STREQ(ChosenTarget(), hwy::TargetName(GetParam()));
 }

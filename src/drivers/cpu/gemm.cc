@@ -24,6 +24,15 @@ void GemmAccumulateTarget(const float* a, size_t a_stride, size_t m, const float
   scalar::GemmAccumulate(a, a_stride, m, b, b_stride, k, n, c, c_stride);
 }
 
+size_t PanelColumnsTarget() { return 2; }
+
+void GemmAccumulatePackedTarget(const float* a, size_t a_stride, size_t m, const float* packed, size_t k,
+                                size_t n, float* c, size_t c_stride) {
+  for (size_t j = 0; j < n; j += 2) {
+    scalar::GemmAccumulate(a, a_stride, m, packed + j * k, 2, k, std::min<size_t>(2, n - j), c + j, c_stride);
+  }
+}
+
 #else  // HWY_TARGET != HWY_SCALAR
 
 using DF = hn::ScalableTag<float>;
@@ -149,6 +158,40 @@ void GemmAccumulateTarget(const float* HWY_RESTRICT a, size_t a_stride, size_t m
   if (j < n) NarrowPanel(a, a_stride, m, b + j, b_stride, k, n - j, c + j, c_stride);
 }
 
+size_t PanelColumnsTarget() { return 2 * hn::Lanes(DF()); }
+
+void GemmAccumulatePackedTarget(const float* HWY_RESTRICT a, size_t a_stride, size_t m,
+                                const float* HWY_RESTRICT packed, size_t k, size_t n, float* HWY_RESTRICT c,
+                                size_t c_stride) {
+  const size_t width = 2 * hn::Lanes(DF());
+  size_t j = 0;
+  for (; j + width <= n; j += width) {
+    const float* panel = packed + j * k;
+    for (size_t l0 = 0; l0 < k; l0 += kDepth) {
+      Panel<2>(a + l0, a_stride, m, panel + l0 * width, width, std::min(kDepth, k - l0), c + j, c_stride);
+    }
+  }
+  if (j == n) return;
+  // The last, partial panel: its columns of c go through a zero-padded copy, kRemainderRows
+  // rows at a time, so each gets the chain of fused multiply-adds of a full panel.
+  const size_t nr = n - j;
+  const float* panel = packed + j * k;
+  HWY_ALIGN float cp[kRemainderRows * 2 * HWY_LANES(float)];
+  for (size_t i0 = 0; i0 < m; i0 += kRemainderRows) {
+    const size_t rows = std::min(kRemainderRows, m - i0);
+    for (size_t i = 0; i < rows; ++i) {
+      for (size_t jj = 0; jj < width; ++jj) cp[i * width + jj] = jj < nr ? c[(i0 + i) * c_stride + j + jj] : 0.0f;
+    }
+    for (size_t l0 = 0; l0 < k; l0 += kDepth) {
+      Panel<2>(a + i0 * a_stride + l0, a_stride, rows, panel + l0 * width, width, std::min(kDepth, k - l0), cp,
+               width);
+    }
+    for (size_t i = 0; i < rows; ++i) {
+      for (size_t jj = 0; jj < nr; ++jj) c[(i0 + i) * c_stride + j + jj] = cp[i * width + jj];
+    }
+  }
+}
+
 #endif  // HWY_TARGET == HWY_SCALAR
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -159,10 +202,47 @@ HWY_AFTER_NAMESPACE();
 namespace llmasos::cpu {
 
 HWY_EXPORT(GemmAccumulateTarget);
+HWY_EXPORT(GemmAccumulatePackedTarget);
+HWY_EXPORT(PanelColumnsTarget);
 
 void GemmAccumulate(const float* a, size_t a_stride, size_t m, const float* b, size_t b_stride, size_t k, size_t n,
                     float* c, size_t c_stride) {
   HWY_DYNAMIC_DISPATCH(GemmAccumulateTarget)(a, a_stride, m, b, b_stride, k, n, c, c_stride);
+}
+
+size_t GemmPanelColumns() { return HWY_DYNAMIC_DISPATCH(PanelColumnsTarget)(); }
+
+size_t GemmPackedFloats(size_t k, size_t n) {
+  const size_t width = GemmPanelColumns();
+  return k * ((n + width - 1) / width * width);
+}
+
+void GemmPackTransposed(const float* bt, size_t bt_stride, size_t n, size_t k, float* packed) {
+  // Panel p holds b's columns [p * width, (p + 1) * width), that is rows of bt: element
+  // (l, jj) of the panel is bt[(p * width + jj) * bt_stride + l]. Depth is walked in pieces of
+  // 64 rows so a piece of the panel (4 KiB on AVX2) stays in L1 while its columns fill in.
+  constexpr size_t kPiece = 64;
+  const size_t width = GemmPanelColumns();
+  for (size_t j0 = 0; j0 < n; j0 += width) {
+    float* panel = packed + j0 * k;
+    const size_t cols = std::min(width, n - j0);
+    for (size_t l0 = 0; l0 < k; l0 += kPiece) {
+      const size_t l1 = std::min(k, l0 + kPiece);
+      for (size_t jj = 0; jj < width; ++jj) {
+        if (jj < cols) {
+          const float* src = bt + (j0 + jj) * bt_stride;
+          for (size_t l = l0; l < l1; ++l) panel[l * width + jj] = src[l];
+        } else {
+          for (size_t l = l0; l < l1; ++l) panel[l * width + jj] = 0.0f;
+        }
+      }
+    }
+  }
+}
+
+void GemmAccumulatePacked(const float* a, size_t a_stride, size_t m, const float* packed, size_t k, size_t n,
+                          float* c, size_t c_stride) {
+  HWY_DYNAMIC_DISPATCH(GemmAccumulatePackedTarget)(a, a_stride, m, packed, k, n, c, c_stride);
 }
 
 }  // namespace llmasos::cpu

@@ -21,6 +21,22 @@ namespace llmasos::cpu {
 void GemmAccumulate(const float* a, size_t a_stride, size_t m, const float* b, size_t b_stride,
                     size_t k, size_t n, float* c, size_t c_stride);
 
+// The same product with b given packed once for many calls, instead of the copy GemmAccumulate
+// makes of each b panel in every call: b [k, n] cut into panels of GemmPanelColumns() columns
+// (two vectors of the dispatched SIMD target), each panel [k, panel columns] row-major and
+// contiguous, the panels one after another, the last one's columns past n zero.
+size_t GemmPanelColumns();
+// Floats the packed form of a [k, n] b takes: k * (n rounded up to GemmPanelColumns()).
+size_t GemmPackedFloats(size_t k, size_t n);
+// packed = the packed form of b = bt^T, bt [n, k] with row stride bt_stride. Columns [j0, j1)
+// of b, j0 a multiple of GemmPanelColumns(), pack on their own into packed + j0 * k, so
+// threads may split the panels between them.
+void GemmPackTransposed(const float* bt, size_t bt_stride, size_t n, size_t k, float* packed);
+// GemmAccumulate(a, a_stride, m, b, n, k, n, c, c_stride) with b in packed form: the same
+// bits in every element of c, and nothing past column n written.
+void GemmAccumulatePacked(const float* a, size_t a_stride, size_t m, const float* packed, size_t k,
+                          size_t n, float* c, size_t c_stride);
+
 }  // namespace llmasos::cpu
 
 #endif  // LLMASOS_DRIVERS_CPU_GEMM_H_

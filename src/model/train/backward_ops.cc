@@ -180,31 +180,34 @@ void MatMulTiled(const cpu::MatView& w, const float* x, size_t num_tokens, float
                  ThreadPool& pool) {
   // out^T = W x^T, a tile of W's rows per task: each task dequantizes its own rows once (no
   // thread decodes a weight another one does) and multiplies them, as rows of GEMM operand a,
-  // by x^T; its [rows, tokens] result is written back transposed. x^T is made once per call
-  // (tokens * cols floats, against rows * cols dequantized and rows * cols * tokens
-  // multiply-adds).
-  std::vector<float> xt(w.cols * num_tokens);  // [W.cols, num_tokens]
-  pool.ParallelFor(w.cols, 16, [&](size_t c0, size_t c1, size_t) {
-    // Blocks of 32 tokens: their rows of x stay in L1 while each column is written.
-    for (size_t t0 = 0; t0 < num_tokens; t0 += 32) {
-      const size_t t1 = std::min(num_tokens, t0 + 32);
-      for (size_t c = c0; c < c1; ++c) {
-        for (size_t t = t0; t < t1; ++t) xt[c * num_tokens + t] = x[t * w.cols + c];
-      }
-    }
+  // by x^T; its [rows, tokens] result is written back transposed. x^T is packed for the GEMM
+  // once per call (tokens * cols floats, against rows * cols dequantized and rows * cols *
+  // tokens multiply-adds), so no tile's product copies b panels again.
+  const size_t width = cpu::GemmPanelColumns();
+  const size_t padded = (num_tokens + width - 1) / width * width;  // tokens of a packed x^T
+  std::vector<float> xp(cpu::GemmPackedFloats(w.cols, num_tokens));
+  pool.ParallelFor(num_tokens, width, [&](size_t t0, size_t t1, size_t) {
+    cpu::GemmPackTransposed(x + t0 * w.cols, w.cols, t1 - t0, w.cols, &xp[t0 * w.cols]);
   }, kChunksPerThread);
   const size_t num_tiles = (w.rows + kForwardTileRows - 1) / kForwardTileRows;
-  const size_t tile_floats = kForwardTileRows * (w.cols + num_tokens);
+  const size_t tile_floats = kForwardTileRows * (w.cols + padded);
   std::vector<float> scratch(pool.num_threads() * tile_floats);
   pool.Run(num_tiles, [&](size_t tile_idx, size_t thread) {
     const size_t r0 = tile_idx * kForwardTileRows, rows = std::min(kForwardTileRows, w.rows - r0);
     float* tile = &scratch[thread * tile_floats];   // [rows, W.cols]
-    float* prod = tile + kForwardTileRows * w.cols;  // [rows, num_tokens]
+    float* prod = tile + kForwardTileRows * w.cols;  // [rows, padded]
     for (size_t r = 0; r < rows; ++r) cpu::DequantizeRow(w, r0 + r, tile + r * w.cols);
-    std::fill(prod, prod + rows * num_tokens, 0.0f);
-    cpu::GemmAccumulate(tile, w.cols, rows, xt.data(), num_tokens, w.cols, num_tokens, prod, num_tokens);
-    for (size_t t = 0; t < num_tokens; ++t) {
-      for (size_t r = 0; r < rows; ++r) out[t * w.rows + r0 + r] = prod[r * num_tokens + t];
+    std::fill(prod, prod + rows * padded, 0.0f);
+    // The padding columns of x^T are zero: all of prod's columns are whole panels.
+    cpu::GemmAccumulatePacked(tile, w.cols, rows, xp.data(), w.cols, padded, prod, padded);
+    // Transposed back a panel of tokens at a time: its piece of prod ([rows, width]) and of
+    // out ([width, rows]) stay in L1, where walking prod down a column for every token would
+    // miss on each row (prod's rows are 1 KiB apart for 256 tokens).
+    for (size_t t0 = 0; t0 < num_tokens; t0 += width) {
+      const size_t t1 = std::min(num_tokens, t0 + width);
+      for (size_t t = t0; t < t1; ++t) {
+        for (size_t r = 0; r < rows; ++r) out[t * w.rows + r0 + r] = prod[r * padded + t];
+      }
     }
   });
 }
