@@ -13,7 +13,8 @@
 //  * Float MatMul and Dot: the same bound with K = cols.
 //  * Quantized MatMul vs float math: x_j - d_x q_j is at most d_x / 2 (round to nearest) in
 //    each element, so the result may differ from the exact product by at most
-//    sum_blocks (d_x / 2) * sum_j |w_j|, plus the summation bound above.
+//    sum_groups (d_x / 2) * sum_j |w_j| (a group: the elements that share d_x, 32 or 256:
+//    ActivationGroupElems), plus the summation bound above.
 //  * Exp-based kernels (Softmax, SwiGlu): Highway's Exp is within a few ULP of std::exp;
 //    we allow a relative 2e-6 per element (about 16 ULP) plus the sum's rounding.
 #include <cfloat>
@@ -285,12 +286,19 @@ TEST_P(CpuKernelsTest, DispatchesToTheTargetUnderTest) {
   EXPECT_STREQ(ChosenTarget(), hwy::TargetName(GetParam()));
 }
 
+// Per 32 elements, and per 256 (the super-block weight formats' activations: one scale for 8
+// blocks of 32, stored per block).
 TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
-  for (size_t n : {32u, 64u, 576u}) {
+  const std::pair<size_t, size_t> cases[] = {{32, 32}, {64, 32}, {576, 32}, {256, 256}, {768, 256}};
+  for (auto [n, group] : cases) {
     std::vector<float> x = RandomFloats(n, static_cast<uint32_t>(n), 3.0f);
-    // An all-zero block (scale 0) and exact ties at half steps.
+    // An all-zero block (scale 0 per 32; per 256 a block whose q are all 0), an all-zero group
+    // (scale 0 per 256), and exact ties at half steps.
     if (n >= 64) {
       for (size_t j = 32; j < 64; ++j) x[j] = 0.0f;
+    }
+    if (n >= 768) {
+      for (size_t j = 256; j < 512; ++j) x[j] = 0.0f;
     }
     x[0] = 127.0f;
     x[1] = 0.5f;
@@ -300,17 +308,26 @@ TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
     std::vector<int8_t> qs(n), qs_ref(n);
     std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
     std::vector<int32_t> isums(nb, -1);
-    QuantizeActivationsSimd(x.data(), n, qs.data(), d.data(), s.data(), 1, isums.data());
-    scalar::QuantizeActivations(x.data(), n, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
-    EXPECT_EQ(qs, qs_ref) << "n=" << n;
-    EXPECT_EQ(d, d_ref) << "n=" << n;
-    EXPECT_EQ(s, s_ref) << "n=" << n;
+    QuantizeActivationsSimd(x.data(), n, group, qs.data(), d.data(), s.data(), 1, isums.data());
+    scalar::QuantizeActivations(x.data(), n, group, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
+    EXPECT_EQ(qs, qs_ref) << "n=" << n << " group=" << group;
+    EXPECT_EQ(d, d_ref) << "n=" << n << " group=" << group;
+    EXPECT_EQ(s, s_ref) << "n=" << n << " group=" << group;
     for (size_t b = 0; b < nb; ++b) {
       int32_t sum = 0;
       for (size_t j = 0; j < 32; ++j) sum += qs_ref[b * 32 + j];
       EXPECT_EQ(isums[b], sum) << "n=" << n << " block " << b;
     }
-    // The definition itself: |x - d q| <= d / 2 and q in [-127, 127].
+    // The definition itself: one d per group, the group's largest |x| at q = +-127,
+    // |x - d q| <= d / 2 and q in [-127, 127].
+    for (size_t g = 0; g < n; g += group) {
+      float amax = 0.0f;
+      for (size_t j = g; j < g + group; ++j) {
+        amax = std::max(amax, std::fabs(x[j]));
+        EXPECT_EQ(d[j / 32], d[g / 32]) << "n=" << n << " element " << j;
+      }
+      EXPECT_EQ(d[g / 32], amax / 127.0f) << "n=" << n << " group at " << g;
+    }
     for (size_t j = 0; j < n; ++j) {
       ASSERT_LE(std::abs(int{qs[j]}), 127);
       EXPECT_LE(std::fabs(x[j] - d[j / 32] * qs[j]), d[j / 32] * 0.5001f) << j;
@@ -364,7 +381,7 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
 // compute each output lane with the same integers and float operations (matmul_unpacked.cc),
 // so a token's outputs are the same bits alone as in a batch of any size, on every target.
 // Random blocks, so every q, scale and sign pattern occurs; 13 rows leave a 1-row remainder
-// after the 4-row panel tiles, 11 tokens two single tokens after the 3-token tiles.
+// after the 3-row panel tiles, 11 tokens two single tokens after the 3-token tiles.
 TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
   const size_t rows = 13, cols = 512;
   for (size_t num_threads : {1u, 2u}) {
@@ -532,9 +549,10 @@ TEST_P(CpuKernelsTest, QuantizedMatMulMatchesFloatMathWithinActivationQuantizati
       for (size_t t = 0; t < tokens; ++t) {
         const float* xt = &x[t * cols];
         double ref = 0, mag = 0, bound = 0;
-        for (size_t b = 0; b < cols / 32; ++b) {
+        const size_t group = ActivationGroupElems(type);  // elements per activation scale
+        for (size_t b = 0; b < cols / group; ++b) {
           double amax = 0, wsum = 0;
-          for (size_t j = b * 32; j < b * 32 + 32; ++j) {
+          for (size_t j = b * group; j < b * group + group; ++j) {
             ref += double{row[j]} * xt[j];
             mag += std::fabs(double{row[j]} * xt[j]);
             amax = std::max(amax, std::fabs(double{xt[j]}));

@@ -20,13 +20,14 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // See scalar::QuantizeActivations: the same operations in the same order per element (max of
-// |x|, one division for the scale, one reciprocal, x * (1/d) rounded to nearest even), so the
-// two agree bit for bit. isum[b] receives block b's integer sum of qs.
-void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HWY_RESTRICT qs,
-                               float* HWY_RESTRICT d, float* HWY_RESTRICT s, size_t s_stride,
+// |x| over the group, one division for the scale, one reciprocal, x * (1/d) rounded to nearest
+// even), so the two agree bit for bit. isum[b] receives block b's integer sum of qs.
+void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, size_t group,
+                               int8_t* HWY_RESTRICT qs, float* HWY_RESTRICT d,
+                               float* HWY_RESTRICT s, size_t s_stride,
                                int32_t* HWY_RESTRICT isums) {
 #if HWY_TARGET == HWY_SCALAR
-  scalar::QuantizeActivations(x, n, qs, d, s, s_stride);
+  scalar::QuantizeActivations(x, n, group, qs, d, s, s_stride);
   for (size_t b = 0; b < n / kQuantBlockElems; ++b) {
     int32_t sum = 0;
     for (size_t i = 0; i < kQuantBlockElems; ++i) sum += qs[b * kQuantBlockElems + i];
@@ -37,25 +38,27 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HW
   const hn::RebindToSigned<decltype(df)> di32;
   const hn::Rebind<int8_t, decltype(df)> di8;
   const size_t lanes = hn::Lanes(df);
-  for (size_t b = 0; b < n / kQuantBlockElems; ++b) {
-    const float* xb = x + b * kQuantBlockElems;
+  for (size_t g = 0; g < n; g += group) {
     auto vmax = hn::Zero(df);
-    for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
-      vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
+    for (size_t i = g; i < g + group; i += lanes) {
+      vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, x + i)));
     }
     const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     const float scale = amax / 127.0f;
     const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     const auto vinv = hn::Set(df, inv);
-    auto isum = hn::Zero(di32);
-    for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
-      const auto q = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vinv));
-      isum = hn::Add(isum, q);
-      hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
+    for (size_t b = g / kQuantBlockElems; b < (g + group) / kQuantBlockElems; ++b) {
+      const float* xb = x + b * kQuantBlockElems;
+      auto isum = hn::Zero(di32);
+      for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
+        const auto q = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vinv));
+        isum = hn::Add(isum, q);
+        hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
+      }
+      d[b] = scale;
+      isums[b] = hn::GetLane(hn::SumOfLanes(di32, isum));
+      s[b * s_stride] = scale * static_cast<float>(isums[b]);
     }
-    d[b] = scale;
-    isums[b] = hn::GetLane(hn::SumOfLanes(di32, isum));
-    s[b * s_stride] = scale * static_cast<float>(isums[b]);
   }
 #endif  // HWY_TARGET == HWY_SCALAR
 }
@@ -63,13 +66,13 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, int8_t* HW
 // Quantizes tokens [token_begin, token_end) of x (rows of `cols`) into QuantizedActivations'
 // layout for num_tokens tokens.
 void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t token_begin, size_t token_end,
-                          size_t num_tokens, size_t cols, int8_t* HWY_RESTRICT qs,
+                          size_t num_tokens, size_t cols, size_t group, int8_t* HWY_RESTRICT qs,
                           float* HWY_RESTRICT d, float* HWY_RESTRICT s,
                           int32_t* HWY_RESTRICT isums) {
   const size_t num_blocks = cols / kQuantBlockElems;
   for (size_t t = token_begin; t < token_end; ++t) {
-    QuantizeActivationsTarget(x + t * cols, cols, qs + t * cols, d + t * num_blocks, s + t,
-                              num_tokens, isums + t * num_blocks);
+    QuantizeActivationsTarget(x + t * cols, cols, group, qs + t * cols, d + t * num_blocks,
+                              s + t, num_tokens, isums + t * num_blocks);
   }
 }
 
@@ -95,10 +98,11 @@ struct ActivationScratch {
 HWY_EXPORT(QuantizeActivationsTarget);
 HWY_EXPORT(QuantizeTokensTarget);
 
-void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                             size_t s_stride, int32_t* isums) {
-  CHECK_EQ(n % kQuantBlockElems, 0u);
-  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, qs, d, s, s_stride, isums);
+void QuantizeActivationsSimd(const float* x, size_t n, size_t group, int8_t* qs, float* d,
+                             float* s, size_t s_stride, int32_t* isums) {
+  CHECK(group == kQuantBlockElems || group == kSuperBlockElems) << "activation group " << group;
+  CHECK_EQ(n % group, 0u);
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, group, qs, d, s, s_stride, isums);
 }
 
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool) {
@@ -131,9 +135,11 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   float* s = scratch.s.data();
   int32_t* isums = scratch.isums.data();
   const size_t cols = w.cols;
+  const size_t group = ActivationGroupElems(w.type);
+  CHECK_EQ(cols % group, 0u);
   auto quantize = HWY_DYNAMIC_DISPATCH(QuantizeTokensTarget);
   auto quantize_range = [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    quantize(x, begin, end, num_tokens, cols, qs, d, s, isums);
+    quantize(x, begin, end, num_tokens, cols, group, qs, d, s, isums);
   };
   // Worth the pool's hand-off only when there are many tokens (prefill).
   if (num_tokens >= 16) {
@@ -141,7 +147,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   } else {
     quantize_range(0, num_tokens, 0);
   }
-  const QuantizedActivations acts{qs, d, s, isums, num_tokens, cols};
+  const QuantizedActivations acts{qs, d, s, isums, num_tokens, cols, group};
   if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);

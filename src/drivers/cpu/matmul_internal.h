@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "drivers/cpu/ops.h"
+#include "drivers/cpu/tensor_type.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::cpu {
@@ -15,8 +16,19 @@ namespace llmasos::cpu {
 // Elements per quantization block, for every quantized weight type and for the activations.
 inline constexpr size_t kQuantBlockElems = 32;
 
+// Elements that share one activation scale when x multiplies weights of `type`: the weight's
+// block length, 32 for the 32-element formats and 256 for the super-block ones (the K-quants,
+// IQ4_XS, Q8_K), as llama.cpp pairs Q8_0 and Q8_K activations with them. The per-32 layout
+// (d per block of 32) holds either; with 256 a super-block's 8 d are equal, and the K-quant
+// kernels (matmul_unpacked.cc) add its 8 integer dot products before one conversion and one
+// FMA instead of converting and scaling every 32 elements.
+inline size_t ActivationGroupElems(TensorType type) {
+  return Traits(type).block_elems == kSuperBlockElems ? kSuperBlockElems : kQuantBlockElems;
+}
+
 // Activations of a MatMul call quantized once, as scalar::QuantizeActivations defines
-// (x ~= d * qs per block of 32; s = d * sum(qs)). Not owned.
+// (x ~= d * qs, d per group of `group` elements repeated for each block of 32 in it;
+// s = d * sum(qs) per block of 32). Not owned.
 struct QuantizedActivations {
   const int8_t* qs;  // [num_tokens, cols]
   const float* d;    // [num_tokens, num_blocks]
@@ -24,13 +36,14 @@ struct QuantizedActivations {
   const int32_t* isums;  // [num_tokens, num_blocks]: sum(qs) per block, as integers (null in
                          // the scalar twin, which does not use them)
   size_t num_tokens;
-  size_t cols;  // num_blocks = cols / 32
+  size_t cols;   // num_blocks = cols / 32
+  size_t group;  // elements per scale: 32, or 256 (ActivationGroupElems)
 };
 
 // SIMD activation quantization, bit-identical to scalar::QuantizeActivations.
 // s[b * s_stride] receives block b's sum, isums[b] the integer sum of its qs.
-void QuantizeActivationsSimd(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                             size_t s_stride, int32_t* isums);
+void QuantizeActivationsSimd(const float* x, size_t n, size_t group, int8_t* qs, float* d,
+                             float* s, size_t s_stride, int32_t* isums);
 
 // The register-tile walk every quantized kernel shares: rows [row_begin, row_end) in tiles of
 // kRows, then single rows; per row tile first row_tile(rows_tag, r) (to fill a panel), then

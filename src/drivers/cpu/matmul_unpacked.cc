@@ -221,11 +221,15 @@ void UnpackedRows(const MatView& w, const QuantizedActivations& x, size_t row_be
 // Q4_K, Q5_K and Q6_K straight from the file's blocks, without a panel. Per super-block a row's
 // integer sub-block scales sc are read once; per 32 elements its q are decoded in registers and
 //   idot = sum_pairs (q_w q_x) * sc    (pmaddubsw, then pmaddwd by sc instead of by 1)
-// is exact in int32 (Q6_K: two sc per 32, one per 16-element half of the int16 lanes). Then
-//   acc_sb += idot * d_x  (per 32 elements),   acc += acc_sb * d_w  (per super-block),
+// is exact in int32 (Q6_K: two sc per 32, one per 16-element half of the int16 lanes). The
+// activations carry one scale d_x per super-block (ActivationGroupElems), so the 8 units' idot
+// are added in int32 and scaled once (AddSuperBlock):
+//   acc += float(sum_j idot_j) * (d_x d_w)   (per super-block),
 // and Q4_K/Q5_K's minimums come from the activations' block sums s_x = d_x sum(q_x):
 //   min term = -dmin * sum_j m_j s_x[j].
-// The scalar twin computes the same products with float scales per 32 (QuantizedRows).
+// 3 vector operations per 32 elements (pmaddubsw, pmaddwd, add) instead of the 4 a scale per
+// 32 needs (pmaddubsw, pmaddwd, convert, FMA). The scalar twin computes the same products with
+// the float scales per 32 (QuantizedRows), equal within a super-block.
 inline constexpr size_t kDirectMaxTokens = 8;  // from here on the panel path is faster
 // One token: one row at a time, so a thread reads its rows as one sequential stream, which the
 // hardware prefetcher follows. Four rows at a time read four short streams (a 2048-column Q4_K
@@ -318,6 +322,26 @@ HWY_INLINE hn::Vec<DI16> UnitScales(const KScales& s, size_t v) {
   }
 }
 
+// A super-block's end in both K-quant kernels: its integer sums isb[r][t] (sub-block scales
+// applied, the 8 units added) scaled once, acc[r][t] += float(isb[r][t]) * (d_x d_w[r]), where
+// d_x = xd[t * num_blocks] is the token's one scale for the super-block (the activations are
+// quantized per 256 elements for these weights: ActivationGroupElems). The int32 sums are
+// exact: at most 8 units * 2 pairs * 2 * 32 * 127 * 128 (Q6_K) < 2^24 per lane.
+template <size_t kR, size_t kT>
+HWY_INLINE void AddSuperBlock(const VI32 (&isb)[kR][kT], const float (&dw)[kR],
+                              const float* HWY_RESTRICT xd, size_t num_blocks,
+                              VF32 (&acc)[kR][kT]) {
+  const DF32 df;
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) {
+    const float dx = xd[t * num_blocks];
+    LLMASOS_UNROLL
+    for (size_t r = 0; r < kR; ++r) {
+      acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isb[r][t]), hn::Set(df, dx * dw[r]), acc[r][t]);
+    }
+  }
+}
+
 // out[t * out_stride + r] for kR rows from w_rows (row_bytes apart) and kT tokens; xq, xd and
 // isums are the tile's first token's activations, scales and block sums (cols and num_blocks
 // apart per token).
@@ -360,51 +384,40 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
         }
       }
     }
-    VF32 acc_sb[kR][kT];
-    ZeroTile(acc_sb);
+    VI32 isb[kR][kT];
+    ZeroTile(isb);
     ForEachUnit([&](auto j_tag) {
       constexpr size_t kJ = decltype(j_tag)::value;
       const size_t b = 8 * sb + kJ;
       VI8 x[kT][kVecsPerBlock];
-      VF32 dx[kT];
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
         LLMASOS_UNROLL
         for (size_t v = 0; v < kVecsPerBlock; ++v) {
           x[t][v] = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
         }
-        dx[t] = hn::Set(df, xd[t * num_blocks + b]);
       }
       LLMASOS_UNROLL
       for (size_t r = 0; r < kR; ++r) {
-        VI32 idot[kT];
         LLMASOS_UNROLL
         for (size_t v = 0; v < kVecsPerBlock; ++v) {
           const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
           const auto sc = UnitScales<kType, kJ>(ks[r], v);
           LLMASOS_UNROLL
           for (size_t t = 0; t < kT; ++t) {
-            VI32 d;
             if constexpr (kType == TensorType::kQ6_K) {
-              d = DotS8S8Scaled(w, x[t][v], sc);
+              isb[r][t] = hn::Add(isb[r][t], DotS8S8Scaled(w, x[t][v], sc));
             } else {
-              d = DotU8S8Scaled(w, x[t][v], sc);
+              isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x[t][v], sc));
             }
-            idot[t] = v == 0 ? d : hn::Add(idot[t], d);
           }
-        }
-        LLMASOS_UNROLL
-        for (size_t t = 0; t < kT; ++t) {
-          acc_sb[r][t] = hn::MulAdd(hn::ConvertTo(df, idot[t]), dx[t], acc_sb[r][t]);
         }
       }
     });
+    float dw[kR];
     LLMASOS_UNROLL
-    for (size_t r = 0; r < kR; ++r) {
-      const VF32 dw = hn::Set(df, ks[r].d);
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
-    }
+    for (size_t r = 0; r < kR; ++r) dw[r] = ks[r].d;
+    AddSuperBlock(isb, dw, xd + 8 * sb, num_blocks, acc);
   }
   StoreTileSums(acc, out, out_stride);
 }
@@ -412,19 +425,20 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // ---- K-quant panel kernel (prefill) ------------------------------------------------------
 // KQuantTile's arithmetic over a row tile decoded once into a panel laid out for it, tokens
 // streamed over the panel: per (row, token, 32 elements) one pmaddubsw, one pmaddwd by the
-// sub-block scales, one conversion and one FMA by d_x. Everything a row needs beyond that is
-// decoded at fill time: unsigned q (Q6_K: |q - 32| and q - 32 for its sign, so pmaddubsw's
-// sign trick costs one psignb per product instead of an abs too), the int16 multipliers in
-// UnitScales' lane layout, d, and Q4_K/Q5_K's dmin * m. Each output lane sees the same
-// integers and the same float operations in the same order as in KQuantTile, so a token's
-// result is bit-identical whether it runs alone (direct kernel) or in a batch (panel).
-// 4 x 3: twelve accumulators per super-block spill a few to the stack, which costs less
-// than it saves. kernels_bench, AVX2 (Zen 3), 1 thread, CPU time, 128 tokens: [2048, 8192]
-// Q6_K 49-57 ms against 63-64 at 4 x 2; Q4_K shapes within noise of 4 x 2 (3 x 3 and 2 x 4
-// also measured, no better). Each (row, token, 32 elements) costs 4 vector operations
-// (Q6_K 5) and this machine sustains about 2 of them per cycle in this mix (a microbenchmark
-// of pmaddubsw, pmaddwd, vcvtdq2ps, vfmadd231ps), which is where the kernel runs.
-inline constexpr size_t kKPanelRows = 4;
+// sub-block scales and one int32 add (Q6_K also one psignb); one conversion and one FMA per
+// super-block (AddSuperBlock). Everything a row needs beyond that is decoded at fill time:
+// unsigned q (Q6_K: |q - 32| and q - 32 for its sign, so pmaddubsw's sign trick costs one
+// psignb per product instead of an abs too), the int16 multipliers in UnitScales' lane
+// layout, d, and Q4_K/Q5_K's dmin * m. Each output lane sees the same integers and the same
+// float operations in the same order as in KQuantTile, so a token's result is bit-identical
+// whether it runs alone (direct kernel) or in a batch (panel).
+// 3 x 3: nine int32 sums stay in registers beside a row's q and scales and a token's x (4 x 3
+// spilled a few of its twelve to the stack in the inner loop). kernels_bench, AVX2 (Zen 3),
+// 1 thread, CPU time, 128 tokens, best of 3, three interleaved rounds, 4 x 3 / 3 x 3 / 4 x 2:
+// [8192, 2048] Q4_K 39.2-41.0 / 34.4-37.1 / 33.9-40.2 ms, [2048, 8192] Q6_K 44.1-50.7 /
+// 44.2-48.8 / 60.0-60.9, [2048, 8192] Q4_K 39.8-44.7 / 35.4-40.8 / 44.9-45.4 (a busy machine;
+// with a scale per 32 and 4 x 3 the first two were 45.8 and 53.4 ms).
+inline constexpr size_t kKPanelRows = 3;
 inline constexpr size_t kKTileTokens = 3;
 
 // A row tile decoded for KPanelTile, reused across tiles and calls: per unit of 32 elements,
@@ -515,16 +529,12 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
         }
       }
     }
-    VF32 acc_sb[kR][kT];
-    ZeroTile(acc_sb);
+    VI32 isb[kR][kT];
+    ZeroTile(isb);
     for (size_t b = 8 * sb; b < 8 * sb + 8; ++b, rec += kR * kRec) {
-      VF32 dx[kT];
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) dx[t] = hn::Set(df, xd[t * num_blocks + b]);
       LLMASOS_UNROLL
       for (size_t r = 0; r < kR; ++r) {
         const uint8_t* HWY_RESTRICT row_rec = rec + r * kRec;
-        VI32 idot[kT];
         LLMASOS_UNROLL
         for (size_t v = 0; v < kVecsPerBlock; ++v) {
           const VU8 w = hn::LoadU(DU8(), row_rec + v * kL);
@@ -536,22 +546,15 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
               x = CopySignI8(x, hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(
                                                      row_rec + 2 * kBlockBytes + v * kL)));
             }
-            const VI32 d = DotU8S8Scaled(w, x, sc);
-            idot[t] = v == 0 ? d : hn::Add(idot[t], d);
+            isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x, sc));
           }
-        }
-        LLMASOS_UNROLL
-        for (size_t t = 0; t < kT; ++t) {
-          acc_sb[r][t] = hn::MulAdd(hn::ConvertTo(df, idot[t]), dx[t], acc_sb[r][t]);
         }
       }
     }
+    float dw[kR];
     LLMASOS_UNROLL
-    for (size_t r = 0; r < kR; ++r) {
-      const VF32 dw = hn::Set(df, p.d[sb * kR + r]);
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::MulAdd(acc_sb[r][t], dw, acc[r][t]);
-    }
+    for (size_t r = 0; r < kR; ++r) dw[r] = p.d[sb * kR + r];
+    AddSuperBlock(isb, dw, xd + 8 * sb, num_blocks, acc);
   }
   StoreTileSums(acc, out, out_stride);
 }
@@ -602,6 +605,7 @@ void MatMulUnpackedTarget(const MatView& w, const QuantizedActivations& x, float
     } else {
       if constexpr (kSimdDecode<kType>) {
         DCHECK(x.isums != nullptr);
+        CHECK_EQ(x.group, kSuperBlockElems) << "K-quant kernels need one activation scale per 256";
         if (x.num_tokens < kDirectMaxTokens) {
           pool.ParallelFor(w.rows, kDirectDecodeRows, [&](size_t begin, size_t end, size_t) {
             KQuantRows<kType>(w, x, begin, end, out);

@@ -99,27 +99,29 @@ float QuantizedRowDot(const MatView& w, size_t row, const int8_t* xq, const floa
 
 }  // namespace
 
-void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                         size_t s_stride) {
-  CHECK_EQ(n % kQBlock, 0u);
-  for (size_t b = 0; b < n / kQBlock; ++b) {
-    const float* xb = x + b * kQBlock;
+void QuantizeActivations(const float* x, size_t n, size_t group, int8_t* qs, float* d,
+                         float* s, size_t s_stride) {
+  CHECK(group == kQBlock || group == kSuperBlockElems) << "activation group " << group;
+  CHECK_EQ(n % group, 0u);
+  for (size_t g = 0; g < n; g += group) {
     float amax = 0.0f;
-    for (size_t j = 0; j < kQBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    for (size_t j = g; j < g + group; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float scale = amax / 127.0f;
     const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
-    int32_t sum = 0;
-    for (size_t j = 0; j < kQBlock; ++j) {
-      // In range by construction for finite input; the clamp keeps the conversion defined
-      // when a broken model feeds inf or NaN (the SIMD path saturates instead).
-      float v = xb[j] * inv;
-      v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
-      const int32_t q = static_cast<int32_t>(std::nearbyint(v));
-      qs[b * kQBlock + j] = static_cast<int8_t>(q);
-      sum += q;
+    for (size_t b = g / kQBlock; b < (g + group) / kQBlock; ++b) {
+      int32_t sum = 0;
+      for (size_t j = b * kQBlock; j < b * kQBlock + kQBlock; ++j) {
+        // In range by construction for finite input; the clamp keeps the conversion defined
+        // when a broken model feeds inf or NaN (the SIMD path saturates instead).
+        float v = x[j] * inv;
+        v = std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f);
+        const int32_t q = static_cast<int32_t>(std::nearbyint(v));
+        qs[j] = static_cast<int8_t>(q);
+        sum += q;
+      }
+      d[b] = scale;
+      s[b * s_stride] = scale * static_cast<float>(sum);
     }
-    d[b] = scale;
-    s[b * s_stride] = scale * static_cast<float>(sum);
   }
 }
 
@@ -137,14 +139,15 @@ void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_b
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
   if (IsBlockQuantized(w.type)) {
     const size_t num_blocks = w.cols / kQBlock;
+    const size_t group = ActivationGroupElems(w.type);
     std::vector<int8_t> xq(num_tokens * w.cols);
     std::vector<float> xd(num_tokens * num_blocks), xs(num_tokens * num_blocks);
     for (size_t t = 0; t < num_tokens; ++t) {
-      QuantizeActivations(x + t * w.cols, w.cols, &xq[t * w.cols], &xd[t * num_blocks],
+      QuantizeActivations(x + t * w.cols, w.cols, group, &xq[t * w.cols], &xd[t * num_blocks],
                           &xs[t], num_tokens);
     }
-    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), /*isums=*/nullptr, num_tokens, w.cols}, 0,
-                  w.rows, out);
+    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), /*isums=*/nullptr, num_tokens, w.cols, group},
+                  0, w.rows, out);
     return;
   }
   std::vector<float> row(w.cols);

@@ -13,14 +13,17 @@
 
 namespace llmasos::cpu::scalar {
 
-// Activations quantized for integer dot products against quantized weights: per block of 32
-// values x[j] ~= d * qs[j], d = max|x| / 127, qs[j] = round-to-nearest-even(x[j] / d) as
-// x[j] * (1 / d), in [-127, 127] (all zero when the block is zero).
+// Activations quantized for integer dot products against quantized weights: per group of
+// `group` values (32, or 256 for the super-block weight formats: ActivationGroupElems)
+// x[j] ~= d * qs[j], d = max|x| / 127 over the group, qs[j] = round-to-nearest-even(x[j] / d)
+// as x[j] * (1 / d), in [-127, 127] (all zero when the group is zero). d is stored once per
+// block of 32 (a group's blocks repeat it), and per block of 32
 // s = d * sum(qs), the block's sum as the integers see it; it carries Q4_1's `min * sum(x)`
 // term (and Q4_0's `-8 * d_w * sum(x)`) without a second pass over the block.
-//   qs: [n];  d: [n / 32];  s[b * s_stride], b < n / 32.  REQUIRES: n % 32 == 0.
-void QuantizeActivations(const float* x, size_t n, int8_t* qs, float* d, float* s,
-                         size_t s_stride);
+//   qs: [n];  d: [n / 32];  s[b * s_stride], b < n / 32.  REQUIRES: n % group == 0,
+//   group 32 or 256.
+void QuantizeActivations(const float* x, size_t n, size_t group, int8_t* qs, float* d,
+                         float* s, size_t s_stride);
 
 // Rows [row_begin, row_end) of the product of quantized weights w with activations x already
 // quantized: out[t * w.rows + r]. REQUIRES: IsBlockQuantized(w.type).

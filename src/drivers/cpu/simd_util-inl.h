@@ -288,14 +288,14 @@ HWY_INLINE float ReduceSumF(D d, hn::Vec<D> v) {
   return hn::GetLane(hn::SumOfLanes(d, v));
 }
 
-// A register tile of float accumulators [rows][tokens]: all lanes to zero, and each one's lane
-// sum to out[t * out_stride + r].
-template <size_t kR, size_t kT>
-HWY_INLINE void ZeroTile(VF32 (&acc)[kR][kT]) {
+// A register tile of accumulators [rows][tokens] (float, or int32 sums): all lanes to zero,
+// and each float one's lane sum to out[t * out_stride + r].
+template <class V, size_t kR, size_t kT>
+HWY_INLINE void ZeroTile(V (&acc)[kR][kT]) {
   LLMASOS_UNROLL
   for (size_t r = 0; r < kR; ++r) {
     LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(DF32());
+    for (size_t t = 0; t < kT; ++t) acc[r][t] = hn::Zero(hn::DFromV<V>());
   }
 }
 template <size_t kR, size_t kT>

@@ -147,8 +147,9 @@ static_assert(sizeof(BlockQ6_K) == 210);
 
 // Q8_K: 256 values, x = d * q; bsums[i] = sum of q over elements 16 i .. 16 i + 15. GGML's
 // activation format for K-quant dot products; a valid tensor type (dequantised here), though
-// no file stores weights in it. This driver quantises activations per 32 elements instead (see
-// scalar::QuantizeActivations): finer scales, and one format for every weight type.
+// no file stores weights in it. This driver keeps one activation layout for every weight type
+// (int8 per element, a scale and a sum per 32: scalar::QuantizeActivations), with the scale
+// shared by 256 elements for the super-block formats as in Q8_K (ActivationGroupElems).
 struct BlockQ8_K {
   static constexpr size_t kBlockElems = kSuperBlockElems;
   float d;
