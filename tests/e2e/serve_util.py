@@ -250,11 +250,11 @@ NO_END = {str(t): -100 for t in END_TOKENS}
 
 
 def slow_home(tmp_path):
-    """A home with a slower tiny model (4096 context, 4 layers of 256) imported as `slow`: with
+    """A home with a slower tiny model (16384 context, 4 layers of 256) imported as `slow`: with
     its end tokens banned (NO_END as the logit_bias) its processes run until cancelled or max_tokens."""
     home = str(tmp_path / "home")
     path = str(tmp_path / "slow.gguf")
-    subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "4096", "--embd", "256", "--layers", "4",
+    subprocess.run([MAKE_TINY, "--out", path, "--seed", "3", "--context", "16384", "--embd", "256", "--layers", "4",
                     "--ff", "1024", "--heads", "4", "--kv-heads", "4"], check=True, capture_output=True)
     cli(home, "import", path, "--name", "slow")
     return home

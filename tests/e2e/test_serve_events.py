@@ -9,7 +9,8 @@ stdout is not a terminal, and on a pseudo-terminal redraws and quits on q or SIG
 terminal's mode given back.
 
 The process that is killed generates from the slower tiny model with its end-of-sequence token
-banned, so it runs until it is killed."""
+banned and a budget of LONG tokens (several seconds even alone on an idle machine), so it runs
+until it is killed, also when a loaded machine delays the test between two requests."""
 import http.client
 import json
 import os
@@ -28,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serve_util import LLMASOS, NO_END, EventLog, serving, slow_home
 
 MODEL = "slow@1.0.0"
+LONG = 15000  # tokens: a process that outlives any step of a test on a busy machine
 
 
 def call(d, method, path, payload=None):
@@ -49,8 +51,14 @@ def completion(max_tokens, stream=False):
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     home = slow_home(tmp_path_factory.mktemp("serve_events"))
-    with serving(home, "--models", "slow", "--threads", "1", "--ctx-size", "4096", "--parallel", "2") as d:
+    with serving(home, "--models", "slow", "--threads", "1", "--ctx-size", "16384", "--parallel", "2") as d:
         yield d
+
+
+def kill_all(d):
+    """Ends every process, so a failed test does not leave one running into the next."""
+    for row in call(d, "GET", "/os/processes")[1]["processes"]:
+        call(d, "DELETE", "/os/processes/" + row["id"])
 
 
 def test_a_subscriber_sees_admitted_finished_and_killed_in_order(daemon):
@@ -67,7 +75,7 @@ def test_a_subscriber_sees_admitted_finished_and_killed_in_order(daemon):
         # A long process, killed by an operator once the log says it was admitted.
         host, port = daemon.host_port
         stream = http.client.HTTPConnection(host, port, timeout=300)
-        stream.request("POST", "/v1/completions", json.dumps(completion(3500, stream=True)),
+        stream.request("POST", "/v1/completions", json.dumps(completion(LONG, stream=True)),
                        {"Content-Type": "application/json"})
         admitted = log.wait_for(lambda e: e["kind"] == "admitted" and e["id"] != first, "second admitted")
         second = admitted["id"]
@@ -100,6 +108,7 @@ def test_a_subscriber_sees_admitted_finished_and_killed_in_order(daemon):
         loaded = only_killed.wait_for(lambda e: e["kind"] == "loaded", "loaded")
         assert loaded["model"] == MODEL and loaded["instance"] > unloaded["instance"]
     finally:
+        kill_all(daemon)
         log.close()
         only_killed.close()
 
@@ -130,11 +139,19 @@ def test_the_engine_counts_generated_tokens_while_a_process_runs(daemon):
     engine_before, _ = generated_tokens(daemon)
     host, port = daemon.host_port
     stream = http.client.HTTPConnection(host, port, timeout=300)
-    stream.request("POST", "/v1/completions", json.dumps(completion(3500, stream=True)),
+    stream.request("POST", "/v1/completions", json.dumps(completion(LONG, stream=True)),
                    {"Content-Type": "application/json"})
     response = stream.getresponse()
     assert response.status == 200
+    try:
+        check_the_engine_counter_grows(daemon, engine_before)
+        response.read()
+    finally:
+        kill_all(daemon)
+        stream.close()
 
+
+def check_the_engine_counter_grows(daemon, engine_before):
     def grown_past(floor):
         deadline = time.time() + 120
         while True:
@@ -150,15 +167,13 @@ def test_the_engine_counts_generated_tokens_while_a_process_runs(daemon):
     status, table = call(daemon, "GET", "/os/processes")
     assert status == 200 and len(table["processes"]) == 1
     assert call(daemon, "DELETE", "/os/processes/" + table["processes"][0]["id"])[0] == 200
-    response.read()
-    stream.close()
 
 
 def test_top_prints_one_snapshot_when_stdout_is_not_a_terminal(daemon):
     host, port = daemon.host_port
     at = ["--host", host, "--port", str(port), "--interval", "0.5"]
     stream = http.client.HTTPConnection(host, port, timeout=300)
-    stream.request("POST", "/v1/completions", json.dumps(completion(3500, stream=True)),
+    stream.request("POST", "/v1/completions", json.dumps(completion(LONG, stream=True)),
                    {"Content-Type": "application/json"})
     response = stream.getresponse()
     assert response.status == 200
@@ -186,8 +201,7 @@ def test_top_prints_one_snapshot_when_stdout_is_not_a_terminal(daemon):
         row = lines[ps[0] + 1].split()
         assert row[0] == rows[0]["id"] and row[1] == MODEL and row[3] == "running"
     finally:
-        for row in call(daemon, "GET", "/os/processes")[1]["processes"]:
-            call(daemon, "DELETE", "/os/processes/" + row["id"])
+        kill_all(daemon)
         stream.close()
 
 

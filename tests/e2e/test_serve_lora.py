@@ -50,7 +50,7 @@ def write_random_lora(base, out, seed, rank=4, stems=("attn_q", "attn_v", "ffn_u
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve_lora")
-    home = slow_home(tmp)  # `slow`: 4 layers of 256, 4096 context
+    home = slow_home(tmp)  # `slow`: 4 layers of 256
     for name, seed in [("facts-lora", 1), ("style-lora", 2)]:
         cli(home, "import", write_random_lora(str(tmp / "slow.gguf"), str(tmp / f"{name}.gguf"), seed),
             "--name", name)
