@@ -125,8 +125,11 @@ TEST_F(EngineTest, PreemptedProcessesResumeExactlyUnderEveryPolicy) {
       std::cout << "[ " << policy << (swap ? " swap" : " recompute") << " ] preemptions " << preemptions
                 << " (" << swaps << " swap)\n";
       EXPECT_GT(preemptions, 0) << "the budget did not force a preemption";
-      if (!swap) EXPECT_EQ(swaps, 0);
-      if (swap) EXPECT_GT(swaps, 0) << "swap space given but never used";
+      if (swap) {
+        EXPECT_GT(swaps, 0) << "swap space given but never used";
+      } else {
+        EXPECT_EQ(swaps, 0);
+      }
       EXPECT_TRUE((*e)->kv().CheckInvariants().ok());
     }
   }
@@ -217,7 +220,9 @@ TEST_F(EngineTest, AnInterruptedStepIsAbandonedAndTheRunContinuesExactly) {
     StatusOr<StepReport> r = e->Step();
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     interrupted.push_back(r->interrupted);
-    if (r->interrupted) EXPECT_EQ(r->num_sampled, 0u);
+    if (r->interrupted) {
+      EXPECT_EQ(r->num_sampled, 0u);
+    }
     for (EndedProcess& x : e->TakeEnded()) ended.push_back(std::move(x));
   }
   EXPECT_EQ(asked, (std::vector<bool>{false, true, true, true}));

@@ -26,7 +26,6 @@ Context::Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t
       k_type_(options.cache_type_k),
       v_type_(options.cache_type_v),
       batch_(model, pool, max_batch_tokens, max_tokens, options.float_activations) {
-  const ModelConfig& c = model.config();
   kv_cache_.reset(new std::byte[kv_cache_bytes()]);
 }
 
