@@ -65,6 +65,11 @@ inline constexpr size_t kPrefillTokens = 4;
 // interleaved rounds: 2 x 4 63.1-63.4 ms, 4 x 4 57.0-57.9, 4 x 2 63.6-64.4.
 template <TensorType kType>
 inline constexpr size_t kDirectTileRows = kType == TensorType::kQ8_0 ? 4 : kPrefillRows;
+// Rows per tile of the panel path (PanelTile, 8 tokens and more) on every target: a panel's
+// rows are unpacked once, so only the accumulators and a token's x are live. kernels_bench,
+// AVX2 (Zen 3), Q4_1 x 512 tokens, 1 thread, CPU time, best of 3 in three interleaved rounds,
+// 2 / 4 rows: [1536, 576] 11.7-12.0 / 10.7-11.1 ms, [576, 1536] 10.9-11.4 / 10.5-11.0.
+inline constexpr size_t kPanelTileRows = 4;
 // One token: one row at a time, so a thread reads its rows as one sequential stream that the
 // hardware prefetcher follows (as the K-quants' direct kernel does, matmul_unpacked.cc). Four
 // rows at a time read four interleaved streams: on AVX2 (Zen 3, one thread, CPU time per call)
@@ -522,11 +527,11 @@ void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const auto* base = static_cast<const uint8_t*>(w.data);
   thread_local PanelScratch scratch;
-  scratch.w.resize(kPrefillRows * w.cols);
-  scratch.d.resize(kPrefillRows * num_blocks * kLanesPerBlock);
-  scratch.m.resize(kPrefillRows * num_blocks);
+  scratch.w.resize(kPanelTileRows * w.cols);
+  scratch.d.resize(kPanelTileRows * num_blocks * kLanesPerBlock);
+  scratch.m.resize(kPanelTileRows * num_blocks);
   constexpr bool kHasMin = kType != TensorType::kQ8_0;
-  if (kHasMin) scratch.mins.resize(kPrefillRows * x.num_tokens);
+  if (kHasMin) scratch.mins.resize(kPanelTileRows * x.num_tokens);
   const float* mins = kHasMin ? scratch.mins.data() : nullptr;
   auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
     constexpr size_t kR = decltype(rows_tag)::value;
@@ -543,7 +548,7 @@ void PanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begin
       PanelMinTerms<kR>(scratch.m.data(), num_blocks, x.s, x.num_tokens, scratch.mins.data());
     }
   };
-  ForEachTile<kPrefillRows, kPrefillTokens>(row_begin, row_end, x.num_tokens, pack, tile);
+  ForEachTile<kPanelTileRows, kPrefillTokens>(row_begin, row_end, x.num_tokens, pack, tile);
 }
 
 // Rows [row_begin, row_end) of the product, every token.
@@ -576,7 +581,7 @@ void QuantMatMul(const MatView& w, const QuantizedActivations& x, float* out,
   // Row chunks a multiple of the tile height; several per thread so a thread that was
   // descheduled (shared cores) does not hold up the others for a whole share.
   const size_t granule = x.num_tokens == 1                                 ? kDecodeRows
-                         : kUsesPanel<kType> && x.num_tokens >= kPanelMinTokens ? kPrefillRows
+                         : kUsesPanel<kType> && x.num_tokens >= kPanelMinTokens ? kPanelTileRows
                                                                                   : kDirectTileRows<kType>;
   pool.ParallelFor(w.rows, granule, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     QuantRows<kType>(w, x, begin, end, out);
