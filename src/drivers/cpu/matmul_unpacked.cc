@@ -326,7 +326,9 @@ HWY_INLINE hn::Vec<DI16> UnitScales(const KScales& s, size_t v) {
 // applied, the 8 units added) scaled once, acc[r][t] += float(isb[r][t]) * (d_x d_w[r]), where
 // d_x = xd[t * num_blocks] is the token's one scale for the super-block (the activations are
 // quantized per 256 elements for these weights: ActivationGroupElems). The int32 sums are
-// exact: at most 8 units * 2 pairs * 2 * 32 * 127 * 128 (Q6_K) < 2^24 per lane.
+// exact: per lane at most 8 units * (elements per lane and unit: 4 on 256-bit vectors, 8 on
+// 128-bit ones) * 32 * 127 * 128 (Q6_K), under 2^25; the conversion to float is exact below
+// 2^24 and otherwise rounds by far less than the activations' 8-bit rounding.
 template <size_t kR, size_t kT>
 HWY_INLINE void AddSuperBlock(const VI32 (&isb)[kR][kT], const float (&dw)[kR],
                               const float* HWY_RESTRICT xd, size_t num_blocks,
