@@ -75,22 +75,10 @@ TEST_F(EngineGroupsTest, PreemptedProcessesResumeExactly) {
   ExpectPreemptedProcessesResumeExactly(40, 96, MaxHeldPages);
 }
 
+// Every group committed its blocks before the sliding ones dropped theirs: b reuses all 8
+// blocks of the shared prompt, in every group.
 TEST_F(EngineGroupsTest, APromptReusesTheCachedPrefixOfEveryGroup) {
-  const std::vector<TokenId> system = Prompt(32, 21);
-  std::vector<TokenId> a = system, b = system;
-  a.push_back(5);
-  b.push_back(6);
-  auto e = *Engine::Create(*model_, *tokenizer_, pool_, Options(120), &clock_);
-  const ProcessId ia = *e->Submit(Greedy(a, 6));
-  auto first = RunAll(*e, MaxHeldPages);
-  EXPECT_GT(e->kv().Stats().dropped_blocks, 0u);
-  // Every group committed its blocks before the sliding ones dropped theirs: b reuses all 8
-  // blocks of the shared prompt, in every group.
-  const ProcessId ib = *e->Submit(Greedy(b, 6));
-  auto later = RunAll(*e, MaxHeldPages);
-  EXPECT_EQ(later.at(ib)->accounting().num_prefix_cached_tokens, 32);
-  EXPECT_EQ(Generated(*first.at(ia)), Alone(a, 6));
-  EXPECT_EQ(Generated(*later.at(ib)), Alone(b, 6));
+  ExpectAPromptReusesADroppedPrefix(120, MaxHeldPages);
 }
 
 TEST_F(EngineGroupsTest, ForkedGroupMembersFinishExactly) {

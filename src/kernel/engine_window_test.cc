@@ -62,20 +62,7 @@ TEST_F(EngineWindowTest, PreemptedWindowedProcessesResumeExactly) {
 }
 
 TEST_F(EngineWindowTest, APromptReusesTheCachedPrefixOfAProcessThatDroppedIt) {
-  const std::vector<TokenId> system = Prompt(32, 21);
-  std::vector<TokenId> a = system, b = system;
-  a.push_back(5);
-  b.push_back(6);
-  auto e = *Engine::Create(*model_, *tokenizer_, pool_, Options(40), &clock_);
-  const ProcessId ia = *e->Submit(Greedy(a, 6));
-  auto first = RunAll(*e, AtMost(5));
-  EXPECT_GT(e->kv().Stats().dropped_blocks, 0u);
-  // Its dropped blocks were committed first: they stay cached, and b matches all 8.
-  const ProcessId ib = *e->Submit(Greedy(b, 6));
-  auto later = RunAll(*e, AtMost(5));
-  EXPECT_EQ(later.at(ib)->accounting().num_prefix_cached_tokens, 32);
-  EXPECT_EQ(Generated(*first.at(ia)), Alone(a, 6));
-  EXPECT_EQ(Generated(*later.at(ib)), Alone(b, 6));
+  const auto [a, b] = ExpectAPromptReusesADroppedPrefix(40, AtMost(5));
 
   // In a pool too small to keep them, they were evicted: b starts over, with the same tokens.
   auto small = *Engine::Create(*model_, *tokenizer_, pool_, Options(6), &clock_);

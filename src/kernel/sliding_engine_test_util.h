@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel/engine.h"
@@ -100,6 +101,28 @@ class SlidingEngineTest : public TinyEngineTest {
       EXPECT_EQ(e->kv().Stats().used_blocks, 0u);
       EXPECT_EQ(e->kv().Stats().swapped_blocks, 0u);
     }
+  }
+
+  // A prompt a of 32 shared tokens and one more runs to its end in a pool of num_blocks and
+  // drops blocks out of its window; then b, the same 32 tokens and another, reuses all 8 of
+  // the shared blocks (they were committed before they were dropped, so they stay cached),
+  // and both finish with their prompts' tokens alone. Returns the two prompts.
+  std::pair<std::vector<TokenId>, std::vector<TokenId>> ExpectAPromptReusesADroppedPrefix(
+      size_t num_blocks, const MaxHeld& max_held) {
+    const std::vector<TokenId> system = Prompt(32, 21);
+    std::vector<TokenId> a = system, b = system;
+    a.push_back(5);
+    b.push_back(6);
+    auto e = *Engine::Create(*model_, *tokenizer_, pool_, Options(num_blocks), &clock_);
+    const ProcessId ia = *e->Submit(Greedy(a, 6));
+    auto first = RunAll(*e, max_held);
+    EXPECT_GT(e->kv().Stats().dropped_blocks, 0u);
+    const ProcessId ib = *e->Submit(Greedy(b, 6));
+    auto later = RunAll(*e, max_held);
+    EXPECT_EQ(later.at(ib)->accounting().num_prefix_cached_tokens, 32);
+    EXPECT_EQ(Generated(*first.at(ia)), Alone(a, 6));
+    EXPECT_EQ(Generated(*later.at(ib)), Alone(b, 6));
+    return {a, b};
   }
 
   // An n = 3 group in a pool of num_blocks: each member forks the leader's blocks and finishes
