@@ -28,8 +28,9 @@ int64_t SecondsUntil(int64_t at_ms, int64_t now_ms) { return std::max<int64_t>(1
 }  // namespace
 
 // Invariants: pending holds the usage charged but not yet committed; keys[id].unpersisted_tokens
-// is the token part of pending[id] plus what the writer is committing now; attempted_seq <=
-// enqueued_seq.
+// is the token part of pending[id] plus what the writer is committing now; keys[id].committed_tokens
+// counts the tokens this ledger has committed, so a reader can tell whether a commit landed between
+// its read of the store and its check; attempted_seq <= enqueued_seq.
 struct Ledger {
   std::unique_ptr<KeyStore> store;
   AuthenticatorOptions options;
@@ -42,6 +43,7 @@ struct Ledger {
     int64_t tokens_in_window = 0;
     int64_t in_flight = 0;
     int64_t unpersisted_tokens = 0;
+    int64_t committed_tokens = 0;
   };
 
   Mutex mu;
@@ -100,6 +102,7 @@ struct Ledger {
     for (const auto& [id, usage] : batch) {
       if (s.ok()) {
         keys[id].unpersisted_tokens -= usage.tokens();
+        keys[id].committed_tokens += usage.tokens();
       } else {
         KeyUsage& p = pending[id];
         p.requests += usage.requests;
@@ -145,15 +148,30 @@ struct Ledger {
     }
   }
 
-  // Checks the limits of `record` and, when they allow it, takes its place in them.
-  Decision CheckLimits(const KeyRecord& record) EXCLUDES(mu) {
+  // Looks without inserting: `key_id` may be any presented id, known or not.
+  int64_t CommittedTokens(const std::string& key_id) EXCLUDES(mu) {
+    MutexLock lock(mu);
+    const auto it = keys.find(key_id);
+    return it == keys.end() ? 0 : it->second.committed_tokens;
+  }
+
+  // Checks the limits of `record` and, when they allow it, takes its place in them. `record` was
+  // read from the store after CommittedTokens returned `committed_before`. A commit since then may
+  // or may not be in `record.usage` (it moved out of unpersisted_tokens either way): then the check
+  // returns nullopt for the caller to read again, or, when `last_try`, counts that commit twice
+  // rather than not at all.
+  std::optional<Decision> CheckLimits(const KeyRecord& record, int64_t committed_before, bool last_try)
+      EXCLUDES(mu) {
     const KeyLimits& l = record.spec.limits;
     Decision d;
     MutexLock lock(mu);
     const int64_t now = Now();
     KeyState& k = keys[record.id];
+    const int64_t committed_since = k.committed_tokens - committed_before;
+    if (l.token_budget > 0 && committed_since > 0 && !last_try) return std::nullopt;
     Prune(k, now);
-    if (l.token_budget > 0 && record.usage.tokens() + k.unpersisted_tokens >= l.token_budget) {
+    if (l.token_budget > 0 &&
+        record.usage.tokens() + committed_since + k.unpersisted_tokens >= l.token_budget) {
       d.outcome = Decision::Outcome::kQuotaExhausted;
       d.message = "this key's token budget of " + std::to_string(l.token_budget) + " tokens is spent";
       return d;
@@ -264,30 +282,43 @@ Decision Authenticator::Admit(std::string_view presented, Scope needed) {
   d.outcome = Decision::Outcome::kUnauthenticated;
   d.message = std::string(kInvalidKeyMessage);
   if (presented.empty()) return d;
-  StatusOr<std::optional<KeyRecord>> found = ledger_->store->Find(presented);
-  if (!found.ok()) {
-    d.outcome = Decision::Outcome::kError;
-    d.message = "the key store cannot be read: " + found.status().message();
-    return d;
+  const std::optional<ParsedKey> id = ParseKey(presented);
+  if (!id.has_value()) return d;
+  std::optional<KeyRecord> record;
+  // Usage committed while the store is read is counted once, not missed (CheckLimits); a writer
+  // that commits inside every read is given three tries.
+  constexpr int kTries = 3;
+  for (int attempt = 1;; ++attempt) {
+    const int64_t committed_before = ledger_->CommittedTokens(id->id);
+    StatusOr<std::optional<KeyRecord>> found = ledger_->store->Find(presented);
+    if (!found.ok()) {
+      d.outcome = Decision::Outcome::kError;
+      d.message = "the key store cannot be read: " + found.status().message();
+      return d;
+    }
+    const int64_t now_s = ledger_->Now() / 1000;
+    if (!found->has_value() || !(*found)->ActiveAt(now_s)) return d;
+    record = std::move(**found);
+    if (!HasScope(record->spec.scopes, needed)) {
+      d.outcome = Decision::Outcome::kForbidden;
+      d.message = "this key (" + record->id + ") lacks the '" + std::string(ScopeName(needed)) +
+                  "' scope this route needs (it has: " + ScopesToString(record->spec.scopes) + ")";
+      return d;
+    }
+    std::optional<Decision> checked = ledger_->CheckLimits(*record, committed_before, attempt == kTries);
+    if (checked.has_value()) {
+      d = std::move(*checked);
+      break;
+    }
   }
-  const int64_t now_s = ledger_->Now() / 1000;
-  if (!found->has_value() || !(*found)->ActiveAt(now_s)) return d;
-  const KeyRecord& record = **found;
-  if (!HasScope(record.spec.scopes, needed)) {
-    d.outcome = Decision::Outcome::kForbidden;
-    d.message = "this key (" + record.id + ") lacks the '" + std::string(ScopeName(needed)) +
-                "' scope this route needs (it has: " + ScopesToString(record.spec.scopes) + ")";
-    return d;
-  }
-  d = ledger_->CheckLimits(record);
   if (d.outcome != Decision::Outcome::kAdmitted) return d;
   d.caller = std::shared_ptr<Caller>(new Caller());
   d.caller->ledger_ = ledger_;
-  d.caller->key_id_ = record.id;
-  d.caller->tenant_ = record.spec.tenant;
-  d.caller->scopes_ = record.spec.scopes;
-  d.caller->default_priority_ = record.spec.default_priority;
-  d.caller->max_priority_ = record.spec.max_priority;
+  d.caller->key_id_ = record->id;
+  d.caller->tenant_ = record->spec.tenant;
+  d.caller->scopes_ = record->spec.scopes;
+  d.caller->default_priority_ = record->spec.default_priority;
+  d.caller->max_priority_ = record->spec.max_priority;
   return d;
 }
 

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <utility>
 
 #include "services/registry/test_home.h"
 
@@ -18,7 +20,10 @@ class AuthenticatorTest : public ::testing::Test {
     auto store = KeyStore::Open(home_.path() + "/state.db");
     EXPECT_TRUE(store.ok());
     return Authenticator::Create(std::move(store).value(),
-                                 {.open_without_keys = open_without_keys, .now_ms = [this] { return now_ms_.load(); }});
+                                 {.open_without_keys = open_without_keys, .now_ms = [this] {
+                                    if (auto hook = std::exchange(on_next_clock_read_, nullptr)) hook();
+                                    return now_ms_.load();
+                                  }});
   }
   std::string NewKey(Authenticator& auth, KeySpec spec) {
     auto c = auth.store().Create(spec, now_ms_ / 1000);
@@ -29,6 +34,8 @@ class AuthenticatorTest : public ::testing::Test {
 
   TempHome home_;
   std::atomic<int64_t> now_ms_{1'000'000'000};
+  // Runs once, on the thread that next reads the clock (a test's own thread: the writer never does).
+  std::function<void()> on_next_clock_read_;
 };
 
 TEST_F(AuthenticatorTest, WithoutKeysLoopbackServesAnonymouslyUntilTheFirstKey) {
@@ -165,6 +172,26 @@ TEST_F(AuthenticatorTest, TokenBudgetIsAQuotaThatDoesNotPassWithTime) {
   now_ms_ += 3'600'000;
   auth->Flush();
   EXPECT_EQ(auth->Admit(key, Scope::kInfer).outcome, Outcome::kQuotaExhausted);  // read back from state.db
+}
+
+// A commit that lands between Admit's read of the store and its limit check moves those tokens out
+// of the ledger's uncommitted count after the read missed them; they must still count. The clock
+// is read between the two (for the key's expiry), so the test commits from there.
+TEST_F(AuthenticatorTest, TokensCommittedBetweenTheStoreReadAndTheCheckStillCount) {
+  auto auth = Make();
+  KeySpec spec;
+  spec.limits.token_budget = 50;
+  const std::string key = NewKey(*auth, spec);
+  Decision first = auth->Admit(key, Scope::kInfer);
+  ASSERT_EQ(first.outcome, Outcome::kAdmitted);
+  bool committed = false;
+  on_next_clock_read_ = [&] {
+    first.caller->Charge(45, 5, nullptr);
+    auth->Flush();
+    committed = true;
+  };
+  EXPECT_EQ(auth->Admit(key, Scope::kInfer).outcome, Outcome::kQuotaExhausted);
+  EXPECT_TRUE(committed);
 }
 
 TEST_F(AuthenticatorTest, UsageIsCommittedBeforeTheCallbackAndCountsEachRequestOnce) {
