@@ -83,7 +83,10 @@ REAL_EXACT_MAX_REL = 1e-4
 # Full Q4_1 model (see the module doc: rounding flips amplified by depth). Measured on the five
 # prompts, vs q8: max |diff| 0.26-0.50 std, top-1 0.94-1.0, top-5 overlap 0.97-1.0; vs float:
 # 0.27-0.70, 0.91-1.0, 0.92-0.98; greedy 29-32 of 32 steps exact against q8, worst margin 0.041
-# (float: 0.079). The bounds are set so that the subtle error the history records, RoPE theta
+# (float: 0.079). On AVX-512 VNNI CPUs the repacked kernels sum in another order, and the two
+# paths differ from each other as much as from the reference (max 0.25-0.46 std between them;
+# mean |diff| vs q8 0.016-0.031 std repacked, 0.014-0.036 not): there top-5 vs q8 is 0.947-1.0
+# repacked, 0.964-1.0 with LLMASOS_REPACK=0, top-1 0.93-1.0. The bounds are set so that the subtle error the history records, RoPE theta
 # 1e4 instead of the file's 1e5 (engine reintroduced by hand), fails on each metric alone, on
 # some prompt: max |diff| 0.82-2.3 vs q8 and 0.83-2.4 vs float (all five prompts), top-1
 # 0.88-0.89 vs q8 (chats, prose), top-5 0.86-0.92 vs q8 (all five), greedy 25-30 of 32 exact
@@ -92,7 +95,7 @@ REAL_EXACT_MAX_REL = 1e-4
 # and top-1 0 (reference mutated, prose prompt).
 REAL_MAX_REL = {"q8": 0.65, "float": 0.8}
 REAL_MIN_TOP1 = 0.9
-REAL_MIN_TOP5_OVERLAP = {"q8": 0.95, "float": 0.9}
+REAL_MIN_TOP5_OVERLAP = {"q8": 0.93, "float": 0.9}
 # Greedy continuation, checked by teacher forcing (the reference scores the engine's own
 # tokens, so every step is checked even after a near-tie). Each engine token must be the q8
 # reference's argmax or within GREEDY_TIE_MARGIN std of it, and at least GREEDY_MIN_EXACT of
