@@ -308,15 +308,19 @@ TEST_P(CpuKernelsTest, ActivationQuantizationIsBitIdenticalToScalar) {
     std::vector<int8_t> qs(n), qs_ref(n);
     std::vector<float> d(nb), d_ref(nb), s(nb), s_ref(nb);
     std::vector<int32_t> isums(nb, -1);
-    QuantizeActivationsSimd(x.data(), n, group, qs.data(), d.data(), s.data(), 1, isums.data());
+    std::vector<int16_t> half_sums(2 * nb, -1);
+    QuantizeActivationsSimd(x.data(), n, group, qs.data(), d.data(), s.data(), 1, isums.data(),
+                            half_sums.data());
     scalar::QuantizeActivations(x.data(), n, group, qs_ref.data(), d_ref.data(), s_ref.data(), 1);
     EXPECT_EQ(qs, qs_ref) << "n=" << n << " group=" << group;
     EXPECT_EQ(d, d_ref) << "n=" << n << " group=" << group;
     EXPECT_EQ(s, s_ref) << "n=" << n << " group=" << group;
     for (size_t b = 0; b < nb; ++b) {
-      int32_t sum = 0;
-      for (size_t j = 0; j < 32; ++j) sum += qs_ref[b * 32 + j];
-      EXPECT_EQ(isums[b], sum) << "n=" << n << " block " << b;
+      int32_t half[2] = {0, 0};
+      for (size_t j = 0; j < 32; ++j) half[j / 16] += qs_ref[b * 32 + j];
+      EXPECT_EQ(isums[b], half[0] + half[1]) << "n=" << n << " block " << b;
+      EXPECT_EQ(half_sums[2 * b], half[0]) << "n=" << n << " block " << b;
+      EXPECT_EQ(half_sums[2 * b + 1], half[1]) << "n=" << n << " block " << b;
     }
     // The definition itself: one d per group, the group's largest |x| at q = +-127,
     // |x - d q| <= d / 2 and q in [-127, 127].

@@ -21,20 +21,25 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // See scalar::QuantizeActivations: the same operations in the same order per element (max of
 // |x| over the group, one division for the scale, one reciprocal, x * (1/d) rounded to nearest
-// even), so the two agree bit for bit. isum[b] receives block b's integer sum of qs.
+// even), so the two agree bit for bit. isums[b] receives block b's integer sum of qs,
+// half_sums[2b] and [2b + 1] those of its elements 0..15 and 16..31.
 void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, size_t group,
                                int8_t* HWY_RESTRICT qs, float* HWY_RESTRICT d,
                                float* HWY_RESTRICT s, size_t s_stride,
-                               int32_t* HWY_RESTRICT isums) {
+                               int32_t* HWY_RESTRICT isums, int16_t* HWY_RESTRICT half_sums) {
+  constexpr size_t kHalf = kQuantBlockElems / 2;
 #if HWY_TARGET == HWY_SCALAR
   scalar::QuantizeActivations(x, n, group, qs, d, s, s_stride);
   for (size_t b = 0; b < n / kQuantBlockElems; ++b) {
-    int32_t sum = 0;
-    for (size_t i = 0; i < kQuantBlockElems; ++i) sum += qs[b * kQuantBlockElems + i];
-    isums[b] = sum;
+    int32_t half[2] = {0, 0};
+    for (size_t i = 0; i < kQuantBlockElems; ++i) half[i / kHalf] += qs[b * kQuantBlockElems + i];
+    half_sums[2 * b] = static_cast<int16_t>(half[0]);
+    half_sums[2 * b + 1] = static_cast<int16_t>(half[1]);
+    isums[b] = half[0] + half[1];
   }
 #else
-  const hn::ScalableTag<float> df;
+  // At most 16 lanes, so that each vector lies within one half of a block.
+  const hn::CappedTag<float, kHalf> df;
   const hn::RebindToSigned<decltype(df)> di32;
   const hn::Rebind<int8_t, decltype(df)> di8;
   const size_t lanes = hn::Lanes(df);
@@ -49,14 +54,18 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, size_t gro
     const auto vinv = hn::Set(df, inv);
     for (size_t b = g / kQuantBlockElems; b < (g + group) / kQuantBlockElems; ++b) {
       const float* xb = x + b * kQuantBlockElems;
-      auto isum = hn::Zero(di32);
+      hn::Vec<decltype(di32)> isum[2] = {hn::Zero(di32), hn::Zero(di32)};
       for (size_t i = 0; i < kQuantBlockElems; i += lanes) {
         const auto q = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vinv));
-        isum = hn::Add(isum, q);
+        isum[i / kHalf] = hn::Add(isum[i / kHalf], q);
         hn::StoreU(hn::DemoteTo(di8, q), di8, qs + b * kQuantBlockElems + i);
       }
       d[b] = scale;
-      isums[b] = hn::GetLane(hn::SumOfLanes(di32, isum));
+      const int32_t lo = hn::GetLane(hn::SumOfLanes(di32, isum[0]));
+      const int32_t hi = hn::GetLane(hn::SumOfLanes(di32, isum[1]));
+      half_sums[2 * b] = static_cast<int16_t>(lo);  // |sum| <= 16 * 127
+      half_sums[2 * b + 1] = static_cast<int16_t>(hi);
+      isums[b] = lo + hi;
       s[b * s_stride] = scale * static_cast<float>(isums[b]);
     }
   }
@@ -68,11 +77,12 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, size_t gro
 void QuantizeTokensTarget(const float* HWY_RESTRICT x, size_t token_begin, size_t token_end,
                           size_t num_tokens, size_t cols, size_t group, int8_t* HWY_RESTRICT qs,
                           float* HWY_RESTRICT d, float* HWY_RESTRICT s,
-                          int32_t* HWY_RESTRICT isums) {
+                          int32_t* HWY_RESTRICT isums, int16_t* HWY_RESTRICT half_sums) {
   const size_t num_blocks = cols / kQuantBlockElems;
   for (size_t t = token_begin; t < token_end; ++t) {
     QuantizeActivationsTarget(x + t * cols, cols, group, qs + t * cols, d + t * num_blocks,
-                              s + t, num_tokens, isums + t * num_blocks);
+                              s + t, num_tokens, isums + t * num_blocks,
+                              half_sums + 2 * t * num_blocks);
   }
 }
 
@@ -91,6 +101,7 @@ struct ActivationScratch {
   std::vector<float> d;
   std::vector<float> s;
   std::vector<int32_t> isums;
+  std::vector<int16_t> half_sums;
 };
 
 }  // namespace
@@ -99,10 +110,10 @@ HWY_EXPORT(QuantizeActivationsTarget);
 HWY_EXPORT(QuantizeTokensTarget);
 
 void QuantizeActivationsSimd(const float* x, size_t n, size_t group, int8_t* qs, float* d,
-                             float* s, size_t s_stride, int32_t* isums) {
+                             float* s, size_t s_stride, int32_t* isums, int16_t* half_sums) {
   CHECK(group == kQuantBlockElems || group == kSuperBlockElems) << "activation group " << group;
   CHECK_EQ(n % group, 0u);
-  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, group, qs, d, s, s_stride, isums);
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationsTarget)(x, n, group, qs, d, s, s_stride, isums, half_sums);
 }
 
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, ThreadPool& pool) {
@@ -129,17 +140,19 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
     scratch.d.resize(num_tokens * num_blocks);
     scratch.s.resize(num_tokens * num_blocks);
     scratch.isums.resize(num_tokens * num_blocks);
+    scratch.half_sums.resize(2 * num_tokens * num_blocks);
   }
   int8_t* qs = scratch.qs.data();
   float* d = scratch.d.data();
   float* s = scratch.s.data();
   int32_t* isums = scratch.isums.data();
+  int16_t* half_sums = scratch.half_sums.data();
   const size_t cols = w.cols;
   const size_t group = ActivationGroupElems(w.type);
   CHECK_EQ(cols % group, 0u);
   auto quantize = HWY_DYNAMIC_DISPATCH(QuantizeTokensTarget);
   auto quantize_range = [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    quantize(x, begin, end, num_tokens, cols, group, qs, d, s, isums);
+    quantize(x, begin, end, num_tokens, cols, group, qs, d, s, isums, half_sums);
   };
   // Worth the pool's hand-off only when there are many tokens (prefill).
   if (num_tokens >= 16) {
@@ -147,7 +160,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   } else {
     quantize_range(0, num_tokens, 0);
   }
-  const QuantizedActivations acts{qs, d, s, isums, num_tokens, cols, group};
+  const QuantizedActivations acts{qs, d, s, isums, half_sums, num_tokens, cols, group};
   if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);

@@ -35,15 +35,18 @@ struct QuantizedActivations {
   const float* s;    // [num_blocks, num_tokens]: a token tile's sums for one block are adjacent
   const int32_t* isums;  // [num_tokens, num_blocks]: sum(qs) per block, as integers (null in
                          // the scalar twin, which does not use them)
+  const int16_t* half_sums;  // [num_tokens, 2 * num_blocks]: sum(qs) per 16 elements, for Q6_K's
+                             // offset (matmul_unpacked.cc); null in the scalar twin
   size_t num_tokens;
   size_t cols;   // num_blocks = cols / 32
   size_t group;  // elements per scale: 32, or 256 (ActivationGroupElems)
 };
 
 // SIMD activation quantization, bit-identical to scalar::QuantizeActivations.
-// s[b * s_stride] receives block b's sum, isums[b] the integer sum of its qs.
+// s[b * s_stride] receives block b's sum, isums[b] the integer sum of its qs, half_sums[2b]
+// and [2b + 1] those of its two halves of 16.
 void QuantizeActivationsSimd(const float* x, size_t n, size_t group, int8_t* qs, float* d,
-                             float* s, size_t s_stride, int32_t* isums);
+                             float* s, size_t s_stride, int32_t* isums, int16_t* half_sums);
 
 // The register-tile walk every quantized kernel shares: rows [row_begin, row_end) in tiles of
 // kRows, then single rows; per row tile first row_tile(rows_tag, r) (to fill a panel), then

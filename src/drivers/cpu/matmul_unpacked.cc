@@ -82,10 +82,11 @@ HWY_INLINE VU8 ShiftMask(VU8 v, uint8_t mask) {
   return hn::And(hn::BitCast(DU8(), shifted), hn::Set(DU8(), mask));
 }
 
-// Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, as Unpack32 computes q:
-// Q4_K and Q5_K unsigned, Q6_K signed (q - 32).
+// Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, unsigned: Q4_K's and
+// Q5_K's q as Unpack32 computes it, Q6_K's as stored, q + 32 in [0, 63] (the kernels take the
+// 32 back out per super-block: SubtractQ6Offset).
 template <TensorType kType, size_t kJ>
-HWY_INLINE auto DecodeQVec(const KBlock<kType>& b, size_t v) {
+HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
   constexpr size_t kL = hn::MaxLanes(DU8());
   if constexpr (kType == TensorType::kQ6_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
@@ -94,7 +95,7 @@ HWY_INLINE auto DecodeQVec(const KBlock<kType>& b, size_t v) {
     // Bits 2 kK, 2 kK + 1 of qh become bits 4, 5 of q.
     const VU8 hi = ShiftMask<4 - 2 * static_cast<int>(kK)>(
         hn::LoadU(DU8(), b.qh + 32 * kH + v * kL), 0x30);
-    return hn::Sub(hn::BitCast(DI8(), hn::Or(lo, hi)), hn::Set(DI8(), int8_t{32}));
+    return hn::Or(lo, hi);
   } else {
     const VU8 bytes = hn::LoadU(DU8(), b.qs + 32 * (kJ / 2) + v * kL);
     VU8 q = ShiftMask<kJ % 2 == 0 ? 0 : -4>(bytes, 0x0F);
@@ -255,9 +256,11 @@ HWY_INLINE void UnitSums(const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRI
 }
 
 // A super-block row's scales: d, the integer sub-block scales as int16 (Q4_K/Q5_K one per unit
-// of 32, Q6_K one per 16), and Q4_K/Q5_K's minimums dmin * m_j as float lanes, one per unit.
+// of 32, Q6_K one per 16; Q6_K also 32 sc for SubtractQ6Offset), and Q4_K/Q5_K's minimums
+// dmin * m_j as float lanes, one per unit.
 struct KScales {
   HWY_ALIGN int16_t sc[16];
+  HWY_ALIGN int16_t sc32[16];
   VF32 dmin_m[kUnitVecs];
   float d;
 #if LLMASOS_X86_256
@@ -271,8 +274,12 @@ HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   if constexpr (kType == TensorType::kQ6_K) {
 #if LLMASOS_X86_256
     s.sc_vec = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s.sc32), _mm256_slli_epi16(s.sc_vec, 5));
 #else
-    for (size_t i = 0; i < 16; ++i) s.sc[i] = b.scales[i];
+    for (size_t i = 0; i < 16; ++i) {
+      s.sc[i] = b.scales[i];
+      s.sc32[i] = static_cast<int16_t>(32 * b.scales[i]);
+    }
 #endif
   } else {
     // The 12 bytes hold 6-bit sc and m per unit j (see unpack_internal::ScaleMinK4): units
@@ -322,13 +329,52 @@ HWY_INLINE hn::Vec<DI16> UnitScales(const KScales& s, size_t v) {
   }
 }
 
+// Per int32 lane i: a[2i] b[2i] + a[2i + 1] b[2i + 1] (pmaddwd; other targets may pair the
+// products in another lane order, the same in every kernel).
+HWY_INLINE VI32 MulPairs16(hn::Vec<DI16> a, hn::Vec<DI16> b) {
+#if LLMASOS_X86_256
+  return VI32{_mm256_madd_epi16(a.raw, b.raw)};
+#elif LLMASOS_X86_SIMD
+  return VI32{_mm_madd_epi16(a.raw, b.raw)};
+#else
+  VI32 odd = hn::Zero(DI32());
+  const VI32 even = hn::ReorderWidenMulAccumulate(DI32(), a, b, hn::Zero(DI32()), odd);
+  return hn::Add(even, odd);
+#endif
+}
+
+// Q6_K's q as decoded (DecodeQVec) is q + 32, which adds 32 sum_h sc[h] X[h] to a super-block's
+// integer sum, X[h] the token's sum of its quantized x over the 16 elements of sub-block h
+// (QuantizedActivations::half_sums). Taken back out per (row, token, super-block): one pmaddwd
+// of the row's 32 sc (sc32[r], 16 int16) with the 16 X per 256-bit vector (two on 128-bit
+// targets), in place of one psignb per 32 elements for a signed q. Exact in int32: |32 sc| <=
+// 4096 and |X| <= 16 * 127.
+template <size_t kR, size_t kT>
+HWY_INLINE void SubtractQ6Offset(const int16_t* const (&sc32)[kR], const int16_t* HWY_RESTRICT half_sums,
+                                 size_t token_stride, VI32 (&isb)[kR][kT]) {
+  const DI16 d16;
+  constexpr size_t kL16 = hn::MaxLanes(d16);
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) {
+    LLMASOS_UNROLL
+    for (size_t v = 0; v < 16 / kL16; ++v) {
+      const auto sums = hn::LoadU(d16, half_sums + t * token_stride + v * kL16);
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kR; ++r) {
+        isb[r][t] = hn::Sub(isb[r][t], MulPairs16(hn::LoadU(d16, sc32[r] + v * kL16), sums));
+      }
+    }
+  }
+}
+
 // A super-block's end in both K-quant kernels: its integer sums isb[r][t] (sub-block scales
 // applied, the 8 units added) scaled once, acc[r][t] += float(isb[r][t]) * (d_x d_w[r]), where
 // d_x = xd[t * num_blocks] is the token's one scale for the super-block (the activations are
 // quantized per 256 elements for these weights: ActivationGroupElems). The int32 sums are
 // exact: per lane at most 8 units * (elements per lane and unit: 4 on 256-bit vectors, 8 on
-// 128-bit ones) * 32 * 127 * 128 (Q6_K), under 2^25; the conversion to float is exact below
-// 2^24 and otherwise rounds by far less than the activations' 8-bit rounding.
+// 128-bit ones) * 63 * 127 * 128 (Q6_K's q + 32), under 2^26, less SubtractQ6Offset's at most
+// 2 * 4096 * 2032 per lane; the conversion to float is exact below 2^24 and otherwise rounds
+// by far less than the activations' 8-bit rounding.
 template <size_t kR, size_t kT>
 HWY_INLINE void AddSuperBlock(const VI32 (&isb)[kR][kT], const float (&dw)[kR],
                               const float* HWY_RESTRICT xd, size_t num_blocks,
@@ -344,14 +390,15 @@ HWY_INLINE void AddSuperBlock(const VI32 (&isb)[kR][kT], const float (&dw)[kR],
   }
 }
 
-// out[t * out_stride + r] for kR rows from w_rows (row_bytes apart) and kT tokens; xq, xd and
-// isums are the tile's first token's activations, scales and block sums (cols and num_blocks
-// apart per token).
+// out[t * out_stride + r] for kR rows from w_rows (row_bytes apart) and kT tokens; xq, xd,
+// isums and half_sums are the tile's first token's activations, scales, block sums and
+// half-block sums (cols, num_blocks, num_blocks and 2 num_blocks apart per token).
 template <TensorType kType, size_t kR, size_t kT>
 HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes,
                              size_t num_blocks, const int8_t* HWY_RESTRICT xq,
                              const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT isums,
-                             size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
+                             const int16_t* HWY_RESTRICT half_sums, size_t cols,
+                             float* HWY_RESTRICT out, size_t out_stride) {
   using Block = KBlock<kType>;
   constexpr size_t kL = hn::MaxLanes(DU8());
   const DF32 df;
@@ -406,16 +453,16 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
           const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
           const auto sc = UnitScales<kType, kJ>(ks[r], v);
           LLMASOS_UNROLL
-          for (size_t t = 0; t < kT; ++t) {
-            if constexpr (kType == TensorType::kQ6_K) {
-              isb[r][t] = hn::Add(isb[r][t], DotS8S8Scaled(w, x[t][v], sc));
-            } else {
-              isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x[t][v], sc));
-            }
-          }
+          for (size_t t = 0; t < kT; ++t) isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x[t][v], sc));
         }
       }
     });
+    if constexpr (kType == TensorType::kQ6_K) {
+      const int16_t* sc32[kR];
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kR; ++r) sc32[r] = ks[r].sc32;
+      SubtractQ6Offset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
+    }
     float dw[kR];
     LLMASOS_UNROLL
     for (size_t r = 0; r < kR; ++r) dw[r] = ks[r].d;
@@ -427,19 +474,20 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // ---- K-quant panel kernel (prefill) ------------------------------------------------------
 // KQuantTile's arithmetic over a row tile decoded once into a panel laid out for it, tokens
 // streamed over the panel: per (row, token, 32 elements) one pmaddubsw, one pmaddwd by the
-// sub-block scales and one int32 add (Q6_K also one psignb); one conversion and one FMA per
-// super-block (AddSuperBlock). Everything a row needs beyond that is decoded at fill time:
-// unsigned q (Q6_K: |q - 32| and q - 32 for its sign, so pmaddubsw's sign trick costs one
-// psignb per product instead of an abs too), the int16 multipliers in UnitScales' lane
-// layout, d, and Q4_K/Q5_K's dmin * m. Each output lane sees the same integers and the same
-// float operations in the same order as in KQuantTile, so a token's result is bit-identical
-// whether it runs alone (direct kernel) or in a batch (panel).
+// sub-block scales and one int32 add; one conversion and one FMA per super-block
+// (AddSuperBlock), and Q6_K's offset (SubtractQ6Offset). Everything a row needs beyond that is
+// decoded at fill time: unsigned q (Q6_K: q + 32), the int16 multipliers in UnitScales' lane
+// layout, d, Q4_K/Q5_K's dmin * m and Q6_K's 32 sc. Each output lane sees the same integers
+// and the same float operations in the same order as in KQuantTile, so a token's result is
+// bit-identical whether it runs alone (direct kernel) or in a batch (panel).
 // 3 x 3: nine int32 sums stay in registers beside a row's q and scales and a token's x (4 x 3
 // spilled a few of its twelve to the stack in the inner loop). kernels_bench, AVX2 (Zen 3),
 // 1 thread, CPU time, 128 tokens, best of 3, three interleaved rounds, 4 x 3 / 3 x 3 / 4 x 2:
 // [8192, 2048] Q4_K 39.2-41.0 / 34.4-37.1 / 33.9-40.2 ms, [2048, 8192] Q6_K 44.1-50.7 /
 // 44.2-48.8 / 60.0-60.9, [2048, 8192] Q4_K 39.8-44.7 / 35.4-40.8 / 44.9-45.4 (a busy machine;
-// with a scale per 32 and 4 x 3 the first two were 45.8 and 53.4 ms).
+// with a scale per 32 and 4 x 3 the first two were 45.8 and 53.4 ms). Q6_K as q + 32 with
+// SubtractQ6Offset instead of |q - 32| and a psignb per product, Zen 4, same measure: [2048,
+// 8192] Q6_K at 128 tokens 38.1 -> 32.2 ms; one token (direct kernel) 593 -> 459 us.
 inline constexpr size_t kKPanelRows = 3;
 inline constexpr size_t kKTileTokens = 3;
 
@@ -447,21 +495,21 @@ inline constexpr size_t kKTileTokens = 3;
 // per row, one record (so the tile reads its panel as one sequential stream; separate
 // [rows][cols] arrays put every row at the same offset modulo 4 KiB and thrash the L1's sets
 // for 2^k columns) of
-//   q      kBlockBytes: Q4_K/Q5_K q, Q6_K |q - 32|
+//   q      kBlockBytes: DecodeQVec's unsigned q
 //   sc     kBlockBytes: UnitScales of each vector, int16
-//   sign   kBlockBytes, Q6_K only: q - 32 (only its sign is used)
-// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j.
-template <TensorType kType>
-inline constexpr size_t kKRecordBytes = (kType == TensorType::kQ6_K ? 3 : 2) * kBlockBytes;
+// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j or (Q6_K) the 16 32 sc.
+inline constexpr size_t kKRecordBytes = 2 * kBlockBytes;
 
 struct KPanel {
   std::vector<uint8_t> records;  // [units][rows][kKRecordBytes]
   std::vector<float> dmin_m;     // [super-blocks][rows][8]
+  std::vector<int16_t> sc32;     // [super-blocks][rows][16]
   std::vector<float> d;          // [super-blocks][rows]
 
   void Resize(size_t rows, size_t cols) {
-    records.resize(rows * cols / 32 * 3 * kBlockBytes);
+    records.resize(rows * cols / 32 * kKRecordBytes);
     dmin_m.resize(rows * cols / 32);
+    sc32.resize(rows * cols / 16);
     d.resize(rows * cols / 256);
   }
 };
@@ -470,14 +518,16 @@ template <TensorType kType>
 void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num_rows,
                 size_t cols, KPanel& p) {
   constexpr size_t kL = hn::MaxLanes(DU8());
-  constexpr size_t kRec = kKRecordBytes<kType>;
+  constexpr size_t kRec = kKRecordBytes;
   for (size_t r = 0; r < num_rows; ++r) {
     const auto* blocks = reinterpret_cast<const KBlock<kType>*>(w_rows + r * row_bytes);
     for (size_t sb = 0; sb < cols / 256; ++sb) {
       KScales ks;
       ReadKScales<kType>(blocks[sb], ks);
       p.d[sb * num_rows + r] = ks.d;
-      if constexpr (kType != TensorType::kQ6_K) {
+      if constexpr (kType == TensorType::kQ6_K) {
+        std::memcpy(&p.sc32[(sb * num_rows + r) * 16], ks.sc32, sizeof(ks.sc32));
+      } else {
         LLMASOS_UNROLL
         for (size_t i = 0; i < kUnitVecs; ++i) {
           hn::StoreU(ks.dmin_m[i], DF32(), &p.dmin_m[(sb * num_rows + r) * 8 + i * hn::MaxLanes(DF32())]);
@@ -488,13 +538,7 @@ void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num
         uint8_t* rec = &p.records[((8 * sb + kJ) * num_rows + r) * kRec];
         LLMASOS_UNROLL
         for (size_t v = 0; v < kVecsPerBlock; ++v) {
-          const auto q = DecodeQVec<kType, kJ>(blocks[sb], v);
-          if constexpr (kType == TensorType::kQ6_K) {
-            hn::StoreU(hn::BitCast(DU8(), hn::Abs(q)), DU8(), rec + v * kL);
-            hn::StoreU(q, DI8(), reinterpret_cast<int8_t*>(rec + 2 * kBlockBytes + v * kL));
-          } else {
-            hn::StoreU(q, DU8(), rec + v * kL);
-          }
+          hn::StoreU(DecodeQVec<kType, kJ>(blocks[sb], v), DU8(), rec + v * kL);
           hn::StoreU(UnitScales<kType, kJ>(ks, v), DI16(),
                      reinterpret_cast<int16_t*>(rec + kBlockBytes + v * kL));
         }
@@ -504,13 +548,14 @@ void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num
 }
 
 // out[t * out_stride + r] for the panel's kR rows (the count it was filled with) and kT
-// tokens; xq, xd and isums as KQuantTile's.
+// tokens; xq, xd, isums and half_sums as KQuantTile's.
 template <TensorType kType, size_t kR, size_t kT>
 HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RESTRICT xq,
                              const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRICT isums,
-                             size_t num_blocks, float* HWY_RESTRICT out, size_t out_stride) {
+                             const int16_t* HWY_RESTRICT half_sums, size_t num_blocks,
+                             float* HWY_RESTRICT out, size_t out_stride) {
   constexpr size_t kL = hn::MaxLanes(DU8());
-  constexpr size_t kRec = kKRecordBytes<kType>;
+  constexpr size_t kRec = kKRecordBytes;
   const DF32 df;
   const uint8_t* HWY_RESTRICT rec = p.records.data();
   VF32 acc[kR][kT];
@@ -543,15 +588,17 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
           const auto sc = hn::LoadU(DI16(), reinterpret_cast<const int16_t*>(row_rec + kBlockBytes + v * kL));
           LLMASOS_UNROLL
           for (size_t t = 0; t < kT; ++t) {
-            VI8 x = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
-            if constexpr (kType == TensorType::kQ6_K) {
-              x = CopySignI8(x, hn::LoadU(DI8(), reinterpret_cast<const int8_t*>(
-                                                     row_rec + 2 * kBlockBytes + v * kL)));
-            }
+            const VI8 x = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
             isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x, sc));
           }
         }
       }
+    }
+    if constexpr (kType == TensorType::kQ6_K) {
+      const int16_t* sc32[kR];
+      LLMASOS_UNROLL
+      for (size_t r = 0; r < kR; ++r) sc32[r] = &p.sc32[(sb * kR + r) * 16];
+      SubtractQ6Offset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
     }
     float dw[kR];
     LLMASOS_UNROLL
@@ -575,13 +622,13 @@ void KPanelRows(const MatView& w, const QuantizedActivations& x, size_t row_begi
   auto tile = [&](auto rows_tag, auto tokens_tag, size_t r, size_t t) {
     KPanelTile<kType, decltype(rows_tag)::value, decltype(tokens_tag)::value>(
         panel, w.cols, x.qs + t * x.cols, x.d + t * num_blocks, x.isums + t * num_blocks,
-        num_blocks, out + t * w.rows + r, w.rows);
+        x.half_sums + 2 * t * num_blocks, num_blocks, out + t * w.rows + r, w.rows);
   };
   ForEachTile<kKPanelRows, kKTileTokens>(row_begin, row_end, x.num_tokens, fill, tile);
 }
 
 // Rows [row_begin, row_end) of the product through KQuantTile. REQUIRES: kSimdDecode<kType>,
-// x.isums set.
+// x.isums and x.half_sums set.
 template <TensorType kType>
 void KQuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begin,
                 size_t row_end, float* out) {
@@ -591,8 +638,9 @@ void KQuantRows(const MatView& w, const QuantizedActivations& x, size_t row_begi
     constexpr size_t kR = decltype(rows_tag)::value;
     constexpr size_t kT = decltype(tokens_tag)::value;
     KQuantTile<kType, kR, kT>(base + r * w.row_bytes, w.row_bytes, num_blocks, x.qs + t * x.cols,
-                              x.d + t * num_blocks, x.isums + t * num_blocks, x.cols,
-                              out + t * w.rows + r, w.rows);
+                              x.d + t * num_blocks, x.isums + t * num_blocks,
+                              x.half_sums + 2 * t * num_blocks, x.cols, out + t * w.rows + r,
+                              w.rows);
   };
   if (x.num_tokens == 1) return ForEachTile<kDirectDecodeRows, 1>(row_begin, row_end, 1, tile);
   ForEachTile<kDirectRows, kDirectTokens>(row_begin, row_end, x.num_tokens, tile);
@@ -606,7 +654,7 @@ void MatMulUnpackedTarget(const MatView& w, const QuantizedActivations& x, float
       CHECK(false) << "MatMulUnpacked: not a block-quantized type";
     } else {
       if constexpr (kSimdDecode<kType>) {
-        DCHECK(x.isums != nullptr);
+        DCHECK(x.isums != nullptr && x.half_sums != nullptr);
         CHECK_EQ(x.group, kSuperBlockElems) << "K-quant kernels need one activation scale per 256";
         if (x.num_tokens < kDirectMaxTokens) {
           pool.ParallelFor(w.rows, kDirectDecodeRows, [&](size_t begin, size_t end, size_t) {

@@ -146,7 +146,9 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out) {
       QuantizeActivations(x + t * w.cols, w.cols, group, &xq[t * w.cols], &xd[t * num_blocks],
                           &xs[t], num_tokens);
     }
-    QuantizedRows(w, {xq.data(), xd.data(), xs.data(), /*isums=*/nullptr, num_tokens, w.cols, group},
+    QuantizedRows(w,
+                  {xq.data(), xd.data(), xs.data(), /*isums=*/nullptr, /*half_sums=*/nullptr,
+                   num_tokens, w.cols, group},
                   0, w.rows, out);
     return;
   }
