@@ -453,7 +453,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
           const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
           const auto sc = UnitScales<kType, kJ>(ks[r], v);
           LLMASOS_UNROLL
-          for (size_t t = 0; t < kT; ++t) isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x[t][v], sc));
+          for (size_t t = 0; t < kT; ++t) isb[r][t] = DotU8S8Scaled(w, x[t][v], sc, isb[r][t]);
         }
       }
     });
@@ -589,7 +589,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
           LLMASOS_UNROLL
           for (size_t t = 0; t < kT; ++t) {
             const VI8 x = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
-            isb[r][t] = hn::Add(isb[r][t], DotU8S8Scaled(w, x, sc));
+            isb[r][t] = DotU8S8Scaled(w, x, sc, isb[r][t]);
           }
         }
       }

@@ -160,7 +160,7 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
 }
 
 #if !LLMASOS_X86_SIMD
-// DotU8S8Scaled / DotS8S8Scaled lane by lane, for targets without pmaddubsw.
+// DotU8S8Scaled's products lane by lane, for targets without pmaddubsw.
 template <class DA>
 HWY_INLINE VI32 ScaledDotFallback(DA da, hn::Vec<DA> a, VI8 b, hn::Vec<DI16> s) {
   HWY_ALIGN hn::TFromD<DA> av[hn::MaxLanes(DU8())];
@@ -180,26 +180,26 @@ HWY_INLINE VI32 ScaledDotFallback(DA da, hn::Vec<DA> a, VI8 b, hn::Vec<DI16> s) 
 }
 #endif
 
-// Per int32 lane i: sum_{k<4} a[4i+k] b[4i+k] s[2i + k/2], a unsigned and b signed 8-bit, s a
-// 16-bit multiplier per pair of products (DotU8S8 multiplies the pairs by 1): K-quant sub-block
-// scales applied in the integer domain. REQUIRES: as DotU8S8, and 2 * |pair * s| fits int32
-// (pairs are below 2^15 and s below 2^15, so this always holds).
-HWY_INLINE VI32 DotU8S8Scaled(VU8 a, VI8 b, hn::Vec<DI16> s) {
-#if LLMASOS_X86_256
-  return VI32{_mm256_madd_epi16(_mm256_maddubs_epi16(a.raw, b.raw), s.raw)};
+// acc[i] += sum_{k<4} a[4i+k] b[4i+k] s[2i + k/2], a unsigned and b signed 8-bit, s a 16-bit
+// multiplier per pair of products (DotU8S8 multiplies the pairs by 1): K-quant sub-block scales
+// applied in the integer domain. REQUIRES: as DotU8S8, and 2 * |pair * s| fits int32 (pairs are
+// below 2^15 and s below 2^15, so this always holds).
+// On AVX3_DL the pairs are multiplied and added in one vpdpwssd, written out in its EVEX form
+// (AVX512-VNNI): Highway 1.0.3's AVX3_DL target string enables the VEX-only "avxvnni" rather
+// than "avx512vnni", and clang fuses pmaddwd + add into {vex} vpdpwssd by itself, an illegal
+// instruction on AVX-512 CPUs without AVX-VNNI (Zen 4, Ice Lake). The sum is the same integer.
+HWY_INLINE VI32 DotU8S8Scaled(VU8 a, VI8 b, hn::Vec<DI16> s, VI32 acc) {
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_AVX3_DL
+  const __m256i pairs = _mm256_maddubs_epi16(a.raw, b.raw);
+  __m256i r = acc.raw;
+  asm("%{evex%} vpdpwssd %2, %1, %0" : "+v"(r) : "v"(pairs), "v"(s.raw));
+  return VI32{r};
+#elif LLMASOS_X86_256
+  return hn::Add(acc, VI32{_mm256_madd_epi16(_mm256_maddubs_epi16(a.raw, b.raw), s.raw)});
 #elif LLMASOS_X86_SIMD
-  return VI32{_mm_madd_epi16(_mm_maddubs_epi16(a.raw, b.raw), s.raw)};
+  return hn::Add(acc, VI32{_mm_madd_epi16(_mm_maddubs_epi16(a.raw, b.raw), s.raw)});
 #else
-  return ScaledDotFallback(DU8(), a, b, s);
-#endif
-}
-
-// The same for signed a, by DotS8S8's identity (|a| times b with a's sign).
-HWY_INLINE VI32 DotS8S8Scaled(VI8 a, VI8 b, hn::Vec<DI16> s) {
-#if LLMASOS_X86_SIMD
-  return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(a)), CopySignI8(b, a), s);
-#else
-  return ScaledDotFallback(DI8(), a, b, s);
+  return hn::Add(acc, ScaledDotFallback(DU8(), a, b, s));
 #endif
 }
 
