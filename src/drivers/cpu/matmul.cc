@@ -65,7 +65,8 @@ void QuantizeActivationsTarget(const float* HWY_RESTRICT x, size_t n, size_t gro
       const int32_t hi = hn::GetLane(hn::SumOfLanes(di32, isum[1]));
       half_sums[2 * b] = static_cast<int16_t>(lo);  // |sum| <= 16 * 127
       half_sums[2 * b + 1] = static_cast<int16_t>(hi);
-      isums[b] = lo + hi;
+      // Wrapping, as the lanes' sums do: a non-finite x (a broken model) makes q INT_MIN.
+      isums[b] = static_cast<int32_t>(static_cast<uint32_t>(lo) + static_cast<uint32_t>(hi));
       s[b * s_stride] = scale * static_cast<float>(isums[b]);
     }
   }
