@@ -524,6 +524,21 @@ TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
             << Traits(type).name << " " << rows << " x " << cols << " on " << pool->num_threads()
             << " threads";
       }
+      // In bands of 2 tiles (the loader's band_done releases each band's file pages): the same
+      // bytes, and the bands reported in order, covering every row once.
+      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+        std::vector<std::pair<size_t, size_t>> bands;
+        const std::unique_ptr<PackedMatrix> banded = PackMatrixLayout(
+            w.view, pool, [&](size_t begin, size_t end) { bands.emplace_back(begin, end); },
+            /*band_bytes=*/2 * 16 * w.view.row_bytes);
+        ASSERT_EQ(std::memcmp(banded->data, serial->data, serial->bytes), 0)
+            << Traits(type).name << " " << rows << " x " << cols << " in bands";
+        ASSERT_EQ(bands.size(), (rows / 16 + 1) / 2);
+        for (size_t b = 0; b < bands.size(); ++b) {
+          EXPECT_EQ(bands[b].first, 32 * b);
+          EXPECT_EQ(bands[b].second, std::min(rows, 32 * (b + 1)));
+        }
+      }
       for (size_t r : {size_t{0}, rows / 2 + 1, rows - 1}) {
         std::vector<float> row(cols), row_ref(cols);
         DequantizePackedRow(*serial, r, row.data());

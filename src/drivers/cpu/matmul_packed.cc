@@ -384,7 +384,9 @@ std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool) {
   return PackMatrixLayout(w, pool);
 }
 
-std::unique_ptr<PackedMatrix> PackMatrixLayout(const MatView& w, ThreadPool* pool) {
+std::unique_ptr<PackedMatrix> PackMatrixLayout(
+    const MatView& w, ThreadPool* pool,
+    const std::function<void(size_t row_begin, size_t row_end)>& band_done, size_t band_bytes) {
   CHECK_EQ(w.row_bytes, RowBytes(w.type, w.cols));
   auto packed = std::make_unique<PackedMatrix>();
   packed->type = w.type;
@@ -411,12 +413,17 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(const MatView& w, ThreadPool* poo
     }
   };
   const size_t num_tiles = w.rows / kPackRows;
-  if (pool == nullptr || pool->num_threads() == 1) {
-    pack_tiles(0, num_tiles);
-  } else {
-    pool->ParallelFor(num_tiles, 1, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-      pack_tiles(begin, end);
-    }, /*chunks_per_thread=*/4);
+  const size_t band_tiles = std::max<size_t>(1, band_bytes / (kPackRows * w.row_bytes));
+  for (size_t band = 0; band < num_tiles; band += band_tiles) {
+    const size_t band_end = std::min(num_tiles, band + band_tiles);
+    if (pool == nullptr || pool->num_threads() == 1) {
+      pack_tiles(band, band_end);
+    } else {
+      pool->ParallelFor(band_end - band, 1, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+        pack_tiles(band + begin, band + end);
+      }, /*chunks_per_thread=*/4);
+    }
+    if (band_done) band_done(band * kPackRows, band_end * kPackRows);
   }
   return packed;
 }

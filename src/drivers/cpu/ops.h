@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include <memory>
 
@@ -69,7 +70,15 @@ std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nu
 // As PackMatrix, but for any `w` with a packed layout even where this CPU has no kernel to
 // multiply it (MatMul then reads the file's layout; DequantizeRow reads this one): what tests
 // of the layout and of its stored copies run on every machine. REQUIRES: HasPackedLayout(w).
-std::unique_ptr<PackedMatrix> PackMatrixLayout(const MatView& w, ThreadPool* pool = nullptr);
+// The rows are packed in bands of about band_bytes of w, one after another; band_done(begin,
+// end), when set, is called after each, in order, once no more of rows [begin, end) will be
+// read: the loader releases a large matrix's file pages band by band, so that the matrix is
+// not resident twice over (file and packed copy) while it is packed.
+inline constexpr size_t kPackBandBytes = size_t{32} << 20;
+std::unique_ptr<PackedMatrix> PackMatrixLayout(
+    const MatView& w, ThreadPool* pool = nullptr,
+    const std::function<void(size_t row_begin, size_t row_end)>& band_done = {},
+    size_t band_bytes = kPackBandBytes);
 // Whether the target chosen on this CPU multiplies w's type in the packed layout.
 bool HasPackedKernel(TensorType type);
 

@@ -464,14 +464,19 @@ void Model::RepackMatrices(const LoadOptions& options, ThreadPool& pool) {
   if (packed_from_ != PackedFrom::kBlob) {
     // Each matrix's tiles are spread over the pool: matrices come in sizes from a few to
     // hundreds of tiles, so tiles balance better than whole matrices would.
-    // Each source matrix's pages are released as soon as it is packed, so resident memory
-    // stays about the file's size during the load, not twice it.
+    // A source matrix's pages are released band by band as it is packed (a tied output
+    // matrix can be most of a small model's file), so resident memory stays about the file's
+    // size during the load, not twice a matrix; then whole, for the pages at band edges.
     packed.clear();
     packed.resize(views.size());
     for (size_t i = 0; i < views.size(); ++i) {
       if (!want[i]) continue;
-      packed[i] = cpu::PackMatrixLayout(*views[i], &pool);
-      file_->ReleasePages(views[i]->data, views[i]->rows * views[i]->row_bytes);
+      const auto* rows = static_cast<const uint8_t*>(views[i]->data);
+      const size_t row_bytes = views[i]->row_bytes;
+      packed[i] = cpu::PackMatrixLayout(*views[i], &pool, [&](size_t begin, size_t end) {
+        file_->ReleasePages(rows + begin * row_bytes, (end - begin) * row_bytes);
+      });
+      file_->ReleasePages(rows, views[i]->rows * row_bytes);
     }
     packed_from_ = PackedFrom::kRepacked;
   }
