@@ -401,7 +401,6 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
                              float* HWY_RESTRICT out, size_t out_stride) {
   using Block = KBlock<kType>;
   constexpr size_t kL = hn::MaxLanes(DU8());
-  const DF32 df;
   // Lanes summed at the end: element products and (Q4_K/Q5_K) the minimum terms.
   VF32 acc[kR][kT];
   ZeroTile(acc);
@@ -433,10 +432,16 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
         }
       }
     }
-    VI32 isb[kR][kT];
+    // Decode (one row, one token) sums odd units apart: one accumulator would chain all eight
+    // units' vpdpwssd (latency 4-5 cycles each) through one register. Integer sums: the same
+    // result.
+    constexpr bool kTwoChains = kR * kT == 1;
+    VI32 isb[kR][kT], isb_odd[kR][kT];
     ZeroTile(isb);
+    ZeroTile(isb_odd);
     ForEachUnit([&](auto j_tag) {
       constexpr size_t kJ = decltype(j_tag)::value;
+      auto& sums = kTwoChains && kJ % 2 == 1 ? isb_odd : isb;
       const size_t b = 8 * sb + kJ;
       VI8 x[kT][kVecsPerBlock];
       LLMASOS_UNROLL
@@ -453,10 +458,11 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
           const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
           const auto sc = UnitScales<kType, kJ>(ks[r], v);
           LLMASOS_UNROLL
-          for (size_t t = 0; t < kT; ++t) isb[r][t] = DotU8S8Scaled(w, x[t][v], sc, isb[r][t]);
+          for (size_t t = 0; t < kT; ++t) sums[r][t] = DotU8S8Scaled(w, x[t][v], sc, sums[r][t]);
         }
       }
     });
+    if constexpr (kTwoChains) isb[0][0] = hn::Add(isb[0][0], isb_odd[0][0]);
     if constexpr (kType == TensorType::kQ6_K) {
       const int16_t* sc32[kR];
       LLMASOS_UNROLL
