@@ -159,27 +159,6 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
 #endif
 }
 
-#if !LLMASOS_X86_SIMD
-// DotU8S8Scaled's products lane by lane, for targets without pmaddubsw.
-template <class DA>
-HWY_INLINE VI32 ScaledDotFallback(DA da, hn::Vec<DA> a, VI8 b, hn::Vec<DI16> s) {
-  HWY_ALIGN hn::TFromD<DA> av[hn::MaxLanes(DU8())];
-  HWY_ALIGN int8_t bv[hn::MaxLanes(DU8())];
-  HWY_ALIGN int16_t sv[hn::MaxLanes(DI16())];
-  HWY_ALIGN int32_t sums[hn::MaxLanes(DI32())];
-  hn::Store(a, da, av);
-  hn::Store(b, DI8(), bv);
-  hn::Store(s, DI16(), sv);
-  for (size_t i = 0; i < hn::MaxLanes(DI32()); ++i) {
-    sums[i] = 0;
-    for (size_t k = 0; k < 4; ++k) {
-      sums[i] += static_cast<int32_t>(av[4 * i + k]) * bv[4 * i + k] * sv[2 * i + k / 2];
-    }
-  }
-  return hn::Load(DI32(), sums);
-}
-#endif
-
 // acc[i] += sum_{k<4} a[4i+k] b[4i+k] s[2i + k/2], a unsigned and b signed 8-bit, s a 16-bit
 // multiplier per pair of products (DotU8S8 multiplies the pairs by 1): K-quant sub-block scales
 // applied in the integer domain. REQUIRES: as DotU8S8, and 2 * |pair * s| fits int32 (pairs are
@@ -199,7 +178,21 @@ HWY_INLINE VI32 DotU8S8Scaled(VU8 a, VI8 b, hn::Vec<DI16> s, VI32 acc) {
 #elif LLMASOS_X86_SIMD
   return hn::Add(acc, VI32{_mm_madd_epi16(_mm_maddubs_epi16(a.raw, b.raw), s.raw)});
 #else
-  return hn::Add(acc, ScaledDotFallback(DU8(), a, b, s));
+  // Lane by lane, for targets without pmaddubsw.
+  HWY_ALIGN uint8_t av[hn::MaxLanes(DU8())];
+  HWY_ALIGN int8_t bv[hn::MaxLanes(DU8())];
+  HWY_ALIGN int16_t sv[hn::MaxLanes(DI16())];
+  HWY_ALIGN int32_t sums[hn::MaxLanes(DI32())];
+  hn::Store(a, DU8(), av);
+  hn::Store(b, DI8(), bv);
+  hn::Store(s, DI16(), sv);
+  for (size_t i = 0; i < hn::MaxLanes(DI32()); ++i) {
+    sums[i] = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      sums[i] += static_cast<int32_t>(av[4 * i + k]) * bv[4 * i + k] * sv[2 * i + k / 2];
+    }
+  }
+  return hn::Add(acc, hn::Load(DI32(), sums));
 #endif
 }
 
