@@ -71,6 +71,8 @@ TEST(JinjaTest, SlicesByCodePoint) {
   EXPECT_EQ(R("{{ 'héllo'[1:3] }} {{ 'abc'[::-1] }} {{ [1,2,3][-1] }} {{ [1,2,3][1:] }}"),
             "él cba 3 [2, 3]");
   EXPECT_EQ(R("{{ x[5] }}|", R"({"x": [1]})"), "|");
+  // The largest index is out of range like any other (its slice end would overflow).
+  EXPECT_EQ(R("{{ 'abc'[9223372036854775807] }}{{ [1][9223372036854775807] }}|"), "|");
 }
 
 TEST(JinjaTest, LoopVariablesAndElse) {

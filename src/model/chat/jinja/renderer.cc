@@ -426,6 +426,8 @@ StatusOr<Value> Renderer::GetItem(const Position& pos, const Value& obj, const V
     return v != nullptr ? *v : Value();
   }
   if ((obj.is_list() || obj.is_string()) && key.is_integer()) {
+    // No list or string is that long, and key + 1 below would overflow.
+    if (key.as_int() == std::numeric_limits<int64_t>::max()) return Value();
     const Value start = key;
     const Value stop = key.as_int() == -1 ? Value() : Value::Int(key.as_int() + 1);
     StatusOr<Value> r = SliceValue(obj, &start, stop.is_undefined() ? nullptr : &stop, nullptr);
