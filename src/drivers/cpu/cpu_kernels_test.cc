@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -457,14 +458,19 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
                                 {16, 64, 4},  {32, 128, 5}, {16, 64, 7},  {48, 192, 8},
                                 {16, 576, 9}, {16, 32, 33}, {64, 1536, 1}, {32, 64, 16},
                                 {512, 64, 1}, {512, 64, 9}};  // enough tiles for every thread
+  const MatMulShape k_shapes[] = {{16, 256, 1}, {32, 512, 2}, {16, 768, 3}, {48, 256, 8},
+                                  {16, 2048, 9}, {32, 256, 17}, {512, 256, 1}, {512, 512, 9}};
   const bool avx512 = GetParam() == HWY_AVX3 || GetParam() == HWY_AVX3_DL;
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16}) {
+    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
+                            TensorType::kQ4_K, TensorType::kQ6_K}) {
       const bool expect_packed =
           avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
-      for (const MatMulShape& shape : shapes) {
+      const bool k_quant = Traits(type).block_elems == 256;
+      for (const MatMulShape& shape : k_quant ? std::span<const MatMulShape>(k_shapes)
+                                              : std::span<const MatMulShape>(shapes)) {
         Weights w = MakeWeights(type, shape.rows, shape.cols,
                                 static_cast<uint32_t>(shape.rows * 17 + shape.cols));
         const std::unique_ptr<PackedMatrix> packed = PackMatrix(w.view, &pool);
@@ -482,7 +488,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
         MatMul(view, x.data(), shape.tokens, out.data(), pool);
         scalar::MatMul(w.view, x.data(), shape.tokens, ref.data());
         const std::vector<double> mag = AbsProductSums(w.view, x.data(), shape.tokens);
-        const double num_terms = IsQuantized(type) ? 2.0 * shape.cols / 32 : shape.cols;
+        const double num_terms = NumSumTerms(type, shape.cols);
         for (size_t i = 0; i < out.size(); ++i) {
           const double tol = 2 * (num_terms + 2) * FLT_EPSILON * mag[i] * 1.05 + 1e-30;
           ASSERT_NEAR(out[i], ref[i], tol)
@@ -510,13 +516,18 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
 // mapped by another); and they decode to the file's rows on any CPU.
 TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
   ThreadPool pool2(2), pool3(3);
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16}) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
+                          TensorType::kQ4_K, TensorType::kQ6_K}) {
+    const bool k_quant = Traits(type).block_elems == 256;
     for (auto [rows, cols] : {std::pair<size_t, size_t>{16, 32}, {48, 96}, {208, 576}}) {
+      if (k_quant) cols *= 8;
       Weights w = MakeWeights(type, rows, cols, static_cast<uint32_t>(rows + cols));
       ASSERT_TRUE(HasPackedLayout(w.view));
       const std::unique_ptr<PackedMatrix> serial = PackMatrixLayout(w.view);
       ASSERT_EQ(serial->bytes, PackedBytes(w.view));
-      ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols));  // same bytes per weight
+      // The same bytes per weight; Q4_K's 6-bit sub-block scales and minimums take a byte each.
+      const size_t scale_bytes = type == TensorType::kQ4_K ? rows * (cols / 256) * 4 : 0;
+      ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols) + scale_bytes);
       for (ThreadPool* pool : {&pool2, &pool3}) {
         const std::unique_ptr<PackedMatrix> parallel = PackMatrixLayout(w.view, pool);
         ASSERT_EQ(parallel->bytes, serial->bytes);

@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -57,6 +59,12 @@ void BM_MatMul(benchmark::State& state) {
   for (float& v : x) v = dist(rng);
   std::vector<float> out(tokens * rows);
   ThreadPool pool(threads);
+  // Repacked as a model load repacks it (PackMatrix: null where this CPU has no packed kernel
+  // for the type), unless LLMASOS_REPACK=0 asks for the file's layout, as it does for a model.
+  const char* repack = std::getenv("LLMASOS_REPACK");
+  std::unique_ptr<PackedMatrix> packed;
+  if (repack == nullptr || std::string(repack) != "0") packed = PackMatrix(w.view, &pool);
+  w.view.packed = packed.get();
   for (auto _ : state) {
     MatMul(w.view, x.data(), tokens, out.data(), pool);
     benchmark::DoNotOptimize(out.data());
@@ -67,7 +75,8 @@ void BM_MatMul(benchmark::State& state) {
       weight_bytes * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(
       2.0 * rows * cols * tokens * state.iterations() / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(Traits(type).name) + " " + ChosenTarget());
+  state.SetLabel(std::string(Traits(type).name) + (packed != nullptr ? " packed " : " ") +
+                 ChosenTarget());
 }
 
 constexpr int64_t kQ4_1 = static_cast<int64_t>(TensorType::kQ4_1);

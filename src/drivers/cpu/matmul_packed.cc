@@ -8,7 +8,9 @@
 // out as 16 contiguous floats per token, with no horizontal sums. Q8_0 values are stored with
 // a +128 bias (vpdpbusd multiplies unsigned by signed); the dot products start from -128 times
 // the integer sum of the token's activations in the block, which cancels the bias exactly.
-// F16 matrices use the same 16-row tiles with fp16 lanes against float activations.
+// F16 matrices use the same 16-row tiles with fp16 lanes against float activations. Q4_K and
+// Q6_K keep their integer sub-block scales per row lane and apply them to each unit's integer
+// dot products (see PackedKTile).
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
 // on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
@@ -26,6 +28,7 @@
 
 #include "drivers/cpu/matmul_internal.h"
 #include "drivers/cpu/ops.h"
+#include "drivers/cpu/quant_unpack.h"
 #include "util/fp16.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -43,6 +46,7 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 
 bool HasPackedKernelTarget(TensorType type) {
   return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kF16 ||
+         type == TensorType::kQ4_K || type == TensorType::kQ6_K ||
          (type == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
 }
 
@@ -158,13 +162,180 @@ template <TensorType kType>
 void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
                 size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
-  const size_t tile_bytes = num_blocks * PackedBlockBytes(kType);
+  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
     ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
                             x.num_tokens, x.isums + t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
+    });
+  }
+}
+
+// ---- K-quants (Q4_K, Q6_K) -----------------------------------------------------------------
+// Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
+// 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
+// half, its scales are per 16) into the super-block's int32 sums. Per super-block and token:
+// Q4_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h) (its values
+// are stored as q + 32, unsigned) as int16 pair products (vpdpwssd) of the tile's m or sc with
+// the token's block or half-block sums, then one conversion and one FMA per term. Everything is
+// exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's K-quant kernels.
+
+// acc + per int32 lane a[2i] b[2i] + a[2i + 1] b[2i + 1] (int16 pairs). Inline asm on AVX3_DL
+// for the reason DotU8S8 gives (Highway 1.0.3's target string lacks "avx512vnni").
+HWY_INLINE __m512i DpWords(__m512i acc, __m512i a, __m512i b) {
+#if HWY_TARGET == HWY_AVX3_DL
+  asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+#endif
+}
+
+// The 8 groups of unit u of a K-quant tile's super-block `sb` as unsigned bytes (Q6_K: q + 32).
+template <TensorType kType>
+HWY_INLINE void KUnitGroups(const uint8_t* HWY_RESTRICT sb, size_t u, __m512i (&w)[kGroups]) {
+  const uint8_t* unit = sb + KPackUnitBytes(kType) * u;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  LLMASOS_UNROLL
+  for (size_t j = 0; j < kGroups / 2; ++j) {
+    const __m512i v = _mm512_loadu_si512(unit + 64 * j);
+    w[j] = _mm512_and_si512(v, low4);
+    w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  }
+  if constexpr (kType == TensorType::kQ6_K) {
+    const __m512i bits45 = _mm512_set1_epi8(0x30);
+    const __m512i high[2] = {_mm512_loadu_si512(unit + kQ6KPackHigh),
+                             _mm512_loadu_si512(unit + kQ6KPackHigh + 64)};
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kGroups; ++g) {
+      // Bits 2s, 2s + 1 of high[g % 2], s = g / 2, become bits 4 and 5 of q.
+      const __m512i h = high[g % 2];
+      const size_t s = g / 2;
+      const __m512i at45 = s == 0 ? _mm512_slli_epi16(h, 4)
+                           : s == 1 ? _mm512_slli_epi16(h, 2)
+                           : s == 2 ? h : _mm512_srli_epi16(h, 2);
+      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at45, bits45));
+    }
+  }
+}
+
+// out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT.
+//   xq, xd, xsum, xhalf: the first token's quantized activations, block scales (one value per
+//   super-block, repeated per block), block sums and half-block sums (cols, num_blocks,
+//   num_blocks and 2 num_blocks apart per token).
+template <TensorType kType, size_t kT>
+HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
+                              const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                              const int32_t* HWY_RESTRICT xsum, const int16_t* HWY_RESTRICT xhalf,
+                              size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
+  constexpr bool kQ6 = kType == TensorType::kQ6_K;
+  const size_t sb_bytes = PackedBlockBytes(kType);
+  __m512 acc[kT];
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
+  for (size_t sb = 0; sb < num_blocks / 8; ++sb) {
+    const uint8_t* sblk = tile + sb * sb_bytes;
+    __m512i isb[kT];
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) isb[t] = _mm512_setzero_si512();
+    for (size_t u = 0; u < 8; ++u) {
+      __m512i w[kGroups];
+      KUnitGroups<kType>(sblk, u, w);
+      __m512i sc_lo, sc_hi;  // per row lane: the scale of elements 0..15, 16..31 of the unit
+      if constexpr (kQ6) {
+        const __m512i pairs = _mm512_cvtepi8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ6KUnitBytes * u + kQ6KPackScales)));
+        sc_lo = _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
+        sc_hi = _mm512_srai_epi32(pairs, 16);
+      } else {
+        sc_lo = sc_hi = _mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + kQ4KPackScales + 16 * u)));
+      }
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        const int8_t* xb = xq + t * cols + 256 * sb + 32 * u;
+        __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+        LLMASOS_UNROLL
+        for (size_t g = 0; g < kGroups / 2; ++g) {
+          int32_t x0, x1;
+          std::memcpy(&x0, xb + 4 * g, 4);
+          std::memcpy(&x1, xb + 16 + 4 * g, 4);
+          lo = Dp(lo, w[g], _mm512_set1_epi32(x0));
+          hi = Dp(hi, w[g + kGroups / 2], _mm512_set1_epi32(x1));
+        }
+        if constexpr (kQ6) {
+          isb[t] = _mm512_add_epi32(isb[t], _mm512_add_epi32(_mm512_mullo_epi32(lo, sc_lo),
+                                                             _mm512_mullo_epi32(hi, sc_hi)));
+        } else {
+          isb[t] = _mm512_add_epi32(isb[t], _mm512_mullo_epi32(_mm512_add_epi32(lo, hi), sc_lo));
+        }
+      }
+    }
+    const size_t d_at = kQ6 ? kQ6KPackD : kQ4KPackD;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + d_at)));
+    if constexpr (kQ6) {
+      __m512i sc_pairs[8];
+      LLMASOS_UNROLL
+      for (size_t u = 0; u < 8; ++u) {
+        sc_pairs[u] = _mm512_cvtepi8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ6KUnitBytes * u + kQ6KPackScales)));
+      }
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        const int16_t* halves = xhalf + 2 * t * num_blocks + 16 * sb;
+        __m512i offset = _mm512_setzero_si512();
+        LLMASOS_UNROLL
+        for (size_t u = 0; u < 8; ++u) {
+          int32_t pair;  // the half-block sums of sub-blocks 2u, 2u + 1
+          std::memcpy(&pair, halves + 2 * u, 4);
+          offset = DpWords(offset, sc_pairs[u], _mm512_set1_epi32(pair));
+        }
+        const __m512i exact = _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, 5));
+        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
+      }
+    } else {
+      const __m512 dmin = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ4KPackD + 32)));
+      __m512i m_pairs[4];
+      LLMASOS_UNROLL
+      for (size_t i = 0; i < 4; ++i) {
+        m_pairs[i] = _mm512_cvtepu8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ4KPackMins + 32 * i)));
+      }
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        // The unit sums as int16 pairs (|sum| <= 32 * 127): vpmovdw truncates each to 16 bits.
+        alignas(16) int32_t sums[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(sums),
+                        _mm256_cvtepi32_epi16(_mm256_loadu_si256(
+                            reinterpret_cast<const __m256i*>(xsum + t * num_blocks + 8 * sb))));
+        __m512i mins = _mm512_setzero_si512();
+        LLMASOS_UNROLL
+        for (size_t i = 0; i < 4; ++i) mins = DpWords(mins, m_pairs[i], _mm512_set1_epi32(sums[i]));
+        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[t]), _mm512_mul_ps(dw, dx), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, dx), acc[t]);
+      }
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+template <TensorType kType>
+void PackedKRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+                 size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
+  for (size_t r = row_begin; r < row_end; r += kPackRows) {
+    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
+    ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
+      PackedKTile<kType, decltype(tokens_tag)::value>(
+          tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.isums + t * num_blocks,
+          x.half_sums + 2 * t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
     });
   }
 }
@@ -217,7 +388,7 @@ HWY_NOINLINE void PackedF16Tile(const uint8_t* HWY_RESTRICT tile, size_t cols,
 bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_tokens,
                              float* out, ThreadPool& pool) {
   if (w.type != TensorType::kF16 || !HasPackedKernelTarget(w.type)) return false;
-  const size_t tile_bytes = w.cols * kPackRows * sizeof(uint16_t);
+  const size_t tile_bytes = PackedTileBytes(TensorType::kF16, w.cols);
   pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     for (size_t r = begin; r < end; r += kPackRows) {
       const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
@@ -237,6 +408,8 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
     switch (w.type) {
       case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
       case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
+      case TensorType::kQ4_K: return PackedKRows<TensorType::kQ4_K>(w, x, begin, end, out);
+      case TensorType::kQ6_K: return PackedKRows<TensorType::kQ6_K>(w, x, begin, end, out);
       default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
@@ -300,6 +473,99 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
+uint32_t LoadWord(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+void StoreWord(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+// Q4_K, Q6_K: the tile's super-blocks as matmul_internal.h lays them out. Writes every byte of
+// the tile.
+template <TensorType kType>
+void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
+  using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K, BlockQ6_K>;
+  const size_t block_bytes = PackedBlockBytes(kType);
+  constexpr size_t unit_bytes = KPackUnitBytes(kType);
+  for (size_t sb = 0; sb < w.cols / kSuperBlockElems; ++sb) {
+    uint8_t* out = dst + sb * block_bytes;
+    for (size_t r = 0; r < kPackRows; ++r) {
+      const Block& b = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) +
+                                                     (row0 + r) * w.row_bytes)[sb];
+      // Four elements at a time, one per byte of a 32-bit word; each value byte is written once.
+      for (size_t u = 0; u < 8; ++u) {
+        uint8_t* unit = out + unit_bytes * u;
+        const size_t h = u / 4, k = u % 4;  // Q6_K: unit u is elements 128 h + 32 k ..
+        // The low 4 bits of q (Q6_K: of q + 32) of the unit's elements e .. e + 3.
+        auto low4 = [&](size_t e) {
+          if constexpr (kType == TensorType::kQ4_K) {
+            return (LoadWord(b.qs + 32 * (u / 2) + e) >> (4 * (u % 2))) & 0x0F0F0F0Fu;
+          } else {
+            return (LoadWord(b.ql + 64 * h + 32 * (k % 2) + e) >> (k < 2 ? 0 : 4)) & 0x0F0F0F0Fu;
+          }
+        };
+        for (size_t j = 0; j < 4; ++j) StoreWord(unit + 64 * j + 4 * r, low4(4 * j) | low4(16 + 4 * j) << 4);
+        if constexpr (kType == TensorType::kQ6_K) {
+          auto high2 = [&](size_t e) { return (LoadWord(b.qh + 32 * h + e) >> (2 * k)) & 0x03030303u; };
+          for (size_t v = 0; v < 2; ++v) {  // vector v holds groups v + 2 s at bits 2 s
+            uint32_t word = 0;
+            for (size_t s = 0; s < 4; ++s) word |= high2(4 * (v + 2 * s)) << (2 * s);
+            StoreWord(unit + kQ6KPackHigh + 64 * v + 4 * r, word);
+          }
+        }
+      }
+      if constexpr (kType == TensorType::kQ4_K) {
+        for (size_t u = 0; u < 8; ++u) {
+          int sc, m;
+          unpack_internal::ScaleMinK4(b.scales, u, sc, m);
+          out[kQ4KPackScales + kPackRows * u + r] = static_cast<uint8_t>(sc);
+          out[kQ4KPackMins + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(m);
+        }
+        std::memcpy(out + kQ4KPackD + 2 * r, &b.d, 2);
+        std::memcpy(out + kQ4KPackD + 2 * kPackRows + 2 * r, &b.dmin, 2);
+      } else {
+        for (size_t s = 0; s < 16; ++s) {
+          std::memcpy(out + kQ6KUnitBytes * (s / 2) + kQ6KPackScales + 2 * r + s % 2, &b.scales[s], 1);
+        }
+        std::memcpy(out + kQ6KPackD + 2 * r, &b.d, 2);
+      }
+    }
+  }
+}
+
+// Row `lane` of a K-quant tile, as quant_unpack.h's DequantizeQuantRow computes it.
+void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, size_t cols,
+                          float* out) {
+  const bool q6 = type == TensorType::kQ6_K;
+  const size_t block_bytes = PackedBlockBytes(type);
+  for (size_t sb = 0; sb < cols / kSuperBlockElems; ++sb) {
+    const uint8_t* blk = tile + sb * block_bytes;
+    uint16_t d_bits, dmin_bits = 0;
+    std::memcpy(&d_bits, blk + (q6 ? kQ6KPackD : kQ4KPackD) + 2 * lane, 2);
+    if (!q6) std::memcpy(&dmin_bits, blk + kQ4KPackD + 2 * kPackRows + 2 * lane, 2);
+    const float d = F16ToF32(d_bits);
+    for (size_t u = 0; u < 8; ++u) {
+      for (size_t e = 0; e < 32; ++e) {
+        const size_t g = e / 4, i = e % 4;
+        const uint8_t* unit = blk + KPackUnitBytes(type) * u;
+        int q = (unit[(g % 4) * 64 + 4 * lane + i] >> (g < 4 ? 0 : 4)) & 0x0F;
+        float scale, min = 0.0f;
+        if (q6) {
+          q |= ((unit[kQ6KPackHigh + 64 * (g % 2) + 4 * lane + i] >> (2 * (g / 2))) & 3) << 4;
+          q -= 32;
+          const auto sc = static_cast<int8_t>(unit[kQ6KPackScales + 2 * lane + e / 16]);
+          scale = d * static_cast<float>(sc);
+        } else {
+          scale = d * static_cast<float>(blk[kQ4KPackScales + kPackRows * u + lane]);
+          const uint8_t m = blk[kQ4KPackMins + 2 * kPackRows * (u / 2) + 2 * lane + u % 2];
+          min = -(F16ToF32(dmin_bits) * static_cast<float>(m));
+        }
+        out[sb * kSuperBlockElems + 32 * u + e] = scale * static_cast<float>(q) + min;
+      }
+    }
+  }
+}
+
 // F16: element k of row r at [k][r].
 void PackF16Tile(const MatView& w, size_t row0, uint8_t* dst) {
   auto* out = reinterpret_cast<uint16_t*>(dst);
@@ -318,8 +584,15 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kQ4_1: return kPackRows * sizeof(BlockQ4_1);
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
+    case TensorType::kQ4_K: return kQ4KPackD + 2 * 2 * kPackRows;
+    case TensorType::kQ6_K: return kQ6KPackD + 2 * kPackRows;
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
   }
+}
+
+size_t PackedTileBytes(TensorType type, size_t cols) {
+  const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+  return cols / (k_quant ? kSuperBlockElems : kQuantBlockElems) * PackedBlockBytes(type);
 }
 
 bool HasPackedKernel(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasPackedKernelTarget)(type); }
@@ -329,7 +602,10 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
   const size_t lane = row % kPackRows;
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t block_bytes = PackedBlockBytes(w.type);
-  const uint8_t* tile = w.data + row / kPackRows * num_blocks * block_bytes;
+  const uint8_t* tile = w.data + row / kPackRows * PackedTileBytes(w.type, w.cols);
+  if (w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K) {
+    return DequantizePackedKRow(w.type, tile, lane, w.cols, out);
+  }
   if (w.type == TensorType::kF16) {
     const auto* h = reinterpret_cast<const uint16_t*>(tile);
     for (size_t k = 0; k < w.cols; ++k) out[k] = F16ToF32(h[k * kPackRows + lane]);
@@ -369,14 +645,16 @@ bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* o
 
 bool HasPackedLayout(const MatView& w) {
   const bool type_ok = w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
-                       w.type == TensorType::kQ8_0 || w.type == TensorType::kF16;
-  return type_ok && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0;
+                       w.type == TensorType::kQ8_0 || w.type == TensorType::kF16 ||
+                       w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K;
+  return type_ok && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0 &&
+         w.cols % Traits(w.type).block_elems == 0;
 }
 
 size_t PackedBytes(const MatView& w) {
   CHECK(HasPackedLayout(w)) << "no packed layout for a " << w.rows << " x " << w.cols << " "
                             << Traits(w.type).name << " matrix";
-  return w.rows / kPackRows * (w.cols / kQuantBlockElems * PackedBlockBytes(w.type));
+  return w.rows / kPackRows * PackedTileBytes(w.type, w.cols);
 }
 
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool) {
@@ -398,16 +676,18 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
   CHECK(packed->storage != nullptr) << "out of memory packing a " << w.rows << " x " << w.cols
                                     << " matrix";
   packed->data = packed->storage.get();
-  // Each tile is written by one call (zeroed first: nibbles are OR-ed in), so any split of
+  // Each tile is written by one call (zeroed first where PackTile ORs nibbles in), so any split of
   // the tiles over threads writes the same bytes; the first touch of the pages is spread too.
   auto pack_tiles = [&](size_t tile_begin, size_t tile_end) {
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       uint8_t* dst = packed->storage.get() + tile * tile_bytes;
-      std::memset(dst, 0, tile_bytes);
+      if (w.type != TensorType::kQ4_K && w.type != TensorType::kQ6_K) std::memset(dst, 0, tile_bytes);
       switch (w.type) {
         case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
         case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
         case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
+        case TensorType::kQ4_K: PackKTile<TensorType::kQ4_K>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ6_K: PackKTile<TensorType::kQ6_K>(w, tile * kPackRows, dst); break;
         default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
       }
     }
