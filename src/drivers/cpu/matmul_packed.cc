@@ -441,11 +441,16 @@ HWY_EXPORT(MatMulPackedFloatTarget);
 
 namespace {
 
-// Element j of a Q4 block (j < 32): low nibbles hold 0..15, high nibbles 16..31.
-uint8_t Nibble(const uint8_t* qs, size_t j) {
-  return j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
+uint32_t LoadWord(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
 }
+void StoreWord(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
+// Four elements at a time, one per byte of a 32-bit word; writes every byte of the tile once.
+// Q4: a block's byte j holds element j in its low nibble and j + 16 in its high one, so the
+// packed vector j (groups j and j + 4) is the block's bytes 4j .. 4j + 3 as they are.
 template <class Block>
 void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
@@ -458,27 +463,16 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
     for (size_t r = 0; r < kPackRows; ++r) {
       const Block& blk = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) +
                                                        (row0 + r) * w.row_bytes)[b];
-      for (size_t e = 0; e < kQuantBlockElems; ++e) {
-        const size_t g = e / 4, i = e % 4;
-        if constexpr (kQ8) {
-          out[g * 64 + r * 4 + i] = static_cast<uint8_t>(blk.qs[e]) ^ 0x80;
-        } else {
-          const uint8_t q = Nibble(blk.qs, e);  // group g lives in vector g % 4, nibble g / 4
-          out[(g % 4) * 64 + r * 4 + i] |= static_cast<uint8_t>(g < 4 ? q : q << 4);
-        }
+      const auto* qs = reinterpret_cast<const uint8_t*>(blk.qs);
+      for (size_t g = 0; g < kValueBytes / 64; ++g) {
+        const uint32_t word = LoadWord(qs + 4 * g);
+        StoreWord(out + g * 64 + r * 4, kQ8 ? word ^ 0x80808080u : word);  // Q8_0: q + 128
       }
       std::memcpy(&d[r], &blk.d, 2);
       if constexpr (std::is_same_v<Block, BlockQ4_1>) std::memcpy(&d[kPackRows + r], &blk.m, 2);
     }
   }
 }
-
-uint32_t LoadWord(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-void StoreWord(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
 // Q4_K, Q6_K: the tile's super-blocks as matmul_internal.h lays them out. Writes every byte of
 // the tile.
@@ -676,12 +670,11 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
   CHECK(packed->storage != nullptr) << "out of memory packing a " << w.rows << " x " << w.cols
                                     << " matrix";
   packed->data = packed->storage.get();
-  // Each tile is written by one call (zeroed first where PackTile ORs nibbles in), so any split of
-  // the tiles over threads writes the same bytes; the first touch of the pages is spread too.
+  // Each tile is written whole by one call, so any split of the tiles over threads writes the
+  // same bytes; the first touch of the pages is spread too.
   auto pack_tiles = [&](size_t tile_begin, size_t tile_end) {
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       uint8_t* dst = packed->storage.get() + tile * tile_bytes;
-      if (w.type != TensorType::kQ4_K && w.type != TensorType::kQ6_K) std::memset(dst, 0, tile_bytes);
       switch (w.type) {
         case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
         case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
