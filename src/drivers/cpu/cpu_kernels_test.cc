@@ -464,7 +464,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
     for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
-                            TensorType::kQ4_K, TensorType::kQ6_K}) {
+                            TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
       const bool expect_packed =
           avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
@@ -517,7 +517,7 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
 TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
   ThreadPool pool2(2), pool3(3);
   for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
-                          TensorType::kQ4_K, TensorType::kQ6_K}) {
+                          TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
     const bool k_quant = Traits(type).block_elems == 256;
     for (auto [rows, cols] : {std::pair<size_t, size_t>{16, 32}, {48, 96}, {208, 576}}) {
       if (k_quant) cols *= 8;
@@ -525,8 +525,10 @@ TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
       ASSERT_TRUE(HasPackedLayout(w.view));
       const std::unique_ptr<PackedMatrix> serial = PackMatrixLayout(w.view);
       ASSERT_EQ(serial->bytes, PackedBytes(w.view));
-      // The same bytes per weight; Q4_K's 6-bit sub-block scales and minimums take a byte each.
-      const size_t scale_bytes = type == TensorType::kQ4_K ? rows * (cols / 256) * 4 : 0;
+      // The same bytes per weight; Q4_K's and Q5_K's 6-bit sub-block scales and minimums take a
+      // byte each.
+      const bool byte_scales = type == TensorType::kQ4_K || type == TensorType::kQ5_K;
+      const size_t scale_bytes = byte_scales ? rows * (cols / 256) * 4 : 0;
       ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols) + scale_bytes);
       for (ThreadPool* pool : {&pool2, &pool3}) {
         const std::unique_ptr<PackedMatrix> parallel = PackMatrixLayout(w.view, pool);

@@ -96,29 +96,37 @@ void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out
 // So one integer dot product (vpdpbusd) advances 16 rows by 4 elements against one token's 4
 // activation bytes broadcast, and the block's scales apply to 16 outputs at once.
 inline constexpr size_t kPackRows = 16;
-// Q4_K and Q6_K: the same 16-row tiles, per super-block of 256 elements (8 units of 32), each
-// unit's low nibbles laid out as a Q4 block's values above (vector j: group j in the low
+// Q4_K, Q5_K and Q6_K: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
+// each unit's low nibbles laid out as a Q4 block's values above (vector j: group j in the low
 // nibbles, group j + 4 in the high ones):
 //   Q4_K: the 8 units' low nibbles (unit u at 256 u); sc [unit][row] u8 (one byte per row and
 //     unit); m [unit pair][row][2] u8 (a row's minimums of units 2i, 2i + 1 side by side, an
 //     int16 pair once widened); d [16] fp16; dmin [16] fp16.
+//   Q5_K: as Q4_K, but unit u (at 320 u) is its low nibbles and then one vector of fifth bits:
+//     bit g of byte 4 r + i is bit 4 of q for row r, element i of group g.
 //   Q6_K: per unit, at 416 u: its low nibbles; the two high bits of q + 32, 2 vectors of 64
 //     bytes, bits 2s, 2s + 1 of vector k holding group k + 2s (byte 4 r + i: row r, element i of
-//     the group); sc [row][2] i8 (sub-blocks 2u, 2u + 1 side by side). Then d [16] fp16. Each
-//     unit's bytes are contiguous, so a tile reads as one ascending stream (split over three
-//     regions per super-block, a 215 MB Q6_K matrix streamed from memory at half the rate).
+//     the group); sc [row][2] i8 (sub-blocks 2u, 2u + 1 side by side). Then d [16] fp16.
+// Each unit's bytes are contiguous, so a tile reads as one ascending stream (with Q6_K's split
+// over three regions per super-block, a 215 MB matrix streamed from memory at half the rate).
 // The kernels keep each unit's (Q6_K: half-unit's) integer dot products per row lane, multiply
 // them by the integer sub-block scale, and convert and scale once per super-block.
-inline constexpr size_t kQ4KPackScales = 8 * 256;
-inline constexpr size_t kQ4KPackMins = kQ4KPackScales + 8 * kPackRows;
-inline constexpr size_t kQ4KPackD = kQ4KPackMins + 8 * kPackRows;  // then dmin at + 32
-inline constexpr size_t kQ6KPackHigh = 256;                       // within a unit
-inline constexpr size_t kQ6KPackScales = kQ6KPackHigh + 128;      // within a unit
+inline constexpr bool IsPackedKQuant(TensorType type) {
+  return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
+}
+inline constexpr size_t kKPackHigh = 256;  // within a unit: Q5_K's or Q6_K's high bits
+inline constexpr size_t kQ6KPackScales = kKPackHigh + 128;  // within a unit
 inline constexpr size_t kQ6KUnitBytes = kQ6KPackScales + 2 * kPackRows;
-inline constexpr size_t kQ6KPackD = 8 * kQ6KUnitBytes;
 // Where unit u of a super-block starts: u times this.
 inline constexpr size_t KPackUnitBytes(TensorType type) {
-  return type == TensorType::kQ6_K ? kQ6KUnitBytes : 256;
+  return type == TensorType::kQ6_K ? kQ6KUnitBytes : type == TensorType::kQ5_K ? kKPackHigh + 64 : 256;
+}
+// Q4_K and Q5_K: sc and m after the units.
+inline constexpr size_t KPackScales(TensorType type) { return 8 * KPackUnitBytes(type); }
+inline constexpr size_t KPackMins(TensorType type) { return KPackScales(type) + 8 * kPackRows; }
+// d [16] fp16; Q4_K and Q5_K then dmin [16].
+inline constexpr size_t KPackD(TensorType type) {
+  return type == TensorType::kQ6_K ? 8 * kQ6KUnitBytes : KPackMins(type) + 8 * kPackRows;
 }
 // F16 (float activations): element k of the tile's 16 rows as 16 fp16 at [k][16].
 // Bytes of one tile's block (for F16: of 32 elements; for the K-quants: of a super-block).

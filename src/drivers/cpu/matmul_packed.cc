@@ -8,8 +8,8 @@
 // out as 16 contiguous floats per token, with no horizontal sums. Q8_0 values are stored with
 // a +128 bias (vpdpbusd multiplies unsigned by signed); the dot products start from -128 times
 // the integer sum of the token's activations in the block, which cancels the bias exactly.
-// F16 matrices use the same 16-row tiles with fp16 lanes against float activations. Q4_K and
-// Q6_K keep their integer sub-block scales per row lane and apply them to each unit's integer
+// F16 matrices use the same 16-row tiles with fp16 lanes against float activations. Q4_K, Q5_K
+// and Q6_K keep their integer sub-block scales per row lane and apply them to each unit's integer
 // dot products (see PackedKTile).
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
@@ -46,7 +46,7 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 
 bool HasPackedKernelTarget(TensorType type) {
   return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kF16 ||
-         type == TensorType::kQ4_K || type == TensorType::kQ6_K ||
+         IsPackedKQuant(type) ||
          (type == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
 }
 
@@ -173,11 +173,11 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
   }
 }
 
-// ---- K-quants (Q4_K, Q6_K) -----------------------------------------------------------------
+// ---- K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------------------
 // Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
 // 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
 // half, its scales are per 16) into the super-block's int32 sums. Per super-block and token:
-// Q4_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h) (its values
+// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h) (its values
 // are stored as q + 32, unsigned) as int16 pair products (vpdpwssd) of the tile's m or sc with
 // the token's block or half-block sums, then one conversion and one FMA per term. Everything is
 // exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's K-quant kernels.
@@ -204,10 +204,19 @@ HWY_INLINE void KUnitGroups(const uint8_t* HWY_RESTRICT sb, size_t u, __m512i (&
     w[j] = _mm512_and_si512(v, low4);
     w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
   }
-  if constexpr (kType == TensorType::kQ6_K) {
+  if constexpr (kType == TensorType::kQ5_K) {
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
+    const __m512i high = _mm512_loadu_si512(unit + kKPackHigh);
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kGroups; ++g) {  // bit g becomes bit 4 of q
+      const __m512i at4 = g < 4 ? _mm512_slli_epi16(high, 4 - static_cast<int>(g))
+                          : g == 4 ? high : _mm512_srli_epi16(high, static_cast<int>(g) - 4);
+      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at4, bit4));
+    }
+  } else if constexpr (kType == TensorType::kQ6_K) {
     const __m512i bits45 = _mm512_set1_epi8(0x30);
-    const __m512i high[2] = {_mm512_loadu_si512(unit + kQ6KPackHigh),
-                             _mm512_loadu_si512(unit + kQ6KPackHigh + 64)};
+    const __m512i high[2] = {_mm512_loadu_si512(unit + kKPackHigh),
+                             _mm512_loadu_si512(unit + kKPackHigh + 64)};
     LLMASOS_UNROLL
     for (size_t g = 0; g < kGroups; ++g) {
       // Bits 2s, 2s + 1 of high[g % 2], s = g / 2, become bits 4 and 5 of q.
@@ -251,7 +260,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
         sc_hi = _mm512_srai_epi32(pairs, 16);
       } else {
         sc_lo = sc_hi = _mm512_cvtepu8_epi32(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + kQ4KPackScales + 16 * u)));
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + KPackScales(kType) + 16 * u)));
       }
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
@@ -273,8 +282,8 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
         }
       }
     }
-    const size_t d_at = kQ6 ? kQ6KPackD : kQ4KPackD;
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + d_at)));
+    const __m512 dw = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType))));
     if constexpr (kQ6) {
       __m512i sc_pairs[8];
       LLMASOS_UNROLL
@@ -298,12 +307,12 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
       }
     } else {
       const __m512 dmin = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ4KPackD + 32)));
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
       __m512i m_pairs[4];
       LLMASOS_UNROLL
       for (size_t i = 0; i < 4; ++i) {
         m_pairs[i] = _mm512_cvtepu8_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ4KPackMins + 32 * i)));
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackMins(kType) + 32 * i)));
       }
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
@@ -409,6 +418,7 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
       case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
       case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
       case TensorType::kQ4_K: return PackedKRows<TensorType::kQ4_K>(w, x, begin, end, out);
+      case TensorType::kQ5_K: return PackedKRows<TensorType::kQ5_K>(w, x, begin, end, out);
       case TensorType::kQ6_K: return PackedKRows<TensorType::kQ6_K>(w, x, begin, end, out);
       default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
@@ -474,11 +484,12 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
-// Q4_K, Q6_K: the tile's super-blocks as matmul_internal.h lays them out. Writes every byte of
+// Q4_K, Q5_K, Q6_K: the tile's super-blocks as matmul_internal.h lays them out. Writes every byte of
 // the tile.
 template <TensorType kType>
 void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
-  using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K, BlockQ6_K>;
+  using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
+                                   std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>;
   const size_t block_bytes = PackedBlockBytes(kType);
   constexpr size_t unit_bytes = KPackUnitBytes(kType);
   for (size_t sb = 0; sb < w.cols / kSuperBlockElems; ++sb) {
@@ -492,36 +503,40 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
         const size_t h = u / 4, k = u % 4;  // Q6_K: unit u is elements 128 h + 32 k ..
         // The low 4 bits of q (Q6_K: of q + 32) of the unit's elements e .. e + 3.
         auto low4 = [&](size_t e) {
-          if constexpr (kType == TensorType::kQ4_K) {
+          if constexpr (kType != TensorType::kQ6_K) {
             return (LoadWord(b.qs + 32 * (u / 2) + e) >> (4 * (u % 2))) & 0x0F0F0F0Fu;
           } else {
             return (LoadWord(b.ql + 64 * h + 32 * (k % 2) + e) >> (k < 2 ? 0 : 4)) & 0x0F0F0F0Fu;
           }
         };
         for (size_t j = 0; j < 4; ++j) StoreWord(unit + 64 * j + 4 * r, low4(4 * j) | low4(16 + 4 * j) << 4);
-        if constexpr (kType == TensorType::kQ6_K) {
+        if constexpr (kType == TensorType::kQ5_K) {
+          uint32_t word = 0;  // bit g: bit 4 of group g's q, bit u of qh
+          for (size_t g = 0; g < 8; ++g) word |= ((LoadWord(b.qh + 4 * g) >> u) & 0x01010101u) << g;
+          StoreWord(unit + kKPackHigh + 4 * r, word);
+        } else if constexpr (kType == TensorType::kQ6_K) {
           auto high2 = [&](size_t e) { return (LoadWord(b.qh + 32 * h + e) >> (2 * k)) & 0x03030303u; };
           for (size_t v = 0; v < 2; ++v) {  // vector v holds groups v + 2 s at bits 2 s
             uint32_t word = 0;
             for (size_t s = 0; s < 4; ++s) word |= high2(4 * (v + 2 * s)) << (2 * s);
-            StoreWord(unit + kQ6KPackHigh + 64 * v + 4 * r, word);
+            StoreWord(unit + kKPackHigh + 64 * v + 4 * r, word);
           }
         }
       }
-      if constexpr (kType == TensorType::kQ4_K) {
+      if constexpr (kType != TensorType::kQ6_K) {
         for (size_t u = 0; u < 8; ++u) {
           int sc, m;
           unpack_internal::ScaleMinK4(b.scales, u, sc, m);
-          out[kQ4KPackScales + kPackRows * u + r] = static_cast<uint8_t>(sc);
-          out[kQ4KPackMins + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(m);
+          out[KPackScales(kType) + kPackRows * u + r] = static_cast<uint8_t>(sc);
+          out[KPackMins(kType) + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(m);
         }
-        std::memcpy(out + kQ4KPackD + 2 * r, &b.d, 2);
-        std::memcpy(out + kQ4KPackD + 2 * kPackRows + 2 * r, &b.dmin, 2);
+        std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
+        std::memcpy(out + KPackD(kType) + 2 * kPackRows + 2 * r, &b.dmin, 2);
       } else {
         for (size_t s = 0; s < 16; ++s) {
           std::memcpy(out + kQ6KUnitBytes * (s / 2) + kQ6KPackScales + 2 * r + s % 2, &b.scales[s], 1);
         }
-        std::memcpy(out + kQ6KPackD + 2 * r, &b.d, 2);
+        std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
       }
     }
   }
@@ -535,8 +550,8 @@ void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, siz
   for (size_t sb = 0; sb < cols / kSuperBlockElems; ++sb) {
     const uint8_t* blk = tile + sb * block_bytes;
     uint16_t d_bits, dmin_bits = 0;
-    std::memcpy(&d_bits, blk + (q6 ? kQ6KPackD : kQ4KPackD) + 2 * lane, 2);
-    if (!q6) std::memcpy(&dmin_bits, blk + kQ4KPackD + 2 * kPackRows + 2 * lane, 2);
+    std::memcpy(&d_bits, blk + KPackD(type) + 2 * lane, 2);
+    if (!q6) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
     const float d = F16ToF32(d_bits);
     for (size_t u = 0; u < 8; ++u) {
       for (size_t e = 0; e < 32; ++e) {
@@ -545,13 +560,14 @@ void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, siz
         int q = (unit[(g % 4) * 64 + 4 * lane + i] >> (g < 4 ? 0 : 4)) & 0x0F;
         float scale, min = 0.0f;
         if (q6) {
-          q |= ((unit[kQ6KPackHigh + 64 * (g % 2) + 4 * lane + i] >> (2 * (g / 2))) & 3) << 4;
+          q |= ((unit[kKPackHigh + 64 * (g % 2) + 4 * lane + i] >> (2 * (g / 2))) & 3) << 4;
           q -= 32;
           const auto sc = static_cast<int8_t>(unit[kQ6KPackScales + 2 * lane + e / 16]);
           scale = d * static_cast<float>(sc);
         } else {
-          scale = d * static_cast<float>(blk[kQ4KPackScales + kPackRows * u + lane]);
-          const uint8_t m = blk[kQ4KPackMins + 2 * kPackRows * (u / 2) + 2 * lane + u % 2];
+          if (type == TensorType::kQ5_K) q |= ((unit[kKPackHigh + 4 * lane + i] >> g) & 1) << 4;
+          scale = d * static_cast<float>(blk[KPackScales(type) + kPackRows * u + lane]);
+          const uint8_t m = blk[KPackMins(type) + 2 * kPackRows * (u / 2) + 2 * lane + u % 2];
           min = -(F16ToF32(dmin_bits) * static_cast<float>(m));
         }
         out[sb * kSuperBlockElems + 32 * u + e] = scale * static_cast<float>(q) + min;
@@ -578,14 +594,15 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kQ4_1: return kPackRows * sizeof(BlockQ4_1);
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
-    case TensorType::kQ4_K: return kQ4KPackD + 2 * 2 * kPackRows;
-    case TensorType::kQ6_K: return kQ6KPackD + 2 * kPackRows;
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K: return KPackD(type) + 2 * 2 * kPackRows;
+    case TensorType::kQ6_K: return KPackD(type) + 2 * kPackRows;
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
   }
 }
 
 size_t PackedTileBytes(TensorType type, size_t cols) {
-  const bool k_quant = type == TensorType::kQ4_K || type == TensorType::kQ6_K;
+  const bool k_quant = IsPackedKQuant(type);
   return cols / (k_quant ? kSuperBlockElems : kQuantBlockElems) * PackedBlockBytes(type);
 }
 
@@ -597,7 +614,7 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t block_bytes = PackedBlockBytes(w.type);
   const uint8_t* tile = w.data + row / kPackRows * PackedTileBytes(w.type, w.cols);
-  if (w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K) {
+  if (IsPackedKQuant(w.type)) {
     return DequantizePackedKRow(w.type, tile, lane, w.cols, out);
   }
   if (w.type == TensorType::kF16) {
@@ -640,7 +657,7 @@ bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* o
 bool HasPackedLayout(const MatView& w) {
   const bool type_ok = w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
                        w.type == TensorType::kQ8_0 || w.type == TensorType::kF16 ||
-                       w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K;
+                       IsPackedKQuant(w.type);
   return type_ok && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0 &&
          w.cols % Traits(w.type).block_elems == 0;
 }
@@ -680,6 +697,7 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
         case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
         case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
         case TensorType::kQ4_K: PackKTile<TensorType::kQ4_K>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ5_K: PackKTile<TensorType::kQ5_K>(w, tile * kPackRows, dst); break;
         case TensorType::kQ6_K: PackKTile<TensorType::kQ6_K>(w, tile * kPackRows, dst); break;
         default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
       }
