@@ -158,21 +158,6 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
   for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-template <TensorType kType>
-void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
-                size_t row_end, float* out) {
-  const size_t num_blocks = w.cols / kQuantBlockElems;
-  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
-  for (size_t r = row_begin; r < row_end; r += kPackRows) {
-    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
-      constexpr size_t kT = decltype(tokens_tag)::value;
-      PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
-                            x.num_tokens, x.isums + t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
-    });
-  }
-}
-
 // ---- K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------------------
 // Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
 // 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
@@ -334,17 +319,25 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
   for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
+// Rows [row_begin, row_end) of the product, tile by tile, every token.
 template <TensorType kType>
-void PackedKRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
-                 size_t row_end, float* out) {
+void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+                size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = PackedTileBytes(kType, w.cols);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
     ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
-      PackedKTile<kType, decltype(tokens_tag)::value>(
-          tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.isums + t * num_blocks,
-          x.half_sums + 2 * t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
+      constexpr size_t kT = decltype(tokens_tag)::value;
+      if constexpr (IsPackedKQuant(kType)) {
+        PackedKTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                               x.isums + t * num_blocks, x.half_sums + 2 * t * num_blocks, x.cols,
+                               out + t * w.rows + r, w.rows);
+      } else {
+        PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
+                              x.num_tokens, x.isums + t * num_blocks, x.cols, out + t * w.rows + r,
+                              w.rows);
+      }
     });
   }
 }
@@ -417,9 +410,9 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
     switch (w.type) {
       case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
       case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
-      case TensorType::kQ4_K: return PackedKRows<TensorType::kQ4_K>(w, x, begin, end, out);
-      case TensorType::kQ5_K: return PackedKRows<TensorType::kQ5_K>(w, x, begin, end, out);
-      case TensorType::kQ6_K: return PackedKRows<TensorType::kQ6_K>(w, x, begin, end, out);
+      case TensorType::kQ4_K: return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
+      case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
+      case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
       default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
@@ -651,6 +644,8 @@ bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens,
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                   ThreadPool& pool) {
   CHECK_EQ(x.cols, w.cols);
+  CHECK(!IsPackedKQuant(w.type) || x.group == kSuperBlockElems)
+      << "K-quant kernels need one activation scale per 256";
   return HWY_DYNAMIC_DISPATCH(MatMulPackedTarget)(w, x, out, pool);
 }
 
