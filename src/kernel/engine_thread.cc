@@ -48,14 +48,13 @@ StatusOr<std::unique_ptr<EngineThread>> EngineThread::Start(const arch::Model& m
                                                             const Clock* clock) {
   ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, tokenizer, pool, options.engine, clock));
   return std::unique_ptr<EngineThread>(
-      new EngineThread(std::move(engine), tokenizer, clock, std::max<size_t>(options.history_steps, 1),
+      new EngineThread(std::move(engine), clock, std::max<size_t>(options.history_steps, 1),
                        options.max_live));
 }
 
-EngineThread::EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer,
-                           const Clock* clock, size_t history_steps, size_t max_live)
+EngineThread::EngineThread(std::unique_ptr<Engine> engine, const Clock* clock, size_t history_steps,
+                           size_t max_live)
     : engine_(std::move(engine)),
-      tokenizer_(tokenizer),
       clock_(clock),
       history_steps_(history_steps),
       max_live_(max_live) {

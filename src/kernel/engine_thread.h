@@ -228,8 +228,7 @@ class EngineThread {
     ProcessSpec spec;
     std::shared_ptr<Channel::State> channel;
   };
-  EngineThread(std::unique_ptr<Engine> engine, const tokenizer::Tokenizer& tokenizer, const Clock* clock,
-               size_t history_steps, size_t max_live);
+  EngineThread(std::unique_ptr<Engine> engine, const Clock* clock, size_t history_steps, size_t max_live);
   StatusOr<std::vector<ProcessId>> Enqueue(const std::shared_ptr<Channel::State>& channel, ProcessSpec spec,
                                            size_t n);
   void Loop() EXCLUDES(mu_);
@@ -244,7 +243,6 @@ class EngineThread {
   void Emit(EventKind kind, const Process& p, std::string reason = "", std::string direction = "");
 
   const std::unique_ptr<Engine> engine_;  // engine thread only (Validate excepted)
-  const tokenizer::Tokenizer& tokenizer_;
   const Clock* clock_;
   const size_t history_steps_;
   const size_t max_live_;
