@@ -162,10 +162,11 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
 // Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
 // 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
 // half, its scales are per 16) into the super-block's int32 sums. Per super-block and token:
-// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h) (its values
-// are stored as q + 32, unsigned) as int16 pair products (vpdpwssd) of the tile's m or sc with
-// the token's block or half-block sums, then one conversion and one FMA per term. Everything is
-// exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's K-quant kernels.
+// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h)
+// (its values are stored as q + 32, unsigned) as int16 pair products (vpdpwssd) of the tile's m
+// or sc with the token's block or half-block sums, then one conversion and one FMA per term.
+// Everything is exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's
+// K-quant kernels.
 
 // acc + per int32 lane a[2i] b[2i] + a[2i + 1] b[2i + 1] (int16 pairs). Inline asm on AVX3_DL
 // for the reason DotU8S8 gives (Highway 1.0.3's target string lacks "avx512vnni").
