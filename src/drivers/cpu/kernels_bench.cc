@@ -61,9 +61,8 @@ void BM_MatMul(benchmark::State& state) {
   ThreadPool pool(threads);
   // Repacked as a model load repacks it (PackMatrix: null where this CPU has no packed kernel
   // for the type), unless LLMASOS_REPACK=0 asks for the file's layout, as it does for a model.
-  const char* repack = std::getenv("LLMASOS_REPACK");
   std::unique_ptr<PackedMatrix> packed;
-  if (repack == nullptr || std::string(repack) != "0") packed = PackMatrix(w.view, &pool);
+  if (RepackEnabledByEnv()) packed = PackMatrix(w.view, &pool);
   w.view.packed = packed.get();
   for (auto _ : state) {
     MatMul(w.view, x.data(), tokens, out.data(), pool);

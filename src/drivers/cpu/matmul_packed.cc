@@ -15,7 +15,9 @@
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
 // on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -601,6 +603,11 @@ size_t PackedTileBytes(TensorType type, size_t cols) {
 }
 
 bool HasPackedKernel(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasPackedKernelTarget)(type); }
+
+bool RepackEnabledByEnv() {
+  const char* env = std::getenv("LLMASOS_REPACK");
+  return env == nullptr || std::string_view(env) != "0";
+}
 
 void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
   CHECK_LT(row, w.rows) << "row index out of range";

@@ -65,8 +65,7 @@ size_t PackedBytes(const MatView& w);
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
 // kernel for w's type (Q4_0, Q4_1, the K-quants Q4_K to Q6_K and F16 need AVX-512, Q8_0
-// AVX512-VNNI) or w's shape does
-// not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
+// AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
 // are packed in parallel over its threads (the same bytes as without one).
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nullptr);
 // As PackMatrix, but for any `w` with a packed layout even where this CPU has no kernel to
@@ -83,6 +82,9 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
     size_t band_bytes = kPackBandBytes);
 // Whether the target chosen on this CPU multiplies w's type in the packed layout.
 bool HasPackedKernel(TensorType type);
+// Whether the environment leaves repacking on: LLMASOS_REPACK unset or anything but "0" (model
+// loads and kernels_bench both obey it).
+bool RepackEnabledByEnv();
 
 // out[t, r] = sum_c W[r, c] * x[t, c]  for t < num_tokens, r < W.rows.
 //   x:   [num_tokens, W.cols]

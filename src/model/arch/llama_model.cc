@@ -419,15 +419,12 @@ StatusOr<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<gguf::GgufFile>
   const gguf::TensorInfo* embd = file->FindTensor("token_embd.weight");
   m->weight_bytes_ = load.bytes() - (m->output_.data == m->token_embd_.data ? 0 : embd->num_bytes);
   m->file_ = std::move(file);
-  if (options.repack) {
-    const char* env = std::getenv("LLMASOS_REPACK");
-    if (env == nullptr || std::string_view(env) != "0") {
-      if (options.pool != nullptr) {
-        m->RepackMatrices(options, *options.pool);
-      } else {
-        ThreadPool pool(ThreadPool::DefaultNumThreads());
-        m->RepackMatrices(options, pool);
-      }
+  if (options.repack && cpu::RepackEnabledByEnv()) {
+    if (options.pool != nullptr) {
+      m->RepackMatrices(options, *options.pool);
+    } else {
+      ThreadPool pool(ThreadPool::DefaultNumThreads());
+      m->RepackMatrices(options, pool);
     }
   }
   return m;
