@@ -450,6 +450,11 @@ TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
   }
 }
 
+// Every type with a packed layout.
+constexpr TensorType kPackedTypes[] = {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
+                                       TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kF16,
+                                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+
 // Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
 // counts on both sides of the kernel's tile (up to 8 tokens, then 8 + the rest), on every
 // target; targets without packed kernels must say so and fall back.
@@ -463,8 +468,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
   const bool avx512 = GetParam() == HWY_AVX3 || GetParam() == HWY_AVX3_DL;
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
-    for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
-                            TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    for (TensorType type : kPackedTypes) {
       const bool expect_packed =
           avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
@@ -516,8 +520,7 @@ TEST_P(CpuKernelsTest, PackMatrixRefusesShapesThatDoNotTile) {
 // mapped by another); and they decode to the file's rows on any CPU.
 TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
   ThreadPool pool2(2), pool3(3);
-  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kF16,
-                          TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+  for (TensorType type : kPackedTypes) {
     const bool k_quant = Traits(type).block_elems == 256;
     for (auto [rows, cols] : {std::pair<size_t, size_t>{16, 32}, {48, 96}, {208, 576}}) {
       if (k_quant) cols *= 8;

@@ -92,18 +92,21 @@ void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out
 //     Q8_0:       8 groups of 64 bytes, each q stored as q + 128 (unsigned);
 //     Q4_0, Q4_1: 4 vectors of 64 bytes; the low nibbles of vector j are group j, the high
 //                 nibbles group j + 4;
-//   then d [16] fp16; Q4_1 then m [16] fp16.
+//     Q5_0, Q5_1: as Q4, then one vector of fifth bits: bit g of byte 4 r + i is bit 4 of q
+//                 for row r, element i of group g;
+//   then d [16] fp16; Q4_1 and Q5_1 then m [16] fp16.
 // So one integer dot product (vpdpbusd) advances 16 rows by 4 elements against one token's 4
 // activation bytes broadcast, and the block's scales apply to 16 outputs at once.
 inline constexpr size_t kPackRows = 16;
+// Within a Q5 block or a Q5_K/Q6_K unit: where the high bits start, after the low nibbles.
+inline constexpr size_t kKPackHigh = 256;
 // Q4_K, Q5_K and Q6_K: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
 // each unit's low nibbles laid out as a Q4 block's values above (vector j: group j in the low
 // nibbles, group j + 4 in the high ones):
 //   Q4_K: the 8 units' low nibbles (unit u at 256 u); sc [unit][row] u8 (one byte per row and
 //     unit); m [unit pair][row][2] u8 (a row's minimums of units 2i, 2i + 1 side by side, an
 //     int16 pair once widened); d [16] fp16; dmin [16] fp16.
-//   Q5_K: as Q4_K, but unit u (at 320 u) is its low nibbles and then one vector of fifth bits:
-//     bit g of byte 4 r + i is bit 4 of q for row r, element i of group g.
+//   Q5_K: as Q4_K, but unit u (at 320 u) is laid out as a Q5 block's values above.
 //   Q6_K: per unit, at 416 u: its low nibbles; the two high bits of q + 32, 2 vectors of 64
 //     bytes, bits 2s, 2s + 1 of vector k holding group k + 2s (byte 4 r + i: row r, element i of
 //     the group); sc [row][2] i8 (sub-blocks 2u, 2u + 1 side by side). Then d [16] fp16.
@@ -114,7 +117,12 @@ inline constexpr size_t kPackRows = 16;
 inline constexpr bool IsPackedKQuant(TensorType type) {
   return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
 }
-inline constexpr size_t kKPackHigh = 256;  // within a unit: Q5_K's or Q6_K's high bits
+// Every type with a packed layout.
+inline constexpr bool IsPackedType(TensorType type) {
+  return type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_1 ||
+         type == TensorType::kQ5_0 || type == TensorType::kQ5_1 || type == TensorType::kF16 ||
+         IsPackedKQuant(type);
+}
 inline constexpr size_t kQ6KPackScales = kKPackHigh + 128;  // within a unit
 inline constexpr size_t kQ6KUnitBytes = kQ6KPackScales + 2 * kPackRows;
 // Where unit u of a super-block starts: u times this.

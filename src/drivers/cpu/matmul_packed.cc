@@ -47,9 +47,7 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 
 bool HasPackedKernelTarget(TensorType type) {
-  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kF16 ||
-         IsPackedKQuant(type) ||
-         (type == TensorType::kQ8_0 && HWY_TARGET == HWY_AVX3_DL);
+  return IsPackedType(type) && (type != TensorType::kQ8_0 || HWY_TARGET == HWY_AVX3_DL);
 }
 
 // Calls fn(std::integral_constant<size_t, kT>(), t) for token groups [t, t + kT) covering
@@ -75,13 +73,41 @@ HWY_INLINE __m512i Dp(__m512i acc, __m512i u8, __m512i s8) {
   return DotU8S8(hn::Vec512<uint8_t>{u8}, hn::Vec512<int8_t>{s8}, hn::Vec512<int32_t>{acc}).raw;
 }
 
+constexpr bool IsQ5(TensorType type) {
+  return type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
+}
+
 constexpr size_t ValueBytes(TensorType type) {
-  return kPackRows * (type == TensorType::kQ8_0 ? 32 : 16);
+  return type == TensorType::kQ8_0 ? kPackRows * 32 : IsQ5(type) ? kKPackHigh + 64 : kPackRows * 16;
 }
 
 // How far ahead of the weight stream to prefetch (measured: 1 KiB; 512 B and 2 KiB no better).
 inline constexpr size_t kPrefetchBytes = 1024;
 inline constexpr size_t kGroups = kQuantBlockElems / 4;  // 4-element groups per block
+
+// The 8 groups of 4-bit values at `values` (4 vectors: group j in the low nibbles of vector j,
+// group j + 4 in the high ones) as unsigned bytes; with kFifth, the vector after them gives
+// each value its bit 4 (bit g of a byte: group g).
+template <bool kFifth>
+HWY_INLINE void NibbleGroups(const uint8_t* HWY_RESTRICT values, __m512i (&w)[kGroups]) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  LLMASOS_UNROLL
+  for (size_t j = 0; j < kGroups / 2; ++j) {
+    const __m512i v = _mm512_loadu_si512(values + 64 * j);
+    w[j] = _mm512_and_si512(v, low4);
+    w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  }
+  if constexpr (kFifth) {
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
+    const __m512i high = _mm512_loadu_si512(values + kKPackHigh);
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kGroups; ++g) {  // bit g becomes bit 4 of q
+      const __m512i at4 = g < 4 ? _mm512_slli_epi16(high, 4 - static_cast<int>(g))
+                          : g == 4 ? high : _mm512_srli_epi16(high, static_cast<int>(g) - 4);
+      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at4, bit4));
+    }
+  }
+}
 
 // The 8 groups of a tile's block as unsigned bytes (row r's 4 elements in lane r).
 template <TensorType kType>
@@ -90,13 +116,7 @@ HWY_INLINE void BlockGroups(const uint8_t* HWY_RESTRICT block, __m512i (&w)[kGro
     LLMASOS_UNROLL
     for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_loadu_si512(block + g * 64);
   } else {
-    const __m512i mask = _mm512_set1_epi8(0x0F);
-    LLMASOS_UNROLL
-    for (size_t j = 0; j < kGroups / 2; ++j) {
-      const __m512i v = _mm512_loadu_si512(block + j * 64);
-      w[j] = _mm512_and_si512(v, mask);
-      w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
-    }
+    NibbleGroups<IsQ5(kType)>(block, w);
   }
 }
 
@@ -128,12 +148,14 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
     BlockGroups<kType>(block, w);
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kValueBytes)));
-    __m512 mw = _mm512_setzero_ps();  // Q4: the per-row term times the token's block sum
-    if constexpr (kType == TensorType::kQ4_1) {
+    __m512 mw = _mm512_setzero_ps();  // Q4, Q5: the per-row term times the token's block sum
+    if constexpr (kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1) {
       mw = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kValueBytes + 32)));
     } else if constexpr (kType == TensorType::kQ4_0) {
       mw = _mm512_mul_ps(dw, _mm512_set1_ps(-8.0f));  // w = d q - 8 d
+    } else if constexpr (kType == TensorType::kQ5_0) {
+      mw = _mm512_mul_ps(dw, _mm512_set1_ps(-16.0f));  // w = d q - 16 d
     }
     LLMASOS_UNROLL
     for (size_t t = 0; t < kT; ++t) {
@@ -185,23 +207,8 @@ HWY_INLINE __m512i DpWords(__m512i acc, __m512i a, __m512i b) {
 template <TensorType kType>
 HWY_INLINE void KUnitGroups(const uint8_t* HWY_RESTRICT sb, size_t u, __m512i (&w)[kGroups]) {
   const uint8_t* unit = sb + KPackUnitBytes(kType) * u;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  LLMASOS_UNROLL
-  for (size_t j = 0; j < kGroups / 2; ++j) {
-    const __m512i v = _mm512_loadu_si512(unit + 64 * j);
-    w[j] = _mm512_and_si512(v, low4);
-    w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-  }
-  if constexpr (kType == TensorType::kQ5_K) {
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
-    const __m512i high = _mm512_loadu_si512(unit + kKPackHigh);
-    LLMASOS_UNROLL
-    for (size_t g = 0; g < kGroups; ++g) {  // bit g becomes bit 4 of q
-      const __m512i at4 = g < 4 ? _mm512_slli_epi16(high, 4 - static_cast<int>(g))
-                          : g == 4 ? high : _mm512_srli_epi16(high, static_cast<int>(g) - 4);
-      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at4, bit4));
-    }
-  } else if constexpr (kType == TensorType::kQ6_K) {
+  NibbleGroups<kType == TensorType::kQ5_K>(unit, w);
+  if constexpr (kType == TensorType::kQ6_K) {
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     const __m512i high[2] = {_mm512_loadu_si512(unit + kKPackHigh),
                              _mm512_loadu_si512(unit + kKPackHigh + 64)};
@@ -413,6 +420,8 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
     switch (w.type) {
       case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
       case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
+      case TensorType::kQ5_0: return PackedRows<TensorType::kQ5_0>(w, x, begin, end, out);
+      case TensorType::kQ5_1: return PackedRows<TensorType::kQ5_1>(w, x, begin, end, out);
       case TensorType::kQ4_K: return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
       case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
       case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
@@ -454,15 +463,30 @@ uint32_t LoadWord(const uint8_t* p) {
 }
 void StoreWord(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
+// kSpread[n]: bit i of n moved to bit 0 of byte i.
+constexpr uint32_t kSpread[16] = {
+    0x00000000, 0x00000001, 0x00000100, 0x00000101, 0x00010000, 0x00010001, 0x00010100, 0x00010101,
+    0x01000000, 0x01000001, 0x01000100, 0x01000101, 0x01010000, 0x01010001, 0x01010100, 0x01010101};
+
+// Q5_0/Q5_1's fifth bits (bit e of qh: element e) as the packed word of one row: bit g of byte
+// i is element 4 g + i's.
+uint32_t FifthBitsWord(const uint8_t* qh) {
+  const uint32_t bits = LoadWord(qh);
+  uint32_t word = 0;
+  for (size_t g = 0; g < 8; ++g) word |= kSpread[(bits >> (4 * g)) & 0x0F] << g;
+  return word;
+}
+
 // Four elements at a time, one per byte of a 32-bit word; writes every byte of the tile once.
-// Q4: a block's byte j holds element j in its low nibble and j + 16 in its high one, so the
+// Q4, Q5: a block's byte j holds element j in its low nibble and j + 16 in its high one, so the
 // packed vector j (groups j and j + 4) is the block's bytes 4j .. 4j + 3 as they are.
 template <class Block>
 void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t block_bytes = PackedBlockBytes(w.type);
   constexpr bool kQ8 = std::is_same_v<Block, BlockQ8_0>;
-  constexpr size_t kValueBytes = kPackRows * (kQ8 ? 32 : 16);
+  constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
+  constexpr size_t kValueBytes = kQ8 ? kPackRows * 32 : kQ5 ? kKPackHigh + 64 : kPackRows * 16;
   for (size_t b = 0; b < num_blocks; ++b) {
     uint8_t* out = dst + b * block_bytes;
     auto* d = reinterpret_cast<uint16_t*>(out + kValueBytes);
@@ -470,12 +494,15 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
       const Block& blk = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) +
                                                        (row0 + r) * w.row_bytes)[b];
       const auto* qs = reinterpret_cast<const uint8_t*>(blk.qs);
-      for (size_t g = 0; g < kValueBytes / 64; ++g) {
+      for (size_t g = 0; g < (kQ8 ? 8 : 4); ++g) {
         const uint32_t word = LoadWord(qs + 4 * g);
         StoreWord(out + g * 64 + r * 4, kQ8 ? word ^ 0x80808080u : word);  // Q8_0: q + 128
       }
+      if constexpr (kQ5) StoreWord(out + kKPackHigh + r * 4, FifthBitsWord(blk.qh));
       std::memcpy(&d[r], &blk.d, 2);
-      if constexpr (std::is_same_v<Block, BlockQ4_1>) std::memcpy(&d[kPackRows + r], &blk.m, 2);
+      if constexpr (std::is_same_v<Block, BlockQ4_1> || std::is_same_v<Block, BlockQ5_1>) {
+        std::memcpy(&d[kPackRows + r], &blk.m, 2);
+      }
     }
   }
 }
@@ -588,6 +615,8 @@ size_t PackedBlockBytes(TensorType type) {
   switch (type) {
     case TensorType::kQ4_0: return kPackRows * sizeof(BlockQ4_0);
     case TensorType::kQ4_1: return kPackRows * sizeof(BlockQ4_1);
+    case TensorType::kQ5_0: return kPackRows * sizeof(BlockQ5_0);
+    case TensorType::kQ5_1: return kPackRows * sizeof(BlockQ5_1);
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
     case TensorType::kQ4_K:
@@ -623,7 +652,9 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
     for (size_t k = 0; k < w.cols; ++k) out[k] = F16ToF32(h[k * kPackRows + lane]);
     return;
   }
-  const size_t value_bytes = kPackRows * (w.type == TensorType::kQ8_0 ? 32 : 16);
+  const bool q5 = w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1;
+  const size_t value_bytes =
+      w.type == TensorType::kQ8_0 ? kPackRows * 32 : q5 ? kKPackHigh + 64 : kPackRows * 16;
   for (size_t b = 0; b < num_blocks; ++b) {
     const uint8_t* block = tile + b * block_bytes;
     const auto* scales = reinterpret_cast<const uint16_t*>(block + value_bytes);
@@ -635,9 +666,11 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
         v = d * static_cast<float>(static_cast<int8_t>(block[g * 64 + lane * 4 + i] ^ 0x80));
       } else {
         const uint8_t byte = block[(g % 4) * 64 + lane * 4 + i];
-        const int q = g < 4 ? byte & 0x0F : byte >> 4;
-        v = w.type == TensorType::kQ4_1 ? d * static_cast<float>(q) + F16ToF32(scales[kPackRows + lane])
-                                        : d * static_cast<float>(q - 8);
+        int q = g < 4 ? byte & 0x0F : byte >> 4;
+        if (q5) q |= ((block[kKPackHigh + lane * 4 + i] >> g) & 1) << 4;
+        const bool has_min = w.type == TensorType::kQ4_1 || w.type == TensorType::kQ5_1;
+        v = has_min ? d * static_cast<float>(q) + F16ToF32(scales[kPackRows + lane])
+                    : d * static_cast<float>(q - (q5 ? 16 : 8));
       }
       out[b * kQuantBlockElems + e] = v;
     }
@@ -658,10 +691,7 @@ bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* o
 }
 
 bool HasPackedLayout(const MatView& w) {
-  const bool type_ok = w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
-                       w.type == TensorType::kQ8_0 || w.type == TensorType::kF16 ||
-                       IsPackedKQuant(w.type);
-  return type_ok && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0 &&
+  return IsPackedType(w.type) && w.rows != 0 && w.rows % kPackRows == 0 && w.cols % kQuantBlockElems == 0 &&
          w.cols % Traits(w.type).block_elems == 0;
 }
 
@@ -698,6 +728,8 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
       switch (w.type) {
         case TensorType::kQ4_0: PackTile<BlockQ4_0>(w, tile * kPackRows, dst); break;
         case TensorType::kQ4_1: PackTile<BlockQ4_1>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ5_0: PackTile<BlockQ5_0>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ5_1: PackTile<BlockQ5_1>(w, tile * kPackRows, dst); break;
         case TensorType::kF16: PackF16Tile(w, tile * kPackRows, dst); break;
         case TensorType::kQ4_K: PackKTile<TensorType::kQ4_K>(w, tile * kPackRows, dst); break;
         case TensorType::kQ5_K: PackKTile<TensorType::kQ5_K>(w, tile * kPackRows, dst); break;

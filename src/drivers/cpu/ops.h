@@ -45,7 +45,7 @@ struct MatView {
 // layout (Q4_K and Q5_K: 2.8% and 2.3% more, their 6-bit scales and minimums stored as bytes).
 // The layout does not depend on the CPU; kPackedLayoutVersion names it (bump it when the bytes
 // PackMatrix writes change, so stored copies of the old layout are rebuilt).
-inline constexpr uint32_t kPackedLayoutVersion = 3;  // 2: Q4_K and Q6_K; 3: Q5_K
+inline constexpr uint32_t kPackedLayoutVersion = 4;  // 2: Q4_K and Q6_K; 3: Q5_K; 4: Q5_0, Q5_1
 
 struct PackedMatrix {
   TensorType type;
