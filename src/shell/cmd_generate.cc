@@ -89,6 +89,7 @@ int RunMain(GenerateFlags& f) {
   auto result = StreamToStdout(*session, prompt, gen);
   if (!result.ok()) return ReportError(result.status());
   std::fputc('\n', stdout);
+  std::fflush(stdout);  // the answer is whole now, though the exit may wait (WaitForPackedBlob)
   if (f.verbose) PrintStats(*result);
   return 0;
 }

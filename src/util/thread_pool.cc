@@ -1,12 +1,20 @@
 #include "util/thread_pool.h"
 
 #include <immintrin.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <chrono>
 
 #include "util/logging.h"
 
 namespace llmasos {
+
+bool SetThisThreadNice(int nice) {
+  // On Linux a nice value belongs to a thread, named by its thread id.
+  return setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) == 0;
+}
 namespace {
 
 // How long a worker spins after a job before it sleeps: long enough to span the gap between

@@ -20,6 +20,10 @@
 
 namespace llmasos {
 
+// Lowers (or, with privileges, raises) the calling thread's scheduling priority to `nice`
+// (-20 .. 19; threads it starts afterwards inherit it). False when the kernel refuses.
+bool SetThisThreadNice(int nice);
+
 class ThreadPool {
  public:
   // num_threads >= 1 counts the calling thread; num_threads - 1 workers are started.

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "drivers/cpu/ops.h"
@@ -132,7 +133,9 @@ struct LoadOptions {
   // The derived blob that keeps this model's packed matrices (packed_blob.h; the registry
   // names it): mapped instead of repacking when it is valid for this file, layout and CPU
   // target; written after repacking when it is missing or invalid (an invalid one is logged
-  // and replaced; a failed write is logged). Empty: repack at every load.
+  // and replaced; a failed write is logged), on a background thread of low priority, so the
+  // first token does not wait for the disk (Model::WaitForPackedBlob). Empty: repack at every
+  // load.
   std::string packed_blob_path;
   std::string packed_blob_source;  // the file's digest, "sha256:<hex>"; the blob's key
   // For tests on CPUs without the packed kernels: pack every matrix that has a layout (MatMul
@@ -147,6 +150,10 @@ enum class PackedFrom { kNone, kRepacked, kBlob };
 
 class Model {
  public:
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
   // Takes ownership of the parsed file; checks every tensor's presence, type and shape.
   static StatusOr<std::unique_ptr<Model>> FromGguf(std::unique_ptr<gguf::GgufFile> file,
                                                    const LoadOptions& options);
@@ -175,6 +182,10 @@ class Model {
   // when the file has none.
   const std::vector<float>& RopeFreqFactors(size_t context_tokens) const;
   PackedFrom packed_from() const { return packed_from_; }
+  // Returns once the derived blob this load is writing (LoadOptions::packed_blob_path) is in
+  // place or has failed (logged); at once when none is being written. The destructor waits
+  // too, so a process that exits normally leaves a complete blob.
+  void WaitForPackedBlob();
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
 
@@ -199,6 +210,7 @@ class Model {
   std::vector<std::unique_ptr<cpu::PackedMatrix>> packed_;  // what the views' `packed` point at
   std::unique_ptr<MappedFile> packed_blob_;  // their bytes, when mapped from a derived blob
   PackedFrom packed_from_ = PackedFrom::kNone;
+  std::thread blob_writer_;  // writing the derived blob after a repack
   std::vector<std::vector<float>> kept_;  // merged matrices (KeepMatrix)
   size_t weight_bytes_ = 0;
 

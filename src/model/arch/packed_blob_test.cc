@@ -116,6 +116,7 @@ TEST_F(PackedBlobTest, LaterLoadMapsTheBlobWithTheSameBytesAndLogitsAsARepack) {
   std::unique_ptr<Model> first = Load(Options());
   ASSERT_NE(first, nullptr);
   EXPECT_EQ(first->packed_from(), PackedFrom::kRepacked);
+  first->WaitForPackedBlob();  // written in the background
   ASSERT_TRUE(fs::exists(blob_path_));
   std::unique_ptr<Model> second = Load(Options());
   ASSERT_NE(second, nullptr);
@@ -135,6 +136,7 @@ TEST_F(PackedBlobTest, CorruptedOrTruncatedBlobIsRebuilt) {
   // mapping of the file would see (the store only ever replaces a blob by renaming).
   std::unique_ptr<Model> reference = Load(Options());
   ASSERT_EQ(reference->packed_from(), PackedFrom::kRepacked);
+  reference->WaitForPackedBlob();
   const auto size = fs::file_size(blob_path_);
   struct Damage {
     const char* what;
@@ -154,6 +156,7 @@ TEST_F(PackedBlobTest, CorruptedOrTruncatedBlobIsRebuilt) {
     std::unique_ptr<Model> m = Load(Options());
     ASSERT_NE(m, nullptr) << d.what;
     EXPECT_EQ(m->packed_from(), PackedFrom::kRepacked) << d.what;
+    m->WaitForPackedBlob();
     ExpectSamePackedBytes(*reference, *m);
     EXPECT_EQ(fs::file_size(blob_path_), size) << d.what << ": the blob is rewritten whole";
     EXPECT_EQ(Load(Options())->packed_from(), PackedFrom::kBlob) << d.what;
@@ -163,6 +166,7 @@ TEST_F(PackedBlobTest, CorruptedOrTruncatedBlobIsRebuilt) {
 TEST_F(PackedBlobTest, BlobOfAnotherLayoutTargetOrSourceIsRebuilt) {
   std::unique_ptr<Model> reference = Load(Options());
   ASSERT_NE(reference, nullptr);
+  reference->WaitForPackedBlob();  // before this test writes the same path
   const std::vector<const cpu::MatView*> views = Matrices(*reference);
   PackedBlobKey key{kSource, cpu::kPackedLayoutVersion, "TEST_TARGET"};
   ASSERT_TRUE(WritePackedBlob(blob_path_, key, views, pool_).ok());
@@ -183,6 +187,7 @@ TEST_F(PackedBlobTest, BlobOfAnotherLayoutTargetOrSourceIsRebuilt) {
     EXPECT_EQ(mapped.status().code(), StatusCode::kDataLoss) << k.target << " " << k.layout_version;
     std::unique_ptr<Model> m = Load(Options());
     EXPECT_EQ(m->packed_from(), PackedFrom::kRepacked) << k.target << " " << k.layout_version;
+    m->WaitForPackedBlob();
     ExpectSamePackedBytes(*reference, *m);
     EXPECT_EQ(Load(Options())->packed_from(), PackedFrom::kBlob);
   }
@@ -211,6 +216,7 @@ TEST_F(PackedBlobTest, ConcurrentLoadsLeaveAValidBlob) {
   for (std::thread& t : threads) t.join();
   for (const auto& m : models) {
     ASSERT_NE(m, nullptr);
+    m->WaitForPackedBlob();
     ExpectSamePackedBytes(*reference, *m);
   }
   std::unique_ptr<Model> after = Load(Options());
@@ -219,6 +225,30 @@ TEST_F(PackedBlobTest, ConcurrentLoadsLeaveAValidBlob) {
   for (const auto& entry : fs::directory_iterator(dir_)) {
     EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path() << " left behind";
   }
+}
+
+// The blob is written in the background: a model dropped right after its load leaves it
+// complete (the destructor waits), and views replaced after the load (an adapter merged into
+// the weights) change nothing in it.
+TEST_F(PackedBlobTest, BackgroundWriteIsCompleteWhateverHappensToTheModel) {
+  std::unique_ptr<Model> reference = Load(Options());
+  ASSERT_NE(reference, nullptr);
+  reference.reset();
+  std::unique_ptr<Model> mapped = Load(Options());
+  ASSERT_EQ(mapped->packed_from(), PackedFrom::kBlob);
+
+  fs::remove(blob_path_);
+  std::unique_ptr<Model> merged = Load(Options());
+  ASSERT_EQ(merged->packed_from(), PackedFrom::kRepacked);
+  for (size_t i = 0; i < merged->config().num_layers; ++i) {
+    LayerWeights& l = merged->mutable_layer(i);
+    l.wq = merged->KeepMatrix(std::vector<float>(l.wq.rows * l.wq.cols, 0.5f), l.wq.rows, l.wq.cols);
+  }
+  merged->WaitForPackedBlob();
+  merged->WaitForPackedBlob();  // again: nothing left to wait for
+  std::unique_ptr<Model> after = Load(Options());
+  ASSERT_EQ(after->packed_from(), PackedFrom::kBlob);
+  ExpectSamePackedBytes(*mapped, *after);
 }
 
 TEST_F(PackedBlobTest, NothingToPackWritesNoBlob) {

@@ -1,13 +1,10 @@
 #include "services/jobs/job_runner.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 
 #include "util/logging.h"
+#include "util/thread_pool.h"
 
 namespace llmasos::jobs {
 namespace {
@@ -138,7 +135,7 @@ StatusOr<JobRecord> JobRunner::Cancel(int64_t id) {
 void JobRunner::Loop() {
   // Training is the machine's background work: the job thread and the pool it makes (whose
   // threads inherit the niceness) give the CPU to anything else that wants it.
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), options_.nice) != 0) {
+  if (!SetThisThreadNice(options_.nice)) {
     LOG(kWarning) << "jobs: could not lower the job thread's priority";
   }
   std::unique_lock<std::mutex> lock(mu_);
