@@ -14,6 +14,9 @@
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
 // on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -604,6 +607,22 @@ void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, siz
   }
 }
 
+// Maps fresh pages for [p, p + n) in one call (MADV_POPULATE_WRITE), rather than one page
+// fault per 4 KiB as the packing first writes them: the 1B shape in Q8_0 (1.3 GB packed),
+// `llmasos run FILE -n 1 -t 2`, median of 8: 0.96 -> 0.88 s. Advisory: where the kernel
+// refuses (before Linux 5.14, or short of memory), the writes fault the pages in as before.
+void PopulateForWrite(uint8_t* p, size_t n) {
+#ifdef MADV_POPULATE_WRITE
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (begin < end) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 // F16: element k of row r at [k][r].
 void PackF16Tile(const MatView& w, size_t row0, uint8_t* dst) {
   auto* out = reinterpret_cast<uint16_t*>(dst);
@@ -728,6 +747,7 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
   // Each tile is written whole by one call, so any split of the tiles over threads writes the
   // same bytes; the first touch of the pages is spread too.
   auto pack_tiles = [&](size_t tile_begin, size_t tile_end) {
+    PopulateForWrite(packed->storage.get() + tile_begin * tile_bytes, (tile_end - tile_begin) * tile_bytes);
     for (size_t tile = tile_begin; tile < tile_end; ++tile) {
       uint8_t* dst = packed->storage.get() + tile * tile_bytes;
       switch (w.type) {
