@@ -15,6 +15,7 @@ bool SetThisThreadNice(int nice) {
   // On Linux a nice value belongs to a thread, named by its thread id.
   return setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) == 0;
 }
+
 namespace {
 
 // How long a worker spins after a job before it sleeps: long enough to span the gap between

@@ -184,7 +184,7 @@ class Model {
   PackedFrom packed_from() const { return packed_from_; }
   // Returns once the derived blob this load is writing (LoadOptions::packed_blob_path) is in
   // place or has failed (logged); at once when none is being written. The destructor waits
-  // too, so a process that exits normally leaves a complete blob.
+  // too, so a process that exits normally leaves a complete blob. Not from two threads at once.
   void WaitForPackedBlob();
   // Bytes of weights read to produce one token (every matrix once): the bandwidth cost.
   size_t weight_bytes() const { return weight_bytes_; }
