@@ -7,6 +7,15 @@
 #include "drivers/cpu/ops.h"
 
 namespace llmasos::arch {
+namespace {
+
+// Positions per block of the contiguous cache. One block of every position made a long
+// context's transposed keys rows of max_tokens elements: attention then read each key
+// element from its own page, 4,096 x 2 bytes apart at a 4,096-token context.
+constexpr size_t kBlockTokens = 32;
+
+}  // namespace
+
 StatusOr<std::unique_ptr<Context>> Context::Create(const Model& model, ThreadPool& pool,
                                                    const ContextOptions& options) {
   const ModelConfig& c = model.config();
@@ -26,12 +35,14 @@ Context::Context(const Model& model, ThreadPool& pool, size_t max_tokens, size_t
       k_type_(options.cache_type_k),
       v_type_(options.cache_type_v),
       batch_(model, pool, max_batch_tokens, max_tokens, options.float_activations) {
+  const size_t num_blocks = (max_tokens_ + kBlockTokens - 1) / kBlockTokens;
+  for (size_t b = 0; b < num_blocks; ++b) block_table_.push_back(static_cast<BlockId>(b));
   kv_cache_.reset(new std::byte[kv_cache_bytes()]);
 }
 
 size_t Context::kv_cache_bytes() const {
   const ModelConfig& c = model_.config();
-  return c.num_layers * max_tokens_ *
+  return block_table_.size() * kBlockTokens * c.num_layers *
          (cpu::KvRowBytes(k_type_, c.kv_dim()) + cpu::KvRowBytes(v_type_, c.kv_dim()));
 }
 
@@ -63,26 +74,25 @@ Status Context::Forward(std::span<const TokenId> tokens, bool all_logits, float*
   return OkStatus();
 }
 
-// The contiguous cache is a paged cache of one block holding every position.
+// The contiguous cache is a paged cache whose block table is 0, 1, 2, ...
 Status Context::ForwardChunk(std::span<const TokenId> tokens, bool all_logits, float* logits_out) {
   const ModelConfig& c = model_.config();
   KvLayout kv;
   kv.k_type = k_type_;
   kv.v_type = v_type_;
-  kv.block_stride = 0;
-  kv.block_tokens = max_tokens_;
-  const size_t k_plane = max_tokens_ * cpu::KvRowBytes(k_type_, c.kv_dim());
-  kv.layer_stride = k_plane + max_tokens_ * cpu::KvRowBytes(v_type_, c.kv_dim());
+  kv.block_tokens = kBlockTokens;
+  const size_t k_plane = kBlockTokens * cpu::KvRowBytes(k_type_, c.kv_dim());
+  kv.layer_stride = k_plane + kBlockTokens * cpu::KvRowBytes(v_type_, c.kv_dim());
+  kv.block_stride = c.num_layers * kv.layer_stride;
   kv.k_base = kv_cache_.get();
   kv.v_base = kv_cache_.get() + k_plane;
-  const BlockId only_block = 0;
   BatchSegment seg;
   seg.tokens = tokens;
   seg.pos0 = num_tokens_;
-  seg.block_table = std::span<const BlockId>(&only_block, 1);
+  seg.block_table = block_table_;
   seg.logits = logits_out == nullptr ? LogitsMode::kNone : all_logits ? LogitsMode::kAll : LogitsMode::kLast;
   seg.logits_out = logits_out;
-  RETURN_IF_ERROR(batch_.Run(std::span<const BatchSegment>(&seg, 1), kv, /*num_blocks=*/1));
+  RETURN_IF_ERROR(batch_.Run(std::span<const BatchSegment>(&seg, 1), kv, block_table_.size()));
   num_tokens_ += tokens.size();
   return OkStatus();
 }

@@ -72,11 +72,12 @@ class Context {
   const size_t max_batch_tokens_;
   size_t num_tokens_ = 0;
 
-  // KV cache: [num_layers][K plane, V plane], each plane max_tokens rows of kv_dim values in
-  // its type: one block of a KvLayout, as a KvMemory block is laid out. Allocated without
-  // touching the pages, so memory becomes resident only as the sequence grows.
+  // KV cache: blocks of 32 positions in order, each [num_layers][K plane, V plane] of 32 rows
+  // of kv_dim values in its type, as a KvMemory block is laid out. Allocated without touching
+  // the pages, so memory becomes resident only as the sequence grows.
   const cpu::KvType k_type_;
   const cpu::KvType v_type_;
+  std::vector<BlockId> block_table_;  // 0, 1, 2, ...: enough blocks for max_tokens
   std::unique_ptr<std::byte[]> kv_cache_;
   // The forward pass itself, shared with the batched (kernel) path.
   BatchForward batch_;
