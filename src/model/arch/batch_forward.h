@@ -37,7 +37,8 @@ using BlockId = uint32_t;
 // + r], so attention reads a block's keys as vectors over positions (cpu::AttentionScores);
 // Q8_0 keys are rows like the values. The pass rounds each new key (after RoPE) and value to
 // its type once, when it stores it.
-// kernel::KvMemory's pool and Context's contiguous cache (one block) are both this shape.
+// kernel::KvMemory's pool and Context's contiguous cache (blocks 0, 1, 2, ... in order) are both
+// this shape.
 //
 // With layer groups (KvLayerGroups below) a block is a page of one group's layers: layer l
 // lives at place layer_index[l] of a page of group layer_group[l], reached through that
