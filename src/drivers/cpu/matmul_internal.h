@@ -117,6 +117,12 @@ inline constexpr size_t kKPackHigh = 256;
 inline constexpr bool IsPackedKQuant(TensorType type) {
   return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
 }
+// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: bytes of a tile block's values (the scales follow them).
+inline constexpr size_t PackValueBytes(TensorType type) {
+  if (type == TensorType::kQ8_0) return kPackRows * 32;
+  if (type == TensorType::kQ5_0 || type == TensorType::kQ5_1) return kKPackHigh + 64;
+  return kPackRows * 16;
+}
 // Every type with a packed layout.
 inline constexpr bool IsPackedType(TensorType type) {
   return type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_1 ||

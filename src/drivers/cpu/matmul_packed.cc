@@ -76,14 +76,6 @@ HWY_INLINE __m512i Dp(__m512i acc, __m512i u8, __m512i s8) {
   return DotU8S8(hn::Vec512<uint8_t>{u8}, hn::Vec512<int8_t>{s8}, hn::Vec512<int32_t>{acc}).raw;
 }
 
-constexpr bool IsQ5(TensorType type) {
-  return type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
-}
-
-constexpr size_t ValueBytes(TensorType type) {
-  return type == TensorType::kQ8_0 ? kPackRows * 32 : IsQ5(type) ? kKPackHigh + 64 : kPackRows * 16;
-}
-
 // How far ahead of the Q8_0 and F16 weight streams to prefetch (measured: 1 KiB; 512 B and
 // 2 KiB no better).
 inline constexpr size_t kPrefetchBytes = 1024;
@@ -120,7 +112,7 @@ HWY_INLINE void BlockGroups(const uint8_t* HWY_RESTRICT block, __m512i (&w)[kGro
     LLMASOS_UNROLL
     for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_loadu_si512(block + g * 64);
   } else {
-    NibbleGroups<IsQ5(kType)>(block, w);
+    NibbleGroups<kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1>(block, w);
   }
 }
 
@@ -136,7 +128,7 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
                              const int32_t* HWY_RESTRICT xsum, size_t cols,
                              float* HWY_RESTRICT out, size_t out_stride) {
   constexpr bool kHasMin = kType != TensorType::kQ8_0;
-  constexpr size_t kValueBytes = ValueBytes(kType);
+  constexpr size_t kValueBytes = PackValueBytes(kType);
   const size_t block_bytes = PackedBlockBytes(kType);
   __m512 acc[kT];
   LLMASOS_UNROLL
@@ -494,10 +486,10 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   const size_t block_bytes = PackedBlockBytes(w.type);
   constexpr bool kQ8 = std::is_same_v<Block, BlockQ8_0>;
   constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_0> || std::is_same_v<Block, BlockQ5_1>;
-  constexpr size_t kValueBytes = kQ8 ? kPackRows * 32 : kQ5 ? kKPackHigh + 64 : kPackRows * 16;
+  const size_t value_bytes = PackValueBytes(w.type);
   for (size_t b = 0; b < num_blocks; ++b) {
     uint8_t* out = dst + b * block_bytes;
-    auto* d = reinterpret_cast<uint16_t*>(out + kValueBytes);
+    auto* d = reinterpret_cast<uint16_t*>(out + value_bytes);
     for (size_t r = 0; r < kPackRows; ++r) {
       const Block& blk = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) +
                                                        (row0 + r) * w.row_bytes)[b];
@@ -677,8 +669,7 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
     return;
   }
   const bool q5 = w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1;
-  const size_t value_bytes =
-      w.type == TensorType::kQ8_0 ? kPackRows * 32 : q5 ? kKPackHigh + 64 : kPackRows * 16;
+  const size_t value_bytes = PackValueBytes(w.type);
   for (size_t b = 0; b < num_blocks; ++b) {
     const uint8_t* block = tile + b * block_bytes;
     const auto* scales = reinterpret_cast<const uint16_t*>(block + value_bytes);
