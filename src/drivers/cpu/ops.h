@@ -58,14 +58,14 @@ struct PackedMatrix {
   hwy::AlignedFreeUniquePtr<uint8_t[]> storage;
 };
 
-// Whether `w` has a packed layout (Q4_0, Q4_1, Q8_0, F16, Q4_K, Q5_K or Q6_K with rows % 16 == 0
-// and cols % 32 == 0), whatever this CPU's kernels; PackedBytes is its size then.
+// Whether `w` has a packed layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, Q4_K, Q5_K or Q6_K with
+// rows % 16 == 0 and cols % 32 == 0), whatever this CPU's kernels; PackedBytes is its size then.
 bool HasPackedLayout(const MatView& w);
 size_t PackedBytes(const MatView& w);
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
-// kernel for w's type (Q4_0, Q4_1, the K-quants Q4_K to Q6_K and F16 need AVX-512, Q8_0
-// AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
+// kernel for w's type (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q4_K to Q6_K and F16 need AVX-512,
+// Q8_0 AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
 // are packed in parallel over its threads (the same bytes as without one).
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nullptr);
 // As PackMatrix, but for any `w` with a packed layout even where this CPU has no kernel to
