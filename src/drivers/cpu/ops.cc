@@ -66,6 +66,7 @@ void AddInPlaceTarget(const float* x, size_t n, float* y) { scalar::AddInPlace(x
 void RmsNormTarget(const float* x, const float* weight, size_t n, float eps, float* out) {
   scalar::RmsNorm(x, weight, n, eps, out);
 }
+float ExpMinusMaxTarget(float* x, size_t n, float* max) { return scalar::ExpMinusMax(x, n, max); }
 void SoftmaxTarget(float* x, size_t n) { scalar::Softmax(x, n); }
 void SwiGluTarget(const float* gate, const float* up, size_t n, float* out) {
   scalar::SwiGlu(gate, up, n, out);
@@ -433,8 +434,7 @@ void RmsNormTarget(const float* x, const float* HWY_RESTRICT weight, size_t n, f
   for (; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
-void SoftmaxTarget(float* HWY_RESTRICT x, size_t n) {
-  if (n == 0) return;
+float ExpMinusMaxTarget(float* HWY_RESTRICT x, size_t n, float* max_out) {
   const DF df;
   const size_t lanes = hn::Lanes(df);
   size_t i = 0;
@@ -458,9 +458,18 @@ void SoftmaxTarget(float* HWY_RESTRICT x, size_t n) {
     x[i] = std::exp(x[i] - max);
     sum += x[i];
   }
-  const float inv = 1.0f / sum;
+  *max_out = max;
+  return sum;
+}
+
+void SoftmaxTarget(float* HWY_RESTRICT x, size_t n) {
+  if (n == 0) return;
+  float max;
+  const float inv = 1.0f / ExpMinusMaxTarget(x, n, &max);
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
   const VF vinv = hn::Set(df, inv);
-  i = 0;
+  size_t i = 0;
   for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
   for (; i < n; ++i) x[i] *= inv;
 }
@@ -654,6 +663,7 @@ HWY_EXPORT(AttentionScoresQ8Target);
 HWY_EXPORT(AttentionValuesQ8Target);
 HWY_EXPORT(AddInPlaceTarget);
 HWY_EXPORT(RmsNormTarget);
+HWY_EXPORT(ExpMinusMaxTarget);
 HWY_EXPORT(SoftmaxTarget);
 HWY_EXPORT(SwiGluTarget);
 HWY_EXPORT(GeGluTarget);
@@ -710,6 +720,10 @@ void AddInPlace(const float* x, size_t n, float* y) {
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out) {
   CHECK_GT(n, 0u);
   HWY_DYNAMIC_DISPATCH(RmsNormTarget)(x, weight, n, eps, out);
+}
+float ExpMinusMax(float* x, size_t n, float* max) {
+  CHECK_GT(n, 0u);
+  return HWY_DYNAMIC_DISPATCH(ExpMinusMaxTarget)(x, n, max);
 }
 void Softmax(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxTarget)(x, n); }
 void SwiGlu(const float* gate, const float* up, size_t n, float* out) {

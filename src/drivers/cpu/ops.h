@@ -109,6 +109,11 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* ou
 // x[i] = exp(x[i] - max) / sum, in place, i < n.
 void Softmax(float* x, size_t n);
 
+// Softmax without the division: x[i] = exp(x[i] - max) in place with max = max_j x[j], which
+// goes to *max; returns sum_i of the new x[i]. Attention over a part of a context keeps these
+// two to merge the parts (flash-decoding). REQUIRES: n > 0.
+float ExpMinusMax(float* x, size_t n, float* max);
+
 // out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias gate or up.
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 

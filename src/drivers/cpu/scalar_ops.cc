@@ -214,8 +214,7 @@ void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* ou
   for (size_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
-void Softmax(float* x, size_t n) {
-  if (n == 0) return;
+float ExpMinusMax(float* x, size_t n, float* max_out) {
   float max = x[0];
   for (size_t i = 1; i < n; ++i) max = std::max(max, x[i]);
   float sum = 0.0f;
@@ -223,7 +222,14 @@ void Softmax(float* x, size_t n) {
     x[i] = std::exp(x[i] - max);
     sum += x[i];
   }
-  const float inv = 1.0f / sum;
+  *max_out = max;
+  return sum;
+}
+
+void Softmax(float* x, size_t n) {
+  if (n == 0) return;
+  float max;
+  const float inv = 1.0f / ExpMinusMax(x, n, &max);
   for (size_t i = 0; i < n; ++i) x[i] *= inv;
 }
 

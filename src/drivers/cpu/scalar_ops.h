@@ -34,6 +34,7 @@ void QuantizedRows(const MatView& w, const QuantizedActivations& x, size_t row_b
 void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out);
 void DequantizeRow(const MatView& w, size_t row_idx, float* out);
 void RmsNorm(const float* x, const float* weight, size_t n, float eps, float* out);
+float ExpMinusMax(float* x, size_t n, float* max);
 void Softmax(float* x, size_t n);
 void SwiGlu(const float* gate, const float* up, size_t n, float* out);
 void GeGlu(const float* gate, const float* up, size_t n, float* out);

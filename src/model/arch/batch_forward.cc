@@ -67,6 +67,26 @@ size_t LogitRows(const BatchSegment& s) {
   return 0;
 }
 
+// Folds one attention part into the running one: both records are [group, head_dim] value
+// sums, then group score maxima, then group exp-sums (BatchForward::PartRecordFloats). The sums
+// are rescaled to the larger maximum, as a softmax over both parts' scores would weigh them.
+void FoldPart(size_t group, size_t head_dim, const float* part, float* acc) {
+  const float* part_max = part + group * head_dim;
+  const float* part_sum = part_max + group;
+  float* acc_max = acc + group * head_dim;
+  float* acc_sum = acc_max + group;
+  for (size_t g = 0; g < group; ++g) {
+    const float m = std::max(acc_max[g], part_max[g]);
+    const float a = std::exp(acc_max[g] - m);
+    const float b = std::exp(part_max[g] - m);
+    acc_max[g] = m;
+    acc_sum[g] = acc_sum[g] * a + part_sum[g] * b;
+    float* o = acc + g * head_dim;
+    const float* p = part + g * head_dim;
+    for (size_t d = 0; d < head_dim; ++d) o[d] = o[d] * a + p[d] * b;
+  }
+}
+
 }  // namespace
 
 BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batch_tokens,
@@ -90,6 +110,7 @@ BatchForward::BatchForward(const Model& model, ThreadPool& pool, size_t max_batc
   gate_.resize(n * c.ffn);
   up_.resize(n * c.ffn);
   scores_.resize(pool.num_threads() * (c.num_heads / c.num_kv_heads) * max_context_);
+  part_scratch_.resize(pool.num_threads() * 2 * PartRecordFloats());
   ropes_.resize(1);
   // LongRoPE picks its factors by the context this pass serves (max_context).
   ropes_[0].inv_freq = InverseFrequencies(c.rope_dims, c.rope_theta, c.rope_linear_factor,
@@ -462,82 +483,161 @@ void BatchForward::StoreKv(size_t i, size_t layer_idx, std::span<const BatchSegm
 // own sequence's positions 0 .. pos(i) (on a sliding-window layer only the last
 // sliding_window of them), read through the segment's block table (the new positions' K/V
 // were stored before this is called).
+//
+// Each (token, KV head) pair's visible positions are cut into parts at multiples of
+// kAttentionPart positions; a part gives its unnormalised value sum with its score maximum and
+// exp-sum, and the parts fold in position order (flash-decoding). The parts depend on
+// positions only, so a token's result is the same whatever the batch or the thread count. A
+// batch of few pairs (decode) runs its parts as tasks of their own, so a model with one KV head
+// still shares a long context's attention over every thread; a larger batch runs one task per
+// pair, with the same arithmetic.
 void BatchForward::Attention(size_t layer_idx, std::span<const BatchSegment> segments,
                              const KvLayout& kv) {
   const ModelConfig& c = model_.config();
   size_t num_tokens = 0;
   for (const BatchSegment& seg : segments) num_tokens += seg.tokens.size();
-  // One task per (token, KV head): the group of query heads sharing that KV head reads each
-  // cached key and value once.
+  const size_t group = c.num_heads / c.num_kv_heads;
+  const size_t num_pairs = num_tokens * c.num_kv_heads;
+  const size_t record = PartRecordFloats();
+  const size_t window = c.IsSlidingLayer(layer_idx) ? c.sliding_window : 0;
+  // Token i's visible positions [first, end).
+  auto visible = [&](size_t i) {
+    const size_t end = token_pos_[i] + 1;
+    return std::pair<size_t, size_t>{window > 0 && end > window ? end - window : 0, end};
+  };
+  auto num_parts = [](std::pair<size_t, size_t> range) {
+    return (range.second - 1) / kAttentionPart - range.first / kAttentionPart + 1;
+  };
+  // Part k of a range: [max(first, b), min(end, b + kAttentionPart)), b its k-th boundary.
+  auto part_range = [](std::pair<size_t, size_t> range, size_t k) {
+    const size_t b = (range.first / kAttentionPart + k) * kAttentionPart;
+    return std::pair<size_t, size_t>{std::max(b, range.first), std::min(b + kAttentionPart, range.second)};
+  };
+  // The pair's folded record, divided by its sums, into att_.
+  auto finish = [&](size_t pair, const float* acc) {
+    const size_t i = pair / c.num_kv_heads;
+    const size_t kvh = pair % c.num_kv_heads;
+    float* out = &att_[i * c.q_dim() + kvh * group * c.head_dim];
+    const float* sums = acc + group * c.head_dim + group;
+    for (size_t g = 0; g < group; ++g) {
+      const float inv = 1.0f / sums[g];
+      for (size_t d = 0; d < c.head_dim; ++d) out[g * c.head_dim + d] = acc[g * c.head_dim + d] * inv;
+    }
+  };
+
+  part_offset_.assign(num_pairs + 1, 0);
+  for (size_t pair = 0; pair < num_pairs; ++pair) {
+    part_offset_[pair + 1] = part_offset_[pair] + num_parts(visible(pair / c.num_kv_heads));
+  }
+  const size_t total_parts = part_offset_[num_pairs];
+  const bool parts_as_tasks = num_pairs < 2 * pool_.num_threads() && total_parts > num_pairs &&
+                              total_parts * record <= kMaxPartFloats;
+  if (parts_as_tasks) {
+    if (parts_.size() < total_parts * record) parts_.resize(total_parts * record);
+    pool_.Run(total_parts, [&](size_t task_idx, size_t thread_idx) {
+      const size_t pair = static_cast<size_t>(
+          std::upper_bound(part_offset_.begin(), part_offset_.end(), task_idx) - part_offset_.begin() - 1);
+      const size_t i = pair / c.num_kv_heads;
+      const auto [p0, p1] = part_range(visible(i), task_idx - part_offset_[pair]);
+      AttendPart(layer_idx, kv, segments, i, pair % c.num_kv_heads, p0, p1, thread_idx,
+                 &parts_[task_idx * record]);
+    });
+    pool_.Run(num_pairs, [&](size_t pair, size_t thread_idx) {
+      float* acc = &part_scratch_[thread_idx * 2 * record];
+      const float* first = &parts_[part_offset_[pair] * record];
+      std::copy(first, first + record, acc);
+      for (size_t t = part_offset_[pair] + 1; t < part_offset_[pair + 1]; ++t) {
+        FoldPart(group, c.head_dim, &parts_[t * record], acc);
+      }
+      finish(pair, acc);
+    });
+    return;
+  }
+  pool_.Run(num_pairs, [&](size_t pair, size_t thread_idx) {
+    float* acc = &part_scratch_[thread_idx * 2 * record];
+    float* part = acc + record;
+    const size_t i = pair / c.num_kv_heads;
+    const size_t kvh = pair % c.num_kv_heads;
+    const auto range = visible(i);
+    const size_t parts = num_parts(range);
+    for (size_t k = 0; k < parts; ++k) {
+      const auto [p0, p1] = part_range(range, k);
+      AttendPart(layer_idx, kv, segments, i, kvh, p0, p1, thread_idx, k == 0 ? acc : part);
+      if (k > 0) FoldPart(group, c.head_dim, part, acc);
+    }
+    finish(pair, acc);
+  });
+}
+
+void BatchForward::AttendPart(size_t layer_idx, const KvLayout& kv,
+                              std::span<const BatchSegment> segments, size_t i, size_t kvh,
+                              size_t p0, size_t p1, size_t thread_idx, float* record) {
+  const ModelConfig& c = model_.config();
   const size_t group = c.num_heads / c.num_kv_heads;
   const float scale = c.query_scale;
-  const size_t window = c.IsSlidingLayer(layer_idx) ? c.sliding_window : 0;
   // Q8_0 rows: blocks per kv_dim row and per head (head_dim % 32 == 0, a REQUIRES of Run).
   const size_t q8_row_blocks = c.kv_dim() / cpu::BlockQ8_0::kBlockElems;
   const size_t q8_head_blocks = c.head_dim / cpu::BlockQ8_0::kBlockElems;
   const size_t v_row_bytes = cpu::KvRowBytes(kv.v_type, c.kv_dim());
-  pool_.Run(num_tokens * c.num_kv_heads, [&](size_t task_idx, size_t thread_idx) {
-    const size_t i = task_idx / c.num_kv_heads;
-    const size_t kvh = task_idx % c.num_kv_heads;
-    const std::span<const BlockId> table = TableOf(segments[token_segment_[i]], kv, layer_idx);
-    const size_t num_visible = token_pos_[i] + 1;  // causal: positions first .. pos
-    const size_t first = window > 0 && num_visible > window ? num_visible - window : 0;
-    const float* q = &q_[i * c.q_dim() + kvh * group * c.head_dim];
-    float* scores = &scores_[thread_idx * group * max_context_];
-    // Scores of whole blocks from the one holding `first`; those before `first` are unused.
-    const size_t first_block = first - first % kv.block_tokens;
-    for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
-      DCHECK_LT(size_t{table[j0 / kv.block_tokens]}, num_blocks_);  // never a released block
-      const std::byte* k_plane = kv.K(table[j0 / kv.block_tokens], layer_idx);
-      const size_t rows = std::min(kv.block_tokens, num_visible - j0);
-      switch (kv.k_type) {
-        case cpu::KvType::kF32:  // transposed: element d of this head's keys is a row
-          cpu::AttentionScores(q, c.head_dim, group,
-                               reinterpret_cast<const float*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
-                               kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
-          break;
-        case cpu::KvType::kF16:
-          cpu::AttentionScoresF16(q, c.head_dim, group,
-                                  reinterpret_cast<const uint16_t*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
-                                  kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
-          break;
-        case cpu::KvType::kQ8_0:  // rows of kv_dim / 32 blocks; this head's start at kvh * head_dim / 32
-          cpu::AttentionScoresQ8(q, c.head_dim, group,
-                                 reinterpret_cast<const cpu::BlockQ8_0*>(k_plane) + kvh * q8_head_blocks,
-                                 q8_row_blocks, rows, c.head_dim, scale, scores + j0, max_context_);
-          break;
-      }
+  const std::span<const BlockId> table = TableOf(segments[token_segment_[i]], kv, layer_idx);
+  const float* q = &q_[i * c.q_dim() + kvh * group * c.head_dim];
+  // Scores at their positions in this thread's rows; a block's keys before p0 are scored too
+  // and unused.
+  float* scores = &scores_[thread_idx * group * max_context_];
+  const size_t first_block = p0 - p0 % kv.block_tokens;
+  for (size_t j0 = first_block; j0 < p1; j0 += kv.block_tokens) {
+    DCHECK_LT(size_t{table[j0 / kv.block_tokens]}, num_blocks_);  // never a released block
+    const std::byte* k_plane = kv.K(table[j0 / kv.block_tokens], layer_idx);
+    const size_t rows = std::min(kv.block_tokens, p1 - j0);
+    switch (kv.k_type) {
+      case cpu::KvType::kF32:  // transposed: element d of this head's keys is a row
+        cpu::AttentionScores(q, c.head_dim, group,
+                             reinterpret_cast<const float*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
+                             kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
+        break;
+      case cpu::KvType::kF16:
+        cpu::AttentionScoresF16(q, c.head_dim, group,
+                                reinterpret_cast<const uint16_t*>(k_plane) + kvh * c.head_dim * kv.block_tokens,
+                                kv.block_tokens, rows, c.head_dim, scale, scores + j0, max_context_);
+        break;
+      case cpu::KvType::kQ8_0:  // rows of kv_dim / 32 blocks; this head's start at kvh * head_dim / 32
+        cpu::AttentionScoresQ8(q, c.head_dim, group,
+                               reinterpret_cast<const cpu::BlockQ8_0*>(k_plane) + kvh * q8_head_blocks,
+                               q8_row_blocks, rows, c.head_dim, scale, scores + j0, max_context_);
+        break;
     }
-    for (size_t g = 0; g < group; ++g) {
-      float* row = scores + g * max_context_ + first;
-      if (c.attn_softcap > 0) SoftCap(c.attn_softcap, num_visible - first, row);
-      cpu::Softmax(row, num_visible - first);
+  }
+  float* out = record;
+  float* maxes = record + group * c.head_dim;
+  float* sums = maxes + group;
+  for (size_t g = 0; g < group; ++g) {
+    float* row = scores + g * max_context_ + p0;
+    if (c.attn_softcap > 0) SoftCap(c.attn_softcap, p1 - p0, row);
+    sums[g] = cpu::ExpMinusMax(row, p1 - p0, &maxes[g]);
+  }
+  std::fill(out, out + group * c.head_dim, 0.0f);
+  for (size_t j0 = first_block; j0 < p1; j0 += kv.block_tokens) {
+    const size_t j = std::max(j0, p0);  // the block's first position in the part
+    const std::byte* v_rows = kv.V(table[j0 / kv.block_tokens], layer_idx) + (j - j0) * v_row_bytes;
+    const size_t rows = std::min(j0 + kv.block_tokens, p1) - j;
+    switch (kv.v_type) {
+      case cpu::KvType::kF32:
+        cpu::AttentionValues(scores + j, max_context_, group,
+                             reinterpret_cast<const float*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
+                             rows, c.head_dim, out, c.head_dim);
+        break;
+      case cpu::KvType::kF16:
+        cpu::AttentionValuesF16(scores + j, max_context_, group,
+                                reinterpret_cast<const uint16_t*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
+                                rows, c.head_dim, out, c.head_dim);
+        break;
+      case cpu::KvType::kQ8_0:
+        cpu::AttentionValuesQ8(scores + j, max_context_, group,
+                               reinterpret_cast<const cpu::BlockQ8_0*>(v_rows) + kvh * q8_head_blocks,
+                               q8_row_blocks, rows, c.head_dim, out, c.head_dim);
+        break;
     }
-    float* out = &att_[i * c.q_dim() + kvh * group * c.head_dim];
-    std::fill(out, out + group * c.head_dim, 0.0f);
-    for (size_t j0 = first_block; j0 < num_visible; j0 += kv.block_tokens) {
-      const size_t j = std::max(j0, first);  // the block's first visible position
-      const std::byte* v_rows = kv.V(table[j0 / kv.block_tokens], layer_idx) + (j - j0) * v_row_bytes;
-      const size_t rows = std::min(j0 + kv.block_tokens, num_visible) - j;
-      switch (kv.v_type) {
-        case cpu::KvType::kF32:
-          cpu::AttentionValues(scores + j, max_context_, group,
-                               reinterpret_cast<const float*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
-                               rows, c.head_dim, out, c.head_dim);
-          break;
-        case cpu::KvType::kF16:
-          cpu::AttentionValuesF16(scores + j, max_context_, group,
-                                  reinterpret_cast<const uint16_t*>(v_rows) + kvh * c.head_dim, c.kv_dim(),
-                                  rows, c.head_dim, out, c.head_dim);
-          break;
-        case cpu::KvType::kQ8_0:
-          cpu::AttentionValuesQ8(scores + j, max_context_, group,
-                                 reinterpret_cast<const cpu::BlockQ8_0*>(v_rows) + kvh * q8_head_blocks,
-                                 q8_row_blocks, rows, c.head_dim, out, c.head_dim);
-          break;
-      }
-    }
-  });
+  }
 }
 
 }  // namespace llmasos::arch

@@ -136,6 +136,11 @@ class BatchForward {
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
   static constexpr std::string_view kInterrupted = "the step was interrupted";
 
+  // Attention cuts each token's visible positions at multiples of this many positions and
+  // merges the parts' softmax sums (flash-decoding), so that a long context's attention is
+  // shared by every thread even for one token of a model with one KV head.
+  static constexpr size_t kAttentionPart = 256;
+
   size_t max_batch_tokens() const { return max_batch_tokens_; }
   size_t max_context() const { return max_context_; }
 
@@ -146,6 +151,20 @@ class BatchForward {
   void AddLora(size_t layer_idx, LoraTarget target, const float* x, size_t in, float* out,
                size_t out_dim);
   void Attention(size_t layer_idx, std::span<const BatchSegment> segments, const KvLayout& kv);
+  // A batch runs its attention parts as tasks while their records take at most this many
+  // floats (see Attention).
+  static constexpr size_t kMaxPartFloats = size_t{8} << 20;
+  // A part's record: [group, head_dim] value sums weighted by exp(score - max), then the
+  // group's score maxima, then their exp-sums.
+  size_t PartRecordFloats() const {
+    const ModelConfig& c = model_.config();
+    return c.num_heads / c.num_kv_heads * (c.head_dim + 2);
+  }
+  // Token i's query heads on KV head kvh over positions [p0, p1) of its visible ones: writes
+  // the part's record, using thread thread_idx's rows of scores_.
+  void AttendPart(size_t layer_idx, const KvLayout& kv, std::span<const BatchSegment> segments,
+                  size_t i, size_t kvh, size_t p0, size_t p1, size_t thread_idx,
+                  float* record);
   // Stores token i's K and V rows (k_, v_) of layer_idx into its slot, rounded to kv's types.
   void StoreKv(size_t i, size_t layer_idx, std::span<const BatchSegment> segments,
                const KvLayout& kv);
@@ -190,6 +209,9 @@ class BatchForward {
   std::vector<float> up_;        // [n, ffn]
   std::vector<Rope> ropes_;      // [0] global layers, [1] sliding layers when they differ
   std::vector<float> scores_;    // [num_threads, max_context] attention scores per thread
+  std::vector<float> part_scratch_;  // [num_threads, 2 records]: a pair's fold and its next part
+  std::vector<float> parts_;         // [parts, record] when a batch's parts run as tasks
+  std::vector<size_t> part_offset_;  // [pairs + 1]: each (token, KV head) pair's first part
   std::vector<float> logits_;    // [rows wanted, vocab] before they are copied out
   // The current batch's adapters: each distinct LoraWeights and the token rows that use it.
   struct LoraGroup {

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
+#include "model/arch/batch_forward.h"
 #include "model/arch/tiny_model.h"
 #include "model/gguf/gguf_writer.h"
 
@@ -223,6 +225,42 @@ TEST(ContextTest, BatchedChunkedAndSequentialForwardAgree) {
       seq_all.insert(seq_all.end(), one.begin(), one.end());
     }
     EXPECT_LT(MaxAbsDiff(all, seq_all), 1e-4f) << arch;
+  }
+}
+
+// Attention cuts a long context into parts (BatchForward::kAttentionPart positions). A decode
+// of two (token, KV head) pairs runs its parts as tasks of their own on a pool of three
+// threads and one task per pair on a pool of one; the parts and the order they fold in depend
+// on positions only, so the logits are the same, bit for bit, past several parts (and across
+// a sliding window's first position inside a part).
+TEST(ContextTest, LongContextDecodeIsTheSameOnAnyNumberOfThreads) {
+  for (const char* arch : {"qwen2", "gemma3"}) {
+    TinyModelSpec spec;
+    spec.arch = arch;
+    spec.type = cpu::TensorType::kF32;
+    spec.context = 1024;
+    spec.sliding_window = 300;  // gemma3's sliding layers: parts from inside one
+    LoadedTinyModel l = LoadTiny(spec);
+    ASSERT_EQ(l.model->config().num_kv_heads, 2u);
+    const std::vector<TokenId> tokens = SomeTokens(BatchForward::kAttentionPart * 2 + 120);
+    const size_t prompt = tokens.size() - 8;
+    auto decode = [&](size_t threads) {
+      ThreadPool pool(threads);
+      ContextOptions o = F32Cache();
+      o.max_tokens = tokens.size();
+      auto ctx = Context::Create(*l.model, pool, o);
+      EXPECT_TRUE(ctx.ok());
+      EXPECT_TRUE((*ctx)->Forward(std::span<const TokenId>(tokens).first(prompt), false, nullptr).ok());
+      std::vector<float> logits, one(l.model->config().vocab_size);
+      for (size_t i = prompt; i < tokens.size(); ++i) {
+        EXPECT_TRUE((*ctx)->Forward(std::span<const TokenId>(&tokens[i], 1), false, one.data()).ok());
+        logits.insert(logits.end(), one.begin(), one.end());
+      }
+      return logits;
+    };
+    const std::vector<float> one_thread = decode(1);
+    ASSERT_TRUE(std::all_of(one_thread.begin(), one_thread.end(), [](float v) { return std::isfinite(v); }));
+    EXPECT_EQ(decode(3), one_thread) << arch;
   }
 }
 
