@@ -453,7 +453,8 @@ TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
 // Every type with a packed layout.
 constexpr TensorType kPackedTypes[] = {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
                                        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kF16,
-                                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K};
+                                       TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+                                       TensorType::kIQ4_NL, TensorType::kIQ4_XS};
 
 // Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
 // counts on both sides of the kernel's tile (up to 8 tokens, then 8 + the rest), on every
@@ -470,7 +471,7 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
     ThreadPool pool(num_threads);
     for (TensorType type : kPackedTypes) {
       const bool expect_packed =
-          avx512 && (type != TensorType::kQ8_0 || GetParam() == HWY_AVX3_DL);
+          avx512 && (!PackedKernelNeedsVnni(type) || GetParam() == HWY_AVX3_DL);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
       const bool k_quant = Traits(type).block_elems == 256;
       for (const MatMulShape& shape : k_quant ? std::span<const MatMulShape>(k_shapes)
@@ -529,9 +530,11 @@ TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
       const std::unique_ptr<PackedMatrix> serial = PackMatrixLayout(w.view);
       ASSERT_EQ(serial->bytes, PackedBytes(w.view));
       // The same bytes per weight; Q4_K's and Q5_K's 6-bit sub-block scales and minimums take a
-      // byte each.
+      // byte each, and so do IQ4_XS's scales.
       const bool byte_scales = type == TensorType::kQ4_K || type == TensorType::kQ5_K;
-      const size_t scale_bytes = byte_scales ? rows * (cols / 256) * 4 : 0;
+      const size_t scale_bytes = byte_scales                      ? rows * (cols / 256) * 4
+                                 : type == TensorType::kIQ4_XS ? rows * (cols / 256) * 2
+                                                               : 0;
       ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols) + scale_bytes);
       for (ThreadPool* pool : {&pool2, &pool3}) {
         const std::unique_ptr<PackedMatrix> parallel = PackMatrixLayout(w.view, pool);

@@ -22,6 +22,8 @@
 #include "drivers/cpu/kv_type.h"
 #include "drivers/cpu/ops.h"
 #include "hwy/targets.h"
+#include "util/fp16.h"
+#include "util/logging.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::cpu {
@@ -39,9 +41,18 @@ Matrix RandomMatrix(TensorType type, size_t rows, size_t cols) {
   std::mt19937 rng(42);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> row(cols);
-  for (size_t r = 0; r < rows; ++r) {
-    for (float& v : row) v = dist(rng);
-    QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
+  if (CanQuantizeRow(type)) {
+    for (size_t r = 0; r < rows; ++r) {
+      for (float& v : row) v = dist(rng);
+      QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
+    }
+  } else {
+    // IQ4_NL and IQ4_XS, which QuantizeRow does not write: random indices and sub-block scales,
+    // each block's d (its first two bytes in both) a small fp16.
+    CHECK(type == TensorType::kIQ4_NL || type == TensorType::kIQ4_XS) << Traits(type).name;
+    for (uint8_t& byte : m.bytes) byte = static_cast<uint8_t>(rng());
+    const uint16_t d = F32ToF16(0.01f);
+    for (size_t b = 0; b < m.bytes.size(); b += Traits(type).block_bytes) std::memcpy(&m.bytes[b], &d, 2);
   }
   m.view = MatView{type, m.bytes.data(), rows, cols, row_bytes};
   return m;
@@ -85,6 +96,8 @@ constexpr int64_t kF16 = static_cast<int64_t>(TensorType::kF16);
 constexpr int64_t kQ4_K = static_cast<int64_t>(TensorType::kQ4_K);
 constexpr int64_t kQ5_K = static_cast<int64_t>(TensorType::kQ5_K);
 constexpr int64_t kQ6_K = static_cast<int64_t>(TensorType::kQ6_K);
+constexpr int64_t kIQ4_NL = static_cast<int64_t>(TensorType::kIQ4_NL);
+constexpr int64_t kIQ4_XS = static_cast<int64_t>(TensorType::kIQ4_XS);
 
 void DecodeShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "tokens", "threads", "type"});
@@ -98,10 +111,10 @@ void DecodeShapes(benchmark::internal::Benchmark* b) {
   b->Args({1536, 576, 1, 2, kF16});
   // K-quants: Qwen2.5-0.5B's ffn_down (the only matrices with 256-multiple rows there) and
   // Llama 3.2 1B's ffn_up (every matrix of a 1B Q4_K_M is a K-quant), one and 4 tokens.
-  // Q4_0 beside them for reference.
+  // Q4_0 beside them for reference, and the IQ4 types.
   for (int64_t threads : {1, 2}) {
-    for (int64_t type : {kQ4_K, kQ5_K, kQ6_K}) b->Args({896, 4864, 1, threads, type});
-    for (int64_t type : {kQ4_0, kQ4_K}) b->Args({8192, 2048, 1, threads, type});
+    for (int64_t type : {kQ4_K, kQ5_K, kQ6_K, kIQ4_XS}) b->Args({896, 4864, 1, threads, type});
+    for (int64_t type : {kQ4_0, kQ4_K, kIQ4_NL, kIQ4_XS}) b->Args({8192, 2048, 1, threads, type});
     b->Args({8192, 2048, 4, threads, kQ4_K});
   }
 }

@@ -94,13 +94,14 @@ void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out
 //                 nibbles group j + 4;
 //     Q5_0, Q5_1: as Q4, then one vector of fifth bits: bit g of byte 4 r + i is bit 4 of q
 //                 for row r, element i of group g;
+//     IQ4_NL:     as Q4, the nibbles indices into the grid kIq4NlValues;
 //   then d [16] fp16; Q4_1 and Q5_1 then m [16] fp16.
 // So one integer dot product (vpdpbusd) advances 16 rows by 4 elements against one token's 4
 // activation bytes broadcast, and the block's scales apply to 16 outputs at once.
 inline constexpr size_t kPackRows = 16;
 // Within a Q5 block or a Q5_K/Q6_K unit: where the high bits start, after the low nibbles.
 inline constexpr size_t kKPackHigh = 256;
-// Q4_K, Q5_K and Q6_K: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
+// Q4_K, Q5_K, Q6_K and IQ4_XS: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
 // each unit's low nibbles laid out as a Q4 block's values above (vector j: group j in the low
 // nibbles, group j + 4 in the high ones):
 //   Q4_K: the 8 units' low nibbles (unit u at 256 u); sc [unit][row] u8 (one byte per row and
@@ -110,14 +111,22 @@ inline constexpr size_t kKPackHigh = 256;
 //   Q6_K: per unit, at 416 u: its low nibbles; the two high bits of q + 32, 2 vectors of 64
 //     bytes, bits 2s, 2s + 1 of vector k holding group k + 2s (byte 4 r + i: row r, element i of
 //     the group); sc [row][2] i8 (sub-blocks 2u, 2u + 1 side by side). Then d [16] fp16.
+//   IQ4_XS: the 8 units' grid indices (unit u at 256 u); sc [unit pair][row][2] i8, the
+//     signed sub-block scales ls - 32 of units 2i, 2i + 1 side by side; d [16] fp16.
 // Each unit's bytes are contiguous, so a tile reads as one ascending stream (with Q6_K's split
 // over three regions per super-block, a 215 MB matrix streamed from memory at half the rate).
 // The kernels keep each unit's (Q6_K: half-unit's) integer dot products per row lane, multiply
 // them by the integer sub-block scale, and convert and scale once per super-block.
-inline constexpr bool IsPackedKQuant(TensorType type) {
-  return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K;
+inline constexpr bool IsPackedSuperBlock(TensorType type) {
+  return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K ||
+         type == TensorType::kIQ4_XS;
 }
-// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: bytes of a tile block's values (the scales follow them).
+// The types whose packed kernels need AVX512-VNNI: their unsigned values (Q8_0's q + 128, the
+// IQ4 grid + 128) reach 255, where AVX-512's pmaddubsw would saturate a pair's sum.
+inline constexpr bool PackedKernelNeedsVnni(TensorType type) {
+  return type == TensorType::kQ8_0 || type == TensorType::kIQ4_NL || type == TensorType::kIQ4_XS;
+}
+// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL: bytes of a tile block's values (the scales follow them).
 inline constexpr size_t PackValueBytes(TensorType type) {
   if (type == TensorType::kQ8_0) return kPackRows * 32;
   if (type == TensorType::kQ5_0 || type == TensorType::kQ5_1) return kKPackHigh + 64;
@@ -127,7 +136,7 @@ inline constexpr size_t PackValueBytes(TensorType type) {
 inline constexpr bool IsPackedType(TensorType type) {
   return type == TensorType::kQ8_0 || type == TensorType::kQ4_0 || type == TensorType::kQ4_1 ||
          type == TensorType::kQ5_0 || type == TensorType::kQ5_1 || type == TensorType::kF16 ||
-         IsPackedKQuant(type);
+         type == TensorType::kIQ4_NL || IsPackedSuperBlock(type);
 }
 inline constexpr size_t kQ6KPackScales = kKPackHigh + 128;  // within a unit
 inline constexpr size_t kQ6KUnitBytes = kQ6KPackScales + 2 * kPackRows;
@@ -135,15 +144,18 @@ inline constexpr size_t kQ6KUnitBytes = kQ6KPackScales + 2 * kPackRows;
 inline constexpr size_t KPackUnitBytes(TensorType type) {
   return type == TensorType::kQ6_K ? kQ6KUnitBytes : type == TensorType::kQ5_K ? kKPackHigh + 64 : 256;
 }
-// Q4_K and Q5_K: sc and m after the units.
+// Q4_K, Q5_K and IQ4_XS: sc (and m) after the units.
 inline constexpr size_t KPackScales(TensorType type) { return 8 * KPackUnitBytes(type); }
 inline constexpr size_t KPackMins(TensorType type) { return KPackScales(type) + 8 * kPackRows; }
 // d [16] fp16; Q4_K and Q5_K then dmin [16].
 inline constexpr size_t KPackD(TensorType type) {
-  return type == TensorType::kQ6_K ? 8 * kQ6KUnitBytes : KPackMins(type) + 8 * kPackRows;
+  return type == TensorType::kQ6_K    ? 8 * kQ6KUnitBytes
+         : type == TensorType::kIQ4_XS ? KPackMins(type)
+                                       : KPackMins(type) + 8 * kPackRows;
 }
 // F16 (float activations): element k of the tile's 16 rows as 16 fp16 at [k][16].
-// Bytes of one tile's block (for F16: of 32 elements; for the K-quants: of a super-block).
+// Bytes of one tile's block (for F16: of 32 elements; for the super-block types: of a
+// super-block).
 size_t PackedBlockBytes(TensorType type);
 // Bytes of one tile of 16 rows of `cols` elements.
 size_t PackedTileBytes(TensorType type, size_t cols);

@@ -8,12 +8,14 @@
 // out as 16 contiguous floats per token, with no horizontal sums. Q8_0 values are stored with
 // a +128 bias (vpdpbusd multiplies unsigned by signed); the dot products start from -128 times
 // the integer sum of the token's activations in the block, which cancels the bias exactly.
-// F16 matrices use the same 16-row tiles with fp16 lanes against float activations. Q4_K, Q5_K
-// and Q6_K keep their integer sub-block scales per row lane and apply them to each unit's integer
-// dot products (see PackedKTile).
+// IQ4_NL and IQ4_XS keep their 4-bit grid indices and look the values up (+ 128, one vpshufb
+// per vector), cancelled as Q8_0's. F16 matrices use the same 16-row tiles with fp16 lanes
+// against float activations. Q4_K, Q5_K, Q6_K and IQ4_XS keep their integer sub-block scales
+// per row lane and apply them to each unit's integer dot products (see PackedKTile).
 //
-// Kernels exist for x86 AVX-512 targets (Q8_0 needs VNNI: without it pmaddubsw would saturate
-// on biased values); elsewhere PackMatrix returns null and MatMul uses the file's layout.
+// Kernels exist for x86 AVX-512 targets (Q8_0 and the IQ4 types need VNNI: without it pmaddubsw
+// would saturate on biased values); elsewhere PackMatrix returns null and MatMul uses the file's
+// layout.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -50,7 +52,7 @@ namespace llmasos::cpu::HWY_NAMESPACE {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 
 bool HasPackedKernelTarget(TensorType type) {
-  return IsPackedType(type) && (type != TensorType::kQ8_0 || HWY_TARGET == HWY_AVX3_DL);
+  return IsPackedType(type) && (!PackedKernelNeedsVnni(type) || HWY_TARGET == HWY_AVX3_DL);
 }
 
 // Calls fn(std::integral_constant<size_t, kT>(), t) for token groups [t, t + kT) covering
@@ -105,6 +107,24 @@ HWY_INLINE void NibbleGroups(const uint8_t* HWY_RESTRICT values, __m512i (&w)[kG
   }
 }
 
+// IQ4_NL's and IQ4_XS's grid (kIq4NlValues) + 128, as unsigned bytes.
+struct Iq4Grid {
+  uint8_t v[16];
+};
+inline constexpr Iq4Grid kIq4GridU8 = [] {
+  Iq4Grid g{};
+  for (size_t i = 0; i < 16; ++i) g.v[i] = static_cast<uint8_t>(kIq4NlValues[i] + 128);
+  return g;
+}();
+
+// Grid indices (bytes 0..15) to their grid values + 128, in place.
+HWY_INLINE void Iq4GridValues(__m512i (&w)[kGroups]) {
+  const __m512i grid =
+      _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4GridU8.v)));
+  LLMASOS_UNROLL
+  for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_shuffle_epi8(grid, w[g]);
+}
+
 // The 8 groups of a tile's block as unsigned bytes (row r's 4 elements in lane r).
 template <TensorType kType>
 HWY_INLINE void BlockGroups(const uint8_t* HWY_RESTRICT block, __m512i (&w)[kGroups]) {
@@ -113,21 +133,24 @@ HWY_INLINE void BlockGroups(const uint8_t* HWY_RESTRICT block, __m512i (&w)[kGro
     for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_loadu_si512(block + g * 64);
   } else {
     NibbleGroups<kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1>(block, w);
+    if constexpr (kType == TensorType::kIQ4_NL) Iq4GridValues(w);
   }
 }
 
 // out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT.
 //   xq, xd: the first token's quantized activations and block scales (cols and num_blocks
 //   apart); xs: its block sums, xs[b * xs_stride + t].
-//   xsum (used by Q8_0): the integer sums of each block's activation bytes, [token][block],
-//   from the quantizer (exact, so the biased products cancel exactly).
+//   xsum (used by Q8_0 and IQ4_NL): the integer sums of each block's activation bytes,
+//   [token][block], from the quantizer (exact, so the biased products cancel exactly).
 template <TensorType kType, size_t kT>
 HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                              const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
                              const float* HWY_RESTRICT xs, size_t xs_stride,
                              const int32_t* HWY_RESTRICT xsum, size_t cols,
                              float* HWY_RESTRICT out, size_t out_stride) {
-  constexpr bool kHasMin = kType != TensorType::kQ8_0;
+  // Stored + 128: the products start from -128 times the token's block sum.
+  constexpr bool kBiased = kType == TensorType::kQ8_0 || kType == TensorType::kIQ4_NL;
+  constexpr bool kHasMin = !kBiased;
   constexpr size_t kValueBytes = PackValueBytes(kType);
   const size_t block_bytes = PackedBlockBytes(kType);
   __m512 acc[kT];
@@ -162,9 +185,7 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
       const int8_t* xb = xq + t * cols + b * kQuantBlockElems;
       // Two chains of dot products hide vpdpbusd's latency for a lone token.
       __m512i isum0 = _mm512_setzero_si512(), isum1 = _mm512_setzero_si512();
-      if constexpr (kType == TensorType::kQ8_0) {
-        isum0 = _mm512_set1_epi32(-128 * xsum[t * num_blocks + b]);  // stored q + 128
-      }
+      if constexpr (kBiased) isum0 = _mm512_set1_epi32(-128 * xsum[t * num_blocks + b]);
       LLMASOS_UNROLL
       for (size_t g = 0; g < kGroups; g += 2) {
         int32_t x0, x1;
@@ -182,13 +203,14 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
   for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-// ---- K-quants (Q4_K, Q5_K, Q6_K) ----------------------------------------------------------
+// ---- Super-block types (Q4_K, Q5_K, Q6_K, IQ4_XS) -------------------------------------------
 // Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
 // 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
 // half, its scales are per 16) into the super-block's int32 sums. Per super-block and token:
-// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j) and Q6_K's offset 32 sum_h sc_h sum(x_h)
-// (its values are stored as q + 32, unsigned) as int16 pair products (vpdpwssd) of the tile's m
-// or sc with the token's block or half-block sums, then one conversion and one FMA per term.
+// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j), Q6_K's offset 32 sum_h sc_h sum(x_h) (its
+// values are stored as q + 32, unsigned) and IQ4_XS's 128 sum_j sc_j sum(x_j) (grid + 128) as
+// int16 pair products (vpdpwssd) of the tile's m or sc with the token's block or half-block
+// sums, then one conversion and one FMA per term.
 // Everything is exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's
 // K-quant kernels.
 
@@ -203,11 +225,26 @@ HWY_INLINE __m512i DpWords(__m512i acc, __m512i a, __m512i b) {
 #endif
 }
 
-// The 8 groups of unit u of a K-quant tile's super-block `sb` as unsigned bytes (Q6_K: q + 32).
+// Per row lane: sum_u c[u] sums[u] over a super-block's 8 units, c as int16 pairs of units 2i,
+// 2i + 1 (pairs[i]), sums the token's 8 unit sums (|sum| <= 32 * 127, so vpmovdw's truncation
+// to 16 bits keeps each).
+HWY_INLINE __m512i UnitPairProducts(const __m512i (&pairs)[4], const int32_t* HWY_RESTRICT sums) {
+  alignas(16) int32_t words[4];
+  _mm_store_si128(reinterpret_cast<__m128i*>(words),
+                  _mm256_cvtepi32_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums))));
+  __m512i total = _mm512_setzero_si512();
+  LLMASOS_UNROLL
+  for (size_t i = 0; i < 4; ++i) total = DpWords(total, pairs[i], _mm512_set1_epi32(words[i]));
+  return total;
+}
+
+// The 8 groups of unit u of a super-block tile's super-block `sb` as unsigned bytes (Q6_K:
+// q + 32; IQ4_XS: grid value + 128).
 template <TensorType kType>
 HWY_INLINE void KUnitGroups(const uint8_t* HWY_RESTRICT sb, size_t u, __m512i (&w)[kGroups]) {
   const uint8_t* unit = sb + KPackUnitBytes(kType) * u;
   NibbleGroups<kType == TensorType::kQ5_K>(unit, w);
+  if constexpr (kType == TensorType::kIQ4_XS) Iq4GridValues(w);
   if constexpr (kType == TensorType::kQ6_K) {
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     const __m512i high[2] = {_mm512_loadu_si512(unit + kKPackHigh),
@@ -235,6 +272,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
                               const int32_t* HWY_RESTRICT xsum, const int16_t* HWY_RESTRICT xhalf,
                               size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
   constexpr bool kQ6 = kType == TensorType::kQ6_K;
+  constexpr bool kIq4 = kType == TensorType::kIQ4_XS;
   const size_t sb_bytes = PackedBlockBytes(kType);
   __m512 acc[kT];
   LLMASOS_UNROLL
@@ -253,6 +291,11 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ6KUnitBytes * u + kQ6KPackScales)));
         sc_lo = _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
         sc_hi = _mm512_srai_epi32(pairs, 16);
+      } else if constexpr (kIq4) {  // units 2i, 2i + 1 side by side
+        const __m512i pairs = _mm512_cvtepi8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackScales(kType) + 32 * (u / 2))));
+        sc_lo = sc_hi = u % 2 == 0 ? _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16)
+                                   : _mm512_srai_epi32(pairs, 16);
       } else {
         sc_lo = sc_hi = _mm512_cvtepu8_epi32(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + KPackScales(kType) + 16 * u)));
@@ -300,6 +343,20 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
         const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
       }
+    } else if constexpr (kIq4) {
+      __m512i sc_pairs[4];
+      LLMASOS_UNROLL
+      for (size_t i = 0; i < 4; ++i) {
+        sc_pairs[i] = _mm512_cvtepi8_epi16(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackScales(kType) + 32 * i)));
+      }
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        const __m512i offset = UnitPairProducts(sc_pairs, xsum + t * num_blocks + 8 * sb);
+        const __m512i exact = _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, 7));
+        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
+      }
     } else {
       const __m512 dmin = _mm512_cvtph_ps(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
@@ -311,14 +368,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
       }
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
-        // The unit sums as int16 pairs (|sum| <= 32 * 127): vpmovdw truncates each to 16 bits.
-        alignas(16) int32_t sums[4];
-        _mm_store_si128(reinterpret_cast<__m128i*>(sums),
-                        _mm256_cvtepi32_epi16(_mm256_loadu_si256(
-                            reinterpret_cast<const __m256i*>(xsum + t * num_blocks + 8 * sb))));
-        __m512i mins = _mm512_setzero_si512();
-        LLMASOS_UNROLL
-        for (size_t i = 0; i < 4; ++i) mins = DpWords(mins, m_pairs[i], _mm512_set1_epi32(sums[i]));
+        const __m512i mins = UnitPairProducts(m_pairs, xsum + t * num_blocks + 8 * sb);
         const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[t]), _mm512_mul_ps(dw, dx), acc[t]);
         acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, dx), acc[t]);
@@ -339,7 +389,7 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
     ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
-      if constexpr (IsPackedKQuant(kType)) {
+      if constexpr (IsPackedSuperBlock(kType)) {
         PackedKTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
                                x.isums + t * num_blocks, x.half_sums + 2 * t * num_blocks, x.cols,
                                out + t * w.rows + r, w.rows);
@@ -425,6 +475,8 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
       case TensorType::kQ4_K: return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
       case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
       case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
+      case TensorType::kIQ4_NL: return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
+      case TensorType::kIQ4_XS: return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
       default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
@@ -478,7 +530,7 @@ uint32_t FifthBitsWord(const uint8_t* qh) {
 }
 
 // Four elements at a time, one per byte of a 32-bit word; writes every byte of the tile once.
-// Q4, Q5: a block's byte j holds element j in its low nibble and j + 16 in its high one, so the
+// Q4, Q5, IQ4_NL: a block's byte j holds element j in its low nibble and j + 16 in its high one, so the
 // packed vector j (groups j and j + 4) is the block's bytes 4j .. 4j + 3 as they are.
 template <class Block>
 void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
@@ -507,12 +559,14 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
-// Q4_K, Q5_K, Q6_K: the tile's super-blocks as matmul_internal.h lays them out. Writes every byte of
-// the tile.
+// Q4_K, Q5_K, Q6_K, IQ4_XS: the tile's super-blocks as matmul_internal.h lays them out. Writes
+// every byte of the tile.
 template <TensorType kType>
 void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
-  using Block = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
-                                   std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>;
+  using Block = std::conditional_t<
+      kType == TensorType::kQ4_K, BlockQ4_K,
+      std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K,
+                         std::conditional_t<kType == TensorType::kQ6_K, BlockQ6_K, BlockIQ4_XS>>>;
   const size_t block_bytes = PackedBlockBytes(kType);
   constexpr size_t unit_bytes = KPackUnitBytes(kType);
   for (size_t sb = 0; sb < w.cols / kSuperBlockElems; ++sb) {
@@ -526,7 +580,9 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
         const size_t h = u / 4, k = u % 4;  // Q6_K: unit u is elements 128 h + 32 k ..
         // The low 4 bits of q (Q6_K: of q + 32) of the unit's elements e .. e + 3.
         auto low4 = [&](size_t e) {
-          if constexpr (kType != TensorType::kQ6_K) {
+          if constexpr (kType == TensorType::kIQ4_XS) {  // byte j: elements j and j + 16
+            return (LoadWord(b.qs + 16 * u + e % 16) >> (e < 16 ? 0 : 4)) & 0x0F0F0F0Fu;
+          } else if constexpr (kType != TensorType::kQ6_K) {
             return (LoadWord(b.qs + 32 * (u / 2) + e) >> (4 * (u % 2))) & 0x0F0F0F0Fu;
           } else {
             return (LoadWord(b.ql + 64 * h + 32 * (k % 2) + e) >> (k < 2 ? 0 : 4)) & 0x0F0F0F0Fu;
@@ -546,7 +602,13 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
           }
         }
       }
-      if constexpr (kType != TensorType::kQ6_K) {
+      if constexpr (kType == TensorType::kIQ4_XS) {
+        for (size_t u = 0; u < 8; ++u) {
+          const int ls = ((b.scales_l[u / 2] >> (4 * (u % 2))) & 0x0F) | (((b.scales_h >> (2 * u)) & 3) << 4);
+          out[KPackScales(kType) + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(ls - 32);
+        }
+        std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
+      } else if constexpr (kType != TensorType::kQ6_K) {
         for (size_t u = 0; u < 8; ++u) {
           int sc, m;
           unpack_internal::ScaleMinK4(b.scales, u, sc, m);
@@ -565,16 +627,17 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
-// Row `lane` of a K-quant tile, as quant_unpack.h's DequantizeQuantRow computes it.
+// Row `lane` of a super-block tile, as quant_unpack.h's DequantizeQuantRow computes it.
 void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, size_t cols,
                           float* out) {
   const bool q6 = type == TensorType::kQ6_K;
+  const bool iq4 = type == TensorType::kIQ4_XS;
   const size_t block_bytes = PackedBlockBytes(type);
   for (size_t sb = 0; sb < cols / kSuperBlockElems; ++sb) {
     const uint8_t* blk = tile + sb * block_bytes;
     uint16_t d_bits, dmin_bits = 0;
     std::memcpy(&d_bits, blk + KPackD(type) + 2 * lane, 2);
-    if (!q6) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
+    if (!q6 && !iq4) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
     const float d = F16ToF32(d_bits);
     for (size_t u = 0; u < 8; ++u) {
       for (size_t e = 0; e < 32; ++e) {
@@ -586,6 +649,10 @@ void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, siz
           q |= ((unit[kKPackHigh + 64 * (g % 2) + 4 * lane + i] >> (2 * (g / 2))) & 3) << 4;
           q -= 32;
           const auto sc = static_cast<int8_t>(unit[kQ6KPackScales + 2 * lane + e / 16]);
+          scale = d * static_cast<float>(sc);
+        } else if (iq4) {
+          q = kIq4NlValues[q];
+          const auto sc = static_cast<int8_t>(blk[KPackScales(type) + 2 * kPackRows * (u / 2) + 2 * lane + u % 2]);
           scale = d * static_cast<float>(sc);
         } else {
           if (type == TensorType::kQ5_K) q |= ((unit[kKPackHigh + 4 * lane + i] >> g) & 1) << 4;
@@ -634,16 +701,18 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kQ5_0: return kPackRows * sizeof(BlockQ5_0);
     case TensorType::kQ5_1: return kPackRows * sizeof(BlockQ5_1);
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
+    case TensorType::kIQ4_NL: return kPackRows * sizeof(BlockIQ4_NL);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
     case TensorType::kQ4_K:
     case TensorType::kQ5_K: return KPackD(type) + 2 * 2 * kPackRows;
-    case TensorType::kQ6_K: return KPackD(type) + 2 * kPackRows;
+    case TensorType::kQ6_K:
+    case TensorType::kIQ4_XS: return KPackD(type) + 2 * kPackRows;
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
   }
 }
 
 size_t PackedTileBytes(TensorType type, size_t cols) {
-  const bool k_quant = IsPackedKQuant(type);
+  const bool k_quant = IsPackedSuperBlock(type);
   return cols / (k_quant ? kSuperBlockElems : kQuantBlockElems) * PackedBlockBytes(type);
 }
 
@@ -660,7 +729,7 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t block_bytes = PackedBlockBytes(w.type);
   const uint8_t* tile = w.data + row / kPackRows * PackedTileBytes(w.type, w.cols);
-  if (IsPackedKQuant(w.type)) {
+  if (IsPackedSuperBlock(w.type)) {
     return DequantizePackedKRow(w.type, tile, lane, w.cols, out);
   }
   if (w.type == TensorType::kF16) {
@@ -685,7 +754,8 @@ void DequantizePackedRow(const PackedMatrix& w, size_t row, float* out) {
         if (q5) q |= ((block[kKPackHigh + lane * 4 + i] >> g) & 1) << 4;
         const bool has_min = w.type == TensorType::kQ4_1 || w.type == TensorType::kQ5_1;
         v = has_min ? d * static_cast<float>(q) + F16ToF32(scales[kPackRows + lane])
-                    : d * static_cast<float>(q - (q5 ? 16 : 8));
+            : w.type == TensorType::kIQ4_NL ? d * static_cast<float>(kIq4NlValues[q])
+                                            : d * static_cast<float>(q - (q5 ? 16 : 8));
       }
       out[b * kQuantBlockElems + e] = v;
     }
@@ -700,7 +770,7 @@ bool MatMulPackedFloat(const PackedMatrix& w, const float* x, size_t num_tokens,
 bool MatMulPacked(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                   ThreadPool& pool) {
   CHECK_EQ(x.cols, w.cols);
-  CHECK(!IsPackedKQuant(w.type) || x.group == kSuperBlockElems)
+  CHECK(!IsPackedSuperBlock(w.type) || x.group == kSuperBlockElems)
       << "K-quant kernels need one activation scale per 256";
   return HWY_DYNAMIC_DISPATCH(MatMulPackedTarget)(w, x, out, pool);
 }
@@ -750,6 +820,8 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
         case TensorType::kQ4_K: PackKTile<TensorType::kQ4_K>(w, tile * kPackRows, dst); break;
         case TensorType::kQ5_K: PackKTile<TensorType::kQ5_K>(w, tile * kPackRows, dst); break;
         case TensorType::kQ6_K: PackKTile<TensorType::kQ6_K>(w, tile * kPackRows, dst); break;
+        case TensorType::kIQ4_NL: PackTile<BlockIQ4_NL>(w, tile * kPackRows, dst); break;
+        case TensorType::kIQ4_XS: PackKTile<TensorType::kIQ4_XS>(w, tile * kPackRows, dst); break;
         default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
       }
     }

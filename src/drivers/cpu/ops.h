@@ -45,7 +45,7 @@ struct MatView {
 // layout (Q4_K and Q5_K: 2.8% and 2.3% more, their 6-bit scales and minimums stored as bytes).
 // The layout does not depend on the CPU; kPackedLayoutVersion names it (bump it when the bytes
 // PackMatrix writes change, so stored copies of the old layout are rebuilt).
-inline constexpr uint32_t kPackedLayoutVersion = 4;  // 2: Q4_K and Q6_K; 3: Q5_K; 4: Q5_0, Q5_1
+inline constexpr uint32_t kPackedLayoutVersion = 5;  // 2: Q4_K, Q6_K; 3: Q5_K; 4: Q5_0, Q5_1; 5: IQ4
 
 struct PackedMatrix {
   TensorType type;
@@ -58,14 +58,14 @@ struct PackedMatrix {
   hwy::AlignedFreeUniquePtr<uint8_t[]> storage;
 };
 
-// Whether `w` has a packed layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, Q4_K, Q5_K or Q6_K with
+// Whether `w` has a packed layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, Q4_K, Q5_K, Q6_K, IQ4_NL or IQ4_XS with
 // rows % 16 == 0 and cols % 32 == 0), whatever this CPU's kernels; PackedBytes is its size then.
 bool HasPackedLayout(const MatView& w);
 size_t PackedBytes(const MatView& w);
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
 // kernel for w's type (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q4_K to Q6_K and F16 need AVX-512,
-// Q8_0 AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
+// Q8_0, IQ4_NL and IQ4_XS AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
 // are packed in parallel over its threads (the same bytes as without one).
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nullptr);
 // As PackMatrix, but for any `w` with a packed layout even where this CPU has no kernel to
