@@ -454,7 +454,8 @@ TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
 constexpr TensorType kPackedTypes[] = {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1,
                                        TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kF16,
                                        TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
-                                       TensorType::kIQ4_NL, TensorType::kIQ4_XS};
+                                       TensorType::kIQ4_NL, TensorType::kIQ4_XS, TensorType::kQ2_K,
+                                       TensorType::kQ3_K};
 
 // Weights repacked at load (PackMatrix): the same products as the scalar twin, for token
 // counts on both sides of the kernel's tile (up to 8 tokens, then 8 + the rest), on every
@@ -529,12 +530,14 @@ TEST(PackMatrixLayoutTest, ParallelPackingWritesTheSameBytesAsSerial) {
       ASSERT_TRUE(HasPackedLayout(w.view));
       const std::unique_ptr<PackedMatrix> serial = PackMatrixLayout(w.view);
       ASSERT_EQ(serial->bytes, PackedBytes(w.view));
-      // The same bytes per weight; Q4_K's and Q5_K's 6-bit sub-block scales and minimums take a
-      // byte each, and so do IQ4_XS's scales.
-      const bool byte_scales = type == TensorType::kQ4_K || type == TensorType::kQ5_K;
-      const size_t scale_bytes = byte_scales                      ? rows * (cols / 256) * 4
-                                 : type == TensorType::kIQ4_XS ? rows * (cols / 256) * 2
-                                                               : 0;
+      // The same bytes per weight, but 6-bit sub-block scales (and minimums) take a byte each:
+      // per super-block, Q4_K's and Q5_K's 12 bytes become 16, Q3_K's 12 16, IQ4_XS's 6 8.
+      const size_t grown = type == TensorType::kQ4_K || type == TensorType::kQ5_K ||
+                                   type == TensorType::kQ3_K
+                               ? 4
+                           : type == TensorType::kIQ4_XS ? 2
+                                                         : 0;
+      const size_t scale_bytes = rows * (cols / 256) * grown;
       ASSERT_EQ(serial->bytes, rows * RowBytes(type, cols) + scale_bytes);
       for (ThreadPool* pool : {&pool2, &pool3}) {
         const std::unique_ptr<PackedMatrix> parallel = PackMatrixLayout(w.view, pool);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -47,12 +48,21 @@ Matrix RandomMatrix(TensorType type, size_t rows, size_t cols) {
       QuantizeRow(type, row.data(), cols, m.bytes.data() + r * row_bytes);
     }
   } else {
-    // IQ4_NL and IQ4_XS, which QuantizeRow does not write: random indices and sub-block scales,
-    // each block's d (its first two bytes in both) a small fp16.
-    CHECK(type == TensorType::kIQ4_NL || type == TensorType::kIQ4_XS) << Traits(type).name;
+    // The types QuantizeRow does not write (Q2_K, Q3_K, IQ4_NL, IQ4_XS): random values and
+    // sub-block scales, each block's fp16 d (and dmin) small.
+    std::vector<size_t> halves;  // offsets of the fp16 fields in a block
+    switch (type) {
+      case TensorType::kQ2_K: halves = {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}; break;
+      case TensorType::kQ3_K: halves = {offsetof(BlockQ3_K, d)}; break;
+      case TensorType::kIQ4_NL: halves = {offsetof(BlockIQ4_NL, d)}; break;
+      case TensorType::kIQ4_XS: halves = {offsetof(BlockIQ4_XS, d)}; break;
+      default: CHECK(false) << "no random blocks for " << Traits(type).name;
+    }
     for (uint8_t& byte : m.bytes) byte = static_cast<uint8_t>(rng());
     const uint16_t d = F32ToF16(0.01f);
-    for (size_t b = 0; b < m.bytes.size(); b += Traits(type).block_bytes) std::memcpy(&m.bytes[b], &d, 2);
+    for (size_t b = 0; b < m.bytes.size(); b += Traits(type).block_bytes) {
+      for (size_t at : halves) std::memcpy(&m.bytes[b + at], &d, 2);
+    }
   }
   m.view = MatView{type, m.bytes.data(), rows, cols, row_bytes};
   return m;
@@ -96,6 +106,8 @@ constexpr int64_t kF16 = static_cast<int64_t>(TensorType::kF16);
 constexpr int64_t kQ4_K = static_cast<int64_t>(TensorType::kQ4_K);
 constexpr int64_t kQ5_K = static_cast<int64_t>(TensorType::kQ5_K);
 constexpr int64_t kQ6_K = static_cast<int64_t>(TensorType::kQ6_K);
+constexpr int64_t kQ2_K = static_cast<int64_t>(TensorType::kQ2_K);
+constexpr int64_t kQ3_K = static_cast<int64_t>(TensorType::kQ3_K);
 constexpr int64_t kIQ4_NL = static_cast<int64_t>(TensorType::kIQ4_NL);
 constexpr int64_t kIQ4_XS = static_cast<int64_t>(TensorType::kIQ4_XS);
 
@@ -111,10 +123,10 @@ void DecodeShapes(benchmark::internal::Benchmark* b) {
   b->Args({1536, 576, 1, 2, kF16});
   // K-quants: Qwen2.5-0.5B's ffn_down (the only matrices with 256-multiple rows there) and
   // Llama 3.2 1B's ffn_up (every matrix of a 1B Q4_K_M is a K-quant), one and 4 tokens.
-  // Q4_0 beside them for reference, and the IQ4 types.
+  // Q4_0 beside them for reference, and the other super-block types and IQ4_NL.
   for (int64_t threads : {1, 2}) {
     for (int64_t type : {kQ4_K, kQ5_K, kQ6_K, kIQ4_XS}) b->Args({896, 4864, 1, threads, type});
-    for (int64_t type : {kQ4_0, kQ4_K, kIQ4_NL, kIQ4_XS}) b->Args({8192, 2048, 1, threads, type});
+    for (int64_t type : {kQ4_0, kQ4_K, kIQ4_NL, kIQ4_XS, kQ2_K, kQ3_K}) b->Args({8192, 2048, 1, threads, type});
     b->Args({8192, 2048, 4, threads, kQ4_K});
   }
 }

@@ -113,13 +113,24 @@ inline constexpr size_t kKPackHigh = 256;
 //     the group); sc [row][2] i8 (sub-blocks 2u, 2u + 1 side by side). Then d [16] fp16.
 //   IQ4_XS: the 8 units' grid indices (unit u at 256 u); sc [unit pair][row][2] i8, the
 //     signed sub-block scales ls - 32 of units 2i, 2i + 1 side by side; d [16] fp16.
+//   Q2_K: per unit, at 160 u: the two low bits of q in 2 vectors laid out as Q6_K's high bits;
+//     the file's scale bytes (sc in the low nibble, m in the high one) [row][2] (sub-blocks 2u,
+//     2u + 1 side by side). Then d [16] fp16, dmin [16] fp16.
+//   Q3_K: per unit, at 224 u: the two low bits as Q2_K's; bit 2 of q + 4 (the file's hmask
+//     bit) in one vector laid out as Q5's fifth bits; sc [row][2] i8 (the signed scales s - 32).
+//     Then d [16] fp16.
 // Each unit's bytes are contiguous, so a tile reads as one ascending stream (with Q6_K's split
 // over three regions per super-block, a 215 MB matrix streamed from memory at half the rate).
-// The kernels keep each unit's (Q6_K: half-unit's) integer dot products per row lane, multiply
-// them by the integer sub-block scale, and convert and scale once per super-block.
+// The kernels keep each unit's (Q2_K, Q3_K, Q6_K: half-unit's) integer dot products per row
+// lane, multiply them by the integer sub-block scale, and convert and scale once per
+// super-block.
 inline constexpr bool IsPackedSuperBlock(TensorType type) {
-  return type == TensorType::kQ4_K || type == TensorType::kQ5_K || type == TensorType::kQ6_K ||
-         type == TensorType::kIQ4_XS;
+  return type == TensorType::kQ2_K || type == TensorType::kQ3_K || type == TensorType::kQ4_K ||
+         type == TensorType::kQ5_K || type == TensorType::kQ6_K || type == TensorType::kIQ4_XS;
+}
+// The super-block types whose scales are per 16 elements, stored per unit after its values.
+inline constexpr bool HasHalfUnitScales(TensorType type) {
+  return type == TensorType::kQ2_K || type == TensorType::kQ3_K || type == TensorType::kQ6_K;
 }
 // The types whose packed kernels need AVX512-VNNI: their unsigned values (Q8_0's q + 128, the
 // IQ4 grid + 128) reach 255, where AVX-512's pmaddubsw would saturate a pair's sum.
@@ -138,18 +149,22 @@ inline constexpr bool IsPackedType(TensorType type) {
          type == TensorType::kQ5_0 || type == TensorType::kQ5_1 || type == TensorType::kF16 ||
          type == TensorType::kIQ4_NL || IsPackedSuperBlock(type);
 }
-inline constexpr size_t kQ6KPackScales = kKPackHigh + 128;  // within a unit
-inline constexpr size_t kQ6KUnitBytes = kQ6KPackScales + 2 * kPackRows;
+// Q2_K, Q3_K and Q6_K: where a unit's scales start within it (after its values).
+inline constexpr size_t KPackUnitScales(TensorType type) {
+  return type == TensorType::kQ6_K ? kKPackHigh + 128 : type == TensorType::kQ3_K ? 192 : 128;
+}
 // Where unit u of a super-block starts: u times this.
 inline constexpr size_t KPackUnitBytes(TensorType type) {
-  return type == TensorType::kQ6_K ? kQ6KUnitBytes : type == TensorType::kQ5_K ? kKPackHigh + 64 : 256;
+  return HasHalfUnitScales(type) ? KPackUnitScales(type) + 2 * kPackRows
+         : type == TensorType::kQ5_K ? kKPackHigh + 64
+                                     : 256;
 }
 // Q4_K, Q5_K and IQ4_XS: sc (and m) after the units.
 inline constexpr size_t KPackScales(TensorType type) { return 8 * KPackUnitBytes(type); }
 inline constexpr size_t KPackMins(TensorType type) { return KPackScales(type) + 8 * kPackRows; }
-// d [16] fp16; Q4_K and Q5_K then dmin [16].
+// d [16] fp16; Q2_K, Q4_K and Q5_K then dmin [16].
 inline constexpr size_t KPackD(TensorType type) {
-  return type == TensorType::kQ6_K    ? 8 * kQ6KUnitBytes
+  return HasHalfUnitScales(type)       ? 8 * KPackUnitBytes(type)
          : type == TensorType::kIQ4_XS ? KPackMins(type)
                                        : KPackMins(type) + 8 * kPackRows;
 }

@@ -83,6 +83,27 @@ HWY_INLINE __m512i Dp(__m512i acc, __m512i u8, __m512i s8) {
 inline constexpr size_t kPrefetchBytes = 1024;
 inline constexpr size_t kGroups = kQuantBlockElems / 4;  // 4-element groups per block
 
+// Group g's bits of a vector that holds one bit per group (bit g of each byte), moved to bit kAt
+// of each byte (the other bits zero).
+template <int kAt>
+HWY_INLINE __m512i BitGroup(__m512i bits, size_t g) {
+  const int shift = kAt - static_cast<int>(g);
+  const __m512i at = shift > 0 ? _mm512_slli_epi16(bits, shift)
+                     : shift < 0 ? _mm512_srli_epi16(bits, -shift) : bits;
+  return _mm512_and_si512(at, _mm512_set1_epi8(static_cast<char>(1 << kAt)));
+}
+
+// Group g's 2-bit fields of two vectors where bits 2s, 2s + 1 of vector k hold group k + 2s,
+// moved to bits kAt, kAt + 1 of each byte (the other bits zero).
+template <int kAt>
+HWY_INLINE __m512i CrumbGroup(const __m512i (&crumbs)[2], size_t g) {
+  const int shift = kAt - 2 * static_cast<int>(g / 2);
+  const __m512i v = crumbs[g % 2];
+  const __m512i at = shift > 0 ? _mm512_slli_epi16(v, shift)
+                     : shift < 0 ? _mm512_srli_epi16(v, -shift) : v;
+  return _mm512_and_si512(at, _mm512_set1_epi8(static_cast<char>(3 << kAt)));
+}
+
 // The 8 groups of 4-bit values at `values` (4 vectors: group j in the low nibbles of vector j,
 // group j + 4 in the high ones) as unsigned bytes; with kFifth, the vector after them gives
 // each value its bit 4 (bit g of a byte: group g).
@@ -96,14 +117,9 @@ HWY_INLINE void NibbleGroups(const uint8_t* HWY_RESTRICT values, __m512i (&w)[kG
     w[j + kGroups / 2] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
   }
   if constexpr (kFifth) {
-    const __m512i bit4 = _mm512_set1_epi8(0x10);
     const __m512i high = _mm512_loadu_si512(values + kKPackHigh);
     LLMASOS_UNROLL
-    for (size_t g = 0; g < kGroups; ++g) {  // bit g becomes bit 4 of q
-      const __m512i at4 = g < 4 ? _mm512_slli_epi16(high, 4 - static_cast<int>(g))
-                          : g == 4 ? high : _mm512_srli_epi16(high, static_cast<int>(g) - 4);
-      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at4, bit4));
-    }
+    for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_or_si512(w[g], BitGroup<4>(high, g));
   }
 }
 
@@ -238,27 +254,46 @@ HWY_INLINE __m512i UnitPairProducts(const __m512i (&pairs)[4], const int32_t* HW
   return total;
 }
 
-// The 8 groups of unit u of a super-block tile's super-block `sb` as unsigned bytes (Q6_K:
-// q + 32; IQ4_XS: grid value + 128).
+// The 8 groups of unit u of a super-block tile's super-block `sb` as unsigned bytes (Q3_K:
+// q + 4; Q6_K: q + 32; IQ4_XS: grid value + 128).
 template <TensorType kType>
 HWY_INLINE void KUnitGroups(const uint8_t* HWY_RESTRICT sb, size_t u, __m512i (&w)[kGroups]) {
   const uint8_t* unit = sb + KPackUnitBytes(kType) * u;
-  NibbleGroups<kType == TensorType::kQ5_K>(unit, w);
-  if constexpr (kType == TensorType::kIQ4_XS) Iq4GridValues(w);
-  if constexpr (kType == TensorType::kQ6_K) {
-    const __m512i bits45 = _mm512_set1_epi8(0x30);
-    const __m512i high[2] = {_mm512_loadu_si512(unit + kKPackHigh),
-                             _mm512_loadu_si512(unit + kKPackHigh + 64)};
+  if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
+    const __m512i low2[2] = {_mm512_loadu_si512(unit), _mm512_loadu_si512(unit + 64)};
     LLMASOS_UNROLL
-    for (size_t g = 0; g < kGroups; ++g) {
-      // Bits 2s, 2s + 1 of high[g % 2], s = g / 2, become bits 4 and 5 of q.
-      const __m512i h = high[g % 2];
-      const size_t s = g / 2;
-      const __m512i at45 = s == 0 ? _mm512_slli_epi16(h, 4)
-                           : s == 1 ? _mm512_slli_epi16(h, 2)
-                           : s == 2 ? h : _mm512_srli_epi16(h, 2);
-      w[g] = _mm512_or_si512(w[g], _mm512_and_si512(at45, bits45));
+    for (size_t g = 0; g < kGroups; ++g) w[g] = CrumbGroup<0>(low2, g);
+    if constexpr (kType == TensorType::kQ3_K) {
+      const __m512i bit2 = _mm512_loadu_si512(unit + 128);
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_or_si512(w[g], BitGroup<2>(bit2, g));
     }
+  } else {
+    NibbleGroups<kType == TensorType::kQ5_K>(unit, w);
+    if constexpr (kType == TensorType::kIQ4_XS) Iq4GridValues(w);
+    if constexpr (kType == TensorType::kQ6_K) {
+      const __m512i high[2] = {_mm512_loadu_si512(unit + kKPackHigh),
+                               _mm512_loadu_si512(unit + kKPackHigh + 64)};
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kGroups; ++g) w[g] = _mm512_or_si512(w[g], CrumbGroup<4>(high, g));
+    }
+  }
+}
+
+// Q2_K, Q3_K, Q6_K: a unit's [row][2] scale bytes as int32 lanes (the scale of elements 0..15,
+// then 16..31, per row): Q3_K's and Q6_K's signed bytes, Q2_K's low nibbles.
+template <TensorType kType>
+HWY_INLINE void HalfUnitScales(const uint8_t* HWY_RESTRICT bytes, __m512i& lo, __m512i& hi) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes));
+  if constexpr (kType == TensorType::kQ2_K) {
+    const __m512i pairs = _mm512_cvtepu8_epi16(raw);
+    const __m512i low4 = _mm512_set1_epi32(0x0F);
+    lo = _mm512_and_si512(pairs, low4);
+    hi = _mm512_and_si512(_mm512_srli_epi32(pairs, 16), low4);
+  } else {
+    const __m512i pairs = _mm512_cvtepi8_epi16(raw);
+    lo = _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
+    hi = _mm512_srai_epi32(pairs, 16);
   }
 }
 
@@ -271,7 +306,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
                               const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
                               const int32_t* HWY_RESTRICT xsum, const int16_t* HWY_RESTRICT xhalf,
                               size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
-  constexpr bool kQ6 = kType == TensorType::kQ6_K;
+  constexpr bool kHalves = HasHalfUnitScales(kType);
   constexpr bool kIq4 = kType == TensorType::kIQ4_XS;
   const size_t sb_bytes = PackedBlockBytes(kType);
   __m512 acc[kT];
@@ -286,11 +321,8 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
       __m512i w[kGroups];
       KUnitGroups<kType>(sblk, u, w);
       __m512i sc_lo, sc_hi;  // per row lane: the scale of elements 0..15, 16..31 of the unit
-      if constexpr (kQ6) {
-        const __m512i pairs = _mm512_cvtepi8_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ6KUnitBytes * u + kQ6KPackScales)));
-        sc_lo = _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
-        sc_hi = _mm512_srai_epi32(pairs, 16);
+      if constexpr (kHalves) {
+        HalfUnitScales<kType>(sblk + KPackUnitBytes(kType) * u + KPackUnitScales(kType), sc_lo, sc_hi);
       } else if constexpr (kIq4) {  // units 2i, 2i + 1 side by side
         const __m512i pairs = _mm512_cvtepi8_epi16(
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackScales(kType) + 32 * (u / 2))));
@@ -312,7 +344,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
           lo = Dp(lo, w[g], _mm512_set1_epi32(x0));
           hi = Dp(hi, w[g + kGroups / 2], _mm512_set1_epi32(x1));
         }
-        if constexpr (kQ6) {
+        if constexpr (kHalves) {
           isb[t] = _mm512_add_epi32(isb[t], _mm512_add_epi32(_mm512_mullo_epi32(lo, sc_lo),
                                                              _mm512_mullo_epi32(hi, sc_hi)));
         } else {
@@ -322,12 +354,16 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
     }
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType))));
-    if constexpr (kQ6) {
-      __m512i sc_pairs[8];
+    if constexpr (kHalves) {
+      // Per unit, the int16 pairs (sub-blocks 2u, 2u + 1) that multiply the token's half-block
+      // sums: Q3_K's and Q6_K's sc (for the offset of their stored q), Q2_K's m.
+      __m512i c_pairs[8];
       LLMASOS_UNROLL
       for (size_t u = 0; u < 8; ++u) {
-        sc_pairs[u] = _mm512_cvtepi8_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + kQ6KUnitBytes * u + kQ6KPackScales)));
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+            sblk + KPackUnitBytes(kType) * u + KPackUnitScales(kType)));
+        c_pairs[u] = kType == TensorType::kQ2_K ? _mm512_srli_epi16(_mm512_cvtepu8_epi16(raw), 4)
+                                                : _mm512_cvtepi8_epi16(raw);
       }
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
@@ -337,11 +373,19 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
         for (size_t u = 0; u < 8; ++u) {
           int32_t pair;  // the half-block sums of sub-blocks 2u, 2u + 1
           std::memcpy(&pair, halves + 2 * u, 4);
-          offset = DpWords(offset, sc_pairs[u], _mm512_set1_epi32(pair));
+          offset = DpWords(offset, c_pairs[u], _mm512_set1_epi32(pair));
         }
-        const __m512i exact = _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, 5));
         const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
+        if constexpr (kType == TensorType::kQ2_K) {  // w = d sc q - dmin m
+          const __m512 dmin = _mm512_cvtph_ps(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[t]), _mm512_mul_ps(dw, dx), acc[t]);
+          acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(offset), _mm512_mul_ps(dmin, dx), acc[t]);
+        } else {  // stored q + 4 (Q3_K), q + 32 (Q6_K)
+          const __m512i exact =
+              _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, kType == TensorType::kQ3_K ? 2 : 5));
+          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
+        }
       }
     } else if constexpr (kIq4) {
       __m512i sc_pairs[4];
@@ -476,6 +520,8 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
       case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
       case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
       case TensorType::kIQ4_NL: return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
+      case TensorType::kQ2_K: return PackedRows<TensorType::kQ2_K>(w, x, begin, end, out);
+      case TensorType::kQ3_K: return PackedRows<TensorType::kQ3_K>(w, x, begin, end, out);
       case TensorType::kIQ4_XS: return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
       default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
     }
@@ -559,14 +605,38 @@ void PackTile(const MatView& w, size_t row0, uint8_t* dst) {
   }
 }
 
-// Q4_K, Q5_K, Q6_K, IQ4_XS: the tile's super-blocks as matmul_internal.h lays them out. Writes
+// The file's block of a super-block type.
+template <TensorType kType>
+struct SuperBlockOf;
+template <> struct SuperBlockOf<TensorType::kQ2_K> { using type = BlockQ2_K; };
+template <> struct SuperBlockOf<TensorType::kQ3_K> { using type = BlockQ3_K; };
+template <> struct SuperBlockOf<TensorType::kQ4_K> { using type = BlockQ4_K; };
+template <> struct SuperBlockOf<TensorType::kQ5_K> { using type = BlockQ5_K; };
+template <> struct SuperBlockOf<TensorType::kQ6_K> { using type = BlockQ6_K; };
+template <> struct SuperBlockOf<TensorType::kIQ4_XS> { using type = BlockIQ4_XS; };
+
+// The packed word of a one-bit-per-group vector (bit g of byte i: element 4 g + i) from the
+// file's bit planes: element e's bit is bit `shift` of bits[e].
+uint32_t BitWord(const uint8_t* bits, size_t shift) {
+  uint32_t word = 0;
+  for (size_t g = 0; g < 8; ++g) word |= ((LoadWord(bits + 4 * g) >> shift) & 0x01010101u) << g;
+  return word;
+}
+
+// The packed word of vector v (0, 1) of the 2-bit layout (groups v + 2 s at bits 2 s) from
+// crumbs(e): the 2-bit fields of elements e .. e + 3, one per byte.
+template <class Crumbs>
+uint32_t CrumbWord(size_t v, const Crumbs& crumbs) {
+  uint32_t word = 0;
+  for (size_t s = 0; s < 4; ++s) word |= crumbs(4 * (v + 2 * s)) << (2 * s);
+  return word;
+}
+
+// Q2_K .. Q6_K, IQ4_XS: the tile's super-blocks as matmul_internal.h lays them out. Writes
 // every byte of the tile.
 template <TensorType kType>
 void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
-  using Block = std::conditional_t<
-      kType == TensorType::kQ4_K, BlockQ4_K,
-      std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K,
-                         std::conditional_t<kType == TensorType::kQ6_K, BlockQ6_K, BlockIQ4_XS>>>;
+  using Block = typename SuperBlockOf<kType>::type;
   const size_t block_bytes = PackedBlockBytes(kType);
   constexpr size_t unit_bytes = KPackUnitBytes(kType);
   for (size_t sb = 0; sb < w.cols / kSuperBlockElems; ++sb) {
@@ -577,7 +647,13 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
       // Four elements at a time, one per byte of a 32-bit word; each value byte is written once.
       for (size_t u = 0; u < 8; ++u) {
         uint8_t* unit = out + unit_bytes * u;
-        const size_t h = u / 4, k = u % 4;  // Q6_K: unit u is elements 128 h + 32 k ..
+        const size_t h = u / 4, k = u % 4;  // Q2_K, Q3_K, Q6_K: unit u is elements 128 h + 32 k ..
+        if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
+          auto low2 = [&](size_t e) { return (LoadWord(b.qs + 32 * h + e) >> (2 * k)) & 0x03030303u; };
+          for (size_t v = 0; v < 2; ++v) StoreWord(unit + 64 * v + 4 * r, CrumbWord(v, low2));
+          if constexpr (kType == TensorType::kQ3_K) StoreWord(unit + 128 + 4 * r, BitWord(b.hmask, 4 * h + k));
+          continue;
+        }
         // The low 4 bits of q (Q6_K: of q + 32) of the unit's elements e .. e + 3.
         auto low4 = [&](size_t e) {
           if constexpr (kType == TensorType::kIQ4_XS) {  // byte j: elements j and j + 16
@@ -589,17 +665,11 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
           }
         };
         for (size_t j = 0; j < 4; ++j) StoreWord(unit + 64 * j + 4 * r, low4(4 * j) | low4(16 + 4 * j) << 4);
-        if constexpr (kType == TensorType::kQ5_K) {
-          uint32_t word = 0;  // bit g: bit 4 of group g's q, bit u of qh
-          for (size_t g = 0; g < 8; ++g) word |= ((LoadWord(b.qh + 4 * g) >> u) & 0x01010101u) << g;
-          StoreWord(unit + kKPackHigh + 4 * r, word);
+        if constexpr (kType == TensorType::kQ5_K) {  // bit 4 of q: bit u of qh
+          StoreWord(unit + kKPackHigh + 4 * r, BitWord(b.qh, u));
         } else if constexpr (kType == TensorType::kQ6_K) {
           auto high2 = [&](size_t e) { return (LoadWord(b.qh + 32 * h + e) >> (2 * k)) & 0x03030303u; };
-          for (size_t v = 0; v < 2; ++v) {  // vector v holds groups v + 2 s at bits 2 s
-            uint32_t word = 0;
-            for (size_t s = 0; s < 4; ++s) word |= high2(4 * (v + 2 * s)) << (2 * s);
-            StoreWord(unit + kKPackHigh + 64 * v + 4 * r, word);
-          }
+          for (size_t v = 0; v < 2; ++v) StoreWord(unit + kKPackHigh + 64 * v + 4 * r, CrumbWord(v, high2));
         }
       }
       if constexpr (kType == TensorType::kIQ4_XS) {
@@ -608,7 +678,18 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
           out[KPackScales(kType) + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(ls - 32);
         }
         std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
-      } else if constexpr (kType != TensorType::kQ6_K) {
+      } else if constexpr (HasHalfUnitScales(kType)) {  // sub-block s: unit s / 2, byte s % 2
+        for (size_t s = 0; s < 16; ++s) {
+          uint8_t* at = out + unit_bytes * (s / 2) + KPackUnitScales(kType) + 2 * r + s % 2;
+          if constexpr (kType == TensorType::kQ3_K) {
+            *at = static_cast<uint8_t>(unpack_internal::ScaleQ3K(b.scales, s) - 32);
+          } else {
+            *at = static_cast<uint8_t>(b.scales[s]);  // Q6_K's signed scale; Q2_K's sc | m << 4
+          }
+        }
+        std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
+        if constexpr (kType == TensorType::kQ2_K) std::memcpy(out + KPackD(kType) + 2 * kPackRows + 2 * r, &b.dmin, 2);
+      } else {
         for (size_t u = 0; u < 8; ++u) {
           int sc, m;
           unpack_internal::ScaleMinK4(b.scales, u, sc, m);
@@ -617,11 +698,6 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
         }
         std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
         std::memcpy(out + KPackD(kType) + 2 * kPackRows + 2 * r, &b.dmin, 2);
-      } else {
-        for (size_t s = 0; s < 16; ++s) {
-          std::memcpy(out + kQ6KUnitBytes * (s / 2) + kQ6KPackScales + 2 * r + s % 2, &b.scales[s], 1);
-        }
-        std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
       }
     }
   }
@@ -630,35 +706,45 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
 // Row `lane` of a super-block tile, as quant_unpack.h's DequantizeQuantRow computes it.
 void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, size_t cols,
                           float* out) {
-  const bool q6 = type == TensorType::kQ6_K;
-  const bool iq4 = type == TensorType::kIQ4_XS;
+  const bool has_dmin = type == TensorType::kQ2_K || type == TensorType::kQ4_K || type == TensorType::kQ5_K;
+  const bool low2 = type == TensorType::kQ2_K || type == TensorType::kQ3_K;
   const size_t block_bytes = PackedBlockBytes(type);
   for (size_t sb = 0; sb < cols / kSuperBlockElems; ++sb) {
     const uint8_t* blk = tile + sb * block_bytes;
     uint16_t d_bits, dmin_bits = 0;
     std::memcpy(&d_bits, blk + KPackD(type) + 2 * lane, 2);
-    if (!q6 && !iq4) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
-    const float d = F16ToF32(d_bits);
+    if (has_dmin) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
+    const float d = F16ToF32(d_bits), dmin = F16ToF32(dmin_bits);
     for (size_t u = 0; u < 8; ++u) {
+      const uint8_t* unit = blk + KPackUnitBytes(type) * u;
       for (size_t e = 0; e < 32; ++e) {
-        const size_t g = e / 4, i = e % 4;
-        const uint8_t* unit = blk + KPackUnitBytes(type) * u;
-        int q = (unit[(g % 4) * 64 + 4 * lane + i] >> (g < 4 ? 0 : 4)) & 0x0F;
+        const size_t g = e / 4, at = 4 * lane + e % 4;  // group, and byte within a vector
+        int q;
+        if (low2) {
+          q = (unit[64 * (g % 2) + at] >> (2 * (g / 2))) & 3;
+          if (type == TensorType::kQ3_K) q += (((unit[128 + at] >> g) & 1) << 2) - 4;
+        } else {
+          q = (unit[(g % 4) * 64 + at] >> (g < 4 ? 0 : 4)) & 0x0F;
+          if (type == TensorType::kQ5_K) q |= ((unit[kKPackHigh + at] >> g) & 1) << 4;
+          if (type == TensorType::kQ6_K) q = (q | ((unit[kKPackHigh + 64 * (g % 2) + at] >> (2 * (g / 2))) & 3) << 4) - 32;
+          if (type == TensorType::kIQ4_XS) q = kIq4NlValues[q];
+        }
         float scale, min = 0.0f;
-        if (q6) {
-          q |= ((unit[kKPackHigh + 64 * (g % 2) + 4 * lane + i] >> (2 * (g / 2))) & 3) << 4;
-          q -= 32;
-          const auto sc = static_cast<int8_t>(unit[kQ6KPackScales + 2 * lane + e / 16]);
-          scale = d * static_cast<float>(sc);
-        } else if (iq4) {
-          q = kIq4NlValues[q];
+        if (HasHalfUnitScales(type)) {
+          const uint8_t sc = unit[KPackUnitScales(type) + 2 * lane + e / 16];
+          if (type == TensorType::kQ2_K) {
+            scale = d * static_cast<float>(sc & 0x0F);
+            min = -(dmin * static_cast<float>(sc >> 4));
+          } else {
+            scale = d * static_cast<float>(static_cast<int8_t>(sc));
+          }
+        } else if (type == TensorType::kIQ4_XS) {
           const auto sc = static_cast<int8_t>(blk[KPackScales(type) + 2 * kPackRows * (u / 2) + 2 * lane + u % 2]);
           scale = d * static_cast<float>(sc);
         } else {
-          if (type == TensorType::kQ5_K) q |= ((unit[kKPackHigh + 4 * lane + i] >> g) & 1) << 4;
           scale = d * static_cast<float>(blk[KPackScales(type) + kPackRows * u + lane]);
           const uint8_t m = blk[KPackMins(type) + 2 * kPackRows * (u / 2) + 2 * lane + u % 2];
-          min = -(F16ToF32(dmin_bits) * static_cast<float>(m));
+          min = -(dmin * static_cast<float>(m));
         }
         out[sb * kSuperBlockElems + 32 * u + e] = scale * static_cast<float>(q) + min;
       }
@@ -703,8 +789,10 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kQ8_0: return kPackRows * sizeof(BlockQ8_0);
     case TensorType::kIQ4_NL: return kPackRows * sizeof(BlockIQ4_NL);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
+    case TensorType::kQ2_K:
     case TensorType::kQ4_K:
     case TensorType::kQ5_K: return KPackD(type) + 2 * 2 * kPackRows;
+    case TensorType::kQ3_K:
     case TensorType::kQ6_K:
     case TensorType::kIQ4_XS: return KPackD(type) + 2 * kPackRows;
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
@@ -822,6 +910,8 @@ std::unique_ptr<PackedMatrix> PackMatrixLayout(
         case TensorType::kQ6_K: PackKTile<TensorType::kQ6_K>(w, tile * kPackRows, dst); break;
         case TensorType::kIQ4_NL: PackTile<BlockIQ4_NL>(w, tile * kPackRows, dst); break;
         case TensorType::kIQ4_XS: PackKTile<TensorType::kIQ4_XS>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ2_K: PackKTile<TensorType::kQ2_K>(w, tile * kPackRows, dst); break;
+        case TensorType::kQ3_K: PackKTile<TensorType::kQ3_K>(w, tile * kPackRows, dst); break;
         default: PackTile<BlockQ8_0>(w, tile * kPackRows, dst); break;
       }
     }

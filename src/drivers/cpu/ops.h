@@ -42,10 +42,11 @@ struct MatView {
 // A quantized weight matrix repacked at load time into the layout the CPU's fastest kernels
 // stream (matmul_packed.cc): rows in tiles of 16, one row per 32-bit lane, each block's values
 // in groups of 4 elements, its scales after its values. Same bytes per weight as the file's
-// layout (Q4_K and Q5_K: 2.8% and 2.3% more, their 6-bit scales and minimums stored as bytes).
+// layout (Q4_K, Q5_K, Q3_K and IQ4_XS: 2.8%, 2.3%, 3.6% and 1.5% more, their 6-bit scales and
+// minimums stored as bytes).
 // The layout does not depend on the CPU; kPackedLayoutVersion names it (bump it when the bytes
 // PackMatrix writes change, so stored copies of the old layout are rebuilt).
-inline constexpr uint32_t kPackedLayoutVersion = 5;  // 2: Q4_K, Q6_K; 3: Q5_K; 4: Q5_0, Q5_1; 5: IQ4
+inline constexpr uint32_t kPackedLayoutVersion = 6;  // 3: Q5_K; 4: Q5_0, Q5_1; 5: IQ4; 6: Q2_K, Q3_K
 
 struct PackedMatrix {
   TensorType type;
@@ -58,13 +59,13 @@ struct PackedMatrix {
   hwy::AlignedFreeUniquePtr<uint8_t[]> storage;
 };
 
-// Whether `w` has a packed layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, Q4_K, Q5_K, Q6_K, IQ4_NL or IQ4_XS with
+// Whether `w` has a packed layout (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, Q2_K .. Q6_K, IQ4_NL or IQ4_XS with
 // rows % 16 == 0 and cols % 32 == 0), whatever this CPU's kernels; PackedBytes is its size then.
 bool HasPackedLayout(const MatView& w);
 size_t PackedBytes(const MatView& w);
 
 // Repacks `w` for the SIMD target chosen on this CPU; nullptr when that target has no packed
-// kernel for w's type (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q4_K to Q6_K and F16 need AVX-512,
+// kernel for w's type (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q2_K to Q6_K and F16 need AVX-512,
 // Q8_0, IQ4_NL and IQ4_XS AVX512-VNNI) or w's shape does not tile (rows % 16 or cols % 32 non-zero). Reads every byte of w once. With a pool, tiles
 // are packed in parallel over its threads (the same bytes as without one).
 std::unique_ptr<PackedMatrix> PackMatrix(const MatView& w, ThreadPool* pool = nullptr);
