@@ -290,7 +290,7 @@ Decision Authenticator::Admit(std::string_view presented, Scope needed) {
   constexpr int kTries = 3;
   for (int attempt = 1;; ++attempt) {
     const int64_t committed_before = ledger_->CommittedTokens(id->id);
-    StatusOr<std::optional<KeyRecord>> found = ledger_->store->Find(presented);
+    StatusOr<std::optional<KeyRecord>> found = ledger_->store->Find(*id, presented);
     if (!found.ok()) {
       d.outcome = Decision::Outcome::kError;
       d.message = "the key store cannot be read: " + found.status().message();

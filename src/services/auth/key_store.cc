@@ -291,11 +291,15 @@ StatusOr<std::optional<KeyRecord>> KeyStore::FindById(std::string_view id, std::
 StatusOr<std::optional<KeyRecord>> KeyStore::Find(std::string_view key) {
   const std::optional<ParsedKey> parsed = ParseKey(key);
   if (!parsed) return std::optional<KeyRecord>();
+  return Find(*parsed, key);
+}
+
+StatusOr<std::optional<KeyRecord>> KeyStore::Find(const ParsedKey& parsed, std::string_view key) {
   std::string stored;
   std::optional<KeyRecord> record;
   {
     MutexLock lock(mu_);
-    ASSIGN_OR_RETURN(record, FindById(parsed->id, &stored));
+    ASSIGN_OR_RETURN(record, FindById(parsed.id, &stored));
   }
   if (!record) return record;
   const std::string presented = HashKey(key);

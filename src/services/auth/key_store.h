@@ -112,6 +112,8 @@ class KeyStore {
   // for a key that is malformed or unknown. Revoked and expired keys are returned: the caller
   // decides (and answers them like unknown ones).
   StatusOr<std::optional<KeyRecord>> Find(std::string_view key);
+  // The same for a key its caller has parsed already. REQUIRES: parsed is ParseKey(key).
+  StatusOr<std::optional<KeyRecord>> Find(const ParsedKey& parsed, std::string_view key);
   // Whether any key was ever created (revoked and expired ones count).
   StatusOr<bool> AnyKeys();
   // Whether a key that is neither revoked nor expired exists.
