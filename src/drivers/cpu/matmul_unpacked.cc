@@ -1,5 +1,5 @@
 // MatMul for the block formats without a dedicated kernel (Q2_K .. Q6_K, Q8_K,
-// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q4_K, Q5_K and Q6_K (the large matrices of
+// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q3_K, Q4_K, Q5_K and Q6_K (the large matrices of
 // real Q4_K_M / Q5_K_M files) have kernels of their own below: KQuantTile straight from the
 // blocks for few tokens, KPanelTile over a decoded row tile for prefill.
 //
@@ -58,16 +58,22 @@ struct UnpackedPanel {
   std::vector<float> min;     // [rows][cols / 16]
 };
 
-// The formats real Q4_K_M / Q5_K_M files carry in their large matrices decode q with vectors
-// (the same values as Unpack32) into their own kernels (KQuantTile, KPanelTile); the others
-// go through Unpack32 and UnpackedTile.
+// The formats real Q3_K_M / Q4_K_M / Q5_K_M files carry in their large matrices decode q with
+// vectors (the same values as Unpack32) into their own kernels (KQuantTile, KPanelTile); the
+// others go through Unpack32 and UnpackedTile.
 template <TensorType kType>
-inline constexpr bool kSimdDecode = kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
-                                    kType == TensorType::kQ6_K;
+inline constexpr bool kSimdDecode = kType == TensorType::kQ3_K || kType == TensorType::kQ4_K ||
+                                    kType == TensorType::kQ5_K || kType == TensorType::kQ6_K;
+// Q3_K and Q6_K: a signed scale per 16 elements, and q decoded with an offset (q + 4, q + 32)
+// that SubtractStoredOffset takes back out. Q4_K and Q5_K: a scale and a minimum per 32.
+template <TensorType kType>
+inline constexpr bool kHalfScales = kType == TensorType::kQ3_K || kType == TensorType::kQ6_K;
 
 template <TensorType kType>
-using KBlock = std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
-                                  std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>;
+using KBlock = std::conditional_t<
+    kType == TensorType::kQ3_K, BlockQ3_K,
+    std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
+                       std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>>;
 
 // (v << kShift) & mask for kShift > 0, (v >> -kShift) & mask for kShift < 0, shifting 16-bit
 // lanes (one instruction on x86, where 8-bit shifts need a mask of their own). REQUIRES: mask
@@ -83,12 +89,18 @@ HWY_INLINE VU8 ShiftMask(VU8 v, uint8_t mask) {
 }
 
 // Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, unsigned: Q4_K's and
-// Q5_K's q as Unpack32 computes it, Q6_K's as stored, q + 32 in [0, 63] (the kernels take the
-// 32 back out per super-block: SubtractQ6Offset).
+// Q5_K's q as Unpack32 computes it, Q6_K's as stored, q + 32 in [0, 63], Q3_K's q + 4 in
+// [0, 7] (the kernels take the offset back out per super-block: SubtractStoredOffset).
 template <TensorType kType, size_t kJ>
 HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
   constexpr size_t kL = hn::MaxLanes(DU8());
-  if constexpr (kType == TensorType::kQ6_K) {
+  if constexpr (kType == TensorType::kQ3_K) {
+    constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
+    const VU8 low2 = ShiftMask<-2 * static_cast<int>(kK)>(hn::LoadU(DU8(), b.qs + 32 * kH + v * kL), 0x03);
+    // Bit 4 kH + kK of hmask becomes bit 2 of q + 4.
+    const VU8 bit2 = ShiftMask<2 - static_cast<int>(4 * kH + kK)>(hn::LoadU(DU8(), b.hmask + v * kL), 0x04);
+    return hn::Or(low2, bit2);
+  } else if constexpr (kType == TensorType::kQ6_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
     const VU8 lo_bytes = hn::LoadU(DU8(), b.ql + 64 * kH + 32 * (kK % 2) + v * kL);
     const VU8 lo = ShiftMask<kK < 2 ? 0 : -4>(lo_bytes, 0x0F);
@@ -219,10 +231,10 @@ void UnpackedRows(const MatView& w, const QuantizedActivations& x, size_t row_be
 }
 
 // ---- Direct K-quant kernel (decode and small batches) ---------------------------------------
-// Q4_K, Q5_K and Q6_K straight from the file's blocks, without a panel. Per super-block a row's
+// Q3_K .. Q6_K straight from the file's blocks, without a panel. Per super-block a row's
 // integer sub-block scales sc are read once; per 32 elements its q are decoded in registers and
 //   idot = sum_pairs (q_w q_x) * sc    (pmaddubsw, then pmaddwd by sc instead of by 1)
-// is exact in int32 (Q6_K: two sc per 32, one per 16-element half of the int16 lanes). The
+// is exact in int32 (Q3_K, Q6_K: two sc per 32, one per 16-element half of the int16 lanes). The
 // activations carry one scale d_x per super-block (ActivationGroupElems), so the 8 units' idot
 // are added in int32 and scaled once (AddSuperBlock):
 //   acc += float(sum_j idot_j) * (d_x d_w)   (per super-block),
@@ -256,29 +268,45 @@ HWY_INLINE void UnitSums(const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRI
 }
 
 // A super-block row's scales: d, the integer sub-block scales as int16 (Q4_K/Q5_K one per unit
-// of 32, Q6_K one per 16; Q6_K also 32 sc for SubtractQ6Offset), and Q4_K/Q5_K's minimums
-// dmin * m_j as float lanes, one per unit.
+// of 32, Q3_K/Q6_K one per 16; these also the offset times sc, 4 sc or 32 sc, for
+// SubtractStoredOffset), and Q4_K/Q5_K's minimums dmin * m_j as float lanes, one per unit.
 struct KScales {
   HWY_ALIGN int16_t sc[16];
-  HWY_ALIGN int16_t sc32[16];
+  HWY_ALIGN int16_t sc32[16];  // the offset times sc (the name is Q6_K's 32 sc)
   VF32 dmin_m[kUnitVecs];
   float d;
 #if LLMASOS_X86_256
-  __m256i sc_vec;  // Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
+  __m256i sc_vec;  // Q3_K, Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
 #endif
 };
 
 template <TensorType kType>
 HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   s.d = HalfToFloat(b.d);
-  if constexpr (kType == TensorType::kQ6_K) {
+  if constexpr (kHalfScales<kType>) {
+    // Q6_K's int8 scales as stored; Q3_K's 6-bit ones minus 32.
+    constexpr bool kQ3 = kType == TensorType::kQ3_K;
+    uint8_t q3_scales[16];
+    if constexpr (kQ3) unpack_internal::ScalesQ3K(b.scales, q3_scales);
+    constexpr int kOffsetShift = kQ3 ? 2 : 5;  // offset 4 or 32
 #if LLMASOS_X86_256
-    s.sc_vec = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(s.sc32), _mm256_slli_epi16(s.sc_vec, 5));
+    if constexpr (kQ3) {
+      s.sc_vec = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q3_scales))),
+                                  _mm256_set1_epi16(32));
+    } else {
+      s.sc_vec = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s.sc32), _mm256_slli_epi16(s.sc_vec, kOffsetShift));
 #else
     for (size_t i = 0; i < 16; ++i) {
-      s.sc[i] = b.scales[i];
-      s.sc32[i] = static_cast<int16_t>(32 * b.scales[i]);
+      int sc;
+      if constexpr (kQ3) {
+        sc = q3_scales[i] - 32;
+      } else {
+        sc = b.scales[i];
+      }
+      s.sc[i] = static_cast<int16_t>(sc);
+      s.sc32[i] = static_cast<int16_t>(sc * (1 << kOffsetShift));
     }
 #endif
   } else {
@@ -307,12 +335,12 @@ HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   }
 }
 
-// The int16 multipliers of vector v of unit j: one scale for Q4_K/Q5_K; for Q6_K sc[2j] on
-// the lanes of elements 0..15 and sc[2j + 1] on those of 16..31 (the two halves of a 256-bit
+// The int16 multipliers of vector v of unit j: one scale for Q4_K/Q5_K; for Q3_K/Q6_K sc[2j]
+// on the lanes of elements 0..15 and sc[2j + 1] on those of 16..31 (the two halves of a 256-bit
 // vector, or the two 128-bit vectors).
 template <TensorType kType, size_t kJ>
 HWY_INLINE hn::Vec<DI16> UnitScales(const KScales& s, size_t v) {
-  if constexpr (kType != TensorType::kQ6_K) {
+  if constexpr (!kHalfScales<kType>) {
     return hn::Set(DI16(), s.sc[kJ]);
   } else {
 #if LLMASOS_X86_256
@@ -343,14 +371,14 @@ HWY_INLINE VI32 MulPairs16(hn::Vec<DI16> a, hn::Vec<DI16> b) {
 #endif
 }
 
-// Q6_K's q as decoded (DecodeQVec) is q + 32, which adds 32 sum_h sc[h] X[h] to a super-block's
-// integer sum, X[h] the token's sum of its quantized x over the 16 elements of sub-block h
-// (QuantizedActivations::half_sums). Taken back out per (row, token, super-block): one pmaddwd
-// of the row's 32 sc (sc32[r], 16 int16) with the 16 X per 256-bit vector (two on 128-bit
-// targets), in place of one psignb per 32 elements for a signed q. Exact in int32: |32 sc| <=
-// 4096 and |X| <= 16 * 127.
+// Q6_K's q as decoded (DecodeQVec) is q + 32 (Q3_K's q + 4), which adds 32 sum_h sc[h] X[h] (4
+// sum_h ...) to a super-block's integer sum, X[h] the token's sum of its quantized x over the 16
+// elements of sub-block h (QuantizedActivations::half_sums). Taken back out per (row, token,
+// super-block): one pmaddwd of the row's offset times sc (sc32[r], 16 int16) with the 16 X per
+// 256-bit vector (two on 128-bit targets), in place of one psignb per 32 elements for a signed
+// q. Exact in int32: |32 sc| <= 4096 and |X| <= 16 * 127.
 template <size_t kR, size_t kT>
-HWY_INLINE void SubtractQ6Offset(const int16_t* const (&sc32)[kR], const int16_t* HWY_RESTRICT half_sums,
+HWY_INLINE void SubtractStoredOffset(const int16_t* const (&sc32)[kR], const int16_t* HWY_RESTRICT half_sums,
                                  size_t token_stride, VI32 (&isb)[kR][kT]) {
   const DI16 d16;
   constexpr size_t kL16 = hn::MaxLanes(d16);
@@ -372,7 +400,7 @@ HWY_INLINE void SubtractQ6Offset(const int16_t* const (&sc32)[kR], const int16_t
 // d_x = xd[t * num_blocks] is the token's one scale for the super-block (the activations are
 // quantized per 256 elements for these weights: ActivationGroupElems). The int32 sums are
 // exact: per lane at most 8 units * (elements per lane and unit: 4 on 256-bit vectors, 8 on
-// 128-bit ones) * 63 * 127 * 128 (Q6_K's q + 32), under 2^26, less SubtractQ6Offset's at most
+// 128-bit ones) * 63 * 127 * 128 (Q6_K's q + 32), under 2^26, less SubtractStoredOffset's at most
 // 2 * 4096 * 2032 per lane; the conversion to float is exact below 2^24 and otherwise rounds
 // by far less than the activations' 8-bit rounding.
 template <size_t kR, size_t kT>
@@ -418,7 +446,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
       blk[r] = reinterpret_cast<const Block*>(w_rows + r * row_bytes) + sb;
       ReadKScales<kType>(*blk[r], ks[r]);
     }
-    if constexpr (kType != TensorType::kQ6_K) {
+    if constexpr (!kHalfScales<kType>) {
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
         VF32 sx[kUnitVecs];
@@ -463,11 +491,11 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
       }
     });
     if constexpr (kTwoChains) isb[0][0] = hn::Add(isb[0][0], isb_odd[0][0]);
-    if constexpr (kType == TensorType::kQ6_K) {
+    if constexpr (kHalfScales<kType>) {
       const int16_t* sc32[kR];
       LLMASOS_UNROLL
       for (size_t r = 0; r < kR; ++r) sc32[r] = ks[r].sc32;
-      SubtractQ6Offset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
+      SubtractStoredOffset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
     }
     float dw[kR];
     LLMASOS_UNROLL
@@ -481,9 +509,9 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // KQuantTile's arithmetic over a row tile decoded once into a panel laid out for it, tokens
 // streamed over the panel: per (row, token, 32 elements) one pmaddubsw, one pmaddwd by the
 // sub-block scales and one int32 add; one conversion and one FMA per super-block
-// (AddSuperBlock), and Q6_K's offset (SubtractQ6Offset). Everything a row needs beyond that is
-// decoded at fill time: unsigned q (Q6_K: q + 32), the int16 multipliers in UnitScales' lane
-// layout, d, Q4_K/Q5_K's dmin * m and Q6_K's 32 sc. Each output lane sees the same integers
+// (AddSuperBlock), and Q3_K's and Q6_K's offset (SubtractStoredOffset). Everything a row needs
+// beyond that is decoded at fill time: unsigned q (Q3_K: q + 4, Q6_K: q + 32), the int16
+// multipliers in UnitScales' lane layout, d, Q4_K/Q5_K's dmin * m and Q3_K/Q6_K's offset sc. Each output lane sees the same integers
 // and the same float operations in the same order as in KQuantTile, so a token's result is
 // bit-identical whether it runs alone (direct kernel) or in a batch (panel).
 // 3 x 3: nine int32 sums stay in registers beside a row's q and scales and a token's x (4 x 3
@@ -492,7 +520,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // [8192, 2048] Q4_K 39.2-41.0 / 34.4-37.1 / 33.9-40.2 ms, [2048, 8192] Q6_K 44.1-50.7 /
 // 44.2-48.8 / 60.0-60.9, [2048, 8192] Q4_K 39.8-44.7 / 35.4-40.8 / 44.9-45.4 (a busy machine;
 // with a scale per 32 and 4 x 3 the first two were 45.8 and 53.4 ms). Q6_K as q + 32 with
-// SubtractQ6Offset instead of |q - 32| and a psignb per product, Zen 4, same measure: [2048,
+// SubtractStoredOffset instead of |q - 32| and a psignb per product, Zen 4, same measure: [2048,
 // 8192] Q6_K at 128 tokens 38.1 -> 32.2 ms; one token (direct kernel) 593 -> 459 us.
 inline constexpr size_t kKPanelRows = 3;
 inline constexpr size_t kKTileTokens = 3;
@@ -503,7 +531,8 @@ inline constexpr size_t kKTileTokens = 3;
 // for 2^k columns) of
 //   q      kBlockBytes: DecodeQVec's unsigned q
 //   sc     kBlockBytes: UnitScales of each vector, int16
-// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j or (Q6_K) the 16 32 sc.
+// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j or (Q3_K/Q6_K) the 16 offset
+// times sc.
 inline constexpr size_t kKRecordBytes = 2 * kBlockBytes;
 
 struct KPanel {
@@ -531,7 +560,7 @@ void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num
       KScales ks;
       ReadKScales<kType>(blocks[sb], ks);
       p.d[sb * num_rows + r] = ks.d;
-      if constexpr (kType == TensorType::kQ6_K) {
+      if constexpr (kHalfScales<kType>) {
         std::memcpy(&p.sc32[(sb * num_rows + r) * 16], ks.sc32, sizeof(ks.sc32));
       } else {
         LLMASOS_UNROLL
@@ -567,7 +596,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
   VF32 acc[kR][kT];
   ZeroTile(acc);
   for (size_t sb = 0; sb < cols / 256; ++sb) {
-    if constexpr (kType != TensorType::kQ6_K) {
+    if constexpr (!kHalfScales<kType>) {
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
         VF32 sx[kUnitVecs];
@@ -600,11 +629,11 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
         }
       }
     }
-    if constexpr (kType == TensorType::kQ6_K) {
+    if constexpr (kHalfScales<kType>) {
       const int16_t* sc32[kR];
       LLMASOS_UNROLL
       for (size_t r = 0; r < kR; ++r) sc32[r] = &p.sc32[(sb * kR + r) * 16];
-      SubtractQ6Offset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
+      SubtractStoredOffset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
     }
     float dw[kR];
     LLMASOS_UNROLL

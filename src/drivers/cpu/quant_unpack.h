@@ -45,6 +45,17 @@ inline int ScaleQ3K(const uint8_t* s, size_t i) {
   const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
   return low | (high << 4);
 }
+// All 16 of them (ScaleQ3K(s, i) in out[i]), four at a time in 32-bit words.
+inline void ScalesQ3K(const uint8_t* s, uint8_t (&out)[16]) {
+  uint32_t w[3];
+  std::memcpy(w, s, sizeof(w));
+  constexpr uint32_t kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  const uint32_t words[4] = {(w[0] & kLow4) | ((w[2] & kLow2) << 4),
+                             (w[1] & kLow4) | (((w[2] >> 2) & kLow2) << 4),
+                             ((w[0] >> 4) & kLow4) | (((w[2] >> 4) & kLow2) << 4),
+                             ((w[1] >> 4) & kLow4) | (((w[2] >> 6) & kLow2) << 4)};
+  std::memcpy(out, words, sizeof(words));
+}
 
 inline void SetScales(Unpacked32& u, float s0, float s1, float m0, float m1) {
   u.scale[0] = s0;
