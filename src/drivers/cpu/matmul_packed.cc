@@ -247,6 +247,40 @@ HWY_INLINE __m512i UnitPairProducts(const __m512i (&pairs)[4], const int32_t* HW
   return total;
 }
 
+// Per row lane: sum over a super-block's 16 sub-blocks of c[h] sums[h], c as int16 pairs of
+// sub-blocks 2u, 2u + 1 (pairs[u]), sums the token's 16 half-block sums.
+HWY_INLINE __m512i HalfPairProducts(const __m512i (&pairs)[8], const int16_t* HWY_RESTRICT sums) {
+  __m512i total = _mm512_setzero_si512();
+  LLMASOS_UNROLL
+  for (size_t u = 0; u < 8; ++u) {
+    int32_t pair;
+    std::memcpy(&pair, sums + 2 * u, 4);
+    total = DpWords(total, pairs[u], _mm512_set1_epi32(pair));
+  }
+  return total;
+}
+
+// Pair vector i of the int16 coefficients of the token's sums in a super-block's term: Q2_K's,
+// Q4_K's and Q5_K's minimums m, Q3_K's, Q6_K's and IQ4_XS's scales sc (for their offsets).
+// Per unit i for the types with scales per 16 (sub-blocks 2i, 2i + 1, against half-block sums;
+// Q2_K's m the high nibble of its scale bytes), per unit pair i for the others (units 2i,
+// 2i + 1, against block sums).
+template <TensorType kType>
+HWY_INLINE __m512i CoefficientPairs(const uint8_t* HWY_RESTRICT sblk, size_t i) {
+  if constexpr (HasHalfUnitScales(kType)) {
+    const __m256i raw = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(sblk + KPackUnitBytes(kType) * i + KPackUnitScales(kType)));
+    return kType == TensorType::kQ2_K ? _mm512_srli_epi16(_mm512_cvtepu8_epi16(raw), 4)
+                                      : _mm512_cvtepi8_epi16(raw);
+  } else if constexpr (kType == TensorType::kIQ4_XS) {
+    return _mm512_cvtepi8_epi16(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackScales(kType) + 32 * i)));
+  } else {
+    return _mm512_cvtepu8_epi16(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackMins(kType) + 32 * i)));
+  }
+}
+
 // The 8 groups of unit u of a super-block tile's super-block `sb` as unsigned bytes (Q3_K:
 // q + 4; Q6_K: q + 32; IQ4_XS: grid value + 128).
 template <TensorType kType>
@@ -347,68 +381,33 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
     }
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType))));
-    if constexpr (kHalves) {
-      // Per unit, the int16 pairs (sub-blocks 2u, 2u + 1) that multiply the token's half-block
-      // sums: Q3_K's and Q6_K's sc (for the offset of their stored q), Q2_K's m.
-      __m512i c_pairs[8];
-      LLMASOS_UNROLL
-      for (size_t u = 0; u < 8; ++u) {
-        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-            sblk + KPackUnitBytes(kType) * u + KPackUnitScales(kType)));
-        c_pairs[u] = kType == TensorType::kQ2_K ? _mm512_srli_epi16(_mm512_cvtepu8_epi16(raw), 4)
-                                                : _mm512_cvtepi8_epi16(raw);
+    // The int16 pairs that multiply the token's sums, and the super-block's term from them.
+    constexpr size_t kPairs = kHalves ? 8 : 4;
+    __m512i c_pairs[kPairs];
+    LLMASOS_UNROLL
+    for (size_t i = 0; i < kPairs; ++i) c_pairs[i] = CoefficientPairs<kType>(sblk, i);
+    constexpr bool kHasDmin =
+        kType == TensorType::kQ2_K || kType == TensorType::kQ4_K || kType == TensorType::kQ5_K;
+    __m512 dmin = _mm512_setzero_ps();
+    if constexpr (kHasDmin) {
+      dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
+    }
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) {
+      __m512i products;
+      if constexpr (kHalves) {
+        products = HalfPairProducts(c_pairs, xhalf + 2 * t * num_blocks + 16 * sb);
+      } else {
+        products = UnitPairProducts(c_pairs, xsum + t * num_blocks + 8 * sb);
       }
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) {
-        const int16_t* halves = xhalf + 2 * t * num_blocks + 16 * sb;
-        __m512i offset = _mm512_setzero_si512();
-        LLMASOS_UNROLL
-        for (size_t u = 0; u < 8; ++u) {
-          int32_t pair;  // the half-block sums of sub-blocks 2u, 2u + 1
-          std::memcpy(&pair, halves + 2 * u, 4);
-          offset = DpWords(offset, c_pairs[u], _mm512_set1_epi32(pair));
-        }
-        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
-        if constexpr (kType == TensorType::kQ2_K) {  // w = d sc q - dmin m
-          const __m512 dmin = _mm512_cvtph_ps(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[t]), _mm512_mul_ps(dw, dx), acc[t]);
-          acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(offset), _mm512_mul_ps(dmin, dx), acc[t]);
-        } else {  // stored q + 4 (Q3_K), q + 32 (Q6_K)
-          const __m512i exact =
-              _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, kType == TensorType::kQ3_K ? 2 : 5));
-          acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
-        }
-      }
-    } else if constexpr (kIq4) {
-      __m512i sc_pairs[4];
-      LLMASOS_UNROLL
-      for (size_t i = 0; i < 4; ++i) {
-        sc_pairs[i] = _mm512_cvtepi8_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackScales(kType) + 32 * i)));
-      }
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) {
-        const __m512i offset = UnitPairProducts(sc_pairs, xsum + t * num_blocks + 8 * sb);
-        const __m512i exact = _mm512_sub_epi32(isb[t], _mm512_slli_epi32(offset, 7));
-        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
-      }
-    } else {
-      const __m512 dmin = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));
-      __m512i m_pairs[4];
-      LLMASOS_UNROLL
-      for (size_t i = 0; i < 4; ++i) {
-        m_pairs[i] = _mm512_cvtepu8_epi16(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackMins(kType) + 32 * i)));
-      }
-      LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) {
-        const __m512i mins = UnitPairProducts(m_pairs, xsum + t * num_blocks + 8 * sb);
-        const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
+      const __m512 dx = _mm512_set1_ps(xd[t * num_blocks + 8 * sb]);
+      if constexpr (kHasDmin) {  // w = d sc q - dmin m
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[t]), _mm512_mul_ps(dw, dx), acc[t]);
-        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, dx), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(products), _mm512_mul_ps(dmin, dx), acc[t]);
+      } else {  // stored q + 4 (Q3_K), q + 32 (Q6_K), grid + 128 (IQ4_XS)
+        constexpr int kOffsetShift = kType == TensorType::kQ3_K ? 2 : kType == TensorType::kQ6_K ? 5 : 7;
+        const __m512i exact = _mm512_sub_epi32(isb[t], _mm512_slli_epi32(products, kOffsetShift));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(dw, dx), acc[t]);
       }
     }
   }
