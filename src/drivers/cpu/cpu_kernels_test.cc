@@ -418,7 +418,8 @@ TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
 TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
   ThreadPool pool(1);
   const size_t rows = 5, cols = 512;
-  for (TensorType type : {TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
+                          TensorType::kQ6_K}) {
     for (int pattern = 0; pattern < 2; ++pattern) {
       if (pattern == 1 && type != TensorType::kQ6_K) continue;
       const size_t row_bytes = RowBytes(type, cols);

@@ -58,22 +58,28 @@ struct UnpackedPanel {
   std::vector<float> min;     // [rows][cols / 16]
 };
 
-// The formats real Q3_K_M / Q4_K_M / Q5_K_M files carry in their large matrices decode q with
-// vectors (the same values as Unpack32) into their own kernels (KQuantTile, KPanelTile); the
-// others go through Unpack32 and UnpackedTile.
+// The formats real Q2_K .. Q6_K files carry in their large matrices decode q with vectors (the
+// same values as Unpack32) into their own kernels (KQuantTile, KPanelTile); the others go
+// through Unpack32 and UnpackedTile.
 template <TensorType kType>
-inline constexpr bool kSimdDecode = kType == TensorType::kQ3_K || kType == TensorType::kQ4_K ||
-                                    kType == TensorType::kQ5_K || kType == TensorType::kQ6_K;
-// Q3_K and Q6_K: a signed scale per 16 elements, and q decoded with an offset (q + 4, q + 32)
-// that SubtractStoredOffset takes back out. Q4_K and Q5_K: a scale and a minimum per 32.
+inline constexpr bool kSimdDecode = kType == TensorType::kQ2_K || kType == TensorType::kQ3_K ||
+                                    kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
+                                    kType == TensorType::kQ6_K;
+// A scale per 16 elements, and a term from the token's half-block sums that
+// SubtractStoredOffset takes: Q3_K's and Q6_K's signed scales with q decoded plus an offset (q +
+// 4, q + 32), Q2_K's unsigned ones with a minimum per 16 (times dmin). Q4_K and Q5_K: a scale
+// and a minimum per 32.
 template <TensorType kType>
-inline constexpr bool kHalfScales = kType == TensorType::kQ3_K || kType == TensorType::kQ6_K;
+inline constexpr bool kHalfScales =
+    kType == TensorType::kQ2_K || kType == TensorType::kQ3_K || kType == TensorType::kQ6_K;
 
 template <TensorType kType>
 using KBlock = std::conditional_t<
-    kType == TensorType::kQ3_K, BlockQ3_K,
-    std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
-                       std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>>;
+    kType == TensorType::kQ2_K, BlockQ2_K,
+    std::conditional_t<
+        kType == TensorType::kQ3_K, BlockQ3_K,
+        std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
+                           std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>>>;
 
 // (v << kShift) & mask for kShift > 0, (v >> -kShift) & mask for kShift < 0, shifting 16-bit
 // lanes (one instruction on x86, where 8-bit shifts need a mask of their own). REQUIRES: mask
@@ -90,16 +96,19 @@ HWY_INLINE VU8 ShiftMask(VU8 v, uint8_t mask) {
 
 // Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, unsigned: Q4_K's and
 // Q5_K's q as Unpack32 computes it, Q6_K's as stored, q + 32 in [0, 63], Q3_K's q + 4 in
-// [0, 7] (the kernels take the offset back out per super-block: SubtractStoredOffset).
+// [0, 7] (the kernels take the offset back out per super-block: SubtractStoredOffset), Q2_K's
+// q in [0, 3].
 template <TensorType kType, size_t kJ>
 HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
   constexpr size_t kL = hn::MaxLanes(DU8());
-  if constexpr (kType == TensorType::kQ3_K) {
+  if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
     const VU8 low2 = ShiftMask<-2 * static_cast<int>(kK)>(hn::LoadU(DU8(), b.qs + 32 * kH + v * kL), 0x03);
-    // Bit 4 kH + kK of hmask becomes bit 2 of q + 4.
-    const VU8 bit2 = ShiftMask<2 - static_cast<int>(4 * kH + kK)>(hn::LoadU(DU8(), b.hmask + v * kL), 0x04);
-    return hn::Or(low2, bit2);
+    if constexpr (kType == TensorType::kQ2_K) {
+      return low2;
+    } else {  // bit 4 kH + kK of hmask becomes bit 2 of q + 4
+      return hn::Or(low2, ShiftMask<2 - static_cast<int>(4 * kH + kK)>(hn::LoadU(DU8(), b.hmask + v * kL), 0x04));
+    }
   } else if constexpr (kType == TensorType::kQ6_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
     const VU8 lo_bytes = hn::LoadU(DU8(), b.ql + 64 * kH + 32 * (kK % 2) + v * kL);
@@ -272,9 +281,10 @@ HWY_INLINE void UnitSums(const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRI
 // SubtractStoredOffset), and Q4_K/Q5_K's minimums dmin * m_j as float lanes, one per unit.
 struct KScales {
   HWY_ALIGN int16_t sc[16];
-  HWY_ALIGN int16_t sc32[16];  // the offset times sc (the name is Q6_K's 32 sc)
+  HWY_ALIGN int16_t sc32[16];  // the offset times sc (the name is Q6_K's 32 sc); Q2_K: m
   VF32 dmin_m[kUnitVecs];
   float d;
+  float dmin;  // Q2_K
 #if LLMASOS_X86_256
   __m256i sc_vec;  // Q3_K, Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
 #endif
@@ -283,7 +293,19 @@ struct KScales {
 template <TensorType kType>
 HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   s.d = HalfToFloat(b.d);
-  if constexpr (kHalfScales<kType>) {
+  if constexpr (kType == TensorType::kQ2_K) {  // byte i: sc in its low nibble, m in its high one
+    s.dmin = HalfToFloat(b.dmin);
+#if LLMASOS_X86_256
+    const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+    s.sc_vec = _mm256_and_si256(bytes, _mm256_set1_epi16(0x0F));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s.sc32), _mm256_srli_epi16(bytes, 4));
+#else
+    for (size_t i = 0; i < 16; ++i) {
+      s.sc[i] = static_cast<int16_t>(b.scales[i] & 0x0F);
+      s.sc32[i] = static_cast<int16_t>(b.scales[i] >> 4);
+    }
+#endif
+  } else if constexpr (kHalfScales<kType>) {
     // Q6_K's int8 scales as stored; Q3_K's 6-bit ones minus 32.
     constexpr bool kQ3 = kType == TensorType::kQ3_K;
     uint8_t q3_scales[16];
@@ -418,6 +440,28 @@ HWY_INLINE void AddSuperBlock(const VI32 (&isb)[kR][kT], const float (&dw)[kR],
   }
 }
 
+// The per-16 term of a super-block with scales per 16 (kHalfScales), from the token's half-block
+// sums: Q3_K's and Q6_K's offset, taken out of the integer sums isb (sc32 the offset times sc);
+// Q2_K's minimums, -dmin sum_h m_h X_h d_x added to acc (sc32 its m) before the super-block's
+// isb are.
+template <TensorType kType, size_t kR, size_t kT>
+HWY_INLINE void HalfBlockTerm(const int16_t* const (&sc32)[kR], const float (&dmin)[kR],
+                              const int16_t* HWY_RESTRICT half_sums, size_t num_blocks,
+                              const float* HWY_RESTRICT xd, VI32 (&isb)[kR][kT],
+                              VF32 (&acc)[kR][kT]) {
+  if constexpr (kType == TensorType::kQ2_K) {
+    VI32 mins[kR][kT];  // -sum_h m_h X_h
+    ZeroTile(mins);
+    SubtractStoredOffset(sc32, half_sums, 2 * num_blocks, mins);
+    AddSuperBlock(mins, dmin, xd, num_blocks, acc);
+  } else {
+    (void)dmin;
+    (void)xd;
+    (void)acc;
+    SubtractStoredOffset(sc32, half_sums, 2 * num_blocks, isb);
+  }
+}
+
 // out[t * out_stride + r] for kR rows from w_rows (row_bytes apart) and kT tokens; xq, xd,
 // isums and half_sums are the tile's first token's activations, scales, block sums and
 // half-block sums (cols, num_blocks, num_blocks and 2 num_blocks apart per token).
@@ -493,9 +537,13 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
     if constexpr (kTwoChains) isb[0][0] = hn::Add(isb[0][0], isb_odd[0][0]);
     if constexpr (kHalfScales<kType>) {
       const int16_t* sc32[kR];
+      float dmin[kR];
       LLMASOS_UNROLL
-      for (size_t r = 0; r < kR; ++r) sc32[r] = ks[r].sc32;
-      SubtractStoredOffset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
+      for (size_t r = 0; r < kR; ++r) {
+        sc32[r] = ks[r].sc32;
+        dmin[r] = ks[r].dmin;
+      }
+      HalfBlockTerm<kType>(sc32, dmin, half_sums + 16 * sb, num_blocks, xd + 8 * sb, isb, acc);
     }
     float dw[kR];
     LLMASOS_UNROLL
@@ -540,12 +588,14 @@ struct KPanel {
   std::vector<float> dmin_m;     // [super-blocks][rows][8]
   std::vector<int16_t> sc32;     // [super-blocks][rows][16]
   std::vector<float> d;          // [super-blocks][rows]
+  std::vector<float> dmin;       // [super-blocks][rows] (Q2_K)
 
   void Resize(size_t rows, size_t cols) {
     records.resize(rows * cols / 32 * kKRecordBytes);
     dmin_m.resize(rows * cols / 32);
     sc32.resize(rows * cols / 16);
     d.resize(rows * cols / 256);
+    dmin.resize(rows * cols / 256);
   }
 };
 
@@ -562,6 +612,7 @@ void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num
       p.d[sb * num_rows + r] = ks.d;
       if constexpr (kHalfScales<kType>) {
         std::memcpy(&p.sc32[(sb * num_rows + r) * 16], ks.sc32, sizeof(ks.sc32));
+        if constexpr (kType == TensorType::kQ2_K) p.dmin[sb * num_rows + r] = ks.dmin;
       } else {
         LLMASOS_UNROLL
         for (size_t i = 0; i < kUnitVecs; ++i) {
@@ -631,9 +682,13 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
     }
     if constexpr (kHalfScales<kType>) {
       const int16_t* sc32[kR];
+      float dmin[kR];
       LLMASOS_UNROLL
-      for (size_t r = 0; r < kR; ++r) sc32[r] = &p.sc32[(sb * kR + r) * 16];
-      SubtractStoredOffset(sc32, half_sums + 16 * sb, 2 * num_blocks, isb);
+      for (size_t r = 0; r < kR; ++r) {
+        sc32[r] = &p.sc32[(sb * kR + r) * 16];
+        dmin[r] = p.dmin[sb * kR + r];
+      }
+      HalfBlockTerm<kType>(sc32, dmin, half_sums + 16 * sb, num_blocks, xd + 8 * sb, isb, acc);
     }
     float dw[kR];
     LLMASOS_UNROLL
