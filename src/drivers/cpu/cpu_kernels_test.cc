@@ -419,9 +419,11 @@ TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
   ThreadPool pool(1);
   const size_t rows = 5, cols = 512;
   for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                          TensorType::kQ6_K}) {
+                          TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int pattern = 0; pattern < 2; ++pattern) {
-      if (pattern == 1 && type != TensorType::kQ6_K) continue;
+      // Pattern 1: Q6_K at q - 32 = -32 with scale -128; IQ4_XS (every byte 0) at the grid's
+      // -127 with scale -32.
+      if (pattern == 1 && type != TensorType::kQ6_K && type != TensorType::kIQ4_XS) continue;
       const size_t row_bytes = RowBytes(type, cols);
       const size_t block_bytes = Traits(type).block_bytes;
       std::vector<uint8_t> bytes(rows * row_bytes, pattern == 0 ? 0xFF : 0x00);

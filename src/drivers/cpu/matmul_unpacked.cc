@@ -64,22 +64,26 @@ struct UnpackedPanel {
 template <TensorType kType>
 inline constexpr bool kSimdDecode = kType == TensorType::kQ2_K || kType == TensorType::kQ3_K ||
                                     kType == TensorType::kQ4_K || kType == TensorType::kQ5_K ||
-                                    kType == TensorType::kQ6_K;
+                                    kType == TensorType::kQ6_K || kType == TensorType::kIQ4_XS;
 // A scale per 16 elements, and a term from the token's half-block sums that
 // SubtractStoredOffset takes: Q3_K's and Q6_K's signed scales with q decoded plus an offset (q +
 // 4, q + 32), Q2_K's unsigned ones with a minimum per 16 (times dmin). Q4_K and Q5_K: a scale
-// and a minimum per 32.
+// and a minimum per 32 (kUnitMins); IQ4_XS a signed scale per 32 and signed values (DotScaled).
 template <TensorType kType>
 inline constexpr bool kHalfScales =
     kType == TensorType::kQ2_K || kType == TensorType::kQ3_K || kType == TensorType::kQ6_K;
+template <TensorType kType>
+inline constexpr bool kUnitMins = kType == TensorType::kQ4_K || kType == TensorType::kQ5_K;
 
 template <TensorType kType>
 using KBlock = std::conditional_t<
     kType == TensorType::kQ2_K, BlockQ2_K,
     std::conditional_t<
         kType == TensorType::kQ3_K, BlockQ3_K,
-        std::conditional_t<kType == TensorType::kQ4_K, BlockQ4_K,
-                           std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K, BlockQ6_K>>>>;
+        std::conditional_t<
+            kType == TensorType::kQ4_K, BlockQ4_K,
+            std::conditional_t<kType == TensorType::kQ5_K, BlockQ5_K,
+                               std::conditional_t<kType == TensorType::kQ6_K, BlockQ6_K, BlockIQ4_XS>>>>>;
 
 // (v << kShift) & mask for kShift > 0, (v >> -kShift) & mask for kShift < 0, shifting 16-bit
 // lanes (one instruction on x86, where 8-bit shifts need a mask of their own). REQUIRES: mask
@@ -97,11 +101,26 @@ HWY_INLINE VU8 ShiftMask(VU8 v, uint8_t mask) {
 // Vector v of unit kJ < 8 (elements 32 kJ ..) of super-block `blk`, unsigned: Q4_K's and
 // Q5_K's q as Unpack32 computes it, Q6_K's as stored, q + 32 in [0, 63], Q3_K's q + 4 in
 // [0, 7] (the kernels take the offset back out per super-block: SubtractStoredOffset), Q2_K's
-// q in [0, 3].
+// q in [0, 3]; IQ4_XS's grid value, signed (the bytes of an int8 vector, for DotScaled).
 template <TensorType kType, size_t kJ>
 HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
   constexpr size_t kL = hn::MaxLanes(DU8());
-  if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
+  if constexpr (kType == TensorType::kIQ4_XS) {
+    // 16 bytes: elements 0..15 in the low nibbles, 16..31 in the high ones. A 256-bit vector
+    // takes the low nibbles in its low half and the high ones in its high half; 128-bit vector
+    // v the low (v = 0) or the high (v = 1) ones.
+    const VU8 bytes = hn::LoadDup128(DU8(), b.qs + 16 * kJ);
+    const VU8 low = hn::And(bytes, hn::Set(DU8(), 0x0F));
+    const VU8 high = ShiftMask<-4>(bytes, 0x0F);
+    VU8 idx;
+    if constexpr (kL == 32) {
+      (void)v;
+      idx = hn::ConcatUpperLower(DU8(), high, low);
+    } else {  // 16 lanes (DU8 holds at most 32)
+      idx = v == 0 ? low : high;
+    }
+    return hn::TableLookupBytes(hn::LoadDup128(DU8(), reinterpret_cast<const uint8_t*>(kIq4NlValues)), idx);
+  } else if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
     const VU8 low2 = ShiftMask<-2 * static_cast<int>(kK)>(hn::LoadU(DU8(), b.qs + 32 * kH + v * kL), 0x03);
     if constexpr (kType == TensorType::kQ2_K) {
@@ -125,6 +144,27 @@ HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
       q = hn::Or(q, ShiftMask<4 - static_cast<int>(kJ)>(hn::LoadU(DU8(), b.qh + v * kL), 0x10));
     }
     return q;
+  }
+}
+
+// DotU8S8Scaled for a unit's decoded w (DecodeQVec): unsigned for every type but IQ4_XS, whose
+// grid values are signed. For those, w x = |w| (x with w's sign): pmaddubsw's unsigned operand
+// is then |w| <= 127 and its pair sums stay below 2^15 (the grid + 128, up to 241, would
+// saturate them without VNNI). The activations are in [-127, 127], so negating one is exact.
+template <TensorType kType>
+HWY_INLINE VI32 DotScaled(VU8 w, VI8 x, hn::Vec<DI16> s, VI32 acc) {
+  if constexpr (kType == TensorType::kIQ4_XS) {
+    const VI8 ws = hn::BitCast(DI8(), w);
+    const VU8 magnitude = hn::BitCast(DU8(), hn::Abs(ws));
+#if LLMASOS_X86_256
+    return DotU8S8Scaled(magnitude, VI8{_mm256_sign_epi8(x.raw, ws.raw)}, s, acc);
+#elif LLMASOS_X86_SIMD
+    return DotU8S8Scaled(magnitude, VI8{_mm_sign_epi8(x.raw, ws.raw)}, s, acc);
+#else
+    return DotU8S8Scaled(magnitude, hn::IfThenElse(hn::Lt(ws, hn::Zero(DI8())), hn::Neg(x), x), s, acc);
+#endif
+  } else {
+    return DotU8S8Scaled(w, x, s, acc);
   }
 }
 
@@ -293,7 +333,12 @@ struct KScales {
 template <TensorType kType>
 HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   s.d = HalfToFloat(b.d);
-  if constexpr (kType == TensorType::kQ2_K) {  // byte i: sc in its low nibble, m in its high one
+  if constexpr (kType == TensorType::kIQ4_XS) {  // a signed 6-bit scale ls - 32 per unit
+    for (size_t j = 0; j < 8; ++j) {
+      const int ls = ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0x0F) | (((b.scales_h >> (2 * j)) & 3) << 4);
+      s.sc[j] = static_cast<int16_t>(ls - 32);
+    }
+  } else if constexpr (kType == TensorType::kQ2_K) {  // byte i: sc in its low nibble, m in its high one
     s.dmin = HalfToFloat(b.dmin);
 #if LLMASOS_X86_256
     const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
@@ -490,7 +535,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
       blk[r] = reinterpret_cast<const Block*>(w_rows + r * row_bytes) + sb;
       ReadKScales<kType>(*blk[r], ks[r]);
     }
-    if constexpr (!kHalfScales<kType>) {
+    if constexpr (kUnitMins<kType>) {
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
         VF32 sx[kUnitVecs];
@@ -530,7 +575,7 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
           const auto w = DecodeQVec<kType, kJ>(*blk[r], v);
           const auto sc = UnitScales<kType, kJ>(ks[r], v);
           LLMASOS_UNROLL
-          for (size_t t = 0; t < kT; ++t) sums[r][t] = DotU8S8Scaled(w, x[t][v], sc, sums[r][t]);
+          for (size_t t = 0; t < kT; ++t) sums[r][t] = DotScaled<kType>(w, x[t][v], sc, sums[r][t]);
         }
       }
     });
@@ -613,7 +658,7 @@ void FillKPanel(const uint8_t* HWY_RESTRICT w_rows, size_t row_bytes, size_t num
       if constexpr (kHalfScales<kType>) {
         std::memcpy(&p.sc32[(sb * num_rows + r) * 16], ks.sc32, sizeof(ks.sc32));
         if constexpr (kType == TensorType::kQ2_K) p.dmin[sb * num_rows + r] = ks.dmin;
-      } else {
+      } else if constexpr (kUnitMins<kType>) {
         LLMASOS_UNROLL
         for (size_t i = 0; i < kUnitVecs; ++i) {
           hn::StoreU(ks.dmin_m[i], DF32(), &p.dmin_m[(sb * num_rows + r) * 8 + i * hn::MaxLanes(DF32())]);
@@ -647,7 +692,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
   VF32 acc[kR][kT];
   ZeroTile(acc);
   for (size_t sb = 0; sb < cols / 256; ++sb) {
-    if constexpr (!kHalfScales<kType>) {
+    if constexpr (kUnitMins<kType>) {
       LLMASOS_UNROLL
       for (size_t t = 0; t < kT; ++t) {
         VF32 sx[kUnitVecs];
@@ -675,7 +720,7 @@ HWY_NOINLINE void KPanelTile(const KPanel& p, size_t cols, const int8_t* HWY_RES
           LLMASOS_UNROLL
           for (size_t t = 0; t < kT; ++t) {
             const VI8 x = hn::LoadU(DI8(), xq + t * cols + 32 * b + v * kL);
-            isb[r][t] = DotU8S8Scaled(w, x, sc, isb[r][t]);
+            isb[r][t] = DotScaled<kType>(w, x, sc, isb[r][t]);
           }
         }
       }
