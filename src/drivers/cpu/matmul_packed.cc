@@ -10,8 +10,8 @@
 // the integer sum of the token's activations in the block, which cancels the bias exactly.
 // IQ4_NL and IQ4_XS keep their 4-bit grid indices and look the values up (+ 128, one vpshufb
 // per vector), cancelled as Q8_0's. F16 matrices use the same 16-row tiles with fp16 lanes
-// against float activations. Q4_K, Q5_K, Q6_K and IQ4_XS keep their integer sub-block scales
-// per row lane and apply them to each unit's integer dot products (see PackedKTile).
+// against float activations. Q2_K .. Q6_K and IQ4_XS keep their integer sub-block scales per
+// row lane and apply them to each unit's integer dot products (see PackedKTile).
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 and the IQ4 types need VNNI: without it
 // pmaddubsw would saturate on biased values); elsewhere PackMatrix returns null and MatMul uses
@@ -212,14 +212,15 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
   for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-// ---- Super-block types (Q4_K, Q5_K, Q6_K, IQ4_XS) -------------------------------------------
+// ---- Super-block types (Q2_K .. Q6_K, IQ4_XS) ---------------------------------------------
 // Per unit of 32 elements and token: 8 vpdpbusd as for Q4_1, in two chains (elements 0..15 and
-// 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q6_K: one per
-// half, its scales are per 16) into the super-block's int32 sums. Per super-block and token:
-// Q4_K's and Q5_K's minimum term sum_j m_j sum(x_j), Q6_K's offset 32 sum_h sc_h sum(x_h) (its
-// values are stored as q + 32, unsigned) and IQ4_XS's 128 sum_j sc_j sum(x_j) (grid + 128) as
-// int16 pair products (vpdpwssd) of the tile's m or sc with the token's block or half-block
-// sums, then one conversion and one FMA per term.
+// 16..31), then the row lanes' integer sub-block scales applied by one vpmulld (Q2_K, Q3_K,
+// Q6_K: one per half, their scales are per 16) into the super-block's int32 sums. Per
+// super-block and token, one term from the token's block or half-block sums as int16 pair
+// products (vpdpwssd) with the tile's coefficients (CoefficientPairs): Q2_K's, Q4_K's and
+// Q5_K's minimums sum m sum(x), times dmin; or the offset of the stored values, taken out of the
+// int32 sums: Q3_K's 4 sum_h sc_h sum(x_h) (q + 4), Q6_K's 32 sum_h sc_h sum(x_h) (q + 32) and
+// IQ4_XS's 128 sum_j sc_j sum(x_j) (grid + 128). Then one conversion and one FMA per term.
 // Everything is exact int32 within a super-block (|sum| < 2^29), as in matmul_unpacked.cc's
 // K-quant kernels.
 

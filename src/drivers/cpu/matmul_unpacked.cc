@@ -1,7 +1,7 @@
 // MatMul for the block formats without a dedicated kernel (Q2_K .. Q6_K, Q8_K,
-// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q3_K, Q4_K, Q5_K and Q6_K (the large matrices of
-// real Q4_K_M / Q5_K_M files) have kernels of their own below: KQuantTile straight from the
-// blocks for few tokens, KPanelTile over a decoded row tile for prefill.
+// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q2_K .. Q6_K and IQ4_XS (the large matrices
+// of real K-quant and IQ4_XS files) have kernels of their own below: KQuantTile straight from
+// the blocks for few tokens, KPanelTile over a decoded row tile for prefill.
 //
 // For the others, a tile of weight rows is decoded once per call into a panel in quant_unpack.h's common form
 // (signed 8-bit q in element order, a scale and a minimum per 16 elements), then every token
@@ -280,10 +280,10 @@ void UnpackedRows(const MatView& w, const QuantizedActivations& x, size_t row_be
 }
 
 // ---- Direct K-quant kernel (decode and small batches) ---------------------------------------
-// Q3_K .. Q6_K straight from the file's blocks, without a panel. Per super-block a row's
+// Q2_K .. Q6_K and IQ4_XS straight from the file's blocks, without a panel. Per super-block a row's
 // integer sub-block scales sc are read once; per 32 elements its q are decoded in registers and
 //   idot = sum_pairs (q_w q_x) * sc    (pmaddubsw, then pmaddwd by sc instead of by 1)
-// is exact in int32 (Q3_K, Q6_K: two sc per 32, one per 16-element half of the int16 lanes). The
+// is exact in int32 (Q2_K, Q3_K, Q6_K: two sc per 32, one per 16-element half of the int16 lanes). The
 // activations carry one scale d_x per super-block (ActivationGroupElems), so the 8 units' idot
 // are added in int32 and scaled once (AddSuperBlock):
 //   acc += float(sum_j idot_j) * (d_x d_w)   (per super-block),
@@ -316,9 +316,10 @@ HWY_INLINE void UnitSums(const float* HWY_RESTRICT xd, const int32_t* HWY_RESTRI
   }
 }
 
-// A super-block row's scales: d, the integer sub-block scales as int16 (Q4_K/Q5_K one per unit
-// of 32, Q3_K/Q6_K one per 16; these also the offset times sc, 4 sc or 32 sc, for
-// SubtractStoredOffset), and Q4_K/Q5_K's minimums dmin * m_j as float lanes, one per unit.
+// A super-block row's scales: d, the integer sub-block scales as int16 (Q4_K/Q5_K/IQ4_XS one per
+// unit of 32, Q2_K/Q3_K/Q6_K one per 16; these also the 16 coefficients of the half-block sums
+// for HalfBlockTerm: 4 sc or 32 sc, Q2_K's m), and Q4_K/Q5_K's minimums dmin * m_j as float
+// lanes, one per unit.
 struct KScales {
   HWY_ALIGN int16_t sc[16];
   HWY_ALIGN int16_t sc32[16];  // the offset times sc (the name is Q6_K's 32 sc); Q2_K: m
@@ -326,7 +327,7 @@ struct KScales {
   float d;
   float dmin;  // Q2_K
 #if LLMASOS_X86_256
-  __m256i sc_vec;  // Q3_K, Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
+  __m256i sc_vec;  // Q2_K, Q3_K, Q6_K: sc[0..15] as int16 lanes, for UnitScales' shuffles
 #endif
 };
 
@@ -334,10 +335,7 @@ template <TensorType kType>
 HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   s.d = HalfToFloat(b.d);
   if constexpr (kType == TensorType::kIQ4_XS) {  // a signed 6-bit scale ls - 32 per unit
-    for (size_t j = 0; j < 8; ++j) {
-      const int ls = ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0x0F) | (((b.scales_h >> (2 * j)) & 3) << 4);
-      s.sc[j] = static_cast<int16_t>(ls - 32);
-    }
+    for (size_t j = 0; j < 8; ++j) s.sc[j] = static_cast<int16_t>(unpack_internal::ScaleIQ4XS(b, j));
   } else if constexpr (kType == TensorType::kQ2_K) {  // byte i: sc in its low nibble, m in its high one
     s.dmin = HalfToFloat(b.dmin);
 #if LLMASOS_X86_256
@@ -402,7 +400,7 @@ HWY_INLINE void ReadKScales(const KBlock<kType>& b, KScales& s) {
   }
 }
 
-// The int16 multipliers of vector v of unit j: one scale for Q4_K/Q5_K; for Q3_K/Q6_K sc[2j]
+// The int16 multipliers of vector v of unit j: one scale for Q4_K/Q5_K/IQ4_XS; for kHalfScales sc[2j]
 // on the lanes of elements 0..15 and sc[2j + 1] on those of 16..31 (the two halves of a 256-bit
 // vector, or the two 128-bit vectors).
 template <TensorType kType, size_t kJ>
@@ -602,9 +600,10 @@ HWY_NOINLINE void KQuantTile(const uint8_t* HWY_RESTRICT w_rows, size_t row_byte
 // KQuantTile's arithmetic over a row tile decoded once into a panel laid out for it, tokens
 // streamed over the panel: per (row, token, 32 elements) one pmaddubsw, one pmaddwd by the
 // sub-block scales and one int32 add; one conversion and one FMA per super-block
-// (AddSuperBlock), and Q3_K's and Q6_K's offset (SubtractStoredOffset). Everything a row needs
-// beyond that is decoded at fill time: unsigned q (Q3_K: q + 4, Q6_K: q + 32), the int16
-// multipliers in UnitScales' lane layout, d, Q4_K/Q5_K's dmin * m and Q3_K/Q6_K's offset sc. Each output lane sees the same integers
+// (AddSuperBlock), and the per-16 term of Q2_K, Q3_K and Q6_K (HalfBlockTerm). Everything a
+// row needs beyond that is decoded at fill time: q as DecodeQVec gives it, the int16
+// multipliers in UnitScales' lane layout, d, Q4_K/Q5_K's dmin * m, the per-16 types' 16
+// coefficients of the half-block sums and Q2_K's dmin. Each output lane sees the same integers
 // and the same float operations in the same order as in KQuantTile, so a token's result is
 // bit-identical whether it runs alone (direct kernel) or in a batch (panel).
 // 3 x 3: nine int32 sums stay in registers beside a row's q and scales and a token's x (4 x 3
@@ -624,8 +623,8 @@ inline constexpr size_t kKTileTokens = 3;
 // for 2^k columns) of
 //   q      kBlockBytes: DecodeQVec's unsigned q
 //   sc     kBlockBytes: UnitScales of each vector, int16
-// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j or (Q3_K/Q6_K) the 16 offset
-// times sc.
+// and per super-block and row d and (Q4_K/Q5_K) the 8 dmin * m_j or (Q2_K/Q3_K/Q6_K) the 16
+// coefficients of the half-block sums (Q2_K also dmin).
 inline constexpr size_t kKRecordBytes = 2 * kBlockBytes;
 
 struct KPanel {

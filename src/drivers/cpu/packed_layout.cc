@@ -140,8 +140,8 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
       }
       if constexpr (kType == TensorType::kIQ4_XS) {
         for (size_t u = 0; u < 8; ++u) {
-          const int ls = ((b.scales_l[u / 2] >> (4 * (u % 2))) & 0x0F) | (((b.scales_h >> (2 * u)) & 3) << 4);
-          out[KPackScales(kType) + 2 * kPackRows * (u / 2) + 2 * r + u % 2] = static_cast<uint8_t>(ls - 32);
+          out[KPackScales(kType) + 2 * kPackRows * (u / 2) + 2 * r + u % 2] =
+              static_cast<uint8_t>(unpack_internal::ScaleIQ4XS(b, u));
         }
         std::memcpy(out + KPackD(kType) + 2 * r, &b.d, 2);
       } else if constexpr (HasHalfUnitScales(kType)) {  // sub-block s: unit s / 2, byte s % 2

@@ -45,7 +45,12 @@ inline int ScaleQ3K(const uint8_t* s, size_t i) {
   const int high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
   return low | (high << 4);
 }
-// All 16 of them (ScaleQ3K(s, i) in out[i]), four at a time in 32-bit words.
+// IQ4_XS: the signed scale ls - 32 of sub-block i < 8.
+inline int ScaleIQ4XS(const BlockIQ4_XS& b, size_t i) {
+  const int ls = ((b.scales_l[i / 2] >> (4 * (i % 2))) & 0x0F) | (((b.scales_h >> (2 * i)) & 3) << 4);
+  return ls - 32;
+}
+// All 16 of Q3_K's (ScaleQ3K(s, i) in out[i]), four at a time in 32-bit words.
 inline void ScalesQ3K(const uint8_t* s, uint8_t (&out)[16]) {
   uint32_t w[3];
   std::memcpy(w, s, sizeof(w));
@@ -185,13 +190,12 @@ inline void Unpack32(const uint8_t* row, size_t u, Unpacked32& o) {
   } else if constexpr (kType == TensorType::kIQ4_XS) {
     const auto& b = reinterpret_cast<const BlockIQ4_XS*>(row)[u / 8];
     const size_t i = u % 8;
-    const int ls = ((b.scales_l[i / 2] >> (4 * (i % 2))) & 0x0F) | (((b.scales_h >> (2 * i)) & 3) << 4);
     const uint8_t* qs = b.qs + 16 * i;
     for (size_t j = 0; j < 16; ++j) {
       o.q[j] = kIq4NlValues[qs[j] & 0x0F];
       o.q[j + 16] = kIq4NlValues[qs[j] >> 4];
     }
-    const float scale = F16ToF32(b.d) * static_cast<float>(ls - 32);
+    const float scale = F16ToF32(b.d) * static_cast<float>(ScaleIQ4XS(b, i));
     SetScales(o, scale, scale, 0.0f, 0.0f);
   } else {
     static_assert(kType == TensorType::kQ8_0, "not a block-quantized type");
