@@ -101,7 +101,7 @@ void MatMulFloat(const MatView& w, const float* x, size_t num_tokens, float* out
 inline constexpr size_t kPackRows = 16;
 // Within a Q5 block or a Q5_K/Q6_K unit: where the high bits start, after the low nibbles.
 inline constexpr size_t kKPackHigh = 256;
-// Q4_K, Q5_K, Q6_K and IQ4_XS: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
+// Q2_K .. Q6_K and IQ4_XS: the same 16-row tiles, per super-block of 256 elements (8 units of 32),
 // each unit's low nibbles laid out as a Q4 block's values above (vector j: group j in the low
 // nibbles, group j + 4 in the high ones):
 //   Q4_K: the 8 units' low nibbles (unit u at 256 u); sc [unit][row] u8 (one byte per row and
@@ -162,7 +162,11 @@ inline constexpr size_t KPackUnitBytes(TensorType type) {
 // Q4_K, Q5_K and IQ4_XS: sc (and m) after the units.
 inline constexpr size_t KPackScales(TensorType type) { return 8 * KPackUnitBytes(type); }
 inline constexpr size_t KPackMins(TensorType type) { return KPackScales(type) + 8 * kPackRows; }
-// d [16] fp16; Q2_K, Q4_K and Q5_K then dmin [16].
+// The super-block types whose weights subtract dmin times a minimum (w = d sc q - dmin m).
+inline constexpr bool KPackHasDmin(TensorType type) {
+  return type == TensorType::kQ2_K || type == TensorType::kQ4_K || type == TensorType::kQ5_K;
+}
+// d [16] fp16; the KPackHasDmin types then dmin [16].
 inline constexpr size_t KPackD(TensorType type) {
   return HasHalfUnitScales(type)       ? 8 * KPackUnitBytes(type)
          : type == TensorType::kIQ4_XS ? KPackMins(type)

@@ -387,8 +387,7 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
     __m512i c_pairs[kPairs];
     LLMASOS_UNROLL
     for (size_t i = 0; i < kPairs; ++i) c_pairs[i] = CoefficientPairs<kType>(sblk, i);
-    constexpr bool kHasDmin =
-        kType == TensorType::kQ2_K || kType == TensorType::kQ4_K || kType == TensorType::kQ5_K;
+    constexpr bool kHasDmin = KPackHasDmin(kType);
     __m512 dmin = _mm512_setzero_ps();
     if constexpr (kHasDmin) {
       dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sblk + KPackD(kType) + 32)));

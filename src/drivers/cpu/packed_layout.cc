@@ -172,14 +172,13 @@ void PackKTile(const MatView& w, size_t row0, uint8_t* dst) {
 // Row `lane` of a super-block tile, as quant_unpack.h's DequantizeQuantRow computes it.
 void DequantizePackedKRow(TensorType type, const uint8_t* tile, size_t lane, size_t cols,
                           float* out) {
-  const bool has_dmin = type == TensorType::kQ2_K || type == TensorType::kQ4_K || type == TensorType::kQ5_K;
   const bool low2 = type == TensorType::kQ2_K || type == TensorType::kQ3_K;
   const size_t block_bytes = PackedBlockBytes(type);
   for (size_t sb = 0; sb < cols / kSuperBlockElems; ++sb) {
     const uint8_t* blk = tile + sb * block_bytes;
     uint16_t d_bits, dmin_bits = 0;
     std::memcpy(&d_bits, blk + KPackD(type) + 2 * lane, 2);
-    if (has_dmin) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
+    if (KPackHasDmin(type)) std::memcpy(&dmin_bits, blk + KPackD(type) + 2 * kPackRows + 2 * lane, 2);
     const float d = F16ToF32(d_bits), dmin = F16ToF32(dmin_bits);
     for (size_t u = 0; u < 8; ++u) {
       const uint8_t* unit = blk + KPackUnitBytes(type) * u;
@@ -256,11 +255,11 @@ size_t PackedBlockBytes(TensorType type) {
     case TensorType::kIQ4_NL: return kPackRows * sizeof(BlockIQ4_NL);
     case TensorType::kF16: return kPackRows * kQuantBlockElems * sizeof(uint16_t);
     case TensorType::kQ2_K:
-    case TensorType::kQ4_K:
-    case TensorType::kQ5_K: return KPackD(type) + 2 * 2 * kPackRows;
     case TensorType::kQ3_K:
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K:
     case TensorType::kQ6_K:
-    case TensorType::kIQ4_XS: return KPackD(type) + 2 * kPackRows;
+    case TensorType::kIQ4_XS: return KPackD(type) + (KPackHasDmin(type) ? 2 : 1) * 2 * kPackRows;
     default: CHECK(false) << "no packed layout for " << Traits(type).name; return 0;
   }
 }
