@@ -385,13 +385,16 @@ TEST_P(CpuKernelsTest, MatMulMatchesScalarTwinForEveryType) {
 // Q4_K, Q5_K and Q6_K run a direct kernel below 8 tokens and a panel kernel from 8 on; both
 // compute each output lane with the same integers and float operations (matmul_unpacked.cc),
 // so a token's outputs are the same bits alone as in a batch of any size, on every target.
-// Random blocks, so every q, scale and sign pattern occurs; 13 rows leave a 1-row remainder
-// after the 3-row panel tiles, 11 tokens two single tokens after the 3-token tiles.
+// So does IQ4_NL without packed weights, in the direct kernel of matmul_quant-inl.h (QuantTile
+// and DecodeRows). Random blocks, so every q, scale and sign pattern occurs; 13 rows leave a
+// 1-row remainder after the 3-row panel tiles, 11 tokens two single tokens after the 3-token
+// tiles.
 TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
   const size_t rows = 13, cols = 512;
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
-    for (TensorType type : {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K}) {
+    for (TensorType type :
+         {TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_NL}) {
       Weights w = MakeWeights(type, rows, cols, 77);
       for (size_t tokens : {8u, 11u}) {
         const std::vector<float> x = RandomFloats(tokens * cols, 78);
@@ -412,18 +415,22 @@ TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
 }
 
 // The K-quant kernels multiply sub-block scales inside 16-bit pair sums (pmaddubsw, then
-// pmaddwd by the scale): blocks at the largest q and scales (every byte 0xFF; Q6_K also at
-// q - 32 = -32 with scale -128) against activations that all quantize to +127 or -127 must
-// neither saturate nor overflow, on every target, for 1 to 9 tokens (direct kernel and panel).
-TEST_P(CpuKernelsTest, KQuantMatMulDoesNotSaturateOnExtremeBlocks) {
+// pmaddwd by the scale), and the IQ4 kernels multiply signed grid values: blocks at the largest
+// q and scales (every byte 0xFF; Q6_K also at q - 32 = -32 with scale -128; IQ4 at the grid's
+// -127) against activations that all quantize to +127 or -127 must neither saturate nor
+// overflow, on every target, for 1 to 9 tokens (direct kernel and panel).
+TEST_P(CpuKernelsTest, QuantMatMulDoesNotSaturateOnExtremeBlocks) {
   ThreadPool pool(1);
   const size_t rows = 5, cols = 512;
   for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                          TensorType::kQ6_K, TensorType::kIQ4_XS}) {
+                          TensorType::kQ6_K, TensorType::kIQ4_XS, TensorType::kIQ4_NL}) {
     for (int pattern = 0; pattern < 2; ++pattern) {
       // Pattern 1: Q6_K at q - 32 = -32 with scale -128; IQ4_XS (every byte 0) at the grid's
-      // -127 with scale -32.
-      if (pattern == 1 && type != TensorType::kQ6_K && type != TensorType::kIQ4_XS) continue;
+      // -127 with scale -32, IQ4_NL at the grid's -127.
+      if (pattern == 1 && type != TensorType::kQ6_K && type != TensorType::kIQ4_XS &&
+          type != TensorType::kIQ4_NL) {
+        continue;
+      }
       const size_t row_bytes = RowBytes(type, cols);
       const size_t block_bytes = Traits(type).block_bytes;
       std::vector<uint8_t> bytes(rows * row_bytes, pattern == 0 ? 0xFF : 0x00);

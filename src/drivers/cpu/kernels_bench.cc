@@ -194,6 +194,9 @@ void PrefillShapes(benchmark::internal::Benchmark* b) {
     b->Args({2048, 2048, 128, threads, kQ4_K});
     b->Args({8192, 2048, 128, threads, kQ8_0});
   }
+  // The 32-element 4-bit types on the same shape (IQ4_NL runs in Q4_0's kernels without VNNI).
+  b->Args({8192, 2048, 128, 1, kQ4_0});
+  b->Args({8192, 2048, 128, 1, kIQ4_NL});
 }
 
 // One decode token's attention over a long context, per KV head, as BatchForward runs it: the

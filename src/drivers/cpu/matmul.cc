@@ -165,8 +165,7 @@ void MatMul(const MatView& w, const float* x, size_t num_tokens, float* out, Thr
   if (w.packed != nullptr && MatMulPacked(*w.packed, acts, out, pool)) return;
   if (w.type == TensorType::kQ8_0) {
     MatMulQ8(w, acts, out, pool);
-  } else if (w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
-             w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1) {
+  } else if (IsQ4KernelType(w.type)) {
     MatMulQ4(w, acts, out, pool);
   } else {
     MatMulUnpacked(w, acts, out, pool);

@@ -75,10 +75,15 @@ inline void ForEachTile(size_t row_begin, size_t row_end, size_t num_tokens, Til
 
 // The per-type halves of MatMul, each dispatched to the best SIMD target.
 //   out: [num_tokens, w.rows]
-// Q4_0, Q4_1, Q5_0, Q5_1.
+// The 4- and 5-bit types of 32 elements: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL.
+inline bool IsQ4KernelType(TensorType type) {
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ5_0 ||
+         type == TensorType::kQ5_1 || type == TensorType::kIQ4_NL;
+}
+// IsQ4KernelType's types.
 void MatMulQ4(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
 void MatMulQ8(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool);
-// Every other block-quantized type (the K-quants, IQ4_NL, IQ4_XS), through
+// Every other block-quantized type (the K-quants, IQ4_XS, Q8_K), through
 // quant_unpack.h's common form.
 void MatMulUnpacked(const MatView& w, const QuantizedActivations& x, float* out,
                     ThreadPool& pool);

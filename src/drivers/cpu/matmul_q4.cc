@@ -1,4 +1,4 @@
-// MatMul for Q4_0, Q4_1, Q5_0 and Q5_1 weights, compiled once per SIMD target.
+// MatMul for Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL weights, compiled once per SIMD target.
 #include "drivers/cpu/matmul_internal.h"
 
 #undef HWY_TARGET_INCLUDE
@@ -17,7 +17,8 @@ void MatMulQ4Target(const MatView& w, const QuantizedActivations& x, float* out,
     case TensorType::kQ4_1: return QuantMatMul<TensorType::kQ4_1>(w, x, out, pool);
     case TensorType::kQ5_0: return QuantMatMul<TensorType::kQ5_0>(w, x, out, pool);
     case TensorType::kQ5_1: return QuantMatMul<TensorType::kQ5_1>(w, x, out, pool);
-    default: CHECK(false) << "MatMulQ4: not a 4- or 5-bit 32-element type";
+    case TensorType::kIQ4_NL: return QuantMatMul<TensorType::kIQ4_NL>(w, x, out, pool);
+    default: CHECK(false) << "MatMulQ4: not a type of IsQ4KernelType";
   }
 }
 
@@ -31,8 +32,7 @@ namespace llmasos::cpu {
 HWY_EXPORT(MatMulQ4Target);
 
 void MatMulQ4(const MatView& w, const QuantizedActivations& x, float* out, ThreadPool& pool) {
-  CHECK(w.type == TensorType::kQ4_0 || w.type == TensorType::kQ4_1 ||
-        w.type == TensorType::kQ5_0 || w.type == TensorType::kQ5_1);
+  CHECK(IsQ4KernelType(w.type));
   HWY_DYNAMIC_DISPATCH(MatMulQ4Target)(w, x, out, pool);
 }
 

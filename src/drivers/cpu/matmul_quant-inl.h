@@ -11,7 +11,9 @@
 //   sum_j w[j] x[j] ~= (d_w d_x) * sum_j q_w[j] q_x[j]  +  m_w * s_x
 // where Q8_0 has m_w = 0, Q4_1 and Q5_1 store m_w, and Q4_0 (w = d (q - 8)) is Q4_1 with
 // m_w = -8 d_w (Q5_0: -16 d_w), so the 4- and 5-bit types multiply unsigned values and never
-// subtract the offset per element.
+// subtract the offset per element. IQ4_NL (w = d grid[q]) has m_w = 0 like Q8_0: one byte
+// shuffle per vector turns its nibbles into the signed grid values, multiplied with the sign
+// trick (DotS8S8), since grid + 128 reaches 241 and would saturate pmaddubsw's pair sums.
 #if defined(LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_
 #undef LLMASOS_DRIVERS_CPU_MATMUL_QUANT_INL_H_
@@ -95,6 +97,11 @@ struct QuantBlockTraits<TensorType::kQ8_0> {
   using Block = BlockQ8_0;
   static constexpr bool kHasMin = false;
 };
+template <>
+struct QuantBlockTraits<TensorType::kIQ4_NL> {
+  using Block = BlockIQ4_NL;
+  static constexpr bool kHasMin = false;
+};
 // Q5_0 (w = d (q - 16)) is Q5_1 with m_w = -16 d_w, as Q4_0 is Q4_1 with -8 d_w.
 template <>
 struct QuantBlockTraits<TensorType::kQ5_0> {
@@ -128,10 +135,14 @@ HWY_INLINE void AddFifthBits(const uint8_t* HWY_RESTRICT qh_bytes, VU8 (&w)[kVec
   }
 }
 
+// Whether a type's block values are signed bytes (multiplied by DotS8S8) rather than unsigned.
+template <TensorType kType>
+inline constexpr bool kSignedValues = kType == TensorType::kQ8_0 || kType == TensorType::kIQ4_NL;
+
 // One weight block made ready for dot products: its lanes, scale and (Q4) minimum.
 template <TensorType kType>
 struct LoadedBlock {
-  hn::Vec<std::conditional_t<kType == TensorType::kQ8_0, DI8, DU8>> w[kVecsPerBlock];
+  hn::Vec<std::conditional_t<kSignedValues<kType>, DI8, DU8>> w[kVecsPerBlock];
   float d;
   float m;
 };
@@ -143,6 +154,16 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
     LLMASOS_UNROLL
     for (size_t v = 0; v < kVecsPerBlock; ++v) {
       out.w[v] = hn::LoadU(DI8(), blk->qs + v * hn::MaxLanes(DI8()));
+    }
+    out.d = LoadBlockScale(&blk->d);
+    out.m = 0.0f;
+  } else if constexpr (kType == TensorType::kIQ4_NL) {
+    VU8 idx[kVecsPerBlock];
+    UnpackNibbles(blk->qs, idx);
+    const VU8 grid = hn::LoadDup128(DU8(), reinterpret_cast<const uint8_t*>(kIq4NlValues));
+    LLMASOS_UNROLL
+    for (size_t v = 0; v < kVecsPerBlock; ++v) {
+      out.w[v] = hn::BitCast(DI8(), hn::TableLookupBytes(grid, idx[v]));
     }
     out.d = LoadBlockScale(&blk->d);
     out.m = 0.0f;
@@ -181,7 +202,7 @@ HWY_INLINE VI32 BlockDot(const LoadedBlock<kType>& w, const VI8 (&x)[kVecsPerBlo
   VI32 isum = hn::Zero(DI32());
   LLMASOS_UNROLL
   for (size_t v = 0; v < kVecsPerBlock; ++v) {
-    if constexpr (kType == TensorType::kQ8_0) {
+    if constexpr (kSignedValues<kType>) {
       isum = DotS8S8(w.w[v], x[v], isum);
     } else {
       isum = DotU8S8(w.w[v], x[v], isum);

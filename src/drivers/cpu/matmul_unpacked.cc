@@ -1,5 +1,5 @@
-// MatMul for the block formats without a dedicated kernel (Q2_K .. Q6_K, Q8_K,
-// IQ4_NL, IQ4_XS), compiled once per SIMD target. Q2_K .. Q6_K and IQ4_XS (the large matrices
+// MatMul for the block formats without a dedicated kernel (Q2_K .. Q6_K, Q8_K, IQ4_XS),
+// compiled once per SIMD target. Q2_K .. Q6_K and IQ4_XS (the large matrices
 // of real K-quant and IQ4_XS files) have kernels of their own below: KQuantTile straight from
 // the blocks for few tokens, KPanelTile over a decoded row tile for prefill.
 //
