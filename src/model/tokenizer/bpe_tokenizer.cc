@@ -52,7 +52,7 @@ class BpeTokenizer final : public Tokenizer {
 
   Status Init() {
     ASSIGN_OR_RETURN(pre_, PreTokenizer::Create(vocab_.pre));
-    auto index = BuildTokenIndex(vocab_);
+    const TokenIndex index(vocab_.tokens);
     // Byte tokens: the token whose text is the byte's mapped character. Some vocabs lack a
     // few (SmolLM2 has no token for 0x04, 0xC0, 0xF5..0xFF, ...); those bytes are dropped
     // from the input, as the reference implementation does when the model has no unk token.
@@ -60,22 +60,16 @@ class BpeTokenizer final : public Tokenizer {
     for (int b = 0; b < 256; ++b) {
       std::string text;
       AppendUtf8(b2u[b], &text);
-      auto it = index.find(text);
-      byte_token_[b] = it == index.end() ? kNoToken : it->second;
+      byte_token_[b] = index.Find(text);
     }
-    merges_.reserve(vocab_.merges.size());
-    std::string joined;
-    for (size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
-      std::string_view left, right;
-      CHECK(SplitMerge(vocab_.merges[rank], &left, &right));
-      joined.assign(left);
-      joined.append(right);
-      TokenId result = index.at(joined);
+    ASSIGN_OR_RETURN(const std::vector<MergeIds> merges, ResolveMerges(vocab_, index));
+    merges_.reserve(merges.size());
+    for (size_t rank = 0; rank < merges.size(); ++rank) {
+      const MergeIds& m = merges[rank];
       // A merge that would produce a control token would let plain text turn into a special
       // token; such merges are ignored.
-      if (vocab_.types[result] == TokenType::kControl) continue;
-      merges_.try_emplace(PairKey(index.at(left), index.at(right)),
-                          MergeInfo{static_cast<int32_t>(rank), result});
+      if (vocab_.types[m.result] == TokenType::kControl) continue;
+      merges_.try_emplace(PairKey(m.left, m.right), MergeInfo{static_cast<int32_t>(rank), m.result});
     }
     BuildPieces();
     return OkStatus();

@@ -11,7 +11,8 @@
 
 namespace llmasos::tokenizer {
 
-// REQUIRES: ValidateVocab(vocab) is OK.
+// REQUIRES: ValidateVocabExceptMerges(vocab) is OK. Fails when a merge is not two tokens whose
+// join is a token (ResolveMerges).
 StatusOr<std::unique_ptr<Tokenizer>> NewBpeTokenizer(Vocab vocab);
 
 // The GPT-2 byte-to-unicode table: byte b stands for the code point ByteToUnicode()[b] in

@@ -1,7 +1,6 @@
 #include "model/tokenizer/spm_tokenizer.h"
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "util/utf8.h"
 #include "model/tokenizer/vocab_util.h"
@@ -32,7 +31,16 @@ struct Candidate {
 
 class SpmTokenizer final : public Tokenizer {
  public:
-  explicit SpmTokenizer(Vocab vocab) : Tokenizer(std::move(vocab)), specials_(vocab_) {}
+  explicit SpmTokenizer(Vocab vocab)
+      : Tokenizer(std::move(vocab)),
+        specials_(vocab_),
+        // Only these can be produced by merging plain text; control, unknown and byte tokens
+        // are never spelled out by the input.
+        mergeable_(vocab_.tokens, [this](TokenId id) {
+          const TokenType type = vocab_.types[static_cast<size_t>(id)];
+          return type == TokenType::kNormal || type == TokenType::kUndefined ||
+                 type == TokenType::kUserDefined || type == TokenType::kUnused;
+        }) {}
 
   Status Init() {
     if (vocab_.scores.empty()) {
@@ -41,22 +49,9 @@ class SpmTokenizer final : public Tokenizer {
     }
     byte_token_.fill(kNoToken);
     for (size_t i = 0; i < vocab_.tokens.size(); ++i) {
-      const std::string& text = vocab_.tokens[i];
-      auto id = static_cast<TokenId>(i);
-      switch (vocab_.types[i]) {
-        case TokenType::kByte:
-          if (auto b = ByteTokenValue(text); b && byte_token_[*b] == kNoToken) byte_token_[*b] = id;
-          break;
-        case TokenType::kNormal:
-        case TokenType::kUndefined:
-        case TokenType::kUserDefined:
-        case TokenType::kUnused:
-          // Only these can be produced by merging plain text; control, unknown and byte
-          // tokens are never spelled out by the input.
-          mergeable_.emplace(text, id);
-          break;
-        default:
-          break;
+      if (vocab_.types[i] != TokenType::kByte) continue;
+      if (auto b = ByteTokenValue(vocab_.tokens[i]); b && byte_token_[*b] == kNoToken) {
+        byte_token_[*b] = static_cast<TokenId>(i);
       }
     }
     BuildPieces();
@@ -102,9 +97,9 @@ class SpmTokenizer final : public Tokenizer {
       int32_t right = symbols[left].next;
       if (right < 0) return;
       uint32_t length = symbols[left].length + symbols[right].length;
-      auto it = mergeable_.find(std::string_view(text).substr(symbols[left].offset, length));
-      if (it == mergeable_.end()) return;
-      heap.push_back({vocab_.scores[it->second], left, length, it->second});
+      const TokenId id = mergeable_.Find(std::string_view(text).substr(symbols[left].offset, length));
+      if (id == kNoToken) return;
+      heap.push_back({vocab_.scores[id], left, length, id});
       std::push_heap(heap.begin(), heap.end());
     };
     for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
@@ -129,9 +124,8 @@ class SpmTokenizer final : public Tokenizer {
     }
     for (int32_t i = 0; i >= 0; i = symbols[i].next) {
       std::string_view piece = std::string_view(text).substr(symbols[i].offset, symbols[i].length);
-      auto it = mergeable_.find(piece);
-      if (it != mergeable_.end()) {
-        out->push_back(it->second);
+      if (const TokenId id = mergeable_.Find(piece); id != kNoToken) {
+        out->push_back(id);
         continue;
       }
       // Byte fallback: every byte needs its <0xXX> token, else the character becomes unk.
@@ -179,7 +173,7 @@ class SpmTokenizer final : public Tokenizer {
   }
 
   SpecialTokenSplitter specials_;
-  std::unordered_map<std::string_view, TokenId> mergeable_;  // views into vocab_.tokens
+  TokenIndex mergeable_;  // over vocab_.tokens
   std::array<TokenId, 256> byte_token_{};
 };
 

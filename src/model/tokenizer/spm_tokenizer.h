@@ -11,7 +11,7 @@
 
 namespace llmasos::tokenizer {
 
-// REQUIRES: ValidateVocab(vocab) is OK. Fails when scores are missing.
+// REQUIRES: ValidateVocabExceptMerges(vocab) is OK. Fails when scores are missing.
 StatusOr<std::unique_ptr<Tokenizer>> NewSpmTokenizer(Vocab vocab);
 
 }  // namespace llmasos::tokenizer

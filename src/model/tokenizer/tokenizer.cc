@@ -10,7 +10,7 @@
 namespace llmasos::tokenizer {
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(Vocab vocab) {
-  RETURN_IF_ERROR(ValidateVocab(vocab));
+  RETURN_IF_ERROR(ValidateVocabExceptMerges(vocab));
   if (vocab.eog.empty()) FillEndOfGeneration(&vocab);
   if (vocab.model == "gpt2") return NewBpeTokenizer(std::move(vocab));
   if (vocab.model == "llama") return NewSpmTokenizer(std::move(vocab));

@@ -1,6 +1,7 @@
 #include "model/tokenizer/vocab_util.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 
 namespace llmasos::tokenizer {
@@ -28,6 +29,14 @@ std::string Quote(std::string_view s) {
 }  // namespace
 
 Status ValidateVocab(const Vocab& vocab) {
+  RETURN_IF_ERROR(ValidateVocabExceptMerges(vocab));
+  if (!vocab.merges.empty()) {
+    RETURN_IF_ERROR(ResolveMerges(vocab, TokenIndex(vocab.tokens)).status());
+  }
+  return OkStatus();
+}
+
+Status ValidateVocabExceptMerges(const Vocab& vocab) {
   if (vocab.tokens.empty()) return InvalidArgumentError("tokenizer.ggml.tokens is empty");
   if (vocab.types.size() != vocab.tokens.size()) {
     return InvalidArgumentError("tokenizer.ggml.token_type has " +
@@ -56,31 +65,37 @@ Status ValidateVocab(const Vocab& vocab) {
     if (id == kNoToken) return InvalidArgumentError("end-of-generation token list holds -1");
     RETURN_IF_ERROR(CheckId(vocab, id, "end-of-generation token"));
   }
-  if (!vocab.merges.empty()) {
-    auto index = BuildTokenIndex(vocab);
-    std::string joined;
-    for (size_t i = 0; i < vocab.merges.size(); ++i) {
-      const std::string& merge = vocab.merges[i];
-      std::string_view left, right;
-      std::string where = "tokenizer.ggml.merges[" + std::to_string(i) + "] " + Quote(merge);
-      if (!SplitMerge(merge, &left, &right)) {
-        return InvalidArgumentError(where + " is not two tokens separated by a space");
-      }
-      if (!index.contains(left)) {
-        return InvalidArgumentError(where + ": " + Quote(left) + " is not in tokenizer.ggml.tokens");
-      }
-      if (!index.contains(right)) {
-        return InvalidArgumentError(where + ": " + Quote(right) + " is not in tokenizer.ggml.tokens");
-      }
-      joined.assign(left);
-      joined.append(right);
-      if (!index.contains(joined)) {
-        return InvalidArgumentError(where + ": the merged token " + Quote(joined) +
-                                    " is not in tokenizer.ggml.tokens");
-      }
-    }
-  }
   return OkStatus();
+}
+
+StatusOr<std::vector<MergeIds>> ResolveMerges(const Vocab& vocab, const TokenIndex& index) {
+  std::vector<MergeIds> out;
+  out.reserve(vocab.merges.size());
+  std::string joined;
+  for (size_t i = 0; i < vocab.merges.size(); ++i) {
+    const std::string& merge = vocab.merges[i];
+    auto where = [&] { return "tokenizer.ggml.merges[" + std::to_string(i) + "] " + Quote(merge); };
+    std::string_view left, right;
+    if (!SplitMerge(merge, &left, &right)) {
+      return InvalidArgumentError(where() + " is not two tokens separated by a space");
+    }
+    MergeIds ids{index.Find(left), index.Find(right), kNoToken};
+    if (ids.left == kNoToken) {
+      return InvalidArgumentError(where() + ": " + Quote(left) + " is not in tokenizer.ggml.tokens");
+    }
+    if (ids.right == kNoToken) {
+      return InvalidArgumentError(where() + ": " + Quote(right) + " is not in tokenizer.ggml.tokens");
+    }
+    joined.assign(left);
+    joined.append(right);
+    ids.result = index.Find(joined);
+    if (ids.result == kNoToken) {
+      return InvalidArgumentError(where() + ": the merged token " + Quote(joined) +
+                                  " is not in tokenizer.ggml.tokens");
+    }
+    out.push_back(ids);
+  }
+  return out;
 }
 
 void FillEndOfGeneration(Vocab* vocab) {
@@ -126,13 +141,37 @@ std::optional<uint8_t> ByteTokenValue(std::string_view text) {
   return static_cast<uint8_t>(hi * 16 + lo);
 }
 
-std::unordered_map<std::string_view, TokenId> BuildTokenIndex(const Vocab& vocab) {
-  std::unordered_map<std::string_view, TokenId> index;
-  index.reserve(vocab.tokens.size());
-  for (size_t i = 0; i < vocab.tokens.size(); ++i) {
-    index.emplace(vocab.tokens[i], static_cast<TokenId>(i));  // keeps the first
+namespace {
+
+// The text's hash: the slot from its low bits, the tag from its high half.
+uint64_t TextHash(std::string_view text) { return std::hash<std::string_view>()(text); }
+
+}  // namespace
+
+void TokenIndex::Insert(TokenId id) {
+  const std::string& text = (*tokens_)[static_cast<size_t>(id)];
+  const uint64_t h = TextHash(text);
+  const auto tag = static_cast<uint32_t>(h >> 32);
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    Slot& slot = slots_[i];
+    if (slot.id == kNoToken) {
+      slot = Slot{tag, id};
+      return;
+    }
+    if (slot.tag == tag && (*tokens_)[static_cast<size_t>(slot.id)] == text) return;  // keeps the first
   }
-  return index;
+}
+
+TokenId TokenIndex::Find(std::string_view text) const {
+  const uint64_t h = TextHash(text);
+  const auto tag = static_cast<uint32_t>(h >> 32);
+  const size_t mask = slots_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& slot = slots_[i];
+    if (slot.id == kNoToken) return kNoToken;  // at most half full: an empty slot is near
+    if (slot.tag == tag && (*tokens_)[static_cast<size_t>(slot.id)] == text) return slot.id;
+  }
 }
 
 SpecialTokenSplitter::SpecialTokenSplitter(const Vocab& vocab) : vocab_(vocab) {

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <cstdint>
 #include <vector>
 
 #include "model/tokenizer/tokenizer.h"
@@ -18,8 +18,12 @@ namespace llmasos::tokenizer {
 
 // Checks the invariants every tokenizer relies on: tokens non-empty, types (and scores, when
 // present) as long as tokens, special ids and eog ids in range, every merge "a b" naming
-// tokens a, b and ab. Messages name the GGUF key the value comes from.
+// tokens a, b and ab (ResolveMerges). Messages name the GGUF key the value comes from.
 Status ValidateVocab(const Vocab& vocab);
+// ValidateVocab without the merges, for Tokenizer::Create: the BPE tokenizer resolves them
+// itself (ResolveMerges, the same errors), and SentencePiece has no use for them. Resolving
+// 150k merges is a large part of a model's start, so it is done once.
+Status ValidateVocabExceptMerges(const Vocab& vocab);
 
 // Fills vocab->eog: eos, eot, and the control tokens that conventionally end a turn
 // (<|im_end|>, <|eot_id|>, <|endoftext|>, <end_of_turn>, ...). Sorted, no duplicates.
@@ -32,8 +36,53 @@ bool SplitMerge(std::string_view merge, std::string_view* left, std::string_view
 // The byte a "<0xXX>" token stands for, if `text` has that exact form.
 std::optional<uint8_t> ByteTokenValue(std::string_view text);
 
-// Text -> id for every token; the first id wins for duplicate texts. Views into vocab.tokens.
-std::unordered_map<std::string_view, TokenId> BuildTokenIndex(const Vocab& vocab);
+// Text -> id over a vocabulary's tokens, or those `keep` accepts; the first id wins for
+// duplicate texts. Open addressing over one flat array of (hash tag, id) slots, at most half
+// full, so a lookup reads a slot or two and the token's own text: a vocabulary of 150k-260k
+// tokens is built and searched several times faster than with a node-based map, and freed at
+// once (these tables are most of the time from exec to a model's first token). Hand-written
+// rather than taken from a hash-map library: it keeps no keys, only ids into the vocabulary's
+// texts, and none of the project's dependencies offers an open-addressing map.
+// The vocabulary's token texts must outlive the index and not change.
+class TokenIndex {
+ public:
+  explicit TokenIndex(const std::vector<std::string>& tokens)
+      : TokenIndex(tokens, [](TokenId) { return true; }) {}
+  template <typename Keep>
+  TokenIndex(const std::vector<std::string>& tokens, Keep keep) : tokens_(&tokens) {
+    size_t capacity = 16;
+    while (capacity < 2 * tokens.size()) capacity *= 2;
+    slots_.assign(capacity, Slot{0, kNoToken});
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (keep(static_cast<TokenId>(i))) Insert(static_cast<TokenId>(i));
+    }
+  }
+
+  // The id of `text`, or kNoToken.
+  TokenId Find(std::string_view text) const;
+  bool Contains(std::string_view text) const { return Find(text) != kNoToken; }
+
+ private:
+  struct Slot {
+    uint32_t tag;  // the high half of the text's hash
+    TokenId id;    // kNoToken: empty
+  };
+  void Insert(TokenId id);
+
+  const std::vector<std::string>* tokens_;
+  std::vector<Slot> slots_;  // a power of two
+};
+
+// A merge "a b" of tokenizer.ggml.merges as ids: a, b and the token ab they make.
+struct MergeIds {
+  TokenId left;
+  TokenId right;
+  TokenId result;
+};
+
+// Every merge of vocab.merges, in rank order. The error names the first merge that is not two
+// tokens of the vocabulary separated by a space, or whose halves joined are not a token.
+StatusOr<std::vector<MergeIds>> ResolveMerges(const Vocab& vocab, const TokenIndex& index);
 
 // Finds special tokens (non-empty text) in text: scanning left to right, at each position the
 // longest one that starts there wins. User-defined tokens are always looked for (they are
