@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <set>
+#include <span>
+#include <utility>
 #include <string_view>
 
 #include "model/arch/packed_blob.h"
@@ -436,11 +439,36 @@ void Model::WaitForPackedBlob() {
   if (blob_writer_.joinable()) blob_writer_.join();
 }
 
-void Model::RepackMatrices(const LoadOptions& options, ThreadPool& pool) {
+std::vector<cpu::MatView*> Model::Matrices() {
   std::vector<cpu::MatView*> views = {&output_};
   for (LayerWeights& l : layers_) {
     for (cpu::MatView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) views.push_back(v);
   }
+  return views;
+}
+
+void Model::ReleaseUnusedFilePages() {
+  const std::span<const uint8_t> bytes = file_->bytes();
+  const uint8_t* const end = bytes.data() + bytes.size();
+  std::vector<std::pair<const uint8_t*, const uint8_t*>> used;  // [begin, end) still read
+  auto keep = [&](const cpu::MatView& v) {
+    const auto* p = static_cast<const uint8_t*>(v.data);
+    if (v.packed != nullptr || p < bytes.data() || p >= end) return;  // packed, or not the file's
+    used.emplace_back(p, p + v.rows * v.row_bytes);
+  };
+  keep(token_embd_);
+  for (const cpu::MatView* v : Matrices()) keep(*v);
+  std::sort(used.begin(), used.end());
+  const uint8_t* at = bytes.data();
+  for (const auto& [b, e] : used) {
+    if (b > at) file_->ReleasePages(at, static_cast<size_t>(b - at));  // whole pages only
+    at = std::max(at, e);
+  }
+  if (at < end) file_->ReleasePages(at, static_cast<size_t>(end - at));
+}
+
+void Model::RepackMatrices(const LoadOptions& options, ThreadPool& pool) {
+  std::vector<cpu::MatView*> views = Matrices();
   std::vector<bool> want(views.size());
   bool any = false;
   for (size_t i = 0; i < views.size(); ++i) {

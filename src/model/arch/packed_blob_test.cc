@@ -6,9 +6,11 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -256,6 +258,85 @@ TEST_F(PackedBlobTest, NothingToPackWritesNoBlob) {
   o.repack = false;
   EXPECT_EQ(Load(o)->packed_from(), PackedFrom::kNone);
   EXPECT_FALSE(fs::exists(blob_path_));
+}
+
+// Resident bytes of this process's mappings of `path` (/proc/self/smaps).
+size_t ResidentBytesOf(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  const std::string canonical = fs::canonical(path).string();
+  std::string line;
+  bool in_file = false;
+  size_t kib = 0;
+  while (std::getline(smaps, line)) {
+    if (line.empty()) continue;
+    if (std::isxdigit(static_cast<unsigned char>(line[0])) && line.find('-') != std::string::npos &&
+        line.find(':') > line.find(' ')) {  // a mapping's header line: "begin-end perms ... path"
+      in_file = line.size() >= canonical.size() &&
+                line.compare(line.size() - canonical.size(), canonical.size(), canonical) == 0;
+    } else if (in_file && line.rfind("Rss:", 0) == 0) {
+      kib += std::stoul(line.substr(4));
+    }
+  }
+  return kib * 1024;
+}
+
+// Every page of the file faulted in, as loading and reading the metadata can leave them.
+uint64_t TouchEveryPage(const Model& m) {
+  uint64_t sum = 0;
+  const std::span<const uint8_t> bytes = m.file().bytes();
+  for (size_t i = 0; i < bytes.size(); i += 512) sum += bytes[i];
+  return sum;
+}
+
+// Once the matrices are packed (here mapped from the blob), nothing reads the file's pages:
+// they leave the resident set, and the logits do not change.
+TEST_F(PackedBlobTest, ReleasingUnusedFilePagesDropsThemAndKeepsTheLogits) {
+  Load(Options())->WaitForPackedBlob();
+  std::unique_ptr<Model> m = Load(Options());
+  ASSERT_EQ(m->packed_from(), PackedFrom::kBlob);
+  const std::vector<float> before = Logits(*m);
+  TouchEveryPage(*m);
+  const size_t resident = ResidentBytesOf(model_path_);
+  const size_t file_bytes = m->file().size_bytes();
+  ASSERT_GE(resident, file_bytes / 2);
+  m->ReleaseUnusedFilePages();
+  // At most a page at each end of the mapping stays (whole pages only are released).
+  EXPECT_LE(ResidentBytesOf(model_path_), 2 * static_cast<size_t>(::sysconf(_SC_PAGESIZE)));
+  EXPECT_EQ(Logits(*m), before);
+}
+
+// Matrices multiplied in the file's own layout keep their pages; the rest go. Matrices of
+// several pages each (Q8_0 [512, 256] is 68 KiB), so that whole pages lie inside them.
+TEST_F(PackedBlobTest, ReleasingUnusedFilePagesKeepsTheMatricesReadFromTheFile) {
+  TinyModelSpec spec;
+  spec.embd = 256;
+  spec.ff = 512;
+  auto bytes = MakeTinyModel(spec);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  std::ofstream(model_path_, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(bytes->data()), static_cast<std::streamsize>(bytes->size()));
+  LoadOptions o = Options();
+  o.repack = false;
+  std::unique_ptr<Model> m = Load(o);
+  const std::vector<float> before = Logits(*m);
+  TouchEveryPage(*m);
+  // The whole pages inside the matrices (and the unpacked token table) must stay.
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  size_t kept_pages = 0;
+  std::vector<const cpu::MatView*> used = Matrices(*m);
+  used.push_back(&m->token_embd());
+  for (const cpu::MatView* v : used) {
+    const auto b = reinterpret_cast<uintptr_t>(v->data);
+    const uintptr_t e = b + v->rows * v->row_bytes;
+    if (e / page > (b + page - 1) / page) kept_pages += e / page - (b + page - 1) / page;
+  }
+  ASSERT_GT(kept_pages, 20u);
+  const size_t resident = ResidentBytesOf(model_path_);
+  m->ReleaseUnusedFilePages();
+  const size_t after = ResidentBytesOf(model_path_);
+  EXPECT_LT(after, resident);  // the metadata and the small tensors went
+  EXPECT_GE(after, kept_pages * page);
+  EXPECT_EQ(Logits(*m), before);
 }
 
 TEST(PackedBlobKindTest, NamesLayoutAndTargetInLowerCase) {

@@ -25,6 +25,7 @@ StatusOr<ModelFiles> LoadModelFile(const std::string& path, const std::string& l
   auto tok = tokenizer::Tokenizer::Create(std::move(vocab).value());
   if (!tok.ok()) return tok.status().Annotate("loading the tokenizer of " + label);
   files.tokenizer = std::move(tok).value();
+  files.model->ReleaseUnusedFilePages();
   return files;
 }
 
