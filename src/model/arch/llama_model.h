@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -209,6 +210,9 @@ class Model {
   Model() = default;
   // The matrices a token multiplies: the output and every layer's seven.
   std::vector<cpu::MatView*> Matrices();
+  // Releases every page of the file but those of the matrices and the token table for which
+  // still_read(view) is true (MappedFile::ReleasePages: whole pages only).
+  void ReleaseFilePagesBut(const std::function<bool(const cpu::MatView&)>& still_read);
 
   std::unique_ptr<gguf::GgufFile> file_;
   ModelConfig config_;
