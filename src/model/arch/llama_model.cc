@@ -1,13 +1,13 @@
 #include "model/arch/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
-#include <algorithm>
 #include <set>
 #include <span>
-#include <utility>
 #include <string_view>
+#include <utility>
 
 #include "model/arch/packed_blob.h"
 #include "util/checked_math.h"
