@@ -203,6 +203,7 @@ TEST_F(PackedBlobTest, BlobOfAnotherLayoutTargetOrSourceIsRebuilt) {
 
 TEST_F(PackedBlobTest, ConcurrentLoadsLeaveAValidBlob) {
   std::unique_ptr<Model> reference = Load(Options());
+  reference->WaitForPackedBlob();  // else its writer may still rename (or leave) a temp file
   fs::remove(blob_path_);
   std::vector<std::thread> threads;
   std::vector<std::unique_ptr<Model>> models(4);
