@@ -160,11 +160,8 @@ HWY_INLINE void LoadBlock(const typename QuantBlockTraits<kType>::Block* HWY_RES
   } else if constexpr (kType == TensorType::kIQ4_NL) {
     VU8 idx[kVecsPerBlock];
     UnpackNibbles(blk->qs, idx);
-    const VU8 grid = hn::LoadDup128(DU8(), reinterpret_cast<const uint8_t*>(kIq4NlValues));
     LLMASOS_UNROLL
-    for (size_t v = 0; v < kVecsPerBlock; ++v) {
-      out.w[v] = hn::BitCast(DI8(), hn::TableLookupBytes(grid, idx[v]));
-    }
+    for (size_t v = 0; v < kVecsPerBlock; ++v) out.w[v] = LookUpIq4Grid(idx[v]);
     out.d = LoadBlockScale(&blk->d);
     out.m = 0.0f;
   } else if constexpr (kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1) {

@@ -119,7 +119,7 @@ HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
     } else {  // 16 lanes (DU8 holds at most 32)
       idx = v == 0 ? low : high;
     }
-    return hn::TableLookupBytes(hn::LoadDup128(DU8(), reinterpret_cast<const uint8_t*>(kIq4NlValues)), idx);
+    return hn::BitCast(DU8(), LookUpIq4Grid(idx));
   } else if constexpr (kType == TensorType::kQ2_K || kType == TensorType::kQ3_K) {
     constexpr size_t kH = kJ / 4, kK = kJ % 4;  // element 128 kH + 32 kK + l
     const VU8 low2 = ShiftMask<-2 * static_cast<int>(kK)>(hn::LoadU(DU8(), b.qs + 32 * kH + v * kL), 0x03);
@@ -148,21 +148,14 @@ HWY_INLINE VU8 DecodeQVec(const KBlock<kType>& b, size_t v) {
 }
 
 // DotU8S8Scaled for a unit's decoded w (DecodeQVec): unsigned for every type but IQ4_XS, whose
-// grid values are signed. For those, w x = |w| (x with w's sign): pmaddubsw's unsigned operand
-// is then |w| <= 127 and its pair sums stay below 2^15 (the grid + 128, up to 241, would
-// saturate them without VNNI). The activations are in [-127, 127], so negating one is exact.
+// grid values are signed. For those, w x = |w| (x with w's sign, CopySignI8) as in DotS8S8:
+// pmaddubsw's unsigned operand is then |w| <= 127 and its pair sums stay below 2^15. The
+// activations are in [-127, 127], so negating one is exact.
 template <TensorType kType>
 HWY_INLINE VI32 DotScaled(VU8 w, VI8 x, hn::Vec<DI16> s, VI32 acc) {
   if constexpr (kType == TensorType::kIQ4_XS) {
     const VI8 ws = hn::BitCast(DI8(), w);
-    const VU8 magnitude = hn::BitCast(DU8(), hn::Abs(ws));
-#if LLMASOS_X86_256
-    return DotU8S8Scaled(magnitude, VI8{_mm256_sign_epi8(x.raw, ws.raw)}, s, acc);
-#elif LLMASOS_X86_SIMD
-    return DotU8S8Scaled(magnitude, VI8{_mm_sign_epi8(x.raw, ws.raw)}, s, acc);
-#else
-    return DotU8S8Scaled(magnitude, hn::IfThenElse(hn::Lt(ws, hn::Zero(DI8())), hn::Neg(x), x), s, acc);
-#endif
+    return DotU8S8Scaled(hn::BitCast(DU8(), hn::Abs(ws)), CopySignI8(x, ws), s, acc);
   } else {
     return DotU8S8Scaled(w, x, s, acc);
   }

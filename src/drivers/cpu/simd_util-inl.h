@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "drivers/cpu/tensor_type.h"
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "util/fp16.h"
@@ -157,6 +158,14 @@ HWY_INLINE VI32 DotS8S8(VI8 a, VI8 b, VI32 acc) {
   }
   return hn::Add(acc, hn::Load(DI32(), sums));
 #endif
+}
+
+// IQ4_NL's and IQ4_XS's grid values (kIq4NlValues) of the 4-bit indices in idx's lanes, by one
+// byte shuffle; signed, so multiplied with the sign trick (DotS8S8, CopySignI8): grid + 128
+// reaches 241 and would saturate pmaddubsw's pair sums.
+HWY_INLINE VI8 LookUpIq4Grid(VU8 idx) {
+  const VU8 grid = hn::LoadDup128(DU8(), reinterpret_cast<const uint8_t*>(kIq4NlValues));
+  return hn::BitCast(DI8(), hn::TableLookupBytes(grid, idx));
 }
 
 // acc[i] += sum_{k<4} a[4i+k] b[4i+k] s[2i + k/2], a unsigned and b signed 8-bit, s a 16-bit
