@@ -1,13 +1,14 @@
 // Internals shared by the tokenizer implementations: vocab validation, end-of-generation
-// detection, the special-token splitter and byte-token names. Not part of the public API.
+// detection, the token index and merges, the special-token splitter and byte-token names. Not
+// part of the public API.
 #ifndef LLMASOS_MODEL_TOKENIZER_VOCAB_UTIL_H_
 #define LLMASOS_MODEL_TOKENIZER_VOCAB_UTIL_H_
 
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <cstdint>
 #include <vector>
 
 #include "model/tokenizer/tokenizer.h"
@@ -60,7 +61,6 @@ class TokenIndex {
 
   // The id of `text`, or kNoToken.
   TokenId Find(std::string_view text) const;
-  bool Contains(std::string_view text) const { return Find(text) != kNoToken; }
 
  private:
   struct Slot {

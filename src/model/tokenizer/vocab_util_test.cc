@@ -19,7 +19,7 @@ TEST(TokenIndexTest, FindsEveryTokenAndTheFirstOfADuplicateText) {
   EXPECT_EQ(index.Find("\xC4\xA0the"), 5);
   EXPECT_EQ(index.Find("abc"), kNoToken);
   EXPECT_EQ(index.Find("A"), kNoToken);
-  EXPECT_FALSE(index.Contains("ba"));
+  EXPECT_EQ(index.Find("ba"), kNoToken);
 }
 
 TEST(TokenIndexTest, KeepsOnlyTheTokensItIsAskedTo) {
