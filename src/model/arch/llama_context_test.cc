@@ -97,7 +97,7 @@ TEST(ModelTest, Phi3ReadsFusedMatricesAsRowViewsAndLongRopeMetadata) {
                  2 * (c.rope_dims / 2) * sizeof(float);
   for (size_t i = 0; i < c.num_layers; ++i) {
     const LayerWeights& li = (*model)->layer(i);
-    for (const cpu::MatView* v : {&li.wq, &li.wk, &li.wv, &li.wo, &li.gate, &li.up, &li.down}) {
+    for (const cpu::MatView* v : li.Matrices()) {
       expected += v->rows * v->row_bytes;
     }
   }

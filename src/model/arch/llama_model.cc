@@ -440,10 +440,18 @@ void Model::WaitForPackedBlob() {
   if (blob_writer_.joinable()) blob_writer_.join();
 }
 
-std::vector<cpu::MatView*> Model::Matrices() {
-  std::vector<cpu::MatView*> views = {&output_};
-  for (LayerWeights& l : layers_) {
-    for (cpu::MatView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) views.push_back(v);
+std::vector<const cpu::MatView*> Model::Matrices() const {
+  std::vector<const cpu::MatView*> views = {&output_};
+  for (const LayerWeights& l : layers_) {
+    for (const cpu::MatView* v : l.Matrices()) views.push_back(v);
+  }
+  return views;
+}
+
+std::vector<cpu::MatView*> Model::MutableMatrices() {
+  std::vector<cpu::MatView*> views;
+  for (const cpu::MatView* v : std::as_const(*this).Matrices()) {
+    views.push_back(const_cast<cpu::MatView*>(v));  // this Model is not const
   }
   return views;
 }
@@ -473,7 +481,7 @@ void Model::ReleaseFilePagesBut(const std::function<bool(const cpu::MatView&)>& 
 }
 
 void Model::RepackMatrices(const LoadOptions& options, ThreadPool& pool) {
-  std::vector<cpu::MatView*> views = Matrices();
+  std::vector<cpu::MatView*> views = MutableMatrices();
   std::vector<bool> want(views.size());
   bool any = false;
   for (size_t i = 0; i < views.size(); ++i) {

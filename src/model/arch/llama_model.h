@@ -13,6 +13,7 @@
 #ifndef LLMASOS_MODEL_ARCH_LLAMA_MODEL_H_
 #define LLMASOS_MODEL_ARCH_LLAMA_MODEL_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -122,6 +123,12 @@ struct LayerWeights {
   cpu::MatView gate, up;         // [ffn, embd]
   cpu::MatView down;             // [embd, ffn]
   std::vector<float> post_ffn_norm;   // [embd], when config.post_norms
+
+  // The seven matrices, in LoraTarget's order: wq, wk, wv, wo, gate, up, down.
+  std::array<cpu::MatView*, 7> Matrices() { return {&wq, &wk, &wv, &wo, &gate, &up, &down}; }
+  std::array<const cpu::MatView*, 7> Matrices() const {
+    return {&wq, &wk, &wv, &wo, &gate, &up, &down};
+  }
 };
 
 struct LoadOptions {
@@ -198,6 +205,8 @@ class Model {
   // it read again. A later read of a released page (the metadata for /api/show, the exact
   // path's matrices) faults it back in from the file.
   void ReleaseUnusedFilePages();
+  // The matrices a token multiplies: the output and every layer's seven, in layer order.
+  std::vector<const cpu::MatView*> Matrices() const;
 
   // For merging an adapter into the weights at load (model/train/adapter.h): layer idx's
   // weights, whose matrix views may be pointed at float32 storage handed to KeepMatrix.
@@ -208,8 +217,8 @@ class Model {
 
  private:
   Model() = default;
-  // The matrices a token multiplies: the output and every layer's seven.
-  std::vector<cpu::MatView*> Matrices();
+  // Matrices(), to point their views at packed copies.
+  std::vector<cpu::MatView*> MutableMatrices();
   // Releases every page of the file but those of the matrices and the token table for which
   // still_read(view) is true (MappedFile::ReleasePages: whole pages only).
   void ReleaseFilePagesBut(const std::function<bool(const cpu::MatView&)>& still_read);

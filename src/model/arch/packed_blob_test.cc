@@ -74,17 +74,8 @@ class PackedBlobTest : public ::testing::Test {
     return logits;
   }
 
-  static std::vector<const cpu::MatView*> Matrices(const Model& m) {
-    std::vector<const cpu::MatView*> v = {&m.output()};
-    for (size_t i = 0; i < m.config().num_layers; ++i) {
-      const LayerWeights& l = m.layer(i);
-      for (const cpu::MatView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) v.push_back(w);
-    }
-    return v;
-  }
-
   static void ExpectSamePackedBytes(const Model& a, const Model& b) {
-    const auto ma = Matrices(a), mb = Matrices(b);
+    const auto ma = a.Matrices(), mb = b.Matrices();
     ASSERT_EQ(ma.size(), mb.size());
     size_t num_packed = 0;
     for (size_t i = 0; i < ma.size(); ++i) {
@@ -169,7 +160,7 @@ TEST_F(PackedBlobTest, BlobOfAnotherLayoutTargetOrSourceIsRebuilt) {
   std::unique_ptr<Model> reference = Load(Options());
   ASSERT_NE(reference, nullptr);
   reference->WaitForPackedBlob();  // before this test writes the same path
-  const std::vector<const cpu::MatView*> views = Matrices(*reference);
+  const std::vector<const cpu::MatView*> views = reference->Matrices();
   PackedBlobKey key{kSource, cpu::kPackedLayoutVersion, "TEST_TARGET"};
   ASSERT_TRUE(WritePackedBlob(blob_path_, key, views, pool_).ok());
   EXPECT_EQ(Load(Options())->packed_from(), PackedFrom::kBlob);  // the key as the loader's
@@ -328,7 +319,7 @@ TEST_F(PackedBlobTest, ReleasingUnusedFilePagesKeepsTheMatricesReadFromTheFile) 
   // The whole pages inside the matrices (and the unpacked token table) must stay.
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   size_t kept_pages = 0;
-  std::vector<const cpu::MatView*> used = Matrices(*m);
+  std::vector<const cpu::MatView*> used = m->Matrices();
   used.push_back(&m->token_embd());
   for (const cpu::MatView* v : used) {
     const auto b = reinterpret_cast<uintptr_t>(v->data);

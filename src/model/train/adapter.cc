@@ -2,6 +2,8 @@
 
 #include <map>
 #include <span>
+#include <tuple>
+#include <utility>
 
 #include "model/gguf/gguf_writer.h"
 
@@ -181,11 +183,14 @@ std::string AdaptedTensorName(const LoraSlot& slot) {
   return "blk." + std::to_string(slot.layer) + "." + std::string(LoraTargetTensor(slot.target)) + ".weight";
 }
 
+static_assert(std::tuple_size_v<decltype(std::declval<arch::LayerWeights&>().Matrices())> ==
+                  kNumLoraTargets,
+              "LayerWeights::Matrices() lists a layer's matrices in LoraTarget's order");
+
 void MergeLoraAdapter(const LoadedAdapter& adapter, float scale, arch::Model* model) {
   for (const LoraSlot& slot : adapter.layout.slots()) {
     arch::LayerWeights& lw = model->mutable_layer(slot.layer);
-    cpu::MatView* views[kNumLoraTargets] = {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.gate, &lw.up, &lw.down};
-    cpu::MatView* w = views[static_cast<size_t>(slot.target)];
+    cpu::MatView* w = lw.Matrices()[static_cast<size_t>(slot.target)];
     *w = model->KeepMatrix(MergedMatrix(adapter, slot, scale, *w), w->rows, w->cols);
   }
 }
