@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "drivers/cpu/ops.h"
 #include "shell/commands.h"
 
 namespace {
@@ -45,6 +46,10 @@ int ReportParseError(const CLI::App& app, const CLI::ParseError& e, int argc, ch
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (const llmasos::Status simd = llmasos::cpu::SelectSimdTargetFromEnv(); !simd.ok()) {
+    std::fprintf(stderr, "llmasos: %s\n", simd.message().c_str());
+    return 2;
+  }
   CLI::App app{"LLMasOS: runs language models the way an operating system runs programs"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "llmasos 0.1.0");

@@ -192,6 +192,35 @@ def test_tiny_model_runs(tmp_path):
     assert (generated, finish) == (4, "length") or (1 <= generated < 4 and finish == "stop"), proc.stderr
 
 
+def test_simd_target_can_be_capped(tmp_path):
+    """LLMASOS_SIMD runs the kernels of a lesser target (here SSE4, which every x86-64 machine
+    these tests run on has) with the same results up to rounding; a name the CPU lacks is a
+    clear error."""
+    tiny = str(tmp_path / "tiny.gguf")
+    subprocess.run([os.path.join(BUILD, "make_tiny_model"), "--out", tiny, "--type", "q8_0"], check=True,
+                   capture_output=True)
+    capped = dict(os.environ, LLMASOS_SIMD="SSE4")
+    proc = subprocess.run([LLMASOS, "bench", tiny, "-p", "4", "-n", "2", "-r", "1", "--json"], env=capped,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["simd_target"] == "SSE4"
+
+    def logits(env):
+        out = tmp_path / f"logits-{env.get('LLMASOS_SIMD', 'best')}.f32"
+        subprocess.run([LLMASOS, "eval", tiny, "--tokens", "1,2,3", "--logits-out", str(out)], env=env,
+                       check=True, capture_output=True, timeout=120)
+        import numpy as np
+        return np.fromfile(out, dtype=np.float32)
+    a, b = logits(dict(os.environ)), logits(capped)
+    assert a.shape == b.shape and a.size > 0
+    assert abs(a - b).max() <= 1e-3 * max(1.0, abs(a).max())
+
+    bad = subprocess.run([LLMASOS, "bench", tiny], env=dict(os.environ, LLMASOS_SIMD="AVX9"),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "LLMASOS_SIMD=AVX9" in bad.stderr and "SSE4" in bad.stderr, bad.stderr
+
+
 def eval_logits(model, tokens, tmp_path, *extra):
     out = tmp_path / "logits.f32"
     llmasos("eval", str(model), "--tokens", ",".join(map(str, tokens)), "--logits-out", str(out), *extra)

@@ -3,14 +3,15 @@
 // weight bytes streamed per second (bytes of W per call / time) and, for prefill, GFLOP/s.
 // Not a test: numbers go to bench/RESULTS.md, not into assertions.
 //
-//   kernels_bench [--benchmark_filter=...]   LLMASOS_BENCH_TARGET=AVX2 restricts the SIMD
-//   target (AVX3_DL, AVX3, AVX2, SSE4) to compare code paths on one machine.
+//   kernels_bench [--benchmark_filter=...]   LLMASOS_SIMD=AVX2 caps the SIMD target (AVX3_DL,
+//   AVX3, AVX2, SSE4) to compare code paths on one machine, as it does for llmasos.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -323,10 +324,9 @@ BENCHMARK(BM_MatMul)->Name("MatMulPrefill")->Apply(PrefillShapes)->UseRealTime()
 }  // namespace llmasos::cpu
 
 int main(int argc, char** argv) {
-  if (const char* name = std::getenv("LLMASOS_BENCH_TARGET")) {
-    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-      if (std::strcmp(hwy::TargetName(target), name) == 0) hwy::SetSupportedTargetsForTest(target);
-    }
+  if (const llmasos::Status simd = llmasos::cpu::SelectSimdTargetFromEnv(); !simd.ok()) {
+    std::fprintf(stderr, "kernels_bench: %s\n", simd.message().c_str());
+    return 2;
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

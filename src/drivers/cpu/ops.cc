@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "drivers/cpu/matmul_internal.h"
@@ -749,6 +751,23 @@ void DequantizeRow(const MatView& w, size_t row_idx, float* out) {
   HWY_DYNAMIC_DISPATCH(DequantizeRowTarget)(w, row_idx, out);
 }
 const char* ChosenTarget() { return HWY_DYNAMIC_DISPATCH(ChosenTargetTarget)(); }
+
+Status SelectSimdTargetFromEnv() {
+  const char* name = std::getenv(kSimdEnv);
+  if (name == nullptr || *name == '\0') return OkStatus();
+  // Highway's targets are bits, the better ones the lower: disabling every bit below the
+  // named one's makes it the best that is left.
+  std::string names;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    if (std::strcmp(hwy::TargetName(target), name) == 0) {
+      hwy::DisableTargets(target - 1);
+      return OkStatus();
+    }
+    names += (names.empty() ? "" : ", ") + std::string(hwy::TargetName(target));
+  }
+  return InvalidArgumentError(std::string(kSimdEnv) + "=" + name +
+                              " is not a SIMD target of this CPU; it has: " + names);
+}
 
 }  // namespace llmasos::cpu
 #endif  // HWY_ONCE

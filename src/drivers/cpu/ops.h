@@ -21,6 +21,7 @@
 
 #include "drivers/cpu/tensor_type.h"
 #include "hwy/aligned_allocator.h"
+#include "util/status.h"
 #include "util/thread_pool.h"
 
 namespace llmasos::cpu {
@@ -190,6 +191,14 @@ bool CanQuantizeRow(TensorType type);
 
 // Name of the SIMD target the dispatcher chose on this machine, e.g. "AVX3", "AVX2".
 const char* ChosenTarget();
+// The environment variable that caps the SIMD target, and its reader.
+inline constexpr char kSimdEnv[] = "LLMASOS_SIMD";
+// With LLMASOS_SIMD set to a target name as ChosenTarget() prints it (AVX3_DL, AVX3, AVX2,
+// SSE4, ...), the kernels use that target and no better one: this CPU then runs the code a CPU
+// without its newer extensions runs (for measuring, e.g., the AVX2 twins beside llama.cpp
+// built for AVX2 on an AVX-512 machine). Unset or empty: the best target. A name that is not
+// one of this CPU's targets is an error naming them. Call before any kernel runs.
+Status SelectSimdTargetFromEnv();
 
 }  // namespace llmasos::cpu
 
