@@ -70,7 +70,7 @@ bool IsRandomBlockType(TensorType type) {
 // Byte offsets of a block's fp16 scales (d first, then dmin or m where the format has one).
 std::vector<size_t> HalfScaleOffsets(TensorType type) {
   switch (type) {
-    case TensorType::kQ5_1: case TensorType::kQ4_K: case TensorType::kQ5_K:
+    case TensorType::kQ4_1: case TensorType::kQ5_1: case TensorType::kQ4_K: case TensorType::kQ5_K:
       return {0, 2};
     case TensorType::kQ2_K: return {80, 82};
     case TensorType::kQ3_K: return {108};
@@ -415,15 +415,18 @@ TEST_P(CpuKernelsTest, KQuantTokenGivesTheSameBitsAloneAndInABatch) {
 }
 
 // The K-quant kernels multiply sub-block scales inside 16-bit pair sums (pmaddubsw, then
-// pmaddwd by the scale), and the IQ4 kernels multiply signed grid values: blocks at the largest
-// q and scales (every byte 0xFF; Q6_K also at q - 32 = -32 with scale -128; IQ4 at the grid's
-// -127) against activations that all quantize to +127 or -127 must neither saturate nor
-// overflow, on every target, for 1 to 9 tokens (direct kernel and panel).
+// pmaddwd by the scale), the IQ4 kernels multiply signed grid values, and the packed AVX2
+// kernels of the 32-element types add four (Q5) or eight (Q4) groups' pair sums in int16: blocks
+// at the largest q and scales (every byte 0xFF; Q6_K also at q - 32 = -32 with scale -128; IQ4
+// at the grid's -127) against activations that all quantize to +127 or -127 must neither
+// saturate nor overflow, on every target, for 1 to 9 tokens (direct kernel and panel), in the
+// file's layout (5 rows: tile remainders) and repacked (16 rows) where the target packs.
 TEST_P(CpuKernelsTest, QuantMatMulDoesNotSaturateOnExtremeBlocks) {
   ThreadPool pool(1);
-  const size_t rows = 5, cols = 512;
+  const size_t cols = 512;
   for (TensorType type : {TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                          TensorType::kQ6_K, TensorType::kIQ4_XS, TensorType::kIQ4_NL}) {
+                          TensorType::kQ6_K, TensorType::kIQ4_XS, TensorType::kIQ4_NL, TensorType::kQ4_0,
+                          TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1}) {
     for (int pattern = 0; pattern < 2; ++pattern) {
       // Pattern 1: Q6_K at q - 32 = -32 with scale -128; IQ4_XS (every byte 0) at the grid's
       // -127 with scale -32, IQ4_NL at the grid's -127.
@@ -431,29 +434,34 @@ TEST_P(CpuKernelsTest, QuantMatMulDoesNotSaturateOnExtremeBlocks) {
           type != TensorType::kIQ4_NL) {
         continue;
       }
-      const size_t row_bytes = RowBytes(type, cols);
-      const size_t block_bytes = Traits(type).block_bytes;
-      std::vector<uint8_t> bytes(rows * row_bytes, pattern == 0 ? 0xFF : 0x00);
-      for (size_t b = 0; b < bytes.size() / block_bytes; ++b) {
-        uint8_t* blk = bytes.data() + b * block_bytes;
-        if (type == TensorType::kQ6_K && pattern == 1) {
-          std::memset(blk + 192, 0x80, 16);  // scales = -128 (ql, qh stay 0: q - 32 = -32)
+      for (size_t rows : {5u, 16u}) {
+        const size_t row_bytes = RowBytes(type, cols);
+        const size_t block_bytes = Traits(type).block_bytes;
+        std::vector<uint8_t> bytes(rows * row_bytes, pattern == 0 ? 0xFF : 0x00);
+        for (size_t b = 0; b < bytes.size() / block_bytes; ++b) {
+          uint8_t* blk = bytes.data() + b * block_bytes;
+          if (type == TensorType::kQ6_K && pattern == 1) {
+            std::memset(blk + 192, 0x80, 16);  // scales = -128 (ql, qh stay 0: q - 32 = -32)
+          }
+          const uint16_t one = F32ToF16(1.0f);
+          for (size_t offset : HalfScaleOffsets(type)) std::memcpy(blk + offset, &one, 2);
         }
-        const uint16_t one = F32ToF16(1.0f);
-        for (size_t offset : HalfScaleOffsets(type)) std::memcpy(blk + offset, &one, 2);
-      }
-      const MatView w{type, bytes.data(), rows, cols, row_bytes};
-      for (size_t tokens : {1u, 2u, 3u, 9u}) {
-        std::vector<float> x(tokens * cols);
-        for (size_t i = 0; i < x.size(); ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
-        std::vector<float> out(tokens * rows), ref(tokens * rows);
-        MatMul(w, x.data(), tokens, out.data(), pool);
-        scalar::MatMul(w, x.data(), tokens, ref.data());
-        const std::vector<double> mag = AbsProductSums(w, x.data(), tokens);
-        for (size_t i = 0; i < out.size(); ++i) {
-          const double tol = 2 * (NumSumTerms(type, cols) + 2) * FLT_EPSILON * mag[i] * 1.05;
-          ASSERT_NEAR(out[i], ref[i], tol) << Traits(type).name << " pattern " << pattern
-                                           << " tokens " << tokens << " output " << i;
+        MatView w{type, bytes.data(), rows, cols, row_bytes};
+        const std::unique_ptr<PackedMatrix> packed = rows == 16 ? PackMatrix(w, &pool) : nullptr;
+        if (rows == 16 && packed == nullptr) continue;  // this target keeps the file's layout
+        w.packed = packed.get();
+        for (size_t tokens : {1u, 2u, 3u, 9u}) {
+          std::vector<float> x(tokens * cols);
+          for (size_t i = 0; i < x.size(); ++i) x[i] = (i / cols) % 2 == 0 ? 1.0f : -1.0f;
+          std::vector<float> out(tokens * rows), ref(tokens * rows);
+          MatMul(w, x.data(), tokens, out.data(), pool);
+          scalar::MatMul(w, x.data(), tokens, ref.data());
+          const std::vector<double> mag = AbsProductSums(w, x.data(), tokens);
+          for (size_t i = 0; i < out.size(); ++i) {
+            const double tol = 2 * (NumSumTerms(type, cols) + 2) * FLT_EPSILON * mag[i] * 1.05;
+            ASSERT_NEAR(out[i], ref[i], tol) << Traits(type).name << " pattern " << pattern << " rows "
+                                             << rows << " tokens " << tokens << " output " << i;
+          }
         }
       }
     }
@@ -481,8 +489,11 @@ TEST_P(CpuKernelsTest, PackedMatMulMatchesScalarTwin) {
   for (size_t num_threads : {1u, 2u}) {
     ThreadPool pool(num_threads);
     for (TensorType type : kPackedTypes) {
-      const bool expect_packed =
-          avx512 && (!PackedKernelNeedsVnni(type) || GetParam() == HWY_AVX3_DL);
+      // AVX2: the 32-element types whose values stay below 32 (pmaddubsw would saturate on more).
+      const bool avx2_packed = type == TensorType::kQ4_0 || type == TensorType::kQ4_1 ||
+                               type == TensorType::kQ5_0 || type == TensorType::kQ5_1;
+      const bool expect_packed = (avx512 && (!PackedKernelNeedsVnni(type) || GetParam() == HWY_AVX3_DL)) ||
+                                 (GetParam() == HWY_AVX2 && avx2_packed);
       EXPECT_EQ(HasPackedKernel(type), expect_packed) << Traits(type).name;
       const bool k_quant = Traits(type).block_elems == 256;
       for (const MatMulShape& shape : k_quant ? std::span<const MatMulShape>(k_shapes)

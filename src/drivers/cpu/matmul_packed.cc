@@ -14,8 +14,9 @@
 // row lane and apply them to each unit's integer dot products (see PackedKTile).
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 and the IQ4 types need VNNI: without it
-// pmaddubsw would saturate on biased values); elsewhere PackMatrix returns null and MatMul uses
-// the file's layout. Writing and reading the layout (PackMatrixLayout, DequantizePackedRow) is
+// pmaddubsw would saturate on biased values), and on AVX2 for Q4_0, Q4_1, Q5_0 and Q5_1 (8-row
+// halves of the same tiles); elsewhere PackMatrix returns null and MatMul uses the file's
+// layout. Writing and reading the layout (PackMatrixLayout, DequantizePackedRow) is
 // portable code, in packed_layout.cc.
 #include <algorithm>
 #include <cstring>
@@ -519,6 +520,139 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
     }
   }, /*chunks_per_thread=*/4);
   return true;
+}
+
+#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+
+// AVX2 reads the same layout as two halves of 8 rows: bytes [32 h, 32 h + 32) of each 64-byte
+// vector are rows 8 h .. 8 h + 7. Without VNNI, pmaddubsw multiplies the unsigned values by a
+// token's 4 activation bytes (broadcast) into int16 pair sums and pmaddwd by 1 adds the pairs
+// into the row lanes. Only the types whose values stay below 32 have AVX2 kernels: a pair sum
+// is then at most 2 * 31 * 127, and four groups' sums (Q4: all eight) add in int16 before one
+// pmaddwd. Q8_0's and the IQ4 types' biased values reach 255, where pmaddubsw saturates; they
+// and the super-block types stay in the file's layout on AVX2.
+bool HasPackedKernelTarget(TensorType type) { return IsQ4KernelType(type) && type != TensorType::kIQ4_NL; }
+
+inline constexpr size_t kAvx2Groups = kQuantBlockElems / 4;
+// Tokens per pass over a half tile: 4 accumulators beside the 8 decoded groups fit the 16
+// vector registers.
+inline constexpr size_t kAvx2MaxTokens = 4;
+
+// Group g's fifth bits (bit g of each byte) moved to bit 4.
+HWY_INLINE __m256i FifthBit(__m256i high, size_t g) {
+  const int shift = 4 - static_cast<int>(g);
+  const __m256i at = shift > 0 ? _mm256_slli_epi16(high, shift)
+                     : shift < 0 ? _mm256_srli_epi16(high, -shift) : high;
+  return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
+}
+
+// out[t * out_stride + r] = row 8 h + r of the tile times token t, r < 8, t < kT, as PackedTile.
+template <TensorType kType, size_t kT>
+HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, size_t num_blocks,
+                                 const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                                 const float* HWY_RESTRICT xs, size_t xs_stride, size_t cols,
+                                 float* HWY_RESTRICT out, size_t out_stride) {
+  constexpr bool kFifth = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
+  constexpr size_t kValueBytes = PackValueBytes(kType);
+  // Groups added in int16 before one pmaddwd: 8 * 2 * 15 * 127 and 4 * 2 * 31 * 127 < 2^15.
+  constexpr size_t kInt16Groups = kFifth ? 4 : 8;
+  const size_t block_bytes = PackedBlockBytes(kType);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[kT];
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+  for (size_t b = 0; b < num_blocks; ++b) {
+    const uint8_t* block = tile + b * block_bytes + 32 * half;
+    __m256i w[kAvx2Groups];
+    LLMASOS_UNROLL
+    for (size_t j = 0; j < kAvx2Groups / 2; ++j) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64 * j));
+      w[j] = _mm256_and_si256(v, low4);
+      w[j + kAvx2Groups / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+    }
+    if constexpr (kFifth) {
+      const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kKPackHigh));
+      LLMASOS_UNROLL
+      for (size_t g = 0; g < kAvx2Groups; ++g) w[g] = _mm256_or_si256(w[g], FifthBit(high, g));
+    }
+    // The scales follow the values: d [16] fp16 (then Q4_1's and Q5_1's m [16]); this half's 8.
+    const uint8_t* scales = tile + b * block_bytes + kValueBytes + 16 * half;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
+    __m256 mw;  // the per-row term times the token's block sum
+    if constexpr (kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1) {
+      mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 32)));
+    } else {
+      mw = _mm256_mul_ps(dw, _mm256_set1_ps(kFifth ? -16.0f : -8.0f));  // w = d q - 8 d (16 d)
+    }
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) {
+      const int8_t* xb = xq + t * cols + b * kQuantBlockElems;
+      __m256i isum = _mm256_setzero_si256();
+      LLMASOS_UNROLL
+      for (size_t g0 = 0; g0 < kAvx2Groups; g0 += kInt16Groups) {
+        __m256i pairs = _mm256_setzero_si256();
+        LLMASOS_UNROLL
+        for (size_t g = g0; g < g0 + kInt16Groups; ++g) {
+          int32_t x4;
+          std::memcpy(&x4, xb + 4 * g, 4);
+          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(x4)));
+        }
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, ones));
+      }
+      const __m256 prod = _mm256_cvtepi32_ps(isum);
+      acc[t] = _mm256_fmadd_ps(prod, _mm256_mul_ps(dw, _mm256_set1_ps(xd[t * num_blocks + b])), acc[t]);
+      acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[b * xs_stride + t]), acc[t]);
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+template <TensorType kType>
+void PackedRowsAvx2(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+                    size_t row_end, float* out) {
+  const size_t num_blocks = w.cols / kQuantBlockElems;
+  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
+  for (size_t r = row_begin; r < row_end; r += kPackRows) {
+    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
+    for (size_t half = 0; half < 2; ++half) {
+      const size_t row = r + 8 * half;
+      auto tokens = [&](auto tokens_tag, size_t t) {
+        constexpr size_t kT = decltype(tokens_tag)::value;
+        PackedHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                                  x.s + t, x.num_tokens, x.cols, out + t * w.rows + row, w.rows);
+      };
+      size_t t = 0;
+      for (; t + kAvx2MaxTokens <= x.num_tokens; t += kAvx2MaxTokens) {
+        tokens(std::integral_constant<size_t, kAvx2MaxTokens>(), t);
+      }
+      switch (x.num_tokens - t) {
+        case 3: tokens(std::integral_constant<size_t, 3>(), t); break;
+        case 2: tokens(std::integral_constant<size_t, 2>(), t); break;
+        case 1: tokens(std::integral_constant<size_t, 1>(), t); break;
+        default: break;
+      }
+    }
+  }
+}
+
+bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
+                        ThreadPool& pool) {
+  if (!HasPackedKernelTarget(w.type)) return false;
+  pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+    switch (w.type) {
+      case TensorType::kQ4_0: return PackedRowsAvx2<TensorType::kQ4_0>(w, x, begin, end, out);
+      case TensorType::kQ4_1: return PackedRowsAvx2<TensorType::kQ4_1>(w, x, begin, end, out);
+      case TensorType::kQ5_0: return PackedRowsAvx2<TensorType::kQ5_0>(w, x, begin, end, out);
+      default: return PackedRowsAvx2<TensorType::kQ5_1>(w, x, begin, end, out);
+    }
+  }, /*chunks_per_thread=*/4);
+  return true;
+}
+
+bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, ThreadPool&) {
+  return false;
 }
 
 #else  // no packed kernels for this target
