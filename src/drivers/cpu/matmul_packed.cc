@@ -14,8 +14,8 @@
 // row lane and apply them to each unit's integer dot products (see PackedKTile).
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 and the IQ4 types need VNNI: without it
-// pmaddubsw would saturate on biased values), and on AVX2 for Q4_0, Q4_1, Q5_0 and Q5_1 (8-row
-// halves of the same tiles); elsewhere PackMatrix returns null and MatMul uses the file's
+// pmaddubsw would saturate on biased values), and on AVX2 for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and
+// Q5_K (8-row halves of the same tiles); elsewhere PackMatrix returns null and MatMul uses the file's
 // layout. Writing and reading the layout (PackMatrixLayout, DequantizePackedRow) is
 // portable code, in packed_layout.cc.
 #include <algorithm>
@@ -528,10 +528,13 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
 // vector are rows 8 h .. 8 h + 7. Without VNNI, pmaddubsw multiplies the unsigned values by a
 // token's 4 activation bytes (broadcast) into int16 pair sums and pmaddwd by 1 adds the pairs
 // into the row lanes. Only the types whose values stay below 32 have AVX2 kernels: a pair sum
-// is then at most 2 * 31 * 127, and four groups' sums (Q4: all eight) add in int16 before one
-// pmaddwd. Q8_0's and the IQ4 types' biased values reach 255, where pmaddubsw saturates; they
-// and the super-block types stay in the file's layout on AVX2.
-bool HasPackedKernelTarget(TensorType type) { return IsQ4KernelType(type) && type != TensorType::kIQ4_NL; }
+// is then at most 2 * 31 * 127, and four groups' sums (4-bit values: all eight) add in int16
+// before one pmaddwd. Q8_0's and the IQ4 types' biased values reach 255, where pmaddubsw
+// saturates; they stay in the file's layout on AVX2, as do Q2_K, Q3_K and Q6_K for now.
+bool HasPackedKernelTarget(TensorType type) {
+  return (IsQ4KernelType(type) && type != TensorType::kIQ4_NL) || type == TensorType::kQ4_K ||
+         type == TensorType::kQ5_K;
+}
 
 inline constexpr size_t kAvx2Groups = kQuantBlockElems / 4;
 // Tokens per pass over a half tile: 4 accumulators beside the 8 decoded groups fit the 16
@@ -546,6 +549,48 @@ HWY_INLINE __m256i FifthBit(__m256i high, size_t g) {
   return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
 }
 
+// Half `half` of the 8 groups at `values` (laid out as NibbleGroups reads them) as unsigned bytes;
+// with kFifth, bit 4 from the vector of fifth bits after the nibbles.
+template <bool kFifth>
+HWY_INLINE void HalfNibbleGroups(const uint8_t* HWY_RESTRICT values, size_t half,
+                                 __m256i (&w)[kAvx2Groups]) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  LLMASOS_UNROLL
+  for (size_t j = 0; j < kAvx2Groups / 2; ++j) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + 64 * j + 32 * half));
+    w[j] = _mm256_and_si256(v, low4);
+    w[j + kAvx2Groups / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+  }
+  if constexpr (kFifth) {
+    const __m256i high =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + kKPackHigh + 32 * half));
+    LLMASOS_UNROLL
+    for (size_t g = 0; g < kAvx2Groups; ++g) w[g] = _mm256_or_si256(w[g], FifthBit(high, g));
+  }
+}
+
+// Per row lane, the 8 groups' products with a token's 32 activation bytes xb, each pair sum
+// times the lane's int16 pair `scale` (pmaddwd): four groups (kFifth) or all eight added in
+// int16 first.
+template <bool kFifth>
+HWY_INLINE __m256i HalfUnitDot(const __m256i (&w)[kAvx2Groups], const int8_t* HWY_RESTRICT xb,
+                               __m256i scale) {
+  constexpr size_t kInt16Groups = kFifth ? 4 : 8;  // 8 * 2 * 15 * 127, 4 * 2 * 31 * 127 < 2^15
+  __m256i isum = _mm256_setzero_si256();
+  LLMASOS_UNROLL
+  for (size_t g0 = 0; g0 < kAvx2Groups; g0 += kInt16Groups) {
+    __m256i pairs = _mm256_setzero_si256();
+    LLMASOS_UNROLL
+    for (size_t g = g0; g < g0 + kInt16Groups; ++g) {
+      int32_t x4;
+      std::memcpy(&x4, xb + 4 * g, 4);
+      pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(x4)));
+    }
+    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, scale));
+  }
+  return isum;
+}
+
 // out[t * out_stride + r] = row 8 h + r of the tile times token t, r < 8, t < kT, as PackedTile.
 template <TensorType kType, size_t kT>
 HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, size_t num_blocks,
@@ -554,28 +599,14 @@ HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, 
                                  float* HWY_RESTRICT out, size_t out_stride) {
   constexpr bool kFifth = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
   constexpr size_t kValueBytes = PackValueBytes(kType);
-  // Groups added in int16 before one pmaddwd: 8 * 2 * 15 * 127 and 4 * 2 * 31 * 127 < 2^15.
-  constexpr size_t kInt16Groups = kFifth ? 4 : 8;
   const size_t block_bytes = PackedBlockBytes(kType);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[kT];
   LLMASOS_UNROLL
   for (size_t t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
   for (size_t b = 0; b < num_blocks; ++b) {
-    const uint8_t* block = tile + b * block_bytes + 32 * half;
     __m256i w[kAvx2Groups];
-    LLMASOS_UNROLL
-    for (size_t j = 0; j < kAvx2Groups / 2; ++j) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64 * j));
-      w[j] = _mm256_and_si256(v, low4);
-      w[j + kAvx2Groups / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-    }
-    if constexpr (kFifth) {
-      const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kKPackHigh));
-      LLMASOS_UNROLL
-      for (size_t g = 0; g < kAvx2Groups; ++g) w[g] = _mm256_or_si256(w[g], FifthBit(high, g));
-    }
+    HalfNibbleGroups<kFifth>(tile + b * block_bytes, half, w);
     // The scales follow the values: d [16] fp16 (then Q4_1's and Q5_1's m [16]); this half's 8.
     const uint8_t* scales = tile + b * block_bytes + kValueBytes + 16 * half;
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
@@ -587,22 +618,74 @@ HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, 
     }
     LLMASOS_UNROLL
     for (size_t t = 0; t < kT; ++t) {
-      const int8_t* xb = xq + t * cols + b * kQuantBlockElems;
-      __m256i isum = _mm256_setzero_si256();
-      LLMASOS_UNROLL
-      for (size_t g0 = 0; g0 < kAvx2Groups; g0 += kInt16Groups) {
-        __m256i pairs = _mm256_setzero_si256();
-        LLMASOS_UNROLL
-        for (size_t g = g0; g < g0 + kInt16Groups; ++g) {
-          int32_t x4;
-          std::memcpy(&x4, xb + 4 * g, 4);
-          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(w[g], _mm256_set1_epi32(x4)));
-        }
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, ones));
-      }
+      const __m256i isum = HalfUnitDot<kFifth>(w, xq + t * cols + b * kQuantBlockElems, ones);
       const __m256 prod = _mm256_cvtepi32_ps(isum);
       acc[t] = _mm256_fmadd_ps(prod, _mm256_mul_ps(dw, _mm256_set1_ps(xd[t * num_blocks + b])), acc[t]);
       acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[b * xs_stride + t]), acc[t]);
+    }
+  }
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+// Q4_K and Q5_K, as PackedKTile for rows 8 h .. 8 h + 7: per unit, the pair sums times the
+// row's integer sub-block scale (pmaddwd by the scale as an int16 pair instead of by 1), added
+// over the super-block in int32; per super-block and token the minimums' term from the token's
+// block sums (pmaddwd of the rows' m pairs with two units' sums), then one conversion and one
+// FMA each.
+template <TensorType kType, size_t kT>
+HWY_NOINLINE void PackedKHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, size_t num_blocks,
+                                  const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                                  const int32_t* HWY_RESTRICT xsum, size_t cols,
+                                  float* HWY_RESTRICT out, size_t out_stride) {
+  static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ5_K);
+  constexpr bool kFifth = kType == TensorType::kQ5_K;
+  const size_t sb_bytes = PackedBlockBytes(kType);
+  __m256 acc[kT];
+  LLMASOS_UNROLL
+  for (size_t t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+  for (size_t sb = 0; sb < num_blocks / 8; ++sb) {
+    const uint8_t* sblk = tile + sb * sb_bytes;
+    __m256i isb[kT];
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) isb[t] = _mm256_setzero_si256();
+    for (size_t u = 0; u < 8; ++u) {
+      __m256i w[kAvx2Groups];
+      HalfNibbleGroups<kFifth>(sblk + KPackUnitBytes(kType) * u, half, w);
+      // sc [unit][row] u8: this half's 8 rows, each as the int16 pair (sc, sc).
+      int64_t sc8;
+      std::memcpy(&sc8, sblk + KPackScales(kType) + 16 * u + 8 * half, 8);
+      const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sc8));
+      const __m256i scale = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        isb[t] = _mm256_add_epi32(isb[t], HalfUnitDot<kFifth>(w, xq + t * cols + 256 * sb + 32 * u, scale));
+      }
+    }
+    const uint8_t* d = sblk + KPackD(kType) + 16 * half;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 32)));
+    // m [unit pair][row][2] u8: this half's rows as int16 pairs (m[2i], m[2i + 1]).
+    __m256i m_pairs[4];
+    LLMASOS_UNROLL
+    for (size_t i = 0; i < 4; ++i) {
+      m_pairs[i] = _mm256_cvtepu8_epi16(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + KPackMins(kType) + 32 * i + 16 * half)));
+    }
+    LLMASOS_UNROLL
+    for (size_t t = 0; t < kT; ++t) {
+      // The token's unit sums (|sum| <= 32 * 127) as int16 pairs of units 2i, 2i + 1.
+      const int32_t* sums = xsum + t * num_blocks + 8 * sb;
+      __m256i products = _mm256_setzero_si256();
+      LLMASOS_UNROLL
+      for (size_t i = 0; i < 4; ++i) {
+        const int32_t pair = static_cast<int32_t>((static_cast<uint32_t>(sums[2 * i]) & 0xFFFF) |
+                                                  (static_cast<uint32_t>(sums[2 * i + 1]) << 16));
+        products = _mm256_add_epi32(products, _mm256_madd_epi16(m_pairs[i], _mm256_set1_epi32(pair)));
+      }
+      const __m256 dx = _mm256_set1_ps(xd[t * num_blocks + 8 * sb]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[t]), _mm256_mul_ps(dw, dx), acc[t]);  // w = d sc q - dmin m
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(products), _mm256_mul_ps(dmin, dx), acc[t]);
     }
   }
   LLMASOS_UNROLL
@@ -620,8 +703,13 @@ void PackedRowsAvx2(const PackedMatrix& w, const QuantizedActivations& x, size_t
       const size_t row = r + 8 * half;
       auto tokens = [&](auto tokens_tag, size_t t) {
         constexpr size_t kT = decltype(tokens_tag)::value;
-        PackedHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
-                                  x.s + t, x.num_tokens, x.cols, out + t * w.rows + row, w.rows);
+        if constexpr (IsPackedSuperBlock(kType)) {
+          PackedKHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                                     x.isums + t * num_blocks, x.cols, out + t * w.rows + row, w.rows);
+        } else {
+          PackedHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                                    x.s + t, x.num_tokens, x.cols, out + t * w.rows + row, w.rows);
+        }
       };
       size_t t = 0;
       for (; t + kAvx2MaxTokens <= x.num_tokens; t += kAvx2MaxTokens) {
@@ -645,7 +733,9 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
       case TensorType::kQ4_0: return PackedRowsAvx2<TensorType::kQ4_0>(w, x, begin, end, out);
       case TensorType::kQ4_1: return PackedRowsAvx2<TensorType::kQ4_1>(w, x, begin, end, out);
       case TensorType::kQ5_0: return PackedRowsAvx2<TensorType::kQ5_0>(w, x, begin, end, out);
-      default: return PackedRowsAvx2<TensorType::kQ5_1>(w, x, begin, end, out);
+      case TensorType::kQ5_1: return PackedRowsAvx2<TensorType::kQ5_1>(w, x, begin, end, out);
+      case TensorType::kQ4_K: return PackedRowsAvx2<TensorType::kQ4_K>(w, x, begin, end, out);
+      default: return PackedRowsAvx2<TensorType::kQ5_K>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
   return true;
