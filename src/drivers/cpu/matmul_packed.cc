@@ -15,9 +15,9 @@
 //
 // Kernels exist for x86 AVX-512 targets (Q8_0 and the IQ4 types need VNNI: without it
 // pmaddubsw would saturate on biased values), and on AVX2 for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and
-// Q5_K (8-row halves of the same tiles); elsewhere PackMatrix returns null and MatMul uses the file's
-// layout. Writing and reading the layout (PackMatrixLayout, DequantizePackedRow) is
-// portable code, in packed_layout.cc.
+// Q5_K (the same tiles as two halves of 8 rows); elsewhere PackMatrix returns null and MatMul
+// uses the file's layout. Writing and reading the layout (PackMatrixLayout,
+// DequantizePackedRow) is portable code, in packed_layout.cc.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -537,8 +537,8 @@ bool HasPackedKernelTarget(TensorType type) {
 }
 
 inline constexpr size_t kAvx2Groups = kQuantBlockElems / 4;
-// Tokens per pass over a half tile: 4 accumulators beside the 8 decoded groups fit the 16
-// vector registers.
+// Tokens per call: more would amortize the decoding further, but 2 x 4 accumulators beside the
+// 8 decoded groups already fill the 16 vector registers.
 inline constexpr size_t kAvx2MaxTokens = 4;
 
 // Group g's fifth bits (bit g of each byte) moved to bit 4.
@@ -591,9 +591,13 @@ HWY_INLINE __m256i HalfUnitDot(const __m256i (&w)[kAvx2Groups], const int8_t* HW
   return isum;
 }
 
-// out[t * out_stride + r] = row 8 h + r of the tile times token t, r < 8, t < kT, as PackedTile.
+// out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT, as
+// PackedTile. Both halves of a block are done before the next block: a half per pass over the
+// tile would fetch the whole tile from memory while computing half of it, and leave memory idle
+// while computing the other half from cache (a Llama 3.2 1B's Q4_K decode went no faster than in
+// the file's layout that way).
 template <TensorType kType, size_t kT>
-HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, size_t num_blocks,
+HWY_NOINLINE void PackedTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                                  const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
                                  const float* HWY_RESTRICT xs, size_t xs_stride, size_t cols,
                                  float* HWY_RESTRICT out, size_t out_stride) {
@@ -601,95 +605,116 @@ HWY_NOINLINE void PackedHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, 
   constexpr size_t kValueBytes = PackValueBytes(kType);
   const size_t block_bytes = PackedBlockBytes(kType);
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[kT];
+  __m256 acc[2][kT];
   LLMASOS_UNROLL
-  for (size_t t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+  for (size_t t = 0; t < kT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
   for (size_t b = 0; b < num_blocks; ++b) {
-    __m256i w[kAvx2Groups];
-    HalfNibbleGroups<kFifth>(tile + b * block_bytes, half, w);
-    // The scales follow the values: d [16] fp16 (then Q4_1's and Q5_1's m [16]); this half's 8.
-    const uint8_t* scales = tile + b * block_bytes + kValueBytes + 16 * half;
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
-    __m256 mw;  // the per-row term times the token's block sum
-    if constexpr (kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1) {
-      mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 32)));
-    } else {
-      mw = _mm256_mul_ps(dw, _mm256_set1_ps(kFifth ? -16.0f : -8.0f));  // w = d q - 8 d (16 d)
-    }
     LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) {
-      const __m256i isum = HalfUnitDot<kFifth>(w, xq + t * cols + b * kQuantBlockElems, ones);
-      const __m256 prod = _mm256_cvtepi32_ps(isum);
-      acc[t] = _mm256_fmadd_ps(prod, _mm256_mul_ps(dw, _mm256_set1_ps(xd[t * num_blocks + b])), acc[t]);
-      acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[b * xs_stride + t]), acc[t]);
+    for (size_t half = 0; half < 2; ++half) {
+      __m256i w[kAvx2Groups];
+      HalfNibbleGroups<kFifth>(tile + b * block_bytes, half, w);
+      // The scales follow the values: d [16] fp16 (then Q4_1's and Q5_1's m [16]); this half's 8.
+      const uint8_t* scales = tile + b * block_bytes + kValueBytes + 16 * half;
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
+      __m256 mw;  // the per-row term times the token's block sum
+      if constexpr (kType == TensorType::kQ4_1 || kType == TensorType::kQ5_1) {
+        mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 32)));
+      } else {
+        mw = _mm256_mul_ps(dw, _mm256_set1_ps(kFifth ? -16.0f : -8.0f));  // w = d q - 8 d (16 d)
+      }
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        const __m256i isum = HalfUnitDot<kFifth>(w, xq + t * cols + b * kQuantBlockElems, ones);
+        const __m256 prod = _mm256_cvtepi32_ps(isum);
+        __m256& a = acc[half][t];
+        a = _mm256_fmadd_ps(prod, _mm256_mul_ps(dw, _mm256_set1_ps(xd[t * num_blocks + b])), a);
+        a = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[b * xs_stride + t]), a);
+      }
     }
   }
   LLMASOS_UNROLL
-  for (size_t t = 0; t < kT; ++t) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+  for (size_t t = 0; t < kT; ++t) {
+    _mm256_storeu_ps(out + t * out_stride, acc[0][t]);
+    _mm256_storeu_ps(out + t * out_stride + 8, acc[1][t]);
+  }
 }
 
-// Q4_K and Q5_K, as PackedKTile for rows 8 h .. 8 h + 7: per unit, the pair sums times the
+// Q4_K and Q5_K, as PackedKTile, both halves as PackedTileAvx2: per unit, the pair sums times the
 // row's integer sub-block scale (pmaddwd by the scale as an int16 pair instead of by 1), added
 // over the super-block in int32; per super-block and token the minimums' term from the token's
 // block sums (pmaddwd of the rows' m pairs with two units' sums), then one conversion and one
 // FMA each.
 template <TensorType kType, size_t kT>
-HWY_NOINLINE void PackedKHalfTile(const uint8_t* HWY_RESTRICT tile, size_t half, size_t num_blocks,
+HWY_NOINLINE void PackedKTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                                   const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
                                   const int32_t* HWY_RESTRICT xsum, size_t cols,
                                   float* HWY_RESTRICT out, size_t out_stride) {
   static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ5_K);
   constexpr bool kFifth = kType == TensorType::kQ5_K;
   const size_t sb_bytes = PackedBlockBytes(kType);
-  __m256 acc[kT];
+  __m256 acc[2][kT];
   LLMASOS_UNROLL
-  for (size_t t = 0; t < kT; ++t) acc[t] = _mm256_setzero_ps();
+  for (size_t t = 0; t < kT; ++t) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
   for (size_t sb = 0; sb < num_blocks / 8; ++sb) {
     const uint8_t* sblk = tile + sb * sb_bytes;
-    __m256i isb[kT];
+    __m256i isb[2][kT];
     LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) isb[t] = _mm256_setzero_si256();
+    for (size_t t = 0; t < kT; ++t) isb[0][t] = isb[1][t] = _mm256_setzero_si256();
     for (size_t u = 0; u < 8; ++u) {
-      __m256i w[kAvx2Groups];
-      HalfNibbleGroups<kFifth>(sblk + KPackUnitBytes(kType) * u, half, w);
-      // sc [unit][row] u8: this half's 8 rows, each as the int16 pair (sc, sc).
-      int64_t sc8;
-      std::memcpy(&sc8, sblk + KPackScales(kType) + 16 * u + 8 * half, 8);
-      const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sc8));
-      const __m256i scale = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
       LLMASOS_UNROLL
-      for (size_t t = 0; t < kT; ++t) {
-        isb[t] = _mm256_add_epi32(isb[t], HalfUnitDot<kFifth>(w, xq + t * cols + 256 * sb + 32 * u, scale));
+      for (size_t half = 0; half < 2; ++half) {
+        __m256i w[kAvx2Groups];
+        HalfNibbleGroups<kFifth>(sblk + KPackUnitBytes(kType) * u, half, w);
+        // sc [unit][row] u8: this half's 8 rows, each as the int16 pair (sc, sc).
+        int64_t sc8;
+        std::memcpy(&sc8, sblk + KPackScales(kType) + 16 * u + 8 * half, 8);
+        const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(sc8));
+        const __m256i scale = _mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16));
+        LLMASOS_UNROLL
+        for (size_t t = 0; t < kT; ++t) {
+          isb[half][t] = _mm256_add_epi32(
+              isb[half][t], HalfUnitDot<kFifth>(w, xq + t * cols + 256 * sb + 32 * u, scale));
+        }
       }
     }
-    const uint8_t* d = sblk + KPackD(kType) + 16 * half;
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
-    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 32)));
-    // m [unit pair][row][2] u8: this half's rows as int16 pairs (m[2i], m[2i + 1]).
-    __m256i m_pairs[4];
     LLMASOS_UNROLL
-    for (size_t i = 0; i < 4; ++i) {
-      m_pairs[i] = _mm256_cvtepu8_epi16(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(sblk + KPackMins(kType) + 32 * i + 16 * half)));
-    }
-    LLMASOS_UNROLL
-    for (size_t t = 0; t < kT; ++t) {
-      // The token's unit sums (|sum| <= 32 * 127) as int16 pairs of units 2i, 2i + 1.
-      const int32_t* sums = xsum + t * num_blocks + 8 * sb;
-      __m256i products = _mm256_setzero_si256();
+    for (size_t half = 0; half < 2; ++half) {
+      const uint8_t* d = sblk + KPackD(kType) + 16 * half;
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
+      const __m256 dmin =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + 32)));
+      // m [unit pair][row][2] u8: this half's rows as int16 pairs (m[2i], m[2i + 1]).
+      __m256i m_pairs[4];
       LLMASOS_UNROLL
       for (size_t i = 0; i < 4; ++i) {
-        const int32_t pair = static_cast<int32_t>((static_cast<uint32_t>(sums[2 * i]) & 0xFFFF) |
-                                                  (static_cast<uint32_t>(sums[2 * i + 1]) << 16));
-        products = _mm256_add_epi32(products, _mm256_madd_epi16(m_pairs[i], _mm256_set1_epi32(pair)));
+        m_pairs[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(sblk + KPackMins(kType) + 32 * i + 16 * half)));
       }
-      const __m256 dx = _mm256_set1_ps(xd[t * num_blocks + 8 * sb]);
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[t]), _mm256_mul_ps(dw, dx), acc[t]);  // w = d sc q - dmin m
-      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(products), _mm256_mul_ps(dmin, dx), acc[t]);
+      LLMASOS_UNROLL
+      for (size_t t = 0; t < kT; ++t) {
+        // The token's unit sums (|sum| <= 32 * 127) as int16 pairs of units 2i, 2i + 1.
+        const int32_t* sums = xsum + t * num_blocks + 8 * sb;
+        __m256i products = _mm256_setzero_si256();
+        LLMASOS_UNROLL
+        for (size_t i = 0; i < 4; ++i) {
+          const int32_t pair = static_cast<int32_t>((static_cast<uint32_t>(sums[2 * i]) & 0xFFFF) |
+                                                    (static_cast<uint32_t>(sums[2 * i + 1]) << 16));
+          products =
+              _mm256_add_epi32(products, _mm256_madd_epi16(m_pairs[i], _mm256_set1_epi32(pair)));
+        }
+        const __m256 dx = _mm256_set1_ps(xd[t * num_blocks + 8 * sb]);
+        __m256& a = acc[half][t];
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[half][t]), _mm256_mul_ps(dw, dx),
+                            a);  // w = d sc q - dmin m
+        a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(products), _mm256_mul_ps(dmin, dx), a);
+      }
     }
   }
   LLMASOS_UNROLL
-  for (size_t t = 0; t < kT; ++t) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+  for (size_t t = 0; t < kT; ++t) {
+    _mm256_storeu_ps(out + t * out_stride, acc[0][t]);
+    _mm256_storeu_ps(out + t * out_stride + 8, acc[1][t]);
+  }
 }
 
 template <TensorType kType>
@@ -699,28 +724,25 @@ void PackedRowsAvx2(const PackedMatrix& w, const QuantizedActivations& x, size_t
   const size_t tile_bytes = PackedTileBytes(kType, w.cols);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    for (size_t half = 0; half < 2; ++half) {
-      const size_t row = r + 8 * half;
-      auto tokens = [&](auto tokens_tag, size_t t) {
-        constexpr size_t kT = decltype(tokens_tag)::value;
-        if constexpr (IsPackedSuperBlock(kType)) {
-          PackedKHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
-                                     x.isums + t * num_blocks, x.cols, out + t * w.rows + row, w.rows);
-        } else {
-          PackedHalfTile<kType, kT>(tile, half, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
-                                    x.s + t, x.num_tokens, x.cols, out + t * w.rows + row, w.rows);
-        }
-      };
-      size_t t = 0;
-      for (; t + kAvx2MaxTokens <= x.num_tokens; t += kAvx2MaxTokens) {
-        tokens(std::integral_constant<size_t, kAvx2MaxTokens>(), t);
+    auto tokens = [&](auto tokens_tag, size_t t) {
+      constexpr size_t kT = decltype(tokens_tag)::value;
+      if constexpr (IsPackedSuperBlock(kType)) {
+        PackedKTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                                   x.isums + t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
+      } else {
+        PackedTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
+                                  x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
       }
-      switch (x.num_tokens - t) {
-        case 3: tokens(std::integral_constant<size_t, 3>(), t); break;
-        case 2: tokens(std::integral_constant<size_t, 2>(), t); break;
-        case 1: tokens(std::integral_constant<size_t, 1>(), t); break;
-        default: break;
-      }
+    };
+    size_t t = 0;
+    for (; t + kAvx2MaxTokens <= x.num_tokens; t += kAvx2MaxTokens) {
+      tokens(std::integral_constant<size_t, kAvx2MaxTokens>(), t);
+    }
+    switch (x.num_tokens - t) {
+      case 3: tokens(std::integral_constant<size_t, 3>(), t); break;
+      case 2: tokens(std::integral_constant<size_t, 2>(), t); break;
+      case 1: tokens(std::integral_constant<size_t, 1>(), t); break;
+      default: break;
     }
   }
 }
