@@ -500,27 +500,9 @@ bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_t
   return true;
 }
 
-bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
-                        ThreadPool& pool) {
-  if (!HasPackedKernelTarget(w.type)) return false;
-  pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    switch (w.type) {
-      case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
-      case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
-      case TensorType::kQ5_0: return PackedRows<TensorType::kQ5_0>(w, x, begin, end, out);
-      case TensorType::kQ5_1: return PackedRows<TensorType::kQ5_1>(w, x, begin, end, out);
-      case TensorType::kQ4_K: return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
-      case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
-      case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
-      case TensorType::kIQ4_NL: return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
-      case TensorType::kQ2_K: return PackedRows<TensorType::kQ2_K>(w, x, begin, end, out);
-      case TensorType::kQ3_K: return PackedRows<TensorType::kQ3_K>(w, x, begin, end, out);
-      case TensorType::kIQ4_XS: return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
-      default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
-    }
-  }, /*chunks_per_thread=*/4);
-  return true;
-}
+// The types PackedRows is compiled for on this target (HasPackedKernelTarget picks at run time).
+template <TensorType kType>
+inline constexpr bool kPackedKernel = IsPackedType(kType) && kType != TensorType::kF16;
 
 #elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
 
@@ -531,10 +513,11 @@ bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, fl
 // is then at most 2 * 31 * 127, and four groups' sums (4-bit values: all eight) add in int16
 // before one pmaddwd. Q8_0's and the IQ4 types' biased values reach 255, where pmaddubsw
 // saturates; they stay in the file's layout on AVX2, as do Q2_K, Q3_K and Q6_K for now.
-bool HasPackedKernelTarget(TensorType type) {
-  return (IsQ4KernelType(type) && type != TensorType::kIQ4_NL) || type == TensorType::kQ4_K ||
-         type == TensorType::kQ5_K;
+constexpr bool PackedOnAvx2(TensorType type) {
+  return type == TensorType::kQ4_0 || type == TensorType::kQ4_1 || type == TensorType::kQ5_0 ||
+         type == TensorType::kQ5_1 || type == TensorType::kQ4_K || type == TensorType::kQ5_K;
 }
+bool HasPackedKernelTarget(TensorType type) { return PackedOnAvx2(type); }
 
 inline constexpr size_t kAvx2Groups = kQuantBlockElems / 4;
 // Tokens per call: more would amortize the decoding further, but 2 x 4 accumulators beside the
@@ -717,8 +700,12 @@ HWY_NOINLINE void PackedKTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_b
   }
 }
 
+// The types PackedRows is compiled for on this target.
 template <TensorType kType>
-void PackedRowsAvx2(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+inline constexpr bool kPackedKernel = PackedOnAvx2(kType);
+
+template <TensorType kType>
+void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
                     size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = PackedTileBytes(kType, w.cols);
@@ -747,24 +734,40 @@ void PackedRowsAvx2(const PackedMatrix& w, const QuantizedActivations& x, size_t
   }
 }
 
+bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, ThreadPool&) {
+  return false;
+}
+
+#endif
+
+#if HWY_ARCH_X86 && (HWY_TARGET <= HWY_AVX3 || HWY_TARGET == HWY_AVX2)
+
+template <TensorType kType>
+void PackedRowsIfCompiled(const PackedMatrix& w, const QuantizedActivations& x, size_t begin,
+                          size_t end, float* out) {
+  if constexpr (kPackedKernel<kType>) PackedRows<kType>(w, x, begin, end, out);
+}
+
 bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                         ThreadPool& pool) {
   if (!HasPackedKernelTarget(w.type)) return false;
   pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     switch (w.type) {
-      case TensorType::kQ4_0: return PackedRowsAvx2<TensorType::kQ4_0>(w, x, begin, end, out);
-      case TensorType::kQ4_1: return PackedRowsAvx2<TensorType::kQ4_1>(w, x, begin, end, out);
-      case TensorType::kQ5_0: return PackedRowsAvx2<TensorType::kQ5_0>(w, x, begin, end, out);
-      case TensorType::kQ5_1: return PackedRowsAvx2<TensorType::kQ5_1>(w, x, begin, end, out);
-      case TensorType::kQ4_K: return PackedRowsAvx2<TensorType::kQ4_K>(w, x, begin, end, out);
-      default: return PackedRowsAvx2<TensorType::kQ5_K>(w, x, begin, end, out);
+      case TensorType::kQ4_0: return PackedRowsIfCompiled<TensorType::kQ4_0>(w, x, begin, end, out);
+      case TensorType::kQ4_1: return PackedRowsIfCompiled<TensorType::kQ4_1>(w, x, begin, end, out);
+      case TensorType::kQ5_0: return PackedRowsIfCompiled<TensorType::kQ5_0>(w, x, begin, end, out);
+      case TensorType::kQ5_1: return PackedRowsIfCompiled<TensorType::kQ5_1>(w, x, begin, end, out);
+      case TensorType::kQ4_K: return PackedRowsIfCompiled<TensorType::kQ4_K>(w, x, begin, end, out);
+      case TensorType::kQ5_K: return PackedRowsIfCompiled<TensorType::kQ5_K>(w, x, begin, end, out);
+      case TensorType::kQ6_K: return PackedRowsIfCompiled<TensorType::kQ6_K>(w, x, begin, end, out);
+      case TensorType::kIQ4_NL: return PackedRowsIfCompiled<TensorType::kIQ4_NL>(w, x, begin, end, out);
+      case TensorType::kQ2_K: return PackedRowsIfCompiled<TensorType::kQ2_K>(w, x, begin, end, out);
+      case TensorType::kQ3_K: return PackedRowsIfCompiled<TensorType::kQ3_K>(w, x, begin, end, out);
+      case TensorType::kIQ4_XS: return PackedRowsIfCompiled<TensorType::kIQ4_XS>(w, x, begin, end, out);
+      default: return PackedRowsIfCompiled<TensorType::kQ8_0>(w, x, begin, end, out);
     }
   }, /*chunks_per_thread=*/4);
   return true;
-}
-
-bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, ThreadPool&) {
-  return false;
 }
 
 #else  // no packed kernels for this target
