@@ -43,30 +43,30 @@
 HWY_BEFORE_NAMESPACE();
 namespace llmasos::cpu::HWY_NAMESPACE {
 
+// Calls fn(std::integral_constant<size_t, kT>(), t) for token groups [t, t + kT) covering
+// [0, num_tokens): groups of kMax, then one of the rest.
+template <size_t kN, class Fn>
+HWY_INLINE void ForRestTokens(size_t rest, size_t t, const Fn& fn) {
+  if constexpr (kN > 0) {
+    if (rest == kN) return fn(std::integral_constant<size_t, kN>(), t);
+    ForRestTokens<kN - 1>(rest, t, fn);
+  }
+}
+template <size_t kMax, class Fn>
+HWY_INLINE void ForTokenGroups(size_t num_tokens, const Fn& fn) {
+  size_t t = 0;
+  for (; t + kMax <= num_tokens; t += kMax) fn(std::integral_constant<size_t, kMax>(), t);
+  ForRestTokens<kMax - 1>(num_tokens - t, t, fn);
+}
+
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 
 bool HasPackedKernelTarget(TensorType type) {
   return IsPackedType(type) && (!PackedKernelNeedsVnni(type) || HWY_TARGET == HWY_AVX3_DL);
 }
 
-// Calls fn(std::integral_constant<size_t, kT>(), t) for token groups [t, t + kT) covering
-// [0, num_tokens): groups of kMaxTokens, then one of the rest.
+// Tokens per AVX-512 tile call (ForTokenGroups).
 inline constexpr size_t kMaxTokens = 8;
-template <class Fn>
-HWY_INLINE void ForTokenGroups(size_t num_tokens, const Fn& fn) {
-  size_t t = 0;
-  for (; t + kMaxTokens <= num_tokens; t += kMaxTokens) fn(std::integral_constant<size_t, kMaxTokens>(), t);
-  switch (num_tokens - t) {
-    case 7: return fn(std::integral_constant<size_t, 7>(), t);
-    case 6: return fn(std::integral_constant<size_t, 6>(), t);
-    case 5: return fn(std::integral_constant<size_t, 5>(), t);
-    case 4: return fn(std::integral_constant<size_t, 4>(), t);
-    case 3: return fn(std::integral_constant<size_t, 3>(), t);
-    case 2: return fn(std::integral_constant<size_t, 2>(), t);
-    case 1: return fn(std::integral_constant<size_t, 1>(), t);
-    default: return;
-  }
-}
 
 HWY_INLINE __m512i Dp(__m512i acc, __m512i u8, __m512i s8) {
   return DotU8S8(hn::Vec512<uint8_t>{u8}, hn::Vec512<int8_t>{s8}, hn::Vec512<int32_t>{acc}).raw;
@@ -424,7 +424,7 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
   const size_t tile_bytes = PackedTileBytes(kType, w.cols);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    ForTokenGroups(x.num_tokens, [&](auto tokens_tag, size_t t) {
+    ForTokenGroups<kMaxTokens>(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       if constexpr (IsPackedSuperBlock(kType)) {
         PackedKTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
@@ -491,7 +491,7 @@ bool MatMulPackedFloatTarget(const PackedMatrix& w, const float* x, size_t num_t
   pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
     for (size_t r = begin; r < end; r += kPackRows) {
       const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-      ForTokenGroups(num_tokens, [&](auto tokens_tag, size_t t) {
+      ForTokenGroups<kMaxTokens>(num_tokens, [&](auto tokens_tag, size_t t) {
         PackedF16Tile<decltype(tokens_tag)::value>(tile, w.cols, x + t * w.cols,
                                                    out + t * w.rows + r, w.rows);
       });
@@ -706,12 +706,12 @@ inline constexpr bool kPackedKernel = PackedOnAvx2(kType);
 
 template <TensorType kType>
 void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
-                    size_t row_end, float* out) {
+                size_t row_end, float* out) {
   const size_t num_blocks = w.cols / kQuantBlockElems;
   const size_t tile_bytes = PackedTileBytes(kType, w.cols);
   for (size_t r = row_begin; r < row_end; r += kPackRows) {
     const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    auto tokens = [&](auto tokens_tag, size_t t) {
+    ForTokenGroups<kAvx2MaxTokens>(x.num_tokens, [&](auto tokens_tag, size_t t) {
       constexpr size_t kT = decltype(tokens_tag)::value;
       if constexpr (IsPackedSuperBlock(kType)) {
         PackedKTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
@@ -720,17 +720,7 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
         PackedTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
                                   x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
       }
-    };
-    size_t t = 0;
-    for (; t + kAvx2MaxTokens <= x.num_tokens; t += kAvx2MaxTokens) {
-      tokens(std::integral_constant<size_t, kAvx2MaxTokens>(), t);
-    }
-    switch (x.num_tokens - t) {
-      case 3: tokens(std::integral_constant<size_t, 3>(), t); break;
-      case 2: tokens(std::integral_constant<size_t, 2>(), t); break;
-      case 1: tokens(std::integral_constant<size_t, 1>(), t); break;
-      default: break;
-    }
+    });
   }
 }
 
