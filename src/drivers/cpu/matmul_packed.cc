@@ -416,28 +416,6 @@ HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_block
   for (size_t t = 0; t < kT; ++t) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-// Rows [row_begin, row_end) of the product, tile by tile, every token.
-template <TensorType kType>
-void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
-                size_t row_end, float* out) {
-  const size_t num_blocks = w.cols / kQuantBlockElems;
-  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
-  for (size_t r = row_begin; r < row_end; r += kPackRows) {
-    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    ForTokenGroups<kMaxTokens>(x.num_tokens, [&](auto tokens_tag, size_t t) {
-      constexpr size_t kT = decltype(tokens_tag)::value;
-      if constexpr (IsPackedSuperBlock(kType)) {
-        PackedKTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
-                               x.isums + t * num_blocks, x.half_sums + 2 * t * num_blocks, x.cols,
-                               out + t * w.rows + r, w.rows);
-      } else {
-        PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
-                              x.num_tokens, x.isums + t * num_blocks, x.cols, out + t * w.rows + r,
-                              w.rows);
-      }
-    });
-  }
-}
 
 // F16 weights, 16 rows per tile as fp16 lanes (element k of the tile's rows at [k][16]), times
 // float activations: per element one conversion serves 16 rows and every token, and each
@@ -522,7 +500,7 @@ bool HasPackedKernelTarget(TensorType type) { return PackedOnAvx2(type); }
 inline constexpr size_t kAvx2Groups = kQuantBlockElems / 4;
 // Tokens per call: more would amortize the decoding further, but 2 x 4 accumulators beside the
 // 8 decoded groups already fill the 16 vector registers.
-inline constexpr size_t kAvx2MaxTokens = 4;
+inline constexpr size_t kMaxTokens = 4;
 
 // Group g's fifth bits (bit g of each byte) moved to bit 4.
 HWY_INLINE __m256i FifthBit(__m256i high, size_t g) {
@@ -575,15 +553,16 @@ HWY_INLINE __m256i HalfUnitDot(const __m256i (&w)[kAvx2Groups], const int8_t* HW
 }
 
 // out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT, as
-// PackedTile. Both halves of a block are done before the next block: a half per pass over the
+// PackedTile on AVX-512. Both halves of a block are done before the next block: a half per pass over the
 // tile would fetch the whole tile from memory while computing half of it, and leave memory idle
 // while computing the other half from cache (a Llama 3.2 1B's Q4_K decode went no faster than in
 // the file's layout that way).
 template <TensorType kType, size_t kT>
-HWY_NOINLINE void PackedTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
-                                 const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                                 const float* HWY_RESTRICT xs, size_t xs_stride, size_t cols,
-                                 float* HWY_RESTRICT out, size_t out_stride) {
+HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
+                             const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                             const float* HWY_RESTRICT xs, size_t xs_stride,
+                             const int32_t* HWY_RESTRICT /*xsum: for biased types, none here*/,
+                             size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
   constexpr bool kFifth = kType == TensorType::kQ5_0 || kType == TensorType::kQ5_1;
   constexpr size_t kValueBytes = PackValueBytes(kType);
   const size_t block_bytes = PackedBlockBytes(kType);
@@ -622,16 +601,17 @@ HWY_NOINLINE void PackedTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_bl
   }
 }
 
-// Q4_K and Q5_K, as PackedKTile, both halves as PackedTileAvx2: per unit, the pair sums times the
+// Q4_K and Q5_K, as PackedKTile on AVX-512, both halves at once as PackedTile above: per unit, the pair sums times the
 // row's integer sub-block scale (pmaddwd by the scale as an int16 pair instead of by 1), added
 // over the super-block in int32; per super-block and token the minimums' term from the token's
 // block sums (pmaddwd of the rows' m pairs with two units' sums), then one conversion and one
 // FMA each.
 template <TensorType kType, size_t kT>
-HWY_NOINLINE void PackedKTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
-                                  const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
-                                  const int32_t* HWY_RESTRICT xsum, size_t cols,
-                                  float* HWY_RESTRICT out, size_t out_stride) {
+HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
+                              const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
+                              const int32_t* HWY_RESTRICT xsum,
+                              const int16_t* HWY_RESTRICT /*xhalf: for Q6_K's kind, none here*/,
+                              size_t cols, float* HWY_RESTRICT out, size_t out_stride) {
   static_assert(kType == TensorType::kQ4_K || kType == TensorType::kQ5_K);
   constexpr bool kFifth = kType == TensorType::kQ5_K;
   const size_t sb_bytes = PackedBlockBytes(kType);
@@ -704,26 +684,6 @@ HWY_NOINLINE void PackedKTileAvx2(const uint8_t* HWY_RESTRICT tile, size_t num_b
 template <TensorType kType>
 inline constexpr bool kPackedKernel = PackedOnAvx2(kType);
 
-template <TensorType kType>
-void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
-                size_t row_end, float* out) {
-  const size_t num_blocks = w.cols / kQuantBlockElems;
-  const size_t tile_bytes = PackedTileBytes(kType, w.cols);
-  for (size_t r = row_begin; r < row_end; r += kPackRows) {
-    const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
-    ForTokenGroups<kAvx2MaxTokens>(x.num_tokens, [&](auto tokens_tag, size_t t) {
-      constexpr size_t kT = decltype(tokens_tag)::value;
-      if constexpr (IsPackedSuperBlock(kType)) {
-        PackedKTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
-                                   x.isums + t * num_blocks, x.cols, out + t * w.rows + r, w.rows);
-      } else {
-        PackedTileAvx2<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
-                                  x.num_tokens, x.cols, out + t * w.rows + r, w.rows);
-      }
-    });
-  }
-}
-
 bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, ThreadPool&) {
   return false;
 }
@@ -732,31 +692,66 @@ bool MatMulPackedFloatTarget(const PackedMatrix&, const float*, size_t, float*, 
 
 #if HWY_ARCH_X86 && (HWY_TARGET <= HWY_AVX3 || HWY_TARGET == HWY_AVX2)
 
+// Rows [row_begin, row_end) of the product, tile by tile, every token, with this target's
+// PackedTile or PackedKTile (nothing for a type it has none for: HasPackedKernelTarget said so).
 template <TensorType kType>
-void PackedRowsIfCompiled(const PackedMatrix& w, const QuantizedActivations& x, size_t begin,
-                          size_t end, float* out) {
-  if constexpr (kPackedKernel<kType>) PackedRows<kType>(w, x, begin, end, out);
+void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row_begin,
+                size_t row_end, float* out) {
+  if constexpr (kPackedKernel<kType>) {
+    const size_t num_blocks = w.cols / kQuantBlockElems;
+    const size_t tile_bytes = PackedTileBytes(kType, w.cols);
+    for (size_t r = row_begin; r < row_end; r += kPackRows) {
+      const uint8_t* tile = w.data + (r / kPackRows) * tile_bytes;
+      ForTokenGroups<kMaxTokens>(x.num_tokens, [&](auto tokens_tag, size_t t) {
+        constexpr size_t kT = decltype(tokens_tag)::value;
+        if constexpr (IsPackedSuperBlock(kType)) {
+          PackedKTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks,
+                                 x.isums + t * num_blocks, x.half_sums + 2 * t * num_blocks, x.cols,
+                                 out + t * w.rows + r, w.rows);
+        } else {
+          PackedTile<kType, kT>(tile, num_blocks, x.qs + t * x.cols, x.d + t * num_blocks, x.s + t,
+                                x.num_tokens, x.isums + t * num_blocks, x.cols,
+                                out + t * w.rows + r, w.rows);
+        }
+      });
+    }
+  }
 }
 
 bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                         ThreadPool& pool) {
   if (!HasPackedKernelTarget(w.type)) return false;
-  pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-    switch (w.type) {
-      case TensorType::kQ4_0: return PackedRowsIfCompiled<TensorType::kQ4_0>(w, x, begin, end, out);
-      case TensorType::kQ4_1: return PackedRowsIfCompiled<TensorType::kQ4_1>(w, x, begin, end, out);
-      case TensorType::kQ5_0: return PackedRowsIfCompiled<TensorType::kQ5_0>(w, x, begin, end, out);
-      case TensorType::kQ5_1: return PackedRowsIfCompiled<TensorType::kQ5_1>(w, x, begin, end, out);
-      case TensorType::kQ4_K: return PackedRowsIfCompiled<TensorType::kQ4_K>(w, x, begin, end, out);
-      case TensorType::kQ5_K: return PackedRowsIfCompiled<TensorType::kQ5_K>(w, x, begin, end, out);
-      case TensorType::kQ6_K: return PackedRowsIfCompiled<TensorType::kQ6_K>(w, x, begin, end, out);
-      case TensorType::kIQ4_NL: return PackedRowsIfCompiled<TensorType::kIQ4_NL>(w, x, begin, end, out);
-      case TensorType::kQ2_K: return PackedRowsIfCompiled<TensorType::kQ2_K>(w, x, begin, end, out);
-      case TensorType::kQ3_K: return PackedRowsIfCompiled<TensorType::kQ3_K>(w, x, begin, end, out);
-      case TensorType::kIQ4_XS: return PackedRowsIfCompiled<TensorType::kIQ4_XS>(w, x, begin, end, out);
-      default: return PackedRowsIfCompiled<TensorType::kQ8_0>(w, x, begin, end, out);
-    }
-  }, /*chunks_per_thread=*/4);
+  pool.ParallelFor(
+      w.rows, kPackRows,
+      [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+        switch (w.type) {
+          case TensorType::kQ4_0:
+            return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
+          case TensorType::kQ4_1:
+            return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
+          case TensorType::kQ5_0:
+            return PackedRows<TensorType::kQ5_0>(w, x, begin, end, out);
+          case TensorType::kQ5_1:
+            return PackedRows<TensorType::kQ5_1>(w, x, begin, end, out);
+          case TensorType::kQ4_K:
+            return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
+          case TensorType::kQ5_K:
+            return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
+          case TensorType::kQ6_K:
+            return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
+          case TensorType::kIQ4_NL:
+            return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
+          case TensorType::kQ2_K:
+            return PackedRows<TensorType::kQ2_K>(w, x, begin, end, out);
+          case TensorType::kQ3_K:
+            return PackedRows<TensorType::kQ3_K>(w, x, begin, end, out);
+          case TensorType::kIQ4_XS:
+            return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
+          default:
+            return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
+        }
+      },
+      /*chunks_per_thread=*/4);
   return true;
 }
 
