@@ -518,7 +518,8 @@ HWY_INLINE void HalfNibbleGroups(const uint8_t* HWY_RESTRICT values, size_t half
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   LLMASOS_UNROLL
   for (size_t j = 0; j < kAvx2Groups / 2; ++j) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + 64 * j + 32 * half));
+    const __m256i v =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + 64 * j + 32 * half));
     w[j] = _mm256_and_si256(v, low4);
     w[j + kAvx2Groups / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
   }
@@ -553,10 +554,10 @@ HWY_INLINE __m256i HalfUnitDot(const __m256i (&w)[kAvx2Groups], const int8_t* HW
 }
 
 // out[t * out_stride + r] = row r of the tile times token t, r < kPackRows, t < kT, as
-// PackedTile on AVX-512. Both halves of a block are done before the next block: a half per pass over the
-// tile would fetch the whole tile from memory while computing half of it, and leave memory idle
-// while computing the other half from cache (a Llama 3.2 1B's Q4_K decode went no faster than in
-// the file's layout that way).
+// PackedTile on AVX-512. Both halves of a block are done before the next block: a half per pass
+// over the tile would fetch the whole tile from memory while computing half of it, and leave
+// memory idle while computing the other half from cache (a Llama 3.2 1B's Q4_K decode went no
+// faster than in the file's layout that way).
 template <TensorType kType, size_t kT>
 HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                              const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
@@ -601,11 +602,11 @@ HWY_NOINLINE void PackedTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks
   }
 }
 
-// Q4_K and Q5_K, as PackedKTile on AVX-512, both halves at once as PackedTile above: per unit, the pair sums times the
-// row's integer sub-block scale (pmaddwd by the scale as an int16 pair instead of by 1), added
-// over the super-block in int32; per super-block and token the minimums' term from the token's
-// block sums (pmaddwd of the rows' m pairs with two units' sums), then one conversion and one
-// FMA each.
+// Q4_K and Q5_K, as PackedKTile on AVX-512, both halves at once as PackedTile above: per unit,
+// the pair sums times the row's integer sub-block scale (pmaddwd by the scale as an int16 pair
+// instead of by 1), added over the super-block in int32; per super-block and token the
+// minimums' term from the token's block sums (pmaddwd of the rows' m pairs with two units'
+// sums), then one conversion and one FMA each.
 template <TensorType kType, size_t kT>
 HWY_NOINLINE void PackedKTile(const uint8_t* HWY_RESTRICT tile, size_t num_blocks,
                               const int8_t* HWY_RESTRICT xq, const float* HWY_RESTRICT xd,
