@@ -722,37 +722,22 @@ void PackedRows(const PackedMatrix& w, const QuantizedActivations& x, size_t row
 bool MatMulPackedTarget(const PackedMatrix& w, const QuantizedActivations& x, float* out,
                         ThreadPool& pool) {
   if (!HasPackedKernelTarget(w.type)) return false;
-  pool.ParallelFor(
-      w.rows, kPackRows,
-      [&](size_t begin, size_t end, size_t /*thread_idx*/) {
-        switch (w.type) {
-          case TensorType::kQ4_0:
-            return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
-          case TensorType::kQ4_1:
-            return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
-          case TensorType::kQ5_0:
-            return PackedRows<TensorType::kQ5_0>(w, x, begin, end, out);
-          case TensorType::kQ5_1:
-            return PackedRows<TensorType::kQ5_1>(w, x, begin, end, out);
-          case TensorType::kQ4_K:
-            return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
-          case TensorType::kQ5_K:
-            return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
-          case TensorType::kQ6_K:
-            return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
-          case TensorType::kIQ4_NL:
-            return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
-          case TensorType::kQ2_K:
-            return PackedRows<TensorType::kQ2_K>(w, x, begin, end, out);
-          case TensorType::kQ3_K:
-            return PackedRows<TensorType::kQ3_K>(w, x, begin, end, out);
-          case TensorType::kIQ4_XS:
-            return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
-          default:
-            return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
-        }
-      },
-      /*chunks_per_thread=*/4);
+  pool.ParallelFor(w.rows, kPackRows, [&](size_t begin, size_t end, size_t /*thread_idx*/) {
+    switch (w.type) {
+      case TensorType::kQ4_0: return PackedRows<TensorType::kQ4_0>(w, x, begin, end, out);
+      case TensorType::kQ4_1: return PackedRows<TensorType::kQ4_1>(w, x, begin, end, out);
+      case TensorType::kQ5_0: return PackedRows<TensorType::kQ5_0>(w, x, begin, end, out);
+      case TensorType::kQ5_1: return PackedRows<TensorType::kQ5_1>(w, x, begin, end, out);
+      case TensorType::kQ4_K: return PackedRows<TensorType::kQ4_K>(w, x, begin, end, out);
+      case TensorType::kQ5_K: return PackedRows<TensorType::kQ5_K>(w, x, begin, end, out);
+      case TensorType::kQ6_K: return PackedRows<TensorType::kQ6_K>(w, x, begin, end, out);
+      case TensorType::kIQ4_NL: return PackedRows<TensorType::kIQ4_NL>(w, x, begin, end, out);
+      case TensorType::kQ2_K: return PackedRows<TensorType::kQ2_K>(w, x, begin, end, out);
+      case TensorType::kQ3_K: return PackedRows<TensorType::kQ3_K>(w, x, begin, end, out);
+      case TensorType::kIQ4_XS: return PackedRows<TensorType::kIQ4_XS>(w, x, begin, end, out);
+      default: return PackedRows<TensorType::kQ8_0>(w, x, begin, end, out);
+    }
+  }, /*chunks_per_thread=*/4);
   return true;
 }
 
